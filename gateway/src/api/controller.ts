@@ -1,0 +1,109 @@
+// The REST dispatcher behind the L7mpController cluster: match the route from
+// the generated table, parse a JSON or YAML body, validate it against the
+// generated schema, run the handler, and answer in l7mp's body shapes.
+
+import { Value } from 'typebox/value';
+import { parse as parseYaml } from 'yaml';
+import { GatewayError, asGatewayError, invalid, reasonPhrase } from '../core/errors.js';
+import type { Gateway } from '../core/gateway.js';
+import type { HttpExchange } from '../protocols/types.js';
+import { routes } from './generated/routes.js';
+import { requestBodySchemas } from './generated/schemas.js';
+import { handlers } from './handlers.js';
+
+const JSON_TYPES = new Set(['application/json', 'application/x-json', 'text/json', 'text/x-json']);
+const YAML_TYPES = new Set(['text/yaml', 'text/x-yaml', 'application/yaml', 'application/x-yaml']);
+
+function mediaType(h: string | string[] | undefined): string {
+  const v = Array.isArray(h) ? h[0] : h;
+  return (v ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+export function parseBody(raw: Uint8Array, contentType: string | string[] | undefined): unknown {
+  const text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
+  const type = mediaType(contentType);
+  if (text.trim() === '') throw invalid('body', 'is empty; this operation needs a JSON or YAML body');
+  if (JSON_TYPES.has(type)) {
+    try {
+      return JSON.parse(text);
+    } catch (err) {
+      throw new GatewayError('INVALID_INPUT', `Invalid JSON format in request: ${(err as Error).message}`, 'body');
+    }
+  }
+  if (YAML_TYPES.has(type)) {
+    try {
+      return parseYaml(text, { maxAliasCount: 100, uniqueKeys: true });
+    } catch (err) {
+      throw new GatewayError('INVALID_INPUT', `Invalid YAML format in request: ${(err as Error).message.split('\n')[0]}`, 'body');
+    }
+  }
+  throw new GatewayError('UNSUPPORTED_MEDIA', `unsupported Content-Type "${type || '(none)'}": send application/json or text/x-yaml`);
+}
+
+function fieldOf(instancePath: string): string {
+  return instancePath.replace(/^\//, '').split('/').map((s) => (/^\d+$/.test(s) ? `[${s}]` : s)).join('.').replace(/\.\[/g, '[') || 'body';
+}
+
+/** Validate against the spec's schema; report the most specific error. */
+export function checkSchema(operationId: string, body: unknown): void {
+  const schema = requestBodySchemas[operationId as keyof typeof requestBodySchemas];
+  if (!schema || Value.Check(schema, body)) return;
+  const errors = Value.Errors(schema, body);
+  let best = errors[0];
+  for (const e of errors) if (best === undefined || e.instancePath.length > best.instancePath.length) best = e;
+  const field = best ? fieldOf(best.instancePath) : 'body';
+  throw invalid(field, best?.message ?? 'does not match the schema');
+}
+
+function formatJson(v: unknown, format: string | null): string {
+  if (format === 'terse') return JSON.stringify(v);
+  return JSON.stringify(v, null, 2);
+}
+
+export async function handleApi(gw: Gateway, ex: HttpExchange, body: Uint8Array, session?: string): Promise<void> {
+  const started = Date.now();
+  const url = new URL(ex.url, 'http://controller');
+  const path = url.pathname;
+  const method = ex.method.toUpperCase();
+  let operationId = 'unknown';
+  let status = 200;
+  try {
+    let params: Record<string, string> | undefined;
+    let route: (typeof routes)[number] | undefined;
+    for (const r of routes) {
+      if (r.method !== method) continue;
+      const m = r.pattern.exec(path);
+      if (!m) continue;
+      params = {};
+      r.params.forEach((p, i) => { params![p] = decodeURIComponent(m[i + 1]!); });
+      route = r;
+      break;
+    }
+    if (!route || !params) throw new GatewayError('NOT_FOUND', 'Unknown API operation');
+    operationId = route.operationId;
+    let parsed: unknown;
+    if (route.hasBody) {
+      parsed = parseBody(body, ex.headers['content-type']);
+      checkSchema(route.operationId, parsed);
+    }
+    const result = await handlers[route.operationId](gw, {
+      params,
+      recursive: url.searchParams.get('recursive') === 'true',
+      body: parsed,
+      session,
+    });
+    if (method === 'GET') {
+      ex.respond(200, { 'content-type': 'application/json' }, formatJson(result, url.searchParams.get('format')));
+    } else {
+      ex.respond(200, { 'content-type': 'application/json' }, JSON.stringify({ status: 200, message: 'OK' }));
+    }
+  } catch (err) {
+    const e = asGatewayError(err);
+    status = e.status;
+    if (e.code === 'INTERNAL') gw.log.error({ err, operationId }, 'REST handler failed');
+    const out = e.toBody();
+    ex.respond(e.status, { 'content-type': 'application/json' }, JSON.stringify(out, null, 4));
+  }
+  gw.log.verbose({ method, path, operationId, status, ms: Date.now() - started }, 'REST call');
+  void reasonPhrase;
+}

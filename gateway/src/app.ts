@@ -1,0 +1,106 @@
+// Assemble a gateway: logger, object graph, REST API, static config.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { handleApi } from './api/controller.js';
+import { GatewayError, invalid } from './core/errors.js';
+import { Gateway } from './core/gateway.js';
+import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
+
+export const DEFAULT_CONFIG = {
+  admin: { log_level: 'info', log_file: 'stdout' },
+  listeners: [
+    {
+      name: 'controller-listener',
+      spec: { protocol: 'HTTP', address: '127.0.0.1', port: 1234 },
+      rules: [{ action: { route: { destination: { name: 'l7mp-controller', spec: { protocol: 'L7mpController' } } } } }],
+    },
+  ],
+};
+
+export function packageVersion(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      return (JSON.parse(fs.readFileSync(path.join(here, rel), 'utf8')) as { version: string }).version;
+    } catch { /* try the next */ }
+  }
+  return '0.0.0';
+}
+
+/** Read a config file: YAML for .yaml/.yml, JSON otherwise (as l7mp, plus .yml). */
+export function readConfigFile(file: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new GatewayError('INVALID_INPUT', `cannot read config file "${file}": ${(err as Error).message}`);
+  }
+  if (/\.ya?ml$/i.test(file)) {
+    try {
+      return parseYaml(text);
+    } catch (err) {
+      throw new GatewayError('INVALID_INPUT', `config file "${file}" is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new GatewayError('INVALID_INPUT', `config file "${file}" is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export interface StartOptions {
+  config: unknown;
+  /** Overrides admin.log_level. */
+  logLevel?: LevelName;
+  strict?: boolean;
+  logger?: Logger;
+}
+
+export async function startGateway(opts: StartOptions): Promise<Gateway> {
+  const cfg = opts.config;
+  if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw invalid('config', 'must be an object');
+  const admin = ((cfg as Record<string, unknown>).admin ?? {}) as Record<string, unknown>;
+  if (typeof admin !== 'object' || admin === null) throw invalid('admin', 'must be an object');
+  const level = opts.logLevel ?? admin.log_level ?? 'info';
+  if (!isLevelName(level)) throw invalid('admin.log_level', `unknown level "${String(level)}"`);
+  const logFile = admin.log_file;
+  if (logFile !== undefined && typeof logFile !== 'string') throw invalid('admin.log_file', 'must be stdout, stderr or a file path');
+  const log = opts.logger ?? createLogger(level, logFile);
+  const accessPath = admin.access_log_path;
+  if (accessPath !== undefined && typeof accessPath !== 'string') throw invalid('admin.access_log_path', 'must be a file path');
+  let accessStream: fs.WriteStream | undefined;
+  if (accessPath !== undefined) {
+    accessStream = fs.createWriteStream(accessPath, { flags: 'a' });
+    accessStream.on('error', (err) => log.warn({ err: err.message, file: accessPath }, 'access log write failed'));
+  }
+  const gw = new Gateway({
+    log,
+    version: packageVersion(),
+    api: handleApi,
+    allowStaticOnly: true,
+    ...(accessStream ? { accessLog: (line: Record<string, unknown>) => accessStream!.write(JSON.stringify(line) + '\n') } : {}),
+  });
+  gw.admin.log_level = level;
+  gw.admin.strict = opts.strict ?? admin.strict === true;
+  if (typeof logFile === 'string') gw.admin.log_file = logFile;
+  if (accessPath !== undefined) gw.admin.access_log_path = accessPath;
+  if (admin.offload !== undefined) gw.admin.offload = false; // issue #5 brings the kernel path
+  const limits = admin.limits as Record<string, unknown> | undefined;
+  if (limits !== undefined) {
+    if (typeof limits !== 'object' || limits === null) throw invalid('admin.limits', 'must be an object');
+    if (limits.max_body_bytes !== undefined) {
+      if (typeof limits.max_body_bytes !== 'number' || limits.max_body_bytes < 1) throw invalid('admin.limits.max_body_bytes', 'must be a positive number');
+      gw.admin.max_body_bytes = limits.max_body_bytes;
+    }
+    if (limits.max_sessions !== undefined) {
+      if (typeof limits.max_sessions !== 'number' || limits.max_sessions < 1) throw invalid('admin.limits.max_sessions', 'must be a positive number');
+      gw.admin.max_sessions = limits.max_sessions;
+    }
+  }
+  await gw.applyConfig(cfg, true);
+  return gw;
+}

@@ -1,0 +1,194 @@
+// A session: the source channel from a listener, linked through the ingress
+// chain to the destination and back through the egress chain.
+//
+//   ingress: source -> ingress[0] -> ... -> destination
+//   egress:  destination -> egress[0] -> ... -> source
+//
+// Every stage has exactly one link feeding it and one link it feeds, so a
+// stage that is reconnected (retry) is re-linked by pointing two links at the
+// new channel. Links carry backpressure and count bytes and packets.
+
+import type { Channel, ChannelSink, CloseListener, DrainListener } from '../channel/channel.js';
+import type { SessionPriv, SessionView } from '../protocols/types.js';
+import type { EndpointObj, RetryPolicy } from './model.js';
+
+export type SessionStatus = 'INIT' | 'CONNECTED' | 'FINALIZING' | 'DESTROYED';
+export type StageStatus = 'INIT' | 'CONNECTED' | 'READY' | 'DISCONNECTED' | 'RETRYING' | 'END';
+export type StageRole = 'source' | 'destination' | 'ingress' | 'egress';
+
+export interface SessionEvent {
+  event: string;
+  timestamp: string;
+  message: string;
+  content?: unknown;
+}
+
+export class Stage {
+  channel: Channel | undefined;
+  endpoint: EndpointObj | undefined;
+  status: StageStatus = 'INIT';
+  /** The link that feeds this stage, and the link this stage feeds. */
+  inLink: Link | undefined;
+  outLink: Link | undefined;
+
+  constructor(readonly role: StageRole, readonly origin: string) {}
+}
+
+/** Hooks the session calls into (implemented by the Gateway). */
+export interface SessionOwner {
+  stageClosed(session: Session, stage: Stage, err: Error | undefined): void;
+  stageEnded(session: Session, stage: Stage): void;
+}
+
+export class Link implements ChannelSink, DrainListener {
+  bytes = 0;
+  packets = 0;
+
+  constructor(
+    public from: Channel,
+    public to: Channel,
+    readonly fromStage: Stage,
+    private readonly session: Session,
+  ) {}
+
+  attach(): void {
+    this.from.setSink(this);
+    this.to.setDrainListener(this);
+  }
+
+  data(chunk: Uint8Array): void {
+    this.bytes += chunk.byteLength;
+    this.packets++;
+    if (!this.to.send(chunk)) this.from.pause();
+  }
+
+  end(): void {
+    this.session.owner.stageEnded(this.session, this.fromStage);
+  }
+
+  drain(): void {
+    this.from.resume();
+  }
+}
+
+export class Session implements SessionView, CloseListener {
+  status: SessionStatus = 'INIT';
+  readonly events: SessionEvent[] = [];
+  readonly started = Date.now();
+  ended: number | undefined;
+  readonly source: Stage;
+  destination: Stage | undefined;
+  ingress: Stage[] = [];
+  egress: Stage[] = [];
+  route: string | undefined;
+  retry: RetryPolicy | undefined;
+  /** All links in order: ingress links then egress links. */
+  links: Link[] = [];
+  endReason: string | undefined;
+  /** Set when the session ended with a failure. */
+  failed = false;
+  warnedDowngrade = false;
+
+  constructor(
+    readonly name: string,
+    readonly listener: string,
+    readonly metadata: Record<string, unknown>,
+    sourceChannel: Channel,
+    readonly priv: SessionPriv,
+    readonly owner: SessionOwner,
+  ) {
+    this.source = new Stage('source', listener);
+    this.source.channel = sourceChannel;
+    this.source.status = 'CONNECTED';
+    sourceChannel.setCloseListener(this);
+  }
+
+  event(event: string, message: string, content?: unknown): void {
+    const e: SessionEvent = { event, timestamp: new Date().toISOString(), message };
+    if (content !== undefined) e.content = content;
+    this.events.push(e);
+    if (this.events.length > 64) this.events.splice(1, 1); // keep INIT, bound the rest
+  }
+
+  stages(): Stage[] {
+    const all = [this.source, ...this.ingress, ...this.egress];
+    if (this.destination) all.push(this.destination);
+    return all;
+  }
+
+  stageOf(channel: Channel): Stage | undefined {
+    for (const s of this.stages()) if (s.channel === channel) return s;
+    return undefined;
+  }
+
+  closed(channel: Channel, err: Error | undefined): void {
+    const stage = this.stageOf(channel);
+    if (stage) this.owner.stageClosed(this, stage, err);
+  }
+
+  /** Build and attach the links once every stage has a channel. */
+  link(): void {
+    const ing = [this.source, ...this.ingress, this.destination!];
+    const eg = [this.destination!, ...this.egress, this.source];
+    this.links = [];
+    for (const chain of [ing, eg]) {
+      for (let i = 0; i + 1 < chain.length; i++) {
+        const from = chain[i]!;
+        const to = chain[i + 1]!;
+        const l = new Link(from.channel!, to.channel!, from, this);
+        from.outLink = l;
+        to.inLink = l;
+        this.links.push(l);
+      }
+    }
+    for (const s of this.stages()) s.status = 'READY';
+    for (const l of this.links) l.attach();
+  }
+
+  /** Point the links around `stage` at its new channel. */
+  relink(stage: Stage, channel: Channel): void {
+    stage.channel = channel;
+    channel.setCloseListener(this);
+    const inL = stage.inLink!;
+    const outL = stage.outLink!;
+    inL.to = channel;
+    outL.from = channel;
+    channel.setDrainListener(inL);
+    channel.setSink(outL);
+    stage.status = 'READY';
+    inL.from.resume();
+  }
+
+  counters(): { ingress: { bytes: number; packets: number }; egress: { bytes: number; packets: number } } {
+    const first = this.links[0];
+    const last = this.links[this.links.length - 1];
+    return {
+      ingress: { bytes: first?.bytes ?? 0, packets: first?.packets ?? 0 },
+      egress: { bytes: last?.bytes ?? 0, packets: last?.packets ?? 0 },
+    };
+  }
+
+  toJSON(): Record<string, unknown> {
+    const { name: _n, ...metadata } = this.metadata;
+    const stage = (s: Stage) => ({
+      origin: s.origin,
+      endpoint: s.endpoint ? { name: s.endpoint.name, spec: s.endpoint.spec } : undefined,
+      peer: s.channel?.peer,
+      status: s.status,
+    });
+    return {
+      name: this.name,
+      metadata,
+      source: { origin: this.listener, peer: this.source.channel?.peer, status: this.source.status },
+      destination: this.destination ? stage(this.destination) : { status: 'PENDING' },
+      ingress: this.ingress.map(stage),
+      egress: this.egress.map(stage),
+      route: this.route,
+      retry: this.retry,
+      status: this.status,
+      started: new Date(this.started).toISOString(),
+      counters: this.counters(),
+      events: this.events,
+    };
+  }
+}

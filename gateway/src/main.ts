@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// The l7mp command: l7mp's flags (-c, -l, -s, -o, -i) plus --help.
+
+import { parseArgs } from 'node:util';
+import { DEFAULT_CONFIG, readConfigFile, startGateway } from './app.js';
+import { asGatewayError } from './core/errors.js';
+import { LEVEL_NAMES, isLevelName } from './observe/log.js';
+
+const USAGE = `Usage: l7mp [-c CONFIG] [-l LEVEL] [-s] [-o MODE] [-i IFS]
+
+  -c, --config FILE     static configuration; YAML when the name ends in .yaml
+                        or .yml, JSON otherwise. Without it the built-in default
+                        config runs: the REST controller on 127.0.0.1:1234.
+  -l, --log-level LEVEL ${LEVEL_NAMES.join(', ')} (overrides admin.log_level)
+  -s, --strict          validate strictly
+  -o, --offload MODE    kernel offload: init, no_init or disable
+  -i, --offload-ifs IFS comma-separated interfaces for the offload, or "all"
+  -h, --help            show this help
+`;
+
+function main(): void {
+  let args;
+  try {
+    args = parseArgs({
+      options: {
+        config: { type: 'string', short: 'c' },
+        'log-level': { type: 'string', short: 'l' },
+        strict: { type: 'boolean', short: 's' },
+        offload: { type: 'string', short: 'o' },
+        'offload-ifs': { type: 'string', short: 'i' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+  } catch (err) {
+    process.stderr.write(`l7mp: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  const v = args.values;
+  if (v.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const level = v['log-level'];
+  if (level !== undefined && !isLevelName(level)) {
+    process.stderr.write(`l7mp: unknown log level "${level}"; one of ${LEVEL_NAMES.join(', ')}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (v.offload !== undefined && !['init', 'no_init', 'disable'].includes(v.offload)) {
+    process.stderr.write(`l7mp: -o takes init, no_init or disable\n\n${USAGE}`);
+    process.exit(2);
+  }
+  process.title = 'l7mp';
+  let config: unknown;
+  try {
+    config = v.config !== undefined ? readConfigFile(v.config) : DEFAULT_CONFIG;
+  } catch (err) {
+    process.stderr.write(`l7mp: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  startGateway({ config, ...(level !== undefined && isLevelName(level) ? { logLevel: level } : {}), ...(v.strict ? { strict: true } : {}) }).then((gw) => {
+    gw.log.info({ version: gw.admin.version, log_level: gw.admin.log_level, strict: gw.admin.strict, config: v.config ?? '(built-in default)' }, 'l7mp gateway started');
+    let stopping = false;
+    const shutdown = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      gw.log.info({ signal: sig }, 'shutting down');
+      gw.stop().finally(() => process.exit(0));
+      setTimeout(() => process.exit(0), 3000).unref();
+    };
+    process.on('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('uncaughtException', (err) => {
+      // A bug in one session must not take the gateway down; log it loudly.
+      gw.log.error({ err }, 'uncaught exception');
+    });
+    process.on('unhandledRejection', (err) => gw.log.error({ err }, 'unhandled rejection'));
+  }, (err: unknown) => {
+    const e = asGatewayError(err);
+    process.stderr.write(`l7mp: cannot apply the configuration: ${e.message}\n`);
+    process.exit(1);
+  });
+}
+
+main();

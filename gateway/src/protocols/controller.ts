@@ -1,0 +1,85 @@
+// L7mpController: the virtual cluster that serves the REST API. It collects
+// the request body (up to the limit), hands the exchange to the API, and
+// closes, which ends the session.
+
+import { BaseChannel, type ChannelKind } from '../channel/channel.js';
+import { GatewayError } from '../core/errors.js';
+import type { ClusterContext, HttpExchange, ProtocolDef } from './types.js';
+
+export const DEFAULT_MAX_BODY = 1024 * 1024;
+
+class ControllerChannel extends BaseChannel {
+  readonly kind: ChannelKind = 'byte';
+  private readonly parts: Uint8Array[] = [];
+  private size = 0;
+  private tooLarge = false;
+  private done = false;
+
+  constructor(private readonly ex: HttpExchange, private readonly ctx: ClusterContext, private readonly maxBody: number, private readonly session: string) {
+    super();
+    this.peer = 'controller';
+  }
+
+  send(chunk: Uint8Array): boolean {
+    if (this.done || this.tooLarge) return true;
+    this.size += chunk.byteLength;
+    if (this.size > this.maxBody) {
+      this.tooLarge = true;
+      this.parts.length = 0;
+      return true;
+    }
+    this.parts.push(chunk);
+    return true;
+  }
+
+  end(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.tooLarge) {
+      const err = new GatewayError('BODY_TOO_LARGE', `request body exceeds the limit of ${this.maxBody} bytes`);
+      this.ex.respond(413, { 'content-type': 'application/json' }, JSON.stringify(err.toBody(), null, 4));
+      this.close();
+      return;
+    }
+    const body = Buffer.concat(this.parts);
+    this.parts.length = 0;
+    this.ctx.services.handleApi(this.ex, body, this.session).then(
+      () => this.close(),
+      (err: unknown) => {
+        this.ctx.log.error({ err }, 'controller: unhandled error');
+        this.close();
+      },
+    );
+  }
+
+  protected doPause(): void {}
+  protected doResume(): void {}
+  protected doClose(err: Error | undefined): void {
+    queueMicrotask(() => this.finish(err));
+  }
+}
+
+export const controllerProtocol: ProtocolDef = {
+  name: 'L7mpController',
+  kind: 'byte',
+  summary: 'Serves the REST API to the HTTP listener that routes to it',
+  cluster: {
+    virtual: true,
+    retriable: false,
+    create(_spec, ctx) {
+      return {
+        async connect(req) {
+          const ex = req.session.priv.http;
+          if (!ex) throw new GatewayError('INVALID_INPUT', 'L7mpController serves HTTP sessions only: route an HTTP listener to it');
+          const cl = Number(ex.headers['content-length'] ?? 0);
+          const max = ctx.services.maxBodyBytes();
+          if (cl > max) {
+            const err = new GatewayError('BODY_TOO_LARGE', `request body of ${cl} bytes exceeds the limit of ${max} bytes`);
+            ex.respond(413, { 'content-type': 'application/json', connection: 'close' }, JSON.stringify(err.toBody(), null, 4));
+          }
+          return new ControllerChannel(ex, ctx, max, req.session.name);
+        },
+      };
+    },
+  },
+};

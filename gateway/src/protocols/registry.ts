@@ -1,0 +1,74 @@
+// The one table of protocols. Adding a protocol is one module plus one line
+// here; config validation, the REST API and the conformance matrix read it.
+
+import { GatewayError } from '../core/errors.js';
+import { controllerProtocol } from './controller.js';
+import { httpProtocol } from './http.js';
+import { tcpProtocol, unixProtocol } from './stream.js';
+import {
+  discardProtocol, echoProtocol, jsonDecapProtocol, jsonEncapProtocol, loggerProtocol, stdioProtocol, syncProtocol,
+} from './transforms.js';
+import type { ProtocolDef } from './types.js';
+import { udpProtocol } from './udp.js';
+
+function planned(name: string, kind: 'datagram' | 'byte', issue: number, summary: string, aliases?: string[]): ProtocolDef {
+  return { name, kind, summary, aliases, unavailable: `protocol "${name}" is not supported yet (planned in issue #${issue})` };
+}
+
+export const PROTOCOLS: readonly ProtocolDef[] = [
+  udpProtocol,
+  tcpProtocol,
+  unixProtocol,
+  httpProtocol,
+  controllerProtocol,
+  echoProtocol,
+  discardProtocol,
+  loggerProtocol,
+  jsonEncapProtocol,
+  jsonDecapProtocol,
+  syncProtocol,
+  stdioProtocol,
+  planned('WebSocket', 'datagram', 3, 'WebSocket messages', ['WS']),
+  planned('JSONSocket', 'datagram', 3, 'JSON header handshake over a datagram transport'),
+  planned('SCTP', 'datagram', 6, 'SCTP messages'),
+  planned('AF_PACKET', 'datagram', 6, 'raw L2 frames on an interface'),
+  planned('UNIX/dgram', 'datagram', 6, 'Unix-domain datagram sockets'),
+  planned('PIPE', 'byte', 6, 'named pipes'),
+  { ...planned('STDIO-fork', 'byte', 6, 'a child program over stdin/stdout'), staticOnly: true },
+  planned('Prometheus', 'byte', 8, 'metrics exposition'),
+  planned('Metric', 'datagram', 8, 'per-session byte and packet counters'),
+];
+
+const byName = new Map<string, ProtocolDef>();
+for (const p of PROTOCOLS) {
+  byName.set(p.name.toLowerCase(), p);
+  for (const a of p.aliases ?? []) byName.set(a.toLowerCase(), p);
+}
+
+/** Look a protocol up by name or alias, case-insensitively. */
+export function findProtocol(name: string): ProtocolDef | undefined {
+  return byName.get(name.toLowerCase());
+}
+
+export function protocolNames(): string[] {
+  return PROTOCOLS.map((p) => p.name);
+}
+
+/** Resolve a spec's protocol for a role, or throw the error the user should see. */
+export function protocolFor(name: unknown, role: 'listener' | 'cluster', field: string): ProtocolDef {
+  if (typeof name !== 'string' || name === '') {
+    throw new GatewayError('INVALID_INPUT', `${field}: is required: one of ${protocolNames().join(', ')}`, field);
+  }
+  const p = findProtocol(name);
+  if (!p) {
+    throw new GatewayError('INVALID_INPUT', `${field}: unknown protocol "${name}"; known protocols: ${protocolNames().join(', ')}`, field);
+  }
+  if (p.unavailable) throw new GatewayError('NOT_SUPPORTED', `${field}: ${p.unavailable}`, field);
+  if (role === 'listener' && !p.listener) {
+    throw new GatewayError('INVALID_INPUT', `${field}: protocol "${p.name}" cannot be used in a listener (cluster only)`, field);
+  }
+  if (role === 'cluster' && !p.cluster) {
+    throw new GatewayError('NOT_SUPPORTED', `${field}: protocol "${p.name}" cannot be used in a cluster (listener only${p.name === 'HTTP' ? '; the HTTP cluster is planned in issue #3' : ''})`, field);
+  }
+  return p;
+}

@@ -1,0 +1,271 @@
+// TCP and Unix-domain stream sockets: one byte-stream channel per connection.
+
+import net from 'node:net';
+import fs from 'node:fs';
+import { BaseChannel, type ChannelKind } from '../channel/channel.js';
+import { GatewayError } from '../core/errors.js';
+import type {
+  ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec,
+} from './types.js';
+import * as v from './validate.js';
+
+/** How long a gracefully closed socket may take to flush before it is destroyed. */
+const GRACEFUL_CLOSE_MS = 5000;
+
+export class SocketChannel extends BaseChannel {
+  readonly kind: ChannelKind = 'byte';
+  private error: Error | undefined;
+
+  constructor(readonly socket: net.Socket, peer: string) {
+    super();
+    this.peer = peer;
+    socket.on('data', (chunk: Buffer) => this.deliver(chunk));
+    socket.on('end', () => this.deliverEnd());
+    socket.on('drain', () => this.emitDrain());
+    socket.on('error', (err) => { this.error ??= err; });
+    socket.on('close', () => this.finish(this.error));
+  }
+
+  send(chunk: Uint8Array): boolean {
+    if (this.closed || this.socket.writableEnded) return true;
+    return this.socket.write(chunk);
+  }
+
+  end(): void {
+    if (!this.socket.writableEnded) this.socket.end();
+  }
+
+  protected doPause(): void {
+    this.socket.pause();
+  }
+
+  protected doResume(): void {
+    this.socket.resume();
+  }
+
+  protected doClose(err: Error | undefined): void {
+    const s = this.socket;
+    if (s.destroyed) {
+      this.finish(err);
+      return;
+    }
+    if (err) {
+      this.error ??= err;
+      s.destroy();
+      return;
+    }
+    s.end();
+    s.resume(); // drain whatever the peer still sends so that its FIN arrives
+    const t = setTimeout(() => s.destroy(), GRACEFUL_CLOSE_MS);
+    t.unref();
+  }
+}
+
+function listenError(err: unknown, what: string): GatewayError {
+  const e = err as NodeJS.ErrnoException;
+  const reason = e.code === 'EADDRINUSE' ? 'address already in use'
+    : e.code === 'EACCES' ? 'permission denied'
+    : e.message;
+  return new GatewayError('BIND_FAILED', `${what}: ${reason}`, undefined, { cause: err });
+}
+
+function listen(server: net.Server, opts: net.ListenOptions): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+class TcpListener implements ListenerImpl {
+  private server: net.Server | undefined;
+  private seq = 0;
+
+  constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext) {}
+
+  async start(): Promise<void> {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onConnection(sock));
+    try {
+      await listen(server, { host: this.address, port: this.port });
+    } catch (err) {
+      throw listenError(err, `TCP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}`);
+    }
+    server.on('error', (err) => this.ctx.log.warn({ listener: this.ctx.listenerName, err: err.message }, 'TCP listener error'));
+    this.server = server;
+  }
+
+  private onConnection(sock: net.Socket): void {
+    const rAddr = sock.remoteAddress ?? '';
+    const rPort = sock.remotePort ?? 0;
+    const lAddr = sock.localAddress ?? '';
+    const lPort = sock.localPort ?? 0;
+    this.ctx.emit({
+      name: `TCP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`,
+      channel: new SocketChannel(sock, `${rAddr}:${rPort}`),
+      metadata: {
+        IP: { src_addr: rAddr, dst_addr: lAddr },
+        TCP: { src_port: rPort, dst_port: lPort },
+      },
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.server) await closeServer(this.server);
+    this.server = undefined;
+  }
+}
+
+/** Is a Unix socket file stale (nobody accepts on it)? */
+function staleSocket(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect({ path });
+    c.once('connect', () => { c.destroy(); resolve(false); });
+    c.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
+}
+
+class UnixListener implements ListenerImpl {
+  private server: net.Server | undefined;
+  private seq = 0;
+
+  constructor(private readonly filename: string, private readonly ctx: ListenerContext) {}
+
+  async start(): Promise<void> {
+    const what = `UnixDomainSocket listener "${this.ctx.listenerName}" cannot listen on ${this.filename}`;
+    let st: fs.Stats | undefined;
+    try { st = fs.lstatSync(this.filename); } catch { st = undefined; }
+    if (st !== undefined) {
+      // Replace a stale socket left by a crashed process; never any other file.
+      if (!st.isSocket()) throw new GatewayError('BIND_FAILED', `${what}: the path exists and is not a socket`);
+      if (!(await staleSocket(this.filename))) throw new GatewayError('BIND_FAILED', `${what}: another process is listening there`);
+      fs.unlinkSync(this.filename);
+    }
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
+    try {
+      await listen(server, { path: this.filename });
+    } catch (err) {
+      throw listenError(err, what);
+    }
+    this.server = server;
+  }
+
+  private onConnection(sock: net.Socket): void {
+    this.ctx.emit({
+      name: `UNIX:${this.ctx.listenerName}-${this.seq++}`,
+      channel: new SocketChannel(sock, this.filename),
+      metadata: { UNIX: { filename: this.filename } },
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.server) await closeServer(this.server); // unlinks the socket file
+    this.server = undefined;
+  }
+}
+
+function connectSocket(opts: net.NetConnectOpts, timeoutMs: number, what: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ ...opts, allowHalfOpen: true } as net.NetConnectOpts);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new GatewayError('CONNECT_FAILED', `${what}: connect timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.off('error', onError);
+      resolve(sock);
+    });
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(new GatewayError('CONNECT_FAILED', `${what}: ${err.message}`, undefined, { cause: err }));
+    };
+    sock.once('error', onError);
+  });
+}
+
+class TcpCluster implements ClusterImpl {
+  constructor(
+    private readonly port: number,
+    private readonly bindAddress: string | undefined,
+    private readonly bindPort: number | undefined,
+    private readonly ctx: ClusterContext,
+  ) {}
+
+  async connect(req: ConnectRequest): Promise<SocketChannel> {
+    const ep = req.endpoint;
+    if (!ep) throw new GatewayError('CONNECT_FAILED', `cluster "${this.ctx.clusterName}" has no endpoint`);
+    const sock = await connectSocket({
+      host: ep.address, port: this.port, localAddress: this.bindAddress, localPort: this.bindPort, noDelay: true,
+    } as net.NetConnectOpts, req.timeoutMs, `TCP ${ep.address}:${this.port}`);
+    return new SocketChannel(sock, `${ep.address}:${this.port}`);
+  }
+}
+
+class UnixCluster implements ClusterImpl {
+  async connect(req: ConnectRequest): Promise<SocketChannel> {
+    const ep = req.endpoint;
+    if (!ep) throw new GatewayError('CONNECT_FAILED', 'UnixDomainSocket cluster has no endpoint');
+    const sock = await connectSocket({ path: ep.address }, req.timeoutMs, `UnixDomainSocket ${ep.address}`);
+    return new SocketChannel(sock, ep.address);
+  }
+}
+
+export const tcpProtocol: ProtocolDef = {
+  name: 'TCP',
+  kind: 'byte',
+  summary: 'TCP byte streams; one session per connection',
+  listener: {
+    modes: ['server'],
+    create(spec: Spec, ctx, field) {
+      const port = v.port(spec, 'port', field, true)!;
+      const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';
+      return new TcpListener(address, port, ctx);
+    },
+  },
+  cluster: {
+    virtual: false,
+    retriable: true,
+    create(spec, ctx, field) {
+      const port = v.port(spec, 'port', field, true)!;
+      const bind = v.optObject(spec, 'bind', field);
+      return new TcpCluster(
+        port,
+        bind ? v.host(bind, 'address', `${field}.bind`, false) : undefined,
+        bind ? v.port(bind, 'port', `${field}.bind`, false) : undefined,
+        ctx,
+      );
+    },
+    checkEndpoint(spec, field) {
+      v.host(spec, 'address', field, true);
+    },
+  },
+};
+
+export const unixProtocol: ProtocolDef = {
+  name: 'UnixDomainSocket',
+  aliases: ['UNIX/stream'],
+  kind: 'byte',
+  summary: 'Unix-domain stream sockets; the endpoint address is the socket path',
+  listener: {
+    modes: ['server'],
+    create(spec, ctx, field) {
+      return new UnixListener(v.path(spec, 'filename', field, true)!, ctx);
+    },
+  },
+  cluster: {
+    virtual: false,
+    retriable: true,
+    create(_spec, _ctx: ClusterContext) {
+      return new UnixCluster();
+    },
+    checkEndpoint(spec, field) {
+      v.path(spec, 'address', field, true);
+    },
+  },
+};

@@ -1,0 +1,300 @@
+// Virtual (in-process) clusters: Echo, Discard, Logger, JSONEncap, JSONDecap,
+// Sync and Stdio. Each session gets a fresh channel; endpoints are ignored.
+
+import fs from 'node:fs';
+import { BaseChannel, type ChannelKind } from '../channel/channel.js';
+import { GatewayError, invalid } from '../core/errors.js';
+import { getAtPath } from '../routing/jsonpath.js';
+import type { ClusterImpl, ConnectRequest, ProtocolDef, SessionView, Spec } from './types.js';
+import * as v from './validate.js';
+
+/** A channel whose output is computed from its input, synchronously. */
+abstract class TransformChannel extends BaseChannel {
+  readonly kind: ChannelKind = 'datagram';
+  private ended = false;
+
+  send(chunk: Uint8Array): boolean {
+    if (this.closed || this.ended) return true;
+    this.transform(chunk);
+    return !this.paused;
+  }
+
+  protected abstract transform(chunk: Uint8Array): void;
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.deliverEnd();
+  }
+
+  protected doPause(): void {}
+  protected doResume(): void {
+    this.emitDrain();
+  }
+  protected doClose(err: Error | undefined): void {
+    this.finish(err);
+  }
+}
+
+class EchoChannel extends TransformChannel {
+  protected transform(chunk: Uint8Array): void {
+    this.deliver(chunk);
+  }
+}
+
+class DiscardChannel extends TransformChannel {
+  protected transform(): void {}
+}
+
+/** Where Logger clusters write: one append stream per file, shared. */
+const logSinks = new Map<string, { write(line: string): void }>();
+
+function logSink(file: string): { write(line: string): void } {
+  let s = logSinks.get(file);
+  if (s) return s;
+  if (file === '-' || file === 'stdout') s = { write: (l) => process.stdout.write(l) };
+  else if (file === 'stderr') s = { write: (l) => process.stderr.write(l) };
+  else {
+    // Append, never truncate: l7mp truncated the file for every session.
+    const stream = fs.createWriteStream(file, { flags: 'a' });
+    stream.on('error', () => { /* reported once by the cluster at creation */ });
+    s = { write: (l) => stream.write(l) };
+  }
+  logSinks.set(file, s);
+  return s;
+}
+
+class LoggerChannel extends TransformChannel {
+  constructor(
+    private readonly sink_: { write(line: string): void },
+    private readonly session: string,
+    private readonly direction: string,
+    private readonly prefix: string,
+  ) {
+    super();
+  }
+
+  protected transform(chunk: Uint8Array): void {
+    const text = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
+    this.sink_.write(JSON.stringify({
+      time: new Date().toISOString(),
+      session: this.session,
+      direction: this.direction,
+      prefix: this.prefix,
+      bytes: chunk.byteLength,
+      data: text,
+    }) + '\n');
+    this.deliver(chunk);
+  }
+}
+
+class EncapChannel extends TransformChannel {
+  constructor(private readonly session: SessionView) {
+    super();
+  }
+  protected transform(chunk: Uint8Array): void {
+    const payload = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('base64');
+    this.deliver(Buffer.from(JSON.stringify({ metadata: this.session.metadata, payload })));
+  }
+}
+
+class DecapChannel extends TransformChannel {
+  dropped = 0;
+  constructor(private readonly onBad: (reason: string) => void) {
+    super();
+  }
+  protected transform(chunk: Uint8Array): void {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8'));
+    } catch {
+      this.drop('not JSON');
+      return;
+    }
+    const payload = (msg as { payload?: unknown } | null)?.payload;
+    if (typeof payload !== 'string') {
+      this.drop('no string "payload" field');
+      return;
+    }
+    this.deliver(Buffer.from(payload, 'base64'));
+  }
+  private drop(reason: string): void {
+    // Logged once per session: a flood of bad messages must not flood the log.
+    if (this.dropped++ === 0) this.onBad(reason);
+  }
+}
+
+/** Sync: sessions whose metadata agree at `query` share one broadcast group. */
+class SyncCluster implements ClusterImpl {
+  private readonly groups = new Map<string, Set<SyncChannel>>();
+
+  constructor(private readonly query: string) {}
+
+  async connect(req: ConnectRequest): Promise<SyncChannel> {
+    const label = getAtPath(req.session.metadata, this.query);
+    if (label === undefined || label === null || typeof label === 'object') {
+      throw new GatewayError('CONNECT_FAILED', `Sync: session metadata has no scalar value at "${this.query}"`);
+    }
+    const key = String(label);
+    let group = this.groups.get(key);
+    if (!group) {
+      group = new Set();
+      this.groups.set(key, group);
+    }
+    const ch = new SyncChannel(group, () => {
+      group!.delete(ch);
+      if (group!.size === 0 && this.groups.get(key) === group) this.groups.delete(key);
+    });
+    group.add(ch);
+    return ch;
+  }
+
+  close(): void {
+    for (const g of this.groups.values()) for (const ch of g) ch.close();
+    this.groups.clear();
+  }
+}
+
+class SyncChannel extends TransformChannel {
+  constructor(private readonly group: Set<SyncChannel>, private readonly leave: () => void) {
+    super();
+  }
+  protected transform(chunk: Uint8Array): void {
+    for (const member of this.group) if (member !== this) member.receive(chunk);
+  }
+  receive(chunk: Uint8Array): void {
+    this.deliver(chunk);
+  }
+  protected override doClose(err: Error | undefined): void {
+    this.leave();
+    super.doClose(err);
+  }
+}
+
+/** Stdio: the gateway's own stdin and stdout. One session at a time. */
+let stdioBusy = false;
+class StdioChannel extends BaseChannel {
+  readonly kind: ChannelKind = 'byte';
+  private readonly onData = (chunk: Buffer) => this.deliver(chunk);
+  private readonly onEnd = () => this.deliverEnd();
+
+  constructor() {
+    super();
+    this.peer = 'stdio';
+    process.stdin.on('data', this.onData);
+    process.stdin.on('end', this.onEnd);
+    process.stdin.resume();
+  }
+  send(chunk: Uint8Array): boolean {
+    return process.stdout.write(chunk);
+  }
+  end(): void {}
+  protected doPause(): void { process.stdin.pause(); }
+  protected doResume(): void { process.stdin.resume(); }
+  protected doClose(err: Error | undefined): void {
+    process.stdin.off('data', this.onData);
+    process.stdin.off('end', this.onEnd);
+    process.stdin.pause();
+    stdioBusy = false;
+    this.finish(err);
+  }
+}
+
+function virtual(make: (req: ConnectRequest) => BaseChannel): ClusterImpl {
+  return { connect: async (req) => make(req) };
+}
+
+export const echoProtocol: ProtocolDef = {
+  name: 'Echo',
+  kind: 'datagram',
+  transform: true,
+  summary: 'Writes back everything it receives',
+  cluster: { virtual: true, retriable: true, create: () => virtual(() => new EchoChannel()) },
+};
+
+export const discardProtocol: ProtocolDef = {
+  name: 'Discard',
+  kind: 'datagram',
+  transform: true,
+  summary: 'Drops everything it receives',
+  cluster: { virtual: true, retriable: true, create: () => virtual(() => new DiscardChannel()) },
+};
+
+export const loggerProtocol: ProtocolDef = {
+  name: 'Logger',
+  kind: 'datagram',
+  transform: true,
+  summary: 'Passes traffic through unchanged and logs every chunk with session name, direction and log_prefix',
+  cluster: {
+    virtual: true,
+    retriable: true,
+    create(spec: Spec, ctx, field) {
+      const file = v.optString(spec, 'log_file', field) ?? '-';
+      const prefix = v.optString(spec, 'log_prefix', field) ?? '';
+      if (file !== '-' && file !== 'stdout' && file !== 'stderr') {
+        try {
+          fs.appendFileSync(file, '');
+        } catch (err) {
+          throw invalid(`${field}.log_file`, `cannot open "${file}" for appending: ${(err as Error).message}`);
+        }
+      }
+      const sink = logSink(file);
+      return {
+        connect: async (req) => new LoggerChannel(sink, req.session.name, req.role ?? 'ingress', prefix),
+      };
+    },
+  },
+};
+
+export const jsonEncapProtocol: ProtocolDef = {
+  name: 'JSONEncap',
+  kind: 'datagram',
+  transform: true,
+  summary: 'Wraps each message and the session metadata into {"metadata":…,"payload":"<base64>"}',
+  cluster: { virtual: true, retriable: true, create: () => virtual((req) => new EncapChannel(req.session)) },
+};
+
+export const jsonDecapProtocol: ProtocolDef = {
+  name: 'JSONDecap',
+  kind: 'datagram',
+  transform: true,
+  summary: 'Unwraps JSONEncap messages back into their payload; drops and logs anything else',
+  cluster: {
+    virtual: true,
+    retriable: true,
+    create: (_spec, ctx) => virtual((req) => new DecapChannel((reason) =>
+      ctx.log.warn({ cluster: ctx.clusterName, session: req.session.name, reason }, 'JSONDecap: dropped a message that is not a JSONEncap message'))),
+  },
+};
+
+export const syncProtocol: ProtocolDef = {
+  name: 'Sync',
+  kind: 'datagram',
+  summary: 'Rendezvous point: sessions with equal metadata at `query` exchange their traffic',
+  cluster: {
+    virtual: true,
+    retriable: false,
+    create(spec, _ctx, field) {
+      const query = v.optString(spec, 'query', field);
+      if (query === undefined || query === '') throw invalid(`${field}.query`, 'is required: the metadata path that groups sessions');
+      return new SyncCluster(query);
+    },
+  },
+};
+
+export const stdioProtocol: ProtocolDef = {
+  name: 'Stdio',
+  kind: 'byte',
+  summary: "The gateway's own standard input and output (one session at a time)",
+  cluster: {
+    virtual: true,
+    retriable: false,
+    create: () => ({
+      async connect() {
+        if (stdioBusy) throw new GatewayError('CONNECT_FAILED', 'Stdio is already in use by another session');
+        stdioBusy = true;
+        return new StdioChannel();
+      },
+    }),
+  },
+};

@@ -1,0 +1,119 @@
+// What a protocol plug-in declares and implements. The registry (registry.ts)
+// lists every plug-in; the config validator, the REST API and the conformance
+// matrix read their capabilities from there.
+
+import type { Channel, ChannelKind } from '../channel/channel.js';
+import type { Logger } from '../observe/log.js';
+
+export type Spec = Record<string, unknown>;
+
+/** What a cluster connection sees of the session it serves. */
+export interface SessionView {
+  readonly name: string;
+  readonly metadata: Record<string, unknown>;
+  readonly priv: SessionPriv;
+}
+
+/** Listener-private per-session data: how to answer a failed session. */
+export interface SessionPriv {
+  /** Report a setup failure to the peer (HTTP status page, JSONSocket error header, ...). */
+  error?(status: number, body: unknown): void;
+  /** The HTTP exchange, for listeners that serve HTTP. */
+  http?: HttpExchange;
+}
+
+export interface HttpExchange {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly remoteAddress: string;
+  /** Write a complete response. */
+  respond(status: number, headers: Record<string, string>, body: string | Uint8Array): void;
+  readonly responded: boolean;
+}
+
+export interface NewSession {
+  /** Protocol-specific base name; the gateway de-duplicates it. */
+  readonly name: string;
+  readonly metadata: Record<string, unknown>;
+  readonly channel: Channel;
+  readonly priv?: SessionPriv;
+}
+
+export interface ListenerContext {
+  readonly listenerName: string;
+  readonly log: Logger;
+  /** Hand a new session to the router. */
+  emit(session: NewSession): void;
+}
+
+export interface ListenerImpl {
+  /** Bind. Rejects with a GatewayError (BIND_FAILED) when it cannot. */
+  start(): Promise<void>;
+  /** Unbind and release everything; live sessions are ended by the gateway. */
+  stop(): Promise<void>;
+}
+
+export interface ConnectRequest {
+  /** The endpoint chosen by the load balancer; absent for virtual clusters. */
+  readonly endpoint: { readonly name: string; readonly address: string } | undefined;
+  readonly session: SessionView;
+  /** Per-attempt connect timeout. */
+  readonly timeoutMs: number;
+  /** Where in the session the stage sits. */
+  readonly role?: 'destination' | 'ingress' | 'egress';
+}
+
+export interface ClusterContext {
+  readonly clusterName: string;
+  readonly log: Logger;
+  /** Services the gateway offers to special clusters (the controller). */
+  readonly services: GatewayServices;
+}
+
+export interface GatewayServices {
+  /** Serve one REST API exchange (used by L7mpController). */
+  handleApi(exchange: HttpExchange, body: Uint8Array, session: string): Promise<void>;
+  /** The REST body size limit in bytes. */
+  maxBodyBytes(): number;
+}
+
+export interface ClusterImpl {
+  connect(req: ConnectRequest): Promise<Channel>;
+  /** Release cluster-wide resources (e.g. Sync rendezvous tables). */
+  close?(): void;
+}
+
+export type ProtocolMode = 'singleton' | 'server';
+
+export interface ListenerSide {
+  readonly modes: readonly ProtocolMode[];
+  /** Validate the spec (throw GatewayError naming the field) and build the listener; do not bind yet. */
+  create(spec: Spec, ctx: ListenerContext, field: string): ListenerImpl;
+}
+
+export interface ClusterSide {
+  /** Virtual clusters ignore endpoints and give each session its own channel. */
+  readonly virtual: boolean;
+  /** Whether a broken stage of this cluster can be reconnected. */
+  readonly retriable: boolean;
+  /** Validate the spec (throw GatewayError naming the field) and build the cluster. */
+  create(spec: Spec, ctx: ClusterContext, field: string): ClusterImpl;
+  /** Validate one endpoint spec (address or path); throw GatewayError naming the field. */
+  checkEndpoint?(spec: Spec, field: string): void;
+}
+
+export interface ProtocolDef {
+  readonly name: string;
+  readonly aliases?: readonly string[];
+  readonly kind: ChannelKind;
+  readonly summary: string;
+  readonly listener?: ListenerSide;
+  readonly cluster?: ClusterSide;
+  /** Set when the protocol is recognised but cannot run here; the reason is shown to users. */
+  readonly unavailable?: string;
+  /** Runs programs or touches the host: allowed only from the static config file. */
+  readonly staticOnly?: boolean;
+  /** Transform clusters sit in ingress/egress chains. */
+  readonly transform?: boolean;
+}

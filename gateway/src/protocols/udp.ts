@@ -1,0 +1,344 @@
+// UDP listener (singleton and server mode) and cluster.
+//
+// Server mode follows l7mp: for each new remote address/port the listener
+// opens a socket bound to its own address and port (SO_REUSEADDR) and
+// connect()s it to the remote, so the kernel demultiplexes the flow to that
+// socket and the session gets a 5-tuple of its own (which the kernel offload
+// can match). Packets that reach the listening socket before the connected
+// one exists are handed over through a small map.
+
+import dgram from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { BaseChannel, type ChannelKind } from '../channel/channel.js';
+import { GatewayError, invalid } from '../core/errors.js';
+import type {
+  ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec,
+} from './types.js';
+import * as v from './validate.js';
+
+/** Largest UDP payload over IPv4. */
+export const MAX_UDP_PAYLOAD = 65507;
+
+export class UdpChannel extends BaseChannel {
+  readonly kind: ChannelKind = 'datagram';
+  /** Packets seen either way since the last idle sweep; read by the listener. */
+  activity = 0;
+  private ended = false;
+
+  constructor(
+    readonly socket: dgram.Socket,
+    peer: string,
+    private readonly ownsSocket = true,
+  ) {
+    super();
+    this.peer = peer;
+    socket.on('message', (msg) => {
+      this.activity++;
+      this.deliver(msg);
+    });
+    socket.on('error', (err) => this.close(err));
+    socket.on('close', () => this.finish());
+  }
+
+  /** Feed a datagram that arrived on another socket (listener hand-over). */
+  inject(msg: Uint8Array): void {
+    this.activity++;
+    this.deliver(msg);
+  }
+
+  send(chunk: Uint8Array): boolean {
+    if (this.closed || this.ended) return true;
+    this.activity++;
+    if (chunk.byteLength <= MAX_UDP_PAYLOAD) {
+      this.socket.send(chunk, this.onSent);
+    } else {
+      // A byte stream routed into UDP can hand us more than one datagram holds.
+      for (let off = 0; off < chunk.byteLength; off += MAX_UDP_PAYLOAD) {
+        this.socket.send(chunk.subarray(off, Math.min(off + MAX_UDP_PAYLOAD, chunk.byteLength)), this.onSent);
+      }
+    }
+    return true;
+  }
+
+  private readonly onSent = (err: Error | null): void => {
+    if (err) this.close(err);
+  };
+
+  /** UDP has no half-close: stop sending, keep receiving until the session ends. */
+  end(): void {
+    this.ended = true;
+  }
+
+  protected doPause(): void {}
+  protected doResume(): void {}
+
+  protected doClose(_err: Error | undefined): void {
+    if (!this.ownsSocket) {
+      this.finish(_err);
+      return;
+    }
+    try {
+      this.socket.close();
+    } catch {
+      this.finish(_err);
+    }
+  }
+}
+
+function socketType(address: string | undefined): 'udp4' | 'udp6' {
+  return address !== undefined && isIPv6(address) ? 'udp6' : 'udp4';
+}
+
+function bindSocket(sock: dgram.Socket, port: number, address: string | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    sock.once('error', onError);
+    sock.bind({ port, address, exclusive: false }, () => {
+      sock.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function connectSocket(sock: dgram.Socket, port: number, address: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      sock.off('error', onError);
+      reject(new GatewayError('TIMEOUT', `UDP connect to ${address}:${port} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(err);
+    };
+    sock.once('error', onError);
+    sock.connect(port, address, () => {
+      clearTimeout(timer);
+      sock.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function bindError(err: unknown, what: string): GatewayError {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'EADDRINUSE') return new GatewayError('BIND_FAILED', `${what}: address already in use`, undefined, { cause: err });
+  if (e.code === 'EACCES') return new GatewayError('BIND_FAILED', `${what}: permission denied`, undefined, { cause: err });
+  if (e.code === 'EADDRNOTAVAIL') return new GatewayError('BIND_FAILED', `${what}: address not available`, undefined, { cause: err });
+  return new GatewayError('BIND_FAILED', `${what}: ${e.message}`, undefined, { cause: err });
+}
+
+interface UdpListenerConfig {
+  address: string;
+  port: number;
+  connectAddress: string | undefined;
+  connectPort: number | undefined;
+  singleton: boolean;
+  /** Seconds of silence after which a server-mode session ends; 0 = never. */
+  idleTimeout: number;
+}
+
+function parseListenerSpec(spec: Spec, field: string): UdpListenerConfig {
+  const port = v.port(spec, 'port', field, true)!;
+  const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';
+  const connect = v.optObject(spec, 'connect', field);
+  const connectAddress = connect ? v.host(connect, 'address', `${field}.connect`, false) : undefined;
+  const connectPort = connect ? v.port(connect, 'port', `${field}.connect`, false) : undefined;
+  const options = v.optObject(spec, 'options', field);
+  const mode = options ? v.optString(options, 'mode', `${field}.options`) : undefined;
+  if (mode !== undefined && mode !== 'singleton' && mode !== 'server') {
+    throw invalid(`${field}.options.mode`, `must be "singleton" or "server", got "${mode}"`);
+  }
+  const full = connectAddress !== undefined && connectPort !== undefined;
+  if (mode === 'singleton' && !full) {
+    throw invalid(`${field}.connect`, 'singleton mode needs both connect.address and connect.port');
+  }
+  const singleton = mode === 'singleton' || (mode === undefined && full);
+  const idleTimeout = v.optNumber(spec, 'idle_timeout', field, 0, 86400 * 365) ?? 120;
+  return { address, port, connectAddress, connectPort, singleton, idleTimeout };
+}
+
+class UdpListener implements ListenerImpl {
+  private main: dgram.Socket | undefined;
+  private readonly flows = new Map<string, UdpChannel | Uint8Array[]>();
+  private seq = 0;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly lastActivity = new WeakMap<UdpChannel, number>();
+  private stopped = false;
+
+  constructor(private readonly cfg: UdpListenerConfig, private readonly ctx: ListenerContext) {}
+
+  async start(): Promise<void> {
+    const { address, port } = this.cfg;
+    const sock = dgram.createSocket({ type: socketType(address), reuseAddr: !this.cfg.singleton });
+    try {
+      await bindSocket(sock, port, address);
+    } catch (err) {
+      sock.close();
+      throw bindError(err, `UDP listener "${this.ctx.listenerName}" cannot bind ${address}:${port}`);
+    }
+    this.main = sock;
+    if (this.cfg.singleton) {
+      await this.startSingleton(sock);
+      return;
+    }
+    sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
+    sock.on('error', (err) => this.ctx.log.warn({ listener: this.ctx.listenerName, err: err.message }, 'UDP listener socket error'));
+    if (this.cfg.idleTimeout > 0) {
+      const every = Math.max(250, Math.min(this.cfg.idleTimeout * 1000 / 4, 10_000));
+      this.sweepTimer = setInterval(() => this.sweep(), every);
+      this.sweepTimer.unref();
+    }
+  }
+
+  private async startSingleton(sock: dgram.Socket): Promise<void> {
+    const { connectAddress, connectPort } = this.cfg;
+    try {
+      await connectSocket(sock, connectPort!, connectAddress!, 5000);
+    } catch (err) {
+      sock.close();
+      this.main = undefined;
+      throw new GatewayError('BIND_FAILED', `UDP listener "${this.ctx.listenerName}" cannot connect to ${connectAddress}:${connectPort}: ${(err as Error).message}`);
+    }
+    const local = sock.address();
+    const ch = new UdpChannel(sock, `${connectAddress}:${connectPort}`);
+    this.emit(ch, connectAddress!, connectPort!, local.address, local.port);
+  }
+
+  private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const key = `${rinfo.address}:${rinfo.port}`;
+    const known = this.flows.get(key);
+    if (known !== undefined) {
+      if (Array.isArray(known)) {
+        if (known.length < 64) known.push(msg);
+      } else {
+        known.inject(msg);
+      }
+      return;
+    }
+    const { connectAddress, connectPort } = this.cfg;
+    if ((connectAddress !== undefined && connectAddress !== rinfo.address) ||
+        (connectPort !== undefined && connectPort !== rinfo.port)) {
+      this.ctx.log.warn({ listener: this.ctx.listenerName, remote: key }, 'UDP listener: packet from a peer outside connect{} rejected');
+      return;
+    }
+    const pending: Uint8Array[] = [msg];
+    this.flows.set(key, pending);
+    void this.accept(key, rinfo, pending);
+  }
+
+  private async accept(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[]): Promise<void> {
+    const { address, port } = this.cfg;
+    const sock = dgram.createSocket({ type: socketType(address), reuseAddr: true });
+    try {
+      await bindSocket(sock, port, address);
+      await connectSocket(sock, rinfo.port, rinfo.address, 2000);
+    } catch (err) {
+      this.flows.delete(key);
+      try { sock.close(); } catch { /* already closed */ }
+      this.ctx.log.warn({ listener: this.ctx.listenerName, remote: key, err: (err as Error).message }, 'UDP listener: cannot open a session socket');
+      return;
+    }
+    if (this.stopped) {
+      sock.close();
+      return;
+    }
+    const ch = new UdpChannel(sock, key);
+    this.flows.set(key, ch);
+    ch.setCloseListener({ closed: () => { if (this.flows.get(key) === ch) this.flows.delete(key); } });
+    for (const m of pending) ch.inject(m);
+    this.emit(ch, rinfo.address, rinfo.port, address, port);
+  }
+
+  private emit(ch: UdpChannel, rAddr: string, rPort: number, lAddr: string, lPort: number): void {
+    const name = `UDP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`;
+    this.ctx.emit({
+      name,
+      channel: ch,
+      metadata: {
+        IP: { src_addr: rAddr, dst_addr: lAddr },
+        UDP: { src_port: rPort, dst_port: lPort },
+      },
+    });
+  }
+
+  /** Ends server-mode flows that were silent for idle_timeout seconds. */
+  private sweep(): void {
+    const now = Date.now();
+    const limit = this.cfg.idleTimeout * 1000;
+    for (const flow of this.flows.values()) {
+      if (Array.isArray(flow)) continue;
+      const seen = this.lastActivity.get(flow);
+      if (flow.activity > 0 || seen === undefined) {
+        flow.activity = 0;
+        this.lastActivity.set(flow, now);
+      } else if (now - seen >= limit) {
+        this.ctx.log.info({ listener: this.ctx.listenerName, peer: flow.peer }, 'UDP session idle timeout');
+        flow.close();
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    const main = this.main;
+    this.main = undefined;
+    if (main) await new Promise<void>((resolve) => {
+      try { main.close(() => resolve()); } catch { resolve(); }
+    });
+  }
+}
+
+interface UdpClusterConfig {
+  port: number;
+  bindAddress: string | undefined;
+  bindPort: number | undefined;
+}
+
+class UdpCluster implements ClusterImpl {
+  constructor(private readonly cfg: UdpClusterConfig, private readonly ctx: ClusterContext) {}
+
+  async connect(req: ConnectRequest): Promise<UdpChannel> {
+    const ep = req.endpoint;
+    if (!ep) throw new GatewayError('CONNECT_FAILED', `cluster "${this.ctx.clusterName}" has no endpoint`);
+    const sock = dgram.createSocket({ type: socketType(ep.address), reuseAddr: this.cfg.bindPort !== undefined && this.cfg.bindPort !== 0 });
+    try {
+      if (this.cfg.bindAddress !== undefined || this.cfg.bindPort !== undefined) {
+        await bindSocket(sock, this.cfg.bindPort ?? 0, this.cfg.bindAddress);
+      }
+      await connectSocket(sock, this.cfg.port, ep.address, req.timeoutMs);
+    } catch (err) {
+      try { sock.close(); } catch { /* not open */ }
+      throw new GatewayError('CONNECT_FAILED', `UDP ${ep.address}:${this.cfg.port}: ${(err as Error).message}`, undefined, { cause: err });
+    }
+    return new UdpChannel(sock, `${ep.address}:${this.cfg.port}`);
+  }
+}
+
+export const udpProtocol: ProtocolDef = {
+  name: 'UDP',
+  kind: 'datagram',
+  summary: 'UDP datagrams; listener in singleton or server mode, cluster with one connected socket per session',
+  listener: {
+    modes: ['singleton', 'server'],
+    create(spec, ctx, field) {
+      return new UdpListener(parseListenerSpec(spec, field), ctx);
+    },
+  },
+  cluster: {
+    virtual: false,
+    retriable: true,
+    create(spec, ctx, field) {
+      const port = v.port(spec, 'port', field, true)!;
+      const bind = v.optObject(spec, 'bind', field);
+      return new UdpCluster({
+        port,
+        bindAddress: bind ? v.host(bind, 'address', `${field}.bind`, false) : undefined,
+        bindPort: bind ? v.port(bind, 'port', `${field}.bind`, false) : undefined,
+      }, ctx);
+    },
+    checkEndpoint(spec, field) {
+      v.host(spec, 'address', field, true);
+    },
+  },
+};
