@@ -104,7 +104,8 @@ export const handlers: Record<OperationId, Handler> = {
   getRoute: (gw, req) => dumpRoute(gw, need(gw.routes.get(req.params.name!), 'route', req.params.name!), req.recursive),
   deleteRoute: (gw, req) => gw.deleteRoute(req.params.name!, req.recursive),
 
-  getSessions: (gw, req) => dumpSessions(gw, req.session),
+  // As in l7mp, the listing includes the session carrying this very request.
+  getSessions: (gw) => dumpSessions(gw),
   getSession: (gw, req) => {
     const s = gw.sessions.get(req.params.name!);
     if (!s) throw new GatewayError('NOT_FOUND', 'No such session');

@@ -684,7 +684,14 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.link();
     s.status = 'CONNECTED';
     s.event('CONNECT', 'Session connected');
-    this.log.info({ session: s.name, route: route.name, destination: s.destination.channel?.peer }, 'session connected');
+    this.log.verbose({ session: s.name, route: route.name, destination: s.destination.channel?.peer }, 'session connected');
+    // A stage may have closed while the others were still connecting.
+    for (const st of s.stages()) {
+      if (st.channel?.closed) {
+        this.stageClosed(s, st, undefined);
+        break;
+      }
+    }
   }
 
   private checkDowngrade(s: Session): void {

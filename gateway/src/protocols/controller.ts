@@ -26,21 +26,24 @@ class ControllerChannel extends BaseChannel {
     if (this.size > this.maxBody) {
       this.tooLarge = true;
       this.parts.length = 0;
+      this.reject413();
       return true;
     }
     this.parts.push(chunk);
     return true;
   }
 
+  /** Answer 413 at once and end the session; the rest of the upload is not read. */
+  reject413(): void {
+    this.done = true;
+    const err = new GatewayError('BODY_TOO_LARGE', `request body exceeds the limit of ${this.maxBody} bytes`);
+    this.ex.respond(413, { 'content-type': 'application/json', connection: 'close' }, JSON.stringify(err.toBody(), null, 4));
+    this.close();
+  }
+
   end(): void {
     if (this.done) return;
     this.done = true;
-    if (this.tooLarge) {
-      const err = new GatewayError('BODY_TOO_LARGE', `request body exceeds the limit of ${this.maxBody} bytes`);
-      this.ex.respond(413, { 'content-type': 'application/json' }, JSON.stringify(err.toBody(), null, 4));
-      this.close();
-      return;
-    }
     const body = Buffer.concat(this.parts);
     this.parts.length = 0;
     this.ctx.services.handleApi(this.ex, body, this.session).then(
@@ -73,11 +76,9 @@ export const controllerProtocol: ProtocolDef = {
           if (!ex) throw new GatewayError('INVALID_INPUT', 'L7mpController serves HTTP sessions only: route an HTTP listener to it');
           const cl = Number(ex.headers['content-length'] ?? 0);
           const max = ctx.services.maxBodyBytes();
-          if (cl > max) {
-            const err = new GatewayError('BODY_TOO_LARGE', `request body of ${cl} bytes exceeds the limit of ${max} bytes`);
-            ex.respond(413, { 'content-type': 'application/json', connection: 'close' }, JSON.stringify(err.toBody(), null, 4));
-          }
-          return new ControllerChannel(ex, ctx, max, req.session.name);
+          const ch = new ControllerChannel(ex, ctx, max, req.session.name);
+          if (cl > max) ch.reject413();
+          return ch;
         },
       };
     },

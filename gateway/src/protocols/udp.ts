@@ -169,12 +169,26 @@ class UdpListener implements ListenerImpl {
 
   async start(): Promise<void> {
     const { address, port } = this.cfg;
+    const what = `UDP listener "${this.ctx.listenerName}" cannot bind ${address}:${port}`;
+    if (!this.cfg.singleton) {
+      // Server mode needs SO_REUSEADDR for its per-session sockets, which would
+      // also let a second listener share the port. An exclusive probe bind
+      // first makes "address in use" an error, as users expect.
+      const probe = dgram.createSocket({ type: socketType(address) });
+      try {
+        await bindSocket(probe, port, address);
+      } catch (err) {
+        probe.close();
+        throw bindError(err, what);
+      }
+      await new Promise<void>((r) => probe.close(() => r()));
+    }
     const sock = dgram.createSocket({ type: socketType(address), reuseAddr: !this.cfg.singleton });
     try {
       await bindSocket(sock, port, address);
     } catch (err) {
       sock.close();
-      throw bindError(err, `UDP listener "${this.ctx.listenerName}" cannot bind ${address}:${port}`);
+      throw bindError(err, what);
     }
     this.main = sock;
     if (this.cfg.singleton) {
