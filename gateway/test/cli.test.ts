@@ -124,3 +124,16 @@ test('without -c the built-in default config serves the API on 127.0.0.1:1234 on
   await gw.stop();
   t.is(gw.proc.signalCode === null ? gw.proc.exitCode : 0, 0, 'SIGTERM shuts down cleanly');
 });
+
+test('the example configs in config/ apply cleanly', async (t) => {
+  for (const f of fs.readdirSync(path.join(root, 'config'))) {
+    const { readConfigFile, startGateway } = await import('../src/app.js');
+    const { silentLogger } = await import('../src/observe/log.js');
+    const cfg = readConfigFile(path.join(root, 'config', f)) as { listeners: Array<{ spec: { port?: number } }> };
+    // Move every listener to a free port so that the test never collides.
+    for (const l of cfg.listeners) if (l.spec.port !== undefined) l.spec.port = await freePort();
+    const gw = await startGateway({ config: cfg, logger: silentLogger() });
+    t.true(gw.listeners.size >= 1, f);
+    await gw.stop();
+  }
+});
