@@ -38,15 +38,17 @@ export interface TestGateway {
   stop(): Promise<void>;
 }
 
+/** The controller listener first, then the listeners and other sections of `extra`. */
 export function controllerConfig(port: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const controller = {
+    name: 'controller-listener',
+    spec: { protocol: 'HTTP', address: '127.0.0.1', port },
+    rules: [{ action: { route: { destination: { name: 'controller', spec: { protocol: 'L7mpController' } } } } }],
+  };
   return {
     admin: { log_level: 'silent' },
-    listeners: [{
-      name: 'controller-listener',
-      spec: { protocol: 'HTTP', address: '127.0.0.1', port },
-      rules: [{ action: { route: { destination: { name: 'controller', spec: { protocol: 'L7mpController' } } } } }],
-    }],
     ...extra,
+    listeners: [controller, ...((extra.listeners as unknown[] | undefined) ?? [])],
   };
 }
 
@@ -68,7 +70,7 @@ export async function api(base: string, method: string, urlPath: string, body?: 
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
     (init.headers as Record<string, string>)['content-type'] = contentType;
   }
-  const res = await fetch(base + urlPath, init);
+  const res = await fetch(base + urlPath, init).catch((err: Error & { cause?: unknown }) => { throw new Error(`${method} ${base}${urlPath}: ${err.message}: ${String(err.cause)}`); });
   const text = await res.text();
   let parsed: unknown;
   try { parsed = JSON.parse(text); } catch { parsed = undefined; }

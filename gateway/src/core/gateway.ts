@@ -264,6 +264,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     for (const obj of tx.order) {
       this.log.info({ kind: obj.kind, name: obj.name }, `${KIND_TITLE[obj.kind]} added`);
     }
+    for (const obj of tx.order) if (obj.kind === 'listener') obj.impl.ready?.();
   }
 
   private closeStaged(tx: Transaction): void {
@@ -681,6 +682,7 @@ export class Gateway implements SessionOwner, GatewayServices {
       return;
     }
     this.checkDowngrade(s);
+    s.priv.connected?.(); // before link(): the listener's answer must precede anything the destination sends
     s.link();
     s.status = 'CONNECTED';
     s.event('CONNECT', 'Session connected');
@@ -759,7 +761,11 @@ export class Gateway implements SessionOwner, GatewayServices {
 
   /** A link's source stage sent EOF. */
   stageEnded(s: Session, st: Stage): void {
-    if (st.role !== 'source' && retriesOnDisconnect(s.retry) && this.clusters.get(st.origin)?.protocol.cluster?.retriable) {
+    // An EOF from a stage whose own input had already ended is the natural end
+    // of the exchange (the upstream answered the client's half-close, or a
+    // transform passed the client's EOF along), not a lost peer: propagate it.
+    const inputEnded = st.inLink?.ended === true;
+    if (st.role !== 'source' && !inputEnded && retriesOnDisconnect(s.retry) && this.clusters.get(st.origin)?.protocol.cluster?.retriable) {
       // Under retry_on disconnect/always an upstream EOF is a disconnect (as in l7mp).
       st.channel?.close();
       return;
@@ -771,11 +777,13 @@ export class Gateway implements SessionOwner, GatewayServices {
     if (s.status !== 'CONNECTED' || st.status !== 'READY') return;
     st.status = 'DISCONNECTED';
     s.event('DISCONNECT', `${st.role === 'source' ? 'listener' : 'cluster'} "${st.origin}" disconnected`, err?.message);
-    if (st.role !== 'source' && retriesOnDisconnect(s.retry) && this.clusters.get(st.origin)?.protocol.cluster?.retriable) {
+    // A stage that finished both directions with EOF closed cleanly: nothing to retry.
+    const finished = !err && st.inLink?.ended === true && st.outLink?.ended === true;
+    if (st.role !== 'source' && !finished && retriesOnDisconnect(s.retry) && this.clusters.get(st.origin)?.protocol.cluster?.retriable) {
       void this.reconnect(s, st, err);
       return;
     }
-    if (err) this.endSession(s, `stage "${st.origin}" failed: ${err.message}`, true);
+    if (err) this.endSession(s, `stage "${st.origin}" failed: ${err.message}`, true, err);
     else this.endSession(s, `stage "${st.origin}" closed`);
   }
 
@@ -815,12 +823,13 @@ export class Gateway implements SessionOwner, GatewayServices {
     this.finalize(s, err.message, err);
   }
 
-  endSession(s: Session, reason: string, failed = false): void {
+  /** End a session; `cause` is the error that ended it, passed on to the other stages. */
+  endSession(s: Session, reason: string, failed = false, cause?: Error): void {
     if (s.status === 'FINALIZING' || s.status === 'DESTROYED') return;
     s.failed ||= failed;
     s.event(failed ? 'ERROR' : 'END', reason);
     this.log.info({ session: s.name, reason, counters: s.counters() }, 'session ended');
-    this.finalize(s, reason, failed ? new Error(reason) : undefined);
+    this.finalize(s, reason, cause ?? (failed ? new Error(reason) : undefined));
   }
 
   private finalize(s: Session, reason: string, err: Error | undefined): void {
@@ -829,8 +838,10 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.ended = Date.now();
     for (const st of s.stages()) {
       if (st.status !== 'END') st.status = 'END';
-      // The source closes gracefully so that queued replies reach the client.
-      st.channel?.close(st.role === 'source' ? undefined : err);
+      // The source closes gracefully so that queued replies reach the client,
+      // unless the cause is a close the source's protocol can pass on (a
+      // WebSocket close code, marked graceful).
+      st.channel?.close(st.role !== 'source' || isGracefulClose(err) ? err : undefined);
     }
     s.status = 'DESTROYED';
     s.event('DESTROY', 'Session destroyed');
@@ -873,6 +884,11 @@ export class Gateway implements SessionOwner, GatewayServices {
     for (const l of this.listeners.values()) await l.impl.stop().catch(() => undefined);
     for (const c of this.clusters.values()) c.impl.close?.();
   }
+}
+
+/** An error that ends a session without aborting the peers (e.g. a WebSocket close code). */
+function isGracefulClose(err: Error | undefined): boolean {
+  return err !== undefined && (err as { graceful?: boolean }).graceful === true;
 }
 
 /** Read through a call so that TypeScript does not narrow a status that changes across awaits. */

@@ -43,6 +43,8 @@ export interface SessionOwner {
 export class Link implements ChannelSink, DrainListener {
   bytes = 0;
   packets = 0;
+  /** The stage feeding this link sent EOF. */
+  ended = false;
 
   constructor(
     public from: Channel,
@@ -63,6 +65,7 @@ export class Link implements ChannelSink, DrainListener {
   }
 
   end(): void {
+    this.ended = true;
     this.session.owner.stageEnded(this.session, this.fromStage);
   }
 

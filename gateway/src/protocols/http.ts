@@ -1,163 +1,268 @@
-// HTTP listener: one session per request. The request body flows into the
-// route; whatever the destination sends back becomes the response body (as in
-// l7mp). The REST controller is such a destination (L7mpController), so the
-// API is served the l7mp way: HTTP listener -> rule -> controller cluster.
+// HTTP listener on uWebSockets.js: one session per request. The request body
+// flows into the route; whatever the destination sends back becomes the
+// response body (as in l7mp), and an HTTP-aware destination (the HTTP
+// cluster, the REST controller) sets the status and headers through the
+// exchange. The REST API is served the l7mp way: HTTP listener -> rule ->
+// L7mpController cluster.
+//
+// uWebSockets.js does not expose the client's port, so HTTP session names and
+// metadata carry the client address only (TCP/src_port is absent).
 
-import http from 'node:http';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError, reasonPhrase } from '../core/errors.js';
 import type { HttpExchange, ListenerContext, ListenerImpl, ProtocolDef, SessionPriv, Spec } from './types.js';
+import { copyBuffer, requireUws, text, type Uws } from './uws.js';
+import type * as U from '@trufflesuite/uws-js-unofficial';
 import * as v from './validate.js';
 
-class NodeHttpExchange implements HttpExchange {
+export interface RequestHead {
+  method: string;
+  url: string;
+  path: string;
+  query: string;
+  headers: Record<string, string>;
+  remoteAddress: string;
+}
+
+/** Read what uWS lets us read of a request: only synchronously, in the handler. */
+export function readHead(res: U.HttpResponse, req: U.HttpRequest): RequestHead {
+  const headers: Record<string, string> = {};
+  req.forEach((k, val) => { headers[k] = headers[k] === undefined ? val : `${headers[k]}, ${val}`; });
+  const path = req.getUrl();
+  const query = req.getQuery() ?? '';
+  return {
+    method: req.getCaseSensitiveMethod().toUpperCase(),
+    url: query ? `${path}?${query}` : path,
+    path,
+    query,
+    headers,
+    remoteAddress: text(res.getRemoteAddressAsText()),
+  };
+}
+
+export function httpMetadata(head: RequestHead, localAddress: string, localPort: number): Record<string, unknown> {
+  const hostHeader = head.headers.host ?? `${localAddress}:${localPort}`;
+  const colon = hostHeader.lastIndexOf(':');
+  const host = colon > 0 && !hostHeader.endsWith(']') ? hostHeader.slice(0, colon) : hostHeader;
+  const port = colon > 0 && !hostHeader.endsWith(']') ? Number(hostHeader.slice(colon + 1)) : localPort;
+  return {
+    IP: { src_addr: head.remoteAddress, dst_addr: localAddress },
+    TCP: { dst_port: localPort },
+    HTTP: {
+      version: '1.1',
+      method: head.method,
+      url: {
+        url: head.url,
+        href: `http://${hostHeader}${head.url}`,
+        protocol: 'http:',
+        host,
+        port,
+        path: head.path,
+        query: head.query,
+      },
+      headers: { ...head.headers },
+    },
+  };
+}
+
+class UwsExchange implements HttpExchange {
+  aborted = false;
   responded = false;
-  constructor(private readonly req: http.IncomingMessage, readonly res: http.ServerResponse) {}
-  get method(): string { return this.req.method ?? 'GET'; }
-  get url(): string { return this.req.url ?? '/'; }
-  get headers(): http.IncomingHttpHeaders { return this.req.headers; }
-  get remoteAddress(): string { return this.req.socket.remoteAddress ?? ''; }
+  headSent = false;
+  /** Set once the response is complete or the client went away. */
+  onDone: (() => void) | undefined;
+
+  constructor(readonly res: U.HttpResponse, private readonly head: RequestHead) {}
+
+  get method(): string { return this.head.method; }
+  get url(): string { return this.head.url; }
+  get headers(): Record<string, string> { return this.head.headers; }
+  get remoteAddress(): string { return this.head.remoteAddress; }
+
+  private writeHeadRaw(status: number, headers: Record<string, string | string[]>): void {
+    this.headSent = true;
+    this.res.writeStatus(`${status} ${reasonPhrase(status)}`);
+    for (const [k, val] of Object.entries(headers)) {
+      const lk = k.toLowerCase();
+      // uWS computes these itself.
+      if (lk === 'content-length' || lk === 'transfer-encoding' || lk === 'connection' || lk === 'date') continue;
+      if (Array.isArray(val)) for (const x of val) this.res.writeHeader(k, x);
+      else this.res.writeHeader(k, val);
+    }
+  }
+
+  writeHead(status: number, headers: Record<string, string | string[]>): void {
+    if (this.headSent || this.aborted || this.responded) return;
+    this.res.cork(() => this.writeHeadRaw(status, headers));
+  }
 
   respond(status: number, headers: Record<string, string>, body: string | Uint8Array): void {
-    if (this.responded || this.res.headersSent) return;
+    if (this.responded || this.aborted) return;
     this.responded = true;
-    const buf = typeof body === 'string' ? Buffer.from(body) : body;
-    this.res.writeHead(status, reasonPhrase(status), { ...headers, 'content-length': String(buf.byteLength) });
-    this.res.end(buf);
+    this.res.cork(() => {
+      if (!this.headSent) this.writeHeadRaw(status, headers);
+      const close = headers.connection === 'close';
+      this.res.end(body, close);
+    });
+    this.done();
+  }
+
+  /** Write one body chunk of a streamed response; false = backpressure. */
+  write(chunk: Uint8Array): boolean {
+    if (this.responded || this.aborted) return true;
+    let ok = true;
+    this.res.cork(() => {
+      if (!this.headSent) this.writeHeadRaw(200, {});
+      ok = this.res.write(chunk);
+    });
+    return ok;
+  }
+
+  finishResponse(): void {
+    if (this.responded || this.aborted) return;
+    this.responded = true;
+    this.res.cork(() => {
+      if (!this.headSent) this.writeHeadRaw(200, {});
+      this.res.end();
+    });
+    this.done();
+  }
+
+  abort(): void {
+    if (this.responded || this.aborted) return;
+    this.responded = true;
+    this.res.close();
+    this.done();
+  }
+
+  done(): void {
+    const d = this.onDone;
+    this.onDone = undefined;
+    d?.();
   }
 }
 
 class HttpServerChannel extends BaseChannel {
   readonly kind: ChannelKind = 'byte';
+  private waitingWritable = false;
 
-  constructor(private readonly req: http.IncomingMessage, private readonly ex: NodeHttpExchange) {
+  constructor(private readonly ex: UwsExchange) {
     super();
-    this.peer = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
-    req.on('data', (chunk: Buffer) => this.deliver(chunk));
-    req.on('end', () => this.deliverEnd());
-    req.on('error', (err) => this.close(err));
-    ex.res.on('close', () => this.finish());
-    ex.res.on('drain', () => this.emitDrain());
+    this.peer = ex.remoteAddress;
+    ex.res.onData((ab, isLast) => {
+      if (ab.byteLength > 0) this.deliver(copyBuffer(ab));
+      if (isLast) this.deliverEnd();
+    });
+    ex.res.onAborted(() => {
+      ex.aborted = true;
+      this.finish(new Error('client went away'));
+    });
+    ex.onDone = () => queueMicrotask(() => this.finish());
   }
 
   send(chunk: Uint8Array): boolean {
-    const res = this.ex.res;
-    if (this.ex.responded || res.writableEnded) return true;
-    if (!res.headersSent) res.writeHead(200);
-    return res.write(chunk);
+    const ok = this.ex.write(chunk);
+    if (!ok && !this.waitingWritable) {
+      this.waitingWritable = true;
+      this.ex.res.onWritable(() => {
+        this.waitingWritable = false;
+        this.emitDrain();
+        return true;
+      });
+    }
+    return ok;
   }
 
   end(): void {
-    const res = this.ex.res;
-    if (this.ex.responded || res.writableEnded) return;
-    this.ex.responded = true;
-    res.end();
+    this.ex.finishResponse();
   }
 
-  protected doPause(): void { this.req.pause(); }
-  protected doResume(): void { this.req.resume(); }
+  protected doPause(): void {
+    if (!this.ex.aborted && !this.ex.responded) this.ex.res.pause();
+  }
+
+  protected doResume(): void {
+    if (!this.ex.aborted && !this.ex.responded) this.ex.res.resume();
+  }
 
   protected doClose(err: Error | undefined): void {
-    const res = this.ex.res;
-    if (!res.writableEnded) {
-      if (err && !res.headersSent) {
+    const ex = this.ex;
+    if (!ex.aborted && !ex.responded) {
+      if (err && !ex.headSent) {
         const status = err instanceof GatewayError ? err.status : 502;
-        this.ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify({ status, message: reasonPhrase(status), content: err.message }));
+        ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify({ status, message: reasonPhrase(status), content: err.message }));
+      } else if (err) {
+        ex.abort();
       } else {
-        this.ex.responded = true;
-        res.end();
+        ex.finishResponse();
       }
     }
-    if (res.writableFinished || res.destroyed) this.finish(err);
+    this.finish(err);
   }
 }
 
-export function httpMetadata(req: http.IncomingMessage, localAddress: string, localPort: number): Record<string, unknown> {
-  const host = req.headers.host ?? `${localAddress}:${localPort}`;
-  const rawUrl = req.url ?? '/';
-  let parsed: URL;
-  try {
-    parsed = new URL(rawUrl, `http://${host}`);
-  } catch {
-    parsed = new URL('http://invalid/');
-  }
-  const q = rawUrl.indexOf('?');
-  return {
-    IP: { src_addr: req.socket.remoteAddress ?? '', dst_addr: localAddress },
-    TCP: { src_port: req.socket.remotePort ?? 0, dst_port: localPort },
-    HTTP: {
-      version: req.httpVersion,
-      method: req.method ?? 'GET',
-      url: {
-        url: rawUrl,
-        href: parsed.href,
-        protocol: 'http:',
-        host: parsed.hostname,
-        port: parsed.port === '' ? localPort : Number(parsed.port),
-        path: q >= 0 ? rawUrl.slice(0, q) : rawUrl,
-        query: q >= 0 ? rawUrl.slice(q + 1) : '',
-      },
-      headers: { ...req.headers },
-    },
-  };
+/** Listen exclusively (uWS defaults to SO_REUSEPORT, which would hide "address in use"). */
+export function listenUws(uws: Uws, app: U.TemplatedApp, address: string, port: number, what: string): Promise<U.us_listen_socket> {
+  return new Promise((resolve, reject) => {
+    // The typings lack the (host, port, options, cb) overload that the binary has.
+    const exclusive = (uws as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT?: number }).LIBUS_LISTEN_EXCLUSIVE_PORT ?? 1;
+    const listen = app.listen as unknown as (h: string, p: number, o: number, cb: (t: U.us_listen_socket | false) => void) => void;
+    listen.call(app, address, port, exclusive, (token) => {
+      if (token) resolve(token);
+      else reject(new GatewayError('BIND_FAILED', `${what} cannot listen on ${address}:${port}: address already in use or not available`));
+    });
+  });
 }
 
 class HttpListener implements ListenerImpl {
-  private server: http.Server | undefined;
+  private token: U.us_listen_socket | undefined;
+  /** Held for the listener's lifetime: uWS closes an App that is garbage-collected. */
+  private app: U.TemplatedApp | undefined;
   private seq = 0;
+  private localPort: number;
+  private readonly uws: Uws;
 
-  constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext) {}
-
-  async start(): Promise<void> {
-    const server = http.createServer({ keepAlive: true }, (req, res) => this.onRequest(req, res));
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 60_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: this.address, port: this.port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    }).catch((err: NodeJS.ErrnoException) => {
-      const reason = err.code === 'EADDRINUSE' ? 'address already in use' : err.message;
-      throw new GatewayError('BIND_FAILED', `HTTP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}: ${reason}`, undefined, { cause: err });
-    });
-    server.on('error', (err) => this.ctx.log.warn({ listener: this.ctx.listenerName, err: err.message }, 'HTTP listener error'));
-    this.server = server;
+  constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext) {
+    this.uws = requireUws();
+    this.localPort = port;
   }
 
-  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const ex = new NodeHttpExchange(req, res);
-    const lAddr = req.socket.localAddress ?? this.address;
-    const lPort = req.socket.localPort ?? this.port;
+  async start(): Promise<void> {
+    const app = this.uws.App().any('/*', (res, req) => this.onRequest(res, req));
+    this.app = app;
+    this.token = await listenUws(this.uws, app, this.address, this.port, `HTTP listener "${this.ctx.listenerName}"`);
+    this.localPort = this.uws.us_socket_local_port(this.token);
+  }
+
+  private onRequest(res: U.HttpResponse, req: U.HttpRequest): void {
+    const head = readHead(res, req);
+    const ex = new UwsExchange(res, head);
     const priv: SessionPriv = {
       http: ex,
       error(status, body) {
         ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify(body, null, 4));
       },
     };
+    const channel = new HttpServerChannel(ex);
     this.ctx.emit({
-      name: `HTTP:${req.socket.remoteAddress}:${req.socket.remotePort}-${lAddr}:${lPort}-${this.seq++}`,
-      channel: new HttpServerChannel(req, ex),
-      metadata: httpMetadata(req, lAddr, lPort),
+      name: `HTTP:${head.remoteAddress}-${this.address}:${this.localPort}-${this.seq++}`,
+      channel,
+      metadata: httpMetadata(head, this.address, this.localPort),
       priv,
     });
   }
 
   async stop(): Promise<void> {
-    const s = this.server;
-    this.server = undefined;
-    if (!s) return;
-    await new Promise<void>((resolve) => {
-      s.close(() => resolve());
-      s.closeAllConnections();
-    });
+    if (this.token) this.uws.us_listen_socket_close(this.token);
+    this.token = undefined;
+    this.app = undefined;
   }
 }
 
 export const httpProtocol: ProtocolDef = {
   name: 'HTTP',
   kind: 'byte',
-  summary: 'HTTP/1.1 server; one session per request, the request body is the ingress stream',
+  summary: 'HTTP/1.1 server on uWebSockets.js; one session per request, the request body is the ingress stream',
   listener: {
     modes: ['server'],
     create(spec: Spec, ctx, field) {

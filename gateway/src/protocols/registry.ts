@@ -4,12 +4,15 @@
 import { GatewayError } from '../core/errors.js';
 import { controllerProtocol } from './controller.js';
 import { httpProtocol } from './http.js';
+import { jsonSocketProtocol } from './jsonsocket.js';
+import { httpClusterSide } from './httpcluster.js';
 import { tcpProtocol, unixProtocol } from './stream.js';
 import {
   discardProtocol, echoProtocol, jsonDecapProtocol, jsonEncapProtocol, loggerProtocol, stdioProtocol, syncProtocol,
 } from './transforms.js';
 import type { ProtocolDef } from './types.js';
 import { udpProtocol } from './udp.js';
+import { websocketProtocol } from './websocket.js';
 
 function planned(name: string, kind: 'datagram' | 'byte', issue: number, summary: string, aliases?: string[]): ProtocolDef {
   return { name, kind, summary, aliases, unavailable: `protocol "${name}" is not supported yet (planned in issue #${issue})` };
@@ -19,7 +22,7 @@ export const PROTOCOLS: readonly ProtocolDef[] = [
   udpProtocol,
   tcpProtocol,
   unixProtocol,
-  httpProtocol,
+  { ...httpProtocol, cluster: httpClusterSide },
   controllerProtocol,
   echoProtocol,
   discardProtocol,
@@ -28,8 +31,8 @@ export const PROTOCOLS: readonly ProtocolDef[] = [
   jsonDecapProtocol,
   syncProtocol,
   stdioProtocol,
-  planned('WebSocket', 'datagram', 3, 'WebSocket messages', ['WS']),
-  planned('JSONSocket', 'datagram', 3, 'JSON header handshake over a datagram transport'),
+  websocketProtocol,
+  jsonSocketProtocol,
   planned('SCTP', 'datagram', 6, 'SCTP messages'),
   planned('AF_PACKET', 'datagram', 6, 'raw L2 frames on an interface'),
   planned('UNIX/dgram', 'datagram', 6, 'Unix-domain datagram sockets'),
@@ -68,7 +71,7 @@ export function protocolFor(name: unknown, role: 'listener' | 'cluster', field: 
     throw new GatewayError('INVALID_INPUT', `${field}: protocol "${p.name}" cannot be used in a listener (cluster only)`, field);
   }
   if (role === 'cluster' && !p.cluster) {
-    throw new GatewayError('NOT_SUPPORTED', `${field}: protocol "${p.name}" cannot be used in a cluster (listener only${p.name === 'HTTP' ? '; the HTTP cluster is planned in issue #3' : ''})`, field);
+    throw new GatewayError('NOT_SUPPORTED', `${field}: protocol "${p.name}" cannot be used in a cluster (listener only)`, field);
   }
   return p;
 }

@@ -49,7 +49,7 @@ export class SocketChannel extends BaseChannel {
       this.finish(err);
       return;
     }
-    if (err) {
+    if (err && (err as { graceful?: boolean }).graceful !== true) {
       this.error ??= err;
       s.destroy();
       return;

@@ -18,6 +18,8 @@ export interface SessionView {
 export interface SessionPriv {
   /** Report a setup failure to the peer (HTTP status page, JSONSocket error header, ...). */
   error?(status: number, body: unknown): void;
+  /** Routing succeeded and every stage is connected, just before data flows (the JSONSocket 200 answer). */
+  connected?(): void;
   /** The HTTP exchange, for listeners that serve HTTP. */
   http?: HttpExchange;
 }
@@ -27,8 +29,16 @@ export interface HttpExchange {
   readonly url: string;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly remoteAddress: string;
-  /** Write a complete response. */
+  /** Write a complete response (status, headers and the whole body). */
   respond(status: number, headers: Record<string, string>, body: string | Uint8Array): void;
+  /**
+   * Start a streamed response: the status line and headers now, the body
+   * through the session's channel (whatever the destination sends back).
+   * Without it the first body chunk goes out as 200 with no extra headers.
+   */
+  writeHead(status: number, headers: Record<string, string | string[]>): void;
+  /** Whether a status line went out already (respond or writeHead). */
+  readonly headSent: boolean;
   readonly responded: boolean;
 }
 
@@ -52,6 +62,8 @@ export interface ListenerImpl {
   start(): Promise<void>;
   /** Unbind and release everything; live sessions are ended by the gateway. */
   stop(): Promise<void>;
+  /** The listener is part of the configuration now: sessions emitted from here on can be routed. */
+  ready?(): void;
 }
 
 export interface ConnectRequest {

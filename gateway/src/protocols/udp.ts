@@ -19,21 +19,34 @@ import * as v from './validate.js';
 /** Largest UDP payload over IPv4. */
 export const MAX_UDP_PAYLOAD = 65507;
 
+/**
+ * UDP cannot half-close. When a cluster-side channel has been told end() (its
+ * client sent EOF), it keeps taking replies and reports EOF once they have
+ * stopped for this long; without it a TCP client that closed towards a UDP
+ * upstream left its session (and a half-open socket) open for ever.
+ */
+export const UDP_EOF_LINGER_MS = 2000;
+
 export class UdpChannel extends BaseChannel {
   readonly kind: ChannelKind = 'datagram';
   /** Packets seen either way since the last idle sweep; read by the listener. */
   activity = 0;
   private ended = false;
+  private received = 0;
+  private linger: NodeJS.Timeout | undefined;
 
   constructor(
     readonly socket: dgram.Socket,
     peer: string,
     private readonly ownsSocket = true,
+    /** > 0: report EOF this long after end() once no more datagrams arrive (cluster side). */
+    private readonly eofLingerMs = 0,
   ) {
     super();
     this.peer = peer;
     socket.on('message', (msg) => {
       this.activity++;
+      this.received++;
       this.deliver(msg);
     });
     socket.on('error', (err) => this.close(err));
@@ -64,15 +77,28 @@ export class UdpChannel extends BaseChannel {
     if (err) this.close(err);
   };
 
-  /** UDP has no half-close: stop sending, keep receiving until the session ends. */
+  /** UDP has no half-close: stop sending, keep receiving until the session ends (or the linger ends). */
   end(): void {
+    if (this.ended) return;
     this.ended = true;
+    if (this.eofLingerMs > 0) this.armLinger(this.received);
+  }
+
+  private armLinger(seen: number): void {
+    this.linger = setTimeout(() => {
+      this.linger = undefined;
+      if (this.closed) return;
+      if (this.received !== seen) this.armLinger(this.received);
+      else this.deliverEnd();
+    }, this.eofLingerMs);
+    this.linger.unref();
   }
 
   protected doPause(): void {}
   protected doResume(): void {}
 
   protected doClose(_err: Error | undefined): void {
+    if (this.linger) clearTimeout(this.linger);
     if (!this.ownsSocket) {
       this.finish(_err);
       return;
@@ -215,12 +241,27 @@ class UdpListener implements ListenerImpl {
     }
     const local = sock.address();
     const ch = new UdpChannel(sock, `${connectAddress}:${connectPort}`);
-    this.emit(ch, connectAddress!, connectPort!, local.address, local.port);
+    // Emitted once the listener is committed, so that the session can be routed.
+    this.pendingSingleton = () => this.emit(ch, connectAddress!, connectPort!, local.address, local.port);
+  }
+
+  private pendingSingleton: (() => void) | undefined;
+
+  ready(): void {
+    const emit = this.pendingSingleton;
+    this.pendingSingleton = undefined;
+    emit?.();
   }
 
   private onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
     const key = `${rinfo.address}:${rinfo.port}`;
-    const known = this.flows.get(key);
+    let known = this.flows.get(key);
+    if (known !== undefined && !Array.isArray(known) && known.closed) {
+      // The flow's session has ended. The session replaced the close listener
+      // set in accept(), so the entry is dropped here: the peer gets a new session.
+      this.flows.delete(key);
+      known = undefined;
+    }
     if (known !== undefined) {
       if (Array.isArray(known)) {
         if (known.length < 64) known.push(msg);
@@ -279,8 +320,12 @@ class UdpListener implements ListenerImpl {
   private sweep(): void {
     const now = Date.now();
     const limit = this.cfg.idleTimeout * 1000;
-    for (const flow of this.flows.values()) {
+    for (const [key, flow] of this.flows) {
       if (Array.isArray(flow)) continue;
+      if (flow.closed) {
+        this.flows.delete(key); // its session ended (see onMessage)
+        continue;
+      }
       const seen = this.lastActivity.get(flow);
       if (flow.activity > 0 || seen === undefined) {
         flow.activity = 0;
@@ -325,7 +370,7 @@ class UdpCluster implements ClusterImpl {
       try { sock.close(); } catch { /* not open */ }
       throw new GatewayError('CONNECT_FAILED', `UDP ${ep.address}:${this.cfg.port}: ${(err as Error).message}`, undefined, { cause: err });
     }
-    return new UdpChannel(sock, `${ep.address}:${this.cfg.port}`);
+    return new UdpChannel(sock, `${ep.address}:${this.cfg.port}`, true, UDP_EOF_LINGER_MS);
   }
 }
 

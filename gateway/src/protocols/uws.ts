@@ -1,0 +1,86 @@
+// The one place that loads uWebSockets.js. Its authors do not publish it on
+// npm; republished builds exist, each for a range of Node versions and glibc.
+// We try them in order, load the native binary directly (never a package's
+// silent pure-JS fallback), and say which one loaded or why none did.
+
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import type * as UwsTypes from '@trufflesuite/uws-js-unofficial';
+
+export type Uws = typeof UwsTypes;
+
+const require = createRequire(import.meta.url);
+
+interface Candidate {
+  readonly pkg: string;
+  /** The native binary inside the package, for this platform and Node ABI. */
+  readonly binary: (dir: string) => string;
+}
+
+const abi = `${process.platform}_${process.arch}_${process.versions.modules}`;
+
+const CANDIDATES: readonly Candidate[] = [
+  // Node 20-25, needs glibc >= 2.38 (does not load on Debian 12).
+  { pkg: '@btc-vision/uwebsockets.js', binary: (dir) => path.join(dir, `uws_${abi}.node`) },
+  // Node 16-20, loads on Debian 12.
+  { pkg: '@trufflesuite/uws-js-unofficial', binary: (dir) => path.join(dir, 'binaries', `uws_${abi}.node`) },
+  // A user's own install from the authors' GitHub releases.
+  { pkg: 'uWebSockets.js', binary: (dir) => path.join(dir, `uws_${abi}.node`) },
+];
+
+export interface UwsLoad {
+  readonly uws: Uws | undefined;
+  /** The package that loaded, or undefined. */
+  readonly loaded: string | undefined;
+  /** One line per candidate that did not load, with the reason. */
+  readonly failures: readonly string[];
+}
+
+let cached: UwsLoad | undefined;
+
+export function loadUws(): UwsLoad {
+  if (cached) return cached;
+  const failures: string[] = [];
+  for (const c of CANDIDATES) {
+    let dir: string;
+    try {
+      dir = path.dirname(require.resolve(`${c.pkg}/package.json`));
+    } catch {
+      failures.push(`${c.pkg}: not installed`);
+      continue;
+    }
+    try {
+      const uws = require(c.binary(dir)) as Uws;
+      if (typeof uws.App !== 'function') throw new Error('the binary does not export App()');
+      // Silence the banner some builds print at load.
+      (uws as unknown as { _cfg?: (s: string) => void })._cfg?.('silent');
+      cached = { uws, loaded: c.pkg, failures };
+      return cached;
+    } catch (err) {
+      failures.push(`${c.pkg}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  cached = { uws: undefined, loaded: undefined, failures };
+  return cached;
+}
+
+/** The loaded module, or an error that lists every reason. */
+export function requireUws(): Uws {
+  const l = loadUws();
+  if (l.uws) return l.uws;
+  throw new Error(`uWebSockets.js could not be loaded: ${l.failures.join('; ')}`);
+}
+
+export function uwsStatus(): string {
+  const l = loadUws();
+  return l.loaded ? `uWebSockets.js from ${l.loaded} (ABI ${process.versions.modules})` : `uWebSockets.js unavailable: ${l.failures.join('; ')}`;
+}
+
+/** ArrayBuffer views from uWS are valid only during the callback: copy out. */
+export function copyBuffer(ab: ArrayBuffer): Buffer {
+  return Buffer.from(ab.slice(0));
+}
+
+export function text(ab: ArrayBuffer): string {
+  return Buffer.from(ab).toString('utf8');
+}
