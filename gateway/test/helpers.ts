@@ -100,7 +100,8 @@ export interface Peer {
 
 /** Start socat with the given address pair and wait until `ready` holds. */
 export async function socat(args: string[], ready: () => Promise<boolean>): Promise<Peer> {
-  const proc = spawn('socat', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group, so that stop() also ends the children `fork` makes.
+  const proc = spawn('socat', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   let stderr = '';
   proc.stderr!.on('data', (d) => { stderr += String(d); });
   let exited = false;
@@ -114,7 +115,7 @@ export async function socat(args: string[], ready: () => Promise<boolean>): Prom
     stop: () => new Promise<void>((resolve) => {
       if (exited) return resolve();
       proc.once('exit', () => resolve());
-      proc.kill('SIGKILL');
+      try { process.kill(-proc.pid!, 'SIGKILL'); } catch { proc.kill('SIGKILL'); }
     }),
   };
 }
@@ -139,7 +140,7 @@ export function unixListening(p: string): Promise<boolean> {
 export function udpBound(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = dgram.createSocket('udp4');
-    s.once('error', () => resolve(true));
+    s.once('error', () => { s.close(); resolve(true); });
     s.bind(port, '127.0.0.1', () => s.close(() => resolve(false)));
   });
 }
@@ -147,8 +148,8 @@ export function udpBound(port: number): Promise<boolean> {
 /** Echo peers built from socat: the real thing, not a mock. */
 export const echo = {
   tcp: (port: number) => socat([`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'EXEC:cat'], () => tcpListening(port)),
-  /** One child per peer; PIPE echoes each datagram as one datagram (buffer big enough for 64 KiB). */
-  udp: (port: number) => socat(['-b', '65536', `UDP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpBound(port)),
+  /** One child per datagram, answering its sender: boundaries kept, concurrent peers never mixed. */
+  udp: (port: number) => socat(['-b', '65536', `UDP-RECVFROM:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpBound(port)),
   unix: (p: string) => socat([`UNIX-LISTEN:${p},fork,unlink-early`, 'EXEC:cat'], () => unixListening(p)),
 };
 

@@ -62,6 +62,8 @@ export abstract class BaseChannel implements Channel {
   private endQueued = false;
   protected paused = false;
   private _closed = false;
+  /** The peer was held back because the early queue filled up. */
+  private overflowPaused = false;
   private closeError: Error | undefined;
   private closeNotified = false;
 
@@ -123,7 +125,10 @@ export abstract class BaseChannel implements Channel {
     const q = (this.queue ??= []);
     if (q.length >= MAX_EARLY_QUEUE) {
       if (this.kind === 'datagram') return; // datagram semantics: drop on overflow
-      this.doPause(); // byte streams: hold the peer back instead
+      if (!this.overflowPaused) {
+        this.overflowPaused = true;
+        this.doPause(); // byte streams: hold the peer back instead
+      }
     }
     q.push(chunk);
   }
@@ -165,6 +170,10 @@ export abstract class BaseChannel implements Channel {
       }
       if (q.length > 0) return;
       this.queue = undefined;
+      if (this.overflowPaused) {
+        this.overflowPaused = false;
+        if (!this.paused) this.doResume();
+      }
     }
     if (this.endQueued && this.sink !== undefined && !this.paused) {
       this.endQueued = false;

@@ -838,10 +838,10 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.ended = Date.now();
     for (const st of s.stages()) {
       if (st.status !== 'END') st.status = 'END';
-      // The source closes gracefully so that queued replies reach the client,
-      // unless the cause is a close the source's protocol can pass on (a
-      // WebSocket close code, marked graceful).
-      st.channel?.close(st.role !== 'source' || isGracefulClose(err) ? err : undefined);
+      // Every stage learns why: without a cause channels close gracefully
+      // (flushing what is queued); with one, each protocol signals it its own
+      // way (TCP reset, HTTP 502 or an aborted body, a WebSocket close code).
+      st.channel?.close(err);
     }
     s.status = 'DESTROYED';
     s.event('DESTROY', 'Session destroyed');
@@ -884,11 +884,6 @@ export class Gateway implements SessionOwner, GatewayServices {
     for (const l of this.listeners.values()) await l.impl.stop().catch(() => undefined);
     for (const c of this.clusters.values()) c.impl.close?.();
   }
-}
-
-/** An error that ends a session without aborting the peers (e.g. a WebSocket close code). */
-function isGracefulClose(err: Error | undefined): boolean {
-  return err !== undefined && (err as { graceful?: boolean }).graceful === true;
 }
 
 /** Read through a call so that TypeScript does not narrow a status that changes across awaits. */

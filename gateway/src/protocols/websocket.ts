@@ -11,11 +11,12 @@ import { httpMetadata, listenUws, readHead, type RequestHead } from './http.js';
 import { copyBuffer, requireUws, text, type Uws } from './uws.js';
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import * as v from './validate.js';
+import { WsEngineListener } from './websocket-ws.js';
 
 /** How outgoing messages are framed. */
-type FrameMode = 'binary' | 'text' | 'mirror';
+export type FrameMode = 'binary' | 'text' | 'mirror';
 
-const NORMAL_CLOSES = new Set([1000, 1001, 1005]);
+export const NORMAL_CLOSES = new Set([1000, 1001, 1005]);
 const DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024;
 const CLIENT_HIGH_WATER = 1024 * 1024;
 
@@ -30,7 +31,7 @@ export class WebSocketCloseError extends Error {
 }
 
 /** The close code to send for an error that ends a session. */
-function closeCodeFor(err: Error | undefined): number {
+export function closeCodeFor(err: Error | undefined): number {
   if (!err) return 1000;
   const c = (err as { closeCode?: number }).closeCode;
   // 1005/1006/1015 may not be sent on the wire.
@@ -38,7 +39,7 @@ function closeCodeFor(err: Error | undefined): number {
   return 1011;
 }
 
-function closeReason(err: Error | undefined): string {
+export function closeReason(err: Error | undefined): string {
   if (!err) return '';
   // A close frame's reason is at most 123 bytes.
   return Buffer.from(err.message).subarray(0, 120).toString('utf8').replace(/\uFFFD+$/, '');
@@ -103,11 +104,22 @@ class WsServerChannel extends BaseChannel {
   }
 }
 
-function chooseSubprotocol(offered: string, allowed: readonly string[] | undefined): string | undefined {
+export function chooseSubprotocol(offered: string, allowed: readonly string[] | undefined): string | undefined {
   const list = offered.split(',').map((s) => s.trim()).filter(Boolean);
   if (list.length === 0) return '';
   if (!allowed) return list[0];
   return list.find((p) => allowed.includes(p));
+}
+
+/** A WebSocket listener's settings, whichever engine serves it. */
+export interface WsListenerConfig {
+  address: string;
+  port: number;
+  path: string | undefined;
+  subprotocols: string[] | undefined;
+  maxMessage: number;
+  idleTimeout: number;
+  frame: FrameMode;
 }
 
 class WsListener implements ListenerImpl {
@@ -120,7 +132,7 @@ class WsListener implements ListenerImpl {
   private app: U.TemplatedApp | undefined;
 
   constructor(
-    private readonly cfg: { address: string; port: number; path: string | undefined; subprotocols: string[] | undefined; maxMessage: number; idleTimeout: number; frame: FrameMode },
+    private readonly cfg: WsListenerConfig,
     private readonly ctx: ListenerContext,
   ) {
     this.uws = requireUws();
@@ -323,7 +335,10 @@ export const websocketProtocol: ProtocolDef = {
     modes: ['server'],
     create(spec, ctx, field) {
       const path = v.optString(spec, 'path', field);
-      return new WsListener({
+      // uws (default): uWebSockets.js; ws: the pure-JS `ws` library (websocket-ws.ts).
+      const engine = v.optString(spec, 'engine', field) ?? 'uws';
+      if (engine !== 'uws' && engine !== 'ws') throw invalid(`${field}.engine`, `must be "uws" or "ws", got "${engine}"`);
+      const cfg: WsListenerConfig = {
         address: v.host(spec, 'address', field, false) ?? '0.0.0.0',
         port: v.port(spec, 'port', field, true)!,
         path: path === undefined || path === '' || path === '/*' ? undefined : path,
@@ -331,7 +346,8 @@ export const websocketProtocol: ProtocolDef = {
         maxMessage: v.optNumber(spec, 'max_message_size', field, 1, 1 << 30) ?? DEFAULT_MAX_MESSAGE,
         idleTimeout: v.optNumber(spec, 'idle_timeout', field, 0, 960) ?? 120,
         frame: parseFrameMode(spec, field),
-      }, ctx);
+      };
+      return engine === 'ws' ? new WsEngineListener(cfg, ctx) : new WsListener(cfg, ctx);
     },
   },
   cluster: {
