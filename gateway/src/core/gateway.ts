@@ -107,6 +107,8 @@ export class Gateway implements SessionOwner, GatewayServices {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly opts: GatewayOptions;
   private stopping = false;
+  /** Sessions not yet destroyed (ended ones may linger in `sessions` for options.track). */
+  private liveSessions = 0;
 
   constructor(opts: GatewayOptions) {
     this.opts = opts;
@@ -604,9 +606,7 @@ export class Gateway implements SessionOwner, GatewayServices {
       ns.channel.close();
       return;
     }
-    let live = 0;
-    for (const s of this.sessions.values()) if (s.status !== 'DESTROYED') live++;
-    if (live >= this.admin.max_sessions) {
+    if (this.liveSessions >= this.admin.max_sessions) {
       this.log.warn({ listener, max: this.admin.max_sessions }, 'session limit reached, refusing a new session');
       ns.priv?.error?.(503, { status: 503, message: 'Service Unavailable', content: 'session limit reached' });
       ns.channel.close();
@@ -616,6 +616,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     const metadata = { ...ns.metadata, name };
     const s = new Session(name, listener, metadata, ns.channel, ns.priv ?? {}, this);
     this.sessions.set(name, s);
+    this.liveSessions++;
     s.event('INIT', 'Session created');
     this.log.verbose({ session: name, listener }, 'new session');
     void this.route(s);
@@ -833,6 +834,8 @@ export class Gateway implements SessionOwner, GatewayServices {
   }
 
   private finalize(s: Session, reason: string, err: Error | undefined): void {
+    if (isOver(s)) return;
+    this.liveSessions--;
     s.status = 'FINALIZING';
     s.endReason = reason;
     s.ended = Date.now();
