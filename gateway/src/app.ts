@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { handleApi } from './api/controller.js';
+import { checkSchema, handleApi } from './api/controller.js';
 import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
 import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
@@ -100,6 +100,11 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
       if (typeof limits.max_sessions !== 'number' || limits.max_sessions < 1) throw invalid('admin.limits.max_sessions', 'must be a positive number');
       gw.admin.max_sessions = limits.max_sessions;
     }
+  }
+  if (gw.admin.strict) {
+    // Strict mode (-s): the whole file must match the spec's Config schema,
+    // not only the parts the gateway reads.
+    checkSchema('setConf', cfg);
   }
   await gw.applyConfig(cfg, true);
   return gw;
