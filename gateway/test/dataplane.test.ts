@@ -7,104 +7,12 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
 import { pino } from 'pino';
-import { startGateway } from '../src/app.js';
-import { LEVELS, silentLogger, type Logger } from '../src/observe/log.js';
+import { LEVELS, type Logger } from '../src/observe/log.js';
 import {
-  api, controllerConfig, echo, freePort, nextMessage, randomPayload, socat, tcpRoundTrip, tmpPath, udpClient, unixRoundTrip,
-  waitFor, type Peer,
+  api, echo, freePort, nextMessage, peer, randomPayload, startGw, tcpRoundTrip, tmpPath, udpClient, unixRoundTrip, waitFor,
 } from './helpers.js';
 
 const MiB = 1024 * 1024;
-
-interface Gw {
-  base: string;
-}
-
-/**
- * Start an in-process gateway with `cfg` applied as its static config. The
- * controller listener is kept and cfg.listeners are added next to it
- * (startTestGateway's `extra.listeners` would replace the controller's).
- */
-async function startGw(t: ExecutionContext, cfg: Record<string, unknown>, logger: Logger = silentLogger()): Promise<Gw> {
-  const port = await freePort();
-  const base = controllerConfig(port);
-  const config = {
-    ...base,
-    ...cfg,
-    listeners: [...(base.listeners as unknown[]), ...((cfg.listeners as unknown[] | undefined) ?? [])],
-  };
-  const gw = await startGateway({ config, logger });
-  t.teardown(() => gw.stop());
-  return { base: `http://127.0.0.1:${port}` };
-}
-
-/** The descendants of a process by depth: [children, grandchildren, ...]. */
-function descendantsByDepth(pid: number): number[][] {
-  const levels: number[][] = [];
-  let frontier = [pid];
-  for (let depth = 0; depth < 8 && frontier.length > 0; depth++) {
-    const next: number[] = [];
-    for (const p of frontier) {
-      try {
-        for (const tid of fs.readdirSync(`/proc/${p}/task`)) {
-          try {
-            next.push(...fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
-          } catch { /* thread gone */ }
-        }
-      } catch { /* process gone */ }
-    }
-    if (next.length > 0) levels.push(next);
-    frontier = next;
-  }
-  return levels;
-}
-
-/**
- * Stop a socat peer and its fork children. Killing only the parent leaves
- * UDP-LISTEN children running for ever (they have no inactivity timeout).
- * The deepest processes go first so that each one is reaped by its parent.
- */
-async function stopTree(p: Peer): Promise<void> {
-  // Only a live socat: the pid of one that exited may belong to someone else by now.
-  const alive = p.proc.pid !== undefined && p.proc.exitCode === null && p.proc.signalCode === null;
-  const levels = alive ? descendantsByDepth(p.proc.pid!) : [];
-  for (const level of levels.reverse()) {
-    for (const k of level) {
-      try { process.kill(k, 'SIGKILL'); } catch { /* already gone */ }
-    }
-    await waitFor(() => level.every((k) => !fs.existsSync(`/proc/${k}`)), 500, 'children reaped').catch(() => undefined);
-  }
-  await p.stop();
-}
-
-async function peer(t: ExecutionContext, p: Promise<Peer>): Promise<Peer> {
-  const x = await p;
-  t.teardown(() => stopTree(x));
-  return x;
-}
-
-/** Is the UDP port bound? (Unlike helpers.udpBound, this closes its probe socket on failure.) */
-function udpPortBound(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => { s.close(); resolve(true); });
-    s.bind(port, '127.0.0.1', () => s.close(() => resolve(false)));
-  });
-}
-
-/** socat UDP echo, one fork child per peer: keeps a flow's datagrams in order. */
-function udpEcho(port: number): Promise<Peer> {
-  return socat(['-b', '65536', `UDP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpPortBound(port));
-}
-
-/**
- * socat UDP echo, one fork child per datagram, replying from the listening
- * port. UDP-LISTEN,fork hands every datagram queued before its child connects
- * to that child, so two flows starting together get mixed; this one does not.
- */
-function udpEchoPerDatagram(port: number): Promise<Peer> {
-  return socat(['-T', '2', '-b', '65536', `UDP-RECVFROM:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpPortBound(port));
-}
 
 async function client(t: ExecutionContext): Promise<dgram.Socket> {
   const s = await udpClient();
@@ -113,7 +21,7 @@ async function client(t: ExecutionContext): Promise<dgram.Socket> {
 }
 
 /** Live (and tracked) sessions of one listener. */
-async function sessionsOf(gw: Gw, listener: string): Promise<any[]> {
+async function sessionsOf(gw: { base: string }, listener: string): Promise<any[]> {
   const r = await api(gw.base, 'GET', '/api/v1/sessions');
   if (r.status !== 200 || !Array.isArray(r.body)) throw new Error(`GET /api/v1/sessions: ${r.status} ${r.text}`);
   return r.body.filter((s: any) => s.source?.origin === listener);
@@ -208,7 +116,7 @@ function captureLogger(): { logger: Logger; lines: () => any[] } {
 
 test('UDP listener -> UDP cluster: 1 B and 1400 B round-trip; session counters match', async (t) => {
   const echoPort = await freePort('udp');
-  await peer(t, udpEcho(echoPort));
+  await peer(t, echo.udpFlow(echoPort));
   const lport = await freePort('udp');
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
@@ -311,7 +219,7 @@ test('UDP listener -> TCP cluster: datagram bytes arrive in order; the downgrade
 
 test('TCP listener -> UDP cluster: bytes go out as datagrams and come back', async (t) => {
   const echoPort = await freePort('udp');
-  await peer(t, udpEcho(echoPort));
+  await peer(t, echo.udpFlow(echoPort));
   const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
@@ -333,7 +241,7 @@ test('TCP listener -> UDP cluster: bytes go out as datagrams and come back', asy
 
 test('UDP server mode: two client sockets get two sessions and their own replies', async (t) => {
   const echoPort = await freePort('udp');
-  await peer(t, udpEchoPerDatagram(echoPort));
+  await peer(t, echo.udp(echoPort));
   const lport = await freePort('udp');
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
@@ -361,7 +269,7 @@ test('UDP server mode: two client sockets get two sessions and their own replies
 
 test('UDP half-connected listener (connect.port) rejects other peers', async (t) => {
   const echoPort = await freePort('udp');
-  await peer(t, udpEcho(echoPort));
+  await peer(t, echo.udpFlow(echoPort));
   const lport = await freePort('udp');
   const allowed = await client(t);
   const other = await client(t);
@@ -383,7 +291,7 @@ test('UDP half-connected listener (connect.port) rejects other peers', async (t)
 
 test('UDP idle timeout: a silent session ends, an active one stays', async (t) => {
   const echoPort = await freePort('udp');
-  await peer(t, udpEcho(echoPort));
+  await peer(t, echo.udpFlow(echoPort));
   const lport = await freePort('udp');
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
@@ -417,7 +325,7 @@ test('UDP idle timeout: a silent session ends, an active one stays', async (t) =
 
 test('Logger in the ingress chain: traffic unchanged, one JSON line per ingress chunk, none for egress', async (t) => {
   const echoPort = await freePort('udp');
-  await peer(t, udpEcho(echoPort));
+  await peer(t, echo.udpFlow(echoPort));
   const lport = await freePort('udp');
   const logFile = tmpPath('ingress.log');
   const gw = await startGw(t, {
@@ -476,7 +384,7 @@ test('Discard cluster as destination: no reply', async (t) => {
 
 test('JSONEncap in ingress and JSONDecap in egress around a UDP echo: payload back byte-exact', async (t) => {
   const echoPort = await freePort('udp');
-  await peer(t, udpEcho(echoPort));
+  await peer(t, echo.udpFlow(echoPort));
   const lport = await freePort('udp');
   await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
@@ -493,7 +401,7 @@ test('JSONEncap in ingress and JSONDecap in egress around a UDP echo: payload ba
 
 test('JSONEncap alone: the upstream sees {metadata, payload(base64)}', async (t) => {
   const echoPort = await freePort('udp');
-  await peer(t, udpEcho(echoPort));
+  await peer(t, echo.udpFlow(echoPort));
   const lport = await freePort('udp');
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],

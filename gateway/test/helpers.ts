@@ -9,7 +9,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import { startGateway } from '../src/app.js';
 import type { Gateway } from '../src/core/gateway.js';
-import { silentLogger } from '../src/observe/log.js';
+import { silentLogger, type Logger } from '../src/observe/log.js';
 
 export async function freePort(kind: 'tcp' | 'udp' = 'tcp'): Promise<number> {
   // A port free for both TCP and UDP, so either kind of listener can take it.
@@ -39,6 +39,21 @@ export interface TestGateway {
 }
 
 /** The controller listener first, then the listeners and other sections of `extra`. */
+/** An in-process gateway with `cfg` as its static config (plus the controller), stopped at teardown. */
+export async function startGw(t: { teardown(fn: () => unknown): void }, cfg: Record<string, unknown>, logger: Logger = silentLogger()): Promise<{ base: string; gw: Gateway }> {
+  const port = await freePort();
+  const gw = await startGateway({ config: controllerConfig(port, cfg), logger });
+  t.teardown(() => gw.stop());
+  return { base: `http://127.0.0.1:${port}`, gw };
+}
+
+/** Start a peer and stop it (and its fork children) at teardown. */
+export async function peer(t: { teardown(fn: () => unknown): void }, p: Promise<Peer>): Promise<Peer> {
+  const x = await p;
+  t.teardown(() => x.stop());
+  return x;
+}
+
 export function controllerConfig(port: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
   const controller = {
     name: 'controller-listener',
@@ -149,7 +164,12 @@ export function udpBound(port: number): Promise<boolean> {
 export const echo = {
   tcp: (port: number) => socat([`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'EXEC:cat'], () => tcpListening(port)),
   /** One child per datagram, answering its sender: boundaries kept, concurrent peers never mixed. */
-  udp: (port: number) => socat(['-b', '65536', `UDP-RECVFROM:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpBound(port)),
+  udp: (port: number) => socat(['-T', '2', '-b', '65536', `UDP-RECVFROM:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpBound(port)),
+  /**
+   * One child per peer flow (UDP-LISTEN,fork): the child connects to its peer,
+   * so a flow keeps its order, but two flows that start together may be mixed.
+   */
+  udpFlow: (port: number) => socat(['-b', '65536', `UDP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpBound(port)),
   unix: (p: string) => socat([`UNIX-LISTEN:${p},fork,unlink-early`, 'EXEC:cat'], () => unixListening(p)),
 };
 

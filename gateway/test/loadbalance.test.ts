@@ -4,62 +4,10 @@
 // the session; the session dump must name the same endpoint.
 
 import test, { type ExecutionContext } from 'ava';
-import fs from 'node:fs';
 import net from 'node:net';
-import { startGateway } from '../src/app.js';
-import { silentLogger } from '../src/observe/log.js';
-import { api, controllerConfig, freePort, socat, waitFor, type Peer } from './helpers.js';
-
-interface Gw {
-  base: string;
-}
-
-async function startGw(t: ExecutionContext, cfg: Record<string, unknown>): Promise<Gw> {
-  const port = await freePort();
-  const base = controllerConfig(port);
-  const config = {
-    ...base,
-    ...cfg,
-    listeners: [...(base.listeners as unknown[]), ...((cfg.listeners as unknown[] | undefined) ?? [])],
-  };
-  const gw = await startGateway({ config, logger: silentLogger() });
-  t.teardown(() => gw.stop());
-  return { base: `http://127.0.0.1:${port}` };
-}
-
-/** The descendants of a process by depth: [children, grandchildren, ...]. */
-function descendantsByDepth(pid: number): number[][] {
-  const levels: number[][] = [];
-  let frontier = [pid];
-  for (let depth = 0; depth < 8 && frontier.length > 0; depth++) {
-    const next: number[] = [];
-    for (const p of frontier) {
-      try {
-        for (const tid of fs.readdirSync(`/proc/${p}/task`)) {
-          try {
-            next.push(...fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
-          } catch { /* thread gone */ }
-        }
-      } catch { /* process gone */ }
-    }
-    if (next.length > 0) levels.push(next);
-    frontier = next;
-  }
-  return levels;
-}
-
-/** Stop a socat peer and everything it forked, deepest first so that each is reaped by its parent. */
-async function stopTree(p: Peer): Promise<void> {
-  const alive = p.proc.pid !== undefined && p.proc.exitCode === null && p.proc.signalCode === null;
-  const levels = alive ? descendantsByDepth(p.proc.pid!) : [];
-  for (const level of levels.reverse()) {
-    for (const k of level) {
-      try { process.kill(k, 'SIGKILL'); } catch { /* already gone */ }
-    }
-    await waitFor(() => level.every((k) => !fs.existsSync(`/proc/${k}`)), 500, 'children reaped').catch(() => undefined);
-  }
-  await p.stop();
-}
+import {
+  api, freePort, type Peer, socat, startGw,
+} from './helpers.js';
 
 function listening(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -88,7 +36,7 @@ test.before(async () => {
 });
 
 test.after.always(async () => {
-  for (const p of peers) await stopTree(p);
+  for (const p of peers) await (async (p) => p.stop())(p);
 });
 
 /** Endpoints `${prefix}ep-1..3` on 127.0.0.1..3 (endpoint names are global, hence the prefix). */
@@ -160,7 +108,7 @@ interface Used {
  * on how many sessions each endpoint served. (Sessions are not paired with
  * exchanges one by one: a client port can be reused once a session is over.)
  */
-async function endpointsUsed(t: ExecutionContext, gw: Gw, listener: string, xs: Exchange[]): Promise<Used[]> {
+async function endpointsUsed(t: ExecutionContext, gw: { base: string }, listener: string, xs: Exchange[]): Promise<Used[]> {
   const r = await api(gw.base, 'GET', '/api/v1/sessions');
   t.is(r.status, 200);
   const used: Used[] = (r.body as any[]).filter((s) => s.source?.origin === listener).map((s) => ({

@@ -3,73 +3,11 @@
 // with retry_on: never.
 
 import test, { type ExecutionContext } from 'ava';
-import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
-import { startGateway } from '../src/app.js';
-import { silentLogger } from '../src/observe/log.js';
 import {
-  api, controllerConfig, echo, freePort, nextMessage, socat, tcpRoundTrip, tmpPath, udpClient, waitFor, type Peer,
+  api, echo, freePort, nextMessage, type Peer, peer, socat, startGw, tcpRoundTrip, tmpPath, udpClient, waitFor,
 } from './helpers.js';
-
-interface Gw {
-  base: string;
-}
-
-/** An in-process gateway with the controller plus cfg (cfg.listeners are added to the controller's). */
-async function startGw(t: ExecutionContext, cfg: Record<string, unknown>): Promise<Gw> {
-  const port = await freePort();
-  const base = controllerConfig(port);
-  const config = {
-    ...base,
-    ...cfg,
-    listeners: [...(base.listeners as unknown[]), ...((cfg.listeners as unknown[] | undefined) ?? [])],
-  };
-  const gw = await startGateway({ config, logger: silentLogger() });
-  t.teardown(() => gw.stop());
-  return { base: `http://127.0.0.1:${port}` };
-}
-
-/** The descendants of a process by depth: [children, grandchildren, ...]. */
-function descendantsByDepth(pid: number): number[][] {
-  const levels: number[][] = [];
-  let frontier = [pid];
-  for (let depth = 0; depth < 8 && frontier.length > 0; depth++) {
-    const next: number[] = [];
-    for (const p of frontier) {
-      try {
-        for (const tid of fs.readdirSync(`/proc/${p}/task`)) {
-          try {
-            next.push(...fs.readFileSync(`/proc/${p}/task/${tid}/children`, 'utf8').split(' ').filter(Boolean).map(Number));
-          } catch { /* thread gone */ }
-        }
-      } catch { /* process gone */ }
-    }
-    if (next.length > 0) levels.push(next);
-    frontier = next;
-  }
-  return levels;
-}
-
-/** Stop a socat peer and everything it forked, deepest first so that each is reaped by its parent. */
-async function stopTree(p: Peer): Promise<void> {
-  // Only a live socat: the pid of one that exited may belong to someone else by now.
-  const alive = p.proc.pid !== undefined && p.proc.exitCode === null && p.proc.signalCode === null;
-  const levels = alive ? descendantsByDepth(p.proc.pid!) : [];
-  for (const level of levels.reverse()) {
-    for (const k of level) {
-      try { process.kill(k, 'SIGKILL'); } catch { /* already gone */ }
-    }
-    await waitFor(() => level.every((k) => !fs.existsSync(`/proc/${k}`)), 500, 'children reaped').catch(() => undefined);
-  }
-  await p.stop();
-}
-
-async function peer(t: ExecutionContext, p: Promise<Peer>): Promise<Peer> {
-  const x = await p;
-  t.teardown(() => stopTree(x));
-  return x;
-}
 
 /** A TCP socket in LISTEN state on 127.0.0.1:port, read from /proc (connecting would use up a one-shot socat). */
 function tcpListenSocket(port: number): boolean {
@@ -85,20 +23,7 @@ function tcpEchoOnce(port: number): Promise<Peer> {
   return socat([`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr`, 'EXEC:cat'], async () => tcpListenSocket(port));
 }
 
-function udpPortBound(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => { s.close(); resolve(true); });
-    s.bind(port, '127.0.0.1', () => s.close(() => resolve(false)));
-  });
-}
-
-/** socat UDP echo answering each datagram from the listening port (a child per datagram). */
-function udpEchoPerDatagram(port: number): Promise<Peer> {
-  return socat(['-T', '2', '-b', '65536', `UDP-RECVFROM:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpPortBound(port));
-}
-
-async function sessionsOf(gw: Gw, listener: string): Promise<any[]> {
+async function sessionsOf(gw: { base: string }, listener: string): Promise<any[]> {
   const r = await api(gw.base, 'GET', '/api/v1/sessions');
   if (r.status !== 200 || !Array.isArray(r.body)) throw new Error(`GET /api/v1/sessions: ${r.status} ${r.text}`);
   return r.body.filter((s: any) => s.source?.origin === listener);
@@ -166,7 +91,7 @@ test('TCP retry_on always: the upstream dies and comes back; the session reconne
   const [before] = await sessionsOf(gw, 'tcp-in');
   t.is(count(before.events, 'CONNECT'), 1);
 
-  await stopTree(first);
+  await (async (p) => p.stop())(first);
   const [lost] = await waitFor(async () => {
     const l = await sessionsOf(gw, 'tcp-in');
     return l.length === 1 && count(l[0].events, 'DISCONNECT') >= 1 ? l : undefined;
@@ -276,7 +201,7 @@ test('TCP retry_on never: an unreachable upstream fails the session quickly and 
 
 test('UDP retry_on always: the upstream is killed and restarted on the same port; traffic resumes', async (t) => {
   const upPort = await freePort('udp');
-  const first = await peer(t, udpEchoPerDatagram(upPort));
+  const first = await peer(t, echo.udp(upPort));
   const lport = await freePort('udp');
   const gw = await startGw(t, {
     clusters: [upstream('UDP', upPort)],
@@ -292,14 +217,14 @@ test('UDP retry_on always: the upstream is killed and restarted on the same port
   t.is(await ask('before', 3000), 'before');
   const [before] = await sessionsOf(gw, 'udp-in');
 
-  await stopTree(first);
+  await (async (p) => p.stop())(first);
   // A datagram into the void: ICMP port unreachable fails the connected upstream socket.
   t.is(await ask('into the void', 300), undefined);
   await waitFor(async () => {
     const l = await sessionsOf(gw, 'udp-in');
     return l.length === 1 && count(l[0].events, 'DISCONNECT') >= 1;
   }, 3000, 'a DISCONNECT event');
-  await peer(t, udpEchoPerDatagram(upPort));
+  await peer(t, echo.udp(upPort));
 
   // UDP loses what was sent while the upstream was away: retry a bounded number of times.
   let got: string | undefined;
