@@ -5,9 +5,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { checkSchema, handleApi } from './api/controller.js';
+import { apiGuardFromAdmin, logApiSecurity } from './api/security.js';
 import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
+import { parseAdminListener, startAdminListener } from './observe/admin.js';
 import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
+import { GatewayMetrics } from './observe/metrics.js';
 
 export const DEFAULT_CONFIG = {
   admin: { log_level: 'info', log_file: 'stdout' },
@@ -58,6 +61,8 @@ export interface StartOptions {
   logLevel?: LevelName;
   strict?: boolean;
   logger?: Logger;
+  /** Where L7MP_API_TOKEN is read from; process.env by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startGateway(opts: StartOptions): Promise<Gateway> {
@@ -70,6 +75,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   const logFile = admin.log_file;
   if (logFile !== undefined && typeof logFile !== 'string') throw invalid('admin.log_file', 'must be stdout, stderr or a file path');
   const log = opts.logger ?? createLogger(level, logFile);
+  const apiSecurity = apiGuardFromAdmin(admin, opts.env ?? process.env); // api_token(_file), limits.api_rate/api_burst
   const accessPath = admin.access_log_path;
   if (accessPath !== undefined && typeof accessPath !== 'string') throw invalid('admin.access_log_path', 'must be a file path');
   let accessStream: fs.WriteStream | undefined;
@@ -77,13 +83,18 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     accessStream = fs.createWriteStream(accessPath, { flags: 'a' });
     accessStream.on('error', (err) => log.warn({ err: err.message, file: accessPath }, 'access log write failed'));
   }
+  const adminListener = parseAdminListener(admin.metrics); // admin.metrics: {enabled, address, port, path}
+  const metrics = new GatewayMetrics();
   const gw = new Gateway({
     log,
+    observer: metrics,
     version: packageVersion(),
     api: handleApi,
     allowStaticOnly: true,
+    admitApi: (ex) => apiSecurity.guard.admit(ex),
     ...(accessStream ? { accessLog: (line: Record<string, unknown>) => accessStream!.write(JSON.stringify(line) + '\n') } : {}),
   });
+  metrics.attach(gw);
   gw.admin.log_level = level;
   gw.admin.strict = opts.strict ?? admin.strict === true;
   if (typeof logFile === 'string') gw.admin.log_file = logFile;
@@ -107,5 +118,8 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     checkSchema('setConf', cfg);
   }
   await gw.applyConfig(cfg, true);
+  // Metrics, /live and /ready on their own port, once the config is in place.
+  await startAdminListener(gw, adminListener).catch(async (err: unknown) => { await gw.stop(); throw err; });
+  logApiSecurity(gw, apiSecurity);
   return gw;
 }

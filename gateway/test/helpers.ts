@@ -61,7 +61,9 @@ export function controllerConfig(port: number, extra: Record<string, unknown> = 
     rules: [{ action: { route: { destination: { name: 'controller', spec: { protocol: 'L7mpController' } } } } }],
   };
   return {
-    admin: { log_level: 'silent' },
+    // No admin (metrics) listener: test gateways run side by side; metrics tests configure their own.
+    // No REST rate limit either: tests call the API in bursts.
+    admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 } },
     ...extra,
     listeners: [controller, ...((extra.listeners as unknown[] | undefined) ?? [])],
   };

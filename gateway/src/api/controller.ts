@@ -105,5 +105,6 @@ export async function handleApi(gw: Gateway, ex: HttpExchange, body: Uint8Array,
     ex.respond(e.status, { 'content-type': 'application/json' }, JSON.stringify(out, null, 4));
   }
   gw.log.verbose({ method, path, operationId, status, ms: Date.now() - started }, 'REST call');
+  gw.observer?.onApiCall?.(operationId, status, Date.now() - started);
   void reasonPhrase;
 }

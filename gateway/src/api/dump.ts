@@ -4,6 +4,8 @@
 
 import type { Gateway } from '../core/gateway.js';
 import type { ClusterObj, EndpointObj, ListenerObj, RouteObj, RuleListObj, RuleObj } from '../core/model.js';
+import type { Session } from '../core/session.js';
+import { REDACTED, redactSpec } from '../protocols/tls.js';
 
 const stale = (name: string) => `${name}:<STALE>`;
 
@@ -75,7 +77,7 @@ export function dumpListener(gw: Gateway, l: ListenerObj, recursive: boolean): R
     const rl = gw.rulelists.get(l.rules);
     rules = rl ? dumpRuleList(gw, rl, true).rules : stale(l.rules);
   }
-  return { name: l.name, spec: l.spec, rules, options: l.options };
+  return { name: l.name, spec: redactSpec(l.spec), rules, options: l.options };
 }
 
 export function dumpAdmin(gw: Gateway): Record<string, unknown> {
@@ -86,9 +88,24 @@ export function dumpAdmin(gw: Gateway): Record<string, unknown> {
   return out;
 }
 
+const CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization'];
+
+/** A session as dumped: credentials in its HTTP request headers (the API token among them) are redacted. */
+export function dumpSession(s: Session): Record<string, unknown> {
+  const out = s.toJSON();
+  const metadata = out.metadata as { HTTP?: { headers?: Record<string, unknown> } } | undefined;
+  const headers = metadata?.HTTP?.headers;
+  if (headers && CREDENTIAL_HEADERS.some((h) => headers[h] !== undefined)) {
+    const redacted = { ...headers };
+    for (const h of CREDENTIAL_HEADERS) if (redacted[h] !== undefined) redacted[h] = REDACTED;
+    out.metadata = { ...metadata, HTTP: { ...metadata!.HTTP, headers: redacted } };
+  }
+  return out;
+}
+
 export function dumpSessions(gw: Gateway, exclude?: string): unknown[] {
   const out: unknown[] = [];
-  for (const s of gw.sessions.values()) if (s.name !== exclude) out.push(s.toJSON());
+  for (const s of gw.sessions.values()) if (s.name !== exclude) out.push(dumpSession(s));
   return out;
 }
 

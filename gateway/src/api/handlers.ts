@@ -6,7 +6,7 @@ import type { Gateway } from '../core/gateway.js';
 import { isLevelName } from '../observe/log.js';
 import type { OperationId } from './generated/types.js';
 import {
-  dumpAdmin, dumpCluster, dumpConfig, dumpEndpoint, dumpListener, dumpRoute, dumpRule, dumpRuleList, dumpSessions,
+  dumpAdmin, dumpCluster, dumpConfig, dumpEndpoint, dumpListener, dumpRoute, dumpRule, dumpRuleList, dumpSession, dumpSessions,
 } from './dump.js';
 
 export interface ApiRequest {
@@ -43,6 +43,10 @@ export const handlers: Record<OperationId, Handler> = {
     const a = wrapped(req.body, 'admin') as Record<string, unknown>;
     if (typeof a !== 'object' || a === null) throw invalid('admin', 'must be an object');
     if (a.log_level !== undefined && !isLevelName(a.log_level)) throw invalid('admin.log_level', `unknown level "${String(a.log_level)}"`);
+    for (const k of ['api_token', 'api_token_file', 'limits']) {
+      // The control plane's own security is never changed through the control plane.
+      if (a[k] !== undefined) throw new GatewayError('FORBIDDEN', `admin.${k} can only be set in the static config`, `admin.${k}`);
+    }
     for (const k of Object.keys(a)) {
       if (!['log_level', 'strict', 'log_file', 'access_log_path', 'offload', 'offload_ifs', 'version'].includes(k)) {
         throw invalid(`admin.${k}`, 'unknown setting');
@@ -109,7 +113,7 @@ export const handlers: Record<OperationId, Handler> = {
   getSession: (gw, req) => {
     const s = gw.sessions.get(req.params.name!);
     if (!s) throw new GatewayError('NOT_FOUND', 'No such session');
-    return s.toJSON();
+    return dumpSession(s);
   },
   deleteSession: (gw, req) => gw.deleteSession(req.params.name!),
 };

@@ -10,7 +10,8 @@ export type ErrorCode =
   | 'UNSUPPORTED_MEDIA'  // 415
   | 'NOT_SUPPORTED'      // 400: a recognised protocol or feature that is not available (yet)
   | 'FORBIDDEN'          // 403: allowed only from the static config
-  | 'UNAUTHORIZED'       // 401
+  | 'UNAUTHORIZED'       // 401: the controller requires a bearer token (missing or wrong)
+  | 'RATE_LIMITED'       // 429: too many REST requests from one client; see Retry-After
   | 'NO_ROUTE'           // 404: no rule matched a session
   | 'CONNECT_FAILED'     // 502: an upstream could not be reached
   | 'TIMEOUT'            // 504
@@ -27,6 +28,7 @@ const STATUS: Record<ErrorCode, number> = {
   NOT_SUPPORTED: 400,
   FORBIDDEN: 403,
   UNAUTHORIZED: 401,
+  RATE_LIMITED: 429,
   NO_ROUTE: 404,
   CONNECT_FAILED: 502,
   TIMEOUT: 504,
@@ -42,6 +44,7 @@ const REASON: Record<number, string> = {
   409: 'Conflict',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   504: 'Gateway Timeout',

@@ -8,7 +8,7 @@
 import { createBalancer } from '../balancer/index.js';
 import type { Channel } from '../channel/channel.js';
 import type { Logger } from '../observe/log.js';
-import { protocolFor } from '../protocols/registry.js';
+import { findProtocol, protocolFor } from '../protocols/registry.js';
 import type { GatewayServices, HttpExchange, NewSession, Spec } from '../protocols/types.js';
 import { compileMatch, compileRewrite } from '../routing/predicate.js';
 import { GatewayError, invalid, asGatewayError } from './errors.js';
@@ -17,6 +17,7 @@ import {
   type RetryOn, type RetryPolicy, type RouteObj, type RuleListObj, type RuleObj,
 } from './model.js';
 import { NameCounters, checkName, dedupe, type CountedKind } from './names.js';
+import type { GatewayObserver } from './observer.js';
 import { Session, Stage, type SessionOwner } from './session.js';
 
 const KIND_LABEL: Record<ObjKind, string> = {
@@ -58,6 +59,10 @@ export interface GatewayOptions {
   accessLog?: (line: Record<string, unknown>) => void;
   /** Allow protocols that run programs (static config only). */
   allowStaticOnly?: boolean;
+  /** Admits a REST call from its head (rate limit, bearer token) before its body is read. */
+  admitApi?: GatewayServices['admitApi'];
+  /** Lifecycle hooks for metrics (observe/metrics.ts); never called per packet. */
+  observer?: GatewayObserver;
 }
 
 /** Staged additions, applied all at once on commit. */
@@ -107,12 +112,17 @@ export class Gateway implements SessionOwner, GatewayServices {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly opts: GatewayOptions;
   private stopping = false;
+  readonly observer: GatewayObserver | undefined;
+  /** The static configuration was applied (readiness). */
+  configApplied = false;
+  private readonly stopHooks: Array<() => Promise<void> | void> = [];
   /** Sessions not yet destroyed (ended ones may linger in `sessions` for options.track). */
   private liveSessions = 0;
 
   constructor(opts: GatewayOptions) {
     this.opts = opts;
     this.log = opts.log;
+    this.observer = opts.observer;
     this.admin = {
       log_level: 'info',
       strict: false,
@@ -135,6 +145,25 @@ export class Gateway implements SessionOwner, GatewayServices {
 
   maxBodyBytes(): number {
     return this.admin.max_body_bytes;
+  }
+
+  admitApi(exchange: HttpExchange): ReturnType<NonNullable<GatewayServices['admitApi']>> {
+    return this.opts.admitApi?.(exchange);
+  }
+
+  exposition(): Promise<{ contentType: string; body: string }> {
+    const o = this.observer;
+    if (!o?.exposition) return Promise.reject(new GatewayError('NOT_SUPPORTED', 'metrics are not enabled in this gateway'));
+    return o.exposition();
+  }
+
+  get isStopping(): boolean {
+    return this.stopping;
+  }
+
+  /** Run `fn` at the end of stop() (the admin listener, ...). */
+  onStop(fn: () => Promise<void> | void): void {
+    this.stopHooks.push(fn);
   }
 
   // ----------------------------------------------------------------- lookup
@@ -228,7 +257,7 @@ export class Gateway implements SessionOwner, GatewayServices {
         list('rules').forEach((c, i) => this.stageRule(tx, c, `rules[${i}]`, false));
         list('routes').forEach((c, i) => this.stageRoute(tx, c, `routes[${i}]`, false));
         list('listeners').forEach((c, i) => this.stageListener(tx, c, `listeners[${i}]`));
-      });
+      }).then(() => { if (fromStaticConfig) this.configApplied = true; });
     });
   }
 
@@ -269,6 +298,18 @@ export class Gateway implements SessionOwner, GatewayServices {
     for (const obj of tx.order) if (obj.kind === 'listener') obj.impl.ready?.();
   }
 
+  /**
+   * Protocols that run programs come from the static config only. Checked
+   * before anything else about the protocol, so a REST call learns nothing
+   * more than FORBIDDEN (not even "not supported yet").
+   */
+  private checkStaticOnly(tx: Transaction, name: unknown, field: string): void {
+    const p = typeof name === 'string' ? findProtocol(name) : undefined;
+    if (p?.staticOnly && !(tx.fromStaticConfig && this.opts.allowStaticOnly)) {
+      throw new GatewayError('FORBIDDEN', `${field}: "${p.name}" runs programs and may only be configured in the static config file`, field);
+    }
+  }
+
   private closeStaged(tx: Transaction): void {
     for (const obj of tx.order) if (obj.kind === 'cluster') obj.impl.close?.();
   }
@@ -278,10 +319,8 @@ export class Gateway implements SessionOwner, GatewayServices {
     const name = checkName(raw.name, `${field}.name`);
     if (!isObject(raw.spec)) throw invalid(`${field}.spec`, 'is required and must be an object');
     const spec = clone(raw.spec) as Spec;
+    this.checkStaticOnly(tx, spec.protocol, `${field}.spec.protocol`);
     const protocol = protocolFor(spec.protocol, 'listener', `${field}.spec.protocol`);
-    if (protocol.staticOnly && !(tx.fromStaticConfig && this.opts.allowStaticOnly)) {
-      throw new GatewayError('FORBIDDEN', `${field}.spec.protocol: "${protocol.name}" runs programs and may only be configured in the static config file`, `${field}.spec.protocol`);
-    }
     // The REST controller binds to loopback unless told otherwise.
     if (spec.address === undefined && servesController(raw.rules)) spec.address = '127.0.0.1';
     if (tx.taken('listener', name)) {
@@ -401,10 +440,8 @@ export class Gateway implements SessionOwner, GatewayServices {
     }
     if (!isObject(raw.spec)) throw invalid(`${field}.spec`, 'is required and must be an object');
     const spec = clone(raw.spec) as Spec;
+    this.checkStaticOnly(tx, spec.protocol, `${field}.spec.protocol`);
     const protocol = protocolFor(spec.protocol, 'cluster', `${field}.spec.protocol`);
-    if (protocol.staticOnly && !(tx.fromStaticConfig && this.opts.allowStaticOnly)) {
-      throw new GatewayError('FORBIDDEN', `${field}.spec.protocol: "${protocol.name}" runs programs and may only be configured in the static config file`, `${field}.spec.protocol`);
-    }
     const balancer = createBalancer(raw.loadbalancer, `${field}.loadbalancer`);
     const impl = protocol.cluster!.create(spec, { clusterName: name, log: this.log, services: this }, `${field}.spec`);
     const cluster: ClusterObj = {
@@ -618,6 +655,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     this.sessions.set(name, s);
     this.liveSessions++;
     s.event('INIT', 'Session created');
+    this.observer?.onSessionStart?.(s);
     this.log.verbose({ session: name, listener }, 'new session');
     void this.route(s);
   }
@@ -683,18 +721,18 @@ export class Gateway implements SessionOwner, GatewayServices {
       return;
     }
     this.checkDowngrade(s);
+    // A stage may have closed while the others were still connecting (its
+    // close was ignored then). Look before link(): linking flushes early data
+    // and EOF, and a channel whose end() starts a close (WebSocket) is only
+    // closing then; its close arrives through the close listener once done.
+    // Ending the session on it here cut HTTP -> WebSocket responses empty.
+    const closedEarly = s.stages().find((st) => st.channel?.closed);
     s.priv.connected?.(); // before link(): the listener's answer must precede anything the destination sends
-    s.link();
-    s.status = 'CONNECTED';
+    s.status = 'CONNECTED'; // before link(): a stage that closes while linking must be seen
     s.event('CONNECT', 'Session connected');
+    s.link();
     this.log.verbose({ session: s.name, route: route.name, destination: s.destination.channel?.peer }, 'session connected');
-    // A stage may have closed while the others were still connecting.
-    for (const st of s.stages()) {
-      if (st.channel?.closed) {
-        this.stageClosed(s, st, undefined);
-        break;
-      }
-    }
+    if (closedEarly !== undefined && !isOver(s)) this.stageClosed(s, closedEarly, undefined);
   }
 
   private checkDowngrade(s: Session): void {
@@ -715,6 +753,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     for (let i = 0; i < attempts; i++) {
       if (i > 0) {
         st.status = 'RETRYING';
+        this.observer?.onRetry?.(s, st, 'connect');
         await delay(s.retry!.timeout);
       }
       if (s.status !== 'INIT' && s.status !== 'CONNECTED') throw new GatewayError('CONNECT_FAILED', 'session ended while connecting');
@@ -727,9 +766,11 @@ export class Gateway implements SessionOwner, GatewayServices {
         st.channel = ch;
         st.status = 'CONNECTED';
         ch.setCloseListener(s);
+        this.observer?.onStageConnect?.(s, st, false);
         return;
       } catch (err) {
         last = err;
+        if (!isOver(s)) this.observer?.onConnectFailure?.(s, st, err);
         this.log.info({ session: s.name, cluster: st.origin, attempt: i + 1, of: attempts, err: (err as Error).message }, 'connect attempt failed');
       }
     }
@@ -798,6 +839,7 @@ export class Gateway implements SessionOwner, GatewayServices {
       if (i > 0) await delay(retry.timeout);
       if (s.status !== 'CONNECTED') return;
       st.status = 'RETRYING';
+      this.observer?.onRetry?.(s, st, 'reconnect');
       try {
         const ch = await this.connectOnce(s, st, retry.timeout > 0 ? retry.timeout : 2000, failed);
         if (s.status !== 'CONNECTED') {
@@ -805,10 +847,12 @@ export class Gateway implements SessionOwner, GatewayServices {
           return;
         }
         s.relink(st, ch);
+        this.observer?.onStageConnect?.(s, st, true);
         s.event('CONNECT', `cluster "${st.origin}" reconnected`);
         this.log.info({ session: s.name, cluster: st.origin, peer: ch.peer }, 'stage reconnected');
         return;
       } catch (e) {
+        if (s.status === 'CONNECTED') this.observer?.onConnectFailure?.(s, st, e);
         this.log.info({ session: s.name, cluster: st.origin, attempt: i + 1, err: (e as Error).message }, 'reconnect attempt failed');
       }
     }
@@ -849,6 +893,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.status = 'DESTROYED';
     s.event('DESTROY', 'Session destroyed');
     this.writeAccessLog(s);
+    this.observer?.onSessionEnd?.(s);
     const track = this.listeners.get(s.listener)?.options.track ?? 0;
     if (track > 0) {
       const t = setTimeout(() => { if (this.sessions.get(s.name) === s) this.sessions.delete(s.name); }, track * 1000);
@@ -886,6 +931,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     for (const s of [...this.sessions.values()]) this.endSession(s, 'gateway shutting down');
     for (const l of this.listeners.values()) await l.impl.stop().catch(() => undefined);
     for (const c of this.clusters.values()) c.impl.close?.();
+    for (const fn of this.stopHooks.splice(0)) await Promise.resolve().then(fn).catch((err) => this.log.warn({ err: String(err) }, 'shutdown hook failed'));
   }
 }
 

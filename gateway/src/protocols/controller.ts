@@ -35,9 +35,20 @@ class ControllerChannel extends BaseChannel {
 
   /** Answer 413 at once and end the session; the rest of the upload is not read. */
   reject413(): void {
+    this.reject(new GatewayError('BODY_TOO_LARGE', `request body exceeds the limit of ${this.maxBody} bytes`), {}, true);
+  }
+
+  /**
+   * Answer an error at once and end the session without reading the body.
+   * A request that still has body bytes in flight gets its connection closed,
+   * so that the unread rest is never parsed as the next request.
+   */
+  reject(err: GatewayError, headers: Record<string, string>, closeConnection: boolean): void {
     this.done = true;
-    const err = new GatewayError('BODY_TOO_LARGE', `request body exceeds the limit of ${this.maxBody} bytes`);
-    this.ex.respond(413, { 'content-type': 'application/json', connection: 'close' }, JSON.stringify(err.toBody(), null, 4));
+    this.parts.length = 0;
+    const h: Record<string, string> = { ...headers, 'content-type': 'application/json' };
+    if (closeConnection) h.connection = 'close';
+    this.ex.respond(err.status, h, JSON.stringify(err.toBody(), null, 4));
     this.close();
   }
 
@@ -77,7 +88,18 @@ export const controllerProtocol: ProtocolDef = {
           const cl = Number(ex.headers['content-length'] ?? 0);
           const max = ctx.services.maxBodyBytes();
           const ch = new ControllerChannel(ex, ctx, max, req.session.name);
-          if (cl > max) ch.reject413();
+          // Rate limit and token first, from the head alone: a refused call is never parsed.
+          const refused = ctx.services.admitApi?.(ex);
+          if (refused) {
+            const hasBody = cl > 0 || ex.headers['transfer-encoding'] !== undefined;
+            // A flood of 429s must not become a flood of log lines: those log at verbose only.
+            const line = { remote: ex.remoteAddress, method: ex.method, url: ex.url, code: refused.error.code };
+            if (refused.error.code === 'RATE_LIMITED') ctx.log.verbose(line, 'REST call refused');
+            else ctx.log.info(line, 'REST call refused');
+            ch.reject(refused.error, refused.headers, hasBody);
+          } else if (cl > max) {
+            ch.reject413();
+          }
           return ch;
         },
       };

@@ -3,7 +3,8 @@
 // response body (as in l7mp), and an HTTP-aware destination (the HTTP
 // cluster, the REST controller) sets the status and headers through the
 // exchange. The REST API is served the l7mp way: HTTP listener -> rule ->
-// L7mpController cluster.
+// L7mpController cluster. With `spec.tls: {cert_file, key_file, passphrase?}`
+// the listener serves HTTPS instead (uWS SSLApp; see tls.ts).
 //
 // uWebSockets.js does not expose the client's port, so HTTP session names and
 // metadata carry the client address only (TCP/src_port is absent).
@@ -11,6 +12,7 @@
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError, reasonPhrase } from '../core/errors.js';
 import type { HttpExchange, ListenerContext, ListenerImpl, ProtocolDef, SessionPriv, Spec } from './types.js';
+import { parseTls, type TlsFiles } from './tls.js';
 import { copyBuffer, requireUws, text, type Uws } from './uws.js';
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import * as v from './validate.js';
@@ -40,7 +42,7 @@ export function readHead(res: U.HttpResponse, req: U.HttpRequest): RequestHead {
   };
 }
 
-export function httpMetadata(head: RequestHead, localAddress: string, localPort: number): Record<string, unknown> {
+export function httpMetadata(head: RequestHead, localAddress: string, localPort: number, scheme: 'http' | 'https' = 'http'): Record<string, unknown> {
   const hostHeader = head.headers.host ?? `${localAddress}:${localPort}`;
   const colon = hostHeader.lastIndexOf(':');
   const host = colon > 0 && !hostHeader.endsWith(']') ? hostHeader.slice(0, colon) : hostHeader;
@@ -53,8 +55,8 @@ export function httpMetadata(head: RequestHead, localAddress: string, localPort:
       method: head.method,
       url: {
         url: head.url,
-        href: `http://${hostHeader}${head.url}`,
-        protocol: 'http:',
+        href: `${scheme}://${hostHeader}${head.url}`,
+        protocol: `${scheme}:`,
         host,
         port,
         path: head.path,
@@ -222,13 +224,24 @@ class HttpListener implements ListenerImpl {
   private localPort: number;
   private readonly uws: Uws;
 
-  constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext) {
+  constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext, private readonly tls?: TlsFiles) {
     this.uws = requireUws();
     this.localPort = port;
   }
 
+  private newApp(): U.TemplatedApp {
+    if (!this.tls) return this.uws.App();
+    const t = this.tls;
+    try {
+      return this.uws.SSLApp({ cert_file_name: t.cert_file, key_file_name: t.key_file, ...(t.passphrase !== undefined ? { passphrase: t.passphrase } : {}) });
+    } catch (err) {
+      // The files were checked when the listener was added; they may have changed since.
+      throw new GatewayError('INVALID_INPUT', `HTTP listener "${this.ctx.listenerName}": TLS setup failed (${(err as Error).message}): check tls.cert_file and tls.key_file`);
+    }
+  }
+
   async start(): Promise<void> {
-    const app = this.uws.App().any('/*', (res, req) => this.onRequest(res, req));
+    const app = this.newApp().any('/*', (res, req) => this.onRequest(res, req));
     this.app = app;
     this.token = await listenUws(this.uws, app, this.address, this.port, `HTTP listener "${this.ctx.listenerName}"`);
     this.localPort = this.uws.us_socket_local_port(this.token);
@@ -247,7 +260,7 @@ class HttpListener implements ListenerImpl {
     this.ctx.emit({
       name: `HTTP:${head.remoteAddress}-${this.address}:${this.localPort}-${this.seq++}`,
       channel,
-      metadata: httpMetadata(head, this.address, this.localPort),
+      metadata: httpMetadata(head, this.address, this.localPort, this.tls ? 'https' : 'http'),
       priv,
     });
   }
@@ -256,6 +269,10 @@ class HttpListener implements ListenerImpl {
     if (this.token) this.uws.us_listen_socket_close(this.token);
     this.token = undefined;
     this.app = undefined;
+  }
+
+  bound(): boolean {
+    return this.token !== undefined;
   }
 }
 
@@ -268,7 +285,7 @@ export const httpProtocol: ProtocolDef = {
     create(spec: Spec, ctx, field) {
       const port = v.port(spec, 'port', field, true)!;
       const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';
-      return new HttpListener(address, port, ctx);
+      return new HttpListener(address, port, ctx, parseTls(spec, field));
     },
   },
 };

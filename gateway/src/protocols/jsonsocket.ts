@@ -150,6 +150,10 @@ class JsonSocketListener implements ListenerImpl {
     this.inner.ready?.();
   }
 
+  bound(): boolean {
+    return this.inner.bound?.() ?? !this.stopped;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     for (const h of [...this.handshakes]) h.abort('listener stopped');

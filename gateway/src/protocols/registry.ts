@@ -5,6 +5,7 @@ import { GatewayError } from '../core/errors.js';
 import { controllerProtocol } from './controller.js';
 import { httpProtocol } from './http.js';
 import { jsonSocketProtocol } from './jsonsocket.js';
+import { metricProtocol, prometheusProtocol } from './prometheus.js';
 import { httpClusterSide } from './httpcluster.js';
 import { tcpProtocol, unixProtocol } from './stream.js';
 import {
@@ -38,8 +39,8 @@ export const PROTOCOLS: readonly ProtocolDef[] = [
   planned('UNIX/dgram', 'datagram', 6, 'Unix-domain datagram sockets'),
   planned('PIPE', 'byte', 6, 'named pipes'),
   { ...planned('STDIO-fork', 'byte', 6, 'a child program over stdin/stdout'), staticOnly: true },
-  planned('Prometheus', 'byte', 8, 'metrics exposition'),
-  planned('Metric', 'datagram', 8, 'per-session byte and packet counters'),
+  prometheusProtocol,
+  metricProtocol,
 ];
 
 const byName = new Map<string, ProtocolDef>();

@@ -119,6 +119,10 @@ class TcpListener implements ListenerImpl {
     if (this.server) await closeServer(this.server);
     this.server = undefined;
   }
+
+  bound(): boolean {
+    return this.server?.listening === true;
+  }
 }
 
 /** Is a Unix socket file stale (nobody accepts on it)? */
@@ -166,6 +170,10 @@ class UnixListener implements ListenerImpl {
   async stop(): Promise<void> {
     if (this.server) await closeServer(this.server); // unlinks the socket file
     this.server = undefined;
+  }
+
+  bound(): boolean {
+    return this.server?.listening === true;
   }
 }
 

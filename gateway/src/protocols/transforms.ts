@@ -9,7 +9,7 @@ import type { ClusterImpl, ConnectRequest, ProtocolDef, SessionView, Spec } from
 import * as v from './validate.js';
 
 /** A channel whose output is computed from its input, synchronously. */
-abstract class TransformChannel extends BaseChannel {
+export abstract class TransformChannel extends BaseChannel {
   readonly kind: ChannelKind = 'datagram';
   private ended = false;
 

@@ -3,6 +3,7 @@
 // matrix read their capabilities from there.
 
 import type { Channel, ChannelKind } from '../channel/channel.js';
+import type { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
 
 export type Spec = Record<string, unknown>;
@@ -64,6 +65,8 @@ export interface ListenerImpl {
   stop(): Promise<void>;
   /** The listener is part of the configuration now: sessions emitted from here on can be routed. */
   ready?(): void;
+  /** Whether the listener holds its socket now (readiness); absent means "bound once started". */
+  bound?(): boolean;
 }
 
 export interface ConnectRequest {
@@ -88,6 +91,13 @@ export interface GatewayServices {
   handleApi(exchange: HttpExchange, body: Uint8Array, session: string): Promise<void>;
   /** The REST body size limit in bytes. */
   maxBodyBytes(): number;
+  /** The metrics text exposition (used by the Prometheus cluster); rejects when metrics are off. */
+  exposition?(): Promise<{ contentType: string; body: string }>;
+  /**
+   * Admission of a REST call from its head alone (rate limit, bearer token),
+   * before the body is read: undefined to serve it, else the error to answer.
+   */
+  admitApi?(exchange: HttpExchange): { readonly error: GatewayError; readonly headers: Record<string, string> } | undefined;
 }
 
 export interface ClusterImpl {

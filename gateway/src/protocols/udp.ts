@@ -41,10 +41,20 @@ export class UdpChannel extends BaseChannel {
     private readonly ownsSocket = true,
     /** > 0: report EOF this long after end() once no more datagrams arrive (cluster side). */
     private readonly eofLingerMs = 0,
+    /**
+     * Server-mode sessions: the flow's remote, and where datagrams from anyone
+     * else go. A socket connected after bind() may still hold datagrams the
+     * kernel queued for it before connect(), from other new flows.
+     */
+    remote?: { readonly address: string; readonly port: number; foreign(msg: Buffer, r: dgram.RemoteInfo): void },
   ) {
     super();
     this.peer = peer;
-    socket.on('message', (msg) => {
+    socket.on('message', (msg, r) => {
+      if (remote !== undefined && (r.port !== remote.port || r.address !== remote.address)) {
+        remote.foreign(msg, r);
+        return;
+      }
       this.activity++;
       this.received++;
       this.deliver(msg);
@@ -284,20 +294,36 @@ class UdpListener implements ListenerImpl {
   private async accept(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[]): Promise<void> {
     const { address, port } = this.cfg;
     const sock = dgram.createSocket({ type: socketType(address), reuseAddr: true });
+    // Between bind() and connect() this socket is an unconnected socket on the
+    // listener's port, and the kernel hands it the datagrams of *other* new
+    // flows (of equal sockets it prefers the last bound). Unhandled, they were
+    // lost, or read later as this flow's data (one client's datagram in
+    // another's session). Route them: ours to the pending queue, the others'
+    // as if the main socket had read them.
+    const early = (msg: Buffer, r: dgram.RemoteInfo): void => {
+      if (r.port === rinfo.port && r.address === rinfo.address) {
+        if (pending.length < 64) pending.push(msg);
+      } else {
+        this.onMessage(msg, r);
+      }
+    };
+    sock.on('message', early);
     try {
       await bindSocket(sock, port, address);
       await connectSocket(sock, rinfo.port, rinfo.address, 2000);
     } catch (err) {
+      sock.off('message', early);
       this.flows.delete(key);
       try { sock.close(); } catch { /* already closed */ }
       this.ctx.log.warn({ listener: this.ctx.listenerName, remote: key, err: (err as Error).message }, 'UDP listener: cannot open a session socket');
       return;
     }
+    sock.off('message', early);
     if (this.stopped) {
       sock.close();
       return;
     }
-    const ch = new UdpChannel(sock, key);
+    const ch = new UdpChannel(sock, key, true, 0, { address: rinfo.address, port: rinfo.port, foreign: (m, r) => this.onMessage(m, r) });
     this.flows.set(key, ch);
     ch.setCloseListener({ closed: () => { if (this.flows.get(key) === ch) this.flows.delete(key); } });
     for (const m of pending) ch.inject(m);
@@ -335,6 +361,10 @@ class UdpListener implements ListenerImpl {
         flow.close();
       }
     }
+  }
+
+  bound(): boolean {
+    return this.main !== undefined;
   }
 
   async stop(): Promise<void> {

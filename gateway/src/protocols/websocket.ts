@@ -192,6 +192,10 @@ class WsListener implements ListenerImpl {
     this.localPort = this.uws.us_socket_local_port(this.token);
   }
 
+  bound(): boolean {
+    return this.token !== undefined;
+  }
+
   async stop(): Promise<void> {
     if (this.token) this.uws.us_listen_socket_close(this.token);
     this.token = undefined;

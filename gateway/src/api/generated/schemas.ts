@@ -41,6 +41,14 @@ const Error_ = Type.Object({
   field: Type.Optional(Type.String()),
 });
 
+/** Static config only (`admin.limits`): resource limits of the gateway and its REST API. */
+export const AdminLimits = Type.Object({
+  max_body_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
+  max_sessions: Type.Optional(Type.Integer({ minimum: 1 })),
+  api_rate: Type.Optional(Type.Number({ minimum: 0 })),
+  api_burst: Type.Optional(Type.Number({ minimum: 1 })),
+});
+
 /** Process-wide settings (`admin:` in the static config). */
 export const Admin = Type.Object({
   log_level: Type.Optional(Type.String()),
@@ -49,6 +57,9 @@ export const Admin = Type.Object({
   strict: Type.Optional(Type.Boolean()),
   offload: Type.Optional(Type.Union([Type.Boolean(), Type.Enum(["init", "no_init", "disable"])])),
   offload_ifs: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()])),
+  api_token: Type.Optional(Type.String()),
+  api_token_file: Type.Optional(Type.String()),
+  limits: Type.Optional(AdminLimits),
   version: Type.Optional(Type.String()),
 });
 
@@ -72,6 +83,13 @@ export const ListenerTransportSpec = Type.Object({
   options: Type.Optional(SocketOptions),
 }, { additionalProperties: true });
 
+/** HTTP listeners: serve HTTPS with this certificate. Paths of PEM files, checked when the listener is added (readable, parseable, the key matches the certificate), else 400 naming the field. The passphrase is shown as `<redacted>` in dumps. */
+export const TlsSpec = Type.Object({
+  cert_file: Type.String(),
+  key_file: Type.String(),
+  passphrase: Type.Optional(Type.String()),
+}, { additionalProperties: false });
+
 /** How a listener accepts sessions. `protocol` selects the kind; the other fields depend on it. Listener protocols: HTTP, WebSocket, UDP, TCP, UnixDomainSocket, JSONSocket, SCTP, AF_PACKET, UNIX/dgram, PIPE, Test. Unknown protocols are rejected by the gateway with a message that lists the supported ones, which is why `protocol` is a plain string here. */
 export const ListenerSpec = Type.Object({
   protocol: Type.String(),
@@ -83,6 +101,7 @@ export const ListenerSpec = Type.Object({
   transport: Type.Optional(ListenerTransportSpec),
   transport_spec: Type.Optional(ListenerTransportSpec),
   options: Type.Optional(SocketOptions),
+  tls: Type.Optional(TlsSpec),
 }, { additionalProperties: true });
 
 /** Optional listener features. */

@@ -40,7 +40,7 @@ export type Error = {
   message: string;
   /** What went wrong, usually a sentence (e.g. `Cluster "x" already defined`); kept free-form for l7mp compatibility. */
   content: unknown;
-  /** Stable machine readable error code (INVALID_INPUT, NOT_FOUND, NAME_TAKEN, IN_USE, BODY_TOO_LARGE, UNSUPPORTED_MEDIA, NOT_SUPPORTED, FORBIDDEN, UNAUTHORIZED, INTERNAL, ...). */
+  /** Stable machine readable error code (INVALID_INPUT, NOT_FOUND, NAME_TAKEN, IN_USE, BODY_TOO_LARGE, UNSUPPORTED_MEDIA, NOT_SUPPORTED, FORBIDDEN, UNAUTHORIZED, RATE_LIMITED, INTERNAL, ...). */
   code?: string;
   /** Where in the input the problem is, as a dotted path such as `listener.spec.port`. */
   field?: string;
@@ -60,8 +60,25 @@ export type Admin = {
   offload?: boolean | "init" | "no_init" | "disable";
   /** Interfaces to offload on. An empty list or `all` means every interface. A comma separated string is split. */
   offload_ifs?: Array<string> | string;
+  /** Static config only. The bearer token every REST call must carry (`Authorization: Bearer <token>`); visible ASCII, no spaces. Off by default. The environment variable L7MP_API_TOKEN, when set, wins over this and api_token_file. Never dumped. */
+  api_token?: string;
+  /** Static config only. A file holding the token (surrounding whitespace, such as a final newline, is dropped), e.g. a mounted Kubernetes Secret. Read at startup. */
+  api_token_file?: string;
+  limits?: AdminLimits;
   /** Gateway version; read only. */
   readonly version?: string;
+};
+
+/** Static config only (`admin.limits`): resource limits of the gateway and its REST API. */
+export type AdminLimits = {
+  /** Largest REST request body in bytes (default 1048576); larger gets 413 before it is read. */
+  max_body_bytes?: number;
+  /** Live sessions at most (default 100000); new ones are refused beyond. */
+  max_sessions?: number;
+  /** REST requests per second per client address (token bucket, default 50); 0 turns the limit off. Beyond it: 429 with Retry-After. */
+  api_rate?: number;
+  /** Requests a client may make at once before api_rate applies (default the larger of 100 and api_rate). */
+  api_burst?: number;
 };
 
 /** Body of applyAdmin. */
@@ -83,7 +100,18 @@ export type ListenerSpec = {
   transport?: ListenerTransportSpec;
   transport_spec?: ListenerTransportSpec;
   options?: SocketOptions;
+  tls?: TlsSpec;
   [key: string]: unknown;
+};
+
+/** HTTP listeners: serve HTTPS with this certificate. Paths of PEM files, checked when the listener is added (readable, parseable, the key matches the certificate), else 400 naming the field. The passphrase is shown as `<redacted>` in dumps. */
+export type TlsSpec = {
+  /** Certificate chain (PEM), leaf first. */
+  cert_file: string;
+  /** Private key (PEM) of the certificate. */
+  key_file: string;
+  /** Passphrase of an encrypted key_file. */
+  passphrase?: string;
 };
 
 /** The socket a JSONSocket listener runs over: WebSocket, UDP, TCP or UnixDomainSocket, with that protocol's listener fields. */

@@ -1,0 +1,372 @@
+// What each protocol needs to be exercised, keyed by the registry's protocol
+// name. The matrix itself comes from the registry (matrix.ts); this file only
+// says, for a protocol:
+//
+//   LISTENER_PEERS[name]  how to write a listener spec on a port/path, and the
+//                         client that talks to it
+//   CLUSTER_PEERS[name]   how to write a cluster spec, and the echo peer(s)
+//                         behind it
+//   TRANSFORM_PEERS       how to insert transform clusters (transform: true)
+//                         into the ingress/egress chains of a base pair
+//
+// A protocol in the registry without an entry here still shows in the matrix,
+// as "skipped: no conformance peer for X". See README.md, "Adding a protocol".
+
+import type { Driver, PeerHandle, PeerKind } from './driver.js';
+import {
+  curlPost, curlPostMany, jsonSocketClient, tcpClient, udpClient, unixClient, wsClient,
+  type ClientSession, type HttpResult, type OpenOptions, type RequestOptions, type Target,
+} from './clients.js';
+
+type Spec = Record<string, unknown>;
+
+/** Largest UDP payload over IPv4 (65535 − 20 B IP header − 8 B UDP header). */
+export const UDP_MAX_PAYLOAD = 65507;
+
+export interface ListenerAt {
+  /** Address to bind. */
+  readonly address: string;
+  readonly port: number;
+  /** A fresh socket path, for file-based listeners. */
+  readonly path: string;
+}
+
+interface ListenerPeerBase {
+  /** The listener spec (without name and rules). */
+  spec(at: ListenerAt): Spec;
+  /** Largest payload one client message can carry (bytes); Infinity for byte streams. */
+  readonly maxMessage: number;
+  /** The client can half-close and sees the gateway's EOF. */
+  readonly halfClose: boolean;
+  /** Metadata path that tells sources apart, for the ConsistentHash case. */
+  readonly hashKey: string;
+  /** Local addresses the client can send from (several: the hash case uses each as one source). */
+  readonly sources: readonly string[];
+  /** The cluster protocol of this listener's representative pair (retry, load balancing, convergence). */
+  readonly representative: string;
+}
+
+export interface SessionListenerPeer extends ListenerPeerBase {
+  /** One client session per open(). */
+  readonly mode: 'session';
+  open(t: Target, o: OpenOptions): Promise<ClientSession>;
+}
+
+export interface RequestListenerPeer extends ListenerPeerBase {
+  /** One gateway session per request (HTTP). */
+  readonly mode: 'request';
+  request(t: Target, body: Buffer, o: RequestOptions): Promise<HttpResult>;
+  requestMany(t: Target, count: number, body: string, o: RequestOptions): Promise<HttpResult[]>;
+}
+
+export type ListenerPeer = SessionListenerPeer | RequestListenerPeer;
+
+export interface PeerEnv {
+  readonly driver: Driver;
+}
+
+/** Echo upstreams sharing one cluster spec: endpoint i is upstream i. */
+export interface Upstreams {
+  readonly spec: Spec;
+  readonly endpoints: readonly { readonly address: string; readonly tag: string | undefined }[];
+  /** Kill upstream i (the retry case), and start it again on the same address. */
+  kill(i: number): Promise<void>;
+  restore(i: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ClusterPeer {
+  readonly maxMessage: number;
+  readonly halfClose: boolean;
+  /**
+   * The gateway holds a connection to the upstream and sees it go (TCP,
+   * WebSocket...): the retry case then expects a reconnect event. Over UDP a
+   * restarted peer is simply there again.
+   */
+  readonly connectionOriented: boolean;
+  /** The upstreams can tag their replies (needed by the load-balancing and convergence cases). */
+  readonly canTag: boolean;
+  /**
+   * The echo peer mishandles datagrams that arrive while a flow starts.
+   * socat's UDP-LISTEN,fork forks a child per flow and re-binds; datagrams
+   * that arrive meanwhile (of that flow or of a new one) are dropped or taken
+   * for another flow, whose child echoes them out of order. With this set the
+   * cases establish a flow with one round trip before a burst, never start
+   * flows at the same moment, and skip the concurrent case.
+   */
+  readonly fragileFlowStart: boolean;
+  /** Only these listener protocols can route here; other pairs are skipped with `onlyFromReason`. */
+  readonly onlyFrom?: readonly string[];
+  readonly onlyFromReason?: string;
+  /** Start `n` echo upstreams behind one cluster spec; with `tags`, upstream i sends tags[i] first. */
+  start(env: PeerEnv, n: number, tags?: readonly string[]): Promise<Upstreams>;
+}
+
+export interface TransformPeer {
+  /** Column label. */
+  readonly label: string;
+  /** The registry protocols (transform: true) this entry exercises together. */
+  readonly covers: readonly string[];
+  /** identity: traffic passes unchanged; drop: nothing passes. */
+  readonly effect: 'identity' | 'drop';
+  /** The route's chains on a base pair of `kind`; `id` is unique per gateway (use it in log prefixes). */
+  chains(kind: 'datagram' | 'byte', id: string): { ingress: unknown[]; egress: unknown[] };
+  /** A smaller message limit than the base pair's, with the reason. */
+  limit?(kind: 'datagram' | 'byte'): { bytes: number; reason: string } | undefined;
+  /** Extra evidence after traffic carrying `token` passed: return an error message, or undefined. */
+  verify?(logs: string, id: string, token: string): string | undefined;
+}
+
+/** The base pairs transforms are inserted into: listener and cluster protocol of the same name. */
+export const TRANSFORM_BASES: readonly string[] = ['UDP', 'TCP'];
+
+// ------------------------------------------------------------- upstreams
+
+/** Peers started by a driver, restartable one by one. */
+function processUpstreams(env: PeerEnv, spec: Spec, kind: PeerKind, args: { address?: string; port?: number; path?: string; tag?: string }[], addressOf: (i: number) => string): Promise<Upstreams> {
+  return startAll(env, spec, args.map((a) => () => env.driver.startPeer(kind, a)), args.map((a, i) => ({ address: addressOf(i), tag: a.tag })));
+}
+
+async function startAll(
+  _env: PeerEnv,
+  spec: Spec,
+  starters: (() => Promise<{ stop(): Promise<void> }>)[],
+  endpoints: { address: string; tag: string | undefined }[],
+): Promise<Upstreams> {
+  const handles: ({ stop(): Promise<void> } | undefined)[] = [];
+  try {
+    for (const s of starters) handles.push(await s());
+  } catch (err) {
+    await Promise.all(handles.map((h) => h?.stop()));
+    throw err;
+  }
+  return {
+    spec,
+    endpoints,
+    async kill(i) {
+      const h = handles[i];
+      handles[i] = undefined;
+      await h?.stop();
+    },
+    async restore(i) {
+      if (handles[i] === undefined) handles[i] = await starters[i]!();
+    },
+    async stop() {
+      await Promise.all(handles.map((h) => h?.stop()));
+      handles.fill(undefined);
+    },
+  };
+}
+
+function ipPeer(protocol: string, kind: PeerKind, extra: Partial<ClusterPeer>): ClusterPeer {
+  return {
+    maxMessage: Infinity,
+    halfClose: false,
+    connectionOriented: true,
+    canTag: true,
+    fragileFlowStart: false,
+    ...extra,
+    async start(env, n, tags) {
+      const addrs = env.driver.peerAddresses;
+      if (n > addrs.length) throw new Error(`${protocol}: ${n} upstreams need ${n} peer addresses, the driver has ${addrs.length}`);
+      const port = await env.driver.freePort();
+      const args = Array.from({ length: n }, (_, i) => ({ address: addrs[i]!, port, ...(tags?.[i] !== undefined ? { tag: tags[i] } : {}) }));
+      return processUpstreams(env, { protocol, port }, kind, args, (i) => addrs[i]!);
+    },
+  };
+}
+
+// --------------------------------------------------------------- listeners
+
+const LOOPBACK_SOURCES = ['127.0.0.1', '127.0.0.2', '127.0.0.3'] as const;
+
+export const LISTENER_PEERS: Readonly<Record<string, ListenerPeer>> = {
+  UDP: {
+    mode: 'session',
+    spec: (at) => ({ protocol: 'UDP', address: at.address, port: at.port }),
+    maxMessage: UDP_MAX_PAYLOAD,
+    halfClose: false,
+    hashKey: 'IP/src_addr',
+    sources: LOOPBACK_SOURCES,
+    representative: 'UDP',
+    open: udpClient,
+  },
+  TCP: {
+    mode: 'session',
+    spec: (at) => ({ protocol: 'TCP', address: at.address, port: at.port }),
+    maxMessage: Infinity,
+    halfClose: true,
+    hashKey: 'IP/src_addr',
+    sources: LOOPBACK_SOURCES,
+    representative: 'TCP',
+    open: tcpClient,
+  },
+  UnixDomainSocket: {
+    mode: 'session',
+    spec: (at) => ({ protocol: 'UnixDomainSocket', filename: at.path }),
+    maxMessage: Infinity,
+    halfClose: true,
+    // A Unix client has no address: every session of the listener is one source.
+    hashKey: 'UNIX/filename',
+    sources: [],
+    representative: 'UnixDomainSocket',
+    open: unixClient,
+  },
+  HTTP: {
+    mode: 'request',
+    spec: (at) => ({ protocol: 'HTTP', address: at.address, port: at.port }),
+    maxMessage: Infinity,
+    halfClose: true,
+    hashKey: 'IP/src_addr',
+    sources: LOOPBACK_SOURCES,
+    representative: 'HTTP',
+    request: curlPost,
+    requestMany: curlPostMany,
+  },
+  WebSocket: {
+    mode: 'session',
+    spec: (at) => ({ protocol: 'WebSocket', address: at.address, port: at.port }),
+    // The listener's default max_message_size is 16 MiB: far above every payload here.
+    maxMessage: 16 * 1024 * 1024,
+    halfClose: false,
+    hashKey: 'IP/src_addr',
+    sources: LOOPBACK_SOURCES,
+    representative: 'WebSocket',
+    open: wsClient,
+  },
+  JSONSocket: {
+    mode: 'session',
+    spec: (at) => ({ protocol: 'JSONSocket', transport: { protocol: 'UDP', address: at.address, port: at.port } }),
+    // JSONSocket over UDP: one message is one UDP datagram.
+    maxMessage: UDP_MAX_PAYLOAD,
+    halfClose: false,
+    hashKey: 'IP/src_addr',
+    sources: LOOPBACK_SOURCES,
+    // The JSONSocket echo upstream is a gateway (Echo cannot tag), so the heavy cases use UDP upstreams.
+    representative: 'UDP',
+    open: jsonSocketClient,
+  },
+};
+
+// ---------------------------------------------------------------- clusters
+
+export const CLUSTER_PEERS: Readonly<Record<string, ClusterPeer>> = {
+  UDP: ipPeer('UDP', 'udp-echo', { maxMessage: UDP_MAX_PAYLOAD, connectionOriented: false, fragileFlowStart: true }),
+  TCP: ipPeer('TCP', 'tcp-echo', { halfClose: true }),
+  UnixDomainSocket: {
+    maxMessage: Infinity,
+    halfClose: true,
+    connectionOriented: true,
+    canTag: true,
+    fragileFlowStart: false,
+    async start(env, n, tags) {
+      const paths = Array.from({ length: n }, (_, i) => env.driver.tmpPath(`up${i}.sock`));
+      const args = paths.map((p, i) => ({ path: p, ...(tags?.[i] !== undefined ? { tag: tags[i] } : {}) }));
+      return processUpstreams(env, { protocol: 'UnixDomainSocket' }, 'unix-echo', args, (i) => paths[i]!);
+    },
+  },
+  HTTP: ipPeer('HTTP', 'http-echo', {
+    halfClose: true,
+    onlyFrom: ['HTTP'],
+    onlyFromReason: 'HTTP cluster needs an HTTP session',
+  }),
+  WebSocket: ipPeer('WebSocket', 'ws-echo', {}),
+  JSONSocket: {
+    maxMessage: UDP_MAX_PAYLOAD,
+    halfClose: false,
+    connectionOriented: false,
+    canTag: false,
+    fragileFlowStart: false,
+    // The upstream is a real JSONSocket server: a second gateway, JSONSocket listener -> Echo.
+    async start(env, n) {
+      const port = await env.driver.freePort();
+      const addrs = env.driver.peerAddresses.slice(0, n);
+      const starters = addrs.map((address, i) => async () => {
+        const gw = await env.driver.startGateway({
+          listeners: [{
+            name: 'jsonsocket-echo',
+            spec: { protocol: 'JSONSocket', transport: { protocol: 'UDP', address, port } },
+            rules: [{ action: { route: { destination: { name: 'echo', spec: { protocol: 'Echo' } } } } }],
+          }],
+        }, { name: `jsonsocket-echo-${i}`, logLevel: 'warn' });
+        return { stop: () => gw.stop() };
+      });
+      return startAll(env, { protocol: 'JSONSocket', transport: { protocol: 'UDP', port } }, starters, addrs.map((address) => ({ address, tag: undefined })));
+    },
+  },
+};
+
+// -------------------------------------------------------------- transforms
+
+/** Logger lines written to the gateway's stdout that carry `token`, by direction. */
+function loggerLines(logs: string, prefix: string, token: string): Set<string> {
+  const dirs = new Set<string>();
+  for (const line of logs.split('\n')) {
+    if (!line.includes(token) || !line.includes(prefix)) continue;
+    try {
+      const j = JSON.parse(line) as { prefix?: string; direction?: string; data?: string };
+      if (j.prefix === prefix && typeof j.data === 'string' && j.data.includes(token) && j.direction) dirs.add(j.direction);
+    } catch { /* a pino line or a partial line */ }
+  }
+  return dirs;
+}
+
+export const TRANSFORM_PEERS: readonly TransformPeer[] = [
+  {
+    label: 'Logger',
+    covers: ['Logger'],
+    effect: 'identity',
+    chains: (_kind, id) => ({
+      ingress: [{ name: `log-in-${id}`, spec: { protocol: 'Logger', log_file: 'stdout', log_prefix: `conf-${id}` } }],
+      egress: [{ name: `log-out-${id}`, spec: { protocol: 'Logger', log_file: 'stdout', log_prefix: `conf-${id}` } }],
+    }),
+    verify(logs, id, token) {
+      const dirs = loggerLines(logs, `conf-${id}`, token);
+      const missing = ['ingress', 'egress'].filter((d) => !dirs.has(d));
+      return missing.length === 0 ? undefined : `no Logger line for the ${missing.join(' and ')} direction carrying "${token}" in the gateway's output`;
+    },
+  },
+  {
+    label: 'Echo',
+    covers: ['Echo'],
+    effect: 'identity',
+    // In a chain, Echo hands each message to the next stage: an identity transform.
+    chains: (_kind, id) => ({ ingress: [{ name: `echo-${id}`, spec: { protocol: 'Echo' } }], egress: [] }),
+  },
+  {
+    label: 'Discard',
+    covers: ['Discard'],
+    effect: 'drop',
+    chains: (_kind, id) => ({ ingress: [{ name: `discard-${id}`, spec: { protocol: 'Discard' } }], egress: [] }),
+  },
+  {
+    label: 'Metric',
+    covers: ['Metric'],
+    effect: 'identity',
+    // Counts and passes traffic on unchanged, both ways.
+    chains: (_kind, id) => ({
+      ingress: [{ name: `metric-in-${id}`, spec: { protocol: 'Metric' } }],
+      egress: [{ name: `metric-out-${id}`, spec: { protocol: 'Metric' } }],
+    }),
+  },
+  {
+    label: 'JSONEncap+JSONDecap',
+    covers: ['JSONEncap', 'JSONDecap'],
+    effect: 'identity',
+    chains: (kind, id) => kind === 'datagram'
+      // Over datagrams the encapsulated message crosses the wire: the echo
+      // peer returns the JSON, JSONDecap unwraps it on the way back.
+      ? {
+          ingress: [{ name: `encap-${id}`, spec: { protocol: 'JSONEncap' } }],
+          egress: [{ name: `decap-${id}`, spec: { protocol: 'JSONDecap' } }],
+        }
+      // A byte stream may split or merge JSON messages: encap and decap back to back, both ways.
+      : {
+          ingress: [{ name: `encap-i-${id}`, spec: { protocol: 'JSONEncap' } }, { name: `decap-i-${id}`, spec: { protocol: 'JSONDecap' } }],
+          egress: [{ name: `encap-e-${id}`, spec: { protocol: 'JSONEncap' } }, { name: `decap-e-${id}`, spec: { protocol: 'JSONDecap' } }],
+        },
+    limit: (kind) => kind === 'datagram'
+      ? { bytes: 40 * 1024, reason: 'JSONEncap base64-encodes each message (4/3 of its size, plus the metadata): above about 48 KiB it no longer fits one UDP datagram' }
+      : undefined,
+  },
+];

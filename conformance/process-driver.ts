@@ -1,0 +1,304 @@
+// Process mode: the gateway under test is `node dist/gateway/src/main.js -c
+// <generated config>`, and the peers are local processes on 127.0.0.x:
+// socat for UDP, TCP and Unix sockets, peer-server.js (node's http and the
+// `ws` library) for HTTP and WebSocket.
+//
+// Every child runs in its own process group, and stop() kills the group, so
+// that socat's per-connection fork children go with their parent. Children
+// still alive when the suite exits are killed from an 'exit' hook.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Driver, GatewayHandle, GatewayStartOptions, PeerArgs, PeerHandle, PeerKind } from './driver.js';
+import { api, delay, waitFor } from './util.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** dist/conformance/ -> dist/gateway/src/main.js */
+export const GATEWAY_MAIN = path.resolve(HERE, '../gateway/src/main.js');
+const PEER_SERVER = path.join(HERE, 'peer-server.js');
+
+/** Keep at most this much of a child's output. */
+const MAX_LOG = 4 * 1024 * 1024;
+const START_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 4_000;
+
+/** Ports below the kernel's ephemeral range, so that no client socket takes one between the check and the bind. */
+const PORT_MIN = 20_000;
+const PORT_MAX = 32_000;
+
+const live = new Set<Child>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const c of live) c.killNow();
+  });
+}
+
+/** One spawned process (group) with its output. */
+class Child {
+  private out = '';
+  readonly exited: Promise<number | null>;
+  private gone = false;
+
+  constructor(readonly label: string, readonly proc: ChildProcess) {
+    live.add(this);
+    const add = (d: Buffer) => {
+      this.out += d.toString('utf8');
+      if (this.out.length > MAX_LOG) this.out = this.out.slice(this.out.length - MAX_LOG / 2);
+    };
+    proc.stdout?.on('data', add);
+    proc.stderr?.on('data', add);
+    this.exited = new Promise((resolve) => {
+      proc.once('exit', (code) => {
+        this.gone = true;
+        resolve(code);
+      });
+      proc.once('error', (err) => {
+        this.gone = true;
+        this.out += `\nspawn error: ${err.message}\n`;
+        resolve(null);
+      });
+    });
+    // The process group may outlive the leader (socat's fork children): it is
+    // released only by an explicit kill.
+  }
+
+  get isGone(): boolean {
+    return this.gone;
+  }
+
+  logs(): string {
+    return this.out;
+  }
+
+  /** SIGKILL the whole group, synchronously. */
+  killNow(): void {
+    const pid = this.proc.pid;
+    if (pid === undefined) return;
+    try { process.kill(-pid, 'SIGKILL'); } catch { /* group gone */ }
+    try { this.proc.kill('SIGKILL'); } catch { /* gone */ }
+  }
+
+  /** A polite signal to the leader first (the gateway shuts down cleanly on SIGTERM), then SIGKILL for the group. */
+  async stop(polite: boolean): Promise<void> {
+    const pid = this.proc.pid;
+    if (polite && !this.gone && pid !== undefined) {
+      try { this.proc.kill('SIGTERM'); } catch { /* gone */ }
+      await Promise.race([this.exited, delay(STOP_TIMEOUT_MS)]);
+    }
+    this.killNow();
+    await Promise.race([this.exited, delay(STOP_TIMEOUT_MS)]);
+    live.delete(this);
+  }
+}
+
+function spawnChild(label: string, cmd: string, args: string[]): Child {
+  installExitHook();
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  return new Child(label, proc);
+}
+
+function tcpBindable(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+function udpBindable(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', () => { try { s.close(); } catch { /* not open */ } resolve(false); });
+    s.bind({ port, address: host, exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+function tcpAccepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect({ host, port });
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+}
+
+function unixAccepts(p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect({ path: p });
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+}
+
+async function udpTaken(host: string, port: number): Promise<boolean> {
+  return !(await udpBindable(port, host));
+}
+
+export class ProcessDriver implements Driver {
+  readonly mode = 'process' as const;
+  readonly listenAddress = '127.0.0.1';
+  readonly peerAddresses: readonly string[] = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'];
+  private readonly handedOut = new Set<number>();
+  private readonly children = new Set<Child>();
+  private readonly dir: string;
+  private tmpSeq = 0;
+
+  constructor() {
+    // Short: Unix socket paths must stay under 108 bytes.
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7c-'));
+  }
+
+  async freePort(): Promise<number> {
+    for (let tries = 0; tries < 500; tries++) {
+      const port = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
+      if (this.handedOut.has(port)) continue;
+      let ok = true;
+      for (const host of new Set([this.listenAddress, ...this.peerAddresses])) {
+        if (!(await tcpBindable(port, host)) || !(await udpBindable(port, host))) {
+          ok = false;
+          break;
+        }
+      }
+      if (!ok) continue;
+      this.handedOut.add(port);
+      return port;
+    }
+    throw new Error('no free port found in 500 tries');
+  }
+
+  tmpPath(name: string): string {
+    return path.join(this.dir, `${(this.tmpSeq++).toString(36)}-${name}`);
+  }
+
+  async startGateway(config: Record<string, unknown>, opts: GatewayStartOptions = {}): Promise<GatewayHandle> {
+    const name = opts.name ?? 'gateway';
+    const apiPort = await this.freePort();
+    const full = {
+      ...config,
+      // The admin metrics listener would take one fixed port for every gateway of the run: off.
+      admin: { log_level: opts.logLevel ?? 'info', metrics: { enabled: false }, ...((config.admin as Record<string, unknown> | undefined) ?? {}) },
+      listeners: [
+        {
+          name: 'controller-listener',
+          spec: { protocol: 'HTTP', address: '127.0.0.1', port: apiPort },
+          rules: [{ action: { route: { destination: { name: 'l7mp-controller', spec: { protocol: 'L7mpController' } } } } }],
+        },
+        ...((config.listeners as unknown[] | undefined) ?? []),
+      ],
+    };
+    const file = this.tmpPath(`${name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 40)}.json`);
+    fs.writeFileSync(file, JSON.stringify(full, null, 2));
+    const child = spawnChild(`gateway ${name}`, process.execPath, [GATEWAY_MAIN, '-c', file]);
+    this.children.add(child);
+    const apiBase = `http://127.0.0.1:${apiPort}`;
+    try {
+      const up = await waitFor(async () => {
+        if (child.isGone) return 'exited';
+        const r = await api(apiBase, 'GET', '/api/v1/admin', undefined, 1000).catch(() => undefined);
+        return r?.status === 200 ? 'ready' : undefined;
+      }, START_TIMEOUT_MS, `gateway "${name}" to answer on ${apiBase}`, 50);
+      if (up === 'exited') throw new Error(`the gateway "${name}" exited: ${child.logs().slice(-2000).trim()}`);
+    } catch (err) {
+      await child.stop(false);
+      this.children.delete(child);
+      throw new Error(`${(err as Error).message}\n--- config ${file} ---\n--- gateway output ---\n${child.logs().slice(-3000)}`);
+    }
+    return {
+      name,
+      apiBase,
+      reach: (port) => ({ host: this.listenAddress, port }),
+      logs: () => child.logs(),
+      stop: async () => {
+        await child.stop(true);
+        this.children.delete(child);
+      },
+    };
+  }
+
+  async startPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle> {
+    const host = args.address ?? '127.0.0.1';
+    const port = args.port ?? 0;
+    // The tag is a short [A-Za-z0-9] token; checked so that it is safe inside the SYSTEM command.
+    if (args.tag !== undefined && !/^[A-Za-z0-9]{1,16}$/.test(args.tag)) throw new Error(`bad peer tag "${args.tag}"`);
+    const tagged = (plain: string) => (args.tag !== undefined ? `SYSTEM:printf ${args.tag}; exec cat` : plain);
+    let cmd: string;
+    let argv: string[];
+    let ready: (c: Child) => Promise<boolean>;
+    switch (kind) {
+      case 'udp-echo':
+        // One child per flow (UDP-LISTEN,fork), talking to cat over a
+        // datagram socketpair (socktype=2 = SOCK_DGRAM), so that every
+        // datagram comes back as one datagram even in a burst: PIPE, a byte
+        // stream, merges datagrams that queue up in it. -b 65536: a
+        // 65507-byte datagram in one read. -T 3: the children of finished flows go.
+        // (UDP-LISTEN,fork is fragile while a flow starts: datagrams that
+        // arrive while it forks are dropped or taken for a second flow; see
+        // ClusterPeer.fragileFlowStart.)
+        cmd = 'socat';
+        argv = ['-b', '65536', '-T', '3', `UDP-LISTEN:${port},bind=${host},reuseaddr,fork`, `${tagged('EXEC:cat')},socktype=2`];
+        ready = () => udpTaken(host, port);
+        break;
+      case 'tcp-echo':
+        cmd = 'socat';
+        // backlog=128: socat's default of 5 refuses bursts of new connections.
+        argv = [`TCP-LISTEN:${port},bind=${host},reuseaddr,fork,backlog=128`, tagged('EXEC:cat')];
+        ready = () => tcpAccepts(host, port);
+        break;
+      case 'unix-echo':
+        if (args.path === undefined) throw new Error('unix-echo needs a path');
+        cmd = 'socat';
+        // backlog=128: with socat's default of 5 a burst of connects fails with EAGAIN.
+        argv = [`UNIX-LISTEN:${args.path},fork,unlink-early,backlog=128`, tagged('EXEC:cat')];
+        ready = () => unixAccepts(args.path!);
+        break;
+      case 'http-echo':
+      case 'ws-echo':
+        cmd = process.execPath;
+        argv = [PEER_SERVER, kind, '--address', host, '--port', String(port), ...(args.tag !== undefined ? ['--tag', args.tag] : [])];
+        ready = async (c) => c.logs().includes('ready\n');
+        break;
+      default:
+        throw new Error(`unknown peer kind "${String(kind)}"`);
+    }
+    const child = spawnChild(`${kind} ${host}:${port}${args.path ?? ''}`, cmd, argv);
+    this.children.add(child);
+    try {
+      const up = await waitFor(async () => (child.isGone ? 'exited' : (await ready(child)) ? 'ready' : undefined),
+        START_TIMEOUT_MS, `${kind} peer on ${args.path ?? `${host}:${port}`}`, 20);
+      if (up === 'exited') throw new Error(`${kind} peer on ${args.path ?? `${host}:${port}`}: ${cmd} exited: ${child.logs().slice(-1000).trim()}`);
+    } catch (err) {
+      await child.stop(false);
+      this.children.delete(child);
+      throw err;
+    }
+    return {
+      kind,
+      args,
+      logs: () => child.logs(),
+      stop: async () => {
+        await child.stop(false);
+        this.children.delete(child);
+        // A killed peer's port must be free again before a restart binds it.
+        if (kind === 'tcp-echo' || kind === 'http-echo' || kind === 'ws-echo') {
+          await waitFor(() => tcpBindable(port, host), 3000, `${host}:${port} to be released`).catch(() => undefined);
+        } else if (kind === 'udp-echo') {
+          await waitFor(() => udpBindable(port, host), 3000, `${host}:${port}/udp to be released`).catch(() => undefined);
+        }
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.children].map((c) => c.stop(false)));
+    this.children.clear();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

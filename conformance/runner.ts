@@ -1,0 +1,111 @@
+// Run the matrix: plan the cells from the registry, run the runnable ones
+// with limited concurrency, and collect one RunResult. The CLI (run.ts) and
+// the ava test (gateway/test/conformance.test.ts) both call runConformance().
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { runCell } from './cases.js';
+import { DriverUnavailableError, type Driver } from './driver.js';
+import { buildMatrix, cellKey, type Cell, type Matrix } from './matrix.js';
+import { ContainerDriver } from './container-driver.js';
+import { ProcessDriver } from './process-driver.js';
+import { pairStatus, renderHtml, renderMarkdown, type PairResult, type RunResult } from './report.js';
+import { pool } from './util.js';
+
+export type Mode = 'process' | 'container';
+
+export interface RunOptions {
+  readonly mode?: Mode;
+  /** "LISTENER:CLUSTER": run this one pair (case-insensitive; a transform column by its label). */
+  readonly only?: string;
+  /** Pairs run at the same time (default 2). */
+  readonly concurrency?: number;
+  /** Use this driver instead of the mode's. */
+  readonly driver?: Driver;
+  /** Progress lines (one per finished pair). */
+  readonly progress?: (line: string) => void;
+  readonly matrix?: Matrix;
+}
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** dist/conformance/ -> conformance/ in the source tree, where the reports go. */
+export const REPORT_DIR = path.resolve(HERE, '../../conformance');
+
+export function createDriver(mode: Mode): Driver {
+  if (mode === 'process') return new ProcessDriver();
+  if (mode === 'container') return new ContainerDriver();
+  throw new DriverUnavailableError(`no driver for mode "${String(mode)}"`);
+}
+
+function findOnly(cells: readonly Cell[], only: string): Cell[] {
+  const want = only.toLowerCase();
+  const hit = cells.filter((c) => cellKey(c).toLowerCase() === want);
+  if (hit.length === 0) {
+    throw new Error(`--only ${only}: no such pair; pairs are LISTENER:CLUSTER, e.g. ${cells.filter((c) => c.type === 'run').slice(0, 3).map(cellKey).join(', ')}`);
+  }
+  return hit;
+}
+
+export async function runConformance(opts: RunOptions = {}): Promise<RunResult> {
+  const mode = opts.mode ?? 'process';
+  const matrix = opts.matrix ?? buildMatrix();
+  const cells = opts.only !== undefined ? findOnly(matrix.cells, opts.only) : matrix.cells;
+  const driver = opts.driver ?? createDriver(mode);
+  const t0 = Date.now();
+  const results = new Map<Cell, PairResult>();
+  try {
+    for (const c of cells) {
+      if (c.type === 'na') {
+        results.set(c, { key: cellKey(c), row: c.row.id, col: c.col.id, type: 'na', status: 'na', reason: c.reason, representative: false, cases: [], ms: 0 });
+      } else if (c.type === 'skip') {
+        results.set(c, {
+          key: cellKey(c), row: c.row.id, col: c.col.id, type: 'skip', status: 'skip', reason: c.reason, representative: false,
+          cases: [{ name: 'pair', status: 'skip', reason: c.reason, ms: 0 }], ms: 0,
+        });
+      }
+    }
+    // Longest first, so that they do not form the tail: representative pairs
+    // (heavy cases), then per-request pairs whose upstream has no EOF (each
+    // response waits for the UDP cluster's EOF linger).
+    const cost = (c: Extract<Cell, { type: 'run' }>) => (c.representative ? 2 : 0) + (c.listener.mode === 'request' && !c.cluster.halfClose ? 1 : 0);
+    const runnable = cells.filter((c): c is Extract<Cell, { type: 'run' }> => c.type === 'run')
+      .sort((a, b) => cost(b) - cost(a));
+    await pool(runnable, opts.concurrency ?? 2, async (c) => {
+      const started = Date.now();
+      const cases = await runCell(c, driver);
+      const r: PairResult = {
+        key: cellKey(c), row: c.row.id, col: c.col.id, type: 'run', status: pairStatus(cases), representative: c.representative, cases, ms: Date.now() - started,
+      };
+      results.set(c, r);
+      const fails = cases.filter((x) => x.status === 'fail');
+      opts.progress?.(`${r.status === 'fail' ? 'FAIL' : r.status} ${c.row.id}→${c.col.id} (${cases.filter((x) => x.status === 'pass').length} passed, ${fails.length} failed, ${cases.filter((x) => x.status === 'skip').length} skipped, ${(r.ms / 1000).toFixed(1)} s)${fails.length > 0 ? `: ${fails.map((f) => f.name).join(', ')}` : ''}`);
+    });
+  } finally {
+    await driver.close().catch(() => undefined);
+  }
+  const pairs = cells.map((c) => results.get(c)!).filter((x) => x !== undefined);
+  const all = pairs.flatMap((p) => p.cases);
+  return {
+    mode,
+    only: opts.only,
+    rows: matrix.rows.map((r) => r.id),
+    cols: matrix.cols.map((c) => ({ id: c.id, kind: c.kind, protocols: c.protocols.map((p) => p.name) })),
+    pairs,
+    outside: matrix.outside,
+    passed: all.filter((c) => c.status === 'pass').length,
+    failed: all.filter((c) => c.status === 'fail').length,
+    skipped: all.filter((c) => c.status === 'skip').length,
+    durationMs: Date.now() - t0,
+  };
+}
+
+/** Write report.md and report.html into `dir`. */
+export function writeReports(r: RunResult, dir = REPORT_DIR): { markdown: string; html: string } {
+  fs.mkdirSync(dir, { recursive: true });
+  const markdown = path.join(dir, 'report.md');
+  const html = path.join(dir, 'report.html');
+  fs.writeFileSync(markdown, renderMarkdown(r));
+  fs.writeFileSync(html, renderHtml(r));
+  return { markdown, html };
+}

@@ -1,0 +1,356 @@
+// Prometheus metrics with prom-client, in a registry of our own (never the
+// global one, so several gateways in one process, as in the tests, stay apart).
+//
+// The hot path does no metrics work. Links already count bytes and packets
+// per session (core/session.ts); this module reads those counters when it is
+// scraped: the live sessions in gw.sessions plus the totals folded in when
+// each session ended (onSessionEnd). A session moves from "live" to "folded"
+// synchronously in Gateway.finalize, so every byte counter is monotonic across
+// session ends. Event counts (sessions, connect failures, retries, REST calls)
+// are incremented by the gateway's lifecycle hooks, once per event.
+//
+// Directions are seen from the gateway: `rx` is what the gateway received from
+// that listener's clients or from that cluster, `tx` what it sent to them.
+//
+// Metric names (see README "Metrics"):
+//   l7mp_listener_sessions_total / _sessions_active / _bytes_total / _packets_total
+//   l7mp_listener_connect_failures_total / _retries_total
+//   l7mp_cluster_sessions_total / _sessions_active / _bytes_total / _packets_total
+//   l7mp_cluster_connect_failures_total / _retries_total
+//   l7mp_session_duration_seconds (histogram)
+//   l7mp_rest_requests_total{operationId,status}
+// and l7mp's own: listener_requests_total{listenerName,protocol},
+// cluster_requests_total{clusterName,protocol},
+// session_byte_counter_total / session_packet_counter_total{sessionName,clusterName}
+// (Metric clusters; a session's series disappear when it ends).
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Gateway } from '../core/gateway.js';
+import type { GatewayObserver } from '../core/observer.js';
+import type { Session, Stage } from '../core/session.js';
+import { MetricChannel } from '../protocols/prometheus.js';
+
+interface Traffic {
+  rxBytes: number;
+  txBytes: number;
+  rxPackets: number;
+  txPackets: number;
+}
+
+interface Row extends Traffic {
+  protocol: string;
+  active: number;
+}
+
+interface Snapshot {
+  listeners: Map<string, Row>;
+  clusters: Map<string, Row>;
+  /** Metric-cluster counts of live sessions, keyed by session and cluster. */
+  metered: Map<string, { sessionName: string; clusterName: string; bytes: number; packets: number }>;
+}
+
+const zero = (): Traffic => ({ rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0 });
+
+function add(to: Traffic, rxB: number, txB: number, rxP: number, txP: number): void {
+  to.rxBytes += rxB;
+  to.txBytes += txB;
+  to.rxPackets += rxP;
+  to.txPackets += txP;
+}
+
+const isLive = (s: Session): boolean => s.status === 'INIT' || s.status === 'CONNECTED';
+
+export const DURATION_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600];
+
+export interface MetricsOptions {
+  /** Process and Node.js metrics (collectDefaultMetrics); default true. */
+  defaultMetrics?: boolean;
+}
+
+export class GatewayMetrics implements GatewayObserver {
+  readonly registry = new Registry();
+  private gw: Gateway | undefined;
+  /** Traffic of ended sessions, by listener and by cluster. */
+  private readonly endedListeners = new Map<string, Traffic>();
+  private readonly endedClusters = new Map<string, Traffic>();
+  /** Protocol names seen, so that a deleted object's series keep their labels. */
+  private readonly listenerProto = new Map<string, string>();
+  private readonly clusterProto = new Map<string, string>();
+  private snap: Snapshot | undefined;
+
+  private readonly listenerRequests: Counter<'listenerName' | 'protocol'>;
+  private readonly clusterRequests: Counter<'clusterName' | 'protocol'>;
+  private readonly listenerSessions: Counter<'listener' | 'protocol'>;
+  private readonly clusterSessions: Counter<'cluster' | 'protocol'>;
+  private readonly listenerFailures: Counter<'listener' | 'protocol'>;
+  private readonly clusterFailures: Counter<'cluster' | 'protocol'>;
+  private readonly listenerRetries: Counter<'listener' | 'protocol'>;
+  private readonly clusterRetries: Counter<'cluster' | 'protocol'>;
+  private readonly durations: Histogram<'listener' | 'cluster'>;
+  private readonly restCalls: Counter<'operationId' | 'status'>;
+
+  constructor(opts: MetricsOptions = {}) {
+    const registers = [this.registry];
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    const self = this;
+
+    // l7mp's names, labels and help texts.
+    this.listenerRequests = new Counter({
+      name: 'listener_requests_total', help: 'Total number of requests', labelNames: ['listenerName', 'protocol'], registers,
+    });
+    this.clusterRequests = new Counter({
+      name: 'cluster_requests_total', help: 'Total number of requests', labelNames: ['clusterName', 'protocol'], registers,
+    });
+    new Counter({
+      name: 'session_byte_counter_total', help: 'Total number of bytes that flows trough the cluster',
+      labelNames: ['sessionName', 'clusterName'], registers,
+      collect() {
+        this.reset();
+        for (const m of self.snapshot().metered.values()) this.inc({ sessionName: m.sessionName, clusterName: m.clusterName }, m.bytes);
+      },
+    });
+    new Counter({
+      name: 'session_packet_counter_total', help: 'Total number of packets that flows trough the cluster',
+      labelNames: ['sessionName', 'clusterName'], registers,
+      collect() {
+        this.reset();
+        for (const m of self.snapshot().metered.values()) this.inc({ sessionName: m.sessionName, clusterName: m.clusterName }, m.packets);
+      },
+    });
+
+    // Per listener.
+    this.listenerSessions = new Counter({
+      name: 'l7mp_listener_sessions_total', help: 'Sessions accepted by the listener', labelNames: ['listener', 'protocol'], registers,
+    });
+    new Gauge({
+      name: 'l7mp_listener_sessions_active', help: 'Sessions of the listener that have not ended',
+      labelNames: ['listener', 'protocol'], registers,
+      collect() {
+        this.reset();
+        for (const [listener, r] of self.snapshot().listeners) this.set({ listener, protocol: r.protocol }, r.active);
+      },
+    });
+    new Counter({
+      name: 'l7mp_listener_bytes_total', help: 'Bytes received from (rx) and sent to (tx) the clients of the listener',
+      labelNames: ['listener', 'protocol', 'direction'], registers,
+      collect() {
+        this.reset();
+        for (const [listener, r] of self.snapshot().listeners) {
+          this.inc({ listener, protocol: r.protocol, direction: 'rx' }, r.rxBytes);
+          this.inc({ listener, protocol: r.protocol, direction: 'tx' }, r.txBytes);
+        }
+      },
+    });
+    new Counter({
+      name: 'l7mp_listener_packets_total', help: 'Packets (datagrams or stream chunks) received from (rx) and sent to (tx) the clients of the listener',
+      labelNames: ['listener', 'protocol', 'direction'], registers,
+      collect() {
+        this.reset();
+        for (const [listener, r] of self.snapshot().listeners) {
+          this.inc({ listener, protocol: r.protocol, direction: 'rx' }, r.rxPackets);
+          this.inc({ listener, protocol: r.protocol, direction: 'tx' }, r.txPackets);
+        }
+      },
+    });
+    this.listenerFailures = new Counter({
+      name: 'l7mp_listener_connect_failures_total', help: 'Failed cluster connect attempts of sessions from the listener',
+      labelNames: ['listener', 'protocol'], registers,
+    });
+    this.listenerRetries = new Counter({
+      name: 'l7mp_listener_retries_total', help: 'Cluster connect retries (setup retries and reconnects) of sessions from the listener',
+      labelNames: ['listener', 'protocol'], registers,
+    });
+
+    // Per cluster (every stage: destination and transforms).
+    this.clusterSessions = new Counter({
+      name: 'l7mp_cluster_sessions_total', help: 'Session stages connected to the cluster (reconnects not counted)',
+      labelNames: ['cluster', 'protocol'], registers,
+    });
+    new Gauge({
+      name: 'l7mp_cluster_sessions_active', help: 'Live session stages connected to the cluster',
+      labelNames: ['cluster', 'protocol'], registers,
+      collect() {
+        this.reset();
+        for (const [cluster, r] of self.snapshot().clusters) this.set({ cluster, protocol: r.protocol }, r.active);
+      },
+    });
+    new Counter({
+      name: 'l7mp_cluster_bytes_total', help: 'Bytes sent to (tx) and received from (rx) the cluster',
+      labelNames: ['cluster', 'protocol', 'direction'], registers,
+      collect() {
+        this.reset();
+        for (const [cluster, r] of self.snapshot().clusters) {
+          this.inc({ cluster, protocol: r.protocol, direction: 'rx' }, r.rxBytes);
+          this.inc({ cluster, protocol: r.protocol, direction: 'tx' }, r.txBytes);
+        }
+      },
+    });
+    new Counter({
+      name: 'l7mp_cluster_packets_total', help: 'Packets (datagrams or stream chunks) sent to (tx) and received from (rx) the cluster',
+      labelNames: ['cluster', 'protocol', 'direction'], registers,
+      collect() {
+        this.reset();
+        for (const [cluster, r] of self.snapshot().clusters) {
+          this.inc({ cluster, protocol: r.protocol, direction: 'rx' }, r.rxPackets);
+          this.inc({ cluster, protocol: r.protocol, direction: 'tx' }, r.txPackets);
+        }
+      },
+    });
+    this.clusterFailures = new Counter({
+      name: 'l7mp_cluster_connect_failures_total', help: 'Failed connect attempts to the cluster (each attempt counts)',
+      labelNames: ['cluster', 'protocol'], registers,
+    });
+    this.clusterRetries = new Counter({
+      name: 'l7mp_cluster_retries_total', help: 'Connect retries to the cluster (setup retries and reconnects after a disconnect)',
+      labelNames: ['cluster', 'protocol'], registers,
+    });
+
+    this.durations = new Histogram({
+      name: 'l7mp_session_duration_seconds', help: 'Session duration from creation to end, by listener and destination cluster',
+      labelNames: ['listener', 'cluster'], buckets: DURATION_BUCKETS, registers,
+    });
+    this.restCalls = new Counter({
+      name: 'l7mp_rest_requests_total', help: 'REST API calls by operationId and HTTP status',
+      labelNames: ['operationId', 'status'], registers,
+    });
+  }
+
+  /** Read live sessions from this gateway at scrape time. */
+  attach(gw: Gateway): void {
+    this.gw = gw;
+  }
+
+  // ------------------------------------------------------------------ hooks
+
+  onSessionStart(s: Session): void {
+    const protocol = this.listenerProtocol(s.listener);
+    this.listenerRequests.inc({ listenerName: s.listener, protocol });
+    this.listenerSessions.inc({ listener: s.listener, protocol });
+  }
+
+  onStageConnect(_s: Session, st: Stage, reconnect: boolean): void {
+    if (reconnect) return; // as l7mp: streams of sessions still in INIT only
+    const protocol = this.clusterProtocol(st.origin);
+    this.clusterRequests.inc({ clusterName: st.origin, protocol });
+    this.clusterSessions.inc({ cluster: st.origin, protocol });
+  }
+
+  onConnectFailure(s: Session, st: Stage): void {
+    this.listenerFailures.inc({ listener: s.listener, protocol: this.listenerProtocol(s.listener) });
+    this.clusterFailures.inc({ cluster: st.origin, protocol: this.clusterProtocol(st.origin) });
+  }
+
+  onRetry(s: Session, st: Stage): void {
+    this.listenerRetries.inc({ listener: s.listener, protocol: this.listenerProtocol(s.listener) });
+    this.clusterRetries.inc({ cluster: st.origin, protocol: this.clusterProtocol(st.origin) });
+  }
+
+  onSessionEnd(s: Session): void {
+    const c = s.counters();
+    add(entry(this.endedListeners, s.listener), c.ingress.bytes, c.egress.bytes, c.ingress.packets, c.egress.packets);
+    for (const st of s.stages()) {
+      if (st.role === 'source') continue;
+      add(entry(this.endedClusters, st.origin), st.outLink?.bytes ?? 0, st.inLink?.bytes ?? 0, st.outLink?.packets ?? 0, st.inLink?.packets ?? 0);
+    }
+    const ended = s.ended ?? Date.now();
+    this.durations.observe({ listener: s.listener, cluster: s.destination?.origin ?? '' }, Math.max(0, ended - s.started) / 1000);
+  }
+
+  onApiCall(operationId: string, status: number): void {
+    this.restCalls.inc({ operationId, status: String(status) });
+  }
+
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+
+  // --------------------------------------------------------------- scraping
+
+  private listenerProtocol(name: string): string {
+    let p = this.listenerProto.get(name);
+    if (p === undefined) {
+      p = this.gw?.listeners.get(name)?.protocol.name ?? 'unknown';
+      this.listenerProto.set(name, p);
+    }
+    return p;
+  }
+
+  private clusterProtocol(name: string): string {
+    let p = this.clusterProto.get(name);
+    if (p === undefined) {
+      p = this.gw?.clusters.get(name)?.protocol.name ?? 'unknown';
+      this.clusterProto.set(name, p);
+    }
+    return p;
+  }
+
+  /**
+   * One pass over the sessions per scrape: every collect() of one scrape runs
+   * synchronously before the first microtask, so they share this snapshot.
+   */
+  private snapshot(): Snapshot {
+    if (this.snap) return this.snap;
+    const listeners = new Map<string, Row>();
+    const clusters = new Map<string, Row>();
+    const metered: Snapshot['metered'] = new Map();
+    const row = (m: Map<string, Row>, name: string, protocol: () => string): Row => {
+      let r = m.get(name);
+      if (!r) {
+        r = { protocol: protocol(), active: 0, ...zero() };
+        m.set(name, r);
+      }
+      return r;
+    };
+    const gw = this.gw;
+    // Configured objects show up with zeros before their first session.
+    if (gw) {
+      for (const l of gw.listeners.values()) row(listeners, l.name, () => this.listenerProtocol(l.name));
+      for (const c of gw.clusters.values()) row(clusters, c.name, () => this.clusterProtocol(c.name));
+    }
+    for (const [name, t] of this.endedListeners) {
+      const r = row(listeners, name, () => this.listenerProtocol(name));
+      add(r, t.rxBytes, t.txBytes, t.rxPackets, t.txPackets);
+    }
+    for (const [name, t] of this.endedClusters) {
+      const r = row(clusters, name, () => this.clusterProtocol(name));
+      add(r, t.rxBytes, t.txBytes, t.rxPackets, t.txPackets);
+    }
+    if (gw) {
+      for (const s of gw.sessions.values()) {
+        if (!isLive(s)) continue; // ended: already folded into the totals
+        const lr = row(listeners, s.listener, () => this.listenerProtocol(s.listener));
+        lr.active++;
+        const c = s.counters();
+        add(lr, c.ingress.bytes, c.egress.bytes, c.ingress.packets, c.egress.packets);
+        for (const st of s.stages()) {
+          if (st.role === 'source' || st.channel === undefined) continue;
+          const cr = row(clusters, st.origin, () => this.clusterProtocol(st.origin));
+          cr.active++;
+          add(cr, st.outLink?.bytes ?? 0, st.inLink?.bytes ?? 0, st.outLink?.packets ?? 0, st.inLink?.packets ?? 0);
+          if (st.channel instanceof MetricChannel) {
+            const key = `${s.name}\0${st.origin}`;
+            const m = metered.get(key);
+            if (m) {
+              m.bytes += st.channel.bytes;
+              m.packets += st.channel.packets;
+            } else {
+              metered.set(key, { sessionName: s.name, clusterName: st.origin, bytes: st.channel.bytes, packets: st.channel.packets });
+            }
+          }
+        }
+      }
+    }
+    this.snap = { listeners, clusters, metered };
+    queueMicrotask(() => { this.snap = undefined; });
+    return this.snap;
+  }
+}
+
+function entry(m: Map<string, Traffic>, name: string): Traffic {
+  let t = m.get(name);
+  if (!t) {
+    t = zero();
+    m.set(name, t);
+  }
+  return t;
+}
