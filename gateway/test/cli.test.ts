@@ -87,7 +87,7 @@ for (const ext of ['yaml', 'yml', 'json']) {
     }
     const gw = startBin(['-c', f, '-l', 'info']);
     t.teardown(() => gw.stop());
-    await waitFor(() => tcpListening(tcpIn), 10_000, 'gateway listening');
+    await waitFor(() => tcpListening(tcpIn), 30_000, 'gateway listening');
     const payload = Buffer.from('hello through the gateway');
     const back = await tcpRoundTrip(tcpIn, payload);
     t.deepEqual(back, payload);
@@ -117,7 +117,7 @@ test('without -c the built-in default config serves the API on 127.0.0.1:1234 on
   const r = await waitFor(async () => {
     if (gw.proc.exitCode !== null) throw new Error(`gateway exited: ${gw.output()}`);
     return (await api('http://127.0.0.1:1234', 'GET', '/api/v1/config').catch(() => undefined));
-  }, 10_000, 'default controller on 1234');
+  }, 30_000, 'default controller on 1234');
   if (!r) throw new Error('unreachable');
   t.is(r.status, 200);
   t.deepEqual(r.body.listeners.map((l: { name: string; spec: { address: string } }) => [l.name, l.spec.address]), [['controller-listener', '127.0.0.1']]);

@@ -19,7 +19,9 @@ function listening(host: string, port: number): Promise<boolean> {
 
 /** A TCP peer on host:port that writes `id` and then echoes. */
 function idPeer(host: string, port: number, id: string): Promise<Peer> {
-  return socat([`TCP-LISTEN:${port},bind=${host},reuseaddr,fork,backlog=128`, `SYSTEM:printf ${id}; exec cat`], () => listening(host, port));
+  // -t 10: after the client's EOF socat waits (by default only 0.5 s) for the
+  // shell's output; a loaded machine can take longer to start the shell.
+  return socat(['-t', '10', `TCP-LISTEN:${port},bind=${host},reuseaddr,fork,backlog=128`, `SYSTEM:printf ${id}; exec cat`], () => listening(host, port));
 }
 
 /** The peers' addresses, and what each writes first. */
