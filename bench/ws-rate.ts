@@ -337,7 +337,8 @@ function machine(): Record<string, string> {
     uWS: uwsStatus(),
     ws: `ws ${wsVersion}`,
     Date: new Date().toISOString(),
-    'Load average (1/5/15 min)': `${fmtLoad(loadAtStart)} at start, ${fmtLoad(os.loadavg())} at the end${os.loadavg()[0]! > os.cpus().length / 2 ? ' (other work was running: absolute rates are low and noisy; the alternating order and the medians are there for this)' : ''}`,
+    // The run's own processes (gateway, load generator, echo) add about 2-3 to the figure at the end.
+    'Load average (1/5/15 min)': `${fmtLoad(loadAtStart)} at start, ${fmtLoad(os.loadavg())} at the end (this run's own processes add about 2-3)${loadAtStart[0]! > os.cpus().length / 2 ? '; other work was running before the start, so expect noise (see the server CPU column)' : ''}`,
   };
 }
 
