@@ -1,6 +1,6 @@
-// The cases run on one cell of the matrix.
+// The cases run on one cell of the matrix, all against one gateway per pair.
 //
-// Light cases run on every runnable pair, against one gateway per pair:
+// Light cases run on every runnable pair:
 //   roundtrip-<size>   1 B, 64 B, 1400 B, 16 KiB, 64 KiB−1 and the exact
 //                      datagram limit where a side has one, through a real echo peer
 //   boundaries         datagram→datagram: several messages, each arrives as one
@@ -8,13 +8,14 @@
 //                      the gateway logs its "boundaries are not preserved" warning)
 //   eof                half-close propagates both ways (where both sides have EOF)
 //   counters           GET /api/v1/sessions (listener options.track) counts the bytes sent
-//   dropped / <label>-lines   transform-specific evidence (Discard, Logger)
+//   concurrent         sessions that start together each get their own data back
+//   dropped, <label>-lines   transform-specific evidence (Discard, Logger)
 //
-// Heavy cases run on the listener's representative pair only, each on a
-// gateway of its own: retry (upstream killed and restored within the retry
-// window), lb-weighted (WeightedRandom 3:1:1 plus a weight-0 endpoint),
-// lb-hash (ConsistentHash keeps a source on one endpoint) and convergence
-// (REST changes take effect within a bounded time).
+// Heavy cases run on the listener's representative pair only, each through a
+// listener (and clusters) of its own in the pair's gateway: retry (upstream
+// killed and restored within the retry window), lb-weighted (WeightedRandom
+// 3:1:1 plus a weight-0 endpoint), lb-hash (ConsistentHash keeps a source on
+// one endpoint) and convergence (REST changes take effect within a bound).
 
 import type { ChannelKind } from '../gateway/src/channel/channel.js';
 import type { ClientSession, Target } from './clients.js';
@@ -36,7 +37,7 @@ export interface CaseResult {
 const LIGHT_CASE_MS = 20_000;
 const HEAVY_CASE_MS = 45_000;
 /** How long a reply may take on loopback before a case gives up. */
-const REPLY_MS = 8_000;
+const REPLY_MS = 5_000;
 /** HTTP→UDP and the like: the response ends after the UDP cluster's EOF linger (2 s). */
 const REQUEST_MS = 12_000;
 const LISTENER = 'conformance-listener';

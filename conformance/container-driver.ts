@@ -3,8 +3,9 @@
 // container started with testcontainers on the host network (no bridge, no
 // port mapping: the same 127.0.0.x addresses and ports as process mode).
 //
-//   tcp-echo, unix-echo            socat in the peers image (same arguments
-//                                  as process mode; the tag via /bin/sh)
+//   tcp-echo, unix-echo            socat in the peers image (process mode's
+//                                  arguments plus backlog=128; the tag via
+//                                  /bin/sh)
 //   udp-echo                       a small node echo in the peers image (see
 //                                  UDP_ECHO for why not socat)
 //   http-echo, ws-echo             node /peers/peer-server.js in the peers

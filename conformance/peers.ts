@@ -124,11 +124,10 @@ export const TRANSFORM_BASES: readonly string[] = ['UDP', 'TCP'];
 
 /** Peers started by a driver, restartable one by one. */
 function processUpstreams(env: PeerEnv, spec: Spec, kind: PeerKind, args: { address?: string; port?: number; path?: string; tag?: string }[], addressOf: (i: number) => string): Promise<Upstreams> {
-  return startAll(env, spec, args.map((a) => () => env.driver.startPeer(kind, a)), args.map((a, i) => ({ address: addressOf(i), tag: a.tag })));
+  return startAll(spec, args.map((a) => () => env.driver.startPeer(kind, a)), args.map((a, i) => ({ address: addressOf(i), tag: a.tag })));
 }
 
 async function startAll(
-  _env: PeerEnv,
   spec: Spec,
   starters: (() => Promise<{ stop(): Promise<void> }>)[],
   endpoints: { address: string; tag: string | undefined }[],
@@ -291,7 +290,7 @@ export const CLUSTER_PEERS: Readonly<Record<string, ClusterPeer>> = {
         }, { name: `jsonsocket-echo-${i}`, logLevel: 'warn' });
         return { stop: () => gw.stop() };
       });
-      return startAll(env, { protocol: 'JSONSocket', transport: { protocol: 'UDP', port } }, starters, addrs.map((address) => ({ address, tag: undefined })));
+      return startAll({ protocol: 'JSONSocket', transport: { protocol: 'UDP', port } }, starters, addrs.map((address) => ({ address, tag: undefined })));
     },
   },
 };

@@ -11,8 +11,9 @@
 // Differences, on purpose:
 // - pause() really holds the peer back (ws.pause stops reading the socket);
 //   the uWS listener cannot, and drops what overflows the channel queue.
-// - The idle timeout is a sweep (ping after one silent half-period, close after
-//   two), not a per-connection timer: the hot path only sets a flag.
+// - The idle timeout is a sweep every idle_timeout/2 (a silent connection is
+//   pinged, and ended 1 to 1.5 idle_timeouts after it fell silent), not a
+//   per-connection timer: the hot path only sets a flag.
 // - The client address is node's (IPv6 in its short form), where uWS prints
 //   IPv6 in full.
 
