@@ -7,6 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
+import { waitFor as suiteWaitFor } from '../../conformance/util.js';
 import { startGateway } from '../src/app.js';
 import type { Gateway } from '../src/core/gateway.js';
 import { silentLogger, type Logger } from '../src/observe/log.js';
@@ -94,20 +95,9 @@ export async function api(base: string, method: string, urlPath: string, body?: 
   return { status: res.status, text, body: parsed };
 }
 
-/** Poll until fn returns a truthy value; fail after timeoutMs. */
-export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 5000, what = 'condition'): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** Poll until fn returns a truthy value; fail after timeoutMs (the conformance suite's wait, with defaults). */
+export function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 5000, what = 'condition'): Promise<NonNullable<T>> {
+  return suiteWaitFor(fn, timeoutMs, what);
 }
 
 export interface Peer {

@@ -3,32 +3,8 @@
 
 import test from 'ava';
 import http from 'node:http';
-import WebSocket from 'ws';
 import { api, echo, freePort, startTestGateway, waitFor } from './helpers.js';
-
-function openClient(url: string, protocols?: string[]): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const c = new WebSocket(url, protocols);
-    c.once('open', () => resolve(c));
-    c.once('error', reject);
-    c.once('unexpected-response', (_q, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-}
-
-function nextWsMessage(c: WebSocket, timeoutMs = 3000): Promise<{ data: Buffer; isBinary: boolean }> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('no WebSocket message in time')), timeoutMs);
-    c.once('message', (data: Buffer, isBinary: boolean) => { clearTimeout(t); resolve({ data, isBinary }); });
-  });
-}
-
-function closed(c: WebSocket, timeoutMs = 5000): Promise<{ code: number; reason: string }> {
-  return new Promise((resolve, reject) => {
-    if (c.readyState === WebSocket.CLOSED) return resolve({ code: 1006, reason: '' });
-    const t = setTimeout(() => reject(new Error('WebSocket not closed in time')), timeoutMs);
-    c.once('close', (code: number, reason: Buffer) => { clearTimeout(t); resolve({ code, reason: reason.toString() }); });
-  });
-}
+import { closed, nextWsMessage, openClient } from './ws-helpers.js';
 
 async function wsEngineToUdpEcho(t: { teardown(fn: () => unknown): void }, spec: Record<string, unknown> = {}) {
   const [wsPort, up] = [await freePort(), await freePort('udp')];

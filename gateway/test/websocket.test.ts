@@ -11,6 +11,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import {
   api, echo, freePort, nextMessage, startTestGateway, tcpListening, tmpPath, udpClient, waitFor,
 } from './helpers.js';
+import { closed, nextWsMessage, openClient } from './ws-helpers.js';
 import { loadUws } from '../src/protocols/uws.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -34,30 +35,6 @@ function wsServer(port: number, onMessage?: (ws: WebSocket, data: Buffer, isBina
 function closeServer(s: WebSocketServer): Promise<void> {
   for (const c of s.clients) c.terminate();
   return new Promise((r) => s.close(() => r()));
-}
-
-function openClient(url: string, protocols?: string[]): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const c = new WebSocket(url, protocols);
-    c.once('open', () => resolve(c));
-    c.once('error', reject);
-    c.once('unexpected-response', (_q, res) => reject(new Error(`HTTP ${res.statusCode}`)));
-  });
-}
-
-function nextWsMessage(c: WebSocket, timeoutMs = 3000): Promise<{ data: Buffer; isBinary: boolean }> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('no WebSocket message in time')), timeoutMs);
-    c.once('message', (data: Buffer, isBinary: boolean) => { clearTimeout(t); resolve({ data, isBinary }); });
-  });
-}
-
-function closed(c: WebSocket, timeoutMs = 5000): Promise<{ code: number; reason: string }> {
-  return new Promise((resolve, reject) => {
-    if (c.readyState === WebSocket.CLOSED) return resolve({ code: 1006, reason: '' });
-    const t = setTimeout(() => reject(new Error('WebSocket not closed in time')), timeoutMs);
-    c.once('close', (code: number, reason: Buffer) => { clearTimeout(t); resolve({ code, reason: reason.toString() }); });
-  });
 }
 
 test('the uWebSockets.js loader names the build it loaded', (t) => {
