@@ -32,6 +32,7 @@ import { fileURLToPath } from 'node:url';
 import type { StartedTestContainer } from 'testcontainers';
 import { DriverUnavailableError, type Driver, type GatewayHandle, type GatewayStartOptions, type PeerArgs, type PeerHandle, type PeerKind } from './driver.js';
 import { ProcessDriver } from './process-driver.js';
+import { tcpBindable, udpBindable } from './ports.js';
 import { api, waitFor } from './util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -115,22 +116,6 @@ function installExitHook(): void {
 function docker(args: string[], timeoutMs: number): { ok: boolean; out: string } {
   const r = spawnSync('docker', args, { encoding: 'utf8', timeout: timeoutMs });
   return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? r.error.message : ''}`.trim() };
-}
-
-function tcpBindable(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
-
-function udpBindable(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => { try { s.close(); } catch { /* not open */ } resolve(false); });
-    s.bind({ port, address: host, exclusive: true }, () => s.close(() => resolve(true)));
-  });
 }
 
 function connects(opts: net.NetConnectOpts): Promise<boolean> {

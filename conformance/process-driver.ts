@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Driver, GatewayHandle, GatewayStartOptions, PeerArgs, PeerHandle, PeerKind } from './driver.js';
+import { PortAllocator, tcpBindable, udpBindable } from './ports.js';
 import { api, delay, waitFor } from './util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -27,9 +28,6 @@ const MAX_LOG = 4 * 1024 * 1024;
 const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 4_000;
 
-/** Ports below the kernel's ephemeral range, so that no client socket takes one between the check and the bind. */
-const PORT_MIN = 20_000;
-const PORT_MAX = 32_000;
 
 const live = new Set<Child>();
 let exitHookInstalled = false;
@@ -106,22 +104,6 @@ function spawnChild(label: string, cmd: string, args: string[]): Child {
   return new Child(label, proc);
 }
 
-function tcpBindable(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.once('error', () => resolve(false));
-    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(true)));
-  });
-}
-
-function udpBindable(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => { try { s.close(); } catch { /* not open */ } resolve(false); });
-    s.bind({ port, address: host, exclusive: true }, () => s.close(() => resolve(true)));
-  });
-}
-
 function tcpAccepts(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const c = net.connect({ host, port });
@@ -146,7 +128,7 @@ export class ProcessDriver implements Driver {
   readonly mode = 'process' as const;
   readonly listenAddress = '127.0.0.1';
   readonly peerAddresses: readonly string[] = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'];
-  private readonly handedOut = new Set<number>();
+  private readonly ports = new PortAllocator([...new Set([this.listenAddress, ...this.peerAddresses])]);
   private readonly children = new Set<Child>();
   private readonly dir: string;
   private tmpSeq = 0;
@@ -156,22 +138,8 @@ export class ProcessDriver implements Driver {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7c-'));
   }
 
-  async freePort(): Promise<number> {
-    for (let tries = 0; tries < 500; tries++) {
-      const port = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
-      if (this.handedOut.has(port)) continue;
-      let ok = true;
-      for (const host of new Set([this.listenAddress, ...this.peerAddresses])) {
-        if (!(await tcpBindable(port, host)) || !(await udpBindable(port, host))) {
-          ok = false;
-          break;
-        }
-      }
-      if (!ok) continue;
-      this.handedOut.add(port);
-      return port;
-    }
-    throw new Error('no free port found in 500 tries');
+  freePort(): Promise<number> {
+    return this.ports.next();
   }
 
   tmpPath(name: string): string {

@@ -38,7 +38,7 @@ test('GET /api/v1/sessions lists the session carrying the request itself', async
 
 test('seed README walkthrough (non-WebSocket parts) with YAML bodies', async (t) => {
   const g = await withGateway(t);
-  const udpPort = await freePort('udp');
+  const udpPort = await freePort();
   let r = await api(g.base, 'POST', '/api/v1/clusters', `cluster:
   name: ws-cluster
   spec: { protocol: "WebSocket", port: 16000 }

@@ -164,7 +164,7 @@ test.serial('gateway image: REST API from the host, UDP and TCP round trips to s
   });
 
   const ports = new Set<number>();
-  while (ports.size < 5) ports.add(await freePort('udp'));
+  while (ports.size < 5) ports.add(await freePort());
   const [apiPort, udpPort, tcpPort, udpPeerPort, tcpPeerPort] = [...ports] as [number, number, number, number, number];
   const peer = (args: string[]) => new GenericContainer('l7mp/peers:local')
     .withNetworkMode('host')

@@ -115,9 +115,9 @@ function captureLogger(): { logger: Logger; lines: () => any[] } {
 // ---------------------------------------------------------------- protocol pairs
 
 test('UDP listener -> UDP cluster: 1 B and 1400 B round-trip; session counters match', async (t) => {
-  const echoPort = await freePort('udp');
+  const echoPort = await freePort();
   await peer(t, echo.udpFlow(echoPort));
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
     listeners: [udpListener('udp-in', lport, 'udp-echo')],
@@ -194,7 +194,7 @@ test('UnixDomainSocket listener -> UnixDomainSocket cluster: 1 B, 1400 B and 1 M
 test('UDP listener -> TCP cluster: datagram bytes arrive in order; the downgrade is logged once', async (t) => {
   const echoPort = await freePort();
   await peer(t, echo.tcp(echoPort));
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const cap = captureLogger();
   const gw = await startGw(t, {
     clusters: [cluster('tcp-echo', 'TCP', echoPort)],
@@ -218,7 +218,7 @@ test('UDP listener -> TCP cluster: datagram bytes arrive in order; the downgrade
 });
 
 test('TCP listener -> UDP cluster: bytes go out as datagrams and come back', async (t) => {
-  const echoPort = await freePort('udp');
+  const echoPort = await freePort();
   await peer(t, echo.udpFlow(echoPort));
   const lport = await freePort();
   const gw = await startGw(t, {
@@ -240,9 +240,9 @@ test('TCP listener -> UDP cluster: bytes go out as datagrams and come back', asy
 // ---------------------------------------------------------------- UDP listener modes
 
 test('UDP server mode: two client sockets get two sessions and their own replies', async (t) => {
-  const echoPort = await freePort('udp');
+  const echoPort = await freePort();
   await peer(t, echo.udp(echoPort));
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
     listeners: [udpListener('udp-in', lport, 'udp-echo')],
@@ -268,9 +268,9 @@ test('UDP server mode: two client sockets get two sessions and their own replies
 });
 
 test('UDP half-connected listener (connect.port) rejects other peers', async (t) => {
-  const echoPort = await freePort('udp');
+  const echoPort = await freePort();
   await peer(t, echo.udpFlow(echoPort));
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const allowed = await client(t);
   const other = await client(t);
   const gw = await startGw(t, {
@@ -290,9 +290,9 @@ test('UDP half-connected listener (connect.port) rejects other peers', async (t)
 });
 
 test('UDP idle timeout: a silent session ends, an active one stays', async (t) => {
-  const echoPort = await freePort('udp');
+  const echoPort = await freePort();
   await peer(t, echo.udpFlow(echoPort));
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
     listeners: [udpListener('udp-in', lport, 'udp-echo', { idle_timeout: 1 })],
@@ -324,9 +324,9 @@ test('UDP idle timeout: a silent session ends, an active one stays', async (t) =
 // ---------------------------------------------------------------- chains and virtual clusters
 
 test('Logger in the ingress chain: traffic unchanged, one JSON line per ingress chunk, none for egress', async (t) => {
-  const echoPort = await freePort('udp');
+  const echoPort = await freePort();
   await peer(t, echo.udpFlow(echoPort));
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const logFile = tmpPath('ingress.log');
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
@@ -356,7 +356,7 @@ test('Logger in the ingress chain: traffic unchanged, one JSON line per ingress 
 });
 
 test('Echo cluster as destination: replies equal requests', async (t) => {
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, { listeners: [udpListener('udp-in', lport, { name: 'echo', spec: { protocol: 'Echo' } })] });
   const c = await client(t);
   for (const n of [1, 1400, 9000]) {
@@ -368,7 +368,7 @@ test('Echo cluster as destination: replies equal requests', async (t) => {
 });
 
 test('Discard cluster as destination: no reply', async (t) => {
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, { listeners: [udpListener('udp-in', lport, { name: 'discard', spec: { protocol: 'Discard' } })] });
   const c = await client(t);
   const wait = anyMessageWithin(c, 500);
@@ -383,9 +383,9 @@ test('Discard cluster as destination: no reply', async (t) => {
 });
 
 test('JSONEncap in ingress and JSONDecap in egress around a UDP echo: payload back byte-exact', async (t) => {
-  const echoPort = await freePort('udp');
+  const echoPort = await freePort();
   await peer(t, echo.udpFlow(echoPort));
-  const lport = await freePort('udp');
+  const lport = await freePort();
   await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
     listeners: [udpListener('udp-in', lport, 'udp-echo', {}, {
@@ -400,9 +400,9 @@ test('JSONEncap in ingress and JSONDecap in egress around a UDP echo: payload ba
 });
 
 test('JSONEncap alone: the upstream sees {metadata, payload(base64)}', async (t) => {
-  const echoPort = await freePort('udp');
+  const echoPort = await freePort();
   await peer(t, echo.udpFlow(echoPort));
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [cluster('udp-echo', 'UDP', echoPort)],
     listeners: [udpListener('udp-in', lport, 'udp-echo', {}, { ingress: [{ spec: { protocol: 'JSONEncap' } }] })],

@@ -7,24 +7,17 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
+import { PortAllocator } from '../../conformance/ports.js';
 import { waitFor as suiteWaitFor } from '../../conformance/util.js';
 import { startGateway } from '../src/app.js';
 import type { Gateway } from '../src/core/gateway.js';
 import { silentLogger, type Logger } from '../src/observe/log.js';
 
-export async function freePort(kind: 'tcp' | 'udp' = 'tcp'): Promise<number> {
-  // A port free for both TCP and UDP, so either kind of listener can take it.
-  for (;;) {
-    const srv = net.createServer();
-    const port = await new Promise<number>((resolve) => srv.listen(0, '127.0.0.1', () => resolve((srv.address() as net.AddressInfo).port)));
-    await new Promise((r) => srv.close(r));
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = dgram.createSocket('udp4');
-      s.once('error', () => resolve(false));
-      s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (ok || kind === 'tcp') return port;
-  }
+const ports = new PortAllocator();
+
+/** A loopback port free for both TCP and UDP, below the ephemeral range, never handed out twice. */
+export function freePort(): Promise<number> {
+  return ports.next();
 }
 
 export function tmpPath(name: string): string {

@@ -61,7 +61,7 @@ function childrenOf(pid: number): number[] {
 
 /** A socat UDP echo; teardown kills its per-peer fork children too (UDP-LISTEN children never time out). */
 async function udpEcho(t: ExecutionContext): Promise<number> {
-  const port = await freePort('udp');
+  const port = await freePort();
   const p: Peer = await echo.udp(port);
   t.teardown(async () => {
     const kids = p.proc.pid !== undefined ? childrenOf(p.proc.pid) : [];
@@ -152,7 +152,7 @@ function udpPortBound(port: number): Promise<boolean> {
 
 test('listener -> UDP echo: handshake 200, payloads round-trip, the header is session metadata', async (t) => {
   const echoPort = await udpEcho(t);
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [udpCluster('udp-echo', echoPort)],
     listeners: [jsListener('js-in', lport, [routeTo('udp-echo')])],
@@ -179,7 +179,7 @@ test('listener -> UDP echo: handshake 200, payloads round-trip, the header is se
 test('rules match header fields: tenant a goes to one upstream, everyone else to the fallback', async (t) => {
   const portA = await udpEcho(t);
   const portB = await udpEcho(t);
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [udpCluster('upstream-a', portA), udpCluster('fallback', portB)],
     listeners: [jsListener('js-in', lport, [
@@ -201,7 +201,7 @@ test('rules match header fields: tenant a goes to one upstream, everyone else to
 
 test('a garbage first datagram gets 400 and only that flow ends; the same peer can then retry', async (t) => {
   const echoPort = await udpEcho(t);
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const { logger, lines } = captureLogger();
   const gw = await startGw(t, {
     clusters: [udpCluster('udp-echo', echoPort)],
@@ -226,7 +226,7 @@ test('a garbage first datagram gets 400 and only that flow ends; the same peer c
 
 test('a JSON header without a usable JSONSocketVersion gets 400', async (t) => {
   const echoPort = await udpEcho(t);
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [udpCluster('udp-echo', echoPort)],
     listeners: [jsListener('js-in', lport, [routeTo('udp-echo')])],
@@ -251,7 +251,7 @@ test('a JSON header without a usable JSONSocketVersion gets 400', async (t) => {
 
 test('JSONSocketVersion 2 gets 505 (and the client library reports it)', async (t) => {
   const echoPort = await udpEcho(t);
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [udpCluster('udp-echo', echoPort)],
     listeners: [jsListener('js-in', lport, [routeTo('udp-echo')])],
@@ -272,7 +272,7 @@ test('JSONSocketVersion 2 gets 505 (and the client library reports it)', async (
 
 test('no route: the error header carries 404 with the reason, and the session is gone', async (t) => {
   const echoPort = await udpEcho(t);
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [udpCluster('udp-echo', echoPort)],
     listeners: [jsListener('js-in', lport, [routeTo('udp-echo', { op: 'test', path: '/JSONSocket/tenant', value: 'b' })])],
@@ -288,8 +288,8 @@ test('no route: the error header carries 404 with the reason, and the session is
 });
 
 test('an unreachable upstream answers 502 to the client instead of 200', async (t) => {
-  const lport = await freePort('udp');
-  const deadPort = await freePort('udp');
+  const lport = await freePort();
+  const deadPort = await freePort();
   await startGw(t, {
     clusters: [{ name: 'dead', spec: { protocol: 'JSONSocket', transport: { protocol: 'UDP', port: deadPort } }, endpoints: [{ spec: { address: '127.0.0.1' } }] }],
     listeners: [jsListener('js-in', lport, [{ action: { route: { destination: 'dead', retry: { retry_on: 'never', timeout: 500 } } } }])],
@@ -305,8 +305,8 @@ test('silence: the handshake times out, the flow is closed with a log line, and 
   // with both connect fields (singleton) is one, towards a peer that never speaks.
   const silent = await rawSocket(t);
   const echoPort = await udpEcho(t);
-  const lport = await freePort('udp');
-  const serverPort = await freePort('udp');
+  const lport = await freePort();
+  const serverPort = await freePort();
   const { logger, lines } = captureLogger();
   const gw = await startGw(t, {
     clusters: [udpCluster('udp-echo', echoPort)],
@@ -331,9 +331,9 @@ test('silence: the handshake times out, the flow is closed with a log line, and 
 
 test('a gateway talking to itself: UDP -> JSONSocket cluster -> JSONSocket listener -> UDP echo; header entries arrive as metadata', async (t) => {
   const echoPort = await udpEcho(t);
-  const jsPort = await freePort('udp');
-  const udpPort = await freePort('udp');
-  const udpPort2 = await freePort('udp');
+  const jsPort = await freePort();
+  const udpPort = await freePort();
+  const udpPort2 = await freePort();
   const gw = await startGw(t, {
     clusters: [
       udpCluster('udp-echo', echoPort),
@@ -396,9 +396,9 @@ test('a gateway talking to itself: UDP -> JSONSocket cluster -> JSONSocket liste
 test('the JSONSocket cluster fails the connect on an answer without JSONSocketStatus and on a non-2xx status', async (t) => {
   // A plain UDP echo answers the request header with itself: JSONSocketVersion but no status.
   const echoPort = await udpEcho(t);
-  const jsPort = await freePort('udp');
-  const udpPort = await freePort('udp');
-  const udpPort2 = await freePort('udp');
+  const jsPort = await freePort();
+  const udpPort = await freePort();
+  const udpPort2 = await freePort();
   const js = (name: string, port: number) => ({
     name, spec: { protocol: 'JSONSocket', transport: { protocol: 'UDP', port } }, endpoints: [{ spec: { address: '127.0.0.1' } }],
   });
@@ -435,7 +435,7 @@ test('client library: a silent server times out, nobody listening is a socket er
   const took = Date.now() - started;
   t.true(took >= 190 && took < 2000, `took ${took} ms`);
 
-  const unbound = await freePort('udp');
+  const unbound = await freePort();
   e = await t.throwsAsync(JSONSocketClient.connect({ host: '127.0.0.1', port: unbound, timeoutMs: 2000 }));
   t.true(['SOCKET', 'TIMEOUT'].includes((e as JSONSocketError).code), (e as JSONSocketError).code);
 
@@ -489,7 +489,7 @@ async function datagramEcho(t: ExecutionContext): Promise<number> {
 
 test('CLI: stdin lines go out as datagrams and come back as lines; a refused handshake exits 1 with status and message', async (t) => {
   const echoPort = await datagramEcho(t);
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [udpCluster('udp-echo', echoPort)],
     listeners: [jsListener('js-in', lport, [routeTo('udp-echo', { op: 'test', path: '/JSONSocket/tenant', value: 'a' })])],
@@ -513,7 +513,7 @@ test('CLI: stdin lines go out as datagrams and come back as lines; a refused han
 
 test('spec validation: byte and in-process transports, a missing transport and bad header entries are 400s naming the field', async (t) => {
   const gw = await startGw(t, {});
-  const port = await freePort('udp');
+  const port = await freePort();
   const listener = (spec: unknown) => api(gw.base, 'POST', '/api/v1/listeners', { listener: { name: 'l', spec, rules: [routeTo({ name: 'echo-c', spec: { protocol: 'Echo' } })] } });
   const cluster = (spec: unknown) => api(gw.base, 'POST', '/api/v1/clusters', { cluster: { name: 'c', spec, endpoints: [{ spec: { address: '127.0.0.1' } }] } });
 

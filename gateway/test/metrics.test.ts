@@ -108,11 +108,11 @@ function tcpOpen(port: number): Promise<{ sock: net.Socket; received: () => numb
 }
 
 test('UDP and TCP traffic: bytes and packets per listener and cluster in both directions, sessions, durations', async (t) => {
-  const udpEcho = await freePort('udp');
+  const udpEcho = await freePort();
   const tcpEcho = await freePort();
   await peer(t, echo.udp(udpEcho));
   await peer(t, echo.tcp(tcpEcho));
-  const udpPort = await freePort('udp');
+  const udpPort = await freePort();
   const tcpPort = await freePort();
   const g = await start(t, {
     clusters: [cluster('udp-echo', 'UDP', udpEcho), cluster('tcp-echo', 'TCP', tcpEcho)],
@@ -297,7 +297,7 @@ test('/live and /ready: ready only once the config is applied and while every li
   t.regex(r.body.reason, /configuration is not applied/);
 
   const tcpPort = await freePort();
-  const udpPort = await freePort('udp');
+  const udpPort = await freePort();
   await gw.applyConfig({
     clusters: [{ name: 'sink', spec: { protocol: 'Discard' } }],
     listeners: [listener('tcp-l', 'TCP', tcpPort, { destination: 'sink' }), listener('udp-l', 'UDP', udpPort, { destination: 'sink' })],

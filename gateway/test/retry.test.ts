@@ -200,9 +200,9 @@ test('TCP retry_on never: an unreachable upstream fails the session quickly and 
 });
 
 test('UDP retry_on always: the upstream is killed and restarted on the same port; traffic resumes', async (t) => {
-  const upPort = await freePort('udp');
+  const upPort = await freePort();
   const first = await peer(t, echo.udp(upPort));
-  const lport = await freePort('udp');
+  const lport = await freePort();
   const gw = await startGw(t, {
     clusters: [upstream('UDP', upPort)],
     listeners: [listener('udp-in', 'UDP', lport, { destination: 'up', retry: { retry_on: 'always', num_retries: 5, timeout: 500 } })],

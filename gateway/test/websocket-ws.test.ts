@@ -7,7 +7,7 @@ import { api, echo, freePort, startTestGateway, waitFor } from './helpers.js';
 import { closed, nextWsMessage, openClient } from './ws-helpers.js';
 
 async function wsEngineToUdpEcho(t: { teardown(fn: () => unknown): void }, spec: Record<string, unknown> = {}) {
-  const [wsPort, up] = [await freePort(), await freePort('udp')];
+  const [wsPort, up] = [await freePort(), await freePort()];
   const peer = await echo.udp(up);
   t.teardown(() => peer.stop());
   const g = await startTestGateway({

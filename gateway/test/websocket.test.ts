@@ -132,7 +132,7 @@ async function gatewayWith(t: { teardown(fn: () => unknown): void }, extra: Reco
 }
 
 test('WebSocket listener -> UDP cluster: one message per datagram, text and binary frames mirrored', async (t) => {
-  const [wsPort, up] = [await freePort(), await freePort('udp')];
+  const [wsPort, up] = [await freePort(), await freePort()];
   const peer = await echo.udp(up);
   t.teardown(() => peer.stop());
   await gatewayWith(t, {
@@ -155,7 +155,7 @@ test('WebSocket listener -> UDP cluster: one message per datagram, text and bina
 });
 
 test('UDP listener -> WebSocket cluster -> WebSocket server keeps datagram boundaries', async (t) => {
-  const [udpIn, wsUp] = [await freePort('udp'), await freePort()];
+  const [udpIn, wsUp] = [await freePort(), await freePort()];
   const server = await wsServer(wsUp);
   t.teardown(() => closeServer(server));
   await gatewayWith(t, {
@@ -265,7 +265,7 @@ test('bad input on a WebSocket listener ends one session and the gateway stays u
 });
 
 test('WebSocket cluster retries on connect failure and load-balances over endpoints', async (t) => {
-  const [udpIn, wsUp] = [await freePort('udp'), await freePort()];
+  const [udpIn, wsUp] = [await freePort(), await freePort()];
   // Endpoint 127.0.0.2 has nothing listening; 127.0.0.1 answers.
   const server = await wsServer(wsUp);
   t.teardown(() => closeServer(server));

@@ -1,0 +1,53 @@
+// Free ports for tests, the suite and benchmarks.
+//
+// Ports come from below the kernel's ephemeral range (32768-60999 on Linux),
+// so no outgoing connection can take one between the check and the bind, and
+// a port is never handed out twice by one process. Asking the kernel for
+// port 0 and closing it races with every client socket on the machine.
+
+import dgram from 'node:dgram';
+import net from 'node:net';
+
+export const PORT_MIN = 20_000;
+export const PORT_MAX = 32_000;
+
+export function tcpBindable(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen({ port, host, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+export function udpBindable(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', () => { try { s.close(); } catch { /* not open */ } resolve(false); });
+    s.bind({ port, address: host, exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+/** Hands out ports free for TCP and UDP on every one of `hosts`, each at most once. */
+export class PortAllocator {
+  private readonly handedOut = new Set<number>();
+
+  constructor(private readonly hosts: readonly string[] = ['127.0.0.1']) {}
+
+  async next(): Promise<number> {
+    for (let tries = 0; tries < 500; tries++) {
+      const port = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
+      if (this.handedOut.has(port)) continue;
+      let ok = true;
+      for (const host of this.hosts) {
+        if (!(await tcpBindable(port, host)) || !(await udpBindable(port, host))) {
+          ok = false;
+          break;
+        }
+      }
+      if (!ok) continue;
+      this.handedOut.add(port);
+      return port;
+    }
+    throw new Error(`no free port in ${PORT_MIN}-${PORT_MAX} after 500 tries`);
+  }
+}
