@@ -321,7 +321,7 @@ export class ContainerDriver implements Driver {
         ready = async () => !(await udpBindable(port, host));
         break;
       case 'tcp-echo':
-        command = ['/usr/bin/socat', `TCP-LISTEN:${port},bind=${host},reuseaddr,fork,backlog=128`, tagged('EXEC:cat')];
+        command = ['/usr/bin/socat', '-t', '10', `TCP-LISTEN:${port},bind=${host},reuseaddr,fork,backlog=128`, tagged('EXEC:cat')];
         ready = () => connects({ host, port });
         break;
       case 'unix-echo':
@@ -330,7 +330,7 @@ export class ContainerDriver implements Driver {
         // backlog=128: socat's default of 5 overflows when 24 sessions connect at
         // once (the concurrent case) and a container's socat forks too slowly
         // to keep up: a Unix connect then fails at once with EAGAIN.
-        command = ['/usr/bin/socat', `UNIX-LISTEN:${args.path},fork,unlink-early,backlog=128`, tagged('EXEC:cat')];
+        command = ['/usr/bin/socat', '-t', '10', `UNIX-LISTEN:${args.path},fork,unlink-early,backlog=128`, tagged('EXEC:cat')];
         ready = () => connects({ path: args.path! });
         break;
       case 'http-echo':

@@ -217,14 +217,17 @@ export class ProcessDriver implements Driver {
       case 'tcp-echo':
         cmd = 'socat';
         // backlog=128: socat's default of 5 refuses bursts of new connections.
-        argv = [`TCP-LISTEN:${port},bind=${host},reuseaddr,fork,backlog=128`, tagged('EXEC:cat')];
+        // -t 10: after the client's EOF socat waits this long (default 0.5 s)
+        // for cat's echo; on a loaded machine cat can take longer than 0.5 s,
+        // and socat then closed without echoing (an empty HTTP response).
+        argv = ['-t', '10', `TCP-LISTEN:${port},bind=${host},reuseaddr,fork,backlog=128`, tagged('EXEC:cat')];
         ready = () => tcpAccepts(host, port);
         break;
       case 'unix-echo':
         if (args.path === undefined) throw new Error('unix-echo needs a path');
         cmd = 'socat';
         // backlog=128: with socat's default of 5 a burst of connects fails with EAGAIN.
-        argv = [`UNIX-LISTEN:${args.path},fork,unlink-early,backlog=128`, tagged('EXEC:cat')];
+        argv = ['-t', '10', `UNIX-LISTEN:${args.path},fork,unlink-early,backlog=128`, tagged('EXEC:cat')];
         ready = () => unixAccepts(args.path!);
         break;
       case 'http-echo':
