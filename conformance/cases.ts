@@ -301,6 +301,8 @@ const CONCURRENT_SESSIONS = 24;
 function concurrentCase(c: { cell: RunCell; effect: string }): CaseDef {
   const name = 'concurrent';
   if (c.effect === 'drop') return { name, skip: `${c.cell.col.id} drops all traffic (see the dropped case)` };
+  const single = c.cell.listener.oneSessionAtATime ?? c.cell.cluster.oneSessionAtATime;
+  if (single !== undefined) return { name, skip: single };
   if (c.cell.cluster.fragileFlowStart) {
     return { name, skip: `the ${c.cell.clusterProtocol.name} echo peer (socat UDP-LISTEN,fork) drops or reorders datagrams of flows that start while it forks; concurrent sessions run on the pairs with other upstreams` };
   }
@@ -455,6 +457,10 @@ export async function runCell(cell: RunCell, driver: Driver): Promise<CaseResult
   const results: CaseResult[] = [];
   const defs = lightCases(cell);
   const heavy = cell.representative ? heavyCases(cell) : [];
+  const processOnly = cell.listener.processOnly ?? cell.cluster.processOnly;
+  if (driver.mode !== 'process' && processOnly !== undefined) {
+    return [...defs, ...heavy].map((d) => ({ name: d.name, status: 'skip' as const, reason: d.skip ?? `${driver.mode} mode: ${processOnly}`, ms: 0 }));
+  }
   for (const d of [...defs, ...heavy]) if (d.skip !== undefined) results.push({ name: d.name, status: 'skip', reason: d.skip, ms: 0 });
   const runnable = defs.filter((d) => d.skip === undefined);
   const heavyRunnable = heavy.filter((d) => d.skip === undefined);
@@ -560,7 +566,7 @@ async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly Heav
       rulelists.push(...(part.rulelists ?? []));
       heavyAt.push({ at: hat, name });
     }
-    gw = await driver.startGateway({ listeners, clusters, ...(rulelists.length > 0 ? { rulelists } : {}) }, { name: pairLabel(cell) });
+    gw = await driver.startGateway({ listeners, clusters, ...(rulelists.length > 0 ? { rulelists } : {}), ...(plain.admin ? { admin: plain.admin } : {}) }, { name: pairLabel(cell) });
     const ctx: PairContext = {
       cell,
       driver,

@@ -14,7 +14,10 @@ export type PeerKind =
   | 'tcp-echo'   // the byte stream back; EOF answered by EOF
   | 'unix-echo'  // as tcp-echo, on a Unix stream socket
   | 'http-echo'  // the request body back as the response body
-  | 'ws-echo';   // each WebSocket message back, same frame type
+  | 'ws-echo'    // each WebSocket message back, same frame type
+  | 'unix-dgram-echo'      // each Unix datagram back to its sender
+  | 'unix-seqpacket-echo'  // each seqpacket message back; EOF answered by EOF
+  | 'pipe-echo';           // bytes from the FIFO `path` back into `path`.reply
 
 export interface PeerArgs {
   /** Bind address (IP peers). */

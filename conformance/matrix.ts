@@ -102,8 +102,10 @@ export function buildMatrix(protocols: readonly ProtocolDef[] = PROTOCOLS, peers
     ...unavailable.map((p) => ({ id: p.name, protocol: p, unavailable: p.unavailable! })),
   ];
 
+  // A virtual cluster is a column when peers.ts knows how to exercise it (STDIO-fork runs a program per session).
+  const pairable = (p: ProtocolDef): boolean => !p.cluster!.virtual || peers.clusters[p.name] !== undefined;
   const cols: Column[] = available
-    .filter((p) => p.cluster !== undefined && !p.cluster.virtual && p.transform !== true)
+    .filter((p) => p.cluster !== undefined && pairable(p) && p.transform !== true)
     .map((p) => ({ id: p.name, kind: 'cluster' as const, protocols: [p] }));
 
   // Transform columns: one per peers.ts entry, in the registry order of the first protocol it covers.
@@ -129,7 +131,7 @@ export function buildMatrix(protocols: readonly ProtocolDef[] = PROTOCOLS, peers
   for (const p of unavailable) cols.push({ id: p.name, kind: 'unavailable', protocols: [p], skipAll: p.unavailable! });
 
   const outside = available
-    .filter((p) => p.listener === undefined && p.cluster !== undefined && p.cluster.virtual && p.transform !== true)
+    .filter((p) => p.listener === undefined && p.cluster !== undefined && !pairable(p) && p.transform !== true)
     .map((p) => ({ name: p.name, reason: 'virtual cluster, not a transform: no remote peer to pair a listener with' }));
 
   const cells: Cell[] = [];

@@ -17,8 +17,16 @@ import {
   curlPost, curlPostMany, jsonSocketClient, tcpClient, udpClient, unixClient, wsClient,
   type ClientSession, type HttpResult, type OpenOptions, type RequestOptions, type Target,
 } from './clients.js';
+import { pipeClient, unixDgramClient, unixSeqpacketClient } from './native-clients.js';
 
 type Spec = Record<string, unknown>;
+
+/**
+ * node, at the path it has in the gateway image (and, from a Debian package,
+ * on the host): STDIO-fork's allow-list needs an argv that is the same in
+ * every mode.
+ */
+const STDIO_ECHO_NODE = '/usr/bin/node';
 
 /** Largest UDP payload over IPv4 (65535 − 20 B IP header − 8 B UDP header). */
 export const UDP_MAX_PAYLOAD = 65507;
@@ -44,6 +52,10 @@ interface ListenerPeerBase {
   readonly sources: readonly string[];
   /** The cluster protocol of this listener's representative pair (retry, load balancing, convergence). */
   readonly representative: string;
+  /** Set (to the reason) when the listener serves one session at a time: the concurrent case is skipped. */
+  readonly oneSessionAtATime?: string;
+  /** Set (to the reason) when only process mode can run this peer: other modes skip the pair. */
+  readonly processOnly?: string;
 }
 
 export interface SessionListenerPeer extends ListenerPeerBase {
@@ -69,6 +81,8 @@ export interface PeerEnv {
 export interface Upstreams {
   readonly spec: Spec;
   readonly endpoints: readonly { readonly address: string; readonly tag: string | undefined }[];
+  /** Admin settings the gateway needs for this cluster (STDIO-fork's allow-list). */
+  readonly admin?: Spec;
   /** Kill upstream i (the retry case), and start it again on the same address. */
   kill(i: number): Promise<void>;
   restore(i: number): Promise<void>;
@@ -95,6 +109,10 @@ export interface ClusterPeer {
    * flows at the same moment, and skip the concurrent case.
    */
   readonly fragileFlowStart: boolean;
+  /** Set (to the reason) when an upstream serves one session at a time: the concurrent case is skipped. */
+  readonly oneSessionAtATime?: string;
+  /** Set (to the reason) when only process mode can run this peer: other modes skip the pair. */
+  readonly processOnly?: string;
   /** Only these listener protocols can route here; other pairs are skipped with `onlyFromReason`. */
   readonly onlyFrom?: readonly string[];
   readonly onlyFromReason?: string;
@@ -245,6 +263,39 @@ export const LISTENER_PEERS: Readonly<Record<string, ListenerPeer>> = {
     representative: 'UDP',
     open: jsonSocketClient,
   },
+  'UNIX/dgram': {
+    mode: 'session',
+    spec: (at) => ({ protocol: 'UNIX/dgram', filename: at.path }),
+    // One receive slot of the gateway's batch; also what a Unix datagram socket takes by default.
+    maxMessage: 65536,
+    halfClose: false,
+    hashKey: 'UNIX/filename',
+    sources: [],
+    representative: 'UNIX/dgram',
+    open: unixDgramClient,
+  },
+  'UNIX/seqpacket': {
+    mode: 'session',
+    spec: (at) => ({ protocol: 'UNIX/seqpacket', filename: at.path }),
+    maxMessage: 65536,
+    halfClose: true,
+    hashKey: 'UNIX/filename',
+    sources: [],
+    representative: 'UNIX/seqpacket',
+    open: unixSeqpacketClient,
+  },
+  PIPE: {
+    mode: 'session',
+    spec: (at) => ({ protocol: 'PIPE', filename: at.path, reply_filename: `${at.path}.reply` }),
+    maxMessage: Infinity,
+    // The client holds the reply FIFO open read-write (so that opening it never blocks): it sees no EOF.
+    halfClose: false,
+    hashKey: 'PIPE/filename',
+    sources: [],
+    representative: 'PIPE',
+    oneSessionAtATime: 'a FIFO is one channel: writers that overlap share one session (see the PIPE protocol notes)',
+    open: pipeClient,
+  },
 };
 
 // ---------------------------------------------------------------- clusters
@@ -293,7 +344,54 @@ export const CLUSTER_PEERS: Readonly<Record<string, ClusterPeer>> = {
       return startAll({ protocol: 'JSONSocket', transport: { protocol: 'UDP', port } }, starters, addrs.map((address) => ({ address, tag: undefined })));
     },
   },
+  'UNIX/dgram': unixPeer('UNIX/dgram', 'unix-dgram-echo', { maxMessage: 65536, halfClose: false, connectionOriented: false }),
+  'UNIX/seqpacket': unixPeer('UNIX/seqpacket', 'unix-seqpacket-echo', { maxMessage: 65536, halfClose: true, connectionOriented: true }),
+  PIPE: {
+    maxMessage: Infinity,
+    // The peer (socat PIPE) holds its FIFOs open read-write: it never sees nor sends EOF.
+    halfClose: false,
+    connectionOriented: false,
+    canTag: false,
+    fragileFlowStart: false,
+    oneSessionAtATime: 'a FIFO pair is one channel: a new session takes the FIFOs over from the one before',
+    // The peer holds its FIFOs open, so it never sends EOF, and an HTTP response ends with the upstream's EOF.
+    onlyFrom: ['UDP', 'TCP', 'UnixDomainSocket', 'WebSocket', 'JSONSocket', 'UNIX/dgram', 'UNIX/seqpacket', 'PIPE'],
+    onlyFromReason: 'an HTTP response ends with the upstream\'s EOF, and a FIFO peer (which keeps its FIFOs open) never sends one',
+    async start(env, n) {
+      const paths = Array.from({ length: n }, (_, i) => env.driver.tmpPath(`up${i}.fifo`));
+      return processUpstreams(env, { protocol: 'PIPE', reply_suffix: '.reply' }, 'pipe-echo', paths.map((p) => ({ path: p })), (i) => paths[i]!);
+    },
+  },
+  'STDIO-fork': {
+    maxMessage: Infinity,
+    halfClose: true,
+    connectionOriented: true,
+    canTag: false,
+    fragileFlowStart: false,
+    // No upstream process: the gateway runs an echo program itself, one per
+    // session. Not cat: the gateway image (container mode) holds only node.
+    // Its stdin back to stdout, EOF answered by EOF.
+    async start() {
+      const cmd = [STDIO_ECHO_NODE, '-e', 'process.stdin.pipe(process.stdout)'];
+      return {
+        ...(await startAll({ protocol: 'STDIO-fork', cmd }, [], [])),
+        admin: { stdio_fork: { commands: [cmd] } },
+      };
+    },
+  },
 };
+
+function unixPeer(protocol: string, kind: PeerKind, extra: Pick<ClusterPeer, 'maxMessage' | 'halfClose' | 'connectionOriented'>): ClusterPeer {
+  return {
+    ...extra,
+    canTag: false,
+    fragileFlowStart: false,
+    async start(env, n) {
+      const paths = Array.from({ length: n }, (_, i) => env.driver.tmpPath(`up${i}.sock`));
+      return processUpstreams(env, { protocol }, kind, paths.map((p) => ({ path: p })), (i) => paths[i]!);
+    },
+  };
+}
 
 // -------------------------------------------------------------- transforms
 

@@ -7,7 +7,7 @@
 // that socat's per-connection fork children go with their parent. Children
 // still alive when the suite exits are killed from an 'exit' hook.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -110,6 +110,20 @@ function tcpAccepts(host: string, port: number): Promise<boolean> {
     c.once('connect', () => { c.destroy(); resolve(true); });
     c.once('error', () => resolve(false));
   });
+}
+
+function isSocketFile(p: string): boolean {
+  try { return fs.lstatSync(p).isSocket(); } catch { return false; }
+}
+
+/** Someone has the FIFO open for reading (a non-blocking write open succeeds). */
+function fifoHasReader(p: string): boolean {
+  try {
+    fs.closeSync(fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function unixAccepts(p: string): Promise<boolean> {
@@ -235,6 +249,34 @@ export class ProcessDriver implements Driver {
         cmd = process.execPath;
         argv = [PEER_SERVER, kind, '--address', host, '--port', String(port), ...(args.tag !== undefined ? ['--tag', args.tag] : [])];
         ready = async (c) => c.logs().includes('ready\n');
+        break;
+      case 'unix-dgram-echo':
+        if (args.path === undefined) throw new Error('unix-dgram-echo needs a path');
+        cmd = 'socat';
+        // One child per datagram, answering its sender; cat behind a datagram
+        // socketpair (socktype=2) keeps each message whole.
+        argv = ['-b', '65536', '-T', '3', `UNIX-RECVFROM:${args.path},fork,unlink-early`, 'EXEC:cat,socktype=2'];
+        ready = async () => isSocketFile(args.path!);
+        break;
+      case 'unix-seqpacket-echo':
+        if (args.path === undefined) throw new Error('unix-seqpacket-echo needs a path');
+        cmd = 'socat';
+        // type=5 / socktype=5: SOCK_SEQPACKET, on the listening socket and towards cat, so boundaries hold.
+        argv = ['-b', '65536', '-t', '10', `UNIX-LISTEN:${args.path},type=5,fork,unlink-early,backlog=128`, 'EXEC:cat,socktype=5'];
+        ready = async () => isSocketFile(args.path!);
+        break;
+      case 'pipe-echo':
+        if (args.path === undefined) throw new Error('pipe-echo needs a path');
+        for (const f of [args.path, `${args.path}.reply`]) {
+          if (!fs.existsSync(f)) execFileSync('mkfifo', ['-m', '600', f]);
+        }
+        cmd = 'socat';
+        // Reads the FIFO, answers through cat on the reply FIFO. Both are opened
+        // read-write: socat then never sees EOF when a session's writer goes
+        // (a read-only PIPE: address ends socat with the first session), and
+        // opening the reply FIFO does not wait for a reader.
+        argv = [`OPEN:${args.path},rdwr!!OPEN:${args.path}.reply,rdwr`, 'EXEC:cat'];
+        ready = async () => fifoHasReader(args.path!);
         break;
       default:
         throw new Error(`unknown peer kind "${String(kind)}"`);

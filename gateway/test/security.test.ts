@@ -513,14 +513,15 @@ test('REST can never add a STDIO-fork cluster or listener: 403 FORBIDDEN before 
   t.deepEqual(await configOf(g.base), before);
 });
 
-test('the static config gets past the static-only check (STDIO-fork then fails as not supported yet)', async (t) => {
+test('the static config gets past the static-only check (STDIO-fork then needs the admin.stdio_fork allow-list)', async (t) => {
   const port = await freePort();
   const err = await t.throwsAsync(startGateway({
     config: controllerConfig(port, { admin: { log_level: 'silent' }, clusters: [{ name: 'fork', spec: { protocol: 'STDIO-fork', cmd: 'id' } }] }),
     logger: silentLogger(),
     env: NO_ENV,
   }));
-  t.is((err as GatewayError).code, 'NOT_SUPPORTED');
+  t.is((err as GatewayError).code, 'FORBIDDEN');
+  t.regex((err as Error).message, /admin\.stdio_fork\.commands/);
 });
 
 // ---------------------------------------------------------- loopback default

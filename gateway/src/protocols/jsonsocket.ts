@@ -32,7 +32,7 @@ import { GatewayError, invalid } from '../core/errors.js';
 import { compilePath, compileSetter, splitPath, type PathGetter, type PathSetter } from '../routing/jsonpath.js';
 import { checkResponseHeader, JSONSOCKET_VERSION } from '../tools/jsonsocket-client.js';
 import type { Logger } from '../observe/log.js';
-import { PROTOCOLS, protocolFor } from './registry.js';
+import { protocolFor } from './registry.js';
 import type {
   ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, NewSession, ProtocolDef, SessionPriv, Spec,
 } from './types.js';
@@ -386,11 +386,6 @@ function clientHandshake(ch: Channel, header: Record<string, unknown>, timeoutMs
   });
 }
 
-/** The transports a JSONSocket cluster can run over (for endpoint checks). */
-function clusterTransports(): ProtocolDef[] {
-  return PROTOCOLS.filter((p) => !p.unavailable && p.cluster !== undefined && transportProblem(p, 'cluster') === undefined);
-}
-
 export const jsonSocketProtocol: ProtocolDef = {
   name: 'JSONSocket',
   kind: 'datagram',
@@ -417,23 +412,10 @@ export const jsonSocketProtocol: ProtocolDef = {
       }, transport.field);
       return new JsonSocketCluster(inner, recipe, ctx);
     },
-    // The gateway checks an endpoint without its cluster's spec, so the
-    // transport is not known here: an endpoint passes when a transport the
-    // cluster could use accepts it (today that is exactly UDP's check), and
-    // the transport's connect rejects an address it cannot use.
-    checkEndpoint(spec, field) {
-      let first: unknown;
-      for (const p of clusterTransports()) {
-        const check = p.cluster!.checkEndpoint;
-        if (!check) return;
-        try {
-          check(spec, field);
-          return;
-        } catch (err) {
-          first ??= err;
-        }
-      }
-      if (first !== undefined) throw first;
+    // An endpoint is an address of the cluster's transport: its check decides.
+    checkEndpoint(spec, field, clusterSpec) {
+      const transport = readTransport(clusterSpec, 'cluster.spec', 'cluster');
+      transport.protocol.cluster!.checkEndpoint?.(spec, field, transport.spec);
     },
   },
 };

@@ -13,10 +13,20 @@ import {
 } from './transforms.js';
 import type { ProtocolDef } from './types.js';
 import { udpProtocol } from './udp.js';
+import { pipeProtocol } from './pipe.js';
+import { afPacketProtocol } from './afpacket.js';
+import { socketsAddon, socketsUnavailable } from '../native/sockets.js';
+import { stdioForkProtocol } from './stdiofork.js';
+import { unixDgramProtocol, unixSeqpacketProtocol } from './unixdgram.js';
 import { websocketProtocol } from './websocket.js';
 
-function planned(name: string, kind: 'datagram' | 'byte', issue: number, summary: string, aliases?: string[]): ProtocolDef {
-  return { name, kind, summary, aliases, unavailable: `protocol "${name}" is not supported yet (planned in issue #${issue})` };
+/** Why SCTP cannot run: the kernel's answer where it has no SCTP, else that the data path is not here yet. */
+function sctpUnavailable(): string {
+  const addon = socketsAddon();
+  if (addon === undefined) return `protocol "SCTP" is unavailable: ${socketsUnavailable()}`;
+  const kernel = addon.sctpProbe();
+  if (kernel !== undefined) return `protocol "SCTP" is unavailable: ${kernel}`;
+  return 'protocol "SCTP" is not supported yet (planned in issue #6): the kernel has SCTP, the data path is not wired up';
 }
 
 export const PROTOCOLS: readonly ProtocolDef[] = [
@@ -34,11 +44,12 @@ export const PROTOCOLS: readonly ProtocolDef[] = [
   stdioProtocol,
   websocketProtocol,
   jsonSocketProtocol,
-  planned('SCTP', 'datagram', 6, 'SCTP messages'),
-  planned('AF_PACKET', 'datagram', 6, 'raw L2 frames on an interface'),
-  planned('UNIX/dgram', 'datagram', 6, 'Unix-domain datagram sockets'),
-  planned('PIPE', 'byte', 6, 'named pipes'),
-  { ...planned('STDIO-fork', 'byte', 6, 'a child program over stdin/stdout'), staticOnly: true },
+  { name: 'SCTP', kind: 'datagram', summary: 'SCTP messages', unavailable: sctpUnavailable() },
+  afPacketProtocol,
+  unixDgramProtocol,
+  unixSeqpacketProtocol,
+  pipeProtocol,
+  stdioForkProtocol,
   prometheusProtocol,
   metricProtocol,
 ];

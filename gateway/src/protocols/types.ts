@@ -98,6 +98,8 @@ export interface GatewayServices {
    * before the body is read: undefined to serve it, else the error to answer.
    */
   admitApi?(exchange: HttpExchange): { readonly error: GatewayError; readonly headers: Record<string, string> } | undefined;
+  /** The static config's STDIO-fork allow-list (admin.stdio_fork.commands); undefined: STDIO-fork is off. */
+  stdioForkCommands?(): readonly (readonly string[])[] | undefined;
 }
 
 export interface ClusterImpl {
@@ -121,8 +123,12 @@ export interface ClusterSide {
   readonly retriable: boolean;
   /** Validate the spec (throw GatewayError naming the field) and build the cluster. */
   create(spec: Spec, ctx: ClusterContext, field: string): ClusterImpl;
-  /** Validate one endpoint spec (address or path); throw GatewayError naming the field. */
-  checkEndpoint?(spec: Spec, field: string): void;
+  /**
+   * Validate one endpoint spec (address or path); throw GatewayError naming
+   * the field. `clusterSpec` is the (already validated) spec of the cluster
+   * the endpoint joins, for protocols whose endpoints depend on it.
+   */
+  checkEndpoint?(spec: Spec, field: string, clusterSpec: Spec): void;
 }
 
 export interface ProtocolDef {

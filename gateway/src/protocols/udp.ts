@@ -15,6 +15,7 @@ import type {
   ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec,
 } from './types.js';
 import * as v from './validate.js';
+import { BatchedUdpChannel, canBatch, udpBatchAddon } from './udp-batch.js';
 
 /** Largest UDP payload over IPv4. */
 export const MAX_UDP_PAYLOAD = 65507;
@@ -27,10 +28,19 @@ export const MAX_UDP_PAYLOAD = 65507;
  */
 export const UDP_EOF_LINGER_MS = 2000;
 
+/** A session's UDP channel: node:dgram, or the batched recvmmsg/sendmmsg path (udp-batch.ts). */
+export type UdpFlowChannel = UdpChannel | BatchedUdpChannel;
+
 export class UdpChannel extends BaseChannel {
   readonly kind: ChannelKind = 'datagram';
   /** Packets seen either way since the last idle sweep; read by the listener. */
   activity = 0;
+  /**
+   * Kernel offload hook (gateway/src/offload): while the kernel forwards this
+   * flow, user space sees none of its packets, so the idle sweep asks this
+   * for the packets the kernel forwarded since the last call.
+   */
+  kernelActivity: (() => number) | undefined;
   private ended = false;
   private received = 0;
   private linger: NodeJS.Timeout | undefined;
@@ -61,6 +71,17 @@ export class UdpChannel extends BaseChannel {
     });
     socket.on('error', (err) => this.close(err));
     socket.on('close', () => this.finish());
+  }
+
+  /** Kernel offload hook: the connected socket's local and remote address (undefined if unconnected or closed). */
+  addresses(): { local: { address: string; port: number }; remote: { address: string; port: number } } | undefined {
+    try {
+      const l = this.socket.address();
+      const r = this.socket.remoteAddress();
+      return { local: { address: l.address, port: l.port }, remote: { address: r.address, port: r.port } };
+    } catch {
+      return undefined;
+    }
   }
 
   /** Feed a datagram that arrived on another socket (listener hand-over). */
@@ -195,10 +216,10 @@ function parseListenerSpec(spec: Spec, field: string): UdpListenerConfig {
 
 class UdpListener implements ListenerImpl {
   private main: dgram.Socket | undefined;
-  private readonly flows = new Map<string, UdpChannel | Uint8Array[]>();
+  private readonly flows = new Map<string, UdpFlowChannel | Uint8Array[]>();
   private seq = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
-  private readonly lastActivity = new WeakMap<UdpChannel, number>();
+  private readonly lastActivity = new WeakMap<UdpFlowChannel, number>();
   private stopped = false;
 
   constructor(private readonly cfg: UdpListenerConfig, private readonly ctx: ListenerContext) {}
@@ -293,6 +314,10 @@ class UdpListener implements ListenerImpl {
 
   private async accept(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[]): Promise<void> {
     const { address, port } = this.cfg;
+    if (canBatch(address, rinfo.address)) {
+      this.acceptBatched(key, rinfo, pending);
+      return;
+    }
     const sock = dgram.createSocket({ type: socketType(address), reuseAddr: true });
     // Between bind() and connect() this socket is an unconnected socket on the
     // listener's port, and the kernel hands it the datagrams of *other* new
@@ -330,7 +355,37 @@ class UdpListener implements ListenerImpl {
     this.emit(ch, rinfo.address, rinfo.port, address, port);
   }
 
-  private emit(ch: UdpChannel, rAddr: string, rPort: number, lAddr: string, lPort: number): void {
+  /**
+   * The batched path: bind and connect happen back to back in one turn, and
+   * datagrams of other flows that reached the new socket before connect()
+   * are handed back to onMessage, as on the dgram path.
+   */
+  private acceptBatched(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[]): void {
+    const { address, port } = this.cfg;
+    let ch: BatchedUdpChannel;
+    try {
+      ch = BatchedUdpChannel.open(udpBatchAddon()!, {
+        bind: { address, port, reuse: true },
+        remote: { address: rinfo.address, port: rinfo.port },
+        eofLingerMs: 0,
+        foreign: (m, r) => this.onMessage(m, { ...r, family: 'IPv4', size: m.byteLength }),
+      });
+    } catch (err) {
+      this.flows.delete(key);
+      this.ctx.log.warn({ listener: this.ctx.listenerName, remote: key, err: (err as Error).message }, 'UDP listener: cannot open a session socket');
+      return;
+    }
+    if (this.stopped) {
+      ch.close();
+      return;
+    }
+    this.flows.set(key, ch);
+    ch.setCloseListener({ closed: () => { if (this.flows.get(key) === ch) this.flows.delete(key); } });
+    for (const m of pending) ch.inject(m);
+    this.emit(ch, rinfo.address, rinfo.port, address, port);
+  }
+
+  private emit(ch: UdpFlowChannel, rAddr: string, rPort: number, lAddr: string, lPort: number): void {
     const name = `UDP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`;
     this.ctx.emit({
       name,
@@ -353,6 +408,7 @@ class UdpListener implements ListenerImpl {
         continue;
       }
       const seen = this.lastActivity.get(flow);
+      if (flow.kernelActivity !== undefined) flow.activity += flow.kernelActivity();
       if (flow.activity > 0 || seen === undefined) {
         flow.activity = 0;
         this.lastActivity.set(flow, now);
@@ -387,9 +443,10 @@ interface UdpClusterConfig {
 class UdpCluster implements ClusterImpl {
   constructor(private readonly cfg: UdpClusterConfig, private readonly ctx: ClusterContext) {}
 
-  async connect(req: ConnectRequest): Promise<UdpChannel> {
+  async connect(req: ConnectRequest): Promise<UdpFlowChannel> {
     const ep = req.endpoint;
     if (!ep) throw new GatewayError('CONNECT_FAILED', `cluster "${this.ctx.clusterName}" has no endpoint`);
+    if (canBatch(this.cfg.bindAddress, ep.address)) return this.connectBatched(ep.address);
     const sock = dgram.createSocket({ type: socketType(ep.address), reuseAddr: this.cfg.bindPort !== undefined && this.cfg.bindPort !== 0 });
     try {
       if (this.cfg.bindAddress !== undefined || this.cfg.bindPort !== undefined) {
@@ -401,6 +458,19 @@ class UdpCluster implements ClusterImpl {
       throw new GatewayError('CONNECT_FAILED', `UDP ${ep.address}:${this.cfg.port}: ${(err as Error).message}`, undefined, { cause: err });
     }
     return new UdpChannel(sock, `${ep.address}:${this.cfg.port}`, true, UDP_EOF_LINGER_MS);
+  }
+
+  /** The batched path (udp-batch.ts): an IPv4 endpoint and the addon built. */
+  private connectBatched(address: string): BatchedUdpChannel {
+    const { bindAddress, bindPort, port } = this.cfg;
+    const bind = bindAddress !== undefined || bindPort !== undefined
+      ? { address: bindAddress ?? '0.0.0.0', port: bindPort ?? 0, reuse: bindPort !== undefined && bindPort !== 0 }
+      : undefined;
+    try {
+      return BatchedUdpChannel.open(udpBatchAddon()!, { ...(bind ? { bind } : {}), remote: { address, port }, eofLingerMs: UDP_EOF_LINGER_MS });
+    } catch (err) {
+      throw new GatewayError('CONNECT_FAILED', `UDP ${address}:${port}: ${(err as Error).message}`, undefined, { cause: err });
+    }
   }
 }
 

@@ -1,0 +1,184 @@
+// NativeSocket: the TypeScript side of the addon's FdSocket. Reads arrive in
+// batches (one call per recvmmsg); sends made in one turn of the event loop
+// are queued and leave in one sendmmsg from a microtask. No closure or promise
+// is created per datagram; the queue arrays are reused.
+
+import { errnoCode, type FdSocketHandle, type SocketsAddon } from './sockets.js';
+
+export interface NativeSocketHandler {
+  /** One datagram (a fresh copy the receiver may keep); slot: its index in the batch, for sourceAddress(). */
+  message(msg: Buffer, slot: number): void;
+  /** A datagram larger than a receive slot arrived (it was truncated, so it is dropped). */
+  oversized?(slot: number): void;
+  /** Listening sockets: a new connection (a non-blocking fd the receiver now owns). */
+  accepted?(fd: number): void;
+  /** The send queue drained after send() returned false. */
+  drained?(): void;
+  /** A send to one address failed (unconnected sockets): the datagram is dropped, the socket lives on. */
+  sendFailed?(code: string, addr: Uint8Array): void;
+  /** The socket failed; it is stopped and the owner should close it. */
+  error(code: string): void;
+}
+
+/** Datagrams held while the socket buffer is full, beyond which new ones are dropped. */
+const MAX_QUEUE = 4096;
+
+interface Area { slab: Buffer; meta: Int32Array; addrs: Buffer; slot: number; addr: number }
+let area: Area | undefined;
+
+/** The process-wide receive slab, shared with the addon (callbacks are synchronous, so one is enough). */
+function batchArea(addon: SocketsAddon): Area {
+  if (area === undefined) {
+    const { batch, slot, addr } = addon.batchLayout;
+    const a: Area = {
+      slab: Buffer.alloc(batch * slot),
+      meta: new Int32Array(batch * 2),
+      addrs: Buffer.alloc(batch * addr),
+      slot,
+      addr,
+    };
+    addon.initBatch(a.slab, a.meta, a.addrs);
+    area = a;
+  }
+  return area;
+}
+
+/** The raw source address (sockaddr bytes) of a slot of the current batch; valid during message(). */
+export function sourceAddress(slot: number): Buffer {
+  const a = area!;
+  const len = a.meta[2 * slot + 1]!;
+  return a.addrs.subarray(slot * a.addr, slot * a.addr + Math.max(0, Math.min(len, a.addr)));
+}
+
+/** IPv4 source of a slot as one number (address * 65536 + port), or -1 if not IPv4. */
+export function sourceIPv4Key(slot: number): number {
+  const a = area!;
+  const off = slot * a.addr;
+  if (a.addrs.readUInt16LE(off) !== 2 /* AF_INET */) return -1;
+  return a.addrs.readUInt32BE(off + 4) * 65536 + a.addrs.readUInt16BE(off + 2);
+}
+
+export class NativeSocket {
+  private readonly h: FdSocketHandle;
+  private readonly area: Area;
+  private readonly out: Uint8Array[] = [];
+  private readonly outAddrs: Uint8Array[] | undefined;
+  private flushScheduled = false;
+  private waiting = false;
+  private _closed = false;
+  private readonly flushBound = (): void => this.flush();
+
+  constructor(
+    addon: SocketsAddon,
+    fd: number,
+    mode: 'data' | 'accept',
+    private readonly handler: NativeSocketHandler,
+    /** Unconnected sockets: every send names its destination. */
+    withAddresses = false,
+  ) {
+    this.area = batchArea(addon);
+    this.outAddrs = withAddresses ? [] : undefined;
+    this.h = new addon.FdSocket(
+      fd,
+      mode === 'accept' ? 1 : 0,
+      mode === 'accept' ? (n) => this.handler.accepted?.(n) : (n) => this.onBatch(n),
+      () => this.onWritable(),
+      (code) => this.handler.error(code),
+    );
+  }
+
+  get fd(): number {
+    return this.h.fd;
+  }
+
+  get closed(): boolean {
+    return this._closed;
+  }
+
+  /** Datagrams waiting to be sent. */
+  get queued(): number {
+    return this.out.length;
+  }
+
+  readStart(): void {
+    if (!this._closed) this.h.readStart();
+  }
+
+  readStop(): void {
+    if (!this._closed) this.h.readStop();
+  }
+
+  private onBatch(n: number): void {
+    const { slab, meta, slot } = this.area;
+    for (let i = 0; i < n && !this._closed; i++) {
+      const len = meta[2 * i]!;
+      if (len < 0) {
+        this.handler.oversized?.(i);
+        continue;
+      }
+      const msg = Buffer.allocUnsafe(len);
+      slab.copy(msg, 0, i * slot, i * slot + len);
+      this.handler.message(msg, i);
+    }
+  }
+
+  /** Queue one datagram. false: the socket buffer is full (or the queue is), wait for drained(). */
+  send(chunk: Uint8Array, addr?: Uint8Array): boolean {
+    if (this._closed) return true;
+    if (this.out.length >= MAX_QUEUE) return false; // datagram semantics: dropped
+    this.out.push(chunk);
+    if (this.outAddrs !== undefined) this.outAddrs.push(addr!);
+    if (!this.flushScheduled && !this.waiting) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushBound);
+    }
+    return !this.waiting;
+  }
+
+  /** Send what is queued now (also runs from the microtask). */
+  flush(): void {
+    this.flushScheduled = false;
+    const out = this.out;
+    while (out.length > 0 && !this._closed && !this.waiting) {
+      const addrs = this.outAddrs;
+      const r = this.h.send(out, out.length, addrs);
+      if (r < 0) {
+        const code = errnoCode(r);
+        if (addrs !== undefined) {
+          // One unreachable peer (its socket file is gone) must not stop the others.
+          const a = addrs.shift()!;
+          out.shift();
+          this.handler.sendFailed?.(code, a);
+          continue;
+        }
+        out.length = 0;
+        this.handler.error(code);
+        return;
+      }
+      if (r === out.length) {
+        out.length = 0;
+        if (addrs !== undefined) addrs.length = 0;
+        return;
+      }
+      out.splice(0, r);
+      addrs?.splice(0, r);
+      if (r === 0) {
+        this.waiting = true;
+        this.h.watchWritable(true);
+      }
+    }
+  }
+
+  private onWritable(): void {
+    this.waiting = false;
+    this.flush();
+    if (!this.waiting && !this._closed) this.handler.drained?.();
+  }
+
+  close(): void {
+    if (this._closed) return;
+    this._closed = true;
+    this.out.length = 0;
+    this.h.close();
+  }
+}

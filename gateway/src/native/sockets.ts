@@ -1,0 +1,108 @@
+// Loads the sockets addon (native/sockets), built by scripts/build-native.mjs
+// on `npm ci`. When it is missing the gateway still runs: the protocols that
+// need it are reported unavailable with the reason from here (the build's
+// BUILD_FAILED marker, or why loading failed).
+//
+// L7MP_NATIVE=off disables the addon (the plain-Node fallbacks, and the
+// baseline of bench/udp-batch.ts).
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export interface FdSocketHandle {
+  readonly fd: number;
+  readStart(): void;
+  readStop(): void;
+  watchWritable(on: boolean): void;
+  /** Datagrams sent (>= 0; fewer than count: buffer full), or -errno. */
+  send(bufs: Uint8Array[], count: number, addrs?: Uint8Array[]): number;
+  close(): void;
+}
+
+export interface SocketsAddon {
+  readonly platform: string;
+  readonly constants: {
+    AF_UNIX: number; AF_INET: number; AF_INET6: number; AF_PACKET: number;
+    SOCK_STREAM: number; SOCK_DGRAM: number; SOCK_SEQPACKET: number; SOCK_RAW: number;
+    IPPROTO_SCTP: number; ETH_P_ALL: number;
+  };
+  readonly batchLayout: { batch: number; slot: number; addr: number };
+  socket(family: number, type: number, protocol: number): number;
+  close(fd: number): void;
+  bindUnix(fd: number, path: string): void;
+  connectUnix(fd: number, path: string): void;
+  bindInet(fd: number, host: string, port: number, reuseAddr: boolean): void;
+  connectInet(fd: number, host: string, port: number): void;
+  localAddress(fd: number): { family: string | number; address?: string; port?: number; path?: string };
+  listen(fd: number, backlog: number): void;
+  shutdown(fd: number, how: 0 | 1 | 2): void;
+  bindPacket(fd: number, ifname: string, ethertype: number): void;
+  mkfifo(path: string, mode: number): boolean;
+  setBuffers(fd: number, rcvbuf: number, sndbuf: number): void;
+  sctpProbe(): string | undefined;
+  initBatch(slab: Uint8Array, meta: Int32Array, addrs: Uint8Array): void;
+  FdSocket: new (
+    fd: number, mode: 0 | 1,
+    onData: (n: number) => void, onWritable: () => void, onError: (code: string) => void,
+  ) => FdSocketHandle;
+}
+
+/** The repository root: the directory that holds native/sockets/binding.gyp. */
+function findRoot(): string | undefined {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 8; i++) {
+    if (fs.existsSync(path.join(dir, 'native', 'sockets', 'binding.gyp'))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return undefined;
+}
+
+let loaded: { addon?: SocketsAddon; reason?: string } | undefined;
+
+function load(): { addon?: SocketsAddon; reason?: string } {
+  if (process.env.L7MP_NATIVE === 'off') return { reason: 'the native sockets addon is disabled (L7MP_NATIVE=off)' };
+  if (process.platform !== 'linux') return { reason: `the native sockets addon supports Linux only (this is ${process.platform})` };
+  const root = findRoot();
+  if (root === undefined) return { reason: 'the native sockets addon was not found (no native/sockets next to the gateway)' };
+  const dir = path.join(root, 'native', 'sockets', 'build');
+  const file = path.join(dir, 'Release', 'l7mp_sockets.node');
+  if (!fs.existsSync(file)) {
+    let why = 'it was never built (run `npm run build:native`)';
+    try {
+      const marker = fs.readFileSync(path.join(dir, 'BUILD_FAILED'), 'utf8').trim().split('\n');
+      why = `its build failed (native/sockets/build/BUILD_FAILED): ${marker.slice(-3).join(' | ')}`;
+    } catch { /* no marker: never built */ }
+    return { reason: `the native sockets addon is not available: ${why}` };
+  }
+  try {
+    const addon = createRequire(import.meta.url)(file) as SocketsAddon;
+    if (addon.platform !== 'linux') return { reason: 'the native sockets addon was built without Linux support' };
+    return { addon };
+  } catch (err) {
+    return { reason: `the native sockets addon failed to load: ${(err as Error).message}` };
+  }
+}
+
+/** The addon, or undefined (see socketsUnavailable() for why). */
+export function socketsAddon(): SocketsAddon | undefined {
+  loaded ??= load();
+  return loaded.addon;
+}
+
+/** Why the addon cannot be used, or undefined when it can. */
+export function socketsUnavailable(): string | undefined {
+  loaded ??= load();
+  return loaded.reason;
+}
+
+/** Node-style error code of a negative errno (-ENOENT -> "ENOENT"). */
+export function errnoCode(neg: number): string {
+  const n = -neg;
+  for (const [name, v] of Object.entries(os.constants.errno)) if (v === n) return name;
+  return `E${n}`;
+}

@@ -1,0 +1,350 @@
+// FdSocket: one non-blocking socket fd watched by libuv (uv_poll_t), read and
+// written in batches.
+//
+// Why batches: the gateway's cost per datagram is dominated by the trip into
+// JavaScript, not by the system call. A readable event drains up to
+// kBatch datagrams with one recvmmsg() and hands them to JavaScript in one
+// call; sends queued in one turn of the event loop go out in one sendmmsg().
+// The receive buffers are one process-wide slab shared with JavaScript
+// (initBatch): callbacks are synchronous, so the slab is free again as soon as
+// the callback returns, and no per-packet allocation happens here.
+#include "common.h"
+
+#include <cerrno>
+#include <cstring>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+#include <vector>
+
+namespace l7mp {
+namespace {
+
+constexpr int kBatch = 64;              // datagrams per recvmmsg/sendmmsg
+constexpr size_t kSlot = 65536;         // bytes per receive slot (largest UDP payload fits)
+constexpr size_t kAddr = 128;           // bytes per source address slot (sockaddr_storage)
+constexpr int kMaxRounds = 8;           // recvmmsg calls per readable event, so one busy fd cannot starve the loop
+
+// The slab, its metadata and the source addresses, owned by JavaScript
+// buffers that initBatch() pins with references.
+struct BatchArea {
+  uint8_t* slab = nullptr;
+  int32_t* meta = nullptr;   // per slot: [length or -1 if truncated, address length]
+  uint8_t* addrs = nullptr;
+  Napi::Reference<Napi::Value> refs[3];
+  mmsghdr msgs[kBatch];
+  iovec iov[kBatch];
+};
+
+BatchArea* Area(Napi::Env env) { return env.GetInstanceData<BatchArea>(); }
+
+bool ViewOf(Napi::Value v, size_t minLen, uint8_t** data) {
+  if (!v.IsTypedArray()) return false;
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  if (ta.ByteLength() < minLen) return false;
+  Napi::ArrayBuffer ab = ta.ArrayBuffer();
+  *data = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
+  return true;
+}
+
+// initBatch(slab: Buffer >= 64*65536, meta: Int32Array >= 128, addrs: Buffer >= 64*128)
+Napi::Value InitBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint8_t *slab, *meta, *addrs;
+  if (info.Length() < 3 || !ViewOf(info[0], kBatch * kSlot, &slab) || !ViewOf(info[1], kBatch * 2 * sizeof(int32_t), &meta) ||
+      !ViewOf(info[2], kBatch * kAddr, &addrs) || (reinterpret_cast<uintptr_t>(meta) % alignof(int32_t)) != 0) {
+    Napi::TypeError::New(env, "initBatch(slab, meta, addrs): buffers too small").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  BatchArea* a = Area(env);
+  if (a == nullptr) {
+    a = new BatchArea();
+    env.SetInstanceData<BatchArea>(a);
+  }
+  a->slab = slab;
+  a->meta = reinterpret_cast<int32_t*>(meta);
+  a->addrs = addrs;
+  for (int i = 0; i < 3; i++) a->refs[i] = Napi::Persistent(info[i]);
+  return Napi::Object::New(env);
+}
+
+class FdSocket : public Napi::ObjectWrap<FdSocket> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdSocket", {
+      InstanceMethod<&FdSocket::ReadStart>("readStart"),
+      InstanceMethod<&FdSocket::ReadStop>("readStop"),
+      InstanceMethod<&FdSocket::WatchWritable>("watchWritable"),
+      InstanceMethod<&FdSocket::Send>("send"),
+      InstanceMethod<&FdSocket::Close>("close"),
+      InstanceAccessor<&FdSocket::Fd>("fd"),
+    });
+  }
+
+  // new FdSocket(fd, mode, onData, onWritable, onError)
+  //   mode 0: data socket; onData(count) after each recvmmsg
+  //   mode 1: listening socket; onData(fd) per accepted connection
+  explicit FdSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdSocket>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction() || !info[3].IsFunction() ||
+        !info[4].IsFunction()) {
+      Napi::TypeError::New(env, "FdSocket(fd, mode, onData, onWritable, onError)").ThrowAsJavaScriptException();
+      return;
+    }
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    if (fd < 0) {
+      Napi::TypeError::New(env, "FdSocket: bad fd").ThrowAsJavaScriptException();
+      return;
+    }
+    accept_ = info[1].As<Napi::Number>().Int32Value() == 1;
+    onData_ = Napi::Persistent(info[2].As<Napi::Function>());
+    onWritable_ = Napi::Persistent(info[3].As<Napi::Function>());
+    onError_ = Napi::Persistent(info[4].As<Napi::Function>());
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+      Napi::Error::New(env, "FdSocket: no event loop").ThrowAsJavaScriptException();
+      return;
+    }
+    poll_ = new uv_poll_t();
+    int r = uv_poll_init(loop, poll_, fd);
+    if (r != 0) {
+      delete poll_;
+      poll_ = nullptr;
+      ErrnoError(env, -r, "uv_poll_init").ThrowAsJavaScriptException();
+      return;
+    }
+    poll_->data = this;
+    fd_ = fd;
+    // The fd belongs to this object from here on; keep the wrapper alive while
+    // the fd is open, as Node keeps a handle alive while it is active.
+    Ref();
+  }
+
+  ~FdSocket() override {
+    // Only reached at environment teardown with an open fd (open sockets hold a
+    // reference). The loop may be gone: release the fd, leave libuv alone.
+    if (fd_ >= 0) close(fd_);
+  }
+
+ private:
+  Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+
+  Napi::Value ReadStart(const Napi::CallbackInfo& info) {
+    reading_ = true;
+    return Update(info.Env());
+  }
+
+  Napi::Value ReadStop(const Napi::CallbackInfo& info) {
+    reading_ = false;
+    return Update(info.Env());
+  }
+
+  Napi::Value WatchWritable(const Napi::CallbackInfo& info) {
+    writing_ = info.Length() > 0 && info[0].ToBoolean().Value();
+    return Update(info.Env());
+  }
+
+  Napi::Value Update(Napi::Env env) {
+    if (fd_ < 0) return env.Undefined();
+    int events = (reading_ ? UV_READABLE : 0) | (writing_ ? UV_WRITABLE : 0);
+    if (events == events_) return env.Undefined();
+    int r = events == 0 ? uv_poll_stop(poll_) : uv_poll_start(poll_, events, OnPoll);
+    if (r != 0) {
+      ErrnoError(env, -r, "uv_poll_start").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    events_ = events;
+    return env.Undefined();
+  }
+
+  // send(buffers, count, addresses?) -> datagrams sent (>= 0), or -errno when
+  // the first one failed. Fewer than count with no error: the socket buffer is
+  // full (EAGAIN); the caller keeps the rest and waits for onWritable.
+  Napi::Value Send(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "send(buffers, count, addresses?)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (fd_ < 0) return Napi::Number::New(env, -EBADF);
+    Napi::Array bufs = info[0].As<Napi::Array>();
+    int64_t count = info[1].As<Napi::Number>().Int64Value();
+    if (count < 0 || count > static_cast<int64_t>(bufs.Length())) {
+      Napi::RangeError::New(env, "send: count out of range").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    bool hasAddrs = info.Length() > 2 && info[2].IsArray();
+    Napi::Array addrs = hasAddrs ? info[2].As<Napi::Array>() : Napi::Array();
+    mmsghdr msgs[kBatch];
+    iovec iov[kBatch];
+    int64_t sent = 0;
+    while (sent < count) {
+      int n = static_cast<int>(std::min<int64_t>(kBatch, count - sent));
+      for (int i = 0; i < n; i++) {
+        uint8_t* data;
+        Napi::Value b = bufs.Get(static_cast<uint32_t>(sent + i));
+        if (!ViewOf(b, 0, &data)) {
+          Napi::TypeError::New(env, "send: every buffer must be a Uint8Array").ThrowAsJavaScriptException();
+          return env.Undefined();
+        }
+        iov[i].iov_base = data;
+        iov[i].iov_len = b.As<Napi::TypedArray>().ByteLength();
+        memset(&msgs[i], 0, sizeof(msgs[i]));
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        if (hasAddrs) {
+          Napi::Value a = addrs.Get(static_cast<uint32_t>(sent + i));
+          uint8_t* ad;
+          if (!ViewOf(a, 2, &ad) || a.As<Napi::TypedArray>().ByteLength() > kAddr) {
+            Napi::TypeError::New(env, "send: every address must be a sockaddr buffer").ThrowAsJavaScriptException();
+            return env.Undefined();
+          }
+          msgs[i].msg_hdr.msg_name = ad;
+          msgs[i].msg_hdr.msg_namelen = static_cast<socklen_t>(a.As<Napi::TypedArray>().ByteLength());
+        }
+      }
+      int r = sendmmsg(fd_, msgs, static_cast<unsigned>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (r < 0) {
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK || sent > 0) break;  // an error after progress surfaces on the next call
+        return Napi::Number::New(env, -err);
+      }
+      sent += r;
+      if (r < n) break;
+    }
+    return Napi::Number::New(env, static_cast<double>(sent));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (fd_ < 0) return info.Env().Undefined();
+    // libuv wants the poll stopped before the fd is closed; the handle itself
+    // is freed once libuv has closed it.
+    uv_poll_stop(poll_);
+    poll_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    poll_ = nullptr;
+    close(fd_);
+    fd_ = -1;
+    reading_ = writing_ = false;
+    events_ = 0;
+    Unref();
+    return info.Env().Undefined();
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int events) {
+    auto* self = static_cast<FdSocket*>(h->data);
+    if (self == nullptr) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      self->reading_ = self->writing_ = false;
+      self->Update(env);
+      self->Call(self->onError_, Napi::String::New(env, ErrnoName(-status)));
+      return;
+    }
+    if ((events & UV_WRITABLE) != 0 && self->writing_) {
+      self->writing_ = false;  // one-shot: JavaScript re-arms it if it fills the buffer again
+      self->Update(env);
+      self->Call(self->onWritable_, env.Undefined());
+      if (self->fd_ < 0) return;
+    }
+    if ((events & (UV_READABLE | UV_DISCONNECT)) != 0 && self->reading_) {
+      if (self->accept_) self->DoAccept(env);
+      else self->DoRead(env);
+    }
+  }
+
+  // Invoke a JavaScript callback from libuv. MakeCallback runs the microtask
+  // queue afterwards (the batched sends flush there); an exception becomes an
+  // uncaught exception, as it would from any Node event handler.
+  void Call(Napi::FunctionReference& fn, Napi::Value arg) {
+    Napi::Env env = Env();
+    fn.MakeCallback(Value(), {arg});
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  void DoRead(Napi::Env env) {
+    BatchArea* a = Area(env);
+    if (a == nullptr || a->slab == nullptr) {
+      reading_ = false;
+      Update(env);
+      Call(onError_, Napi::String::New(env, "ENOBUFS"));
+      return;
+    }
+    for (int round = 0; round < kMaxRounds && reading_ && fd_ >= 0; round++) {
+      for (int i = 0; i < kBatch; i++) {
+        a->iov[i].iov_base = a->slab + i * kSlot;
+        a->iov[i].iov_len = kSlot;
+        memset(&a->msgs[i], 0, sizeof(a->msgs[i]));
+        a->msgs[i].msg_hdr.msg_iov = &a->iov[i];
+        a->msgs[i].msg_hdr.msg_iovlen = 1;
+        a->msgs[i].msg_hdr.msg_name = a->addrs + i * kAddr;
+        a->msgs[i].msg_hdr.msg_namelen = kAddr;
+      }
+      int n = recvmmsg(fd_, a->msgs, kBatch, MSG_DONTWAIT, nullptr);
+      if (n < 0) {
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) return;
+        // ECONNREFUSED and friends (ICMP errors on connected datagram
+        // sockets) end this socket's session, never the process.
+        reading_ = false;
+        Update(env);
+        Call(onError_, Napi::String::New(env, ErrnoName(err)));
+        return;
+      }
+      if (n == 0) return;
+      for (int i = 0; i < n; i++) {
+        bool trunc = (a->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+        a->meta[2 * i] = trunc ? -1 : static_cast<int32_t>(a->msgs[i].msg_len);
+        a->meta[2 * i + 1] = static_cast<int32_t>(a->msgs[i].msg_hdr.msg_namelen);
+      }
+      Call(onData_, Napi::Number::New(env, n));
+      if (n < kBatch) return;
+    }
+  }
+
+  void DoAccept(Napi::Env env) {
+    for (int i = 0; i < kBatch && reading_ && fd_ >= 0; i++) {
+      int c = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (c < 0) {
+        int err = errno;
+        if (err == EINTR || err == ECONNABORTED) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) return;
+        // EMFILE and the like: the fd stays readable, so stop watching it and
+        // let JavaScript retry later instead of spinning.
+        reading_ = false;
+        Update(env);
+        Call(onError_, Napi::String::New(env, ErrnoName(err)));
+        return;
+      }
+      Call(onData_, Napi::Number::New(env, c));
+    }
+  }
+
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  bool accept_ = false;
+  bool reading_ = false;
+  bool writing_ = false;
+  int events_ = 0;
+  Napi::FunctionReference onData_, onWritable_, onError_;
+};
+
+}  // namespace
+
+void InitFdSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("FdSocket", FdSocket::Define(env));
+  exports.Set("initBatch", Napi::Function::New(env, InitBatch, "initBatch"));
+  Napi::Object b = Napi::Object::New(env);
+  b.Set("batch", Napi::Number::New(env, kBatch));
+  b.Set("slot", static_cast<double>(kSlot));
+  b.Set("addr", static_cast<double>(kAddr));
+  exports.Set("batchLayout", b);
+}
+
+}  // namespace l7mp
