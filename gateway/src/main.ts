@@ -59,7 +59,8 @@ function main(): void {
     process.stderr.write(`l7mp: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  startGateway({ config, ...(level !== undefined && isLevelName(level) ? { logLevel: level } : {}), ...(v.strict ? { strict: true } : {}) }).then((gw) => {
+  const offload = { ...(v.offload !== undefined ? { offload: v.offload } : {}), ...(v['offload-ifs'] !== undefined ? { offloadIfs: v['offload-ifs'] } : {}) };
+  startGateway({ config, offload, ...(level !== undefined && isLevelName(level) ? { logLevel: level } : {}), ...(v.strict ? { strict: true } : {}) }).then((gw) => {
     gw.log.info({ version: gw.admin.version, log_level: gw.admin.log_level, strict: gw.admin.strict, config: v.config ?? '(built-in default)' }, 'l7mp gateway started');
     let stopping = false;
     const shutdown = (sig: string) => {

@@ -20,6 +20,14 @@ import { NameCounters, checkName, dedupe, type CountedKind } from './names.js';
 import type { GatewayObserver } from './observer.js';
 import { Session, Stage, type SessionOwner } from './session.js';
 
+/** The kernel fast path (gateway/src/offload/bridge.ts), told about session milestones. */
+export interface SessionOffloader {
+  /** The session is linked (or a stage was relinked): offload it once eligible. */
+  sessionConnected(s: Session): void;
+  /** Before stages close or change: take the session out of the kernel, keeping its final counts. */
+  release(s: Session): void;
+}
+
 const KIND_LABEL: Record<ObjKind, string> = {
   listener: 'listener', cluster: 'cluster', endpoint: 'endpoint', rulelist: 'rulelist', rule: 'rule', route: 'route',
 };
@@ -48,6 +56,10 @@ export interface AdminSettings {
   max_body_bytes: number;
   max_sessions: number;
   version: string;
+  /** Configured by the operator: readiness waits for `generation` (static config only). */
+  managed: boolean;
+  /** The configuration generation the operator applied last (applyAdmin). */
+  generation?: string;
 }
 
 export interface GatewayOptions {
@@ -59,6 +71,8 @@ export interface GatewayOptions {
   accessLog?: (line: Record<string, unknown>) => void;
   /** Allow protocols that run programs (static config only). */
   allowStaticOnly?: boolean;
+  /** The programs STDIO-fork clusters may run (admin.stdio_fork.commands of the static config). */
+  stdioForkCommands?: readonly (readonly string[])[];
   /** Admits a REST call from its head (rate limit, bearer token) before its body is read. */
   admitApi?: GatewayServices['admitApi'];
   /** Lifecycle hooks for metrics (observe/metrics.ts); never called per packet. */
@@ -116,6 +130,8 @@ export class Gateway implements SessionOwner, GatewayServices {
   /** The static configuration was applied (readiness). */
   configApplied = false;
   private readonly stopHooks: Array<() => Promise<void> | void> = [];
+  /** The kernel offload bridge, when admin.offload enabled it (set by app.ts). */
+  offloader: SessionOffloader | undefined;
   /** Sessions not yet destroyed (ended ones may linger in `sessions` for options.track). */
   private liveSessions = 0;
 
@@ -130,6 +146,7 @@ export class Gateway implements SessionOwner, GatewayServices {
       max_body_bytes: 1024 * 1024,
       max_sessions: 100_000,
       version: opts.version,
+      managed: false,
     };
   }
 
@@ -155,6 +172,10 @@ export class Gateway implements SessionOwner, GatewayServices {
     const o = this.observer;
     if (!o?.exposition) return Promise.reject(new GatewayError('NOT_SUPPORTED', 'metrics are not enabled in this gateway'));
     return o.exposition();
+  }
+
+  stdioForkCommands(): readonly (readonly string[])[] | undefined {
+    return this.opts.stdioForkCommands;
   }
 
   get isStopping(): boolean {
@@ -481,7 +502,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     if (!isObject(raw.spec)) throw invalid(`${field}.spec`, 'is required and must be an object with an address');
     const spec = clone(raw.spec) as Spec;
     if (spec.address === undefined && typeof spec.filename === 'string') spec.address = spec.filename;
-    cluster.protocol.cluster!.checkEndpoint?.(spec, `${field}.spec`);
+    cluster.protocol.cluster!.checkEndpoint?.(spec, `${field}.spec`, cluster.spec);
     const w = raw.weight ?? spec.weight ?? 1;
     if (typeof w !== 'number' || !Number.isFinite(w) || w < 0 || w > 1e6) {
       throw invalid(`${field}.weight`, 'must be a number between 0 and 1000000');
@@ -733,6 +754,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.link();
     this.log.verbose({ session: s.name, route: route.name, destination: s.destination.channel?.peer }, 'session connected');
     if (closedEarly !== undefined && !isOver(s)) this.stageClosed(s, closedEarly, undefined);
+    else this.offloader?.sessionConnected(s);
   }
 
   private checkDowngrade(s: Session): void {
@@ -817,6 +839,7 @@ export class Gateway implements SessionOwner, GatewayServices {
 
   stageClosed(s: Session, st: Stage, err: Error | undefined): void {
     if (s.status !== 'CONNECTED' || st.status !== 'READY') return;
+    this.offloader?.release(s); // the kernel must not forward for a stage that is gone
     st.status = 'DISCONNECTED';
     s.event('DISCONNECT', `${st.role === 'source' ? 'listener' : 'cluster'} "${st.origin}" disconnected`, err?.message);
     // A stage that finished both directions with EOF closed cleanly: nothing to retry.
@@ -847,6 +870,7 @@ export class Gateway implements SessionOwner, GatewayServices {
           return;
         }
         s.relink(st, ch);
+        this.offloader?.sessionConnected(s);
         this.observer?.onStageConnect?.(s, st, true);
         s.event('CONNECT', `cluster "${st.origin}" reconnected`);
         this.log.info({ session: s.name, cluster: st.origin, peer: ch.peer }, 'stage reconnected');
@@ -879,6 +903,7 @@ export class Gateway implements SessionOwner, GatewayServices {
 
   private finalize(s: Session, reason: string, err: Error | undefined): void {
     if (isOver(s)) return;
+    this.offloader?.release(s); // final kernel counts, before the access log and metrics read them
     this.liveSessions--;
     s.status = 'FINALIZING';
     s.endReason = reason;

@@ -74,6 +74,20 @@ export class Link implements ChannelSink, DrainListener {
   }
 }
 
+/**
+ * The kernel fast path's view of a session (gateway/src/offload). While
+ * `active`, the kernel forwards the session's packets and `sync()` folds the
+ * kernel's counts into the links, so every reader of the link counters
+ * (counters(), metrics, the access log) sees user-space and kernel traffic
+ * together.
+ */
+export interface KernelPath {
+  readonly active: boolean;
+  sync(): void;
+  /** For the session dump: state, why not offloaded, the kernel's share of the counters. */
+  toJSON(): Record<string, unknown>;
+}
+
 export class Session implements SessionView, CloseListener {
   status: SessionStatus = 'INIT';
   readonly events: SessionEvent[] = [];
@@ -91,6 +105,8 @@ export class Session implements SessionView, CloseListener {
   /** Set when the session ended with a failure. */
   failed = false;
   warnedDowngrade = false;
+  /** Set by the offload bridge when offload is enabled. */
+  kernel: KernelPath | undefined;
 
   constructor(
     readonly name: string,
@@ -163,6 +179,7 @@ export class Session implements SessionView, CloseListener {
   }
 
   counters(): { ingress: { bytes: number; packets: number }; egress: { bytes: number; packets: number } } {
+    this.kernel?.sync();
     const first = this.links[0];
     const last = this.links[this.links.length - 1];
     return {
@@ -191,6 +208,8 @@ export class Session implements SessionView, CloseListener {
       status: this.status,
       started: new Date(this.started).toISOString(),
       counters: this.counters(),
+      offloaded: this.kernel?.active === true,
+      ...(this.kernel ? { offload: this.kernel.toJSON() } : {}),
       events: this.events,
     };
   }

@@ -60,6 +60,8 @@ export const Admin = Type.Object({
   api_token: Type.Optional(Type.String()),
   api_token_file: Type.Optional(Type.String()),
   limits: Type.Optional(AdminLimits),
+  managed: Type.Optional(Type.Boolean()),
+  generation: Type.Optional(Type.String({ pattern: "^\\S{1,256}$" })),
   version: Type.Optional(Type.String()),
 });
 
@@ -336,6 +338,11 @@ export const Session = Type.Object({
   counters: Type.Optional(SessionCounters),
   started: Type.Optional(Type.String()),
   offloaded: Type.Optional(Type.Boolean()),
+  offload: Type.Optional(Type.Object({
+    state: Type.Optional(Type.Enum(["pending", "kernel", "user", "released"])),
+    reason: Type.Optional(Type.String()),
+    kernel: Type.Optional(SessionCounters),
+  }, { additionalProperties: true })),
 }, { additionalProperties: true });
 
 /** A whole configuration: the static config file format, the body of setConf and the output of getConf. Every part is optional. Top-level listeners, clusters, rules and routes must be named. */

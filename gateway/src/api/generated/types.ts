@@ -65,6 +65,10 @@ export type Admin = {
   /** Static config only. A file holding the token (surrounding whitespace, such as a final newline, is dropped), e.g. a mounted Kubernetes Secret. Read at startup. */
   api_token_file?: string;
   limits?: AdminLimits;
+  /** Static config only. The gateway is configured by the l7mp operator: `/ready` on the admin listener answers 503 until the operator has set `generation`, so a rollout waits for the configuration, not just for the process. */
+  managed?: boolean;
+  /** The configuration generation the operator applied last, set by applyAdmin once every object of that generation is in place (opaque to the gateway; at most 256 visible characters). Shown by `/ready`. */
+  generation?: string;
   /** Gateway version; read only. */
   readonly version?: string;
 };
@@ -373,7 +377,7 @@ export type SessionStage = {
 
 /** One entry of a session's event log. */
 export type SessionEvent = {
-  /** INIT, LOOKUP SUCCESS, CONNECT, DISCONNECT, ERROR, END or DESTROY. */
+  /** INIT, LOOKUP SUCCESS, CONNECT, DISCONNECT, ERROR, END or DESTROY; OFFLOAD when the kernel takes over or hands back the forwarding. */
   event: string;
   /** ISO 8601 time. */
   timestamp: string;
@@ -414,6 +418,13 @@ export type Session = {
   started?: string;
   /** Whether the session's UDP traffic is forwarded by the kernel fast path. */
   offloaded?: boolean;
+  /** Present when the kernel offload is active. `state`: `pending` (eligible, waiting for a datagram each way), `kernel`, `user` (not eligible or fell back; `reason` says why) or `released` (the session ended). `kernel`: the part of `counters` the kernel forwarded. */
+  offload?: {
+    state?: "pending" | "kernel" | "user" | "released";
+    reason?: string;
+    kernel?: SessionCounters;
+    [key: string]: unknown;
+  };
   [key: string]: unknown;
 };
 
