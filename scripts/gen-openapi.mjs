@@ -4,6 +4,8 @@
 //   schemas.ts  a typebox schema per component schema, request/response schema maps
 //   routes.ts   the route table (method, path, operationId, RegExp, params, query)
 //   client.ts   a small typed fetch client
+//   spec.ts     the spec's text itself, served at /api/v1/openapi.yaml (the
+//               gateway image ships dist/ only, not openapi/)
 //
 // Usage: node scripts/gen-openapi.mjs [--out DIR] [--spec FILE]
 // Default DIR is gateway/src/api/generated. The output depends only on the
@@ -599,6 +601,18 @@ function emitClient(ops) {
   return out.join('\n');
 }
 
+// The spec verbatim, as one JSON string literal (escapes every character a
+// template literal would interpret).
+function emitSpecText(text) {
+  return [
+    HEADER,
+    '',
+    '/** openapi/l7mp.yaml as it was when `npm run gen` ran; served at GET /api/v1/openapi.yaml. */',
+    `export const OPENAPI_YAML: string = ${JSON.stringify(text)};`,
+    '',
+  ].join('\n');
+}
+
 function opSummary(o) {
   return o.summary ? `: ${o.summary}` : '';
 }
@@ -620,6 +634,7 @@ function generate(specFile) {
     'schemas.ts': emitSchemas(spec, ops),
     'routes.ts': emitRoutes(ops),
     'client.ts': emitClient(ops),
+    'spec.ts': emitSpecText(readFileSync(specFile, 'utf8')),
   };
 }
 

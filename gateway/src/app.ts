@@ -4,13 +4,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { checkSchema, handleApi } from './api/controller.js';
+import { checkDepth, checkSchema, handleApi } from './api/controller.js';
+import { isStaticPath } from './api/static.js';
 import { apiGuardFromAdmin, logApiSecurity } from './api/security.js';
 import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
 import { parseAdminListener, startAdminListener } from './observe/admin.js';
+import { parseStdioForkAdmin } from './protocols/stdiofork.js';
 import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
 import { GatewayMetrics } from './observe/metrics.js';
+import { setupOffload, type OffloadCli } from './offload/index.js';
 
 export const DEFAULT_CONFIG = {
   admin: { log_level: 'info', log_file: 'stdout' },
@@ -35,6 +38,19 @@ export function packageVersion(): string {
 
 /** Read a config file: YAML for .yaml/.yml, JSON otherwise (as l7mp, plus .yml). */
 export function readConfigFile(file: string): unknown {
+  const value = parseConfigText(file);
+  // A self-referencing YAML alias or absurd nesting would hang or overflow
+  // the recursive validator: refuse it as the REST API does.
+  try {
+    checkDepth(value, `config file "${file}"`);
+  } catch (err) {
+    throw new GatewayError('INVALID_INPUT', (err as Error).message);
+  }
+  return value;
+}
+
+function parseConfigText(file: string): unknown {
+
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -43,7 +59,7 @@ export function readConfigFile(file: string): unknown {
   }
   if (/\.ya?ml$/i.test(file)) {
     try {
-      return parseYaml(text);
+      return parseYaml(text, { logLevel: 'error' });
     } catch (err) {
       throw new GatewayError('INVALID_INPUT', `config file "${file}" is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
     }
@@ -63,6 +79,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Where L7MP_API_TOKEN is read from; process.env by default. */
   env?: NodeJS.ProcessEnv;
+  /** -o / -i: override admin.offload / admin.offload_ifs. */
+  offload?: OffloadCli;
 }
 
 export async function startGateway(opts: StartOptions): Promise<Gateway> {
@@ -83,6 +101,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     accessStream = fs.createWriteStream(accessPath, { flags: 'a' });
     accessStream.on('error', (err) => log.warn({ err: err.message, file: accessPath }, 'access log write failed'));
   }
+  const stdioForkCommands = parseStdioForkAdmin(admin.stdio_fork); // the STDIO-fork allow-list; absent: off
   const adminListener = parseAdminListener(admin.metrics); // admin.metrics: {enabled, address, port, path}
   const metrics = new GatewayMetrics();
   const gw = new Gateway({
@@ -91,7 +110,8 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     version: packageVersion(),
     api: handleApi,
     allowStaticOnly: true,
-    admitApi: (ex) => apiSecurity.guard.admit(ex),
+    ...(stdioForkCommands ? { stdioForkCommands } : {}),
+    admitApi: (ex) => apiSecurity.guard.admit(ex, isStaticPath(ex.method, ex.url)), // pages without data need no token
     ...(accessStream ? { accessLog: (line: Record<string, unknown>) => accessStream!.write(JSON.stringify(line) + '\n') } : {}),
   });
   metrics.attach(gw);
@@ -99,7 +119,9 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   gw.admin.strict = opts.strict ?? admin.strict === true;
   if (typeof logFile === 'string') gw.admin.log_file = logFile;
   if (accessPath !== undefined) gw.admin.access_log_path = accessPath;
-  if (admin.offload !== undefined) gw.admin.offload = false; // issue #5 brings the kernel path
+  if (admin.managed !== undefined && typeof admin.managed !== 'boolean') throw invalid('admin.managed', 'must be a boolean');
+  gw.admin.managed = admin.managed === true; // readiness then waits for the operator's generation
+  setupOffload(gw, admin, opts.offload); // logs why once and runs without it when it cannot
   const limits = admin.limits as Record<string, unknown> | undefined;
   if (limits !== undefined) {
     if (typeof limits !== 'object' || limits === null) throw invalid('admin.limits', 'must be an object');
@@ -117,7 +139,8 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     // not only the parts the gateway reads.
     checkSchema('setConf', cfg);
   }
-  await gw.applyConfig(cfg, true);
+  // A config that does not apply still ran setupOffload: stop() detaches the program again.
+  await gw.applyConfig(cfg, true).catch(async (err: unknown) => { await gw.stop(); throw err; });
   // Metrics, /live and /ready on their own port, once the config is in place.
   await startAdminListener(gw, adminListener).catch(async (err: unknown) => { await gw.stop(); throw err; });
   logApiSecurity(gw, apiSecurity);

@@ -65,6 +65,14 @@ test('an invalid config exits 1 naming the field', (t) => {
   t.regex(r.stderr, /listeners\[0\]\.spec\.port/);
 });
 
+test('a config file with a self-referencing YAML alias exits 1 instead of hanging', (t) => {
+  const f = tmpPath('cycle.yaml');
+  fs.writeFileSync(f, 'listeners: &a\n  - name: x\n    spec: *a\n');
+  const r = run(['-c', f]);
+  t.is(r.status, 1);
+  t.regex(r.stderr, /nested deeper than 64 levels/);
+});
+
 for (const ext of ['yaml', 'yml', 'json']) {
   test(`-c with a .${ext} file: UDP and TCP listeners proxy to echo servers`, async (t) => {
     const [ctl, tcpIn, tcpUp] = [await freePort(), await freePort(), await freePort()];

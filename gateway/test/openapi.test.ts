@@ -111,7 +111,7 @@ test('generated files are up to date with openapi/l7mp.yaml', (t) => {
   try {
     execFileSync(process.execPath, [path.join(ROOT, 'scripts/gen-openapi.mjs'), '--out', out], { cwd: ROOT, stdio: 'pipe' });
     const fresh = readdirSync(out).sort();
-    t.deepEqual(fresh, ['client.ts', 'routes.ts', 'schemas.ts', 'types.ts']);
+    t.deepEqual(fresh, ['client.ts', 'routes.ts', 'schemas.ts', 'spec.ts', 'types.ts']);
     const committed = readdirSync(GENERATED).filter((f) => f.endsWith('.ts')).sort();
     t.deepEqual(committed, fresh, 'gateway/src/api/generated has other files than the generator emits; run `npm run gen`');
     for (const file of fresh) {

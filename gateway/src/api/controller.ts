@@ -10,6 +10,7 @@ import type { HttpExchange } from '../protocols/types.js';
 import { routes } from './generated/routes.js';
 import { requestBodySchemas } from './generated/schemas.js';
 import { handlers } from './handlers.js';
+import { serveStatic } from './static.js';
 
 const JSON_TYPES = new Set(['application/json', 'application/x-json', 'text/json', 'text/x-json']);
 const YAML_TYPES = new Set(['text/yaml', 'text/x-yaml', 'application/yaml', 'application/x-yaml']);
@@ -19,7 +20,35 @@ function mediaType(h: string | string[] | undefined): string {
   return (v ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
+/**
+ * How deep a REST body may nest. A real configuration nests about a dozen
+ * levels (config.listeners[].rules[].action.route.destination.spec...); the
+ * validator, the object graph and the dumps walk values recursively, so a body
+ * nested thousands of levels deep would overflow the stack (a 500) instead of
+ * being refused.
+ */
+export const MAX_BODY_DEPTH = 64;
+
+/** Refuse values nested deeper than MAX_BODY_DEPTH; iterative, so the check cannot overflow itself. */
+export function checkDepth(value: unknown, what = 'body'): void {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > MAX_BODY_DEPTH) throw invalid(what, `is nested deeper than ${MAX_BODY_DEPTH} levels`);
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+}
+
 export function parseBody(raw: Uint8Array, contentType: string | string[] | undefined): unknown {
+  const value = parseBodyText(raw, contentType);
+  checkDepth(value);
+  return value;
+}
+
+function parseBodyText(raw: Uint8Array, contentType: string | string[] | undefined): unknown {
   const text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
   const type = mediaType(contentType);
   if (text.trim() === '') throw invalid('body', 'is empty; this operation needs a JSON or YAML body');
@@ -32,12 +61,23 @@ export function parseBody(raw: Uint8Array, contentType: string | string[] | unde
   }
   if (YAML_TYPES.has(type)) {
     try {
-      return parseYaml(text, { maxAliasCount: 100, uniqueKeys: true });
+      // logLevel 'error': parse errors still throw, but a client's odd YAML (unknown tags,
+      // collection keys) must not make the library print process warnings to stderr.
+      return parseYaml(text, { maxAliasCount: 100, uniqueKeys: true, logLevel: 'error' });
     } catch (err) {
       throw new GatewayError('INVALID_INPUT', `Invalid YAML format in request: ${(err as Error).message.split('\n')[0]}`, 'body');
     }
   }
   throw new GatewayError('UNSUPPORTED_MEDIA', `unsupported Content-Type "${type || '(none)'}": send application/json or text/x-yaml`);
+}
+
+/** A path parameter, percent-decoded; malformed escapes (`%E0%A4%A`, `%ZZ`) are the client's error, not ours. */
+function decodePathParam(name: string, raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw invalid(name, `is not valid percent-encoded UTF-8 in the path: "${raw.slice(0, 100)}"`);
+  }
 }
 
 function fieldOf(instancePath: string): string {
@@ -68,6 +108,12 @@ export async function handleApi(gw: Gateway, ex: HttpExchange, body: Uint8Array,
   let operationId = 'unknown';
   let status = 200;
   try {
+    // The dashboard, the spec and the docs (no data; see static.ts).
+    const asset = serveStatic(ex, method, path);
+    if (asset !== undefined) {
+      gw.observer?.onApiCall?.(asset, 200, Date.now() - started);
+      return;
+    }
     let params: Record<string, string> | undefined;
     let route: (typeof routes)[number] | undefined;
     for (const r of routes) {
@@ -75,7 +121,7 @@ export async function handleApi(gw: Gateway, ex: HttpExchange, body: Uint8Array,
       const m = r.pattern.exec(path);
       if (!m) continue;
       params = {};
-      r.params.forEach((p, i) => { params![p] = decodeURIComponent(m[i + 1]!); });
+      r.params.forEach((p, i) => { params![p] = decodePathParam(p, m[i + 1]!); });
       route = r;
       break;
     }

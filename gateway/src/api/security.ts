@@ -188,8 +188,12 @@ export class ApiGuard {
     this.limiter = rate > 0 ? new RateLimiter(rate, opts.burst ?? Math.max(DEFAULT_API_BURST, rate), opts.maxClients, opts.now) : undefined;
   }
 
-  /** undefined: serve the call; otherwise the rejection to send. */
-  admit(req: ApiRequestHead): ApiRejection | undefined {
+  /**
+   * undefined: serve the call; otherwise the rejection to send. A `tokenFree`
+   * request (a static page that carries no data, see api/static.ts) is rate
+   * limited but needs no token.
+   */
+  admit(req: ApiRequestHead, tokenFree = false): ApiRejection | undefined {
     if (this.limiter) {
       const r = this.limiter.take(req.remoteAddress);
       if (!r.ok) {
@@ -199,7 +203,7 @@ export class ApiGuard {
         };
       }
     }
-    if (this.token !== undefined) {
+    if (this.token !== undefined && !tokenFree) {
       const presented = bearerToken(req.headers.authorization);
       if (!tokenMatches(presented, this.token)) {
         return presented === undefined
