@@ -85,6 +85,8 @@ export function dumpAdmin(gw: Gateway): Record<string, unknown> {
   const out: Record<string, unknown> = { log_level: a.log_level, strict: a.strict, offload: a.offload, version: a.version };
   if (a.log_file !== undefined) out.log_file = a.log_file;
   if (a.access_log_path !== undefined) out.access_log_path = a.access_log_path;
+  if (a.managed) out.managed = true;
+  if (a.generation !== undefined) out.generation = a.generation;
   return out;
 }
 

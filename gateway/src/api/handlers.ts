@@ -43,16 +43,19 @@ export const handlers: Record<OperationId, Handler> = {
     const a = wrapped(req.body, 'admin') as Record<string, unknown>;
     if (typeof a !== 'object' || a === null) throw invalid('admin', 'must be an object');
     if (a.log_level !== undefined && !isLevelName(a.log_level)) throw invalid('admin.log_level', `unknown level "${String(a.log_level)}"`);
-    for (const k of ['api_token', 'api_token_file', 'limits']) {
+    for (const k of ['api_token', 'api_token_file', 'limits', 'managed']) {
       // The control plane's own security is never changed through the control plane.
       if (a[k] !== undefined) throw new GatewayError('FORBIDDEN', `admin.${k} can only be set in the static config`, `admin.${k}`);
     }
     for (const k of Object.keys(a)) {
-      if (!['log_level', 'strict', 'log_file', 'access_log_path', 'offload', 'offload_ifs', 'version'].includes(k)) {
+      if (!['log_level', 'strict', 'log_file', 'access_log_path', 'offload', 'offload_ifs', 'version', 'generation'].includes(k)) {
         throw invalid(`admin.${k}`, 'unknown setting');
       }
     }
     if (a.strict !== undefined && typeof a.strict !== 'boolean') throw invalid('admin.strict', 'must be a boolean');
+    if (a.generation !== undefined && (typeof a.generation !== 'string' || !/^\S{1,256}$/.test(a.generation))) {
+      throw invalid('admin.generation', 'must be a string of 1 to 256 visible characters');
+    }
     if (a.log_file !== undefined || a.access_log_path !== undefined) {
       throw new GatewayError('NOT_SUPPORTED', 'admin.log_file and admin.access_log_path can only be set in the static config', 'admin');
     }
@@ -61,6 +64,8 @@ export const handlers: Record<OperationId, Handler> = {
       gw.log.level = a.log_level as string;
     }
     if (a.strict !== undefined) gw.admin.strict = a.strict as boolean;
+    // The operator sets this last, once the generation's objects are in place: /ready follows it.
+    if (a.generation !== undefined) gw.admin.generation = a.generation as string;
   },
 
   getListeners: (gw, req) => [...gw.listeners.values()].map((l) => dumpListener(gw, l, req.recursive)),

@@ -5,7 +5,9 @@
 //   GET <path> (default /metrics)  the Prometheus text exposition
 //   GET /live                      200 while the process serves requests
 //   GET /ready                     200 once the static configuration is applied
-//                                  and every listener holds its socket; else
+//                                  and every listener holds its socket (and, with
+//                                  admin.managed, once the operator has set
+//                                  admin.generation through applyAdmin); else
 //                                  503 with {"ready":false,"reasons":[...]}
 //
 // Configured in the static config as
@@ -68,6 +70,7 @@ export function readiness(gw: Gateway): Readiness {
   const reasons: string[] = [];
   if (gw.isStopping) reasons.push('the gateway is shutting down');
   if (!gw.configApplied) reasons.push('the configuration is not applied yet');
+  if (gw.admin.managed && gw.admin.generation === undefined) reasons.push('waiting for the operator to apply its configuration (admin.generation)');
   for (const l of gw.listeners.values()) {
     if (l.impl.bound && !l.impl.bound()) reasons.push(`listener "${l.name}" is not bound`);
   }
@@ -97,7 +100,7 @@ export class AdminListener {
     });
     app.get('/ready', (res) => {
       const r = readiness(this.gw);
-      if (r.ready) json(res, 200, { ready: true });
+      if (r.ready) json(res, 200, this.gw.admin.generation === undefined ? { ready: true } : { ready: true, generation: this.gw.admin.generation });
       else json(res, 503, { ready: false, reason: r.reasons.join('; '), reasons: r.reasons });
     });
     app.get(this.cfg.path, (res) => this.serveMetrics(res));
