@@ -22,6 +22,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { uwsStatus } from '../gateway/src/protocols/uws.js';
+import { PortAllocator } from '../conformance/ports.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -114,15 +115,11 @@ function portLine(c: ChildProcess, what: string, timeoutMs = 10_000): Promise<nu
   });
 }
 
+const ports = new PortAllocator();
+
+/** A loopback port below the ephemeral range, never handed out twice (conformance/ports.ts). */
 function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
+  return ports.next();
 }
 
 function tcpOpen(port: number): Promise<boolean> {

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,8 @@ int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
   int lifetime = argc > 2 ? atoi(argv[2]) : 600;
   alarm(lifetime > 0 ? (unsigned)lifetime : 600);
+  /* A peer that resets while we write must cost that connection, not the process. */
+  signal(SIGPIPE, SIG_IGN);
 
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
   if (fd < 0) { perror("socket"); return 1; }

@@ -12,6 +12,16 @@ import * as v from './validate.js';
 /** How long a gracefully closed socket may take to flush before it is destroyed. */
 const GRACEFUL_CLOSE_MS = 5000;
 
+/**
+ * Bytes queued in user space before send() asks the session to pause the
+ * source. Node's own mark (16 KiB) is smaller than one 64 KiB read, so every
+ * read that the kernel could not take at once paused and resumed the source
+ * (two epoll_ctl calls and a bubble in the pipe); 256 KiB lets a bulk transfer
+ * keep both sockets busy. The drain event still comes: write() returned false
+ * long before this mark.
+ */
+const WRITE_HIGH_WATER = 256 * 1024;
+
 export class SocketChannel extends BaseChannel {
   readonly kind: ChannelKind = 'byte';
   private error: Error | undefined;
@@ -27,8 +37,10 @@ export class SocketChannel extends BaseChannel {
   }
 
   send(chunk: Uint8Array): boolean {
-    if (this.closed || this.socket.writableEnded) return true;
-    return this.socket.write(chunk);
+    const s = this.socket;
+    if (this.closed || s.writableEnded) return true;
+    s.write(chunk);
+    return s.writableLength < WRITE_HIGH_WATER;
   }
 
   end(): void {

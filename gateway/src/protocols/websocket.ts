@@ -57,10 +57,48 @@ interface WsData {
   channel?: WsServerChannel;
 }
 
+/**
+ * Outgoing WebSocket messages are queued per channel and written once per
+ * event-loop turn inside ws.cork(): a message that arrives from the other
+ * side of the session (a UDP datagram, a TCP read) reaches send() outside any
+ * uWS callback, where an uncorked ws.send() costs one write() system call per
+ * message. Corked, all messages of one poll phase for one connection leave in
+ * one write. The flush runs from setImmediate, i.e. right after the poll
+ * phase that produced the messages, so it adds no timer latency.
+ */
+const corkQueue: WsServerChannel[] = [];
+let corkScheduled = false;
+
+function flushCorked(): void {
+  corkScheduled = false;
+  // Channels queued while flushing (a send from a drain handler) go to the next turn.
+  const n = corkQueue.length;
+  for (let i = 0; i < n; i++) corkQueue[i]!.flush();
+  corkQueue.splice(0, n);
+}
+
+/** Queued bytes beyond which send() asks the session to pause its source. */
+const QUEUE_HIGH_WATER = 1024 * 1024;
+
 class WsServerChannel extends BaseChannel {
   readonly kind: ChannelKind = 'datagram';
   private lastBinary = true;
   private gone = false;
+  /** Messages waiting for this turn's corked flush, and whether each is binary. */
+  private out: Uint8Array[] = [];
+  private outBinary: boolean[] = [];
+  private outBytes = 0;
+  private queued = false;
+  /** send() returned false: emit drain once the queue and uWS's buffer have room. */
+  private wantDrain = false;
+  /** close() came while messages were queued: end the connection after the flush. */
+  private closeAfterFlush: { err: Error | undefined } | undefined;
+  private readonly sendAll = (): void => {
+    const ws = this.ws;
+    const out = this.out;
+    const bin = this.outBinary;
+    for (let i = 0; i < out.length; i++) ws.send(out[i]!, bin[i]!, false);
+  };
 
   constructor(private readonly ws: U.WebSocket<WsData>, private readonly mode: FrameMode, peer: string) {
     super();
@@ -73,18 +111,61 @@ class WsServerChannel extends BaseChannel {
   }
 
   onDrain(): void {
-    this.emitDrain();
+    if (this.wantDrain && this.outBytes === 0) {
+      this.wantDrain = false;
+      this.emitDrain();
+    }
   }
 
   onClosed(code: number, reason: string): void {
     this.gone = true;
+    this.out.length = 0;
+    this.outBinary.length = 0;
+    this.outBytes = 0;
     this.finish(NORMAL_CLOSES.has(code) ? undefined : new WebSocketCloseError(code, reason));
   }
 
   send(chunk: Uint8Array): boolean {
     if (this.gone || this.closed) return true;
     const binary = this.mode === 'binary' || (this.mode === 'mirror' && this.lastBinary);
-    return this.ws.send(chunk, binary, false) === 1;
+    this.out.push(chunk);
+    this.outBinary.push(binary);
+    this.outBytes += chunk.byteLength;
+    if (!this.queued) {
+      this.queued = true;
+      corkQueue.push(this);
+      if (!corkScheduled) {
+        corkScheduled = true;
+        setImmediate(flushCorked);
+      }
+    }
+    if (this.outBytes + this.ws.getBufferedAmount() >= QUEUE_HIGH_WATER) {
+      this.wantDrain = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** Write this turn's messages in one corked batch (called by flushCorked). */
+  flush(): void {
+    this.queued = false;
+    if (!this.gone && this.out.length > 0) this.ws.cork(this.sendAll);
+    this.out.length = 0;
+    this.outBinary.length = 0;
+    this.outBytes = 0;
+    if (this.gone) return;
+    const pendingClose = this.closeAfterFlush;
+    if (pendingClose) {
+      this.closeAfterFlush = undefined;
+      this.gone = true;
+      this.ws.end(closeCodeFor(pendingClose.err), closeReason(pendingClose.err));
+      return;
+    }
+    // Below the high-water mark now: resume the source (else uWS's drain callback will).
+    if (this.wantDrain && this.ws.getBufferedAmount() < QUEUE_HIGH_WATER) {
+      this.wantDrain = false;
+      this.emitDrain();
+    }
   }
 
   end(): void {
@@ -97,6 +178,11 @@ class WsServerChannel extends BaseChannel {
   protected doClose(err: Error | undefined): void {
     if (this.gone) {
       this.finish(err);
+      return;
+    }
+    if (this.queued) {
+      // Messages sent before close() still go out, then the close frame.
+      this.closeAfterFlush = { err };
       return;
     }
     this.gone = true;

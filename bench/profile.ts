@@ -1,0 +1,76 @@
+// Profiles the gateway under one benchmark workload: runs the same load as
+// `npm run bench` against a gateway started with `node --cpu-prof`, then
+// prints where its time went (self and inclusive) and where the .cpuprofile
+// is, for a flame graph in Chrome DevTools or speedscope.
+//
+// Usage (after a build): node dist/bench/profile.js --workload tcp-pingpong
+//   [--duration 5] [--warmup 1] [--top 25] [--dir DIR]
+// Workloads: the ids of bench/lib/workloads.ts (udp-pingpong, udp-sessions,
+// tcp-pingpong, tcp-bulk, tcp-connrate, ws-rate; ws-rate-ws for engine ws).
+
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { rank } from './lib/cpuprofile.js';
+import { guard, killAll, start, stop, waitLine } from './lib/procs.js';
+import type { Env } from './lib/peers.js';
+import { WORKLOADS } from './lib/workloads.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const { values: a } = parseArgs({
+  options: {
+    workload: { type: 'string', default: 'tcp-pingpong' },
+    duration: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '1' },
+    top: { type: 'string', default: '25' },
+    dir: { type: 'string' },
+  },
+});
+
+async function main(): Promise<void> {
+  const engineWs = a.workload === 'ws-rate-ws';
+  const w = WORKLOADS.find((x) => x.id === (engineWs ? 'ws-rate' : a.workload));
+  if (!w || w.id === 'udp-idle-memory') throw new Error(`--workload must be one of ${WORKLOADS.filter((x) => x.id !== 'udp-idle-memory').map((x) => x.id).join(', ')}, ws-rate-ws`);
+  const target = w.targets.find((t) => t.key === (engineWs ? 'gateway-ws' : 'gateway'))!;
+  const out = path.resolve(a.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-prof-')));
+  fs.mkdirSync(out, { recursive: true });
+  const warmup = Number(a.warmup);
+  const duration = Number(a.duration);
+  guard((warmup + duration + 90) * 1000, 'profile');
+  const bin = path.join(root, 'dist/bench/bin');
+  fs.mkdirSync(bin, { recursive: true });
+  for (const [src, name] of [['echo/udp_echo.c', 'udp_echo'], ['echo/tcp_echo.c', 'tcp_echo'], ['load/udp_load.c', 'udp_load'], ['load/tcp_load.c', 'tcp_load']]) {
+    const r = spawnSync('cc', ['-O2', '-o', path.join(bin, name!), path.join(root, 'bench', src!)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`cc ${src}: ${r.error?.message ?? r.stderr}`);
+  }
+  const echo = async (name: string) => {
+    const p = start(path.join(bin, name), ['0', '300'], name);
+    return { p, port: Number((await waitLine(p, /PORT (\d+)/, 5000))[1]) };
+  };
+  const u = await echo('udp_echo');
+  const t = await echo('tcp_echo');
+  const env: Env = { root, tmp: out, udpEcho: u.port, tcpEcho: t.port, lifetime: 300, gatewayNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`] };
+  const before = new Set(fs.readdirSync(out));
+  const s = await w.run(target, env, { warmup, duration, idleSessions: 0, maxNewSessions: 6000 });
+  await stop(u.p);
+  await stop(t.p);
+  process.stdout.write(`${w.id} through the gateway${engineWs ? ' (engine ws)' : ''}: ${Math.round(s.value).toLocaleString('en-US')} ${w.unit}, gateway CPU ${Math.round(s.proxyCpu * 100)} %\n`);
+  const file = fs.readdirSync(out).find((f) => f.endsWith('.cpuprofile') && !before.has(f));
+  if (!file) throw new Error(`no .cpuprofile in ${out} (did the gateway exit cleanly on SIGTERM?)`);
+  const r = rank(path.join(out, file), Number(a.top));
+  const pct = (x: number) => `${(x * 100).toFixed(1).padStart(5)} %`;
+  process.stdout.write(`\nprofile: ${path.join(out, file)} (${r.seconds.toFixed(1)} s, start-up included)\n\nself time:\n`);
+  for (const x of r.self) process.stdout.write(`${pct(x.share)}  ${x.name}\n`);
+  process.stdout.write('\ninclusive time:\n');
+  for (const x of r.inclusive) process.stdout.write(`${pct(x.share)}  ${x.name}\n`);
+}
+
+main().then(() => process.exit(0), (err: Error) => {
+  process.stderr.write(`profile: ${err.message}\n`);
+  killAll();
+  process.exit(1);
+});
