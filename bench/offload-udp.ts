@@ -103,7 +103,7 @@ async function oneRun(topo: Topology, blast: string, sink: Lines, mode: Mode, po
   const file = path.join(dir, `gw-${port}.json`);
   fs.writeFileSync(file, JSON.stringify(cfg));
   // 'user space, node:dgram': the gateway without its recvmmsg/sendmmsg batching (udp-batch.ts).
-  const env = mode === 'user space, node:dgram' ? { ...process.env, L7MP_UDP_BATCH: 'off' } : process.env;
+  const env = { ...process.env, L7MP_UDP_BATCH: mode === 'user space, node:dgram' ? 'off' : 'on' };
   const gw = new Lines(spawnInNs(topo.ns.gateway, ...pinned(1, process.execPath, [path.join(root, 'dist/gateway/src/main.js'), '-c', file]), env));
   let sender: Lines | undefined;
   try {

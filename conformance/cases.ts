@@ -327,7 +327,8 @@ function concurrentCase(c: { cell: RunCell; effect: string }): CaseDef {
       try {
         // Staggered by a millisecond: new flows keep arriving while the gateway sets up the earlier ones.
         await Promise.all(sessions.map((s, i) => delay(i).then(() => s.send(msgs[i]!))));
-        const waits = await Promise.allSettled(sessions.map((s, i) => s.inbox.until(() => s.inbox.bytes >= msgs[i]!.length, REPLY_MS, `session ${i}'s echo`)));
+        const replyMs = REPLY_MS + (ctx.cell.cluster.sessionStartMs ?? 0);
+        const waits = await Promise.allSettled(sessions.map((s, i) => s.inbox.until(() => s.inbox.bytes >= msgs[i]!.length, replyMs, `session ${i}'s echo`)));
         await delay(100);
         const problems: string[] = [];
         sessions.forEach((s, i) => {

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { JSONSocketClient } from '../gateway/src/tools/jsonsocket-client.js';
+import { clientPort } from './ports.js';
 import { withTimeout } from './util.js';
 
 /** What a client received: the chunks (one per datagram/message), EOF, close. */
@@ -92,25 +93,43 @@ export interface Target {
 
 const CONNECT_MS = 5000;
 
+/** Bind to the next client port (conformance/ports.ts clientPort); a port in use is skipped. */
+async function bindClientPort(bind: (port: number) => Promise<void>): Promise<number> {
+  let last: unknown;
+  for (let i = 0; i < 64; i++) {
+    const p = clientPort();
+    try {
+      await withTimeout(bind(p), CONNECT_MS, `binding UDP client port ${p}`);
+      return p;
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw new Error(`no free UDP client port after 64 tries: ${(last as Error | undefined)?.message ?? ''}`);
+}
+
 export async function udpClient(t: Target, o: OpenOptions): Promise<ClientSession> {
-  const sock = dgram.createSocket('udp4');
-  const inbox = new Inbox();
-  sock.on('message', (m) => inbox.push(m));
-  sock.on('error', (err) => inbox.close(err));
-  sock.on('close', () => inbox.close());
-  await withTimeout(new Promise<void>((resolve, reject) => {
-    sock.once('error', reject);
-    sock.bind({ port: 0, address: o.source ?? '127.0.0.1' }, () => {
-      sock.connect(t.port, t.host, () => {
-        sock.off('error', reject);
-        resolve();
-      });
+  let sock: dgram.Socket | undefined;
+  const port = await bindClientPort((p) => new Promise<void>((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', (err) => { try { s.close(); } catch { /* not open */ } reject(err); });
+    s.bind({ port: p, address: o.source ?? '127.0.0.1', exclusive: true }, () => {
+      s.removeAllListeners('error');
+      sock = s;
+      resolve();
     });
-  }), CONNECT_MS, 'UDP client socket');
+  }));
+  const inbox = new Inbox();
+  const s = sock!;
+  s.on('message', (m) => inbox.push(m));
+  s.on('error', (err) => inbox.close(err));
+  s.on('close', () => inbox.close());
+  await withTimeout(new Promise<void>((resolve) => s.connect(t.port, t.host, () => resolve())), CONNECT_MS, `UDP client socket (source port ${port})`);
+  const sockRef = s;
   return {
     inbox,
-    send: (b) => sock.send(b),
-    close: () => new Promise<void>((r) => { try { sock.close(() => r()); } catch { r(); } }),
+    send: (b) => sockRef.send(b),
+    close: () => new Promise<void>((r) => { try { sockRef.close(() => r()); } catch { r(); } }),
   };
 }
 
@@ -159,6 +178,7 @@ export async function wsClient(t: Target, o: OpenOptions): Promise<ClientSession
     maxPayload: 64 * 1024 * 1024,
     headers: { 'x-conformance-id': o.id },
     ...(o.source !== undefined ? { localAddress: o.source } : {}),
+    localPort: clientPort(),
   });
   ws.on('message', (data: Buffer) => inbox.push(Buffer.from(data)));
   ws.on('close', () => inbox.close());
@@ -182,13 +202,22 @@ export async function wsClient(t: Target, o: OpenOptions): Promise<ClientSession
 
 export async function jsonSocketClient(t: Target, o: OpenOptions): Promise<ClientSession> {
   const inbox = new Inbox();
-  const c = await JSONSocketClient.connect({
-    host: t.host,
-    port: t.port,
-    header: { conformance: o.id },
-    timeoutMs: o.timeoutMs ?? CONNECT_MS,
-    ...(o.source !== undefined ? { localAddress: o.source } : {}),
-  });
+  let c: JSONSocketClient | undefined;
+  for (let attempt = 0; c === undefined; attempt++) {
+    try {
+      c = await JSONSocketClient.connect({
+        host: t.host,
+        port: t.port,
+        header: { conformance: o.id },
+        timeoutMs: o.timeoutMs ?? CONNECT_MS,
+        ...(o.source !== undefined ? { localAddress: o.source } : {}),
+        localPort: clientPort(),
+      });
+    } catch (err) {
+      // Only a client port in use is worth another port.
+      if (attempt >= 16 || !/EADDRINUSE/.test(String((err as Error).message) + String((err as NodeJS.ErrnoException).code))) throw err;
+    }
+  }
   c.onMessage((m) => inbox.push(m));
   c.onClose((err) => inbox.close(err));
   return { inbox, send: (b) => c.send(b), close: () => c.close() };

@@ -8,6 +8,10 @@
 //                                  /bin/sh)
 //   udp-echo                       a small node echo in the peers image (see
 //                                  UDP_ECHO for why not socat)
+//   unix-dgram-echo,               socat in the peers image, process mode's
+//   unix-seqpacket-echo,           arguments; pipe-echo's two FIFOs are
+//   pipe-echo                      created from here, mode 0666 (the image
+//                                  has no mkfifo; its user is not root)
 //   http-echo, ws-echo             node /peers/peer-server.js in the peers
 //                                  image (conformance/peer-server.ts, built
 //                                  into the image by scripts/build-images.sh)
@@ -23,7 +27,7 @@
 // need a registry): containers still running when the suite exits are
 // removed from an 'exit' hook.
 
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -63,7 +67,7 @@ const MAX_LOG = 4 * 1024 * 1024;
 const UDP_ECHO = `
 const dgram = require('node:dgram');
 const [host, port, tag] = process.argv.slice(1);
-const IDLE_MS = 10000;
+const IDLE_MS = 3000; // as socat -T 3 in process mode: a flow silent this long is new again
 const flows = new Map();
 const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 21, sendBufferSize: 1 << 21 });
 s.on('message', (m, r) => {
@@ -116,6 +120,20 @@ function installExitHook(): void {
 function docker(args: string[], timeoutMs: number): { ok: boolean; out: string } {
   const r = spawnSync('docker', args, { encoding: 'utf8', timeout: timeoutMs });
   return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? r.error.message : ''}`.trim() };
+}
+
+function isSocketFile(p: string): boolean {
+  try { return fs.lstatSync(p).isSocket(); } catch { return false; }
+}
+
+/** Someone has the FIFO open for reading (a non-blocking write open succeeds). */
+function fifoHasReader(p: string): boolean {
+  try {
+    fs.closeSync(fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function connects(opts: net.NetConnectOpts): Promise<boolean> {
@@ -306,6 +324,13 @@ export class ContainerDriver implements Driver {
     };
   }
 
+  /** A file peer's path, which must lie in the folder every container shares. */
+  private sharedPath(kind: PeerKind, args: PeerArgs): string {
+    if (args.path === undefined) throw new Error(`${kind} needs a path`);
+    if (!args.path.startsWith(this.dir + path.sep)) throw new Error(`${kind}: ${args.path} is not under the shared folder ${this.dir} (use driver.tmpPath)`);
+    return args.path;
+  }
+
   async startPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle> {
     const host = args.address ?? '127.0.0.1';
     const port = args.port ?? 0;
@@ -324,15 +349,38 @@ export class ContainerDriver implements Driver {
         command = ['/usr/bin/socat', '-t', '10', `TCP-LISTEN:${port},bind=${host},reuseaddr,fork,backlog=128`, tagged('EXEC:cat')];
         ready = () => connects({ host, port });
         break;
-      case 'unix-echo':
-        if (args.path === undefined) throw new Error('unix-echo needs a path');
-        if (!args.path.startsWith(this.dir + path.sep)) throw new Error(`unix-echo: ${args.path} is not under the shared folder ${this.dir} (use driver.tmpPath)`);
+      case 'unix-echo': {
+        const sock = this.sharedPath(kind, args);
         // backlog=128: socat's default of 5 overflows when 24 sessions connect at
         // once (the concurrent case) and a container's socat forks too slowly
         // to keep up: a Unix connect then fails at once with EAGAIN.
-        command = ['/usr/bin/socat', '-t', '10', `UNIX-LISTEN:${args.path},fork,unlink-early,backlog=128`, tagged('EXEC:cat')];
-        ready = () => connects({ path: args.path! });
+        command = ['/usr/bin/socat', '-t', '10', `UNIX-LISTEN:${sock},fork,unlink-early,backlog=128`, tagged('EXEC:cat')];
+        ready = () => connects({ path: sock });
         break;
+      }
+      case 'unix-dgram-echo':
+        // As process mode: one socat child per datagram, answering its
+        // sender (the gateway's abstract address: host network, so the
+        // containers share the abstract namespace).
+        command = ['/usr/bin/socat', '-b', '65536', '-T', '3', `UNIX-RECVFROM:${this.sharedPath(kind, args)},fork,unlink-early`, 'EXEC:cat,socktype=2'];
+        ready = async () => isSocketFile(args.path!);
+        break;
+      case 'unix-seqpacket-echo':
+        command = ['/usr/bin/socat', '-b', '65536', '-t', '10', `UNIX-LISTEN:${this.sharedPath(kind, args)},type=5,fork,unlink-early,backlog=128`, 'EXEC:cat,socktype=5'];
+        ready = async () => isSocketFile(args.path!);
+        break;
+      case 'pipe-echo': {
+        const fifo = this.sharedPath(kind, args);
+        // Created here (the peers image has no mkfifo), readable and writable
+        // by the containers' unprivileged user: mkfifo -m sets the mode as
+        // given, whatever the umask.
+        for (const f of [fifo, `${fifo}.reply`]) {
+          if (!fs.existsSync(f)) execFileSync('mkfifo', ['-m', '666', f]);
+        }
+        command = ['/usr/bin/socat', `OPEN:${fifo},rdwr!!OPEN:${fifo}.reply,rdwr`, 'EXEC:cat'];
+        ready = async () => fifoHasReader(fifo);
+        break;
+      }
       case 'http-echo':
       case 'ws-echo':
         command = ['/usr/bin/node', '/peers/peer-server.js', kind, '--address', host, '--port', String(port), ...(args.tag !== undefined ? ['--tag', args.tag] : [])];

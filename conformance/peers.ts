@@ -111,6 +111,12 @@ export interface ClusterPeer {
   readonly fragileFlowStart: boolean;
   /** Set (to the reason) when an upstream serves one session at a time: the concurrent case is skipped. */
   readonly oneSessionAtATime?: string;
+  /**
+   * Extra time (ms) the concurrent case allows for the first answers, when
+   * every new session starts a program (STDIO-fork): a burst of them takes
+   * seconds of CPU before the first byte comes back.
+   */
+  readonly sessionStartMs?: number;
   /** Set (to the reason) when only process mode can run this peer: other modes skip the pair. */
   readonly processOnly?: string;
   /** Only these listener protocols can route here; other pairs are skipped with `onlyFromReason`. */
@@ -368,6 +374,10 @@ export const CLUSTER_PEERS: Readonly<Record<string, ClusterPeer>> = {
     connectionOriented: true,
     canTag: false,
     fragileFlowStart: false,
+    // A node per session: about 0.2 s of CPU before it echoes, so the
+    // concurrent case's 24 at once take several seconds on a small, busy
+    // machine (measured: 1.6 to 2.5 s with 2 cores, both modes).
+    sessionStartMs: 12_000,
     // No upstream process: the gateway runs an echo program itself, one per
     // session. Not cat: the gateway image (container mode) holds only node.
     // Its stdin back to stdout, EOF answered by EOF.

@@ -51,3 +51,20 @@ export class PortAllocator {
     throw new Error(`no free port in ${PORT_MIN}-${PORT_MAX} after 500 tries`);
   }
 }
+
+/**
+ * Source ports for UDP client sessions: a rotating counter over the same
+ * range, so that a port comes back only after thousands of other sessions.
+ * An ephemeral port (bind to 0) can come back at once; a new UDP client on a
+ * recently used port is then taken for the previous flow, by the gateway
+ * (whose session for it may still be live) or by an echo peer (which then
+ * does not tag the new flow), and the case fails for a reason of the suite's
+ * own making. The caller retries with the next port when a bind fails.
+ */
+let nextClientPort = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
+
+export function clientPort(): number {
+  const p = nextClientPort;
+  nextClientPort = p + 1 >= PORT_MAX ? PORT_MIN : p + 1;
+  return p;
+}

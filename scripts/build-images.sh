@@ -4,6 +4,7 @@
 #   l7mp/node-base:local  FROM scratch: this machine's node binary and the
 #                         shared libraries it and uWebSockets.js link (ldd)
 #   l7mp/gateway:local    the base + dist/gateway/src + production node_modules
+#                         + the native sockets addon (when built)
 #   l7mp/peers:local      the base + socat, curl, sh, cat (+ their libraries)
 #                         + the conformance suite's node peer server
 #
@@ -129,6 +130,24 @@ cp -al "$PROD/node_modules" "$GW_CTX/app/node_modules"
 cp package.json "$GW_CTX/app/package.json"
 cp -r dist/gateway/src "$GW_CTX/app/dist/gateway/src"
 find "$GW_CTX/app/dist" -name '*.map' -delete
+# The sockets addon (UNIX/dgram, UNIX/seqpacket, PIPE, STDIO-fork), where the
+# loader (gateway/src/native/sockets.ts) looks: native/sockets/build/Release
+# under the folder that holds native/sockets/binding.gyp, i.e. /app; plus any
+# library it links that the base lacks. Not built: the image goes without it
+# (binding.gyp and the BUILD_FAILED marker still go, so that the gateway
+# reports those protocols unavailable with the reason).
+SOCK_ADDON=native/sockets/build/Release/l7mp_sockets.node
+GW_NATIVE=$GW_CTX/native-rootfs
+mkdir -p "$GW_NATIVE/app/native/sockets/build"
+cp native/sockets/binding.gyp "$GW_NATIVE/app/native/sockets/binding.gyp"
+if [ -f "$SOCK_ADDON" ]; then
+  mkdir -p "$GW_NATIVE/app/native/sockets/build/Release"
+  cp "$SOCK_ADDON" "$GW_NATIVE/app/$SOCK_ADDON"
+  add_with_libs "$GW_NATIVE" "$ROOT/$SOCK_ADDON" "$R" no
+else
+  [ -f native/sockets/build/BUILD_FAILED ] && cp native/sockets/build/BUILD_FAILED "$GW_NATIVE/app/native/sockets/build/BUILD_FAILED"
+  log "l7mp/gateway:local without the sockets addon: $SOCK_ADDON is missing (npm run build:native); UNIX/dgram, UNIX/seqpacket, PIPE and STDIO-fork are unavailable in it"
+fi
 
 # -------------------------------------------------------------------- build
 # The legacy builder's cache key for COPY includes the files' times: staged
@@ -146,6 +165,25 @@ build l7mp/node-base:local node-base "$BASE_CTX"
 build l7mp/gateway:local gateway "$GW_CTX"
 build l7mp/peers:local peers "$PEERS_CTX"
 
+# ----------------------------------------------------------- gateway-offload
+# The gateway + the tc-bpf object and the bpf addon with the libraries it
+# links (libbpf, libelf, libz). Skipped, with the reason, when they are not built.
+OFF_ADDON=native/bpf/build/Release/l7mp_bpf.node OFF_OBJ=offload/build/udp_offload.bpf.o
+if [ -f "$OFF_ADDON" ] && [ -f "$OFF_OBJ" ]; then
+  OFF_CTX=$STAGE/offload
+  fresh "$OFF_CTX/rootfs"
+  mkdir -p "$OFF_CTX/rootfs/app/native/bpf/build/Release" "$OFF_CTX/rootfs/app/offload/build"
+  cp "$OFF_ADDON" "$OFF_CTX/rootfs/app/$OFF_ADDON"
+  cp "$OFF_OBJ" "$OFF_CTX/rootfs/app/$OFF_OBJ"
+  add_with_libs "$OFF_CTX/rootfs" "$ROOT/$OFF_ADDON" "$R" no
+  find "$OFF_CTX" -exec touch -h -d @0 {} +
+  build l7mp/gateway-offload:local offload "$OFF_CTX"
+  docker run --rm --network host --entrypoint /usr/bin/node l7mp/gateway-offload:local \
+    -e "require(process.env.L7MP_BPF_ADDON)" || die "the bpf addon does not load in l7mp/gateway-offload:local"
+else
+  log "l7mp/gateway-offload:local skipped: $OFF_ADDON or $OFF_OBJ is missing (npm run build:native)"
+fi
+
 # Rebuilds leave the replaced images dangling: drop ours.
 docker image prune -f --filter label=org.l7mp.local=true >/dev/null
 
@@ -153,4 +191,12 @@ docker image prune -f --filter label=org.l7mp.local=true >/dev/null
 docker run --rm --network host --entrypoint /usr/bin/node l7mp/gateway:local \
   -e "require('/app/node_modules/@trufflesuite/uws-js-unofficial/binaries/uws_${ABI}.node')" \
   || die "uWebSockets.js does not load in l7mp/gateway:local"
+if [ -f "$SOCK_ADDON" ]; then
+  # Through the gateway's own loader, as the gateway finds it.
+  docker run --rm --network host --entrypoint /usr/bin/node l7mp/gateway:local -e "
+    import('/app/dist/gateway/src/native/sockets.js').then((m) => {
+      if (m.socketsAddon() === undefined) { console.error(m.socketsUnavailable()); process.exit(1); }
+    }, (e) => { console.error(e.message); process.exit(1); })" \
+    || die "the sockets addon does not load in l7mp/gateway:local"
+fi
 log "done in $(( $(date +%s) - t0 )) s"
