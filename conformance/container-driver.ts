@@ -37,7 +37,7 @@ import type { StartedTestContainer } from 'testcontainers';
 import { DriverUnavailableError, type Driver, type GatewayHandle, type GatewayStartOptions, type PeerArgs, type PeerHandle, type PeerKind } from './driver.js';
 import { ProcessDriver } from './process-driver.js';
 import { tcpBindable, udpBindable } from './ports.js';
-import { api, waitFor } from './util.js';
+import { api, fifoHasReader, isSocketFile, waitFor } from './util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** dist/conformance/ -> the repository root. */
@@ -120,20 +120,6 @@ function installExitHook(): void {
 function docker(args: string[], timeoutMs: number): { ok: boolean; out: string } {
   const r = spawnSync('docker', args, { encoding: 'utf8', timeout: timeoutMs });
   return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? r.error.message : ''}`.trim() };
-}
-
-function isSocketFile(p: string): boolean {
-  try { return fs.lstatSync(p).isSocket(); } catch { return false; }
-}
-
-/** Someone has the FIFO open for reading (a non-blocking write open succeeds). */
-function fifoHasReader(p: string): boolean {
-  try {
-    fs.closeSync(fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function connects(opts: net.NetConnectOpts): Promise<boolean> {

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Driver, GatewayHandle, GatewayStartOptions, PeerArgs, PeerHandle, PeerKind } from './driver.js';
 import { PortAllocator, tcpBindable, udpBindable } from './ports.js';
-import { api, delay, waitFor } from './util.js';
+import { api, delay, fifoHasReader, isSocketFile, waitFor } from './util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** dist/conformance/ -> dist/gateway/src/main.js */
@@ -110,20 +110,6 @@ function tcpAccepts(host: string, port: number): Promise<boolean> {
     c.once('connect', () => { c.destroy(); resolve(true); });
     c.once('error', () => resolve(false));
   });
-}
-
-function isSocketFile(p: string): boolean {
-  try { return fs.lstatSync(p).isSocket(); } catch { return false; }
-}
-
-/** Someone has the FIFO open for reading (a non-blocking write open succeeds). */
-function fifoHasReader(p: string): boolean {
-  try {
-    fs.closeSync(fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function unixAccepts(p: string): Promise<boolean> {

@@ -1,6 +1,8 @@
 // Small helpers shared by the suite: bounded waits, payloads, REST calls.
 // Every wait here has a deadline; nothing sleeps and hopes.
 
+import fs from 'node:fs';
+
 export function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
@@ -102,4 +104,19 @@ export async function pool<T>(items: readonly T[], limit: number, run: (item: T)
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}
+
+/** A Unix socket file exists at `p`. */
+export function isSocketFile(p: string): boolean {
+  try { return fs.lstatSync(p).isSocket(); } catch { return false; }
+}
+
+/** Someone has the FIFO open for reading (a non-blocking write open succeeds). */
+export function fifoHasReader(p: string): boolean {
+  try {
+    fs.closeSync(fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NONBLOCK));
+    return true;
+  } catch {
+    return false;
+  }
 }
