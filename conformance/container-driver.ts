@@ -8,7 +8,7 @@
 //                                  /bin/sh)
 //   udp-echo                       a small node echo in the peers image (see
 //                                  UDP_ECHO for why not socat)
-//   unix-dgram-echo,               socat in the peers image, process mode's
+//   unix-dgram-echo,               unix_dgram_echo (C) and socat in the peers image, process mode's
 //   unix-seqpacket-echo,           arguments; pipe-echo's two FIFOs are
 //   pipe-echo                      created from here, mode 0666 (the image
 //                                  has no mkfifo; its user is not root)
@@ -345,10 +345,10 @@ export class ContainerDriver implements Driver {
         break;
       }
       case 'unix-dgram-echo':
-        // As process mode: one socat child per datagram, answering its
-        // sender (the gateway's abstract address: host network, so the
-        // containers share the abstract namespace).
-        command = ['/usr/bin/socat', '-b', '65536', '-T', '3', `UNIX-RECVFROM:${this.sharedPath(kind, args)},fork,unlink-early`, 'EXEC:cat,socktype=2'];
+        // As process mode: conformance/unix_dgram_echo.c (built into the
+        // image), answering each sender (the gateway's abstract address: host
+        // network, so the containers share the abstract namespace).
+        command = ['/peers/unix_dgram_echo', this.sharedPath(kind, args)];
         ready = async () => isSocketFile(args.path!);
         break;
       case 'unix-seqpacket-echo':

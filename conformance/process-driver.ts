@@ -22,6 +22,20 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** dist/conformance/ -> dist/gateway/src/main.js */
 export const GATEWAY_MAIN = path.resolve(HERE, '../gateway/src/main.js');
 const PEER_SERVER = path.join(HERE, 'peer-server.js');
+/** conformance/unix_dgram_echo.c, next to this module's source (dist/conformance -> conformance). */
+const UNIX_DGRAM_ECHO_SRC = path.resolve(HERE, '../../conformance/unix_dgram_echo.c');
+
+let unixDgramEchoBin: string | undefined;
+
+/** Compile the Unix datagram echo peer once per process (cc, as the addon build needs anyway). */
+function unixDgramEcho(dir: string): string {
+  if (unixDgramEchoBin === undefined) {
+    const out = path.join(dir, 'unix_dgram_echo');
+    execFileSync('cc', ['-O2', '-o', out, UNIX_DGRAM_ECHO_SRC], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
+    unixDgramEchoBin = out;
+  }
+  return unixDgramEchoBin;
+}
 
 /** Keep at most this much of a child's output. */
 const MAX_LOG = 4 * 1024 * 1024;
@@ -238,10 +252,10 @@ export class ProcessDriver implements Driver {
         break;
       case 'unix-dgram-echo':
         if (args.path === undefined) throw new Error('unix-dgram-echo needs a path');
-        cmd = 'socat';
-        // One child per datagram, answering its sender; cat behind a datagram
-        // socketpair (socktype=2) keeps each message whole.
-        argv = ['-b', '65536', '-T', '3', `UNIX-RECVFROM:${args.path},fork,unlink-early`, 'EXEC:cat,socktype=2'];
+        // conformance/unix_dgram_echo.c: one loop, so replies keep their order
+        // (socat's UNIX-RECVFROM,fork answers each datagram from a racing child).
+        cmd = unixDgramEcho(this.dir);
+        argv = [args.path];
         ready = async () => isSocketFile(args.path!);
         break;
       case 'unix-seqpacket-echo':

@@ -85,6 +85,11 @@ for b in socat curl sh cat; do
   command -v "$b" >/dev/null || die "$b is missing: run 'bash scripts/setup-host.sh'"
   add_with_libs "$P" "$(readlink -f "$(command -v "$b")")" "$R"
 done
+# The Unix datagram echo peer (conformance/unix_dgram_echo.c): order-keeping,
+# unlike socat's UNIX-RECVFROM,fork.
+mkdir -p "$P/peers"
+cc -O2 -o "$P/peers/unix_dgram_echo" conformance/unix_dgram_echo.c || die "cc failed on conformance/unix_dgram_echo.c"
+add_with_libs "$P" "$P/peers/unix_dgram_echo" "$R" no
 # socat's SYSTEM: runs /bin/sh (dash here); EXEC:cat finds cat on PATH.
 mkdir -p "$P/bin"
 ln -s "$(readlink -f "$(command -v sh)")" "$P/bin/sh"
