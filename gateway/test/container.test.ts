@@ -151,7 +151,8 @@ test.serial('images: build-images.sh builds node-base, gateway and peers locally
     return;
   }
   t.log(`built in ${((Date.now() - started) / 1000).toFixed(1)} s\n${r.out.trim()}`);
-  t.pass();
+  const images = await run('docker', ['image', 'inspect', '--format', '{{index .RepoTags 0}}', 'l7mp/node-base:local', 'l7mp/gateway:local', 'l7mp/peers:local'], 30_000);
+  t.deepEqual(images.out.trim().split('\n'), ['l7mp/node-base:local', 'l7mp/gateway:local', 'l7mp/peers:local'], 'the engine holds the three images');
 });
 
 test.serial('gateway image: REST API from the host, UDP and TCP round trips to socat peers in the peers image', async (t) => {

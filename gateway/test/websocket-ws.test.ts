@@ -97,7 +97,11 @@ test('ws engine: deleting the listener closes its connections with 1001 and free
     s.once('error', () => resolve(false));
     s.listen(wsPort, '127.0.0.1', () => s.close(() => resolve(true)));
   }), 5000, 'port free again');
-  t.pass();
+  t.true(await new Promise<boolean>((resolve) => {
+    const s = http.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(wsPort, '127.0.0.1', () => s.close(() => resolve(true)));
+  }), 'the listener port can be bound again');
 });
 
 test('an unknown WebSocket engine is refused naming the field', async (t) => {

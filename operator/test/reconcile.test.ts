@@ -366,8 +366,8 @@ test.serial('the operator relists after a watch breaks and after 410 Gone (InMem
   kube.breakWatches();
   kube.compact();
   kube.apply('Target', resource('Target', 'a', { selector: SEL, cluster: { spec: { UDP: { port: 9 } } } }));
-  await waitFor(() => gw.client.getCluster(`${TG}/a`).catch(() => undefined), 20_000, 'cluster after relist');
-  t.pass();
+  const cluster = await waitFor(() => gw.client.getCluster(`${TG}/a`).catch(() => undefined), 20_000, 'cluster after relist');
+  t.truthy(cluster, 'the Target applied after the watch broke and the history was compacted');
 });
 
 test.serial('an operator restart cleans up a gateway that nothing selects any more; an annotated gateway selected by nothing is made ready (InMemoryKubeApiDouble)', async (t) => {
