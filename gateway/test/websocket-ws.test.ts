@@ -4,7 +4,7 @@
 import test from 'ava';
 import http from 'node:http';
 import { api, echo, freePort, startTestGateway, waitFor } from './helpers.js';
-import { closed, nextWsMessage, openClient } from './ws-helpers.js';
+import { assertMirrored, closed, nextWsMessage, openClient } from './ws-helpers.js';
 
 async function wsEngineToUdpEcho(t: { teardown(fn: () => unknown): void }, spec: Record<string, unknown> = {}) {
   const [wsPort, up] = [await freePort(), await freePort()];
@@ -22,17 +22,7 @@ test('ws engine: WebSocket listener -> UDP echo, one message per datagram, binar
   const { g, wsPort } = await wsEngineToUdpEcho(t);
   const c = await openClient(`ws://127.0.0.1:${wsPort}/some/path?x=1`);
   t.teardown(() => c.terminate());
-  for (const size of [1, 64, 1400, 16 * 1024]) {
-    const msg = Buffer.alloc(size, size & 0xff);
-    c.send(msg, { binary: true });
-    const back = await nextWsMessage(c);
-    t.deepEqual(back.data, msg, `${size} B`);
-    t.true(back.isBinary);
-  }
-  c.send('text frame', { binary: false });
-  const back = await nextWsMessage(c);
-  t.is(back.data.toString(), 'text frame');
-  t.false(back.isBinary, 'a text frame comes back as text');
+  await assertMirrored(t, c);
 
   // Session name and metadata as the uWS listener gives them.
   const sessions = (await api(g.base, 'GET', '/api/v1/sessions')).body as Array<{ name: string; source: { origin: string }; metadata: any }>;

@@ -1,5 +1,6 @@
 // WebSocket client helpers for the tests: open, next message, close, each with a deadline.
 
+import type { ExecutionContext } from 'ava';
 import WebSocket from 'ws';
 
 export function openClient(url: string, protocols?: string[]): Promise<WebSocket> {
@@ -24,4 +25,19 @@ export function closed(c: WebSocket, timeoutMs = 5000): Promise<{ code: number; 
     const t = setTimeout(() => reject(new Error('WebSocket not closed in time')), timeoutMs);
     c.once('close', (code: number, reason: Buffer) => { clearTimeout(t); resolve({ code, reason: reason.toString() }); });
   });
+}
+
+/** Binary messages of 1 B to 16 KiB come back byte-exact and binary; a text frame comes back as text. */
+export async function assertMirrored(t: ExecutionContext, c: WebSocket): Promise<void> {
+  for (const size of [1, 64, 1400, 16 * 1024]) {
+    const msg = Buffer.alloc(size, size & 0xff);
+    c.send(msg, { binary: true });
+    const back = await nextWsMessage(c);
+    t.deepEqual(back.data, msg, `${size} B`);
+    t.true(back.isBinary);
+  }
+  c.send('text frame', { binary: false });
+  const back = await nextWsMessage(c);
+  t.is(back.data.toString(), 'text frame');
+  t.false(back.isBinary, 'a text frame comes back as text');
 }
