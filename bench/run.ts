@@ -23,9 +23,6 @@ import type { Env, Peer } from './lib/peers.js';
 import { consoleTable, fmt, goalLine, goals, machine, markdown, type RunRecord } from './lib/report.js';
 import { WORKLOADS, type Params } from './lib/workloads.js';
 
-// The gateway's UDP sessions on the batched recvmmsg/sendmmsg path (opt-in, see gateway/src/protocols/udp-batch.ts).
-process.env.L7MP_UDP_BATCH ??= 'on';
-
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
 

@@ -9,8 +9,6 @@ import { UdpChannel } from '../src/protocols/udp.js';
 import { echo, freePort, nextMessage, peer, startGw, udpClient, waitFor } from './helpers.js';
 import { needAddon } from './native-helpers.js';
 
-// Batching is opt-in (udp-batch.ts); this file tests it, unless told off explicitly.
-process.env.L7MP_UDP_BATCH ??= 'on';
 
 function udpRoute(port: number): unknown {
   return [{ action: { route: { destination: { name: 'up', spec: { protocol: 'UDP', port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }];

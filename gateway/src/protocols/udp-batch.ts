@@ -3,11 +3,14 @@
 // JavaScript call per batch instead of one 'message' event per datagram.
 //
 // Used by udp.ts for IPv4 per-session sockets (server-mode flows and cluster
-// connections) when the addon is built and L7MP_UDP_BATCH=on; otherwise the
-// plain node:dgram path. Opt-in for now: under the conformance suite's
-// load-balancing probes (a new flow per probe to a tagging echo peer) about
-// one probe in a few hundred saw the peer's echo before its tag on this path
-// and never on node:dgram; until that is understood the default stays dgram. Same Channel semantics as UdpChannel:
+// connections) whenever the addon is built; L7MP_UDP_BATCH=off selects the
+// plain node:dgram path (for comparison, or if this one misbehaves). It was
+// opt-in for a while because the conformance suite's load-balancing probes
+// now and then saw an untagged echo: a reused source port reaching the
+// previous flow's upstream state (it can happen on either path), now
+// prevented by the source-port quarantine (udp-ports.ts).
+//
+// Same Channel semantics as UdpChannel:
 // one datagram per chunk, oversized chunks split, no half-close (a cluster
 // socket reports EOF after a linger), and the same hooks (activity,
 // kernelActivity, addresses(), inject()).
@@ -20,9 +23,9 @@ import { socketsAddon, type SocketsAddon } from '../native/sockets.js';
 /** Largest UDP payload over IPv4 (as in udp.ts; repeated to avoid an import cycle). */
 const MAX_UDP_PAYLOAD = 65507;
 
-/** The addon when batching is on, else undefined. */
+/** The addon unless batching is turned off (L7MP_UDP_BATCH=off) or the addon is not built. */
 export function udpBatchAddon(): SocketsAddon | undefined {
-  if (process.env.L7MP_UDP_BATCH !== 'on') return undefined;
+  if (process.env.L7MP_UDP_BATCH === 'off') return undefined;
   return socketsAddon();
 }
 
@@ -60,6 +63,8 @@ export interface BatchedUdpOptions {
 export class BatchedUdpChannel extends NativeDatagramChannel {
   /** Kernel offload hook, as on UdpChannel. */
   kernelActivity: (() => number) | undefined;
+  /** Called once when the socket closes (cluster side: its source port goes into quarantine, udp-ports.ts). */
+  onRelease: (() => void) | undefined;
   private readonly remoteKey: number;
   private readonly foreign: BatchedUdpOptions['foreign'];
 
@@ -109,6 +114,23 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
       ok = super.send(chunk.subarray(off, Math.min(off + MAX_UDP_PAYLOAD, chunk.byteLength))) && ok;
     }
     return ok;
+  }
+
+  /** The socket's local port (undefined once closed). */
+  get localPort(): number | undefined {
+    if (this.sock.closed) return undefined;
+    try {
+      return this.udpAddon.localAddress(this.sock.fd).port;
+    } catch {
+      return undefined;
+    }
+  }
+
+  protected override doClose(err: Error | undefined): void {
+    super.doClose(err);
+    const release = this.onRelease;
+    this.onRelease = undefined;
+    release?.();
   }
 
   /** Kernel offload hook: the connected socket's local and remote address. */

@@ -16,6 +16,7 @@ import type {
 } from './types.js';
 import * as v from './validate.js';
 import { BatchedUdpChannel, canBatch, udpBatchAddon } from './udp-batch.js';
+import { drawUnbarred, udpSourcePorts } from './udp-ports.js';
 
 /** Largest UDP payload over IPv4. */
 export const MAX_UDP_PAYLOAD = 65507;
@@ -41,6 +42,8 @@ export class UdpChannel extends BaseChannel {
    * for the packets the kernel forwarded since the last call.
    */
   kernelActivity: (() => number) | undefined;
+  /** Called once when the socket has closed (cluster side: its source port goes into quarantine, udp-ports.ts). */
+  onRelease: (() => void) | undefined;
   private ended = false;
   private received = 0;
   private linger: NodeJS.Timeout | undefined;
@@ -70,7 +73,10 @@ export class UdpChannel extends BaseChannel {
       this.deliver(msg);
     });
     socket.on('error', (err) => this.close(err));
-    socket.on('close', () => this.finish());
+    socket.on('close', () => {
+      this.onRelease?.();
+      this.finish();
+    });
   }
 
   /** Kernel offload hook: the connected socket's local and remote address (undefined if unconnected or closed). */
@@ -446,32 +452,65 @@ class UdpCluster implements ClusterImpl {
   async connect(req: ConnectRequest): Promise<UdpFlowChannel> {
     const ep = req.endpoint;
     if (!ep) throw new GatewayError('CONNECT_FAILED', `cluster "${this.ctx.clusterName}" has no endpoint`);
-    if (canBatch(this.cfg.bindAddress, ep.address)) return this.connectBatched(ep.address);
-    const sock = dgram.createSocket({ type: socketType(ep.address), reuseAddr: this.cfg.bindPort !== undefined && this.cfg.bindPort !== 0 });
+    const { bindAddress, bindPort, port } = this.cfg;
+    const remote = `${ep.address}:${port}`;
+    // A fixed source port is the user's choice; only kernel-chosen ones are quarantined (udp-ports.ts).
+    const ephemeral = bindPort === undefined || bindPort === 0;
     try {
-      if (this.cfg.bindAddress !== undefined || this.cfg.bindPort !== undefined) {
-        await bindSocket(sock, this.cfg.bindPort ?? 0, this.cfg.bindAddress);
+      if (canBatch(bindAddress, ep.address)) {
+        const open = (): BatchedUdpChannel => this.openBatched(ep.address);
+        const ch = ephemeral ? await drawUnbarred(remote, open, (c) => c.localPort, (c) => c.close()) : open();
+        if (ephemeral) releaseOnClose(ch, remote, ch.localPort);
+        return ch;
       }
-      await connectSocket(sock, this.cfg.port, ep.address, req.timeoutMs);
+      const open = (): Promise<dgram.Socket> => this.openDgram(ep.address, req.timeoutMs);
+      const sock = ephemeral ? await drawUnbarred(remote, open, localPortOf, closeQuietly) : await open();
+      const ch = new UdpChannel(sock, remote, true, UDP_EOF_LINGER_MS);
+      if (ephemeral) releaseOnClose(ch, remote, localPortOf(sock));
+      return ch;
     } catch (err) {
-      try { sock.close(); } catch { /* not open */ }
-      throw new GatewayError('CONNECT_FAILED', `UDP ${ep.address}:${this.cfg.port}: ${(err as Error).message}`, undefined, { cause: err });
+      throw new GatewayError('CONNECT_FAILED', `UDP ${remote}: ${(err as Error).message}`, undefined, { cause: err });
     }
-    return new UdpChannel(sock, `${ep.address}:${this.cfg.port}`, true, UDP_EOF_LINGER_MS);
+  }
+
+  private async openDgram(address: string, timeoutMs: number): Promise<dgram.Socket> {
+    const { bindAddress, bindPort, port } = this.cfg;
+    const sock = dgram.createSocket({ type: socketType(address), reuseAddr: bindPort !== undefined && bindPort !== 0 });
+    try {
+      if (bindAddress !== undefined || bindPort !== undefined) await bindSocket(sock, bindPort ?? 0, bindAddress);
+      await connectSocket(sock, port, address, timeoutMs);
+    } catch (err) {
+      closeQuietly(sock);
+      throw err;
+    }
+    return sock;
   }
 
   /** The batched path (udp-batch.ts): an IPv4 endpoint and the addon built. */
-  private connectBatched(address: string): BatchedUdpChannel {
+  private openBatched(address: string): BatchedUdpChannel {
     const { bindAddress, bindPort, port } = this.cfg;
     const bind = bindAddress !== undefined || bindPort !== undefined
       ? { address: bindAddress ?? '0.0.0.0', port: bindPort ?? 0, reuse: bindPort !== undefined && bindPort !== 0 }
       : undefined;
-    try {
-      return BatchedUdpChannel.open(udpBatchAddon()!, { ...(bind ? { bind } : {}), remote: { address, port }, eofLingerMs: UDP_EOF_LINGER_MS });
-    } catch (err) {
-      throw new GatewayError('CONNECT_FAILED', `UDP ${address}:${port}: ${(err as Error).message}`, undefined, { cause: err });
-    }
+    return BatchedUdpChannel.open(udpBatchAddon()!, { ...(bind ? { bind } : {}), remote: { address, port }, eofLingerMs: UDP_EOF_LINGER_MS });
   }
+}
+
+function localPortOf(sock: dgram.Socket): number | undefined {
+  try {
+    return sock.address().port;
+  } catch {
+    return undefined;
+  }
+}
+
+function closeQuietly(sock: dgram.Socket): void {
+  try { sock.close(); } catch { /* not open */ }
+}
+
+/** When the session's socket closes, its port goes into quarantine for this upstream. */
+function releaseOnClose(ch: UdpFlowChannel, remote: string, localPort: number | undefined): void {
+  if (localPort !== undefined) ch.onRelease = () => udpSourcePorts.release(remote, localPort);
 }
 
 export const udpProtocol: ProtocolDef = {

@@ -1,0 +1,93 @@
+// Source-port quarantine for UDP cluster sockets: UDP's missing TIME_WAIT.
+//
+// Each cluster session opens a socket on a kernel-chosen ephemeral port. The
+// kernel may hand a port that a session to the same upstream closed a moment
+// ago to the next session. The upstream cannot tell: a per-flow UDP server
+// (socat's UDP-LISTEN,fork keeps a child per flow until it has been silent
+// for a while), a NAT's conntrack entry or a load balancer's flow table still
+// belongs to the old session, so the new session's first datagrams land in
+// the old flow's state. The conformance suite saw exactly that: a
+// load-balancing probe answered by the previous probe's upstream child,
+// without the new child's tag (about 1 run in 3 of UDP→UDP, where ~130 flows
+// in a few seconds draw from 28k ports: a birthday collision).
+//
+// So a port released by a session stays barred for new sessions to the same
+// upstream for QUARANTINE_MS. A socket that draws a barred port is kept open
+// while another is drawn (so the kernel cannot hand the same port again), then
+// closed. The table is bounded (oldest entries go first), so a high session
+// rate costs at most a few retries, never an exhausted port range.
+
+/** How long a released port stays barred for the same upstream (TCP's TIME_WAIT is 60 s; UDP flow state is usually shorter). */
+export const QUARANTINE_MS = 10_000;
+/** Entries kept at most: under a fifth of Linux's default ephemeral range (32768–60999). */
+export const QUARANTINE_MAX = 4096;
+/** Draws before a barred port is taken anyway (the range is nearly all barred, or tiny). */
+export const QUARANTINE_TRIES = 8;
+
+export class PortQuarantine {
+  /** key → release time; Map order is release order, so the oldest entry is first. */
+  private readonly released = new Map<string, number>();
+
+  constructor(private readonly ms = QUARANTINE_MS, private readonly max = QUARANTINE_MAX) {}
+
+  private static key(remote: string, localPort: number): string {
+    return `${localPort}>${remote}`;
+  }
+
+  /** A session to `remote` (address:port) stopped using `localPort`. */
+  release(remote: string, localPort: number, now = Date.now()): void {
+    const k = PortQuarantine.key(remote, localPort);
+    this.released.delete(k); // re-inserted last: its order is its new release time
+    this.released.set(k, now);
+    for (const [old, at] of this.released) {
+      if (this.released.size <= this.max && now - at < this.ms) break;
+      this.released.delete(old);
+    }
+  }
+
+  /** Whether a new session to `remote` should not use `localPort` yet. */
+  barred(remote: string, localPort: number, now = Date.now()): boolean {
+    const k = PortQuarantine.key(remote, localPort);
+    const at = this.released.get(k);
+    if (at === undefined) return false;
+    if (now - at >= this.ms) {
+      this.released.delete(k);
+      return false;
+    }
+    return true;
+  }
+
+  get size(): number {
+    return this.released.size;
+  }
+}
+
+/** One table per process: every UDP cluster draws from the same kernel port range. */
+export const udpSourcePorts = new PortQuarantine();
+
+/**
+ * Open sockets with `open` until one has a port that is not barred for
+ * `remote` (at most QUARANTINE_TRIES draws), close the others, and return it.
+ * `port` reads a socket's local port; `close` discards one.
+ */
+export async function drawUnbarred<S>(
+  remote: string,
+  open: () => S | Promise<S>,
+  port: (s: S) => number | undefined,
+  close: (s: S) => void,
+  q: PortQuarantine = udpSourcePorts,
+): Promise<S> {
+  const rejected: S[] = [];
+  try {
+    let s = await open();
+    for (let i = 1; i < QUARANTINE_TRIES; i++) {
+      const p = port(s);
+      if (p === undefined || !q.barred(remote, p)) break;
+      rejected.push(s);
+      s = await open();
+    }
+    return s;
+  } finally {
+    for (const r of rejected) close(r);
+  }
+}
