@@ -172,7 +172,7 @@ async function main(): Promise<void> {
         `Each run: a fresh proxy process, ${params.warmup} s warm-up, ${params.duration} s measured. Load generators are C (bench/load/*.c, cc -O2, epoll + recvmmsg/sendmmsg) except WebSocket (bench/ws-load.ts, raw frames on a TCP socket).`,
         'Echo servers: C (bench/echo/udp_echo.c with recvmmsg/sendmmsg, bench/echo/tcp_echo.c with epoll), one process each for the whole run; "direct" is the load generator against them with no proxy.',
         'Peers: gateway = node dist/gateway/src/main.js, one JavaScript thread; nginx stream with master_process off (one process = one worker); haproxy nbthread 1, mode tcp (no UDP in haproxy 2.6); socat forking per connection / per UDP peer (skipped for session setup and idle memory, where it would fork thousands of processes).',
-        `UDP sessions: gateway idle_timeout and nginx proxy_timeout 60 s; the session-rate run stops after ${params.maxNewSessions} new sessions; the idle-memory run opens ${params.idleSessions} sessions (after 200 warm-up ones) from source addresses 127.0.0.2-251.`,
+        `UDP sessions: gateway idle_timeout and nginx proxy_timeout 60 s; the session-rate run stops after ${params.maxNewSessions} new sessions; the idle-memory run opens ${params.idleSessions} sessions after as many warm-up ones and 3 s of ping-pong (the young generation's one-time growth is not a per-session cost), from source addresses 127.0.0.2-251.`,
         'All traffic is on 127.0.0.0/8. No CPU pinning: proxy, load generator and echo share the 2 cores with whatever else runs, so on a busy machine single runs differ by up to several times; compare the proxy CPU and per-CPU-second columns.',
       ],
     }));

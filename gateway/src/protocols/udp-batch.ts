@@ -16,8 +16,9 @@
 // kernelActivity, addresses(), inject()).
 
 import { isIPv4 } from 'node:net';
+import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { NativeDatagramChannel } from '../native/channel.js';
-import { sourceIPv4Key } from '../native/fdsocket.js';
+import { NativeSocket, sourceAddress, sourceIPv4Key, type NativeSocketHandler } from '../native/fdsocket.js';
 import { socketsAddon, type SocketsAddon } from '../native/sockets.js';
 
 /** Largest UDP payload over IPv4 (as in udp.ts; repeated to avoid an import cycle). */
@@ -142,5 +143,173 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
     } catch {
       return undefined;
     }
+  }
+}
+
+/** Flattens a string built by concatenation (a V8 rope of one node per part) in place: a retained rope costs ~3× a flat string. */
+export function flat(s: string): string {
+  s.charCodeAt(0);
+  return s;
+}
+
+/** What the listener does with a datagram from a peer it has no flow for. */
+export interface SharedUdpOwner {
+  newFlow(shared: SharedUdpSocket, key: number, msg: Buffer, slot: number): void;
+  socketError(code: string): void;
+}
+
+/**
+ * A server-mode UDP listener's one socket on the batched path: every flow's
+ * datagrams are read from it (recvmmsg, demultiplexed by source address) and
+ * every reply leaves through it (sendmmsg with each datagram's destination),
+ * as nginx stream does. A flow costs a map entry and a small channel object,
+ * not a socket, a libuv watcher and a bind+connect pair (per-session memory
+ * and session setup rate were where we trailed nginx). The 5-tuple a flow
+ * has on the wire is the same as with a connected socket per flow, so the
+ * kernel offload matches it the same way.
+ */
+export class SharedUdpSocket implements NativeSocketHandler {
+  readonly sock: NativeSocket;
+  readonly flows = new Map<number, SharedUdpFlow>();
+  /** Flows whose last send found the socket (or its queue) full: told when it drains. */
+  private blocked: Set<SharedUdpFlow> | undefined;
+  /** The listener stopped: close the socket when the last flow ends. */
+  private closing = false;
+
+  constructor(private readonly addon: SocketsAddon, fd: number, readonly local: { readonly address: string; readonly port: number }, private readonly owner: SharedUdpOwner) {
+    this.sock = new NativeSocket(addon, fd, 'data', this, true);
+    this.sock.readStart();
+  }
+
+  message(msg: Buffer, slot: number): void {
+    const key = sourceIPv4Key(slot);
+    if (key < 0) return; // not IPv4: cannot happen on an AF_INET socket
+    const f = this.flows.get(key);
+    if (f !== undefined) f.receive(msg);
+    else if (!this.closing) this.owner.newFlow(this, key, msg, slot);
+  }
+
+  /** Add a flow for the source of `slot` in the current batch. */
+  open(key: number, slot: number): SharedUdpFlow {
+    const f = new SharedUdpFlow(this, key, Buffer.from(sourceAddress(slot)));
+    this.flows.set(key, f);
+    return f;
+  }
+
+  send(f: SharedUdpFlow, chunk: Uint8Array): boolean {
+    if (this.sock.send(chunk, f.addr)) return true;
+    (this.blocked ??= new Set()).add(f);
+    return false;
+  }
+
+  drained(): void {
+    const b = this.blocked;
+    this.blocked = undefined;
+    if (b !== undefined) for (const f of b) f.drained();
+  }
+
+  /** One datagram to a peer failed (say, EPERM from a firewall): it is dropped, as the kernel would drop it later. */
+  sendFailed(): void {}
+
+  error(code: string): void {
+    this.owner.socketError(code);
+    for (const f of [...this.flows.values()]) f.close(sysError(code));
+    this.sock.close();
+  }
+
+  /**
+   * The local address replies to `remote` leave from. A wildcard listener
+   * does not know it per datagram (no IP_PKTINFO): ask the routing table, as
+   * connect() on a socket would. Only the offload asks, once per session.
+   */
+  localFor(remote: { address: string; port: number }): { address: string; port: number } | undefined {
+    if (this.local.address !== '0.0.0.0') return this.local;
+    const a = this.addon;
+    let fd = -1;
+    try {
+      fd = a.socket(a.constants.AF_INET, a.constants.SOCK_DGRAM, 0);
+      a.connectInet(fd, remote.address, remote.port);
+      return { address: a.localAddress(fd).address!, port: this.local.port };
+    } catch {
+      return undefined;
+    } finally {
+      if (fd >= 0) a.close(fd);
+    }
+  }
+
+  removed(f: SharedUdpFlow): void {
+    if (this.flows.get(f.key) === f) this.flows.delete(f.key);
+    this.blocked?.delete(f);
+    if (this.closing && this.flows.size === 0) this.sock.close();
+  }
+
+  /** No new flows; the socket closes with the last one (sessions outlive a listener deleted without recursive). */
+  stop(): void {
+    this.closing = true;
+    if (this.flows.size === 0) this.sock.close();
+  }
+}
+
+function sysError(code: string): Error {
+  const e = new Error(`UDP listener socket: ${code}`) as NodeJS.ErrnoException;
+  e.code = code;
+  return e;
+}
+
+/** One server-mode flow on a SharedUdpSocket: a datagram channel without a socket of its own. */
+export class SharedUdpFlow extends BaseChannel {
+  readonly kind: ChannelKind = 'datagram';
+  /** Datagrams seen either way since the last idle sweep; read by the listener. */
+  activity = 0;
+  /** Kernel offload hook, as on UdpChannel. */
+  kernelActivity: (() => number) | undefined;
+  /** Unused (cluster sockets only); here so that every UdpFlowChannel has it. */
+  onRelease: (() => void) | undefined;
+
+  constructor(private readonly shared: SharedUdpSocket, readonly key: number, readonly addr: Uint8Array) {
+    super();
+    const r = keyAddress(key);
+    this.peer = flat(`${r.address}:${r.port}`);
+  }
+
+  receive(msg: Uint8Array): void {
+    this.activity++;
+    this.deliver(msg);
+  }
+
+  send(chunk: Uint8Array): boolean {
+    if (this.closed) return true;
+    this.activity++;
+    if (chunk.byteLength <= MAX_UDP_PAYLOAD) return this.shared.send(this, chunk);
+    let ok = true;
+    for (let off = 0; off < chunk.byteLength; off += MAX_UDP_PAYLOAD) {
+      ok = this.shared.send(this, chunk.subarray(off, Math.min(off + MAX_UDP_PAYLOAD, chunk.byteLength))) && ok;
+    }
+    return ok;
+  }
+
+  /** UDP has no half-close: the flow keeps receiving until its session ends. */
+  end(): void {}
+
+  drained(): void {
+    this.emitDrain();
+  }
+
+  // One socket serves every flow: pausing one flow cannot stop it. Datagrams
+  // for a paused flow wait in the channel's early queue (bounded, as UDP drops).
+  protected doPause(): void {}
+  protected doResume(): void {}
+
+  protected doClose(err: Error | undefined): void {
+    this.shared.removed(this);
+    this.finish(err);
+  }
+
+  /** Kernel offload hook: the flow's addresses, as a connected socket would have them. */
+  addresses(): { local: { address: string; port: number }; remote: { address: string; port: number } } | undefined {
+    if (this.closed) return undefined;
+    const remote = keyAddress(this.key);
+    const local = this.shared.localFor(remote);
+    return local === undefined ? undefined : { local, remote };
   }
 }

@@ -15,7 +15,7 @@ import type {
   ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec,
 } from './types.js';
 import * as v from './validate.js';
-import { BatchedUdpChannel, canBatch, udpBatchAddon } from './udp-batch.js';
+import { BatchedUdpChannel, SharedUdpSocket, canBatch, flat, udpBatchAddon, type SharedUdpFlow, type SharedUdpOwner } from './udp-batch.js';
 import { drawUnbarred, udpSourcePorts } from './udp-ports.js';
 
 /** Largest UDP payload over IPv4. */
@@ -30,7 +30,7 @@ export const MAX_UDP_PAYLOAD = 65507;
 export const UDP_EOF_LINGER_MS = 2000;
 
 /** A session's UDP channel: node:dgram, or the batched recvmmsg/sendmmsg path (udp-batch.ts). */
-export type UdpFlowChannel = UdpChannel | BatchedUdpChannel;
+export type UdpFlowChannel = UdpChannel | BatchedUdpChannel | SharedUdpFlow;
 
 export class UdpChannel extends BaseChannel {
   readonly kind: ChannelKind = 'datagram';
@@ -220,9 +220,13 @@ function parseListenerSpec(spec: Spec, field: string): UdpListenerConfig {
   return { address, port, connectAddress, connectPort, singleton, idleTimeout };
 }
 
-class UdpListener implements ListenerImpl {
+class UdpListener implements ListenerImpl, SharedUdpOwner {
   private main: dgram.Socket | undefined;
-  private readonly flows = new Map<string, UdpFlowChannel | Uint8Array[]>();
+  /** Server mode on the batched path (IPv4): one socket for every flow (udp-batch.ts). */
+  private shared: SharedUdpSocket | undefined;
+  private readonly flows = new Map<string, UdpChannel | BatchedUdpChannel | Uint8Array[]>();
+  /** The shared socket's flow table, kept for the idle sweep after stop() (sessions outlive the listener). */
+  private sharedFlows: Map<number, SharedUdpFlow> | undefined;
   private seq = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
   private readonly lastActivity = new WeakMap<UdpFlowChannel, number>();
@@ -233,6 +237,11 @@ class UdpListener implements ListenerImpl {
   async start(): Promise<void> {
     const { address, port } = this.cfg;
     const what = `UDP listener "${this.ctx.listenerName}" cannot bind ${address}:${port}`;
+    const addon = this.cfg.singleton ? undefined : udpBatchAddon();
+    if (addon !== undefined && canBatch(address, address)) {
+      this.startShared(addon, what);
+      return;
+    }
     if (!this.cfg.singleton) {
       // Server mode needs SO_REUSEADDR for its per-session sockets, which would
       // also let a second listener share the port. An exclusive probe bind
@@ -260,6 +269,48 @@ class UdpListener implements ListenerImpl {
     }
     sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     sock.on('error', (err) => this.ctx.log.warn({ listener: this.ctx.listenerName, err: err.message }, 'UDP listener socket error'));
+    this.startSweep();
+  }
+
+  private startShared(addon: NonNullable<ReturnType<typeof udpBatchAddon>>, what: string): void {
+    const { address, port } = this.cfg;
+    const fd = addon.socket(addon.constants.AF_INET, addon.constants.SOCK_DGRAM, 0);
+    try {
+      // No SO_REUSEADDR: nothing else binds this port (flows have no sockets), so "in use" is an error at once.
+      addon.bindInet(fd, address, port, false);
+      // Every flow's burst lands in this one queue.
+      addon.setBuffers(fd, 4 << 20, 4 << 20);
+    } catch (err) {
+      addon.close(fd);
+      throw bindError(err, what);
+    }
+    this.shared = new SharedUdpSocket(addon, fd, { address, port }, this);
+    this.sharedFlows = this.shared.flows;
+    this.startSweep();
+  }
+
+  /** SharedUdpOwner: a datagram from a peer without a flow. */
+  newFlow(shared: SharedUdpSocket, key: number, msg: Buffer, slot: number): void {
+    const { connectAddress, connectPort } = this.cfg;
+    const f = shared.open(key, slot);
+    const r = f.addresses()?.remote;
+    if (r === undefined || (connectAddress !== undefined && connectAddress !== r.address) ||
+        (connectPort !== undefined && connectPort !== r.port)) {
+      f.close();
+      this.ctx.log.warn({ listener: this.ctx.listenerName, remote: f.peer }, 'UDP listener: packet from a peer outside connect{} rejected');
+      return;
+    }
+    f.receive(msg);
+    this.emit(f, r.address, r.port, this.cfg.address, this.cfg.port);
+  }
+
+  /** SharedUdpOwner: the socket failed; its flows are closed with the error. */
+  socketError(code: string): void {
+    this.ctx.log.error({ listener: this.ctx.listenerName, code }, 'UDP listener socket failed; its sessions end');
+    this.shared = undefined;
+  }
+
+  private startSweep(): void {
     if (this.cfg.idleTimeout > 0) {
       const every = Math.max(250, Math.min(this.cfg.idleTimeout * 1000 / 4, 10_000));
       this.sweepTimer = setInterval(() => this.sweep(), every);
@@ -392,7 +443,7 @@ class UdpListener implements ListenerImpl {
   }
 
   private emit(ch: UdpFlowChannel, rAddr: string, rPort: number, lAddr: string, lPort: number): void {
-    const name = `UDP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`;
+    const name = flat(`UDP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`);
     this.ctx.emit({
       name,
       channel: ch,
@@ -407,10 +458,12 @@ class UdpListener implements ListenerImpl {
   private sweep(): void {
     const now = Date.now();
     const limit = this.cfg.idleTimeout * 1000;
-    for (const [key, flow] of this.flows) {
+    const flows: Map<unknown, UdpFlowChannel | Uint8Array[]> = this.sharedFlows ?? this.flows;
+    if (this.stopped && flows.size === 0 && this.sweepTimer) clearInterval(this.sweepTimer);
+    for (const [key, flow] of flows) {
       if (Array.isArray(flow)) continue;
       if (flow.closed) {
-        this.flows.delete(key); // its session ended (see onMessage)
+        flows.delete(key); // its session ended (see onMessage)
         continue;
       }
       const seen = this.lastActivity.get(flow);
@@ -426,11 +479,19 @@ class UdpListener implements ListenerImpl {
   }
 
   bound(): boolean {
-    return this.main !== undefined;
+    return this.main !== undefined || this.shared !== undefined;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    const shared = this.shared;
+    if (shared !== undefined) {
+      // Sessions may outlive the listener (deleted without recursive): the
+      // socket serves them, and their idle sweep, until the last one ends.
+      this.shared = undefined;
+      shared.stop();
+      return;
+    }
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     const main = this.main;
     this.main = undefined;
