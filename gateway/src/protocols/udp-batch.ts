@@ -2,18 +2,19 @@
 // recvmmsg and written with sendmmsg through the sockets addon, one
 // JavaScript call per batch instead of one 'message' event per datagram.
 //
-// Used by udp.ts for IPv4 per-session sockets (server-mode flows and cluster
-// connections) whenever the addon is built; L7MP_UDP_BATCH=off selects the
-// plain node:dgram path (for comparison, or if this one misbehaves). It was
-// opt-in for a while because the conformance suite's load-balancing probes
-// now and then saw an untagged echo: a reused source port reaching the
-// previous flow's upstream state (it can happen on either path), now
-// prevented by the source-port quarantine (udp-ports.ts).
+// Used by udp.ts whenever the addon is built, for IPv4: cluster sessions get
+// a connected socket each (BatchedUdpChannel); a server-mode listener reads
+// and answers every flow through its one socket (SharedUdpSocket, one
+// SharedUdpFlow channel per flow). L7MP_UDP_BATCH=off selects the plain
+// node:dgram path (for comparison, or if this one misbehaves). It was opt-in
+// for a while because the conformance suite's load-balancing probes now and
+// then saw an untagged echo: a reused source port reaching the previous
+// flow's upstream state (it can happen on either path), now prevented by the
+// source-port quarantine (udp-ports.ts).
 //
-// Same Channel semantics as UdpChannel:
-// one datagram per chunk, oversized chunks split, no half-close (a cluster
-// socket reports EOF after a linger), and the same hooks (activity,
-// kernelActivity, addresses(), inject()).
+// Same Channel semantics as UdpChannel: one datagram per chunk, oversized
+// chunks split, no half-close (a cluster socket reports EOF after a linger),
+// and the same hooks (activity, kernelActivity, addresses()).
 
 import { isIPv4 } from 'node:net';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
@@ -52,13 +53,11 @@ function keyAddress(key: number): { address: string; port: number } {
 }
 
 export interface BatchedUdpOptions {
-  /** Bind here first (server-mode flows: the listener's own address and port, shared with SO_REUSEADDR). */
+  /** Bind here first (the cluster's `bind`). */
   readonly bind?: { readonly address: string; readonly port: number; readonly reuse: boolean };
   readonly remote: { readonly address: string; readonly port: number };
   /** > 0: report EOF this long after end() once no more datagrams arrive (cluster side). */
   readonly eofLingerMs: number;
-  /** Server-mode flows: where datagrams from anyone else go (they reached this socket before connect()). */
-  readonly foreign?: (msg: Buffer, rinfo: { address: string; port: number }) => void;
 }
 
 export class BatchedUdpChannel extends NativeDatagramChannel {
@@ -67,7 +66,6 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
   /** Called once when the socket closes (cluster side: its source port goes into quarantine, udp-ports.ts). */
   onRelease: (() => void) | undefined;
   private readonly remoteKey: number;
-  private readonly foreign: BatchedUdpOptions['foreign'];
 
   /** Open, bind and connect a non-blocking UDP socket; throws a Node-style system error. */
   static open(addon: SocketsAddon, o: BatchedUdpOptions): BatchedUdpChannel {
@@ -87,24 +85,6 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
   private constructor(private readonly udpAddon: SocketsAddon, fd: number, o: BatchedUdpOptions) {
     super(udpAddon, fd, `${o.remote.address}:${o.remote.port}`, { eofLingerMs: o.eofLingerMs, what: `UDP ${o.remote.address}:${o.remote.port}` });
     this.remoteKey = ipv4Key(o.remote.address, o.remote.port);
-    this.foreign = o.foreign;
-  }
-
-  override message(msg: Buffer, slot?: number): void {
-    if (this.foreign !== undefined && slot !== undefined) {
-      const key = sourceIPv4Key(slot);
-      if (key !== this.remoteKey) {
-        this.foreign(msg, keyAddress(key));
-        return;
-      }
-    }
-    super.message(msg);
-  }
-
-  /** Feed a datagram that arrived on another socket (listener hand-over). */
-  inject(msg: Uint8Array): void {
-    this.activity++;
-    this.deliver(msg);
   }
 
   override send(chunk: Uint8Array): boolean {

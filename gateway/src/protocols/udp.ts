@@ -1,11 +1,14 @@
 // UDP listener (singleton and server mode) and cluster.
 //
-// Server mode follows l7mp: for each new remote address/port the listener
+// Server mode gives each remote address/port a session of its own. With the
+// sockets addon (IPv4), the listener's one socket reads every flow in batches
+// and answers through it (udp-batch.ts, as nginx does). On node:dgram (IPv6,
+// or L7MP_UDP_BATCH=off) it follows l7mp: for each new remote the listener
 // opens a socket bound to its own address and port (SO_REUSEADDR) and
 // connect()s it to the remote, so the kernel demultiplexes the flow to that
-// socket and the session gets a 5-tuple of its own (which the kernel offload
-// can match). Packets that reach the listening socket before the connected
-// one exists are handed over through a small map.
+// socket; packets that reach the listening socket before the connected one
+// exists are handed over through a small map. Either way a session has its
+// own 5-tuple, which the kernel offload matches.
 
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
@@ -224,7 +227,7 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
   private main: dgram.Socket | undefined;
   /** Server mode on the batched path (IPv4): one socket for every flow (udp-batch.ts). */
   private shared: SharedUdpSocket | undefined;
-  private readonly flows = new Map<string, UdpChannel | BatchedUdpChannel | Uint8Array[]>();
+  private readonly flows = new Map<string, UdpChannel | Uint8Array[]>();
   /** The shared socket's flow table, kept for the idle sweep after stop() (sessions outlive the listener). */
   private sharedFlows: Map<number, SharedUdpFlow> | undefined;
   private seq = 0;
@@ -370,11 +373,9 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
   }
 
   private async accept(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[]): Promise<void> {
+    // The node:dgram path (IPv6, or batching off): a socket per flow. On the
+    // batched path (IPv4) flows share the listener's socket (startShared).
     const { address, port } = this.cfg;
-    if (canBatch(address, rinfo.address)) {
-      this.acceptBatched(key, rinfo, pending);
-      return;
-    }
     const sock = dgram.createSocket({ type: socketType(address), reuseAddr: true });
     // Between bind() and connect() this socket is an unconnected socket on the
     // listener's port, and the kernel hands it the datagrams of *other* new
@@ -406,36 +407,6 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
       return;
     }
     const ch = new UdpChannel(sock, key, true, 0, { address: rinfo.address, port: rinfo.port, foreign: (m, r) => this.onMessage(m, r) });
-    this.flows.set(key, ch);
-    ch.setCloseListener({ closed: () => { if (this.flows.get(key) === ch) this.flows.delete(key); } });
-    for (const m of pending) ch.inject(m);
-    this.emit(ch, rinfo.address, rinfo.port, address, port);
-  }
-
-  /**
-   * The batched path: bind and connect happen back to back in one turn, and
-   * datagrams of other flows that reached the new socket before connect()
-   * are handed back to onMessage, as on the dgram path.
-   */
-  private acceptBatched(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[]): void {
-    const { address, port } = this.cfg;
-    let ch: BatchedUdpChannel;
-    try {
-      ch = BatchedUdpChannel.open(udpBatchAddon()!, {
-        bind: { address, port, reuse: true },
-        remote: { address: rinfo.address, port: rinfo.port },
-        eofLingerMs: 0,
-        foreign: (m, r) => this.onMessage(m, { ...r, family: 'IPv4', size: m.byteLength }),
-      });
-    } catch (err) {
-      this.flows.delete(key);
-      this.ctx.log.warn({ listener: this.ctx.listenerName, remote: key, err: (err as Error).message }, 'UDP listener: cannot open a session socket');
-      return;
-    }
-    if (this.stopped) {
-      ch.close();
-      return;
-    }
     this.flows.set(key, ch);
     ch.setCloseListener({ closed: () => { if (this.flows.get(key) === ch) this.flows.delete(key); } });
     for (const m of pending) ch.inject(m);
