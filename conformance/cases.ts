@@ -19,7 +19,8 @@
 
 import type { ChannelKind } from '../gateway/src/channel/channel.js';
 import type { ClientSession, Target } from './clients.js';
-import type { Driver, GatewayHandle } from './driver.js';
+import type { Driver, GatewayHandle, L2Link } from './driver.js';
+import { framedListener } from './l2.js';
 import type { RunCell } from './matrix.js';
 import type { ListenerPeer, RequestListenerPeer, SessionListenerPeer, Upstreams } from './peers.js';
 import { api, apiOk, delay, diff, fmtBytes, payload, pool, uid, waitFor, withTimeout } from './util.js';
@@ -256,10 +257,29 @@ function countersCase(c: { cell: RunCell; keepsBoundaries: boolean }): CaseDef {
     name: 'counters',
     async run(ctx) {
       const msgs = COUNTER_SIZES.map((n, i) => payload(n, 40 + i));
-      const total = msgs.reduce((a, m) => a + m.length, 0);
+      // A frame header on top of each message (or of the one request) where the gateway's messages are frames.
+      const sends = ctx.cell.listener.mode === 'request' ? 1 : msgs.length;
+      const total = msgs.reduce((a, m) => a + m.length, 0) + sends * (ctx.cell.listener.frameOverhead ?? 0);
       const echoed = ctx.effect === 'drop' ? 0 : total;
       let find: (sessions: any[]) => any[];
-      if (ctx.cell.listener.mode === 'request') {
+      // A singleton listener's one session carries every case's traffic: count what this case adds to it.
+      const zero = { ingress: { bytes: 0, packets: 0 }, egress: { bytes: 0, packets: 0 } };
+      let base = zero;
+      const count = (k: any) => ({
+        ingress: { bytes: (k?.ingress?.bytes ?? NaN) - base.ingress.bytes, packets: (k?.ingress?.packets ?? NaN) - base.ingress.packets },
+        egress: { bytes: (k?.egress?.bytes ?? NaN) - base.egress.bytes, packets: (k?.egress?.packets ?? NaN) - base.egress.packets },
+      });
+      if (ctx.cell.listener.singleton !== undefined) {
+        const one = await listenerSessions(ctx.gw.apiBase);
+        if (one.length !== 1) throw new Error(`${ctx.cell.row.id}: expected its one session on the listener, found ${one.length}`);
+        base = count(one[0].counters);
+        await withSession(ctx, async (s) => {
+          for (const m of msgs) s.send(m);
+          if (echoed > 0) await s.inbox.until(() => s.inbox.bytes >= echoed - sends * (ctx.cell.listener.frameOverhead ?? 0), REPLY_MS, `the echo of ${echoed} B`);
+          else await delay(300);
+        });
+        find = (all) => all;
+      } else if (ctx.cell.listener.mode === 'request') {
         const id = uid('r');
         const r = await req(ctx.cell.listener).request(ctx.target, Buffer.concat(msgs), { id, timeoutMs: REQUEST_MS });
         if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
@@ -268,7 +288,8 @@ function countersCase(c: { cell: RunCell; keepsBoundaries: boolean }): CaseDef {
         const before = new Set((await listenerSessions(ctx.gw.apiBase)).map((s) => s.name));
         await withSession(ctx, async (s) => {
           for (const m of await establish(ctx, s, msgs)) s.send(m);
-          if (echoed > 0) await s.inbox.until(() => s.inbox.bytes >= echoed, REPLY_MS, `the echo of ${echoed} B`);
+          const payloadBytes = echoed - sends * (ctx.cell.listener.frameOverhead ?? 0);
+          if (echoed > 0) await s.inbox.until(() => s.inbox.bytes >= payloadBytes, REPLY_MS, `the echo of ${payloadBytes} B`);
           else await delay(300);
         });
         find = (all) => all.filter((s) => !before.has(s.name));
@@ -282,7 +303,7 @@ function countersCase(c: { cell: RunCell; keepsBoundaries: boolean }): CaseDef {
             last = `${mine.length} new sessions on the listener`;
             return false;
           }
-          const k = mine[0].counters;
+          const k = count(mine[0].counters);
           last = `session ${mine[0].name}: ingress ${k?.ingress?.bytes} B/${k?.ingress?.packets} pkt, egress ${k?.egress?.bytes} B/${k?.egress?.packets} pkt`;
           return k?.ingress?.bytes === total && k?.egress?.bytes === echoed &&
             (!packets || (k.ingress.packets === msgs.length && k.egress.packets === msgs.length));
@@ -414,12 +435,27 @@ function clusterObject(name: string, ups: Upstreams, extra: Record<string, unkno
   };
 }
 
-async function listenerAt(driver: Driver): Promise<{ address: string; port: number; path: string }> {
-  return { address: driver.listenAddress, port: await driver.freePort(), path: driver.tmpPath('listener.sock') };
+/** Where a listener binds; a listener with `link` (AF_PACKET) also gets a veth pair, added to `links` for removal. */
+async function listenerAt(driver: Driver, l: ListenerPeer, links: L2Link[]): Promise<ListenerAtPort> {
+  const at = { address: driver.listenAddress, port: await driver.freePort(), path: driver.tmpPath('listener.sock') };
+  if (!l.link) return at;
+  const link = await driver.l2Link();
+  links.push(link);
+  return { ...at, link };
 }
 
-function targetOf(gw: GatewayHandle, at: { port: number; path: string }): Target {
-  return { ...gw.reach(at.port), path: at.path };
+function targetOf(gw: GatewayHandle, at: ListenerAtPort): Target {
+  return { ...gw.reach(at.port), path: at.path, ...(at.link !== undefined ? { link: at.link } : {}) };
+}
+
+/**
+ * Where the destination takes whole Ethernet frames only (an AF_PACKET
+ * cluster), a client that sends bare payloads gets a frame header put in
+ * front of each and taken off what comes back (l2.ts).
+ */
+function framed(cell: RunCell): RunCell {
+  if (!cell.cluster.frames || cell.listener.frames) return cell;
+  return { ...cell, listener: framedListener(cell.listener, cell.row.protocol.kind) };
 }
 
 async function timed(name: string, ms: number, fn: () => Promise<string | void>): Promise<CaseResult> {
@@ -454,7 +490,8 @@ function withGatewayLog(gw: GatewayHandle, r: CaseResult, from: number): CaseRes
 }
 
 /** Run every case of a runnable cell; never throws. */
-export async function runCell(cell: RunCell, driver: Driver): Promise<CaseResult[]> {
+export async function runCell(plainCell: RunCell, driver: Driver): Promise<CaseResult[]> {
+  const cell = framed(plainCell);
   const results: CaseResult[] = [];
   const defs = lightCases(cell);
   const heavy = cell.representative ? heavyCases(cell) : [];
@@ -475,7 +512,24 @@ export async function runCell(cell: RunCell, driver: Driver): Promise<CaseResult
   try {
     env = await setupPair(cell, driver, heavyRunnable);
     const { gw, ctx } = env;
-    if (cell.listener.mode === 'request') {
+    // A cluster whose sessions see each other's traffic (an AF_PACKET session
+    // reads every frame on its interface) behind a listener whose sessions
+    // share one reply path (HTTP cases run at once; PIPE sessions share the
+    // reply FIFO): one case at a time, each after the sessions before it
+    // ended (an ended session's cluster side lingers for late replies).
+    const isolate = cell.cluster.sharedReads === true && cell.listener.singleton === undefined &&
+      (cell.listener.mode === 'request' || cell.listener.oneSessionAtATime !== undefined);
+    const settle = (): Promise<unknown> => waitFor(async () => (await listenerSessions(gw.apiBase)).every((x) => x.status === 'DESTROYED'),
+      10_000, 'the sessions of the case before to end');
+    if (isolate) {
+      for (const [i, d] of runnable.entries()) {
+        const from = gw.logs().length;
+        results.push(withGatewayLog(gw, await timed(d.name, LIGHT_CASE_MS, async () => {
+          if (i > 0) await settle();
+          return d.run!(ctx);
+        }), from));
+      }
+    } else if (cell.listener.mode === 'request') {
       // One session per request, each found by its own id: the cases can run
       // at once (an HTTP→UDP response waits for the UDP cluster's EOF linger).
       // Staggered when the upstream cannot take flows that start together (socat's UDP echo).
@@ -538,15 +592,17 @@ async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly Heav
   let plain: Upstreams | undefined;
   let tagged: Upstreams | undefined;
   let gw: GatewayHandle | undefined;
+  const links: L2Link[] = [];
   const stop = async () => {
     await gw?.stop().catch(() => undefined);
     await plain?.stop().catch(() => undefined);
     await tagged?.stop().catch(() => undefined);
+    await Promise.all(links.map((l) => l.remove().catch(() => undefined)));
   };
   try {
     plain = await cell.cluster.start({ driver }, 1);
     if (heavy.some((h) => h.tagged)) tagged = await cell.cluster.start({ driver }, TAGS.length, TAGS);
-    const at = await listenerAt(driver);
+    const at = await listenerAt(driver, cell.listener, links);
     const chainId = uid('t');
     const chains = cell.transform?.chains(cell.row.protocol.kind, chainId) ?? { ingress: [], egress: [] };
     const listeners: unknown[] = [{
@@ -559,7 +615,7 @@ async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly Heav
     const rulelists: unknown[] = [];
     const heavyAt: { at: ListenerAtPort; name: string }[] = [];
     for (const h of heavy) {
-      const hat = await listenerAt(driver);
+      const hat = await listenerAt(driver, cell.listener, links);
       const name = `${h.name}-listener`;
       const part = h.config!({ name, spec: cell.listener.spec(hat) }, h.tagged ? tagged! : plain);
       listeners.push(part.listener);
@@ -589,7 +645,7 @@ async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly Heav
 
 // ------------------------------------------------------------ heavy cases
 
-type ListenerAtPort = { address: string; port: number; path: string };
+type ListenerAtPort = { address: string; port: number; path: string; link?: L2Link };
 
 interface HeavyContext {
   readonly cell: RunCell;
@@ -680,7 +736,9 @@ const LB_PROBES = 100;
 
 function heavyCases(cell: RunCell): HeavyDef[] {
   const noTags = cell.cluster.canTag ? undefined : `${cell.clusterProtocol.name} upstreams cannot tag their replies, so endpoints cannot be told apart`;
-  const tagged = (d: HeavyDef): HeavyDef => (noTags ? { name: d.name, skip: noTags, tagged: true } : d);
+  // Load balancing and rule changes act on new sessions: a singleton listener has none.
+  const single = cell.listener.singleton === undefined ? undefined : `${cell.listener.singleton}: load balancing and rule changes act on new sessions`;
+  const tagged = (d: HeavyDef): HeavyDef => (single ?? noTags ? { name: d.name, skip: (single ?? noTags)!, tagged: true } : d);
   return [
     { name: 'retry', tagged: false, config: retryConfig, run: retryCase },
     tagged({ name: 'lb-weighted', tagged: true, config: lbWeightedConfig, run: lbWeightedCase }),

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { JSONSocketClient } from '../gateway/src/tools/jsonsocket-client.js';
+import type { L2Link } from './driver.js';
 import { clientPort } from './ports.js';
 import { withTimeout } from './util.js';
 
@@ -89,6 +90,8 @@ export interface Target {
   readonly port: number;
   /** Socket path for file-based listeners. */
   readonly path?: string;
+  /** The veth pair of an AF_PACKET listener: the client sends from its far end. */
+  readonly link?: L2Link;
 }
 
 const CONNECT_MS = 5000;

@@ -12,6 +12,8 @@
 //   unix-seqpacket-echo,           arguments; pipe-echo's two FIFOs are
 //   pipe-echo                      created from here, mode 0666 (the image
 //                                  has no mkfifo; its user is not root)
+//   sctp-udp-echo                  sctp_udp_echo (C, usrsctp) in the peers image,
+//                                  process mode's arguments
 //   http-echo, ws-echo             node /peers/peer-server.js in the peers
 //                                  image (conformance/peer-server.ts, built
 //                                  into the image by scripts/build-images.sh)
@@ -34,9 +36,11 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StartedTestContainer } from 'testcontainers';
-import { DriverUnavailableError, type Driver, type GatewayHandle, type GatewayStartOptions, type PeerArgs, type PeerHandle, type PeerKind } from './driver.js';
+import { DriverUnavailableError, type Driver, type GatewayHandle, type GatewayStartOptions, type L2Link, type PeerArgs, type PeerHandle, type PeerKind } from './driver.js';
+import { ETHERTYPE } from './l2.js';
 import { ProcessDriver } from './process-driver.js';
 import { tcpBindable, udpBindable } from './ports.js';
+import { sctpUdpEchoArgs } from './sctp-peer.js';
 import { api, fifoHasReader, isSocketFile, waitFor } from './util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -286,8 +290,15 @@ export class ContainerDriver implements Driver {
     const box = new Box(`gateway ${name}`);
     const apiBase = `http://127.0.0.1:${apiPort}`;
     try {
+      // AF_PACKET needs CAP_NET_RAW: the image's user 65534 has no
+      // capabilities, so such a gateway runs as the container's root, with
+      // NET_RAW (in Docker's default set anyway) and nothing more.
+      const raw = /"protocol": "AF_PACKET"/.test(text);
       await this.start(box, this.gatewayImage, ['-c', '/config/gateway.json'],
-        (gc) => gc.withCopyContentToContainer([{ content: text, target: '/config/gateway.json', mode: 0o644 }]));
+        (gc) => {
+          const c = gc.withCopyContentToContainer([{ content: text, target: '/config/gateway.json', mode: 0o644 }]);
+          return raw ? c.withUser('0:0').withAddedCapabilities('NET_RAW') : c;
+        });
       await waitFor(async () => {
         if (box.isGone) throw new Error(`the gateway container exited: ${box.logs().slice(-2000)}`);
         const r = await api(apiBase, 'GET', '/api/v1/admin', undefined, 1000).catch(() => undefined);
@@ -374,12 +385,32 @@ export class ContainerDriver implements Driver {
         // "ready" line, which comes through the engine's log stream.
         ready = async (b) => b.logs().includes('ready\n') || connects({ host, port });
         break;
+      case 'sctp-udp-echo':
+        // As process mode: conformance/sctp_udp_echo.c on usrsctp (built into the image).
+        if (args.port === undefined) throw new Error('sctp-udp-echo needs a port');
+        command = ['/peers/sctp_udp_echo', ...sctpUdpEchoArgs(host, port, args.tag)];
+        ready = async (b) => b.logs().includes('ready\n');
+        break;
+      case 'packet-echo':
+        if (args.link === undefined) throw new Error('packet-echo needs a veth pair');
+        // conformance/packet_peer.c (built into the image) enters the far
+        // end's namespace itself: the namespaces' folder is mounted in, and
+        // setns() plus a packet socket need root with CAP_SYS_ADMIN (which
+        // also lets Docker's seccomp profile allow setns) and CAP_NET_RAW.
+        // Not --privileged: it asks for every capability, and an engine
+        // that lacks one (here: CAP_SYS_RESOURCE) cannot start the container.
+        command = ['/peers/packet_peer', '--netns', args.link.netnsPath, 'echo', args.link.peer, String(ETHERTYPE)];
+        ready = async (b) => b.logs().includes('ready\n');
+        break;
       default:
         throw new Error(`unknown peer kind "${String(kind)}"`);
     }
     const box = new Box(`${kind} ${host}:${port}${args.path ?? ''}`);
     try {
-      await this.start(box, this.peersImage, command);
+      await this.start(box, this.peersImage, command, kind !== 'packet-echo' ? undefined : (gc) => gc
+        .withUser('0:0')
+        .withAddedCapabilities('SYS_ADMIN', 'NET_RAW')
+        .withBindMounts([{ source: this.dir, target: this.dir, mode: 'rw' }, { source: '/run/netns', target: '/run/netns', mode: 'ro' }]));
       await waitFor(async () => {
         if (box.isGone) throw new Error(`${command[0]} (container) exited: ${box.logs().slice(-1000)}`);
         return ready(box);
@@ -404,6 +435,11 @@ export class ContainerDriver implements Driver {
         }
       },
     };
+  }
+
+  /** On the host, as in process mode: the gateway container (host network) sees the host end. */
+  l2Link(): Promise<L2Link> {
+    return this.local.l2Link();
   }
 
   async close(): Promise<void> {

@@ -17,7 +17,9 @@ export type PeerKind =
   | 'ws-echo'    // each WebSocket message back, same frame type
   | 'unix-dgram-echo'      // each Unix datagram back to its sender
   | 'unix-seqpacket-echo'  // each seqpacket message back; EOF answered by EOF
-  | 'pipe-echo';           // bytes from the FIFO `path` back into `path`.reply
+  | 'pipe-echo'            // bytes from the FIFO `path` back into `path`.reply
+  | 'sctp-udp-echo'        // SCTP over UDP (usrsctp): each message back; UDP and SCTP port both `port`
+  | 'packet-echo';         // every Ethernet frame of the type on `link`'s far end back, MACs swapped
 
 export interface PeerArgs {
   /** Bind address (IP peers). */
@@ -31,6 +33,24 @@ export interface PeerArgs {
    * client can tell which upstream served it.
    */
   readonly tag?: string;
+  /** The veth pair whose far end the peer serves (AF_PACKET peers). */
+  readonly link?: L2Link;
+}
+
+/**
+ * A veth pair for AF_PACKET (conformance/l2.ts): the gateway binds `host`
+ * (in the host's network namespace, which container mode shares), the peer
+ * runs on `peer` inside the namespace `netns`.
+ */
+export interface L2Link {
+  readonly host: string;
+  readonly peer: string;
+  readonly netns: string;
+  /** The namespace's file (`ip netns` makes it), for setns(). */
+  readonly netnsPath: string;
+  readonly mtu: number;
+  /** Delete the pair and its namespace. */
+  remove(): Promise<void>;
 }
 
 export interface PeerHandle {
@@ -81,6 +101,8 @@ export interface Driver {
   startGateway(config: Record<string, unknown>, opts?: GatewayStartOptions): Promise<GatewayHandle>;
   /** Start an echo peer and resolve once it accepts traffic. */
   startPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle>;
+  /** A new veth pair (AF_PACKET listeners and upstreams); the caller removes it. */
+  l2Link(): Promise<L2Link>;
   /** Stop everything still running and release temporary files. */
   close(): Promise<void>;
 }

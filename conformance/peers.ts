@@ -12,12 +12,14 @@
 // A protocol in the registry without an entry here still shows in the matrix,
 // as "skipped: no conformance peer for X". See README.md, "Adding a protocol".
 
-import type { Driver, PeerHandle, PeerKind } from './driver.js';
+import type { Driver, L2Link, PeerHandle, PeerKind } from './driver.js';
 import {
   curlPost, curlPostMany, jsonSocketClient, tcpClient, udpClient, unixClient, wsClient,
   type ClientSession, type HttpResult, type OpenOptions, type RequestOptions, type Target,
 } from './clients.js';
 import { pipeClient, unixDgramClient, unixSeqpacketClient } from './native-clients.js';
+import { sctpUdpClient } from './sctp-client.js';
+import { FRAME_MTU, packetClient } from './l2.js';
 
 type Spec = Record<string, unknown>;
 
@@ -37,6 +39,8 @@ export interface ListenerAt {
   readonly port: number;
   /** A fresh socket path, for file-based listeners. */
   readonly path: string;
+  /** A fresh veth pair, for listeners with `link` set (AF_PACKET): bind its host end. */
+  readonly link?: L2Link;
 }
 
 interface ListenerPeerBase {
@@ -56,6 +60,19 @@ interface ListenerPeerBase {
   readonly oneSessionAtATime?: string;
   /** Set (to the reason) when only process mode can run this peer: other modes skip the pair. */
   readonly processOnly?: string;
+  /** The listener binds an interface: every listener gets a veth pair of its own (ListenerAt.link), its client sends from the far end. */
+  readonly link?: boolean;
+  /**
+   * Set (to the reason) when the listener is one session for all its clients
+   * (AF_PACKET: emitted when it starts): the counters case measures what its
+   * traffic added to that session; the load-balancing and convergence cases,
+   * which need new sessions, are skipped.
+   */
+  readonly singleton?: string;
+  /** The client's messages are whole Ethernet frames already (AF_PACKET): it goes unwrapped to a `frames` cluster. */
+  readonly frames?: boolean;
+  /** Bytes the gateway sees on top of each payload the client sends (a frame header); the counters case adds them. */
+  readonly frameOverhead?: number;
 }
 
 export interface SessionListenerPeer extends ListenerPeerBase {
@@ -119,6 +136,21 @@ export interface ClusterPeer {
   readonly sessionStartMs?: number;
   /** Set (to the reason) when only process mode can run this peer: other modes skip the pair. */
   readonly processOnly?: string;
+  /**
+   * Every message the gateway sends to this cluster is a whole Ethernet frame
+   * (AF_PACKET): clients of other listeners put a header in front of each
+   * payload (l2.ts, framedListener). Listeners whose messages are frames
+   * already (`frames` on the listener side) pass theirs on as they are.
+   */
+  readonly frames?: boolean;
+  /**
+   * Every session of this cluster reads all the traffic of its endpoint
+   * (AF_PACKET: every frame of the type on the interface), an ended one too
+   * while it lingers for late replies. Behind listeners whose sessions share
+   * one reply path (request mode, or `oneSessionAtATime`) the cases then run
+   * one at a time, each after the sessions before it ended.
+   */
+  readonly sharedReads?: boolean;
   /** Only these listener protocols can route here; other pairs are skipped with `onlyFromReason`. */
   readonly onlyFrom?: readonly string[];
   readonly onlyFromReason?: string;
@@ -269,6 +301,25 @@ export const LISTENER_PEERS: Readonly<Record<string, ListenerPeer>> = {
     representative: 'UDP',
     open: jsonSocketClient,
   },
+  AF_PACKET: {
+    mode: 'session',
+    // A veth pair per listener: the gateway binds the host end, the client
+    // (packet_peer in the far end's namespace) sends frames to it.
+    spec: (at) => ({ protocol: 'AF_PACKET', interface: at.link!.host, ethertype: 0x88b5 }),
+    link: true,
+    // The frame's payload: the veth MTU (l2.ts says why it is 8178).
+    maxMessage: FRAME_MTU,
+    // The gateway's messages are whole frames, header included.
+    frames: true,
+    frameOverhead: 14,
+    halfClose: false,
+    hashKey: 'AF_PACKET/interface',
+    sources: [],
+    representative: 'AF_PACKET',
+    singleton: 'an AF_PACKET listener is one session per interface and ethertype, emitted when it starts (a singleton)',
+    oneSessionAtATime: 'an AF_PACKET listener is one session per interface (a singleton): clients on the link share it, and each sees every frame that comes back',
+    open: packetClient,
+  },
   'UNIX/dgram': {
     mode: 'session',
     spec: (at) => ({ protocol: 'UNIX/dgram', filename: at.path }),
@@ -302,9 +353,59 @@ export const LISTENER_PEERS: Readonly<Record<string, ListenerPeer>> = {
     oneSessionAtATime: 'a FIFO is one channel: writers that overlap share one session (see the PIPE protocol notes)',
     open: pipeClient,
   },
+  SCTP: {
+    mode: 'session',
+    // SCTP over UDP (RFC 6951): the kernel here has no SCTP. UDP and SCTP port are one number.
+    spec: (at) => ({ protocol: 'SCTP', encapsulation: 'udp', address: at.address, port: at.port }),
+    // MAX_SCTP_MESSAGE of gateway/src/protocols/sctp.ts.
+    maxMessage: 65536,
+    halfClose: false,
+    hashKey: 'IP/src_addr',
+    sources: LOOPBACK_SOURCES,
+    // usrsctp binds its UDP port on the wildcard address, so several echo
+    // peers cannot share one port on 127.0.0.1-4 (load balancing): the heavy
+    // cases run towards UDP upstreams, exercising the SCTP listener.
+    representative: 'UDP',
+    open: (t, o) => sctpUdpClient(t, o),
+  },
 };
 
 // ---------------------------------------------------------------- clusters
+
+/** AF_PACKET echo upstreams: a veth pair each, the echo (packet_peer) in the far end's namespace. */
+const AF_PACKET_PEER: ClusterPeer = {
+  // The frame's payload; the cases' payloads get a 14-byte header on top.
+  maxMessage: FRAME_MTU,
+  halfClose: false,
+  connectionOriented: false,
+  // An L2 echo has no flows to tag: it cannot tell the gateway's sessions apart.
+  canTag: false,
+  fragileFlowStart: false,
+  frames: true,
+  sharedReads: true,
+  oneSessionAtATime: 'every AF_PACKET session on an interface reads every frame of the ethertype: sessions that overlap see each other\'s echoes',
+  async start(env, n) {
+    const links: L2Link[] = [];
+    try {
+      for (let i = 0; i < n; i++) links.push(await env.driver.l2Link());
+      const ups = await startAll(
+        { protocol: 'AF_PACKET', ethertype: 0x88b5 },
+        links.map((link) => () => env.driver.startPeer('packet-echo', { link })),
+        links.map((link) => ({ address: link.host, tag: undefined })),
+      );
+      return {
+        ...ups,
+        async stop() {
+          await ups.stop();
+          await Promise.all(links.map((l) => l.remove()));
+        },
+      };
+    } catch (err) {
+      await Promise.all(links.map((l) => l.remove()));
+      throw err;
+    }
+  },
+};
 
 export const CLUSTER_PEERS: Readonly<Record<string, ClusterPeer>> = {
   UDP: ipPeer('UDP', 'udp-echo', { maxMessage: UDP_MAX_PAYLOAD, connectionOriented: false, fragileFlowStart: true }),
@@ -361,11 +462,30 @@ export const CLUSTER_PEERS: Readonly<Record<string, ClusterPeer>> = {
     fragileFlowStart: false,
     oneSessionAtATime: 'a FIFO pair is one channel: a new session takes the FIFOs over from the one before',
     // The peer holds its FIFOs open, so it never sends EOF, and an HTTP response ends with the upstream's EOF.
-    onlyFrom: ['UDP', 'TCP', 'UnixDomainSocket', 'WebSocket', 'JSONSocket', 'UNIX/dgram', 'UNIX/seqpacket', 'PIPE'],
+    onlyFrom: ['UDP', 'TCP', 'UnixDomainSocket', 'WebSocket', 'JSONSocket', 'UNIX/dgram', 'UNIX/seqpacket', 'PIPE', 'AF_PACKET', 'SCTP'],
     onlyFromReason: 'an HTTP response ends with the upstream\'s EOF, and a FIFO peer (which keeps its FIFOs open) never sends one',
     async start(env, n) {
       const paths = Array.from({ length: n }, (_, i) => env.driver.tmpPath(`up${i}.fifo`));
       return processUpstreams(env, { protocol: 'PIPE', reply_suffix: '.reply' }, 'pipe-echo', paths.map((p) => ({ path: p })), (i) => paths[i]!);
+    },
+  },
+  AF_PACKET: AF_PACKET_PEER,
+  SCTP: {
+    maxMessage: 65536,
+    // SCTP has no half-close: a SHUTDOWN ends both directions.
+    halfClose: false,
+    connectionOriented: true,
+    canTag: true,
+    fragileFlowStart: false,
+    // usrsctp (conformance/sctp_udp_echo.c), SCTP over UDP on one port number for both.
+    async start(env, n, tags) {
+      // usrsctp binds its UDP encapsulation socket on the wildcard address:
+      // one port cannot front several peers (no listener uses SCTP as its representative).
+      if (n > 1) throw new Error(`SCTP: ${n} upstreams on one port are not possible with usrsctp (its UDP socket binds the wildcard address)`);
+      const port = await env.driver.freePort();
+      const address = env.driver.peerAddresses[0]!;
+      return processUpstreams(env, { protocol: 'SCTP', encapsulation: 'udp', port }, 'sctp-udp-echo',
+        [{ address, port, ...(tags?.[0] !== undefined ? { tag: tags[0] } : {}) }], () => address);
     },
   },
   'STDIO-fork': {

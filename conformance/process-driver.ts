@@ -14,8 +14,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Driver, GatewayHandle, GatewayStartOptions, PeerArgs, PeerHandle, PeerKind } from './driver.js';
+import type { Driver, GatewayHandle, GatewayStartOptions, L2Link, PeerArgs, PeerHandle, PeerKind } from './driver.js';
+import { createLink, ETHERTYPE, packetPeer } from './l2.js';
 import { PortAllocator, tcpBindable, udpBindable } from './ports.js';
+import { sctpUdpEcho, sctpUdpEchoArgs } from './sctp-peer.js';
 import { api, delay, fifoHasReader, isSocketFile, waitFor } from './util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -278,6 +280,20 @@ export class ProcessDriver implements Driver {
         argv = [`OPEN:${args.path},rdwr!!OPEN:${args.path}.reply,rdwr`, 'EXEC:cat'];
         ready = async () => fifoHasReader(args.path!);
         break;
+      case 'sctp-udp-echo':
+        // conformance/sctp_udp_echo.c on usrsctp: an SCTP stack independent of the gateway's.
+        if (args.port === undefined) throw new Error('sctp-udp-echo needs a port');
+        cmd = sctpUdpEcho(this.dir);
+        argv = sctpUdpEchoArgs(host, port, args.tag);
+        ready = async (c) => c.logs().includes('ready\n');
+        break;
+      case 'packet-echo':
+        if (args.link === undefined) throw new Error('packet-echo needs a veth pair');
+        // conformance/packet_peer.c in the far end's namespace (it enters it itself): one loop, order kept.
+        cmd = packetPeer();
+        argv = ['--netns', args.link.netnsPath, 'echo', args.link.peer, String(ETHERTYPE)];
+        ready = async (c) => c.logs().includes('ready\n');
+        break;
       default:
         throw new Error(`unknown peer kind "${String(kind)}"`);
     }
@@ -307,6 +323,10 @@ export class ProcessDriver implements Driver {
         }
       },
     };
+  }
+
+  l2Link(): Promise<L2Link> {
+    return createLink();
   }
 
   async close(): Promise<void> {

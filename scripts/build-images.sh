@@ -90,6 +90,15 @@ done
 mkdir -p "$P/peers"
 cc -O2 -o "$P/peers/unix_dgram_echo" conformance/unix_dgram_echo.c || die "cc failed on conformance/unix_dgram_echo.c"
 add_with_libs "$P" "$P/peers/unix_dgram_echo" "$R" no
+# The SCTP-over-UDP echo (conformance/sctp_udp_echo.c) on usrsctp, an SCTP
+# stack independent of the gateway's; libusrsctp comes along with its libraries.
+cc -O2 -o "$P/peers/sctp_udp_echo" conformance/sctp_udp_echo.c $(pkg-config --cflags --libs usrsctp 2>/dev/null || echo -lusrsctp) -lpthread \
+  || die "cc failed on conformance/sctp_udp_echo.c (libusrsctp-dev missing? run 'bash scripts/setup-host.sh')"
+add_with_libs "$P" "$P/peers/sctp_udp_echo" "$R" no
+# The AF_PACKET echo (conformance/packet_peer.c): enters a veth pair's
+# namespace itself (setns on /run/netns/NAME, mounted in), so the image needs no `ip`.
+cc -O2 -o "$P/peers/packet_peer" conformance/packet_peer.c || die "cc failed on conformance/packet_peer.c"
+add_with_libs "$P" "$P/peers/packet_peer" "$R" no
 # socat's SYSTEM: runs /bin/sh (dash here); EXEC:cat finds cat on PATH.
 mkdir -p "$P/bin"
 ln -s "$(readlink -f "$(command -v sh)")" "$P/bin/sh"

@@ -3,7 +3,7 @@
 # for the offload (clang, libbpf, bpftool), build tools for the native addon,
 # and Chromium for the dashboard test. Idempotent; needs root (or sudo).
 set -euo pipefail
-PKGS=(socat curl iproute2 ethtool clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ python3 chromium)
+PKGS=(socat curl iproute2 ethtool clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ python3 chromium libusrsctp-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

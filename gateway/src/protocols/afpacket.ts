@@ -15,6 +15,7 @@ import { GatewayError, invalid } from '../core/errors.js';
 import { NativeDatagramChannel } from '../native/channel.js';
 import { socketsAddon, socketsUnavailable, type SocketsAddon } from '../native/sockets.js';
 import type { ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec } from './types.js';
+import { UDP_EOF_LINGER_MS } from './udp.js';
 import { needsAddon } from './unixdgram.js';
 import * as v from './validate.js';
 
@@ -104,7 +105,10 @@ class PacketCluster implements ClusterImpl {
     } catch (err) {
       throw new GatewayError('CONNECT_FAILED', `AF_PACKET ${ep.address}: ${(err as Error).message}`, undefined, { cause: err });
     }
-    return new NativeDatagramChannel(a, fd, ep.address, { what: `AF_PACKET ${ep.address}` });
+    // Connectionless, as a UDP or UNIX/dgram cluster: after the session's EOF
+    // keep taking replies, and report EOF once none came for a while (an
+    // HTTP response through this cluster ends only then).
+    return new NativeDatagramChannel(a, fd, ep.address, { what: `AF_PACKET ${ep.address}`, eofLingerMs: UDP_EOF_LINGER_MS });
   }
 }
 

@@ -15,19 +15,10 @@ import type { ProtocolDef } from './types.js';
 import { udpProtocol } from './udp.js';
 import { pipeProtocol } from './pipe.js';
 import { afPacketProtocol } from './afpacket.js';
-import { socketsAddon, socketsUnavailable } from '../native/sockets.js';
+import { sctpProtocol } from './sctp.js';
 import { stdioForkProtocol } from './stdiofork.js';
 import { unixDgramProtocol, unixSeqpacketProtocol } from './unixdgram.js';
 import { websocketProtocol } from './websocket.js';
-
-/** Why SCTP cannot run: the kernel's answer where it has no SCTP, else that the data path is not here yet. */
-function sctpUnavailable(): string {
-  const addon = socketsAddon();
-  if (addon === undefined) return `protocol "SCTP" is unavailable: ${socketsUnavailable()}`;
-  const kernel = addon.sctpProbe();
-  if (kernel !== undefined) return `protocol "SCTP" is unavailable: ${kernel}`;
-  return 'protocol "SCTP" is not supported yet (planned in issue #6): the kernel has SCTP, the data path is not wired up';
-}
 
 export const PROTOCOLS: readonly ProtocolDef[] = [
   udpProtocol,
@@ -44,7 +35,7 @@ export const PROTOCOLS: readonly ProtocolDef[] = [
   stdioProtocol,
   websocketProtocol,
   jsonSocketProtocol,
-  { name: 'SCTP', kind: 'datagram', summary: 'SCTP messages', unavailable: sctpUnavailable() },
+  sctpProtocol,
   afPacketProtocol,
   unixDgramProtocol,
   unixSeqpacketProtocol,

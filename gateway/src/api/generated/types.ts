@@ -101,6 +101,12 @@ export type ListenerSpec = {
   connect?: AddressPortPair;
   /** Socket file path (UnixDomainSocket, UNIX/dgram) or pipe path. */
   filename?: string;
+  /** SCTP only: the transport under SCTP. Absent or `none`: kernel SCTP (rejected with the kernel's reason, e.g. "SCTP not supported by this kernel", where the kernel has no SCTP). `udp`: SCTP over UDP (RFC 6951) in user space; the listener binds one UDP socket on `address`:`udp_port` and makes one session per SCTP association (per remote UDP address and port), for SCTP port `port`. */
+  encapsulation?: "udp" | "none";
+  /** SCTP with `encapsulation: udp`: the UDP port (default `port`). Listener: the local port bound; cluster: the endpoints' port. */
+  udp_port?: number;
+  /** UDP, UNIX/dgram and SCTP listeners: seconds without traffic after which a session ends (default 120; 0 = never). */
+  idle_timeout?: number;
   transport?: ListenerTransportSpec;
   transport_spec?: ListenerTransportSpec;
   options?: SocketOptions;
@@ -164,6 +170,10 @@ export type ClusterSpec = {
   address?: string;
   bind?: AddressPortPair;
   filename?: string;
+  /** SCTP only: absent or `none` for kernel SCTP, `udp` for SCTP over UDP (RFC 6951) in user space: per session a UDP socket to endpoint:`udp_port` and one association to SCTP port `port`. */
+  encapsulation?: "udp" | "none";
+  /** SCTP with `encapsulation: udp`: the endpoints' UDP encapsulation port (default `port`). */
+  udp_port?: number;
   transport?: ClusterTransportSpec;
   transport_spec?: ClusterTransportSpec;
   /** JSONSocket request header recipe, applied in order. */
