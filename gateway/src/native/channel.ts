@@ -2,6 +2,7 @@
 // seqpacket, AF_PACKET, batched UDP): one message per chunk, both ways.
 
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
+import { EofLinger } from '../channel/linger.js';
 import { NativeSocket, type NativeSocketHandler } from './fdsocket.js';
 import type { SocketsAddon } from './sockets.js';
 
@@ -30,7 +31,7 @@ export class NativeDatagramChannel extends BaseChannel implements NativeSocketHa
   activity = 0;
   private ended = false;
   private received = 0;
-  private linger: NodeJS.Timeout | undefined;
+  private linger: EofLinger | undefined;
   private shutdownPending = false;
   /** seqpacket: the peer sent EOF. */
   private peerEnded = false;
@@ -88,7 +89,8 @@ export class NativeDatagramChannel extends BaseChannel implements NativeSocketHa
       else this.shutdownPending = true;
       return;
     }
-    if ((this.opts.eofLingerMs ?? 0) > 0) this.armLinger(this.received);
+    const ms = this.opts.eofLingerMs ?? 0;
+    if (ms > 0) this.linger = new EofLinger(ms, () => this.received, () => { if (!this.closed) this.deliverEnd(); });
   }
 
   private doShutdown(): void {
@@ -103,15 +105,6 @@ export class NativeDatagramChannel extends BaseChannel implements NativeSocketHa
     if (this.peerEnded && this.shutDown && !this.closed) this.close();
   }
 
-  private armLinger(seen: number): void {
-    this.linger = setTimeout(() => {
-      this.linger = undefined;
-      if (this.closed) return;
-      if (this.received !== seen) this.armLinger(this.received);
-      else this.deliverEnd();
-    }, this.opts.eofLingerMs);
-    this.linger.unref();
-  }
 
   protected doPause(): void {
     this.sock.readStop();
@@ -122,7 +115,7 @@ export class NativeDatagramChannel extends BaseChannel implements NativeSocketHa
   }
 
   protected doClose(err: Error | undefined): void {
-    if (this.linger) clearTimeout(this.linger);
+    this.linger?.cancel();
     this.sock.flush();
     this.sock.close();
     this.finish(err);

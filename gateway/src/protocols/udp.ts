@@ -13,6 +13,7 @@
 import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
+import { EofLinger } from '../channel/linger.js';
 import { GatewayError, invalid } from '../core/errors.js';
 import type {
   ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec,
@@ -49,7 +50,7 @@ export class UdpChannel extends BaseChannel {
   onRelease: (() => void) | undefined;
   private ended = false;
   private received = 0;
-  private linger: NodeJS.Timeout | undefined;
+  private linger: EofLinger | undefined;
 
   constructor(
     readonly socket: dgram.Socket,
@@ -121,24 +122,14 @@ export class UdpChannel extends BaseChannel {
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    if (this.eofLingerMs > 0) this.armLinger(this.received);
-  }
-
-  private armLinger(seen: number): void {
-    this.linger = setTimeout(() => {
-      this.linger = undefined;
-      if (this.closed) return;
-      if (this.received !== seen) this.armLinger(this.received);
-      else this.deliverEnd();
-    }, this.eofLingerMs);
-    this.linger.unref();
+    if (this.eofLingerMs > 0) this.linger = new EofLinger(this.eofLingerMs, () => this.received, () => { if (!this.closed) this.deliverEnd(); });
   }
 
   protected doPause(): void {}
   protected doResume(): void {}
 
   protected doClose(_err: Error | undefined): void {
-    if (this.linger) clearTimeout(this.linger);
+    this.linger?.cancel();
     if (!this.ownsSocket) {
       this.finish(_err);
       return;
