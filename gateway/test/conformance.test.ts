@@ -24,7 +24,7 @@ const run = missing.length > 0 && !ci ? test.serial.skip : test.serial;
 if (missing.length > 0 && !ci) console.log(`conformance: skipped, ${missing.join(' and ')} not installed (scripts/setup-host.sh installs them)`);
 
 run('conformance: every listener × cluster pair of the registry, process mode, 0 failed', async (t) => {
-  t.timeout(300_000, 'the conformance suite did not finish in 5 minutes');
+  t.timeout(900_000, 'the conformance suite did not finish in 15 minutes');
   if (missing.length > 0) t.fail(`${missing.join(' and ')} not installed (CI=true)`);
   const r = await runConformance({ mode: 'process', concurrency: 2 });
   processResult = r;
@@ -72,7 +72,7 @@ const runContainer = (noEngine !== undefined || missing.length > 0) && !ci ? tes
 if (noEngine !== undefined && !ci) console.log(`conformance container mode: skipped, ${noEngine}`);
 
 runContainer('conformance: container mode (gateway and peer images under testcontainers) runs the same cases as process mode, all passing', async (t) => {
-  t.timeout(600_000, 'container-mode conformance did not finish in 10 minutes');
+  t.timeout(1_200_000, 'container-mode conformance did not finish in 20 minutes');
   if (noEngine !== undefined) t.fail(`${noEngine} (CI=true)`);
   process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
   process.env.TESTCONTAINERS_HOST_OVERRIDE ??= '127.0.0.1';
