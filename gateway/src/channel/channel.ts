@@ -115,6 +115,21 @@ export abstract class BaseChannel implements Channel {
     this.doClose(err);
   }
 
+  /** For a splice handover: bytes read and held for the sink, or -1 when an EOF is held too. */
+  protected queuedBytes(): number {
+    if (this.endQueued) return -1;
+    let n = 0;
+    if (this.queue !== undefined) for (const c of this.queue) n += c.byteLength;
+    return n;
+  }
+
+  /** For a splice handover: take the held chunks, oldest first (the channel leaves the JavaScript path). */
+  protected takeQueue(): Uint8Array[] {
+    const q = this.queue ?? [];
+    this.queue = undefined;
+    return q;
+  }
+
   /** Subclasses: deliver one chunk read from the peer. */
   protected deliver(chunk: Uint8Array): void {
     const sink = this.sink;

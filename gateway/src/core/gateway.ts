@@ -19,6 +19,7 @@ import {
 import { NameCounters, checkName, dedupe, type CountedKind } from './names.js';
 import type { GatewayObserver } from './observer.js';
 import { Session, Stage, type SessionOwner } from './session.js';
+import { StreamSplicer } from '../native/splice.js';
 
 /** The kernel fast path (gateway/src/offload/bridge.ts), told about session milestones. */
 export interface SessionOffloader {
@@ -134,6 +135,8 @@ export class Gateway implements SessionOwner, GatewayServices {
   offloader: SessionOffloader | undefined;
   /** Sessions not yet destroyed (ended ones may linger in `sessions` for options.track). */
   private liveSessions = 0;
+  /** The splice(2) fast path for bulk stream sessions; undefined without the addon or with L7MP_SPLICE=off. */
+  readonly splicer = StreamSplicer.create();
 
   constructor(opts: GatewayOptions) {
     this.opts = opts;
@@ -755,6 +758,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.status = 'CONNECTED'; // before link(): a stage that closes while linking must be seen
     s.event('CONNECT', 'Session connected');
     s.link();
+    this.splicer?.linked(s, retriesOnDisconnect(s.retry));
     this.log.verbose({ session: s.name, route: route.name, destination: s.destination.channel?.peer }, 'session connected');
     if (closedEarly !== undefined && !isOver(s)) this.stageClosed(s, closedEarly, undefined);
     else this.offloader?.sessionConnected(s);

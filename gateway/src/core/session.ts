@@ -7,6 +7,11 @@
 // Every stage has exactly one link feeding it and one link it feeds, so a
 // stage that is reconnected (retry) is re-linked by pointing two links at the
 // new channel. Links carry backpressure and count bytes and packets.
+//
+// Bulk byte-stream sessions may leave the JavaScript path: once a link has
+// carried `spliceAt` bytes it offers its chunk to the session's Splicer
+// (gateway/src/native/splice.ts), which can hand both sockets to the kernel
+// (splice(2)); `splice` then keeps the links' counters up to date.
 
 import type { Channel, ChannelSink, CloseListener, DrainListener } from '../channel/channel.js';
 import type { SessionPriv, SessionView } from '../protocols/types.js';
@@ -61,6 +66,8 @@ export class Link implements ChannelSink, DrainListener {
   data(chunk: Uint8Array): void {
     this.bytes += chunk.byteLength;
     this.packets++;
+    // One comparison per chunk (spliceAt is Infinity unless the session may be spliced).
+    if (this.bytes >= this.session.spliceAt && this.session.splicer!.offer(this.session, this, chunk)) return;
     if (!this.to.send(chunk)) this.from.pause();
   }
 
@@ -70,6 +77,8 @@ export class Link implements ChannelSink, DrainListener {
   }
 
   drain(): void {
+    // A congested flow is quiescent right when its writes have drained.
+    if (this.bytes >= this.session.spliceAt && this.session.splicer!.offer(this.session, this, undefined)) return;
     this.from.resume();
   }
 }
@@ -88,9 +97,31 @@ export interface KernelPath {
   toJSON(): Record<string, unknown>;
 }
 
+/** The splice fast path (gateway/src/native/splice.ts): decides and performs the handover. */
+export interface Splicer {
+  /**
+   * A link reached session.spliceAt: take over, with `chunk` in hand (from
+   * data()) or without (from drain())? true: the kernel path has the session
+   * now, and the chunk.
+   */
+  offer(s: Session, link: Link, chunk: Uint8Array | undefined): boolean;
+}
+
+/** A session forwarded by splice(2): `sync()` folds the kernel's counts into the links. */
+export interface SplicePath {
+  readonly active: boolean;
+  sync(): void;
+  toJSON(): Record<string, unknown>;
+}
+
 export class Session implements SessionView, CloseListener {
   status: SessionStatus = 'INIT';
-  readonly events: SessionEvent[] = [];
+  /**
+   * The event log, flat: [event, ms since start, message, content] per event.
+   * An idle session holds three events for its whole life; as objects with
+   * ISO timestamps they were ~300 B of its memory. toJSON() expands them.
+   */
+  private readonly log: unknown[] = [];
   readonly started = Date.now();
   ended: number | undefined;
   readonly source: Stage;
@@ -107,6 +138,11 @@ export class Session implements SessionView, CloseListener {
   warnedDowngrade = false;
   /** Set by the offload bridge when offload is enabled. */
   kernel: KernelPath | undefined;
+  /** Link byte count at which to offer the session to `splicer` (Infinity: never). */
+  spliceAt = Infinity;
+  splicer: Splicer | undefined;
+  /** Set once the kernel splice path took over. */
+  splice: SplicePath | undefined;
 
   constructor(
     readonly name: string,
@@ -123,10 +159,21 @@ export class Session implements SessionView, CloseListener {
   }
 
   event(event: string, message: string, content?: unknown): void {
-    const e: SessionEvent = { event, timestamp: new Date().toISOString(), message };
-    if (content !== undefined) e.content = content;
-    this.events.push(e);
-    if (this.events.length > 64) this.events.splice(1, 1); // keep INIT, bound the rest
+    // Messages are often templates: flatten the rope (see udp-batch.ts flat()).
+    message.charCodeAt(0);
+    this.log.push(event, Date.now() - this.started, message, content);
+    if (this.log.length > 64 * 4) this.log.splice(4, 4); // keep INIT, bound the rest
+  }
+
+  get events(): SessionEvent[] {
+    const out: SessionEvent[] = [];
+    const l = this.log;
+    for (let i = 0; i < l.length; i += 4) {
+      const e: SessionEvent = { event: l[i] as string, timestamp: new Date(this.started + (l[i + 1] as number)).toISOString(), message: l[i + 2] as string };
+      if (l[i + 3] !== undefined) e.content = l[i + 3];
+      out.push(e);
+    }
+    return out;
   }
 
   stages(): Stage[] {
@@ -180,6 +227,7 @@ export class Session implements SessionView, CloseListener {
 
   counters(): { ingress: { bytes: number; packets: number }; egress: { bytes: number; packets: number } } {
     this.kernel?.sync();
+    this.splice?.sync();
     const first = this.links[0];
     const last = this.links[this.links.length - 1];
     return {
@@ -210,6 +258,7 @@ export class Session implements SessionView, CloseListener {
       counters: this.counters(),
       offloaded: this.kernel?.active === true,
       ...(this.kernel ? { offload: this.kernel.toJSON() } : {}),
+      ...(this.splice ? { spliced: true, splice: this.splice.toJSON() } : {}),
       events: this.events,
     };
   }

@@ -1,7 +1,8 @@
 // Entry point of the l7mp sockets addon: what Node.js lacks (Unix datagram
 // and seqpacket sockets, mkfifo, AF_PACKET, SCTP probing, recvmmsg/sendmmsg
-// batching). Every fd is non-blocking and watched by libuv, never read in a
-// blocking call, so the gateway's single thread never stalls.
+// batching, splice(2) forwarding of bulk TCP/Unix stream sessions). Every fd
+// is non-blocking and watched by libuv, never read in a blocking call, so the
+// gateway's single thread never stalls.
 #include "common.h"
 
 #include <cerrno>
@@ -31,6 +32,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #ifdef __linux__
   l7mp::InitSyscalls(env, exports);
   l7mp::InitFdSocket(env, exports);
+  l7mp::InitSplice(env, exports);
   exports.Set("platform", Napi::String::New(env, "linux"));
 #else
   exports.Set("platform", Napi::String::New(env, "unsupported"));

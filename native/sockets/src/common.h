@@ -15,5 +15,6 @@ const char* ErrnoName(int err);
 
 void InitSyscalls(Napi::Env env, Napi::Object exports);
 void InitFdSocket(Napi::Env env, Napi::Object exports);
+void InitSplice(Napi::Env env, Napi::Object exports);
 
 }  // namespace l7mp

@@ -1,0 +1,381 @@
+// Splice: kernel zero-copy forwarding between two connected stream sockets
+// (TCP or Unix), for the gateway's bulk ("elephant") byte-stream sessions.
+//
+// Why: on the JavaScript path every byte is copied into a fresh 64 KiB
+// buffer, through Node's stream machinery, and copied out again. Here each
+// direction moves socket -> pipe -> socket with splice(2), so the payload
+// never enters user space and nothing is allocated per chunk; JavaScript is
+// called once, when the session is over.
+//
+// How it fits the loop: the sockets are dup()s of the fds Node had (the
+// caller closes its own copies right after), each watched by a uv_poll_t on
+// Node's loop, level-triggered. Per direction we keep how many bytes sit in
+// its pipe, so EAGAIN from splice() is never ambiguous about "pipe full" vs
+// "socket empty": a direction waits either for its source to be readable
+// (pipe empty) or for its destination to be writable (pipe not empty). EOF
+// from a source, once its pipe is drained, becomes shutdown(SHUT_WR) on the
+// destination (half-close); the other direction carries on. Both directions
+// finished, or an error on either socket, closes everything and calls
+// onDone(code | undefined, side). Byte and read counts are kept per direction
+// and read synchronously by counts(), so JavaScript counters are exact
+// whenever they are read, with no per-chunk callback.
+//
+// Errors end this pair only: every syscall result is checked, and nothing
+// here throws after construction.
+#include "common.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+namespace l7mp {
+namespace {
+
+// Pipe size asked for with F_SETPIPE_SZ: fewer, larger splices per wakeup.
+// Unprivileged users past fs.pipe-user-pages-soft get EPERM; the default
+// pipe (64 KiB) is then used as is.
+constexpr int kPipeSize = 256 * 1024;
+// Bytes one direction may move per poll callback before yielding to the loop
+// (level-triggered polling calls it again on the next turn).
+constexpr size_t kBudget = 1024 * 1024;
+
+class Splice : public Napi::ObjectWrap<Splice> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Splice", {
+      InstanceMethod<&Splice::Prime>("prime"),
+      InstanceMethod<&Splice::Space>("space"),
+      InstanceMethod<&Splice::Start>("start"),
+      InstanceMethod<&Splice::Counts>("counts"),
+      InstanceMethod<&Splice::Close>("close"),
+      InstanceAccessor<&Splice::State>("state"),
+    });
+  }
+
+  // new Splice(fdA, fdB, onDone(code?: string, side: 0 | 1 | -1))
+  // Duplicates fdA and fdB (the caller keeps and closes its own) and makes
+  // one pipe per direction (0: A -> B, 1: B -> A). Nothing moves until start().
+  explicit Splice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Splice>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction()) {
+      Napi::TypeError::New(env, "Splice(fdA, fdB, onDone)").ThrowAsJavaScriptException();
+      return;
+    }
+    int fds[2] = {info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value()};
+    if (fds[0] < 0 || fds[1] < 0 || fds[0] == fds[1]) {
+      Napi::TypeError::New(env, "Splice: bad fd").ThrowAsJavaScriptException();
+      return;
+    }
+    if (napi_get_uv_event_loop(env, &loop_) != napi_ok || loop_ == nullptr) {
+      Napi::Error::New(env, "Splice: no event loop").ThrowAsJavaScriptException();
+      return;
+    }
+    onDone_ = Napi::Persistent(info[2].As<Napi::Function>());
+    for (int i = 0; i < 2; i++) {
+      // F_DUPFD_CLOEXEC: a forked child (STDIO-fork clusters) must not keep
+      // the connection open.
+      int d = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+      if (d < 0) { Fail(env, errno, "fcntl(F_DUPFD_CLOEXEC)"); return; }
+      side_[i].fd = d;
+      int fl = fcntl(d, F_GETFL);
+      if (fl < 0 || ((fl & O_NONBLOCK) == 0 && fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0)) { Fail(env, errno, "fcntl(O_NONBLOCK)"); return; }
+      int p[2];
+      if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) { Fail(env, errno, "pipe2"); return; }
+      dir_[i].pr = p[0];
+      dir_[i].pw = p[1];
+      fcntl(p[1], F_SETPIPE_SZ, kPipeSize);  // best effort, see kPipeSize
+      int sz = fcntl(p[1], F_GETPIPE_SZ);
+      dir_[i].cap = sz > 0 ? static_cast<size_t>(sz) : 65536;
+    }
+    for (int i = 0; i < 2; i++) {
+      auto* h = new uv_poll_t();
+      int r = uv_poll_init(loop_, h, side_[i].fd);
+      if (r != 0) {
+        delete h;
+        Fail(env, -r, "uv_poll_init");
+        return;
+      }
+      h->data = this;
+      side_[i].poll = h;
+    }
+    state_ = kReady;
+    // The poll handles are on the loop from here on: the wrapper must not be
+    // collected before close() or the end of the pair releases them.
+    Ref();
+  }
+
+  ~Splice() override {
+    // Only reached with resources left at environment teardown (an active
+    // pair holds a reference): release the fds, leave the loop alone.
+    for (auto& s : side_) if (s.fd >= 0) close(s.fd);
+    for (auto& d : dir_) {
+      if (d.pr >= 0) close(d.pr);
+      if (d.pw >= 0) close(d.pw);
+    }
+  }
+
+ private:
+  enum StateKind { kFailed, kReady, kActive, kDone };
+  struct Side {
+    int fd = -1;
+    uv_poll_t* poll = nullptr;
+    int events = 0;
+  };
+  struct Dir {
+    int pr = -1, pw = -1;
+    size_t cap = 0;
+    size_t inPipe = 0;  // bytes spliced into the pipe and not yet out of it
+    bool eof = false;   // the source sent FIN
+    bool shut = false;  // EOF passed on: shutdown(SHUT_WR) on the destination
+    bool wantRead = false, wantWrite = false;
+    double bytes = 0, reads = 0;  // doubles: exact to 2^53, what JavaScript reads anyway
+  };
+
+  void Fail(Napi::Env env, int err, const char* syscall) {
+    Release();
+    state_ = kFailed;
+    ErrnoError(env, err, syscall).ThrowAsJavaScriptException();
+  }
+
+  // prime(dir, chunk) -> bytes queued (all of chunk) or -errno.
+  // Data JavaScript read but had not forwarded yet goes into that direction's
+  // pipe first, so byte order is kept across the handover.
+  Napi::Value Prime(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsTypedArray()) {
+      Napi::TypeError::New(env, "prime(dir, chunk)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int d = info[0].As<Napi::Number>().Int32Value();
+    if (d != 0 && d != 1) {
+      Napi::RangeError::New(env, "prime: dir must be 0 or 1").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (state_ != kReady) return Napi::Number::New(env, -EBADF);
+    Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+    const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    size_t len = ta.ByteLength();
+    if (dir_[d].inPipe + len > dir_[d].cap) return Napi::Number::New(env, -ENOSPC);
+    size_t off = 0;
+    while (off < len) {
+      ssize_t n = write(dir_[d].pw, p + off, len - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Napi::Number::New(env, n < 0 ? -errno : -EIO);
+      off += static_cast<size_t>(n);
+    }
+    dir_[d].inPipe += len;
+    return Napi::Number::New(env, static_cast<double>(len));
+  }
+
+  // space(dir) -> bytes prime() can still queue in that direction's pipe.
+  Napi::Value Space(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int d = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : -1;
+    if (d != 0 && d != 1) {
+      Napi::RangeError::New(env, "space: dir must be 0 or 1").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, state_ == kReady ? static_cast<double>(dir_[d].cap - dir_[d].inPipe) : 0);
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (state_ != kReady) return env.Undefined();
+    state_ = kActive;
+    for (int i = 0; i < 2; i++) dir_[i].wantRead = true;
+    // Move what is already there (primed bytes, data that arrived meanwhile);
+    // the first poll callback would do the same one loop turn later.
+    for (int i = 0; i < 2 && state_ == kActive; i++) {
+      int err = 0, side = -1;
+      if (!Pump(i, &err, &side)) return Finish(env, err, side), env.Undefined();
+    }
+    Settle(env);
+    return env.Undefined();
+  }
+
+  // counts(out: Float64Array(4)): [bytes A->B, reads A->B, bytes B->A, reads B->A]
+  Napi::Value Counts(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        info[0].As<Napi::TypedArray>().ElementLength() < 4) {
+      Napi::TypeError::New(env, "counts(Float64Array(4))").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Float64Array out = info[0].As<Napi::Float64Array>();
+    out[0] = dir_[0].bytes;
+    out[1] = dir_[0].reads;
+    out[2] = dir_[1].bytes;
+    out[3] = dir_[1].reads;
+    return env.Undefined();
+  }
+
+  // close(): stop at once and close both sockets (an abort: what is still in
+  // the pipes is dropped). No onDone call. Safe to call any time, repeatedly.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    bool held = state_ == kReady || state_ == kActive;
+    Release();
+    if (state_ != kFailed) state_ = kDone;
+    if (held) Unref();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value State(const Napi::CallbackInfo& info) {
+    static const char* names[] = {"failed", "ready", "active", "done"};
+    return Napi::String::New(info.Env(), names[state_]);
+  }
+
+  // Move bytes for direction d until both ends would block, EOF has been
+  // passed on, or the budget is spent. false: an error, *side tells whose.
+  bool Pump(int d, int* err, int* side) {
+    Dir& x = dir_[d];
+    int src = side_[d].fd, dst = side_[1 - d].fd;
+    size_t moved = 0;
+    x.wantRead = x.wantWrite = false;
+    if (x.shut) return true;
+    for (;;) {
+      while (x.inPipe > 0) {
+        ssize_t n = splice(x.pr, nullptr, dst, nullptr, x.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+          x.inPipe -= static_cast<size_t>(n);
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        *err = n < 0 ? errno : EIO;
+        *side = 1 - d;
+        return false;
+      }
+      bool blocked = x.inPipe > 0;
+      if (x.eof) {
+        if (!blocked) {
+          // ENOTCONN: the peer is gone already; the other direction will see it.
+          if (shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN) {
+            *err = errno;
+            *side = 1 - d;
+            return false;
+          }
+          x.shut = true;
+        }
+        x.wantWrite = blocked;
+        return true;
+      }
+      if (blocked && x.inPipe >= x.cap) {
+        x.wantWrite = true;
+        return true;
+      }
+      if (moved >= kBudget) {
+        x.wantRead = !blocked;
+        x.wantWrite = blocked;
+        return true;
+      }
+      ssize_t n = splice(src, nullptr, x.pw, nullptr, x.cap - x.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        x.inPipe += static_cast<size_t>(n);
+        x.bytes += static_cast<double>(n);
+        x.reads++;
+        moved += static_cast<size_t>(n);
+        continue;
+      }
+      if (n == 0) {
+        x.eof = true;
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        // Pipe not empty: the destination is blocked, and the pipe may be out
+        // of slots rather than the socket out of data; wait for writable and
+        // read again after draining (watching a readable source here would spin).
+        x.wantRead = !blocked;
+        x.wantWrite = blocked;
+        return true;
+      }
+      *err = errno;
+      *side = d;
+      return false;
+    }
+  }
+
+  // After pumping: finish when both directions are done, else watch what
+  // each direction waits for.
+  void Settle(Napi::Env env) {
+    if (state_ != kActive) return;
+    if (dir_[0].shut && dir_[1].shut) return Finish(env, 0, -1);
+    for (int i = 0; i < 2; i++) {
+      Side& s = side_[i];
+      int ev = (dir_[i].wantRead ? UV_READABLE : 0) | (dir_[1 - i].wantWrite ? UV_WRITABLE : 0);
+      if (ev == s.events) continue;
+      int r = ev == 0 ? uv_poll_stop(s.poll) : uv_poll_start(s.poll, ev, OnPoll);
+      if (r != 0) return Finish(env, -r, i);
+      s.events = ev;
+    }
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int events) {
+    auto* self = static_cast<Splice*>(h->data);
+    if (self == nullptr || self->state_ != kActive) return;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    int i = h == self->side_[0].poll ? 0 : 1;
+    int err = 0, side = -1;
+    if (status < 0) return self->Finish(env, -status, i);
+    // Readable: the direction this socket feeds; writable: the one it drains.
+    if ((events & (UV_READABLE | UV_DISCONNECT)) != 0 && !self->Pump(i, &err, &side)) return self->Finish(env, err, side);
+    if ((events & UV_WRITABLE) != 0 && !self->Pump(1 - i, &err, &side)) return self->Finish(env, err, side);
+    self->Settle(env);
+  }
+
+  // Stop polling and close every fd we own (idempotent).
+  void Release() {
+    for (auto& s : side_) {
+      if (s.poll != nullptr) {
+        // uv_close stops the poll and takes the fd out of epoll while it is
+        // still open; only then may it be closed.
+        s.poll->data = nullptr;
+        uv_close(reinterpret_cast<uv_handle_t*>(s.poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+        s.poll = nullptr;
+      }
+      s.events = 0;
+      if (s.fd >= 0) close(s.fd);
+      s.fd = -1;
+    }
+    for (auto& d : dir_) {
+      if (d.pr >= 0) close(d.pr);
+      if (d.pw >= 0) close(d.pw);
+      d.pr = d.pw = -1;
+      d.inPipe = 0;
+    }
+  }
+
+  // The pair is over: release everything, then tell JavaScript once.
+  void Finish(Napi::Env env, int err, int side) {
+    if (state_ != kActive) return;
+    Release();
+    state_ = kDone;
+    Napi::Value code = err != 0 ? Napi::String::New(env, ErrnoName(err)) : env.Undefined();
+    // MakeCallback: microtasks run afterwards, as after any Node event. A
+    // throw becomes an uncaught exception, as from any event handler.
+    onDone_.MakeCallback(Value(), {code, Napi::Number::New(env, side)});
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
+    Unref();  // last: JavaScript may drop its last reference in the callback
+  }
+
+  uv_loop_t* loop_ = nullptr;
+  StateKind state_ = kFailed;
+  Side side_[2];
+  Dir dir_[2];
+  Napi::FunctionReference onDone_;
+};
+
+}  // namespace
+
+void InitSplice(Napi::Env env, Napi::Object exports) {
+  exports.Set("Splice", Splice::Define(env));
+}
+
+}  // namespace l7mp
