@@ -8,7 +8,11 @@ import { socketsUnavailable } from '../src/native/sockets.js';
 
 /** true: go on. false: the test was skipped (logged) or failed (CI). */
 export function needAddon(t: ExecutionContext): boolean {
-  const reason = socketsUnavailable();
+  return needCapability(t, socketsUnavailable());
+}
+
+/** A capability gate: `reason` undefined means present. Absent: skip (logged) on a developer machine, fail under CI=true. */
+export function needCapability(t: ExecutionContext, reason: string | undefined): boolean {
   if (reason === undefined) return true;
   if (process.env.CI === 'true') t.fail(reason);
   else {

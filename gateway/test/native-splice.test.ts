@@ -15,20 +15,14 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { spliceUnavailable } from '../src/native/splice.js';
 import { api, freePort, startGw, tmpPath, waitFor } from './helpers.js';
+import { needCapability } from './native-helpers.js';
 
 process.env.L7MP_SPLICE_AFTER = String(64 * 1024);
 
 const MiB = 1024 * 1024;
 
 function needSplice(t: ExecutionContext): boolean {
-  const reason = spliceUnavailable();
-  if (reason === undefined) return true;
-  if (process.env.CI === 'true') t.fail(reason);
-  else {
-    t.log(`skipped: ${reason}`);
-    t.pass();
-  }
-  return false;
+  return needCapability(t, spliceUnavailable());
 }
 
 const fdCount = (): number => fs.readdirSync('/proc/self/fd').length;
