@@ -7,7 +7,7 @@
 //                                  arguments plus backlog=128; the tag via
 //                                  /bin/sh)
 //   udp-echo                       a small node echo in the peers image (see
-//                                  UDP_ECHO for why not socat)
+//                                  udp-echo.ts for why not socat)
 //   unix-dgram-echo,               unix_dgram_echo (C) and socat in the peers image, process mode's
 //   unix-seqpacket-echo,           arguments; pipe-echo's two FIFOs are
 //   pipe-echo                      created from here, mode 0666 (the image
@@ -41,6 +41,7 @@ import { ETHERTYPE } from './l2.js';
 import { ProcessDriver } from './process-driver.js';
 import { tcpBindable, udpBindable } from './ports.js';
 import { sctpUdpEchoArgs } from './sctp-peer.js';
+import { UDP_ECHO, udpEchoPeer } from './udp-echo.js';
 import { api, fifoHasReader, isSocketFile, waitFor } from './util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -56,36 +57,6 @@ const BUILD_TIMEOUT_MS = 10 * 60_000;
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_S = 4;
 const MAX_LOG = 4 * 1024 * 1024;
-/**
- * The UDP echo peer of container mode (node, in the peers image): one socket,
- * each datagram back as one datagram to its sender, the tag as a datagram of
- * its own first on every new flow (a flow ends after 10 s of silence, as
- * socat's -T 10). Not socat's UDP-LISTEN,fork + PIPE, which process mode
- * uses: that one loses the first datagram of a new flow that arrives while
- * the parent re-binds after a fork (measured here through a gateway, 4 new
- * flows at a time: 30/40 answered with socat as a process, 18/40 with socat
- * in a container), and its PIPE merges datagrams that queue up (the
- * boundaries and counters cases). L7MP_CONTAINER_UDP_PEER=socat restores
- * socat, for comparison with process mode.
- */
-const UDP_ECHO = `
-const dgram = require('node:dgram');
-const [host, port, tag] = process.argv.slice(1);
-const IDLE_MS = 3000; // as socat -T 3 in process mode: a flow silent this long is new again
-const flows = new Map();
-const s = dgram.createSocket({ type: 'udp4', recvBufferSize: 1 << 21, sendBufferSize: 1 << 21 });
-s.on('message', (m, r) => {
-  const key = r.address + ':' + r.port;
-  const now = Date.now();
-  const last = flows.get(key);
-  if (tag && (last === undefined || now - last > IDLE_MS)) s.send(Buffer.from(tag), r.port, r.address);
-  flows.set(key, now);
-  s.send(m, r.port, r.address);
-});
-s.on('error', (e) => { console.error('udp-echo: ' + e.message); process.exit(1); });
-setInterval(() => { const now = Date.now(); for (const [k, t] of flows) if (now - t > IDLE_MS) flows.delete(k); }, IDLE_MS).unref();
-s.bind(Number(port), host, () => console.log('ready'));
-`;
 
 /** Every container of a run carries this label, with the run's id. */
 const RUN_LABEL = 'org.l7mp.conformance-run';
@@ -205,7 +176,7 @@ export class ContainerDriver implements Driver {
   private readonly peersImage: string;
   private readonly runId = `${process.pid}-${Date.now().toString(36)}`;
   private readonly boxes = new Set<Box>();
-  private readonly udpPeer: 'node' | 'socat' = process.env.L7MP_CONTAINER_UDP_PEER === 'socat' ? 'socat' : 'node';
+  private readonly udpPeer = udpEchoPeer();
   private seq = 0;
 
   /**

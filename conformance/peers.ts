@@ -20,6 +20,7 @@ import {
 import { pipeClient, unixDgramClient, unixSeqpacketClient } from './native-clients.js';
 import { sctpUdpClient } from './sctp-client.js';
 import { FRAME_MTU, packetClient } from './l2.js';
+import { udpEchoPeer } from './udp-echo.js';
 
 type Spec = Record<string, unknown>;
 
@@ -408,7 +409,8 @@ const AF_PACKET_PEER: ClusterPeer = {
 };
 
 export const CLUSTER_PEERS: Readonly<Record<string, ClusterPeer>> = {
-  UDP: ipPeer('UDP', 'udp-echo', { maxMessage: UDP_MAX_PAYLOAD, connectionOriented: false, fragileFlowStart: true }),
+  // Only socat's fork-per-flow echo needs flows started one at a time (udp-echo.ts).
+  UDP: ipPeer('UDP', 'udp-echo', { maxMessage: UDP_MAX_PAYLOAD, connectionOriented: false, fragileFlowStart: udpEchoPeer() === 'socat' }),
   TCP: ipPeer('TCP', 'tcp-echo', { halfClose: true }),
   UnixDomainSocket: {
     maxMessage: Infinity,

@@ -10,6 +10,13 @@ import net from 'node:net';
 
 export const PORT_MIN = 20_000;
 export const PORT_MAX = 32_000;
+/**
+ * Listening ports (PortAllocator) come from [PORT_MIN, CLIENT_PORT_MIN),
+ * client source ports (clientPort) from [CLIENT_PORT_MIN, PORT_MAX): a client
+ * bound to a port that was just handed out for a listener made that
+ * listener's bind fail (EADDRINUSE in a suite run).
+ */
+export const CLIENT_PORT_MIN = 28_000;
 
 export function tcpBindable(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -35,7 +42,7 @@ export class PortAllocator {
 
   async next(): Promise<number> {
     for (let tries = 0; tries < 500; tries++) {
-      const port = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
+      const port = PORT_MIN + Math.floor(Math.random() * (CLIENT_PORT_MIN - PORT_MIN));
       if (this.handedOut.has(port)) continue;
       let ok = true;
       for (const host of this.hosts) {
@@ -48,12 +55,12 @@ export class PortAllocator {
       this.handedOut.add(port);
       return port;
     }
-    throw new Error(`no free port in ${PORT_MIN}-${PORT_MAX} after 500 tries`);
+    throw new Error(`no free port in ${PORT_MIN}-${CLIENT_PORT_MIN - 1} after 500 tries`);
   }
 }
 
 /**
- * Source ports for UDP client sessions: a rotating counter over the same
+ * Source ports for UDP client sessions: a rotating counter over their own
  * range, so that a port comes back only after thousands of other sessions.
  * An ephemeral port (bind to 0) can come back at once; a new UDP client on a
  * recently used port is then taken for the previous flow, by the gateway
@@ -61,10 +68,10 @@ export class PortAllocator {
  * does not tag the new flow), and the case fails for a reason of the suite's
  * own making. The caller retries with the next port when a bind fails.
  */
-let nextClientPort = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
+let nextClientPort = CLIENT_PORT_MIN + Math.floor(Math.random() * (PORT_MAX - CLIENT_PORT_MIN));
 
 export function clientPort(): number {
   const p = nextClientPort;
-  nextClientPort = p + 1 >= PORT_MAX ? PORT_MIN : p + 1;
+  nextClientPort = p + 1 >= PORT_MAX ? CLIENT_PORT_MIN : p + 1;
   return p;
 }

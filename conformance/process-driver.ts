@@ -1,7 +1,8 @@
 // Process mode: the gateway under test is `node dist/gateway/src/main.js -c
 // <generated config>`, and the peers are local processes on 127.0.0.x:
-// socat for UDP, TCP and Unix sockets, peer-server.js (node's http and the
-// `ws` library) for HTTP and WebSocket.
+// socat for TCP and Unix sockets, a one-socket node echo for UDP
+// (udp-echo.ts), peer-server.js (node's http and the `ws` library) for HTTP
+// and WebSocket, C programs for Unix datagram, SCTP and AF_PACKET.
 //
 // Every child runs in its own process group, and stop() kills the group, so
 // that socat's per-connection fork children go with their parent. Children
@@ -18,6 +19,7 @@ import type { Driver, GatewayHandle, GatewayStartOptions, L2Link, PeerArgs, Peer
 import { createLink, ETHERTYPE, packetPeer } from './l2.js';
 import { PortAllocator, tcpBindable, udpBindable } from './ports.js';
 import { sctpUdpEcho, sctpUdpEchoArgs } from './sctp-peer.js';
+import { UDP_ECHO, udpEchoPeer } from './udp-echo.js';
 import { api, delay, fifoHasReader, isSocketFile, waitFor } from './util.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -144,6 +146,7 @@ export class ProcessDriver implements Driver {
   readonly mode = 'process' as const;
   readonly listenAddress = '127.0.0.1';
   readonly peerAddresses: readonly string[] = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'];
+  private readonly udpPeer = udpEchoPeer();
   private readonly ports = new PortAllocator([...new Set([this.listenAddress, ...this.peerAddresses])]);
   private readonly children = new Set<Child>();
   private readonly dir: string;
@@ -218,14 +221,18 @@ export class ProcessDriver implements Driver {
     let ready: (c: Child) => Promise<boolean>;
     switch (kind) {
       case 'udp-echo':
-        // One child per flow (UDP-LISTEN,fork), talking to cat over a
-        // datagram socketpair (socktype=2 = SOCK_DGRAM), so that every
-        // datagram comes back as one datagram even in a burst: PIPE, a byte
-        // stream, merges datagrams that queue up in it. -b 65536: a
+        if (this.udpPeer === 'node') {
+          // One socket, no fork per flow (see udp-echo.ts for why not socat).
+          cmd = process.execPath;
+          argv = ['-e', UDP_ECHO, host, String(port), args.tag ?? ''];
+          ready = () => udpTaken(host, port);
+          break;
+        }
+        // L7MP_UDP_PEER=socat: one child per flow (UDP-LISTEN,fork), talking
+        // to cat over a datagram socketpair (socktype=2 = SOCK_DGRAM), so that
+        // every datagram comes back as one datagram even in a burst: PIPE, a
+        // byte stream, merges datagrams that queue up in it. -b 65536: a
         // 65507-byte datagram in one read. -T 3: the children of finished flows go.
-        // (UDP-LISTEN,fork is fragile while a flow starts: datagrams that
-        // arrive while it forks are dropped or taken for a second flow; see
-        // ClusterPeer.fragileFlowStart.)
         cmd = 'socat';
         argv = ['-b', '65536', '-T', '3', `UDP-LISTEN:${port},bind=${host},reuseaddr,fork`, `${tagged('EXEC:cat')},socktype=2`];
         ready = () => udpTaken(host, port);
