@@ -312,9 +312,13 @@ test('SCTP without encapsulation asks for kernel SCTP: rejected with the kernel\
     ['clusters', { cluster: { name: 'kc', spec: { protocol: 'SCTP', port } } }],
   ] as const) {
     const r = await api(base, 'POST', `/api/v1/${kind}`, body);
+    if (kernel === undefined) {
+      // This kernel has SCTP: the kernel path takes it (native-sctp-kernel.test.ts).
+      t.true(r.status < 300, r.text);
+      continue;
+    }
     t.is(r.status, 400, r.text);
-    if (kernel !== undefined) t.true(r.text.includes(kernel), r.text);
-    else t.regex(r.text, /kernel SCTP/);
+    t.true(r.text.includes(kernel), r.text);
     t.regex(r.text, /encapsulation: udp/);
     const list = await api(base, 'GET', `/api/v1/${kind}`);
     t.false(list.text.includes(kind === 'listeners' ? '"ks"' : '"kc"'), 'nothing was added');

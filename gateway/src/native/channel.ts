@@ -1,5 +1,5 @@
 // A datagram Channel over a connected native socket (Unix datagram or
-// seqpacket, AF_PACKET, batched UDP): one message per chunk, both ways.
+// seqpacket, AF_PACKET, batched UDP, kernel SCTP): one message per chunk, both ways.
 
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { EofLinger } from '../channel/linger.js';
@@ -37,6 +37,8 @@ export class NativeDatagramChannel extends BaseChannel implements NativeSocketHa
   private peerEnded = false;
   /** seqpacket: our half-close went out. */
   private shutDown = false;
+  /** Set while connected() waits. */
+  private connectWait: ((err?: Error) => void) | undefined;
 
   constructor(private readonly addon: SocketsAddon, fd: number, peer: string, private readonly opts: NativeChannelOptions = {}) {
     super();
@@ -62,7 +64,43 @@ export class NativeDatagramChannel extends BaseChannel implements NativeSocketHa
     this.close(sysError('EMSGSIZE', `${this.opts.what ?? 'socket'}: a message larger than 64 KiB arrived`));
   }
 
+  /**
+   * Resolves once the non-blocking connect of this channel's socket completed
+   * (it became writable with no pending error); rejects with the connect's
+   * error, or ETIMEDOUT after `timeoutMs`, and the channel is closed then.
+   */
+  connected(timeoutMs: number): Promise<void> {
+    const what = this.opts.what ?? 'socket';
+    return new Promise<void>((resolve, reject) => {
+      if (this.closed) {
+        reject(sysError('ECONNRESET', what));
+        return;
+      }
+      const settle = (err?: Error): void => {
+        clearTimeout(timer);
+        this.connectWait = undefined;
+        this.setCloseListener(undefined);
+        if (err) {
+          this.close(err);
+          reject(err);
+        } else {
+          resolve();
+        }
+      };
+      const timer = setTimeout(() => settle(sysError('ETIMEDOUT', what)), timeoutMs);
+      this.connectWait = settle;
+      this.setCloseListener({ closed: (_c, err) => settle(err ?? sysError('ECONNRESET', what)) });
+      this.sock.awaitWritable();
+    });
+  }
+
   drained(): void {
+    const wait = this.connectWait;
+    if (wait !== undefined) {
+      const code = this.addon.socketError(this.sock.fd);
+      wait(code !== undefined ? sysError(code, this.opts.what ?? 'socket') : undefined);
+      return;
+    }
     if (this.shutdownPending) this.doShutdown();
     this.emitDrain();
   }

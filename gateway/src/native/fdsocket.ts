@@ -206,6 +206,13 @@ export class NativeSocket {
     }
   }
 
+  /** Call drained() once the socket is writable (a non-blocking connect completes so). */
+  awaitWritable(): void {
+    if (this._closed || this.waiting) return;
+    this.waiting = true;
+    this.h.watchWritable(true);
+  }
+
   /** @internal the addon's writable callback. */
   onWritable(): void {
     this.waiting = false;

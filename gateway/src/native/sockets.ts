@@ -22,6 +22,8 @@ export interface FdSocketHandle {
   close(): void;
 }
 
+export interface SockAddress { family: string | number; address?: string; port?: number; path?: string }
+
 export interface SocketsAddon {
   readonly platform: string;
   readonly constants: {
@@ -36,7 +38,11 @@ export interface SocketsAddon {
   connectUnix(fd: number, path: string): void;
   bindInet(fd: number, host: string, port: number, reuseAddr: boolean): void;
   connectInet(fd: number, host: string, port: number): void;
-  localAddress(fd: number): { family: string | number; address?: string; port?: number; path?: string };
+  localAddress(fd: number): SockAddress;
+  /** getpeername(2); throws ENOTCONN on a socket that is not connected. */
+  peerAddress(fd: number): SockAddress;
+  /** The pending error (SO_ERROR) as a code, e.g. how a non-blocking connect failed; undefined if none. */
+  socketError(fd: number): string | undefined;
   listen(fd: number, backlog: number): void;
   shutdown(fd: number, how: 0 | 1 | 2): void;
   bindPacket(fd: number, ifname: string, ethertype: number): void;

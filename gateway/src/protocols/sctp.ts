@@ -3,9 +3,10 @@
 //
 // Two transports, chosen by the spec's `encapsulation` field:
 //
-// - absent (or "none"): kernel SCTP (IPPROTO_SCTP sockets). The data path for
-//   it is not wired up; on a kernel without SCTP (no sctp module) the config
-//   is rejected with the kernel's reason, "SCTP not supported by this kernel".
+// - absent (or "none"): kernel SCTP (IPPROTO_SCTP sockets through the sockets
+//   addon, sctp-kernel.ts). On a kernel without SCTP (no sctp module) the
+//   config is rejected with the kernel's reason, "SCTP not supported by this
+//   kernel".
 // - "udp": SCTP over UDP encapsulation (RFC 6951), entirely in user space, on
 //   the `sctp` npm package (RFC 4960 in JavaScript). Needs no kernel support
 //   and no privileges, and interoperates with usrsctp (the conformance peer,
@@ -45,10 +46,10 @@ import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { EofLinger } from '../channel/linger.js';
 import { GatewayError, invalid } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
-import { socketsAddon, socketsUnavailable } from '../native/sockets.js';
 import type {
   ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec,
 } from './types.js';
+import { KernelSctpCluster, KernelSctpListener, kernelSctpUnavailable } from './sctp-kernel.js';
 import { UDP_EOF_LINGER_MS } from './udp.js';
 import * as v from './validate.js';
 
@@ -689,15 +690,11 @@ class SctpUdpCluster implements ClusterImpl {
 
 // ---------------------------------------------------------------------------
 
-/** Why kernel SCTP cannot be used here (undefined: it could). */
-function kernelSctpUnavailable(): string | undefined {
-  const addon = socketsAddon();
-  if (addon === undefined) return socketsUnavailable() ?? 'the native sockets addon is not available';
-  return addon.sctpProbe();
-}
-
-/** Validate `encapsulation`; true for SCTP over UDP, else throw the reason kernel SCTP cannot be used. */
-function wantsUdp(spec: Spec, field: string): true {
+/**
+ * Validate `encapsulation`: true for SCTP over UDP, false for kernel SCTP
+ * (sctp-kernel.ts) where this kernel has it; else throw the kernel's reason.
+ */
+function wantsUdp(spec: Spec, field: string): boolean {
   const enc = v.optString(spec, 'encapsulation', field);
   if (enc !== undefined && enc.toLowerCase() !== 'udp' && enc.toLowerCase() !== 'none') {
     throw invalid(`${field}.encapsulation`, `must be "udp" (SCTP over UDP, RFC 6951) or "none" (kernel SCTP), got "${enc}"`);
@@ -707,7 +704,8 @@ function wantsUdp(spec: Spec, field: string): true {
   if (kernel !== undefined) {
     throw new GatewayError('NOT_SUPPORTED', `${field}: kernel SCTP is unavailable: ${kernel}; set encapsulation: udp for SCTP over UDP (RFC 6951) in user space`, field);
   }
-  throw new GatewayError('NOT_SUPPORTED', `${field}: kernel SCTP is not supported yet (issue #6); set encapsulation: udp for SCTP over UDP (RFC 6951) in user space`, field);
+  if (spec.udp_port !== undefined) throw invalid(`${field}.udp_port`, 'applies to encapsulation: udp only (kernel SCTP runs directly on IP)');
+  return false;
 }
 
 export const sctpProtocol: ProtocolDef = {
@@ -717,9 +715,10 @@ export const sctpProtocol: ProtocolDef = {
   listener: {
     modes: ['server'],
     create(spec, ctx, field) {
-      wantsUdp(spec, field);
+      const udp = wantsUdp(spec, field);
       const port = v.port(spec, 'port', field, true)!;
       if (port === 0 || port > MAX_SCTP_PORT) throw invalid(`${field}.port`, `an SCTP listener needs a fixed port from 1 to ${MAX_SCTP_PORT} (the peers address associations to it)`);
+      if (!udp) return new KernelSctpListener(v.host(spec, 'address', field, false) ?? '0.0.0.0', port, ctx);
       const udpPort = v.port(spec, 'udp_port', field, false) ?? port;
       if (udpPort === 0) throw invalid(`${field}.udp_port`, 'must be a fixed port');
       const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';
@@ -731,9 +730,10 @@ export const sctpProtocol: ProtocolDef = {
     virtual: false,
     retriable: true,
     create(spec, ctx, field) {
-      wantsUdp(spec, field);
+      const udp = wantsUdp(spec, field);
       const port = v.port(spec, 'port', field, true)!;
       if (port === 0 || port > MAX_SCTP_PORT) throw invalid(`${field}.port`, `must be the SCTP port of the endpoints, from 1 to ${MAX_SCTP_PORT}`);
+      if (!udp) return new KernelSctpCluster(port, ctx);
       const udpPort = v.port(spec, 'udp_port', field, false) ?? port;
       if (udpPort === 0) throw invalid(`${field}.udp_port`, 'must be the UDP encapsulation port of the endpoints');
       return new SctpUdpCluster({ port, udpPort }, ctx);

@@ -14,6 +14,7 @@
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError } from '../core/errors.js';
 import { NativeDatagramChannel } from '../native/channel.js';
+import { NativeAcceptListener } from '../native/accept.js';
 import { NativeSocket, type NativeSocketHandler, sourceAddress } from '../native/fdsocket.js';
 import { socketsAddon, socketsUnavailable, type SocketsAddon } from '../native/sockets.js';
 import { clearStaleSocket, unixPathOf, unlinkSocket } from '../native/unixaddr.js';
@@ -166,12 +167,10 @@ class UnixDgramListener implements ListenerImpl, NativeSocketHandler {
   }
 }
 
-class SeqpacketListener implements ListenerImpl, NativeSocketHandler {
-  private main: NativeSocket | undefined;
-  private seq = 0;
-  private retry: NodeJS.Timeout | undefined;
-
-  constructor(private readonly addon: SocketsAddon, private readonly filename: string, private readonly ctx: ListenerContext) {}
+class SeqpacketListener extends NativeAcceptListener {
+  constructor(addon: SocketsAddon, private readonly filename: string, ctx: ListenerContext) {
+    super(addon, ctx, 'UNIX/seqpacket');
+  }
 
   async start(): Promise<void> {
     const a = this.addon;
@@ -185,8 +184,7 @@ class SeqpacketListener implements ListenerImpl, NativeSocketHandler {
       a.close(fd);
       throw bindFailed(err, what);
     }
-    this.main = new NativeSocket(a, fd, 'accept', this);
-    this.main.readStart();
+    this.listenOn(fd);
   }
 
   accepted(fd: number): void {
@@ -197,23 +195,7 @@ class SeqpacketListener implements ListenerImpl, NativeSocketHandler {
     });
   }
 
-  message(): void { /* listening sockets only accept */ }
-
-  error(code: string): void {
-    // EMFILE and the like: the addon stopped watching; try again shortly.
-    this.ctx.log.warn({ listener: this.ctx.listenerName, code }, 'UNIX/seqpacket accept failed; retrying in 100 ms');
-    this.retry = setTimeout(() => { this.retry = undefined; this.main?.readStart(); }, 100);
-    this.retry.unref();
-  }
-
-  bound(): boolean {
-    return this.main !== undefined;
-  }
-
-  async stop(): Promise<void> {
-    if (this.retry) clearTimeout(this.retry);
-    this.main?.close();
-    this.main = undefined;
+  protected override stopped(): void {
     unlinkSocket(this.filename);
   }
 }

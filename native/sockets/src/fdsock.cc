@@ -238,9 +238,18 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
     if (status < 0) {
+      // libuv reports POLLERR as UV_EBADF; the socket's pending error (a
+      // refused connect, an ICMP error on a connected datagram socket) says
+      // what happened.
+      int err = -status;
+      if (status == UV_EBADF && self->fd_ >= 0) {
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+        if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0) err = soerr;
+      }
       self->reading_ = self->writing_ = false;
       self->Update(env);
-      self->Call(self->onError_, Napi::String::New(env, ErrnoName(-status)));
+      self->Call(self->onError_, Napi::String::New(env, ErrnoName(err)));
       return;
     }
     if ((events & UV_WRITABLE) != 0 && self->writing_) {

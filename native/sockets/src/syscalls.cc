@@ -164,34 +164,24 @@ Napi::Value ConnectInet(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// localAddress(fd) -> {family, address, port} | {family:'unix', path}
-Napi::Value LocalAddress(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int64_t fd;
-  if (!ArgInt(info, 0, 0, INT32_MAX, &fd)) return TypeErr(env, "localAddress(fd): fd expected");
-  sockaddr_storage ss;
-  socklen_t len = sizeof(ss);
-  memset(&ss, 0, sizeof(ss));
-  if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    ErrnoError(env, errno, "getsockname").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
+// {family, address, port} | {family:'unix', path} of a socket address.
+Napi::Object AddressObject(Napi::Env env, const sockaddr_storage& ss, socklen_t len) {
   Napi::Object o = Napi::Object::New(env);
   char buf[INET6_ADDRSTRLEN] = {0};
   if (ss.ss_family == AF_INET) {
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* v4 = reinterpret_cast<const sockaddr_in*>(&ss);
     inet_ntop(AF_INET, &v4->sin_addr, buf, sizeof(buf));
     o.Set("family", "IPv4");
     o.Set("address", buf);
     o.Set("port", ntohs(v4->sin_port));
   } else if (ss.ss_family == AF_INET6) {
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
     inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof(buf));
     o.Set("family", "IPv6");
     o.Set("address", buf);
     o.Set("port", ntohs(v6->sin6_port));
   } else if (ss.ss_family == AF_UNIX) {
-    auto* un = reinterpret_cast<sockaddr_un*>(&ss);
+    auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
     size_t n = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
     // Abstract names start with NUL; report them with a leading '@' as ss(8) does.
     std::string path(un->sun_path, n);
@@ -203,6 +193,39 @@ Napi::Value LocalAddress(const Napi::CallbackInfo& info) {
     o.Set("family", Napi::Number::New(env, ss.ss_family));
   }
   return o;
+}
+
+// localAddress(fd) / peerAddress(fd) -> {family, address, port} | {family:'unix', path}
+Napi::Value SockAddress(const Napi::CallbackInfo& info, bool peer) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!ArgInt(info, 0, 0, INT32_MAX, &fd)) return TypeErr(env, peer ? "peerAddress(fd): fd expected" : "localAddress(fd): fd expected");
+  sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  memset(&ss, 0, sizeof(ss));
+  int r = peer ? getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&ss), &len)
+               : getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&ss), &len);
+  if (r != 0) {
+    ErrnoError(env, errno, peer ? "getpeername" : "getsockname").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return AddressObject(env, ss, len);
+}
+
+Napi::Value LocalAddress(const Napi::CallbackInfo& info) { return SockAddress(info, false); }
+Napi::Value PeerAddress(const Napi::CallbackInfo& info) { return SockAddress(info, true); }
+
+// socketError(fd) -> the pending error's code (SO_ERROR; how a non-blocking
+// connect ended), or undefined when there is none.
+Napi::Value SocketError(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!ArgInt(info, 0, 0, INT32_MAX, &fd)) return TypeErr(env, "socketError(fd): fd expected");
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  if (err == 0) return env.Undefined();
+  return Napi::String::New(env, ErrnoName(err));
 }
 
 Napi::Value Listen(const Napi::CallbackInfo& info) {
@@ -322,6 +345,8 @@ void InitSyscalls(Napi::Env env, Napi::Object exports) {
   exports.Set("bindInet", Napi::Function::New(env, BindInet, "bindInet"));
   exports.Set("connectInet", Napi::Function::New(env, ConnectInet, "connectInet"));
   exports.Set("localAddress", Napi::Function::New(env, LocalAddress, "localAddress"));
+  exports.Set("peerAddress", Napi::Function::New(env, PeerAddress, "peerAddress"));
+  exports.Set("socketError", Napi::Function::New(env, SocketError, "socketError"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
   exports.Set("listen", Napi::Function::New(env, Listen, "listen"));
   exports.Set("bindPacket", Napi::Function::New(env, BindPacket, "bindPacket"));
