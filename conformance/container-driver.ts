@@ -27,7 +27,8 @@
 // The images are built (cached, a few seconds when nothing changed) when the
 // driver is created, unless L7MP_IMAGES_PREBUILT=1. Ryuk is disabled (it would
 // need a registry): containers still running when the suite exits are
-// removed from an 'exit' hook.
+// removed from an 'exit' hook, and those of a run that was killed are removed
+// when the next run starts (reapDeadRuns).
 
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -90,6 +91,29 @@ function installExitHook(): void {
     if (liveIds.size === 0) return;
     spawnSync('docker', ['rm', '-f', ...liveIds], { stdio: 'ignore', timeout: 20_000 });
   });
+}
+
+/**
+ * Remove the containers of earlier runs whose process is gone (killed before
+ * its exit hook ran): the run id starts with the pid. A pid that is alive
+ * again for another program keeps its containers; they are only disk.
+ */
+function reapDeadRuns(): number {
+  const r = docker(['ps', '-a', '--filter', `label=${RUN_LABEL}`, '--format', `{{.ID}} {{.Label "${RUN_LABEL}"}}`], 15_000);
+  if (!r.ok) return 0;
+  const dead: string[] = [];
+  for (const line of r.out.split('\n')) {
+    const [id, run] = line.trim().split(' ');
+    const pid = Number(run?.split('-')[0]);
+    if (id === undefined || !/^[0-9a-f]+$/.test(id) || !Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ESRCH') dead.push(id);
+    }
+  }
+  if (dead.length > 0) docker(['rm', '-f', ...dead], 60_000);
+  return dead.length;
 }
 
 function docker(args: string[], timeoutMs: number): { ok: boolean; out: string } {
@@ -210,6 +234,8 @@ export class ContainerDriver implements Driver {
         throw new DriverUnavailableError(`container mode: image ${image} is missing (build it with 'npm run images')`);
       }
     }
+    const reaped = reapDeadRuns();
+    if (reaped > 0) progress(`container mode: removed ${reaped} container(s) left by earlier runs that were killed`);
     this.dir = path.dirname(this.local.tmpPath('probe'));
     // The containers run as an unprivileged user: they must create sockets here.
     fs.chmodSync(this.dir, 0o1777);

@@ -327,3 +327,19 @@ test('admin: GET and POST log level', async (t) => {
   r = await api(g.base, 'POST', '/api/v1/admin', { admin: { log_level: 'chatty' } });
   t.is(r.status, 400);
 });
+
+test('admin: offload is static (a POST may repeat it, not change it); the read-only version is ignored', async (t) => {
+  const g = await withGateway(t);
+  const before = (await api(g.base, 'GET', '/api/v1/admin')).body;
+  t.is(before.offload, false);
+  let r = await api(g.base, 'POST', '/api/v1/admin', { admin: { offload: true } });
+  t.true(r.status >= 400 && r.status < 500, r.text);
+  t.regex(r.text, /admin\.offload can only be set in the static config or with -o\/-i/);
+  r = await api(g.base, 'POST', '/api/v1/admin', { admin: { offload_ifs: ['lo'] } });
+  t.true(r.status >= 400 && r.status < 500, r.text);
+  t.deepEqual((await api(g.base, 'GET', '/api/v1/admin')).body, before);
+  // What GET returned can be posted back.
+  r = await api(g.base, 'POST', '/api/v1/admin', { admin: { log_level: before.log_level, strict: before.strict, offload: before.offload, version: 'other' } });
+  t.is(r.status, 200, r.text);
+  t.deepEqual((await api(g.base, 'GET', '/api/v1/admin')).body, before);
+});

@@ -56,6 +56,13 @@ export const handlers: Record<OperationId, Handler> = {
     if (a.generation !== undefined && (typeof a.generation !== 'string' || !/^\S{1,256}$/.test(a.generation))) {
       throw invalid('admin.generation', 'must be a string of 1 to 256 visible characters');
     }
+    // The offload's BPF programs are attached at start: a POST may repeat the
+    // current setting (a GET read back), never change it.
+    for (const k of ['offload', 'offload_ifs'] as const) {
+      if (a[k] !== undefined && JSON.stringify(a[k]) !== JSON.stringify(gw.admin[k])) {
+        throw new GatewayError('NOT_SUPPORTED', `admin.${k} can only be set in the static config or with -o/-i (the kernel offload is attached at start); it is ${JSON.stringify(gw.admin[k] ?? null)}`, `admin.${k}`);
+      }
+    }
     if (a.log_file !== undefined || a.access_log_path !== undefined) {
       throw new GatewayError('NOT_SUPPORTED', 'admin.log_file and admin.access_log_path can only be set in the static config', 'admin');
     }
