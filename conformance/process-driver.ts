@@ -6,7 +6,8 @@
 //
 // Every child runs in its own process group, and stop() kills the group, so
 // that socat's per-connection fork children go with their parent. Children
-// still alive when the suite exits are killed from an 'exit' hook.
+// still alive when the suite exits are killed from an 'exit' hook, or when a
+// signal stops it.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -56,6 +57,17 @@ function installExitHook(): void {
   process.on('exit', () => {
     for (const c of live) c.killNow();
   });
+  // A run stopped by a signal does not reach 'exit' (the peers are in process
+  // groups of their own, so they would outlive it): kill them, then let the
+  // signal do what it would have done.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = (): void => {
+      for (const c of live) c.killNow();
+      process.off(sig, onSignal);
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.on(sig, onSignal);
+  }
 }
 
 /** One spawned process (group) with its output. */
