@@ -28,6 +28,7 @@ import { NativeDatagramChannel } from '../native/channel.js';
 import { NativeAcceptListener } from '../native/accept.js';
 import { socketsAddon, socketsUnavailable, type SocketsAddon } from '../native/sockets.js';
 import type { ClusterContext, ClusterImpl, ConnectRequest, ListenerContext } from './types.js';
+import { bindError } from './udp.js';
 
 /** The test stand-in (see the header): TCP sockets carry the kernel SCTP code. */
 export function kernelSctpStandIn(): boolean {
@@ -42,10 +43,10 @@ export function kernelSctpUnavailable(): string | undefined {
   return addon.sctpProbe();
 }
 
+/** The addon; sctp.ts checked kernelSctpUnavailable() when it validated the spec. */
 function kernelAddon(): SocketsAddon {
   const a = socketsAddon();
-  const why = kernelSctpUnavailable();
-  if (a === undefined || why !== undefined) throw new GatewayError('NOT_SUPPORTED', `kernel SCTP is unavailable: ${why ?? 'no addon'}`);
+  if (a === undefined) throw new GatewayError('NOT_SUPPORTED', `kernel SCTP is unavailable: ${socketsUnavailable() ?? 'no addon'}`);
   return a;
 }
 
@@ -70,9 +71,7 @@ export class KernelSctpListener extends NativeAcceptListener {
       a.listen(fd, 511);
     } catch (err) {
       a.close(fd);
-      const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EADDRNOTAVAIL' ? 'address not available' : (err as Error).message;
-      throw new GatewayError('BIND_FAILED', `SCTP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}: ${why}`, undefined, { cause: err });
+      throw bindError(err, `SCTP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}`);
     }
     this.listenOn(fd);
   }

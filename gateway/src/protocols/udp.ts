@@ -176,7 +176,8 @@ function connectSocket(sock: dgram.Socket, port: number, address: string, timeou
   });
 }
 
-function bindError(err: unknown, what: string): GatewayError {
+/** A bind or listen failure as BIND_FAILED, with the usual causes in words. */
+export function bindError(err: unknown, what: string): GatewayError {
   const e = err as NodeJS.ErrnoException;
   if (e.code === 'EADDRINUSE') return new GatewayError('BIND_FAILED', `${what}: address already in use`, undefined, { cause: err });
   if (e.code === 'EACCES') return new GatewayError('BIND_FAILED', `${what}: permission denied`, undefined, { cause: err });
