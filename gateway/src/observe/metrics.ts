@@ -19,6 +19,7 @@
 //   l7mp_cluster_connect_failures_total / _retries_total
 //   l7mp_session_duration_seconds (histogram)
 //   l7mp_rest_requests_total{operationId,status}
+//   l7mp_refusals_total{reason,listener}
 // and l7mp's own: listener_requests_total{listenerName,protocol},
 // cluster_requests_total{clusterName,protocol},
 // session_byte_counter_total / session_packet_counter_total{sessionName,clusterName}
@@ -115,6 +116,16 @@ export class GatewayMetrics implements GatewayObserver {
       collect() {
         this.reset();
         for (const m of self.snapshot().metered.values()) this.inc({ sessionName: m.sessionName, clusterName: m.clusterName }, m.packets);
+      },
+    });
+
+    // Inputs refused at the edge (observe/refusals.ts), read at scrape time.
+    new Counter({
+      name: 'l7mp_refusals_total', help: 'Inputs refused at the edge to protect the gateway or its other clients, by reason',
+      labelNames: ['reason', 'listener'], registers,
+      collect() {
+        this.reset();
+        for (const r of self.gw?.refusals.rows() ?? []) this.inc({ reason: r.reason, listener: r.listener }, r.count);
       },
     });
 

@@ -137,6 +137,7 @@ class JsonSocketListener implements ListenerImpl {
     this.inner = transport.protocol.listener!.create(transport.spec, {
       listenerName: ctx.listenerName,
       log: ctx.log,
+      refusals: ctx.refusals,
       emit: (raw) => this.accept(raw),
     }, transport.field);
   }
@@ -408,6 +409,7 @@ export const jsonSocketProtocol: ProtocolDef = {
       const inner = transport.protocol.cluster!.create(transport.spec, {
         clusterName: `${ctx.clusterName}-transport-cluster`,
         log: ctx.log,
+        refusals: ctx.refusals,
         services: ctx.services,
       }, transport.field);
       return new JsonSocketCluster(inner, recipe, ctx);

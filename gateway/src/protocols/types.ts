@@ -5,6 +5,7 @@
 import type { Channel, ChannelKind } from '../channel/channel.js';
 import type { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
+import type { Refusals } from '../observe/refusals.js';
 
 export type Spec = Record<string, unknown>;
 
@@ -54,6 +55,8 @@ export interface NewSession {
 export interface ListenerContext {
   readonly listenerName: string;
   readonly log: Logger;
+  /** Count (and rate-limit the logging of) an input refused at the edge. */
+  readonly refusals: Refusals;
   /** Hand a new session to the router. */
   emit(session: NewSession): void;
 }
@@ -82,6 +85,8 @@ export interface ConnectRequest {
 export interface ClusterContext {
   readonly clusterName: string;
   readonly log: Logger;
+  /** Count (and rate-limit the logging of) an input refused at the edge. */
+  readonly refusals: Refusals;
   /** Services the gateway offers to special clusters (the controller). */
   readonly services: GatewayServices;
 }
