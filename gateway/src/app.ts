@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { checkDepth, checkSchema, handleApi } from './api/controller.js';
 import { isStaticPath } from './api/static.js';
 import { apiGuardFromAdmin, logApiSecurity } from './api/security.js';
+import { parseFileRoot } from './core/confine.js';
 import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
 import { parseAdminListener, startAdminListener } from './observe/admin.js';
@@ -103,6 +104,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   }
   const stdioForkCommands = parseStdioForkAdmin(admin.stdio_fork); // the STDIO-fork allow-list; absent: off
   const adminListener = parseAdminListener(admin.metrics); // admin.metrics: {enabled, address, port, path}
+  const fileRoot = parseFileRoot(admin.file_root); // the only directory REST calls may name files in; absent: none
   const metrics = new GatewayMetrics();
   const gw = new Gateway({
     log,
@@ -111,6 +113,8 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     api: handleApi,
     allowStaticOnly: true,
     ...(stdioForkCommands ? { stdioForkCommands } : {}),
+    ...(fileRoot !== undefined ? { fileRoot } : {}),
+    apiTokenSet: apiSecurity.guard.token !== undefined,
     admitApi: (ex) => apiSecurity.guard.admit(ex, isStaticPath(ex.method, ex.url)), // pages without data need no token
     ...(accessStream ? { accessLog: (line: Record<string, unknown>) => accessStream!.write(JSON.stringify(line) + '\n') } : {}),
   });

@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import { isIP } from 'node:net';
 import { GatewayError, invalid } from '../core/errors.js';
 import type { Gateway } from '../core/gateway.js';
+import type { RefusalReason } from '../observe/refusals.js';
 
 export const TOKEN_ENV = 'L7MP_API_TOKEN';
 export const DEFAULT_API_RATE = 50;
@@ -162,11 +163,15 @@ export class RateLimiter {
 export interface ApiRejection {
   readonly error: GatewayError;
   readonly headers: Record<string, string>;
+  /** Counted as a refusal at the edge (observe/refusals.ts) rather than logged per call. */
+  readonly refusal?: RefusalReason;
 }
 
 export interface ApiRequestHead {
   readonly headers: Record<string, string | string[] | undefined>;
   readonly remoteAddress: string;
+  /** The address the controller's listener is bound to. */
+  readonly localAddress?: string;
 }
 
 export interface ApiGuardOptions {
@@ -202,6 +207,17 @@ export class ApiGuard {
           headers: { 'retry-after': String(r.retryAfterSec) },
         };
       }
+    }
+    // Without a token, a loopback API trusts whoever can reach loopback, which
+    // a browser can, for any web page, through DNS rebinding: such requests
+    // carry the page's own host name. Only loopback names are served then.
+    if (this.token === undefined && req.localAddress !== undefined && isLoopback(req.localAddress) && !isLoopbackHost(req.headers.host)) {
+      const host = String(req.headers.host).slice(0, 100);
+      return {
+        error: new GatewayError('FORBIDDEN', `Host "${host}" is not a loopback name: a loopback API without an API token answers only requests for localhost, 127.x.x.x or [::1] (a defence against DNS rebinding); set an API token to use other names`),
+        headers: {},
+        refusal: 'api_host',
+      };
     }
     if (this.token !== undefined && !tokenFree) {
       const presented = bearerToken(req.headers.authorization);
@@ -254,6 +270,26 @@ export function isLoopback(address: string): boolean {
   if (a === 'localhost' || a === '::1' || a === '0:0:0:0:0:0:0:1') return true;
   const v4 = a.startsWith('::ffff:') ? a.slice(7) : a;
   return isIP(v4) === 4 && v4.startsWith('127.');
+}
+
+/**
+ * Whether a Host header names loopback: localhost, 127.x.x.x or [::1], with
+ * an optional port. No Host at all (HTTP/1.0 tools) is not a browser's request: allowed.
+ */
+export function isLoopbackHost(header: string | string[] | undefined): boolean {
+  if (header === undefined) return true;
+  const h = (Array.isArray(header) ? header[0] ?? '' : header).trim().toLowerCase();
+  let name: string;
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    if (end < 0 || !/^(:\d{1,5})?$/.test(h.slice(end + 1))) return false;
+    name = h.slice(1, end);
+  } else {
+    const m = /^([^:]+)(:\d{1,5})?$/.exec(h);
+    if (!m) return false;
+    name = m[1]!.replace(/\.$/, '');
+  }
+  return isLoopback(name);
 }
 
 export interface ControllerBinding {

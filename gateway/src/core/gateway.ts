@@ -17,6 +17,8 @@ import {
   type RetryOn, type RetryPolicy, type RouteObj, type RuleListObj, type RuleObj,
 } from './model.js';
 import { NameCounters, checkName, dedupe, type CountedKind } from './names.js';
+import { checkExposure, exposedApiListeners, key, protectedApiObjects, servesApiError, type GraphView } from './apiobjects.js';
+import { confineSpec } from './confine.js';
 import type { GatewayObserver } from './observer.js';
 import { Refusals } from '../observe/refusals.js';
 import { Session, Stage, type SessionOwner } from './session.js';
@@ -79,6 +81,10 @@ export interface GatewayOptions {
   admitApi?: GatewayServices['admitApi'];
   /** Lifecycle hooks for metrics (observe/metrics.ts); never called per packet. */
   observer?: GatewayObserver;
+  /** admin.file_root (resolved): the only directory REST calls may name files in; none without it. */
+  fileRoot?: string;
+  /** An API token is required: a REST call may then expose the API beyond loopback. */
+  apiTokenSet?: boolean;
 }
 
 /** Staged additions, applied all at once on commit. */
@@ -134,6 +140,8 @@ export class Gateway implements SessionOwner, GatewayServices {
   /** The static configuration was applied (readiness). */
   configApplied = false;
   private readonly stopHooks: Array<() => Promise<void> | void> = [];
+  /** Listeners of the static config: what carries their REST API is protected from REST deletes. */
+  private readonly staticListeners = new Set<string>();
   /** The kernel offload bridge, when admin.offload enabled it (set by app.ts). */
   offloader: SessionOffloader | undefined;
   /** Sessions not yet destroyed (ended ones may linger in `sessions` for options.track). */
@@ -256,6 +264,8 @@ export class Gateway implements SessionOwner, GatewayServices {
       if (!Number.isInteger(position) || position < 0 || position > rl.rules.length) {
         throw new GatewayError('INVALID_INPUT', `Cannot insert rule at position ${position} into rulelist "${rulelist}" of ${rl.rules.length} rules`, 'position');
       }
+      // A rule before one that carries the API could take its requests.
+      for (const r of rl.rules.slice(position)) this.guardApi('rule', r, `shadowed by a rule inserted before it into RuleList "${rulelist}"`);
       let ruleName: string;
       return this.apply(false, (tx) => {
         if (typeof raw === 'string') {
@@ -298,7 +308,17 @@ export class Gateway implements SessionOwner, GatewayServices {
       this.closeStaged(tx);
       throw err;
     }
+    if (!fromStaticConfig && !this.opts.apiTokenSet) {
+      try {
+        this.checkApiExposure(tx);
+      } catch (err) {
+        tx.rollbackCounters();
+        this.closeStaged(tx);
+        throw err;
+      }
+    }
     // Bind listeners last; undo the ones that bound if a later one fails.
+    // Clusters take their files after that: a refused change opens none.
     const started: ListenerObj[] = [];
     for (const obj of tx.order) {
       if (obj.kind !== 'listener') continue;
@@ -312,7 +332,16 @@ export class Gateway implements SessionOwner, GatewayServices {
         throw asGatewayError(err);
       }
     }
+    try {
+      for (const obj of tx.order) if (obj.kind === 'cluster') obj.impl.activate?.();
+    } catch (err) {
+      for (const l of started) await l.impl.stop().catch(() => undefined);
+      tx.rollbackCounters();
+      this.closeStaged(tx);
+      throw asGatewayError(err);
+    }
     for (const obj of tx.order) {
+      if (fromStaticConfig && obj.kind === 'listener') this.staticListeners.add(obj.name);
       this.mapOf(obj.kind).set(obj.name, obj);
       if (obj.kind === 'endpoint') {
         const c = this.clusters.get(obj.cluster)!;
@@ -334,8 +363,27 @@ export class Gateway implements SessionOwner, GatewayServices {
   private checkStaticOnly(tx: Transaction, name: unknown, field: string): void {
     const p = typeof name === 'string' ? findProtocol(name) : undefined;
     if (p?.staticOnly && !(tx.fromStaticConfig && this.opts.allowStaticOnly)) {
-      throw new GatewayError('FORBIDDEN', `${field}: "${p.name}" runs programs and may only be configured in the static config file`, field);
+      throw new GatewayError('FORBIDDEN', `${field}: "${p.name}" ${p.staticOnly} and may only be configured in the static config file`, field);
     }
+  }
+
+  /** The live graph, or the live graph with a transaction's objects staged on top. */
+  private view(tx?: Transaction): GraphView {
+    return { get: (kind, name) => tx?.objects.get(key(kind, name)) ?? this.mapOf(kind).get(name) };
+  }
+
+  /** Without an API token, a REST change may not serve the API beyond loopback (apiobjects.ts). */
+  private checkApiExposure(tx: Transaction): void {
+    const staged = tx.order.filter((o): o is ListenerObj => o.kind === 'listener');
+    const before = exposedApiListeners(this.view(), this.listeners.values());
+    checkExposure(before, exposedApiListeners(this.view(tx), [...this.listeners.values(), ...staged]), this.view(tx));
+  }
+
+  /** 409 when a REST delete would take away what carries the static config's API. */
+  private guardApi(kind: ObjKind, name: string, what?: string): void {
+    const statics = [...this.staticListeners].map((n) => this.listeners.get(n)).filter((l): l is ListenerObj => l !== undefined);
+    const listener = protectedApiObjects(this.view(), statics).get(key(kind, name));
+    if (listener !== undefined) throw servesApiError(kind, name, listener, what);
   }
 
   private closeStaged(tx: Transaction): void {
@@ -349,6 +397,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     const spec = clone(raw.spec) as Spec;
     this.checkStaticOnly(tx, spec.protocol, `${field}.spec.protocol`);
     const protocol = protocolFor(spec.protocol, 'listener', `${field}.spec.protocol`);
+    if (!tx.fromStaticConfig) confineSpec(this.opts.fileRoot, protocol, 'listener', spec, `${field}.spec`);
     // The REST controller binds to loopback unless told otherwise.
     if (spec.address === undefined && servesController(raw.rules)) spec.address = '127.0.0.1';
     if (tx.taken('listener', name)) {
@@ -471,6 +520,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     const spec = clone(raw.spec) as Spec;
     this.checkStaticOnly(tx, spec.protocol, `${field}.spec.protocol`);
     const protocol = protocolFor(spec.protocol, 'cluster', `${field}.spec.protocol`);
+    if (!tx.fromStaticConfig) confineSpec(this.opts.fileRoot, protocol, 'cluster', spec, `${field}.spec`);
     const balancer = createBalancer(raw.loadbalancer, `${field}.loadbalancer`);
     const impl = protocol.cluster!.create(spec, { clusterName: name, log: this.log, refusals: this.refusals, services: this }, `${field}.spec`);
     const cluster: ClusterObj = {
@@ -510,6 +560,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     if (!isObject(raw.spec)) throw invalid(`${field}.spec`, 'is required and must be an object with an address');
     const spec = clone(raw.spec) as Spec;
     if (spec.address === undefined && typeof spec.filename === 'string') spec.address = spec.filename;
+    if (!tx.fromStaticConfig) confineSpec(this.opts.fileRoot, cluster.protocol, 'endpoint', spec, `${field}.spec`, cluster.spec);
     cluster.protocol.cluster!.checkEndpoint?.(spec, `${field}.spec`, cluster.spec);
     const w = raw.weight ?? spec.weight ?? 1;
     if (typeof w !== 'number' || !Number.isFinite(w) || w < 0 || w > 1e6) {
@@ -524,10 +575,13 @@ export class Gateway implements SessionOwner, GatewayServices {
     return this.mutate(async () => {
       const l = this.listeners.get(name);
       if (!l) throw new GatewayError('NOT_FOUND', `Cannot delete listener: Unknown listener "${name}"`);
+      this.guardApi('listener', name);
       this.listeners.delete(name);
+      this.staticListeners.delete(name);
       await l.impl.stop().catch((err) => this.log.warn({ listener: name, err: String(err) }, 'listener stop failed'));
       if (recursive) {
-        if (l.inlineRuleList && this.rulelists.has(l.rules)) this.removeRuleList(l.rules, true);
+        const shared = [...this.listeners.values()].some((o) => o.rules === l.rules);
+        if (l.inlineRuleList && this.rulelists.has(l.rules) && !shared) this.removeRuleList(l.rules, true);
         for (const s of this.sessions.values()) if (s.listener === name) this.endSession(s, 'Listener deleted from API');
       }
       this.log.info({ listener: name, recursive }, 'Listener deleted');
@@ -537,6 +591,7 @@ export class Gateway implements SessionOwner, GatewayServices {
   deleteCluster(name: string, recursive: boolean): Promise<void> {
     return this.mutate(() => {
       if (!this.clusters.has(name)) throw new GatewayError('NOT_FOUND', `Cannot delete cluster: Unknown cluster "${name}"`);
+      this.guardApi('cluster', name);
       this.removeCluster(name, recursive);
     });
   }
@@ -551,6 +606,7 @@ export class Gateway implements SessionOwner, GatewayServices {
   deleteRuleList(name: string, recursive: boolean): Promise<void> {
     return this.mutate(() => {
       if (!this.rulelists.has(name)) throw new GatewayError('NOT_FOUND', `Cannot delete rulelist: Unknown rulelist "${name}"`);
+      this.guardApi('rulelist', name);
       this.removeRuleList(name, recursive);
     });
   }
@@ -558,6 +614,7 @@ export class Gateway implements SessionOwner, GatewayServices {
   deleteRule(name: string, recursive: boolean): Promise<void> {
     return this.mutate(() => {
       if (!this.rules.has(name)) throw new GatewayError('NOT_FOUND', `Cannot delete rule: Unknown rule "${name}"`);
+      this.guardApi('rule', name);
       this.removeRule(name, recursive);
     });
   }
@@ -565,6 +622,7 @@ export class Gateway implements SessionOwner, GatewayServices {
   deleteRoute(name: string, recursive: boolean): Promise<void> {
     return this.mutate(() => {
       if (!this.routes.has(name)) throw new GatewayError('NOT_FOUND', `Cannot delete route: Unknown route "${name}"`);
+      this.guardApi('route', name);
       this.removeRoute(name, recursive);
     });
   }
@@ -575,6 +633,7 @@ export class Gateway implements SessionOwner, GatewayServices {
       const rl = this.rulelists.get(rulelist);
       if (!rl) throw new GatewayError('NOT_FOUND', `No such rule list: ${rulelist}`);
       const idx = this.rulePosition(rl, position);
+      this.guardApi('rule', rl.rules[idx]!, `removed from RuleList "${rulelist}"`);
       const [ruleName] = rl.rules.splice(idx, 1);
       if (recursive && ruleName !== undefined && this.rules.has(ruleName)) this.removeRule(ruleName, true);
     });
@@ -596,10 +655,10 @@ export class Gateway implements SessionOwner, GatewayServices {
     if (!rl) return;
     this.rulelists.delete(name);
     if (recursive) {
-      // Only rules defined inline go with the list; named rules may be shared.
+      // Only rules defined inline go with the list, and only when no other list shares them.
       for (const r of rl.rules) {
         const rule = this.rules.get(r);
-        if (rule?.autogenerated) this.removeRule(r, true);
+        if (rule?.autogenerated && !this.ruleInUse(r)) this.removeRule(r, true);
       }
     }
   }
@@ -610,7 +669,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     this.rules.delete(name);
     if (recursive && rule.action.route !== undefined) {
       const route = this.routes.get(rule.action.route);
-      if (route?.autogenerated) this.removeRoute(route.name, true);
+      if (route?.autogenerated && !this.routeInUse(route.name)) this.removeRoute(route.name, true);
     }
   }
 
@@ -619,10 +678,27 @@ export class Gateway implements SessionOwner, GatewayServices {
     if (!route) return;
     this.routes.delete(name);
     if (recursive) {
+      // A cluster defined inline elsewhere and named here (the controller's
+      // l7mp-controller, say) is used by that other route: it stays.
       for (const c of [route.destination, ...route.ingress, ...route.egress]) {
-        if (this.clusters.get(c)?.autogenerated) this.removeCluster(c, true);
+        if (this.clusters.get(c)?.autogenerated && !this.clusterInUse(c)) this.removeCluster(c, true);
       }
     }
+  }
+
+  private ruleInUse(name: string): boolean {
+    for (const rl of this.rulelists.values()) if (rl.rules.includes(name)) return true;
+    return false;
+  }
+
+  private routeInUse(name: string): boolean {
+    for (const r of this.rules.values()) if (r.action.route === name) return true;
+    return false;
+  }
+
+  private clusterInUse(name: string): boolean {
+    for (const r of this.routes.values()) if (r.destination === name || r.ingress.includes(name) || r.egress.includes(name)) return true;
+    return false;
   }
 
   private removeCluster(name: string, recursive: boolean): void {

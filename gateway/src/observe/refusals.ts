@@ -19,6 +19,7 @@ export const REFUSAL_REASONS = [
   'header_depth',          // a JSONSocket header nested too deep
   'body_size',             // a REST body too large
   'yaml_aliases',          // a REST YAML body with too many aliases
+  'api_host',              // a REST call to a loopback API without a token, for a Host that is not a loopback name (DNS rebinding)
 ] as const;
 
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

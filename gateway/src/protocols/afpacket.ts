@@ -116,6 +116,8 @@ export const afPacketProtocol: ProtocolDef = needsAddon({
   name: 'AF_PACKET',
   kind: 'datagram',
   summary: 'raw L2 frames on an interface (one frame per message); listener is a singleton session; needs CAP_NET_RAW',
+  // A packet socket sees every frame of its ethertype on the interface, other clients' included.
+  staticOnly: 'captures and injects raw frames on host interfaces',
   listener: {
     modes: ['singleton'],
     create(spec, ctx, field) {

@@ -94,7 +94,8 @@ export const controllerProtocol: ProtocolDef = {
             const hasBody = cl > 0 || ex.headers['transfer-encoding'] !== undefined;
             // A flood of 429s must not become a flood of log lines: those log at verbose only.
             const line = { remote: ex.remoteAddress, method: ex.method, url: ex.url, code: refused.error.code };
-            if (refused.error.code === 'RATE_LIMITED') ctx.log.verbose(line, 'REST call refused');
+            if (refused.refusal !== undefined) ctx.refusals.refuse(refused.refusal, '', line);
+            else if (refused.error.code === 'RATE_LIMITED') ctx.log.verbose(line, 'REST call refused');
             else ctx.log.info(line, 'REST call refused');
             ch.reject(refused.error, refused.headers, hasBody);
           } else if (cl > max) {

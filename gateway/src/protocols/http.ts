@@ -73,8 +73,10 @@ class UwsExchange implements HttpExchange {
   headSent = false;
   /** Set once the response is complete or the client went away. */
   onDone: (() => void) | undefined;
+  /** The listener's count of exchanges in flight: called once, when the response is complete or the client went away. */
+  onSettled: (() => void) | undefined;
 
-  constructor(readonly res: U.HttpResponse, private readonly head: RequestHead) {}
+  constructor(readonly res: U.HttpResponse, private readonly head: RequestHead, readonly localAddress: string) {}
 
   get method(): string { return this.head.method; }
   get url(): string { return this.head.url; }
@@ -141,6 +143,13 @@ class UwsExchange implements HttpExchange {
     const d = this.onDone;
     this.onDone = undefined;
     d?.();
+    this.settle();
+  }
+
+  settle(): void {
+    const s = this.onSettled;
+    this.onSettled = undefined;
+    s?.();
   }
 }
 
@@ -157,6 +166,7 @@ class HttpServerChannel extends BaseChannel {
     });
     ex.res.onAborted(() => {
       ex.aborted = true;
+      ex.settle();
       this.finish(new Error('client went away'));
     });
     ex.onDone = () => queueMicrotask(() => this.finish());
@@ -223,6 +233,9 @@ class HttpListener implements ListenerImpl {
   private seq = 0;
   private localPort: number;
   private readonly uws: Uws;
+  /** Deleted: requests still arriving on kept-alive connections are refused, never routed. */
+  private stopped = false;
+  private inFlight = 0;
 
   constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext, private readonly tls?: TlsFiles) {
     this.uws = requireUws();
@@ -248,8 +261,23 @@ class HttpListener implements ListenerImpl {
   }
 
   private onRequest(res: U.HttpResponse, req: U.HttpRequest): void {
+    if (this.stopped) {
+      // A kept-alive connection of a deleted listener: a listener of the same
+      // name added later must not get its requests (they were never checked
+      // against the new listener's address and rules).
+      res.cork(() => {
+        res.writeStatus('503 Service Unavailable');
+        res.end(JSON.stringify({ status: 503, message: 'Service Unavailable', content: `listener "${this.ctx.listenerName}" was deleted` }), true);
+      });
+      return;
+    }
     const head = readHead(res, req);
-    const ex = new UwsExchange(res, head);
+    const ex = new UwsExchange(res, head, this.address);
+    this.inFlight++;
+    ex.onSettled = () => {
+      this.inFlight--;
+      if (this.stopped && this.inFlight === 0) this.closeConnections();
+    };
     const priv: SessionPriv = {
       http: ex,
       error(status, body) {
@@ -266,9 +294,19 @@ class HttpListener implements ListenerImpl {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.token) this.uws.us_listen_socket_close(this.token);
     this.token = undefined;
+    // Idle kept-alive connections close now; ones with a request in flight once it is answered.
+    if (this.inFlight === 0) this.closeConnections();
+  }
+
+  /** Close every connection of the app (uWS App.close(): the listen socket and all connections). */
+  private closeConnections(): void {
+    const app = this.app;
     this.app = undefined;
+    // After the answer just written went out: close() would cut what uWS still buffers.
+    if (app) setImmediate(() => (app as unknown as { close?: () => void }).close?.());
   }
 
   bound(): boolean {
@@ -280,6 +318,7 @@ export const httpProtocol: ProtocolDef = {
   name: 'HTTP',
   kind: 'byte',
   summary: 'HTTP/1.1 server on uWebSockets.js; one session per request, the request body is the ingress stream',
+  files: { listener: [{ key: 'tls.cert_file' }, { key: 'tls.key_file' }] },
   listener: {
     modes: ['server'],
     create(spec: Spec, ctx, field) {

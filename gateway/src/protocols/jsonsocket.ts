@@ -389,6 +389,7 @@ function clientHandshake(ch: Channel, header: Record<string, unknown>, timeoutMs
 
 export const jsonSocketProtocol: ProtocolDef = {
   name: 'JSONSocket',
+  nestedSpecs: ['transport', 'transport_spec'],
   kind: 'datagram',
   summary: 'JSON header handshake over a datagram transport (UDP); the header becomes session metadata under /JSONSocket',
   listener: {

@@ -210,6 +210,8 @@ export const pipeProtocol: ProtocolDef = {
   name: 'PIPE',
   kind: 'byte',
   summary: 'named pipes (FIFOs); one session per writer; an optional second FIFO carries the answers',
+  // An endpoint's reply FIFO is its address plus reply_suffix (no "/"): the same directory.
+  files: { listener: [{ key: 'filename' }, { key: 'reply_filename' }], endpoint: [{ key: 'address' }] },
   listener: {
     modes: ['server'],
     create(spec, ctx, field) {

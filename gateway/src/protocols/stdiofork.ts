@@ -126,7 +126,7 @@ export const stdioForkProtocol: ProtocolDef = {
   name: 'STDIO-fork',
   kind: 'byte',
   summary: 'a program run per session, over its stdin/stdout; static config only, with an allow-list (admin.stdio_fork.commands)',
-  staticOnly: true,
+  staticOnly: 'runs programs',
   cluster: {
     virtual: true,
     retriable: false,

@@ -328,6 +328,7 @@ export const unixProtocol: ProtocolDef = {
   aliases: ['UNIX/stream'],
   kind: 'byte',
   summary: 'Unix-domain stream sockets; the endpoint address is the socket path',
+  files: { listener: [{ key: 'filename' }], endpoint: [{ key: 'address' }] },
   listener: {
     modes: ['server'],
     create(spec, ctx, field) {

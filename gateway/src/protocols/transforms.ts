@@ -46,22 +46,42 @@ class DiscardChannel extends TransformChannel {
   protected transform(): void {}
 }
 
-/** Where Logger clusters write: one append stream per file, shared. */
-const logSinks = new Map<string, { write(line: string): void }>();
+interface LogSink { write(line: string): void }
 
-function logSink(file: string): { write(line: string): void } {
-  let s = logSinks.get(file);
-  if (s) return s;
-  if (file === '-' || file === 'stdout') s = { write: (l) => process.stdout.write(l) };
-  else if (file === 'stderr') s = { write: (l) => process.stderr.write(l) };
-  else {
+/**
+ * Where Logger clusters write: one append stream per file, shared by the
+ * clusters that name it and closed with the last of them, so a deleted
+ * Logger leaves no descriptor behind.
+ */
+const fileSinks = new Map<string, { sink: LogSink; refs: number; stream: fs.WriteStream }>();
+
+function isStream(file: string): boolean {
+  return file === '-' || file === 'stdout' || file === 'stderr';
+}
+
+/** Open (or share) the sink of `file`; throws the open error. */
+function acquireSink(file: string): LogSink {
+  if (file === '-' || file === 'stdout') return { write: (l) => process.stdout.write(l) };
+  if (file === 'stderr') return { write: (l) => process.stderr.write(l) };
+  let s = fileSinks.get(file);
+  if (!s) {
     // Append, never truncate: l7mp truncated the file for every session.
-    const stream = fs.createWriteStream(file, { flags: 'a' });
-    stream.on('error', () => { /* reported once by the cluster at creation */ });
-    s = { write: (l) => stream.write(l) };
+    // Opened synchronously, so that a file that cannot be opened refuses the change.
+    const fd = fs.openSync(file, 'a', 0o640);
+    const stream = fs.createWriteStream(file, { fd, autoClose: true });
+    stream.on('error', () => { /* an open file fails only with the disk; the cluster reported the open */ });
+    s = { sink: { write: (l) => stream.write(l) }, refs: 0, stream };
+    fileSinks.set(file, s);
   }
-  logSinks.set(file, s);
-  return s;
+  s.refs++;
+  return s.sink;
+}
+
+function releaseSink(file: string): void {
+  const s = fileSinks.get(file);
+  if (!s || --s.refs > 0) return;
+  fileSinks.delete(file);
+  s.stream.end(); // flushes what is queued, then closes the descriptor
 }
 
 class LoggerChannel extends TransformChannel {
@@ -225,22 +245,33 @@ export const loggerProtocol: ProtocolDef = {
   kind: 'datagram',
   transform: true,
   summary: 'Passes traffic through unchanged and logs every chunk with session name, direction and log_prefix',
+  files: { cluster: [{ key: 'log_file', streams: ['-', 'stdout', 'stderr'] }] },
   cluster: {
     virtual: true,
     retriable: true,
     create(spec: Spec, ctx, field) {
       const file = v.optString(spec, 'log_file', field) ?? '-';
       const prefix = v.optString(spec, 'log_prefix', field) ?? '';
-      if (file !== '-' && file !== 'stdout' && file !== 'stderr') {
-        try {
-          fs.appendFileSync(file, '');
-        } catch (err) {
-          throw invalid(`${field}.log_file`, `cannot open "${file}" for appending: ${(err as Error).message}`);
-        }
-      }
-      const sink = logSink(file);
+      if (file === '' || file.includes('\0')) throw invalid(`${field}.log_file`, 'must be stdout, stderr or a file path');
+      // The file is opened on activate(), when the change commits: a refused change creates none.
+      let sink: LogSink | undefined;
       return {
-        connect: async (req) => new LoggerChannel(sink, req.session.name, req.role ?? 'ingress', prefix),
+        activate() {
+          if (sink) return;
+          try {
+            sink = acquireSink(file);
+          } catch (err) {
+            throw invalid(`${field}.log_file`, `cannot open "${file}" for appending: ${(err as Error).message}`);
+          }
+        },
+        close() {
+          if (sink && !isStream(file)) releaseSink(file);
+          sink = undefined;
+        },
+        connect: async (req) => {
+          if (!sink) throw new GatewayError('CONNECT_FAILED', `Logger "${ctx.clusterName}" is not active`);
+          return new LoggerChannel(sink, req.session.name, req.role ?? 'ingress', prefix);
+        },
       };
     },
   },
@@ -286,6 +317,8 @@ export const stdioProtocol: ProtocolDef = {
   name: 'Stdio',
   kind: 'byte',
   summary: "The gateway's own standard input and output (one session at a time)",
+  // Network bytes written to the gateway's stdout would read as its own log lines.
+  staticOnly: "writes to the gateway's own standard output",
   cluster: {
     virtual: true,
     retriable: false,

@@ -5,7 +5,7 @@
 import type { Channel, ChannelKind } from '../channel/channel.js';
 import type { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
-import type { Refusals } from '../observe/refusals.js';
+import type { RefusalReason, Refusals } from '../observe/refusals.js';
 
 export type Spec = Record<string, unknown>;
 
@@ -31,6 +31,8 @@ export interface HttpExchange {
   readonly url: string;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly remoteAddress: string;
+  /** The address the listener is bound to (its spec address), when the listener knows it. */
+  readonly localAddress?: string;
   /** Write a complete response (status, headers and the whole body). */
   respond(status: number, headers: Record<string, string>, body: string | Uint8Array): void;
   /**
@@ -102,18 +104,30 @@ export interface GatewayServices {
    * Admission of a REST call from its head alone (rate limit, bearer token),
    * before the body is read: undefined to serve it, else the error to answer.
    */
-  admitApi?(exchange: HttpExchange): { readonly error: GatewayError; readonly headers: Record<string, string> } | undefined;
+  admitApi?(exchange: HttpExchange): { readonly error: GatewayError; readonly headers: Record<string, string>; readonly refusal?: RefusalReason } | undefined;
   /** The static config's STDIO-fork allow-list (admin.stdio_fork.commands); undefined: STDIO-fork is off. */
   stdioForkCommands?(): readonly (readonly string[])[] | undefined;
 }
 
 export interface ClusterImpl {
   connect(req: ConnectRequest): Promise<Channel>;
+  /**
+   * Take the host resources the cluster needs (open its log file, ...) once
+   * the change that adds it is about to commit, after listeners bound: a
+   * rejected change must never create or open a file. close() releases them.
+   */
+  activate?(): void;
   /** Release cluster-wide resources (e.g. Sync rendezvous tables). */
   close?(): void;
 }
 
 export type ProtocolMode = 'singleton' | 'server';
+
+/** A spec key that names a file; `streams` are its values that are not files (stdout, ...). */
+export interface FileKey {
+  readonly key: string;
+  readonly streams?: readonly string[];
+}
 
 export interface ListenerSide {
   readonly modes: readonly ProtocolMode[];
@@ -145,8 +159,19 @@ export interface ProtocolDef {
   readonly cluster?: ClusterSide;
   /** Set when the protocol is recognised but cannot run here; the reason is shown to users. */
   readonly unavailable?: string;
-  /** Runs programs or touches the host: allowed only from the static config file. */
-  readonly staticOnly?: boolean;
+  /**
+   * Set (to why, e.g. "runs programs") when the protocol touches the host
+   * beyond its own sockets: allowed only from the static config file, a REST
+   * call gets 403.
+   */
+  readonly staticOnly?: string;
+  /**
+   * The spec keys (dotted for nested objects) that name files, per place:
+   * a REST call may name files only under admin.file_root (core/confine.ts).
+   */
+  readonly files?: Partial<Record<'listener' | 'cluster' | 'endpoint', readonly FileKey[]>>;
+  /** Spec keys that hold the spec of an inner protocol (JSONSocket's transport), checked as that protocol. */
+  readonly nestedSpecs?: readonly string[];
   /** Transform clusters sit in ingress/egress chains. */
   readonly transform?: boolean;
 }

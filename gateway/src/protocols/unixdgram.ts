@@ -243,6 +243,7 @@ function addon(): SocketsAddon {
 
 export const unixDgramProtocol: ProtocolDef = needsAddon({
   name: 'UNIX/dgram',
+  files: { listener: [{ key: 'filename' }], endpoint: [{ key: 'address' }] },
   kind: 'datagram',
   summary: 'Unix-domain datagram sockets; one session per sending socket; the endpoint address is the socket path',
   listener: {
@@ -267,6 +268,7 @@ export const unixDgramProtocol: ProtocolDef = needsAddon({
 
 export const unixSeqpacketProtocol: ProtocolDef = needsAddon({
   name: 'UNIX/seqpacket',
+  files: { listener: [{ key: 'filename' }], endpoint: [{ key: 'address' }] },
   kind: 'datagram',
   summary: 'Unix-domain sequenced-packet sockets; one session per connection, message boundaries kept',
   listener: {

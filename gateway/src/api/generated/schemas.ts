@@ -54,6 +54,7 @@ export const Admin = Type.Object({
   log_level: Type.Optional(Type.String()),
   log_file: Type.Optional(Type.String()),
   access_log_path: Type.Optional(Type.String()),
+  file_root: Type.Optional(Type.String()),
   strict: Type.Optional(Type.Boolean()),
   offload: Type.Optional(Type.Union([Type.Boolean(), Type.Enum(["init", "no_init", "disable"])])),
   offload_ifs: Type.Optional(Type.Union([Type.Array(Type.String()), Type.String()])),

@@ -54,6 +54,8 @@ export type Admin = {
   log_file?: string;
   /** File that receives one line per finished session. */
   access_log_path?: string;
+  /** Static config only. The one directory under which objects added over REST may name files (a Logger's log_file, UnixDomainSocket, UNIX/dgram and UNIX/seqpacket socket paths, PIPE FIFOs, TLS files). Paths are resolved (relative ones against this directory; `..` and symbolic links are followed) and refused with 403 when they lead outside it. Unset (the default), REST calls may name no files at all; the static config may name any path. */
+  file_root?: string;
   /** Validate the static config and every REST request and response against this spec. */
   strict?: boolean;
   /** UDP kernel offload. On input, the mode: `init` (prepare the kernel and load the program), `no_init` (expect a prepared host) or `disable`; a boolean is also accepted. On output, whether offload is active (boolean). */
