@@ -4,6 +4,7 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { echo, freePort, peer, socat, startGw, tmpPath, waitFor } from './helpers.js';
 import { needAddon, socatClient } from './native-helpers.js';
 
@@ -93,7 +94,8 @@ test('PIPE cluster: a FIFO nobody reads fails the connect with the reason', asyn
 test('PIPE listener: an existing file that is not a FIFO is refused', async (t) => {
   const p = tmpPath('regular');
   fs.writeFileSync(p, 'x');
-  const { base } = await startGw(t, {});
+  // REST may name files only under admin.file_root.
+  const { base } = await startGw(t, { admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 }, file_root: path.dirname(p) } });
   const r = await fetch(`${base}/api/v1/listeners`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ listener: { name: 'p', spec: { protocol: 'PIPE', filename: p }, rules: [] } }),

@@ -66,7 +66,8 @@ test('UNIX/dgram listener: a regular file in the way is a bind error, and the ga
   const lpath = tmpPath('file');
   fs.writeFileSync(lpath, 'not a socket');
   const port = await freePort();
-  const { base } = await startGw(t, {});
+  // REST may name files only under admin.file_root.
+  const { base } = await startGw(t, { admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 }, file_root: path.dirname(lpath) } });
   const r = await fetch(`${base}/api/v1/listeners`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },

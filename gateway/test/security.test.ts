@@ -379,13 +379,14 @@ test('TLS controller: HTTPS with a self-signed certificate, token required, plai
 test('TLS: an encrypted key needs its passphrase, which dumps redact; bad TLS settings get 400 naming the field', async (t) => {
   const p = needPki(t);
   if (!p) return;
-  const g = await start(t, { admin: { log_level: 'silent' } });
+  // REST may read TLS files only under admin.file_root (core/confine.ts).
+  const g = await start(t, { admin: { log_level: 'silent', file_root: p.dir } });
   const listener = (name: string, port: number, tls: unknown) => ({ listener: { name, spec: { protocol: 'HTTP', address: '127.0.0.1', port, tls }, rules: CONTROLLER_RULES } });
   const port = await freePort();
   const before = await configOf(g.base);
   const bad: Array<[unknown, string]> = [
-    [{ cert_file: '/nonexistent/cert.pem', key_file: p.key }, 'listener.spec.tls.cert_file'],
-    [{ cert_file: p.cert, key_file: '/nonexistent/key.pem' }, 'listener.spec.tls.key_file'],
+    [{ cert_file: `${p.dir}/nonexistent-cert.pem`, key_file: p.key }, 'listener.spec.tls.cert_file'],
+    [{ cert_file: p.cert, key_file: `${p.dir}/nonexistent-key.pem` }, 'listener.spec.tls.key_file'],
     [{ cert_file: p.cert }, 'listener.spec.tls'],
     [{ cert_file: p.dir, key_file: p.key }, 'listener.spec.tls.cert_file'],
     [{ cert_file: p.key, key_file: p.key }, 'listener.spec.tls.cert_file'],
@@ -399,6 +400,9 @@ test('TLS: an encrypted key needs its passphrase, which dumps redact; bad TLS se
     t.is(r.status, 400, `${JSON.stringify(tls)}: ${r.text}`);
     t.true(String(r.body.field).startsWith(field), `${JSON.stringify(tls)}: field ${r.body.field}, want ${field}`);
   }
+  const outside = await call(g.base, 'POST', '/api/v1/listeners', { body: listener('tls-bad', port, { cert_file: '/etc/ssl/nonexistent.pem', key_file: p.key }) });
+  t.is(outside.status, 403, outside.text);
+  t.is(outside.body.field, 'listener.spec.tls.cert_file');
   t.deepEqual(await configOf(g.base), before, 'the refused listeners changed nothing');
   const noPass = await call(g.base, 'POST', '/api/v1/listeners', { body: listener('tls-bad', port, { cert_file: p.encCert, key_file: p.encKey }) });
   t.regex(noPass.body.content, /passphrase/);
@@ -477,7 +481,7 @@ test('body limit: 413 with the l7mp body, for a Content-Length and for a chunked
   t.regex(big.body.content, /limit of 1000 bytes/);
   // Chunked: no Content-Length to check up front; the limit cuts the upload short.
   const chunk = cluster(3000);
-  const chunked = `POST /api/v1/clusters HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n`;
+  const chunked = `POST /api/v1/clusters HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n`;
   const got = await rawExchange(g.port, chunked, (s) => /\r\n\r\n[\s\S]*\}/.test(s));
   t.regex(got, /^HTTP\/1\.1 413 /);
   t.regex(got, /"code": "BODY_TOO_LARGE"/);

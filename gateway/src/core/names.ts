@@ -30,17 +30,18 @@ export class NameCounters {
 
 /**
  * A user-given object name: a non-empty string without white space (as in
- * l7mp), control characters or `/`, and not `.` or `..`. A name is a path
- * segment of the REST API (`/api/v1/listeners/<name>`): URL parsers resolve
- * `.` and `..` away and split at `/`, so such an object could never be read
- * or deleted again.
+ * l7mp) or control characters, and not `.` or `..`. A name is a path segment
+ * of the REST API (`/api/v1/listeners/<name>`): URL parsers resolve `.` and
+ * `..` (also percent-encoded) away, so such an object could never be read or
+ * deleted again. `/` stays allowed: URL-encoded as %2F it is one segment, and
+ * l7mp's operator (and ours, operator/src/names.ts) names every object
+ * `/l7mp.io/v1/<Kind>/<ns>/<name>`.
  */
 export function checkName(v: unknown, field: string): string {
   if (typeof v !== 'string' || v.length === 0) throw invalid(field, 'must be a non-empty string');
   if (/\s/.test(v)) throw invalid(field, 'must not contain white space');
   // eslint-disable-next-line no-control-regex
   if (/[\x00-\x1f\x7f]/.test(v)) throw invalid(field, 'must not contain control characters');
-  if (v.includes('/')) throw invalid(field, 'must not contain "/" (names are path segments of the REST API)');
   if (v === '.' || v === '..') throw invalid(field, `must not be "${v}" (URL parsers resolve it away: the object could never be deleted)`);
   if (v.length > 512) throw invalid(field, 'must be at most 512 characters');
   return v;

@@ -166,7 +166,7 @@ function requestOn(sock: net.Socket, port: number, urlPath: string): Promise<str
   });
 }
 
-test('fault 15: a REST call may not expose the API beyond loopback without a token; a deleted listener\'s kept-alive connections are closed', async (t) => {
+test('fault 15: a REST call may not expose the API beyond loopback without a token', async (t) => {
   const g = await startGw(t, { admin: admin() });
   const wide = await freePort();
   const ctl = (name: string, address: string, port: number): unknown => ({
@@ -180,7 +180,14 @@ test('fault 15: a REST call may not expose the API beyond loopback without a tok
   await api(g.base, 'POST', '/api/v1/rulelists', { rulelist: { name: 'to-api', rules: [{ action: { route: { destination: 'controller' } } }] } });
   const r2 = await api(g.base, 'POST', '/api/v1/listeners', { listener: { name: 'wide2', spec: { protocol: 'HTTP', port: wide }, rules: 'to-api' } });
   t.is(r2.status, 403, r2.text);
+  t.false(await tcpListening(wide));
+});
 
+test('fault 15: the kept-alive connections of a deleted controller listener are closed, never served by a listener of the same name', async (t) => {
+  const g = await startGw(t, { admin: admin() });
+  const ctl = (name: string, address: string, port: number): unknown => ({
+    listener: { name, spec: { protocol: 'HTTP', address, port }, rules: [{ action: { route: { destination: 'controller' } } }] },
+  });
   // Loopback is fine; its kept-alive connection dies with it.
   const p1 = await freePort();
   t.is((await api(g.base, 'POST', '/api/v1/listeners', ctl('side', '127.0.0.1', p1))).status, 200);
@@ -188,13 +195,16 @@ test('fault 15: a REST call may not expose the API beyond loopback without a tok
   t.teardown(() => sock.destroy());
   await new Promise((res) => sock.once('connect', res));
   t.regex(await requestOn(sock, p1, '/api/v1/listeners'), /^HTTP\/1.1 200/);
+  const closed = new Promise((res) => sock.once('close', res));
   t.is((await api(g.base, 'DELETE', '/api/v1/listeners/side')).status, 200);
   // A listener of the same name comes back elsewhere: the old connection must not reach it.
   const p2 = await freePort();
   t.is((await api(g.base, 'POST', '/api/v1/listeners', ctl('side', '127.0.0.1', p2))).status, 200);
   const after = await requestOn(sock, p1, '/api/v1/listeners');
   t.false(after.includes(' 200'), `the deleted listener's connection still served the API: ${after}`);
+  // Closed by the delete itself, well before uWS's 10 s idle timeout.
   await waitFor(() => sock.destroyed || sock.readyState === 'closed', 3000, 'the deleted listener\'s connection closed');
+  await closed;
   t.pass();
 });
 
@@ -211,7 +221,7 @@ test('fault 15: with an API token, a REST controller listener beyond loopback is
   t.is(res.status, 200, await res.text());
 });
 
-test('fault 16: the controller\'s own objects cannot be deleted over REST; names ".", ".." and with "/" or control characters are refused', async (t) => {
+test('fault 16: the controller\'s own objects cannot be deleted over REST; names ".", ".." and with control characters are refused', async (t) => {
   const g = await startGw(t, { admin: admin() });
   const cfg = (await api(g.base, 'GET', '/api/v1/config')).body;
   const ctl = cfg.listeners.find((l: { name: string }) => l.name === 'controller-listener');
@@ -233,7 +243,7 @@ test('fault 16: the controller\'s own objects cannot be deleted over REST; names
   t.is((await api(g.base, 'GET', '/api/v1/listeners')).status, 200, 'the API still answers');
 
   const port = await freePort();
-  for (const name of ['.', '..', 'a/b', 'x\u0001y', 'del\u007f']) {
+  for (const name of ['.', '..', 'x\u0001y', 'del\u007f', 'nul\u0000']) {
     const bodies: Array<[string, unknown]> = [
       ['/api/v1/listeners', { listener: { name, spec: { protocol: 'UDP', port }, rules: [] } }],
       ['/api/v1/clusters', { cluster: { name, spec: { protocol: 'Discard' } } }],
