@@ -90,6 +90,8 @@ export interface GatewayOptions {
 /** Staged additions, applied all at once on commit. */
 class Transaction {
   readonly objects = new Map<string, AnyObj>(); // key: kind + '\0' + name
+  /** Live objects as the commit will change them (a rulelist with an inserted rule), for checks only. */
+  readonly preview = new Map<string, AnyObj>();
   readonly order: AnyObj[] = [];
   private readonly counterSnapshot;
 
@@ -273,6 +275,7 @@ export class Gateway implements SessionOwner, GatewayServices {
         } else {
           ruleName = this.stageRule(tx, raw, 'rule', true, rl.name);
         }
+        tx.preview.set(key('rulelist', rl.name), { ...rl, rules: [...rl.rules.slice(0, position), ruleName, ...rl.rules.slice(position)] });
       }).then(() => {
         rl.rules.splice(position, 0, ruleName);
       });
@@ -369,7 +372,7 @@ export class Gateway implements SessionOwner, GatewayServices {
 
   /** The live graph, or the live graph with a transaction's objects staged on top. */
   private view(tx?: Transaction): GraphView {
-    return { get: (kind, name) => tx?.objects.get(key(kind, name)) ?? this.mapOf(kind).get(name) };
+    return { get: (kind, name) => tx?.objects.get(key(kind, name)) ?? tx?.preview.get(key(kind, name)) ?? this.mapOf(kind).get(name) };
   }
 
   /** Without an API token, a REST change may not serve the API beyond loopback (apiobjects.ts). */

@@ -26,13 +26,13 @@ import * as v from './validate.js';
 
 const { O_RDONLY, O_WRONLY, O_RDWR, O_NONBLOCK } = fs.constants;
 
-/** Make sure `path` is a FIFO, creating it when missing. */
-function ensureFifo(path: string, what: string): void {
+/** Make sure `path` is a FIFO, creating it when missing; true when it was created. */
+function ensureFifo(path: string, what: string): boolean {
   let st: fs.Stats | undefined;
   try { st = fs.statSync(path); } catch { st = undefined; }
   if (st !== undefined) {
     if (!st.isFIFO()) throw new GatewayError('BIND_FAILED', `${what}: ${path} exists and is not a FIFO`);
-    return;
+    return false;
   }
   const addon = socketsAddon();
   if (addon === undefined) {
@@ -43,6 +43,7 @@ function ensureFifo(path: string, what: string): void {
   } catch (err) {
     throw new GatewayError('BIND_FAILED', `${what}: ${(err as Error).message}`, undefined, { cause: err });
   }
+  return true;
 }
 
 function isFifo(path: string): boolean {
@@ -73,12 +74,15 @@ class PipeListener implements ListenerImpl {
   private seq = 0;
   private stopped = false;
 
+  /** The FIFOs this listener made: removed on stop, so that a change rolled back leaves no file behind. */
+  private readonly created: string[] = [];
+
   constructor(private readonly filename: string, private readonly reply: string | undefined, private readonly ctx: ListenerContext) {}
 
   async start(): Promise<void> {
     const what = `PIPE listener "${this.ctx.listenerName}" cannot open its FIFO`;
-    ensureFifo(this.filename, what);
-    if (this.reply !== undefined) ensureFifo(this.reply, what);
+    if (ensureFifo(this.filename, what)) this.created.push(this.filename);
+    if (this.reply !== undefined && ensureFifo(this.reply, what)) this.created.push(this.reply);
     this.arm();
   }
 
@@ -144,6 +148,9 @@ class PipeListener implements ListenerImpl {
     const r = this.reader;
     this.reader = undefined;
     r?.destroy();
+    for (const f of this.created.splice(0)) {
+      try { if (fs.lstatSync(f).isFIFO()) fs.unlinkSync(f); } catch { /* gone already */ }
+    }
   }
 }
 

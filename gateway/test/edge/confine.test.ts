@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { api, controllerConfig, freePort, startGw, tcpListening, waitFor } from '../helpers.js';
 import { startGateway } from '../../src/app.js';
+import { findProtocol } from '../../src/protocols/registry.js';
 import { silentLogger } from '../../src/observe/log.js';
 
 /** admin for test gateways (no metrics listener, no REST rate limit), plus `extra`. */
@@ -128,6 +129,8 @@ test('fault 14: UnixDomainSocket and PIPE paths over REST stay under admin.file_
       ['/api/v1/listeners', { listener: { name: 'js', spec: { protocol: 'JSONSocket', transport: { protocol: 'UNIX/dgram', filename: path.join(outside, 'j.sock') } }, rules: discard } }],
     ];
     for (const [url, body] of bad) {
+      // Without the native addon UNIX/dgram is refused earlier, as unavailable.
+      if (JSON.stringify(body).includes('UNIX/dgram') && findProtocol('UNIX/dgram')?.unavailable) continue;
       const r = await api(g.base, 'POST', url, body);
       t.is(r.status, 403, `${JSON.stringify(body)}: ${r.text}`);
     }
@@ -136,6 +139,17 @@ test('fault 14: UnixDomainSocket and PIPE paths over REST stay under admin.file_
   }
   // Inside the root a REST listener works, and its stale socket is cleared.
   const g = await startGw(t, { admin: admin({ file_root: root }) });
+  // A call refused at bind time (the second listener's port is taken) leaves no FIFO behind.
+  const taken = Number(new URL(g.base).port);
+  const rolled = await api(g.base, 'POST', '/api/v1/config', {
+    listeners: [
+      { name: 'p', spec: { protocol: 'PIPE', filename: 'in.fifo' }, rules: discard },
+      { name: 't', spec: { protocol: 'TCP', address: '127.0.0.1', port: taken }, rules: [{ action: { route: { destination: 'dc' } } }] },
+    ],
+  });
+  t.is(rolled.status, 409, rolled.text);
+  t.is(rolled.body.code, 'BIND_FAILED');
+  if (!findProtocol('PIPE')?.unavailable) t.false(fs.existsSync(path.join(root, 'in.fifo')), 'a refused call left its FIFO');
   const inner = path.join(root, 'stale-inside.sock');
   staleSocket(inner);
   const r = await api(g.base, 'POST', '/api/v1/listeners', { listener: { name: 'u', spec: { protocol: 'UnixDomainSocket', filename: 'stale-inside.sock' }, rules: discard } });
