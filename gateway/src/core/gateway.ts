@@ -363,10 +363,16 @@ export class Gateway implements SessionOwner, GatewayServices {
    * before anything else about the protocol, so a REST call learns nothing
    * more than FORBIDDEN (not even "not supported yet").
    */
-  private checkStaticOnly(tx: Transaction, name: unknown, field: string): void {
+  private checkStaticOnly(tx: Transaction, spec: Spec, field: string): void {
+    const name = spec.protocol;
     const p = typeof name === 'string' ? findProtocol(name) : undefined;
     if (p?.staticOnly && !(tx.fromStaticConfig && this.opts.allowStaticOnly)) {
-      throw new GatewayError('FORBIDDEN', `${field}: "${p.name}" ${p.staticOnly} and may only be configured in the static config file`, field);
+      throw new GatewayError('FORBIDDEN', `${field}.protocol: "${p.name}" ${p.staticOnly} and may only be configured in the static config file`, `${field}.protocol`);
+    }
+    // The spec of an inner protocol (JSONSocket's transport) is checked as that protocol.
+    for (const k of p?.nestedSpecs ?? []) {
+      const inner = spec[k];
+      if (typeof inner === 'object' && inner !== null && !Array.isArray(inner)) this.checkStaticOnly(tx, inner as Spec, `${field}.${k}`);
     }
   }
 
@@ -398,7 +404,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     const name = checkName(raw.name, `${field}.name`);
     if (!isObject(raw.spec)) throw invalid(`${field}.spec`, 'is required and must be an object');
     const spec = clone(raw.spec) as Spec;
-    this.checkStaticOnly(tx, spec.protocol, `${field}.spec.protocol`);
+    this.checkStaticOnly(tx, spec, `${field}.spec`);
     const protocol = protocolFor(spec.protocol, 'listener', `${field}.spec.protocol`);
     if (!tx.fromStaticConfig) confineSpec(this.opts.fileRoot, protocol, 'listener', spec, `${field}.spec`);
     // The REST controller binds to loopback unless told otherwise.
@@ -521,7 +527,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     }
     if (!isObject(raw.spec)) throw invalid(`${field}.spec`, 'is required and must be an object');
     const spec = clone(raw.spec) as Spec;
-    this.checkStaticOnly(tx, spec.protocol, `${field}.spec.protocol`);
+    this.checkStaticOnly(tx, spec, `${field}.spec`);
     const protocol = protocolFor(spec.protocol, 'cluster', `${field}.spec.protocol`);
     if (!tx.fromStaticConfig) confineSpec(this.opts.fileRoot, protocol, 'cluster', spec, `${field}.spec`);
     const balancer = createBalancer(raw.loadbalancer, `${field}.loadbalancer`);

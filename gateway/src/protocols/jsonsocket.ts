@@ -97,7 +97,7 @@ function transportProblem(p: ProtocolDef, role: Role): string | undefined {
   if (p.kind !== 'datagram') {
     return `protocol "${p.name}" is a byte stream; JSONSocket needs a datagram transport that keeps the header a message of its own (e.g. UDP)`;
   }
-  if (p.staticOnly) return `protocol "${p.name}" cannot be a JSONSocket transport`;
+  // A static-only transport (AF_PACKET) is refused over REST by the gateway (checkStaticOnly follows nestedSpecs).
   if (role === 'cluster' && (p.cluster!.virtual || p.transform)) {
     return `protocol "${p.name}" is an in-process cluster, not a transport; use one that reaches a peer (e.g. UDP)`;
   }

@@ -89,6 +89,7 @@ test('fault 13: AF_PACKET listeners and clusters and Stdio clusters are static-c
     ['/api/v1/listeners', { listener: { name: 'pkt', spec: { protocol: 'AF_PACKET', interface: 'lo', ethertype: 0x0800 }, rules: [{ action: { route: { destination: { name: 'd', spec: { protocol: 'Discard' } } } } }] } }, 'listener.spec.protocol'],
     ['/api/v1/clusters', { cluster: { name: 'pc', spec: { protocol: 'AF_PACKET', ethertype: 0x0800 }, endpoints: [{ spec: { address: 'lo' } }] } }, 'cluster.spec.protocol'],
     ['/api/v1/clusters', { cluster: { name: 'io', spec: { protocol: 'Stdio' } } }, 'cluster.spec.protocol'],
+    ['/api/v1/listeners', { listener: { name: 'js', spec: { protocol: 'JSONSocket', transport: { protocol: 'AF_PACKET', interface: 'lo', ethertype: 0x0800 } }, rules: [] } }, 'listener.spec.transport.protocol'],
     // Inline in a route too.
     ['/api/v1/listeners', { listener: { name: 'tcp-stdio', spec: { protocol: 'TCP', address: '127.0.0.1', port }, rules: [{ action: { route: { destination: { name: 'io2', spec: { protocol: 'Stdio' } } } } }] } }, 'listener.rules[0].action.route.destination.spec.protocol'],
   ];
