@@ -267,7 +267,7 @@ export class Gateway implements SessionOwner, GatewayServices {
         throw new GatewayError('INVALID_INPUT', `Cannot insert rule at position ${position} into rulelist "${rulelist}" of ${rl.rules.length} rules`, 'position');
       }
       // A rule before one that carries the API could take its requests.
-      for (const r of rl.rules.slice(position)) this.guardApi('rule', r, `shadowed by a rule inserted before it into RuleList "${rulelist}"`);
+      this.guardApi('rule', rl.rules.slice(position), `shadowed by a rule inserted before it into RuleList "${rulelist}"`);
       let ruleName: string;
       return this.apply(false, (tx) => {
         if (typeof raw === 'string') {
@@ -306,19 +306,11 @@ export class Gateway implements SessionOwner, GatewayServices {
     const tx = new Transaction(this, fromStaticConfig);
     try {
       build(tx);
+      if (!fromStaticConfig && !this.opts.apiTokenSet) this.checkApiExposure(tx);
     } catch (err) {
       tx.rollbackCounters();
       this.closeStaged(tx);
       throw err;
-    }
-    if (!fromStaticConfig && !this.opts.apiTokenSet) {
-      try {
-        this.checkApiExposure(tx);
-      } catch (err) {
-        tx.rollbackCounters();
-        this.closeStaged(tx);
-        throw err;
-      }
     }
     // Bind listeners last; undo the ones that bound if a later one fails.
     // Clusters take their files after that: a refused change opens none.
@@ -329,18 +321,14 @@ export class Gateway implements SessionOwner, GatewayServices {
         await obj.impl.start();
         started.push(obj);
       } catch (err) {
-        for (const l of started) await l.impl.stop().catch(() => undefined);
-        tx.rollbackCounters();
-        this.closeStaged(tx);
+        await this.undo(tx, started);
         throw asGatewayError(err);
       }
     }
     try {
       for (const obj of tx.order) if (obj.kind === 'cluster') obj.impl.activate?.();
     } catch (err) {
-      for (const l of started) await l.impl.stop().catch(() => undefined);
-      tx.rollbackCounters();
-      this.closeStaged(tx);
+      await this.undo(tx, started);
       throw asGatewayError(err);
     }
     for (const obj of tx.order) {
@@ -388,11 +376,21 @@ export class Gateway implements SessionOwner, GatewayServices {
     checkExposure(before, exposedApiListeners(this.view(tx), [...this.listeners.values(), ...staged]), this.view(tx));
   }
 
-  /** 409 when a REST delete would take away what carries the static config's API. */
-  private guardApi(kind: ObjKind, name: string, what?: string): void {
+  /** 409 when a REST call would delete (or shadow) what carries the static config's API. */
+  private guardApi(kind: ObjKind, names: string | readonly string[], what?: string): void {
     const statics = [...this.staticListeners].map((n) => this.listeners.get(n)).filter((l): l is ListenerObj => l !== undefined);
-    const listener = protectedApiObjects(this.view(), statics).get(key(kind, name));
-    if (listener !== undefined) throw servesApiError(kind, name, listener, what);
+    const carriers = protectedApiObjects(this.view(), statics);
+    for (const name of typeof names === 'string' ? [names] : names) {
+      const listener = carriers.get(key(kind, name));
+      if (listener !== undefined) throw servesApiError(kind, name, listener, what);
+    }
+  }
+
+  /** Roll a transaction back after its listeners (`started`) bound. */
+  private async undo(tx: Transaction, started: readonly ListenerObj[]): Promise<void> {
+    for (const l of started) await l.impl.stop().catch(() => undefined);
+    tx.rollbackCounters();
+    this.closeStaged(tx);
   }
 
   private closeStaged(tx: Transaction): void {
