@@ -8,6 +8,11 @@ import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { createBalancer } from '../src/balancer/index.js';
+import { HealthStats, UpstreamHealth, pickEndpoint } from '../src/health/index.js';
+import { GatewayMetrics } from '../src/observe/metrics.js';
+import { silentLogger } from '../src/observe/log.js';
+import { findProtocol } from '../src/protocols/registry.js';
 import { api, captureLogger as capture, freePort, startGw, udpClient, nextMessage, waitFor } from './helpers.js';
 
 const INTERVAL = 200;
@@ -116,10 +121,8 @@ async function connectClient(kind: Kind, port: number): Promise<Client> {
   let closed = false;
   sock.on('close', () => { closed = true; });
   const take = async (n: number): Promise<string> => {
-    await waitFor(() => {
-      if (buf.length < n && closed) throw new Error('closed by the gateway');
-      return buf.length >= n;
-    }, 3000, `${n} bytes`);
+    await waitFor(() => buf.length >= n || closed, 3000, `${n} bytes`);
+    if (buf.length < n) throw new Error(`closed by the gateway after ${buf.length} of ${n} bytes`);
     const out = buf.slice(0, n);
     buf = buf.slice(n);
     return out;
@@ -339,4 +342,115 @@ test.serial('every endpoint dead: sessions still try them all, and the first to 
   const b = await startUpstream('TCP', HOST.B, port, 'B');
   t.teardown(() => b.stop());
   t.is((await openClient(t, 'TCP', lp)).first, 'B');
+});
+
+test.serial('outlier ejection counts HTTP 5xx from an HTTP cluster and resets before the first byte from a TCP cluster', async (t) => {
+  const [hp, tp, hl, tl] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const failing = http.createServer((_req, res) => { res.statusCode = 503; res.end('down'); });
+  await new Promise<void>((r) => failing.listen(hp, HOST.A, r));
+  t.teardown(() => { failing.closeAllConnections(); failing.close(); });
+  const hb = await startUpstream('HTTP', HOST.B, hp, 'B');
+  t.teardown(() => hb.stop());
+  // A TCP endpoint that accepts and resets every connection (after the session is set up) before sending a byte.
+  const resetting = net.createServer((s) => { s.on('error', () => undefined); setTimeout(() => s.resetAndDestroy(), 100); });
+  await new Promise<void>((r) => resetting.listen(tp, HOST.A, r));
+  t.teardown(() => resetting.close());
+  const tb = await startUpstream('TCP', HOST.B, tp, 'B');
+  t.teardown(() => tb.stop());
+  const outlier = { consecutive_failures: 2, base_ejection_time: 30_000, max_ejection_percent: 50 };
+  const g = await startGw(t, {
+    listeners: [listenerFor('HTTP', hl, 'h'), { ...listenerFor('TCP', tl, 't'), name: 'tin' }],
+    clusters: [
+      { name: 'h', spec: { protocol: 'HTTP', port: hp }, endpoints: [{ name: 'h-A', spec: { address: HOST.A } }, { name: 'h-B', spec: { address: HOST.B } }], outlier_detection: outlier },
+      tcpCluster('t', tp, [HOST.A, HOST.B], { outlier_detection: outlier }),
+    ],
+  });
+  for (let i = 0; i < 2; i++) {
+    const res = await fetch(`http://127.0.0.1:${hl}/x`);
+    t.is(res.status, 503);
+    await res.text();
+  }
+  await waitFor(async () => (await endpointHealth(g.base, 'h'))['h-A'].health === 'ejected', 2000, 'h-A ejected');
+  t.regex((await endpointHealth(g.base, 'h'))['h-A'].reason, /HTTP 503/);
+  t.is((await openClient(t, 'HTTP', hl)).first, 'B');
+
+  for (let i = 0; i < 2; i++) await t.throwsAsync(connectClient('TCP', tl));
+  await waitFor(async () => (await endpointHealth(g.base, 't'))['t-A'].health === 'ejected', 2000, 't-A ejected');
+  t.regex((await endpointHealth(g.base, 't'))['t-A'].reason, /reset before the first byte/);
+  t.is((await openClient(t, 'TCP', tl)).first, 'B');
+
+  // What the metrics show.
+  const m = new GatewayMetrics({ defaultMetrics: false });
+  m.attach(g.gw);
+  const text = await m.registry.metrics();
+  t.regex(text, /l7mp_outlier_ejections_total 2/);
+  t.regex(text, /l7mp_endpoint_healthy\{cluster="h",endpoint="h-A"\} 0/);
+  t.regex(text, /l7mp_endpoint_healthy\{cluster="h",endpoint="h-B"\} 1/);
+});
+
+test('ConsistentHash: an ejected endpoint moves only its own keys, to the next endpoint on the ring, and they return with it', (t) => {
+  const eps = Array.from({ length: 10 }, (_, i) => ({ name: `e${i}`, address: `10.0.0.${i}`, weight: 1 }));
+  const balancer = createBalancer({ policy: 'ConsistentHash', key: 'k' });
+  balancer.update(eps);
+  const health = UpstreamHealth.parse(
+    { outlier_detection: { consecutive_failures: 1, base_ejection_time: 60_000 } }, 'c', 'c', findProtocol('TCP')!, new HealthStats(), silentLogger(),
+  )!;
+  t.teardown(() => health.close());
+  health.update(eps);
+  const none = new Set<string>();
+  const keys = Array.from({ length: 20_000 }, (_, i) => ({ k: `key-${i}` }));
+  const before = keys.map((m) => pickEndpoint<typeof eps[0]>(balancer, health, m, none)!.name);
+  health.state.failure('e3', 'test');
+  t.is(health.state.state('e3'), 'ejected');
+  const during = keys.map((m) => pickEndpoint<typeof eps[0]>(balancer, health, m, none)!.name);
+  let moved = 0;
+  for (let i = 0; i < keys.length; i++) {
+    if (before[i] === during[i]) continue;
+    moved++;
+    t.is(before[i], 'e3', 'only keys of the ejected endpoint move');
+  }
+  t.false(during.includes('e3'));
+  const share = moved / keys.length;
+  t.true(share > 0.05 && share < 0.15, `moved ${(share * 100).toFixed(1)} % of the keys (1/10 expected)`);
+  // Its keys return when it does.
+  health.state.checked('e3', true, 'ok'); // no active check configured: ignored
+  health.update([]);
+  health.update(eps);
+  const after = keys.map((m) => pickEndpoint<typeof eps[0]>(balancer, health, m, none)!.name);
+  t.deepEqual(after, before);
+});
+
+test('bad health settings are refused with the field named, and change nothing', async (t) => {
+  const g = await startGw(t, {});
+  const bad: Array<[Record<string, unknown>, RegExp]> = [
+    [{ health_check: { interval: 10 } }, /health_check\.interval/],
+    [{ health_check: { interval: 1000, timeout: 2000 } }, /health_check\.timeout/],
+    [{ health_check: { expect: ['299-200'] } }, /health_check\.expect\[0\]/],
+    [{ health_check: { send: 'hex:abc' } }, /health_check\.send/],
+    [{ health_check: { receive: 'pong' } }, /health_check\.receive/],
+    [{ outlier_detection: { consecutive_failures: 0 } }, /outlier_detection\.consecutive_failures/],
+    [{ outlier_detection: { max_ejection_percent: 101 } }, /outlier_detection\.max_ejection_percent/],
+    [{ loadbalancer: { policy: 'Trivial', panic_threshold: -1 } }, /panic_threshold/],
+  ];
+  for (const [extra, field] of bad) {
+    const r = await api(g.base, 'POST', '/api/v1/clusters', {
+      cluster: { name: 'bad', spec: { protocol: 'TCP', port: 9 }, endpoints: [{ spec: { address: '127.0.0.1' } }], ...extra },
+    });
+    t.is(r.status, 400, JSON.stringify(extra));
+    t.regex(r.text, field);
+  }
+  t.is((await api(g.base, 'GET', '/api/v1/clusters/bad')).status, 404);
+  t.is(g.gw.endpoints.size, 0);
+  // A good one dumps its settings back.
+  const hc = { interval: 1000, timeout: 200, unhealthy_threshold: 3, healthy_threshold: 2, path: '/', expect: ['200-399'], send: 'hex:00ff', receive: 'ok' };
+  const od = { consecutive_failures: 5, base_ejection_time: 30000, max_ejection_time: 300000, max_ejection_percent: 10 };
+  const r = await api(g.base, 'POST', '/api/v1/clusters', {
+    cluster: { name: 'good', spec: { protocol: 'TCP', port: 9 }, endpoints: [{ name: 'g1', spec: { address: '127.0.0.1' } }], health_check: hc, outlier_detection: od },
+  });
+  t.is(r.status, 200, r.text);
+  const d = await api(g.base, 'GET', '/api/v1/clusters/good');
+  t.deepEqual(d.body.health_check, hc);
+  t.deepEqual(d.body.outlier_detection, od);
+  const e = await api(g.base, 'GET', '/api/v1/endpoints/g1');
+  t.truthy(e.body.status?.health);
 });
