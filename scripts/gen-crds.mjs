@@ -161,6 +161,7 @@ function schemas(spec) {
     loadbalancer: structural(spec, c.LoadBalancer),
     outlier_detection: structural(spec, c.OutlierDetection),
     health_check: structural(spec, c.HealthCheck),
+    dns: structural(spec, c.ClusterDns),
     options: { [PRESERVE]: true, description: 'Accepted for compatibility; not used.' },
   }, { required: ['spec'], description: clean(c.Cluster.description) });
   const clusterItem = obj({ cluster, clusterRef: str('The name of a Target (same namespace) or of a gateway cluster.') });

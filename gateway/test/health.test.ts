@@ -13,6 +13,7 @@ import { HealthStats, UpstreamHealth, pickEndpoint } from '../src/health/index.j
 import { GatewayMetrics } from '../src/observe/metrics.js';
 import { silentLogger } from '../src/observe/log.js';
 import { findProtocol } from '../src/protocols/registry.js';
+import { startTestDns } from './dns-server.js';
 import { api, captureLogger as capture, freePort, startGw, udpClient, nextMessage, waitFor } from './helpers.js';
 
 const INTERVAL = 200;
@@ -453,4 +454,49 @@ test('bad health settings are refused with the field named, and change nothing',
   t.deepEqual(d.body.outlier_detection, od);
   const e = await api(g.base, 'GET', '/api/v1/endpoints/g1');
   t.truthy(e.body.status?.health);
+});
+
+test.serial('DNS: an endpoint given by name is re-resolved on its TTL, every address is used, a failed resolution keeps the last good answer and is logged once', async (t) => {
+  const dnsServer = await startTestDns();
+  t.teardown(() => dnsServer.close());
+  dnsServer.records.set('backend.test', [HOST.A]);
+  const [port, lp] = [await freePort(), await freePort()];
+  const a = await startUpstream('TCP', HOST.A, port, 'A');
+  const b = await startUpstream('TCP', HOST.B, port, 'B');
+  t.teardown(() => a.stop());
+  t.teardown(() => b.stop());
+  const { log, lines } = capture();
+  const g = await startGw(t, {
+    admin: LOUD_ADMIN,
+    listeners: [tcpListener('in', lp, 'named')],
+    clusters: [{
+      name: 'named', spec: { protocol: 'TCP', port },
+      endpoints: [{ name: 'by-name', spec: { address: 'backend.test' } }],
+      dns: { servers: [`127.0.0.1:${dnsServer.port}`] },
+    }],
+  }, log);
+  const addresses = async (): Promise<string[]> => (await endpointHealth(g.base, 'named'))['by-name'].addresses;
+  await waitFor(async () => (await addresses())?.[0] === HOST.A, 3000, 'first answer');
+  t.is((await openClient(t, 'TCP', lp)).first, 'A');
+
+  // The name moves: the TTL (1 s) brings the new address.
+  dnsServer.records.set('backend.test', [HOST.B]);
+  await waitFor(async () => (await addresses())?.[0] === HOST.B, 4000, 'the new answer');
+  t.is((await openClient(t, 'TCP', lp)).first, 'B');
+
+  // Two addresses: both take sessions.
+  dnsServer.records.set('backend.test', [HOST.A, HOST.B]);
+  await waitFor(async () => (await addresses())?.length === 2, 4000, 'two addresses');
+  const seen = new Set<string>();
+  for (let i = 0; i < 4; i++) seen.add((await openClient(t, 'TCP', lp)).first);
+  t.deepEqual([...seen].sort(), ['A', 'B']);
+
+  // The resolver fails: the last good answer stays, the failure is logged once.
+  dnsServer.failing = true;
+  const q = dnsServer.queries;
+  await waitFor(() => dnsServer.queries >= q + 4, 15_000, 'two failed refreshes');
+  t.deepEqual(await addresses(), [HOST.A, HOST.B]);
+  t.is(lines.filter((l) => l.msg === 'endpoint name did not resolve; keeping the last good answer').length, 1);
+  const c = await openClient(t, 'TCP', lp);
+  t.true(['A', 'B'].includes(c.first));
 });

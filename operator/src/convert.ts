@@ -105,7 +105,7 @@ export function convertRoute(route: unknown, field: string, r: RefResolver): Obj
   return out;
 }
 
-export interface ClusterShell { spec: Obj; loadbalancer?: Obj; outlier_detection?: Obj; health_check?: Obj; options?: unknown }
+export interface ClusterShell { spec: Obj; loadbalancer?: Obj; outlier_detection?: Obj; health_check?: Obj; dns?: Obj; options?: unknown }
 
 /** A cluster without its endpoints (those are resolved separately). */
 export function convertClusterShell(c: Obj, field: string): ClusterShell {
@@ -114,6 +114,7 @@ export function convertClusterShell(c: Obj, field: string): ClusterShell {
   // Upstream health settings go through as given; the gateway validates them.
   if (c.outlier_detection !== undefined) out.outlier_detection = structuredClone(c.outlier_detection);
   if (c.health_check !== undefined) out.health_check = structuredClone(c.health_check);
+  if (c.dns !== undefined) out.dns = structuredClone(c.dns);
   if (c.options !== undefined) out.options = structuredClone(c.options);
   return out;
 }

@@ -135,7 +135,9 @@ test('desired: a Target with linkedVirtualService takes the VirtualService liste
 test('a Target cluster passes its upstream health settings through to the gateway', (t) => {
   const health_check = { interval: 1000, path: '/healthz', expect: [200] };
   const outlier_detection = { consecutive_failures: 3 };
-  const shell = convertClusterShell({ spec: { protocol: 'HTTP', port: 80 }, health_check, outlier_detection }, 'spec.cluster');
+  const dns = { interval: 5000 };
+  const shell = convertClusterShell({ spec: { protocol: 'HTTP', port: 80 }, health_check, outlier_detection, dns }, 'spec.cluster');
+  t.deepEqual(shell.dns, dns);
   t.deepEqual(shell.health_check, health_check);
   t.deepEqual(shell.outlier_detection, outlier_detection);
   t.is(convertClusterShell({ spec: { protocol: 'TCP', port: 80 } }, 'spec.cluster').health_check, undefined);

@@ -833,7 +833,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     st.endpoint = endpoint;
     try {
       return await c.impl.connect({
-        endpoint,
+        endpoint: endpoint && c.health ? c.health.target(endpoint) : endpoint,
         session: s,
         timeoutMs,
         role: st.role === 'source' ? undefined : st.role,

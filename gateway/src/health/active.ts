@@ -24,6 +24,8 @@ export class ActiveChecker {
     private readonly probe: Probe,
     private readonly hc: HealthCheckSettings,
     private readonly stats: HealthStats,
+    /** Where to probe an endpoint (its resolved address, for names). */
+    private readonly resolve: (e: ProbeTarget) => ProbeTarget,
   ) {}
 
   update(endpoints: readonly ProbeTarget[]): void {
@@ -68,7 +70,7 @@ export class ActiveChecker {
       return;
     }
     this.stats.inflight++;
-    this.probe(target, this.hc.timeout).then(
+    this.probe(this.resolve(target), this.hc.timeout).then(
       (reason) => this.settle(name, target, true, reason, false),
       (err: unknown) => this.settle(name, target, false, err instanceof Error ? err.message : String(err), err instanceof ProbeTimeout),
     );

@@ -53,6 +53,8 @@ export interface EndpointHealthView {
   readonly last_check?: string;
   readonly reason?: string;
   readonly ejections?: number;
+  /** The addresses an endpoint given by name resolved to last (./dns.ts). */
+  readonly addresses?: readonly string[];
 }
 
 export class ClusterHealth {

@@ -17,6 +17,7 @@ import type { ClusterImpl, ProtocolDef, Spec } from '../protocols/types.js';
 import type { Session, Stage } from '../core/session.js';
 import { ActiveChecker } from './active.js';
 import { ClusterHealth, HealthStats, type EndpointHealthView } from './cluster-health.js';
+import { NameResolver, isHostName, parseDns, resolverFor, type DnsSettings } from './dns.js';
 import { probeFor } from './probes.js';
 import {
   dumpHealthCheck, parseHealthCheck, parseOutlier, parsePanicThreshold, DEFAULT_PANIC_THRESHOLD,
@@ -35,7 +36,20 @@ export class UpstreamHealth {
   /** Why a configured health_check does not run (datagram cluster without send). */
   private noActive: string | undefined;
 
-  private constructor(readonly state: ClusterHealth, private readonly stats: HealthStats, private readonly log: Logger) {}
+  /** Endpoints given by host name, kept resolved (./dns.ts); only for clusters with a numeric port. */
+  private readonly names = new Map<string, NameResolver>();
+  private resolveNames = false;
+  private readonly resolver;
+
+  private constructor(
+    readonly state: ClusterHealth,
+    private readonly dns: DnsSettings,
+    private readonly dnsGiven: boolean,
+    private readonly stats: HealthStats,
+    private readonly log: Logger,
+  ) {
+    this.resolver = resolverFor(dns);
+  }
 
   /**
    * Parse a cluster's health settings (throws a GatewayError naming the
@@ -45,12 +59,17 @@ export class UpstreamHealth {
     const outlier = parseOutlier(raw.outlier_detection, `${field}.outlier_detection`);
     const check = parseHealthCheck(raw.health_check, `${field}.health_check`);
     const panic = parsePanicThreshold(raw.loadbalancer, `${field}.loadbalancer.panic_threshold`);
+    const dns = parseDns(raw.dns, `${field}.dns`);
     if (protocol.cluster?.virtual) return undefined;
-    return new UpstreamHealth(new ClusterHealth(cluster, outlier, check, panic, stats, log), stats, log);
+    const given = raw.dns !== undefined && raw.dns !== null;
+    return new UpstreamHealth(new ClusterHealth(cluster, outlier, check, panic, stats, log), dns, given, stats, log);
   }
 
   /** The cluster is built: prepare its active probe (started by the first update). */
   attach(c: { name: string; protocol: ProtocolDef; spec: Spec; impl: ClusterImpl }): void {
+    // Opt-in: a resolved endpoint is reached by IP, so HTTP Host, WebSocket URLs and TLS server
+    // names carry the address, not the name (the name is kept where no `dns` section is given).
+    this.resolveNames = this.dnsGiven && typeof c.spec.port === 'number';
     const hc = this.state.check;
     if (hc === undefined) return;
     const probe = probeFor(c, hc);
@@ -59,16 +78,35 @@ export class UpstreamHealth {
       this.log.warn({ cluster: c.name }, `health_check: no active check: ${probe}`);
       return;
     }
-    this.checker = new ActiveChecker(this.state, probe, hc, this.stats);
+    this.checker = new ActiveChecker(this.state, probe, hc, this.stats, (e) => this.target(e));
   }
 
   /** The cluster's endpoint list changed (commit or delete). */
   update(endpoints: readonly Named[]): void {
     this.state.update(endpoints.map((e) => e.name));
+    const keep = new Set<string>();
+    for (const e of endpoints) {
+      if (!this.resolveNames || !isHostName(e.address)) continue;
+      keep.add(e.name);
+      if (!this.names.has(e.name)) this.names.set(e.name, new NameResolver(e.address, e.name, this.state.cluster, this.dns, this.resolver, this.log));
+    }
+    for (const [name, r] of this.names) {
+      if (keep.has(name)) continue;
+      r.close();
+      this.names.delete(name);
+    }
     this.checker?.update(endpoints);
   }
 
+  /** Where to connect for an endpoint: its resolved addresses in turn, for names. */
+  target<E extends Named>(e: E): Named {
+    const r = this.names.get(e.name);
+    return r === undefined ? e : { name: e.name, address: r.address() };
+  }
+
   close(): void {
+    for (const r of this.names.values()) r.close();
+    this.names.clear();
     this.checker?.close();
     this.checker = undefined;
     this.state.close();
@@ -76,12 +114,14 @@ export class UpstreamHealth {
 
   /** The user configured outlier detection or an active check. */
   get configured(): boolean {
-    return this.state.outlier !== undefined || this.state.check !== undefined;
+    return this.state.outlier !== undefined || this.state.check !== undefined || this.dnsGiven;
   }
 
   view(endpoint: string): EndpointHealthView {
-    const v = this.state.view(endpoint);
-    return this.noActive !== undefined && v.reason === undefined ? { ...v, reason: `no active check: ${this.noActive}` } : v;
+    let v = this.state.view(endpoint);
+    if (this.noActive !== undefined && v.reason === undefined) v = { ...v, reason: `no active check: ${this.noActive}` };
+    const r = this.names.get(endpoint);
+    return r === undefined ? v : { ...v, addresses: [...r.current()] };
   }
 
   /** The cluster's health settings as dumped (only those the user set). */
@@ -89,6 +129,7 @@ export class UpstreamHealth {
     const s = this.state;
     if (s.outlier !== undefined) out.outlier_detection = { ...s.outlier };
     if (s.check !== undefined) out.health_check = dumpHealthCheck(s.check);
+    if (this.dnsGiven) out.dns = { ...(this.dns.servers ? { servers: [...this.dns.servers] } : {}), interval: this.dns.interval };
     if (s.panicThreshold !== DEFAULT_PANIC_THRESHOLD && typeof out.loadbalancer === 'object') {
       out.loadbalancer = { ...(out.loadbalancer as object), panic_threshold: s.panicThreshold };
     }

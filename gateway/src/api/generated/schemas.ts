@@ -181,6 +181,7 @@ export const EndPointStatus = Type.Object({
   last_check: Type.Optional(Type.String()),
   reason: Type.Optional(Type.String()),
   ejections: Type.Optional(Type.Integer()),
+  addresses: Type.Optional(Type.Array(Type.String())),
 });
 
 /** One backend of a cluster. */
@@ -219,6 +220,12 @@ export const HealthCheck = Type.Object({
   receive: Type.Optional(Type.String()),
 }, { additionalProperties: false });
 
+/** Re-resolution of endpoints given by host name (clusters with a `port`): on the answer's TTL (with `servers`) or every `interval` ms, whichever comes first; every address is used in turn; a failed resolution keeps the last good answer. Off unless given. */
+export const ClusterDns = Type.Object({
+  servers: Type.Optional(Type.Array(Type.String(), { minItems: 1, maxItems: 8 })),
+  interval: Type.Optional(Type.Integer({ minimum: 100, maximum: 86400000 })),
+}, { additionalProperties: false });
+
 /** A destination or transform that sessions are routed to: a set of endpoints of one protocol with a load balancer, or an in-process transform (Logger, Echo, ...). The name may be left out when the cluster is embedded in a route; it is then generated. */
 export const Cluster = Type.Object({
   name: Type.Optional(Name),
@@ -227,6 +234,7 @@ export const Cluster = Type.Object({
   loadbalancer: Type.Optional(LoadBalancer),
   outlier_detection: Type.Optional(OutlierDetection),
   health_check: Type.Optional(HealthCheck),
+  dns: Type.Optional(ClusterDns),
   options: Type.Optional(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Array(Type.Unknown())])),
 });
 

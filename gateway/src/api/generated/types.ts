@@ -266,6 +266,14 @@ export type HealthCheck = {
   receive?: string;
 };
 
+/** Re-resolution of endpoints given by host name (clusters with a `port`): on the answer's TTL (with `servers`) or every `interval` ms, whichever comes first; every address is used in turn; a failed resolution keeps the last good answer. Off unless given. */
+export type ClusterDns = {
+  /** Resolver addresses, e.g. ["10.96.0.10", "127.0.0.1:5353"]; default the system resolver (getaddrinfo, no TTL). */
+  servers?: Array<string>;
+  /** Longest time between resolutions, ms (default 30000). */
+  interval?: number;
+};
+
 /** An endpoint's health, shown when its cluster has health_check or outlier_detection; read-only. */
 export type EndPointStatus = {
   health?: "healthy" | "unhealthy" | "ejected" | "unknown";
@@ -275,6 +283,8 @@ export type EndPointStatus = {
   reason?: string;
   /** Times ejected (the next ejection lasts that much longer). */
   ejections?: number;
+  /** What an endpoint given by name resolved to last (clusters with `dns`). */
+  addresses?: Array<string>;
 };
 
 /** A destination or transform that sessions are routed to: a set of endpoints of one protocol with a load balancer, or an in-process transform (Logger, Echo, ...). The name may be left out when the cluster is embedded in a route; it is then generated. */
@@ -286,6 +296,7 @@ export type Cluster = {
   loadbalancer?: LoadBalancer;
   outlier_detection?: OutlierDetection;
   health_check?: HealthCheck;
+  dns?: ClusterDns;
   /** Accepted for compatibility; not used. */
   options?: {
     [key: string]: unknown;
