@@ -500,3 +500,25 @@ test.serial('DNS: an endpoint given by name is re-resolved on its TTL, every add
   const c = await openClient(t, 'TCP', lp);
   t.true(['A', 'B'].includes(c.first));
 });
+
+test('Trivial and WeightedRandom pick only usable endpoints; a retry avoids the endpoint it failed on', (t) => {
+  const eps = [{ name: 'e0', address: '10.0.0.1', weight: 1 }, { name: 'e1', address: '10.0.0.2', weight: 3 }, { name: 'e2', address: '10.0.0.3', weight: 1 }];
+  const health = UpstreamHealth.parse(
+    { outlier_detection: { consecutive_failures: 1, max_ejection_percent: 50 } }, 'c', 'c', findProtocol('TCP')!, new HealthStats(), silentLogger(),
+  )!;
+  t.teardown(() => health.close());
+  health.update(eps);
+  health.state.failure('e1', 'test');
+  const none = new Set<string>();
+  for (const policy of ['Trivial', 'WeightedRandom']) {
+    const balancer = createBalancer({ policy });
+    balancer.update(eps);
+    const seen = new Set<string>();
+    for (let i = 0; i < 500; i++) seen.add(pickEndpoint<typeof eps[0]>(balancer, health, {}, none)!.name);
+    t.false(seen.has('e1'), `${policy} never picks the ejected endpoint`);
+    // A retry after failing on e0 goes to e2, the one usable endpoint left.
+    for (let i = 0; i < 50; i++) t.is(pickEndpoint<typeof eps[0]>(balancer, health, {}, new Set(['e0']))!.name, 'e2', policy);
+    // Failed on every usable one: the unhealthy one is still better than none.
+    t.is(pickEndpoint<typeof eps[0]>(balancer, health, {}, new Set(['e0', 'e2']))!.name, 'e1', policy);
+  }
+});
