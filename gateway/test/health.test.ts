@@ -14,7 +14,7 @@ import { GatewayMetrics } from '../src/observe/metrics.js';
 import { silentLogger } from '../src/observe/log.js';
 import { findProtocol } from '../src/protocols/registry.js';
 import { startTestDns } from './dns-server.js';
-import { api, captureLogger as capture, freePort, startGw, udpClient, nextMessage, waitFor } from './helpers.js';
+import { api, captureLogger as capture, freePort, startGw, tmpPath, udpClient, nextMessage, waitFor } from './helpers.js';
 
 const INTERVAL = 200;
 const UNHEALTHY = 2;
@@ -472,7 +472,7 @@ test.serial('DNS: an endpoint given by name is re-resolved on its TTL, every add
     clusters: [{
       name: 'named', spec: { protocol: 'TCP', port },
       endpoints: [{ name: 'by-name', spec: { address: 'backend.test' } }],
-      dns: { servers: [`127.0.0.1:${dnsServer.port}`] },
+      dns: { servers: [`127.0.0.1:${dnsServer.port}`], interval: 2000 },
     }],
   }, log);
   const addresses = async (): Promise<string[]> => (await endpointHealth(g.base, 'named'))['by-name'].addresses;
@@ -521,4 +521,24 @@ test('Trivial and WeightedRandom pick only usable endpoints; a retry avoids the 
     // Failed on every usable one: the unhealthy one is still better than none.
     t.is(pickEndpoint<typeof eps[0]>(balancer, health, {}, new Set(['e0', 'e2']))!.name, 'e1', policy);
   }
+});
+
+test.serial('active UnixDomainSocket check: a socket path with nobody listening turns unhealthy, and healthy once served again', async (t) => {
+  const sockPath = tmpPath('up.sock');
+  const serve = (): Promise<net.Server> => new Promise((r) => { const s = net.createServer((c) => c.end('U')); s.listen(sockPath, () => r(s)); });
+  let srv = await serve();
+  t.teardown(() => srv.close());
+  const g = await startGw(t, {
+    clusters: [{
+      name: 'ux', spec: { protocol: 'UnixDomainSocket' },
+      endpoints: [{ name: 'ux-0', spec: { address: sockPath } }],
+      health_check: { interval: INTERVAL, timeout: 150, unhealthy_threshold: UNHEALTHY, healthy_threshold: HEALTHY },
+    }],
+  });
+  await waitFor(async () => (await endpointHealth(g.base, 'ux'))['ux-0'].health === 'healthy', 3000, 'healthy');
+  await new Promise((r) => srv.close(r));
+  await waitFor(async () => (await endpointHealth(g.base, 'ux'))['ux-0'].health === 'unhealthy', (UNHEALTHY + 1) * INTERVAL + SLACK, 'unhealthy');
+  srv = await serve();
+  await waitFor(async () => (await endpointHealth(g.base, 'ux'))['ux-0'].health === 'healthy', (HEALTHY + 1) * INTERVAL + SLACK, 'healthy again');
+  t.pass();
 });
