@@ -20,7 +20,7 @@ const INTERVAL = 200;
 const UNHEALTHY = 2;
 const HEALTHY = 2;
 /** Slack for timers, jitter (±10 %), the probe timeout and the REST poll. */
-const SLACK = 600;
+const SLACK = 800;
 
 interface Upstream {
   stop(): Promise<void>;
