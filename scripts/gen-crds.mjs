@@ -159,6 +159,9 @@ function schemas(spec) {
     },
     endpointNum: { type: 'integer', minimum: 0, description: 'Accepted for compatibility with l7mp; not used.' },
     loadbalancer: structural(spec, c.LoadBalancer),
+    outlier_detection: structural(spec, c.OutlierDetection),
+    health_check: structural(spec, c.HealthCheck),
+    dns: structural(spec, c.ClusterDns),
     options: { [PRESERVE]: true, description: 'Accepted for compatibility; not used.' },
   }, { required: ['spec'], description: clean(c.Cluster.description) });
   const clusterItem = obj({ cluster, clusterRef: str('The name of a Target (same namespace) or of a gateway cluster.') });

@@ -233,3 +233,26 @@ test.serial('API docs: swagger-ui renders the spec in the browser, from local as
   t.true(requested.includes(`${base}/api/v1/openapi.yaml`));
   t.deepEqual(errors, []);
 });
+
+test.serial('dashboard: an endpoint failing its health checks is marked unhealthy, with the reason on hover', async (t) => {
+  if (gate(t)) return;
+  const deadPort = await freePort();
+  const { base } = await startGw(t, {});
+  const r = await api(base, 'POST', '/api/v1/clusters', {
+    cluster: {
+      name: 'checked', spec: { protocol: 'TCP', port: deadPort },
+      endpoints: [{ name: 'dead-ep', spec: { address: '127.0.0.1' } }],
+      health_check: { interval: 100, timeout: 50, unhealthy_threshold: 1 },
+    },
+  });
+  t.is(r.status, 200, r.text);
+  const ctx = await browser(t);
+  if (!ctx) return;
+  const { page, errors } = await openPage(t, ctx, `${base}/ui`);
+  const li = page.locator('#clusters tr[data-cluster="checked"] li[data-endpoint="dead-ep"][data-health="unhealthy"]');
+  await li.waitFor({ timeout: 10_000 });
+  t.is(await li.getAttribute('class'), 'unhealthy');
+  t.regex(await li.innerText(), /\[unhealthy\]$/);
+  t.regex((await li.getAttribute('title')) ?? '', /ECONNREFUSED/);
+  t.deepEqual(errors, []);
+});

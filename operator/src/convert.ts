@@ -105,10 +105,16 @@ export function convertRoute(route: unknown, field: string, r: RefResolver): Obj
   return out;
 }
 
+export interface ClusterShell { spec: Obj; loadbalancer?: Obj; outlier_detection?: Obj; health_check?: Obj; dns?: Obj; options?: unknown }
+
 /** A cluster without its endpoints (those are resolved separately). */
-export function convertClusterShell(c: Obj, field: string): { spec: Obj; loadbalancer?: Obj; options?: unknown } {
-  const out: { spec: Obj; loadbalancer?: Obj; options?: unknown } = { spec: convertProtocolSpec(c.spec, `${field}.spec`) };
+export function convertClusterShell(c: Obj, field: string): ClusterShell {
+  const out: ClusterShell = { spec: convertProtocolSpec(c.spec, `${field}.spec`) };
   if (c.loadbalancer !== undefined) out.loadbalancer = structuredClone(c.loadbalancer);
+  // Upstream health settings go through as given; the gateway validates them.
+  if (c.outlier_detection !== undefined) out.outlier_detection = structuredClone(c.outlier_detection);
+  if (c.health_check !== undefined) out.health_check = structuredClone(c.health_check);
+  if (c.dns !== undefined) out.dns = structuredClone(c.dns);
   if (c.options !== undefined) out.options = structuredClone(c.options);
   return out;
 }

@@ -24,7 +24,7 @@ import { selects, type Selector } from './selector.js';
 type Obj = Record<string, any>;
 
 export interface DesiredEndpoint { name: string; spec: Obj; weight?: number }
-export interface DesiredCluster { name: string; owner: string; spec: Obj; loadbalancer?: Obj; options?: unknown; endpoints: DesiredEndpoint[] }
+export interface DesiredCluster { name: string; owner: string; spec: Obj; loadbalancer?: Obj; outlier_detection?: Obj; health_check?: Obj; dns?: Obj; options?: unknown; endpoints: DesiredEndpoint[] }
 export interface DesiredRule { name: string; owner: string; rule: Obj }
 export interface DesiredRuleList { name: string; owner: string; rules: string[] }
 export interface DesiredListener { name: string; owner: string; spec: Obj; rules: string; options?: Obj }

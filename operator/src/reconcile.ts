@@ -62,7 +62,7 @@ export function generationOf(d: DesiredConfig): string {
 }
 
 const listenerHash = (l: DesiredListener) => contentHash({ spec: l.spec, rules: l.rules, options: l.options });
-const clusterHash = (c: DesiredCluster) => contentHash({ spec: c.spec, lb: c.loadbalancer, options: c.options });
+const clusterHash = (c: DesiredCluster) => contentHash({ spec: c.spec, lb: c.loadbalancer, options: c.options, od: c.outlier_detection, hc: c.health_check, dns: c.dns });
 
 export async function reconcileGateway(client: L7mpClient, desired: DesiredConfig, memo: AppliedMemo): Promise<ReconcileResult> {
   const res: ReconcileResult = { reached: false, errors: new Map(), changes: [] };
@@ -109,7 +109,10 @@ export async function reconcileGateway(client: L7mpClient, desired: DesiredConfi
     if (!want) continue;
     const memoHash = memo.get(`cluster ${name}`);
     const same = memoHash !== undefined ? memoHash === clusterHash(want)
-      : subset(want.spec, have.spec) && (want.loadbalancer === undefined || subset(want.loadbalancer, have.loadbalancer));
+      : subset(want.spec, have.spec) && (want.loadbalancer === undefined || subset(want.loadbalancer, have.loadbalancer))
+        && (want.outlier_detection === undefined || subset(want.outlier_detection, have.outlier_detection))
+        && (want.health_check === undefined || subset(want.health_check, have.health_check))
+        && (want.dns === undefined || subset(want.dns, have.dns));
     if (same) continue;
     if (await call(want.owner, `replace cluster ${name} (its spec changed)`, () => client.deleteCluster(name, { recursive: true }))) haveClusters.delete(name);
   }
@@ -119,6 +122,9 @@ export async function reconcileGateway(client: L7mpClient, desired: DesiredConfi
     if (!haveClusters.has(c.name)) {
       const cluster: T.NamedCluster = { name: c.name, spec: c.spec as T.ClusterSpec, endpoints: c.endpoints.map(toEndpoint) };
       if (c.loadbalancer !== undefined) cluster.loadbalancer = c.loadbalancer as T.LoadBalancer;
+      if (c.outlier_detection !== undefined) cluster.outlier_detection = c.outlier_detection as T.OutlierDetection;
+      if (c.health_check !== undefined) cluster.health_check = c.health_check as T.HealthCheck;
+      if (c.dns !== undefined) cluster.dns = c.dns as T.ClusterDns;
       if (c.options !== undefined) cluster.options = c.options as T.Cluster['options'];
       if (await call(c.owner, `add cluster ${c.name}`, () => client.addCluster({ cluster }))) {
         memo.set(`cluster ${c.name}`, clusterHash(c));

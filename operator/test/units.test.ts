@@ -3,7 +3,7 @@
 // list/watch contract that the operator's informers rely on.
 
 import test from 'ava';
-import { ConvertError, convertProtocolSpec, convertRule, type RefResolver } from '../src/convert.js';
+import { ConvertError, convertClusterShell, convertProtocolSpec, convertRule, type RefResolver } from '../src/convert.js';
 import { DesiredState } from '../src/desired.js';
 import type { KubeObject, WatchEvent } from '../src/kube/api.js';
 import { InMemoryKubeApiDouble, KubeApiDoubleError } from '../src/kube/in-memory-double.js';
@@ -130,4 +130,15 @@ test('desired: a Target with linkedVirtualService takes the VirtualService liste
   t.deepEqual(c.spec, { protocol: 'JSONSocket', transport: { protocol: 'UDP', port: 9001 } });
   t.deepEqual(c.endpoints.map((e) => e.spec.address), ['10.0.0.1', '10.0.0.2']);
   t.is(d.listeners.size, 0, 'the VirtualService does not select the client pod');
+});
+
+test('a Target cluster passes its upstream health settings through to the gateway', (t) => {
+  const health_check = { interval: 1000, path: '/healthz', expect: [200] };
+  const outlier_detection = { consecutive_failures: 3 };
+  const dns = { interval: 5000 };
+  const shell = convertClusterShell({ spec: { protocol: 'HTTP', port: 80 }, health_check, outlier_detection, dns }, 'spec.cluster');
+  t.deepEqual(shell.dns, dns);
+  t.deepEqual(shell.health_check, health_check);
+  t.deepEqual(shell.outlier_detection, outlier_detection);
+  t.is(convertClusterShell({ spec: { protocol: 'TCP', port: 80 } }, 'spec.cluster').health_check, undefined);
 });

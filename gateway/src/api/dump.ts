@@ -6,11 +6,18 @@ import type { Gateway } from '../core/gateway.js';
 import type { ClusterObj, EndpointObj, ListenerObj, RouteObj, RuleListObj, RuleObj } from '../core/model.js';
 import type { Session } from '../core/session.js';
 import { REDACTED, redactSpec } from '../protocols/tls.js';
+import type { UpstreamHealth } from '../health/index.js';
 
 const stale = (name: string) => `${name}:<STALE>`;
 
-export function dumpEndpoint(e: EndpointObj): Record<string, unknown> {
-  return { name: e.name, spec: e.spec, weight: e.weight };
+/**
+ * An endpoint; with `status` (health, last check, reason) when its cluster
+ * has health settings: without them the dump keeps l7mp's shape.
+ */
+export function dumpEndpoint(e: EndpointObj, health?: UpstreamHealth): Record<string, unknown> {
+  const out: Record<string, unknown> = { name: e.name, spec: e.spec, weight: e.weight };
+  if (health?.configured) out.status = health.view(e.name);
+  return out;
 }
 
 export function dumpCluster(c: ClusterObj, recursive: boolean): Record<string, unknown> {
@@ -18,9 +25,10 @@ export function dumpCluster(c: ClusterObj, recursive: boolean): Record<string, u
   if (c.protocol.cluster!.virtual) {
     endpoints = recursive ? [{ name: c.name, spec: { address: '<VIRTUAL>' } }] : 0;
   } else {
-    endpoints = recursive ? c.endpoints.map(dumpEndpoint) : c.endpoints.length;
+    endpoints = recursive ? c.endpoints.map((e) => dumpEndpoint(e, c.health)) : c.endpoints.length;
   }
   const out: Record<string, unknown> = { name: c.name, spec: c.spec, endpoints, loadbalancer: c.balancer.toJSON() };
+  c.health?.dump(out);
   if (c.options !== undefined) out.options = c.options;
   return out;
 }
@@ -119,7 +127,7 @@ export function dumpConfig(gw: Gateway, exclude?: string): Record<string, unknow
     rulelists: [...gw.rulelists.values()].map((r) => dumpRuleList(gw, r, false)),
     rules: [...gw.rules.values()].map((r) => dumpRule(gw, r, false)),
     routes: [...gw.routes.values()].map((r) => dumpRoute(gw, r, false)),
-    endpoints: [...gw.endpoints.values()].map(dumpEndpoint),
+    endpoints: [...gw.endpoints.values()].map((e) => dumpEndpoint(e, gw.clusters.get(e.cluster)?.health)),
     sessions: dumpSessions(gw, exclude),
   };
 }

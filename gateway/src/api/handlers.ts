@@ -85,9 +85,15 @@ export const handlers: Record<OperationId, Handler> = {
   getCluster: (gw, req) => dumpCluster(need(gw.clusters.get(req.params.name!), 'cluster', req.params.name!), req.recursive),
   deleteCluster: (gw, req) => gw.deleteCluster(req.params.name!, req.recursive),
 
-  getEndPoints: (gw, req) => need(gw.clusters.get(req.params.name!), 'cluster', req.params.name!).endpoints.map(dumpEndpoint),
+  getEndPoints: (gw, req) => {
+    const c = need(gw.clusters.get(req.params.name!), 'cluster', req.params.name!);
+    return c.endpoints.map((e) => dumpEndpoint(e, c.health));
+  },
   addEndPoint: (gw, req) => gw.addEndpoint(req.params.name!, wrapped(req.body, 'endpoint')),
-  getEndPoint: (gw, req) => dumpEndpoint(need(gw.endpoints.get(req.params.name!), 'endpoint', req.params.name!)),
+  getEndPoint: (gw, req) => {
+    const e = need(gw.endpoints.get(req.params.name!), 'endpoint', req.params.name!);
+    return dumpEndpoint(e, gw.clusters.get(e.cluster)?.health);
+  },
   deleteEndPoint: (gw, req) => gw.deleteEndpoint(req.params.name!, req.recursive),
 
   getRuleLists: (gw, req) => [...gw.rulelists.values()].map((r) => dumpRuleList(gw, r, req.recursive)),

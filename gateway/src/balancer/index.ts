@@ -27,6 +27,12 @@
 // - A ring walk honours `exclude`: a retry moves to the next endpoint
 //   clockwise, the same one the key would map to if the excluded endpoint
 //   were removed, so retries keep as much stickiness as they can.
+//
+// Upstream health (gateway/src/health) uses the same `exclude` set for
+// endpoints that are ejected or fail their active checks, so under every
+// policy an unhealthy endpoint is skipped without rebuilding anything, and
+// on the ring only the keys of the skipped endpoints move (to the next
+// usable endpoint clockwise), coming back when it does.
 
 import { invalid } from '../core/errors.js';
 import { compilePath, splitPath } from '../routing/jsonpath.js';

@@ -20,6 +20,8 @@
 //   l7mp_session_duration_seconds (histogram)
 //   l7mp_rest_requests_total{operationId,status}
 //   l7mp_refusals_total{reason,listener}
+//   l7mp_endpoint_healthy{cluster,endpoint}, l7mp_health_checks_total{result},
+//   l7mp_outlier_ejections_total (gateway/src/health)
 // and l7mp's own: listener_requests_total{listenerName,protocol},
 // cluster_requests_total{clusterName,protocol},
 // session_byte_counter_total / session_packet_counter_total{sessionName,clusterName}
@@ -126,6 +128,37 @@ export class GatewayMetrics implements GatewayObserver {
       collect() {
         this.reset();
         for (const r of self.gw?.refusals.rows() ?? []) this.inc({ reason: r.reason, listener: r.listener }, r.count);
+      },
+    });
+
+    // Upstream health (gateway/src/health), read at scrape time.
+    new Gauge({
+      name: 'l7mp_endpoint_healthy', help: 'Whether the endpoint takes new sessions by its health: 1 healthy or not yet known, 0 unhealthy or ejected',
+      labelNames: ['cluster', 'endpoint'], registers,
+      collect() {
+        this.reset();
+        for (const c of self.gw?.clusters.values() ?? []) {
+          if (!c.health?.configured) continue;
+          for (const [endpoint, state] of c.health.state.gauge()) {
+            this.set({ cluster: c.name, endpoint }, state === 'unhealthy' || state === 'ejected' ? 0 : 1);
+          }
+        }
+      },
+    });
+    new Counter({
+      name: 'l7mp_health_checks_total', help: 'Active health check probes by result (success, failure, timeout)',
+      labelNames: ['result'], registers,
+      collect() {
+        this.reset();
+        const checks = self.gw?.healthStats.checks;
+        if (checks) for (const [result, n] of Object.entries(checks)) this.inc({ result }, n);
+      },
+    });
+    new Counter({
+      name: 'l7mp_outlier_ejections_total', help: 'Endpoints ejected by outlier detection', registers,
+      collect() {
+        this.reset();
+        this.inc(self.gw?.healthStats.ejections ?? 0);
       },
     });
 

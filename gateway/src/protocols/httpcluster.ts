@@ -192,6 +192,8 @@ class HttpUpstreamChannel extends BaseChannel implements Dispatcher.DispatchHand
   private pendingHead: { status: number; headers: Record<string, HeaderValue> } | undefined;
   private headForwarded = false;
   private responseDone = false;
+  /** Told the final status of the answer (passive health: 5xx is a failure). */
+  onStatus: ((status: number) => void) | undefined;
 
   constructor(peer: string, private readonly session: SessionView, hasBody: boolean) {
     super();
@@ -284,6 +286,7 @@ class HttpUpstreamChannel extends BaseChannel implements Dispatcher.DispatchHand
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, unknown>): void {
     if (status < 200 || this.closed) return; // 1xx: informational, the final head follows
+    this.onStatus?.(status);
     if (this.exchange === undefined) return; // not an HTTP session: only the body goes back
     this.pendingHead = { status, headers: endToEnd(headers, HOP_BY_HOP_RESPONSE) };
     if (this.sink !== undefined) this.forwardHead();
@@ -351,6 +354,13 @@ class HttpCluster implements ClusterImpl {
     const upstream = hostPort(ep.address, this.port);
     const r = upstreamRequest(req.session, this.prefix, upstream);
     const ch = new HttpUpstreamChannel(upstream, req.session, r.hasBody);
+    const outcomes = this.ctx.outcomes;
+    if (outcomes !== undefined) {
+      ch.onStatus = (status) => {
+        if (status >= 500) outcomes.failure(ep.name, `HTTP ${status}`);
+        else outcomes.success(ep.name);
+      };
+    }
     return new Promise<HttpUpstreamChannel>((resolve, reject) => {
       const timer = setTimeout(() => {
         ch.abandon(new GatewayError('CONNECT_FAILED', `HTTP ${upstream}: connect timed out after ${req.timeoutMs} ms`));
@@ -388,6 +398,7 @@ function pathPrefix(spec: Spec, field: string): string {
 export const httpClusterSide: ClusterSide = {
   virtual: false,
   retriable: true,
+  reportsOutcome: true,
   create(spec, ctx, field) {
     const port = v.port(spec, 'port', field, true)!;
     const prefix = pathPrefix(spec, field);

@@ -91,6 +91,16 @@ export interface ClusterContext {
   readonly refusals: Refusals;
   /** Services the gateway offers to special clusters (the controller). */
   readonly services: GatewayServices;
+  /** Where a cluster that reports outcomes (reportsOutcome) tells how each endpoint answered. */
+  readonly outcomes?: EndpointOutcomes;
+}
+
+/** Passive health observations about endpoints (gateway/src/health). */
+export interface EndpointOutcomes {
+  /** The endpoint answered well (e.g. an HTTP status below 500). */
+  success(endpoint: string): void;
+  /** The endpoint answered with a failure (e.g. HTTP 5xx). */
+  failure(endpoint: string, reason: string): void;
 }
 
 export interface GatewayServices {
@@ -140,6 +150,13 @@ export interface ClusterSide {
   readonly virtual: boolean;
   /** Whether a broken stage of this cluster can be reconnected. */
   readonly retriable: boolean;
+  /**
+   * The cluster judges each exchange itself (HTTP status) through
+   * ClusterContext.outcomes; bytes received then do not count as a success.
+   */
+  readonly reportsOutcome?: boolean;
+  /** A connect reaches nobody (UDP): only a request/answer exchange shows the endpoint is alive. */
+  readonly connectionless?: boolean;
   /** Validate the spec (throw GatewayError naming the field) and build the cluster. */
   create(spec: Spec, ctx: ClusterContext, field: string): ClusterImpl;
   /**

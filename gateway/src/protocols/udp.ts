@@ -550,6 +550,7 @@ export const udpProtocol: ProtocolDef = {
   cluster: {
     virtual: false,
     retriable: true,
+    connectionless: true,
     create(spec, ctx, field) {
       const port = v.port(spec, 'port', field, true)!;
       const bind = v.optObject(spec, 'bind', field);

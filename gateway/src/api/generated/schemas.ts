@@ -176,18 +176,56 @@ export const EndPointSpec = Type.Object({
   weight: Type.Optional(Type.Number({ minimum: 0 })),
 }, { additionalProperties: true });
 
+/** An endpoint's health, shown when its cluster has health_check or outlier_detection; read-only. */
+export const EndPointStatus = Type.Object({
+  health: Type.Optional(Type.Enum(["healthy", "unhealthy", "ejected", "unknown"])),
+  last_check: Type.Optional(Type.String()),
+  reason: Type.Optional(Type.String()),
+  ejections: Type.Optional(Type.Integer()),
+  addresses: Type.Optional(Type.Array(Type.String())),
+});
+
 /** One backend of a cluster. */
 export const EndPoint = Type.Object({
   name: Type.Optional(Name),
   spec: EndPointSpec,
   weight: Type.Optional(Type.Number({ minimum: 0 })),
+  status: Type.Optional(EndPointStatus),
 });
 
 /** Endpoint selection. `policy` is Trivial (first endpoint, the default), ConsistentHash or its alias HashRing (hash of the metadata value at `key`, weighted; random when no key), WeightedRandom or RoundRobin. */
 export const LoadBalancer = Type.Object({
   policy: Type.String(),
   key: Type.Optional(Type.String()),
+  panic_threshold: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
 }, { additionalProperties: true });
+
+/** Passive health: connect failures, resets before the first byte and HTTP 5xx (HTTP clusters) in a row eject an endpoint for base_ejection_time × times ejected (at most max_ejection_time). Times are milliseconds. Off unless given. */
+export const OutlierDetection = Type.Object({
+  consecutive_failures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  base_ejection_time: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600000 })),
+  max_ejection_time: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600000 })),
+  max_ejection_percent: Type.Optional(Type.Number({ minimum: 0, maximum: 100 })),
+}, { additionalProperties: false });
+
+/** Active health checks, one probe per endpoint every `interval` ms (±10 % jitter) on a connection of its own. HTTP clusters (or `protocol: HTTP`) GET `path` and expect a status in `expect`; other clusters connect the way they connect sessions (TCP, UNIX, SCTP, WebSocket upgrade, JSONSocket handshake), then optionally send `send` and expect an answer containing `receive`. UDP clusters are checked only with `send`. Off unless given. */
+export const HealthCheck = Type.Object({
+  interval: Type.Optional(Type.Integer({ minimum: 50, maximum: 3600000 })),
+  timeout: Type.Optional(Type.Integer({ minimum: 10, maximum: 3600000 })),
+  unhealthy_threshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  healthy_threshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+  protocol: Type.Optional(Type.Enum(["HTTP", "connect"])),
+  path: Type.Optional(Type.String()),
+  expect: Type.Optional(Type.Array(Type.Union([Type.Integer(), Type.String()]), { maxItems: 32 })),
+  send: Type.Optional(Type.String()),
+  receive: Type.Optional(Type.String()),
+}, { additionalProperties: false });
+
+/** Re-resolution of endpoints given by host name (clusters with a `port`): on the answer's TTL (with `servers`) or every `interval` ms, whichever comes first; every address is used in turn; a failed resolution keeps the last good answer. Off unless given. */
+export const ClusterDns = Type.Object({
+  servers: Type.Optional(Type.Array(Type.String(), { minItems: 1, maxItems: 8 })),
+  interval: Type.Optional(Type.Integer({ minimum: 100, maximum: 86400000 })),
+}, { additionalProperties: false });
 
 /** A destination or transform that sessions are routed to: a set of endpoints of one protocol with a load balancer, or an in-process transform (Logger, Echo, ...). The name may be left out when the cluster is embedded in a route; it is then generated. */
 export const Cluster = Type.Object({
@@ -195,6 +233,9 @@ export const Cluster = Type.Object({
   spec: ClusterSpec,
   endpoints: Type.Optional(Type.Union([Type.Array(EndPoint), Type.Integer({ minimum: 0 })])),
   loadbalancer: Type.Optional(LoadBalancer),
+  outlier_detection: Type.Optional(OutlierDetection),
+  health_check: Type.Optional(HealthCheck),
+  dns: Type.Optional(ClusterDns),
   options: Type.Optional(Type.Union([Type.Object({}, { additionalProperties: true }), Type.Array(Type.Unknown())])),
 });
 

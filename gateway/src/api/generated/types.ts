@@ -229,7 +229,64 @@ export type LoadBalancer = {
   policy: string;
   /** Metadata path to hash on, e.g. `IP/src_addr`. */
   key?: string;
+  /** Percent (default 50; 0 turns it off): when fewer of the endpoints are usable (not ejected, not failing active checks), health is ignored and every endpoint takes sessions, as Envoy's healthy_panic_threshold. */
+  panic_threshold?: number;
   [key: string]: unknown;
+};
+
+/** Passive health: connect failures, resets before the first byte and HTTP 5xx (HTTP clusters) in a row eject an endpoint for base_ejection_time × times ejected (at most max_ejection_time). Times are milliseconds. Off unless given. */
+export type OutlierDetection = {
+  /** Failures in a row that eject an endpoint (default 5). */
+  consecutive_failures?: number;
+  /** Ejection time of a first ejection, ms (default 30000). */
+  base_ejection_time?: number;
+  /** Cap on the ejection time, ms (default 300000, at least base_ejection_time). */
+  max_ejection_time?: number;
+  /** Most of the cluster's endpoints ejected at once, percent (default 10; one endpoint may always be ejected). */
+  max_ejection_percent?: number;
+};
+
+/** Active health checks, one probe per endpoint every `interval` ms (±10 % jitter) on a connection of its own. HTTP clusters (or `protocol: HTTP`) GET `path` and expect a status in `expect`; other clusters connect the way they connect sessions (TCP, UNIX, SCTP, WebSocket upgrade, JSONSocket handshake), then optionally send `send` and expect an answer containing `receive`. UDP clusters are checked only with `send`. Off unless given. */
+export type HealthCheck = {
+  /** Time between probes of one endpoint, ms (default 5000, at least 50). */
+  interval?: number;
+  /** Probe timeout, ms (default 1000 or the interval if shorter; at most the interval). */
+  timeout?: number;
+  /** Failed probes in a row that mark an endpoint unhealthy (default 3). */
+  unhealthy_threshold?: number;
+  /** Passed probes in a row that mark it healthy again (default 2; a new endpoint is healthy at its first pass). */
+  healthy_threshold?: number;
+  /** The probe kind; default HTTP for HTTP clusters, else connect. */
+  protocol?: "HTTP" | "connect";
+  /** HTTP probe path (default /). */
+  path?: string;
+  /** Accepted HTTP statuses and ranges, e.g. [200, "300-399"] (default 200-399). */
+  expect?: Array<number | string>;
+  /** Bytes to send after connecting; text, or "hex:" and hex digits. At most 1024 bytes. */
+  send?: string;
+  /** Bytes the answer must contain (text or "hex:..."); needs `send`. */
+  receive?: string;
+};
+
+/** Re-resolution of endpoints given by host name (clusters with a `port`): on the answer's TTL (with `servers`) or every `interval` ms, whichever comes first; every address is used in turn; a failed resolution keeps the last good answer. Off unless given. */
+export type ClusterDns = {
+  /** Resolver addresses, e.g. ["10.96.0.10", "127.0.0.1:5353"]; default the system resolver (getaddrinfo, no TTL). */
+  servers?: Array<string>;
+  /** Longest time between resolutions, ms (default 30000). */
+  interval?: number;
+};
+
+/** An endpoint's health, shown when its cluster has health_check or outlier_detection; read-only. */
+export type EndPointStatus = {
+  health?: "healthy" | "unhealthy" | "ejected" | "unknown";
+  /** Time of the last active check. */
+  last_check?: string;
+  /** The last check's result or why the state changed. */
+  reason?: string;
+  /** Times ejected (the next ejection lasts that much longer). */
+  ejections?: number;
+  /** What an endpoint given by name resolved to last (clusters with `dns`). */
+  addresses?: Array<string>;
 };
 
 /** A destination or transform that sessions are routed to: a set of endpoints of one protocol with a load balancer, or an in-process transform (Logger, Echo, ...). The name may be left out when the cluster is embedded in a route; it is then generated. */
@@ -239,6 +296,9 @@ export type Cluster = {
   /** Endpoints to create with the cluster. Dumps without recursion show their number instead. */
   endpoints?: Array<EndPoint> | number;
   loadbalancer?: LoadBalancer;
+  outlier_detection?: OutlierDetection;
+  health_check?: HealthCheck;
+  dns?: ClusterDns;
   /** Accepted for compatibility; not used. */
   options?: {
     [key: string]: unknown;
@@ -273,6 +333,7 @@ export type EndPoint = {
   spec: EndPointSpec;
   /** Load-balancing weight (default 1). */
   weight?: number;
+  status?: EndPointStatus;
 };
 
 /** Body of addEndPoint. */

@@ -87,6 +87,7 @@ th { font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.name { word-break: break-all; }
 ul.endpoints { margin: 0; padding-left: 1.1em; }
+li.unhealthy, li.ejected { color: var(--bad); }
 button { font: inherit; }
 `;
 
@@ -267,7 +268,14 @@ export const UI_JS = `'use strict';
         var es = (e && e.spec) || {};
         var where = es.address === '<VIRTUAL>' ? 'virtual' : str(es.address !== undefined ? es.address : es.filename) +
           (es.port !== undefined ? ':' + str(es.port) : spec.port !== undefined ? ':' + str(spec.port) : '');
-        return el('li', { 'data-endpoint': str(e && e.name) }, [str(e && e.name) + ' → ' + where]);
+        // Health shows when the cluster has health settings; unhealthy and ejected endpoints stand out.
+        var st = e && e.status && typeof e.status === 'object' ? e.status : undefined;
+        if (!st || typeof st.health !== 'string') return el('li', { 'data-endpoint': str(e && e.name) }, [str(e && e.name) + ' → ' + where]);
+        var bad = st.health === 'unhealthy' || st.health === 'ejected';
+        return el('li', {
+          'data-endpoint': str(e && e.name), 'data-health': str(st.health), class: bad ? st.health : '',
+          title: str(st.reason !== undefined ? st.reason : '') + (st.last_check !== undefined ? ' (checked ' + str(st.last_check) + ')' : ''),
+        }, [str(e && e.name) + ' → ' + where + ' [' + str(st.health) + ']']);
       });
       var lb = c && c.loadbalancer && typeof c.loadbalancer === 'object' ? c.loadbalancer.policy : c && c.loadbalancer;
       return el('tr', { 'data-cluster': str(c && c.name) }, [
