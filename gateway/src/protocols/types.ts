@@ -6,6 +6,7 @@ import type { Channel, ChannelKind } from '../channel/channel.js';
 import type { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import type { Refusals } from '../observe/refusals.js';
+import type { EdgeLimits } from '../core/limits.js';
 
 export type Spec = Record<string, unknown>;
 
@@ -57,6 +58,8 @@ export interface ListenerContext {
   readonly log: Logger;
   /** Count (and rate-limit the logging of) an input refused at the edge. */
   readonly refusals: Refusals;
+  /** Edge limits (admin.limits) and the gateway-wide message-byte budget. */
+  readonly limits: EdgeLimits;
   /** Hand a new session to the router. */
   emit(session: NewSession): void;
 }
@@ -87,6 +90,8 @@ export interface ClusterContext {
   readonly log: Logger;
   /** Count (and rate-limit the logging of) an input refused at the edge. */
   readonly refusals: Refusals;
+  /** Edge limits (admin.limits) and the gateway-wide message-byte budget. */
+  readonly limits: EdgeLimits;
   /** Services the gateway offers to special clusters (the controller). */
   readonly services: GatewayServices;
 }
