@@ -96,6 +96,25 @@ export function notFound(kind: string, name: string): GatewayError {
   return new GatewayError('NOT_FOUND', `Unknown ${kind} "${name}"`);
 }
 
+/**
+ * What a data-plane client is told about a 5xx: the upstream's address,
+ * port and errno are for the gateway's log (which has them, once per
+ * session), never for the client.
+ */
+const CLIENT_5XX: Partial<Record<ErrorCode, string>> = {
+  CONNECT_FAILED: 'could not connect to the upstream',
+  TIMEOUT: 'the upstream did not answer in time',
+  UNAVAILABLE: 'the gateway is out of capacity; retry later',
+};
+
+/** The error text a data-plane client may see: the message for 4xx, a generic sentence for 5xx. */
+export function clientContent(err: Error, context = ''): string {
+  const e = err instanceof GatewayError ? err : undefined;
+  if (e !== undefined && e.status < 500) return e.message;
+  const what = (e && CLIENT_5XX[e.code]) ?? 'the upstream failed';
+  return `${context}${what} (details in the gateway log)`;
+}
+
 export function reasonPhrase(status: number): string {
   return REASON[status] ?? '';
 }

@@ -11,7 +11,7 @@ import type { Logger } from '../observe/log.js';
 import { findProtocol, protocolFor } from '../protocols/registry.js';
 import type { GatewayServices, HttpExchange, NewSession, Spec } from '../protocols/types.js';
 import { compileMatch, compileRewrite } from '../routing/predicate.js';
-import { GatewayError, invalid, asGatewayError } from './errors.js';
+import { GatewayError, invalid, asGatewayError, clientContent } from './errors.js';
 import {
   DEFAULT_RETRY, type AnyObj, type ClusterObj, type EndpointObj, type ListenerObj, type ObjKind,
   type RetryOn, type RetryPolicy, type RouteObj, type RuleListObj, type RuleObj,
@@ -904,7 +904,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.failed = true;
     s.event('ERROR', err.message, err.code);
     this.log.warn({ session: s.name, err: err.message }, 'session setup failed');
-    s.priv.error?.(err.status, { status: err.status, message: err.toBody().message, content: err.message });
+    s.priv.error?.(err.status, { status: err.status, message: err.toBody().message, content: clientContent(err, `Pipeline setup failed for session "${s.name}": `) });
     this.finalize(s, err.message, err);
   }
 

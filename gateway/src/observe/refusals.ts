@@ -19,6 +19,7 @@ export const REFUSAL_REASONS = [
   'header_depth',          // a JSONSocket header nested too deep
   'body_size',             // a REST body too large
   'yaml_aliases',          // a REST YAML body with too many aliases
+  'http_path',             // an HTTP/WebSocket request path that climbs above the root or carries %2F/%5C/backslash (400)
 ] as const;
 
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

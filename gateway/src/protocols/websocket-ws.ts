@@ -24,7 +24,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError } from '../core/errors.js';
 import type { ListenerContext, ListenerImpl } from './types.js';
-import { httpMetadata, type RequestHead } from './http.js';
+import { httpMetadata, normalizedPath, refusePath, type RequestHead } from './http.js';
 import {
   NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type WsListenerConfig, type FrameMode,
 } from './websocket.js';
@@ -49,7 +49,7 @@ function nodeHead(req: http.IncomingMessage): RequestHead {
   }
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const path = q < 0 ? url : url.slice(0, q);
+  const { path, pathError } = normalizedPath(q < 0 ? url : url.slice(0, q));
   const query = q < 0 ? '' : url.slice(q + 1);
   return {
     method: (req.method ?? 'GET').toUpperCase(),
@@ -58,6 +58,7 @@ function nodeHead(req: http.IncomingMessage): RequestHead {
     query,
     headers,
     remoteAddress: req.socket.remoteAddress ?? '',
+    ...(pathError !== undefined ? { pathError } : {}),
   };
 }
 
@@ -167,6 +168,51 @@ class WsEngineServerChannel extends BaseChannel {
   }
 }
 
+/** The parts of ws's Receiver (lib/receiver.js, ws 8) that hold an unfinished message. */
+interface ReceiverState {
+  /** Bytes read from the socket and not parsed into a complete frame yet. */
+  _bufferedBytes?: number;
+  /** Payload bytes of the fragments of the message in progress. */
+  _messageLength?: number;
+}
+
+/**
+ * Keep this connection's unfinished-message bytes reserved in the
+ * gateway-wide budget; when they do not fit, close with 1013 (Try Again
+ * Later) and stop reading. ws parses each socket read synchronously and our
+ * listener runs after its own, so what the receiver still holds after a read
+ * is exactly what waits for the rest of a message.
+ */
+function watchUnfinished(ws: WebSocket, socket: net.Socket, ctx: ListenerContext, remote: string): void {
+  const receiver = (ws as unknown as { _receiver?: ReceiverState })._receiver;
+  if (receiver === undefined) return;
+  const budget = ctx.limits.messages;
+  let held = 0;
+  let refused = false;
+  socket.on('data', () => {
+    if (refused) return;
+    const now = (receiver._bufferedBytes ?? 0) + (receiver._messageLength ?? 0);
+    if (now <= held) {
+      budget.release(held - now);
+      held = now;
+      return;
+    }
+    if (budget.reserve(now - held)) {
+      held = now;
+      return;
+    }
+    refused = true;
+    ctx.refusals.refuse('message_buffer', ctx.listenerName, { remote, unfinished: now, held: budget.used });
+    socket.pause();
+    ws.close(1013, 'message buffer budget exhausted, try again later');
+    setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
+  });
+  ws.once('close', () => {
+    budget.release(held);
+    held = 0;
+  });
+}
+
 export class WsEngineListener implements ListenerImpl {
   private server: http.Server | undefined;
   private wss: WebSocketServer | undefined;
@@ -226,6 +272,10 @@ export class WsEngineListener implements ListenerImpl {
       refuse(socket, 426, 'Upgrade Required', 'this is a WebSocket endpoint\n', 'Upgrade: websocket\r\n');
       return;
     }
+    if (h.pathError !== undefined) {
+      refuse(socket, 400, 'Bad Request', refusePath(ctx, h));
+      return;
+    }
     if (cfg.path !== undefined && h.path !== cfg.path) {
       ctx.log.info({ listener: ctx.listenerName, path: h.path }, 'WebSocket upgrade for an unknown path refused');
       refuse(socket, 404, 'Not Found', 'no WebSocket service at this path\n');
@@ -249,6 +299,7 @@ export class WsEngineListener implements ListenerImpl {
       return;
     }
     const ch = new WsEngineServerChannel(ws, socket, cfg.frame, h.remoteAddress);
+    watchUnfinished(ws, socket, ctx, h.remoteAddress);
     this.open.add(ch);
     // Not a close listener: the session takes that slot.
     ws.once('close', () => this.open.delete(ch));
