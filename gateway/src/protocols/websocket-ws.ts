@@ -33,6 +33,8 @@ import {
 const MAX_BACKPRESSURE = 4 * 1024 * 1024;
 /** How long a closing connection may take to answer our close frame. */
 const CLOSE_GRACE_MS = 5000;
+/** How long a connection refused for the message budget keeps its socket after the 1013 close frame. */
+const REFUSED_GRACE_MS = 1000;
 
 /** Options objects for ws.send, allocated once. */
 const BINARY = { binary: true } as const;
@@ -203,13 +205,17 @@ function watchUnfinished(ws: WebSocket, socket: net.Socket, ctx: ListenerContext
     }
     refused = true;
     ctx.refusals.refuse('message_buffer', ctx.listenerName, { remote, unfinished: now, held: budget.used });
+    // Stop reading (the paused socket also never sees the peer's EOF), send
+    // the close frame, and drop the connection soon: its held bytes go with it.
     socket.pause();
     ws.close(1013, 'message buffer budget exhausted, try again later');
-    setTimeout(() => ws.terminate(), CLOSE_GRACE_MS).unref();
+    setTimeout(() => ws.terminate(), REFUSED_GRACE_MS).unref();
   });
-  ws.once('close', () => {
+  // The socket's close, not ws's: ws waits for its receiver to finish first, which a paused socket delays.
+  socket.once('close', () => {
     budget.release(held);
     held = 0;
+    refused = true;
   });
 }
 
