@@ -83,6 +83,16 @@ export type AdminLimits = {
   api_rate?: number;
   /** Requests a client may make at once before api_rate applies (default the larger of 100 and api_rate). */
   api_burst?: number;
+  /** Largest JSONSocket request header in bytes (default 16384); larger gets a 413 JSONSocket answer and no session (refusal reason header_size). */
+  jsonsocket_header_bytes?: number;
+  /** Deepest nesting of a JSONSocket request header (default 16; an object is one level); deeper gets a 400 JSONSocket answer and no session (refusal reason header_depth). */
+  jsonsocket_header_depth?: number;
+  /** Bytes of unfinished WebSocket messages and REST request bodies the gateway holds at once, all connections together (default 1073741824). A uWebSockets.js WebSocket connection reserves its whole max_message_size (uWS does not show partial messages); a `ws`-engine connection reserves what it really holds. Beyond it: WebSocket close 1013, REST 503 (refusal reason message_buffer). */
+  message_buffer_bytes?: number;
+  /** Largest YAML REST body in bytes (default 16384, so that no YAML parse stalls the event loop for long); larger gets 413 before it is read (refusal reason body_size). JSON bodies have max_body_bytes. */
+  yaml_body_bytes?: number;
+  /** Aliases a YAML REST body may resolve (default 100); more gets 400 (refusal reason yaml_aliases). */
+  yaml_aliases?: number;
 };
 
 /** Body of applyAdmin. */
