@@ -268,7 +268,8 @@ class HttpListener implements ListenerImpl {
     const ex = new UwsExchange(res, head);
     if (head.pathError !== undefined) {
       // Before any session: no rule may see a path that is not normalised.
-      ex.respond(400, { 'content-type': 'text/plain', connection: 'close' }, refusePath(this.ctx, head));
+      const err = new GatewayError('INVALID_INPUT', refusePath(this.ctx, head).trim(), 'path');
+      ex.respond(400, { 'content-type': 'application/json', connection: 'close' }, JSON.stringify(err.toBody(), null, 4));
       return;
     }
     const priv: SessionPriv = {

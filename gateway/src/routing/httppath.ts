@@ -13,7 +13,7 @@
 //    decodes it differs, so a path that would hold a dot segment if they
 //    were decoded (`/public%2F..%2Fadmin`) is refused (400). A raw
 //    backslash, not allowed in a URI path and read as a slash by some
-//    servers, is refused, and so is a malformed escape.
+//    servers, is refused, and so is a malformed escape (`%zz`, a lone `%`).
 // 3. Runs of slashes are merged (`//a///b` is `/a/b`).
 // 4. Dot segments are removed (RFC 3986 5.2.4 remove_dot_segments); a path
 //    that climbs above the root (`/..`, `/a/../..`) is refused (400), where
@@ -34,7 +34,7 @@ function isUnreserved(c: number): boolean {
     || c === 0x2d || c === 0x2e || c === 0x5f || c === 0x7e;
 }
 
-/** Step 1 and 2: decode unreserved escapes, refuse encoded separators and malformed escapes. */
+/** Step 1: decode unreserved escapes, upper-case the others, refuse malformed ones. */
 function decodeUnreserved(raw: string): PathCheck {
   if (raw.indexOf('%') < 0) return { ok: true, path: raw };
   let out = '';
@@ -46,6 +46,8 @@ function decodeUnreserved(raw: string): PathCheck {
     }
     const hi = hexValue(raw.charCodeAt(i + 1));
     const lo = hexValue(raw.charCodeAt(i + 2));
+    // Refused rather than kept: kept, it could shield a later `%2e%2e` from
+    // step 1 in a decoder that gives up on the whole path.
     if (hi < 0 || lo < 0) return { ok: false, reason: `malformed percent-encoding at offset ${i}` };
     const c = hi * 16 + lo;
     out += isUnreserved(c) ? String.fromCharCode(c) : `%${raw.slice(i + 1, i + 3).toUpperCase()}`;

@@ -81,9 +81,10 @@ test('fault 19: the upstream receives the normalised path (dot segments removed,
 test('fault 19: a path that climbs above the root, or hides a dot segment behind %2F, is 400', async (t) => {
   const up = await recordingUpstream(t);
   const port = await publicOnlyGateway(t, up.port);
-  for (const target of ['/public/../../etc/passwd', '/..', '/public%2F..%2Fadmin', '/public\\..\\admin', '/public/%zz']) {
+  for (const target of ['/public/../../etc/passwd', '/..', '/public%2F..%2Fadmin', '/public\\..\\admin', '/public/%zz/%2e%2e']) {
     const r = await rawRequest(port, target);
     t.is(r.status, 400, `${target}: ${r.statusLine}`);
+    t.is(JSON.parse(r.text).code, 'INVALID_INPUT', r.text);
   }
   t.deepEqual(up.seen, []);
 });
@@ -101,6 +102,7 @@ test('normalizePath: RFC 3986 remove_dot_segments cases and the documented choic
   t.false(normalizePath('/a/../..').ok);
   t.false(normalizePath('/x%2F..').ok);
   t.false(normalizePath('relative').ok);
+  t.false(normalizePath('/a/%zz').ok);
 });
 
 test('fault 20: a 502 tells the data-plane client nothing about the upstream address, port or errno', async (t) => {
