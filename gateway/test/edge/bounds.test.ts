@@ -5,10 +5,28 @@
 import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import net from 'node:net';
+import { pino } from 'pino';
 import type { Gateway } from '../../src/core/gateway.js';
+import { LEVELS, type Logger } from '../../src/observe/log.js';
 import { api, freePort, nextMessage, startGw, udpClient, waitFor } from '../helpers.js';
 
 const ADMIN = { log_level: 'silent', metrics: { enabled: false } };
+
+/** Log lines at info and above, parsed. */
+function captureLogger(): { logger: Logger; lines: () => any[] } {
+  const out: string[] = [];
+  const logger = pino({ customLevels: LEVELS, useOnlyCustomLevels: true, level: 'info' }, { write: (x: string) => { out.push(x); } }) as Logger;
+  return { logger, lines: () => out.map((l) => JSON.parse(l)) };
+}
+
+test('admin.limits: the edge limits are parsed once with defaults; a bad value refuses the config', async (t) => {
+  const { gw } = await startGw(t, { admin: adminWith({ yaml_body_bytes: 4096 }) });
+  t.is(gw.limits.settings.yaml_body_bytes, 4096);
+  t.is(gw.limits.settings.jsonsocket_header_depth, 16);
+  for (const bad of [{ jsonsocket_header_depth: 0 }, { message_buffer_bytes: 'lots' }, { yaml_aliases: 1.5 }]) {
+    await t.throwsAsync(startGw(t, { admin: adminWith(bad) }), { message: /admin\.limits\./ }, JSON.stringify(bad));
+  }
+});
 
 function adminWith(limits: Record<string, unknown>): Record<string, unknown> {
   return { ...ADMIN, limits: { api_rate: 0, ...limits } };
@@ -62,10 +80,11 @@ test('fault 4: a JSONSocket header over jsonsocket_header_bytes is refused with 
 
 test('fault 4: deep metadata that does get in (limit raised) neither breaks the dumps nor escapes JSONEncap: one session ends', async (t) => {
   const port = await freePort();
+  const log = captureLogger();
   const { base, gw } = await startGw(t, {
     admin: adminWith({ jsonsocket_header_depth: 1_000_000, jsonsocket_header_bytes: 65_000 }),
     listeners: [jsonSocketListener(port, { name: 'echo', spec: { protocol: 'Echo' } }, [{ name: 'encap', spec: { protocol: 'JSONEncap' } }])],
-  });
+  }, log.logger);
   const s = await udpClient();
   t.teardown(() => s.close());
   s.send(deepHeader(20_000), port, '127.0.0.1');
@@ -77,7 +96,10 @@ test('fault 4: deep metadata that does get in (limit raised) neither breaks the 
   // JSONEncap cannot write this metadata: the session ends, the gateway does not throw.
   s.send(Buffer.from('payload'), port, '127.0.0.1');
   await waitFor(() => [...gw.sessions.values()].every((x) => x.status === 'DESTROYED'), 3000, 'the session to end');
+  s.send(Buffer.from('more'), port, '127.0.0.1'); // a late datagram of the same flow must not log again
   t.is((await api(base, 'GET', '/api/v1/config')).status, 200);
+  const ended = log.lines().filter((l) => /Encap transform failed/.test(String(l.reason ?? l.err ?? l.msg)));
+  t.is(ended.length, 1, JSON.stringify(log.lines().map((l) => l.msg)));
 });
 
 /** A raw WebSocket client: handshake, then one binary frame announcing `announced` bytes of which `sent` are sent. */
