@@ -40,7 +40,7 @@ export type Error = {
   message: string;
   /** What went wrong, usually a sentence (e.g. `Cluster "x" already defined`); kept free-form for l7mp compatibility. */
   content: unknown;
-  /** Stable machine readable error code (INVALID_INPUT, NOT_FOUND, NAME_TAKEN, IN_USE, BODY_TOO_LARGE, UNSUPPORTED_MEDIA, NOT_SUPPORTED, FORBIDDEN, UNAUTHORIZED, RATE_LIMITED, INTERNAL, ...). */
+  /** Stable machine readable error code (INVALID_INPUT, NOT_FOUND, NAME_TAKEN, IN_USE, BODY_TOO_LARGE, UNSUPPORTED_MEDIA, NOT_SUPPORTED, FORBIDDEN, UNAUTHORIZED, RATE_LIMITED, UNAVAILABLE, INTERNAL, ...). */
   code?: string;
   /** Where in the input the problem is, as a dotted path such as `listener.spec.port`. */
   field?: string;
