@@ -113,7 +113,7 @@ export const controllerProtocol: ProtocolDef = {
           const ex = req.session.priv.http;
           if (!ex) throw new GatewayError('INVALID_INPUT', 'L7mpController serves HTTP sessions only: route an HTTP listener to it');
           const cl = Number(ex.headers['content-length'] ?? 0);
-          // YAML parses ~100x slower than JSON: its bodies have their own, smaller limit, checked before any byte is read.
+          // YAML parses far slower than JSON (measurements in core/limits.ts): its own, smaller limit, checked before any byte is read.
           const yaml = YAML_TYPES.has(mediaType(ex.headers['content-type']));
           const max = yaml ? Math.min(ctx.services.maxBodyBytes(), ctx.limits.settings.yaml_body_bytes) : ctx.services.maxBodyBytes();
           const ch = new ControllerChannel(ex, ctx, max, req.session.name);

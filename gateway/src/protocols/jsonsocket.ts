@@ -63,7 +63,7 @@ export type RequestCheck =
 export function checkRequestHeader(chunk: Uint8Array, maxBytes = Infinity, maxDepth = Infinity): RequestCheck {
   const bad = (reason: string): RequestCheck => ({ ok: false, status: 400, message: `Bad Request: ${reason}` });
   // Bounded before parsing: the header becomes session metadata, which every
-  // session dump, JSONEncap and metrics label walk; a huge or deep one would
+  // session dump and JSONEncap walk; a huge or deep one would
   // make them slow or overflow the stack (GET /api/v1/sessions answering 500).
   if (chunk.byteLength > maxBytes) {
     return { ok: false, status: 413, message: `Payload Too Large: the request header is ${chunk.byteLength} bytes, the limit is ${maxBytes} (admin.limits.jsonsocket_header_bytes)`, refused: 'header_size' };
@@ -244,8 +244,9 @@ class ServerHandshake implements ChannelSink, CloseListener {
     const limits = this.listener.ctx.limits.settings;
     const check = checkRequestHeader(chunk, limits.jsonsocket_header_bytes, limits.jsonsocket_header_depth);
     if (!check.ok) {
-      if (check.refused) this.listener.ctx.refusals.refuse(check.refused, this.listener.ctx.listenerName, { peer: ch.peer });
-      this.log.warn(this.logFields({ status: check.status, reason: check.message }), 'JSONSocket request header rejected, flow closed');
+      // A limit refusal is logged once per interval by Refusals, not once per flow.
+      if (check.refused) this.listener.ctx.refusals.refuse(check.refused, this.listener.ctx.listenerName, { peer: ch.peer, status: check.status });
+      else this.log.warn(this.logFields({ status: check.status, reason: check.message }), 'JSONSocket request header rejected, flow closed');
       ch.send(responseHeader(check.status, check.message));
       ch.close();
       return;
