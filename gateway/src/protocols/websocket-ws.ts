@@ -25,6 +25,7 @@ import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError } from '../core/errors.js';
 import type { ListenerContext, ListenerImpl } from './types.js';
 import { httpMetadata, normalizedPath, refusePath, type RequestHead } from './http.js';
+import { watchUnfinished } from './ws-unfinished.js';
 import {
   NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type WsListenerConfig, type FrameMode,
 } from './websocket.js';
@@ -33,8 +34,6 @@ import {
 const MAX_BACKPRESSURE = 4 * 1024 * 1024;
 /** How long a closing connection may take to answer our close frame. */
 const CLOSE_GRACE_MS = 5000;
-/** How long a connection refused for the message budget keeps its socket after the 1013 close frame. */
-const REFUSED_GRACE_MS = 1000;
 
 /** Options objects for ws.send, allocated once. */
 const BINARY = { binary: true } as const;
@@ -170,55 +169,6 @@ class WsEngineServerChannel extends BaseChannel {
   }
 }
 
-/** The parts of ws's Receiver (lib/receiver.js, ws 8) that hold an unfinished message. */
-interface ReceiverState {
-  /** Bytes read from the socket and not parsed into a complete frame yet. */
-  _bufferedBytes?: number;
-  /** Payload bytes of the fragments of the message in progress. */
-  _messageLength?: number;
-}
-
-/**
- * Keep this connection's unfinished-message bytes reserved in the
- * gateway-wide budget; when they do not fit, close with 1013 (Try Again
- * Later) and stop reading. ws parses each socket read synchronously and our
- * listener runs after its own, so what the receiver still holds after a read
- * is exactly what waits for the rest of a message.
- */
-function watchUnfinished(ws: WebSocket, socket: net.Socket, ctx: ListenerContext, remote: string): void {
-  const receiver = (ws as unknown as { _receiver?: ReceiverState })._receiver;
-  if (receiver === undefined) return;
-  const budget = ctx.limits.messages;
-  let held = 0;
-  let refused = false;
-  socket.on('data', () => {
-    if (refused) return;
-    const now = (receiver._bufferedBytes ?? 0) + (receiver._messageLength ?? 0);
-    if (now <= held) {
-      budget.release(held - now);
-      held = now;
-      return;
-    }
-    if (budget.reserve(now - held)) {
-      held = now;
-      return;
-    }
-    refused = true;
-    ctx.refusals.refuse('message_buffer', ctx.listenerName, { remote, unfinished: now, held: budget.used });
-    // Stop reading (the paused socket also never sees the peer's EOF), send
-    // the close frame, and drop the connection soon: its held bytes go with it.
-    socket.pause();
-    ws.close(1013, 'message buffer budget exhausted, try again later');
-    setTimeout(() => ws.terminate(), REFUSED_GRACE_MS).unref();
-  });
-  // The socket's close, not ws's: ws waits for its receiver to finish first, which a paused socket delays.
-  socket.once('close', () => {
-    budget.release(held);
-    held = 0;
-    refused = true;
-  });
-}
-
 export class WsEngineListener implements ListenerImpl {
   private server: http.Server | undefined;
   private wss: WebSocketServer | undefined;
@@ -305,7 +255,7 @@ export class WsEngineListener implements ListenerImpl {
       return;
     }
     const ch = new WsEngineServerChannel(ws, socket, cfg.frame, h.remoteAddress);
-    watchUnfinished(ws, socket, ctx, h.remoteAddress);
+    watchUnfinished(ws, socket, ctx.limits, ctx.refusals, ctx.listenerName, h.remoteAddress);
     this.open.add(ch);
     // Not a close listener: the session takes that slot.
     ws.once('close', () => this.open.delete(ch));

@@ -12,6 +12,8 @@ import { copyBuffer, requireUws, text, type Uws } from './uws.js';
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import * as v from './validate.js';
 import { WsEngineListener } from './websocket-ws.js';
+import { watchUnfinished } from './ws-unfinished.js';
+import type net from 'node:net';
 
 /** How outgoing messages are framed. */
 export type FrameMode = 'binary' | 'text' | 'mirror';
@@ -412,7 +414,11 @@ class WsCluster implements ClusterImpl {
       };
       const onOpen = () => {
         cleanup();
-        resolve(new WsClientChannel(sock, this.cfg.frame, `${ep.address}:${this.cfg.port}`));
+        const peer = `${ep.address}:${this.cfg.port}`;
+        // An upstream's unfinished messages count against the same budget as a client's.
+        const socket = (sock as unknown as { _socket?: net.Socket })._socket;
+        if (socket) watchUnfinished(sock, socket, this.ctx.limits, this.ctx.refusals, this.ctx.clusterName, peer);
+        resolve(new WsClientChannel(sock, this.cfg.frame, peer));
       };
       const onError = (err: Error) => fail(err.message);
       const onUnexpected = (_r: unknown, res: { statusCode?: number }) => fail(`upgrade refused with HTTP ${res.statusCode}`);

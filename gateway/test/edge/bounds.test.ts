@@ -180,6 +180,61 @@ for (const engine of ['uws', 'ws'] as const) {
   });
 }
 
+test('fault 5 (WebSocket cluster): an upstream that sends an unfinished message beyond the budget is closed with 1013', async (t) => {
+  const MiB = 1024 * 1024;
+  // A raw WebSocket upstream: accepts the upgrade, then sends 1.5 MiB of a 2 MiB message and stops.
+  const closeCodes: number[] = [];
+  const sockets = new Set<net.Socket>();
+  const upstream = net.createServer((sock) => {
+    sockets.add(sock);
+    let buf = Buffer.alloc(0);
+    let upgraded = false;
+    sock.on('error', () => {});
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (!upgraded) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const key = /sec-websocket-key:\s*(\S+)/i.exec(buf.subarray(0, end).toString())![1]!;
+        const accept = crypto.createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+        sock.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+        upgraded = true;
+        buf = buf.subarray(end + 4);
+        const head = Buffer.alloc(10);
+        head[0] = 0x82;
+        head[1] = 127;
+        head.writeBigUInt64BE(BigInt(2 * MiB), 2);
+        sock.write(head);
+        sock.write(Buffer.alloc(1.5 * MiB, 0x61));
+      }
+      // A masked close frame from the gateway: 0x88, 0x80|len, 4-byte mask, masked code.
+      const i = buf.indexOf(0x88);
+      if (i >= 0 && buf.length >= i + 8) closeCodes.push(((buf[i + 6]! ^ buf[i + 2]!) << 8) | (buf[i + 7]! ^ buf[i + 3]!));
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => { for (const x of sockets) x.destroy(); upstream.close(); });
+  const wsPort = (upstream.address() as net.AddressInfo).port;
+  const udpPort = await freePort();
+  const { gw } = await startGw(t, {
+    admin: adminWith({ message_buffer_bytes: MiB }),
+    listeners: [{
+      name: 'udp-in',
+      spec: { protocol: 'UDP', address: '127.0.0.1', port: udpPort },
+      rules: [{ action: { route: { destination: { name: 'ws-up', spec: { protocol: 'WebSocket', port: wsPort, max_message_size: 4 * MiB }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }],
+    }],
+  });
+  const s = await udpClient();
+  t.teardown(() => s.close());
+  s.send('hello', udpPort, '127.0.0.1');
+  await waitFor(() => closeCodes.length > 0, 5000, 'the gateway to close the upstream');
+  t.is(closeCodes[0], 1013);
+  t.is(gw.refusals.total('message_buffer'), 1);
+  t.true(gw.limits.messages.used <= MiB);
+  for (const x of sockets) x.destroy();
+  await waitFor(() => gw.limits.messages.used === 0, 3000, 'the budget to be released');
+});
+
 test('message budget: REST bodies held at once count against message_buffer_bytes (503)', async (t) => {
   const { base, gw } = await startGw(t, { admin: adminWith({ message_buffer_bytes: 1000 }) });
   const r = await api(base, 'POST', '/api/v1/clusters', JSON.stringify({ cluster: { name: 'c', spec: { protocol: 'UDP', port: 9 }, pad: 'x'.repeat(2000) } }));
