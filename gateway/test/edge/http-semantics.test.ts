@@ -89,6 +89,36 @@ test('fault 19: a path that climbs above the root, or hides a dot segment behind
   t.deepEqual(up.seen, []);
 });
 
+for (const engine of ['uws', 'ws'] as const) {
+  test(`fault 19 (WebSocket, ${engine}): the upgrade path is normalised before the listener's path check; climbing above root is 400`, async (t) => {
+    const port = await freePort();
+    const { gw } = await startGw(t, {
+      listeners: [{
+        name: 'ws-in',
+        spec: { protocol: 'WebSocket', address: '127.0.0.1', port, engine, path: '/ws' },
+        rules: [{ action: { route: { destination: { name: 'echo', spec: { protocol: 'Echo' } } } } }],
+      }],
+    });
+    const upgrade = (target: string) => new Promise<string>((resolve, reject) => {
+      const c = net.connect(port, '127.0.0.1');
+      let buf = '';
+      const timer = setTimeout(() => { c.destroy(); reject(new Error(`no answer for ${target}`)); }, 5000);
+      c.on('data', (d) => {
+        buf += d.toString('latin1');
+        if (!buf.includes('\r\n')) return;
+        clearTimeout(timer);
+        c.destroy();
+        resolve(buf.slice(0, buf.indexOf('\r\n')));
+      });
+      c.on('error', reject);
+      c.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    });
+    t.regex(await upgrade('/x/../ws'), / 101 /, 'normalised to /ws');
+    t.regex(await upgrade('/ws/../../ws'), / 400 /);
+    t.is(gw.refusals.total('http_path'), 1);
+  });
+}
+
 test('normalizePath: RFC 3986 remove_dot_segments cases and the documented choices', (t) => {
   const ok = (raw: string, want: string) => t.deepEqual(normalizePath(raw), { ok: true, path: want }, raw);
   ok('/a/b/c/./../../g', '/a/g'); // RFC 3986 5.4.2
