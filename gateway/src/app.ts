@@ -10,6 +10,7 @@ import { apiGuardFromAdmin, logApiSecurity } from './api/security.js';
 import { parseFileRoot } from './core/confine.js';
 import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
+import { parseEdgeLimits } from './core/limits.js';
 import { parseAdminListener, startAdminListener } from './observe/admin.js';
 import { parseStdioForkAdmin } from './protocols/stdiofork.js';
 import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
@@ -138,6 +139,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
       gw.admin.max_sessions = limits.max_sessions;
     }
   }
+  gw.limits.settings = parseEdgeLimits(limits); // JSONSocket header, message buffer, YAML body bounds (core/limits.ts)
   if (gw.admin.strict) {
     // Strict mode (-s): the whole file must match the spec's Config schema,
     // not only the parts the gateway reads.

@@ -4,21 +4,16 @@
 
 import { Value } from 'typebox/value';
 import { parse as parseYaml } from 'yaml';
-import { GatewayError, asGatewayError, invalid, reasonPhrase } from '../core/errors.js';
+import { GatewayError, asGatewayError, invalid } from '../core/errors.js';
+import { exceedsDepth } from '../core/depth.js';
+import { DEFAULT_EDGE_LIMITS, type EdgeLimitSettings } from '../core/limits.js';
 import type { Gateway } from '../core/gateway.js';
 import type { HttpExchange } from '../protocols/types.js';
 import { routes } from './generated/routes.js';
 import { requestBodySchemas } from './generated/schemas.js';
 import { handlers } from './handlers.js';
+import { JSON_TYPES, YAML_TYPES, mediaType } from './media.js';
 import { serveStatic } from './static.js';
-
-const JSON_TYPES = new Set(['application/json', 'application/x-json', 'text/json', 'text/x-json']);
-const YAML_TYPES = new Set(['text/yaml', 'text/x-yaml', 'application/yaml', 'application/x-yaml']);
-
-function mediaType(h: string | string[] | undefined): string {
-  const v = Array.isArray(h) ? h[0] : h;
-  return (v ?? '').split(';')[0]!.trim().toLowerCase();
-}
 
 /**
  * How deep a REST body may nest. A real configuration nests about a dozen
@@ -31,24 +26,26 @@ export const MAX_BODY_DEPTH = 64;
 
 /** Refuse values nested deeper than MAX_BODY_DEPTH; iterative, so the check cannot overflow itself. */
 export function checkDepth(value: unknown, what = 'body'): void {
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [v, depth] = stack.pop()!;
-    if (typeof v !== 'object' || v === null) continue;
-    if (depth > MAX_BODY_DEPTH) throw invalid(what, `is nested deeper than ${MAX_BODY_DEPTH} levels`);
-    for (const child of Array.isArray(v) ? v : Object.values(v)) {
-      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
-    }
-  }
+  if (exceedsDepth(value, MAX_BODY_DEPTH)) throw invalid(what, `is nested deeper than ${MAX_BODY_DEPTH} levels`);
 }
 
-export function parseBody(raw: Uint8Array, contentType: string | string[] | undefined): unknown {
-  const value = parseBodyText(raw, contentType);
+/** The limits a REST body parse needs (admin.limits). */
+export type BodyLimits = Pick<EdgeLimitSettings, 'yaml_body_bytes' | 'yaml_aliases'>;
+
+/** `refused` counts a body turned away by a limit (observe/refusals.ts). */
+export function parseBody(
+  raw: Uint8Array, contentType: string | string[] | undefined, limits: BodyLimits = DEFAULT_EDGE_LIMITS,
+  refused: (reason: 'body_size' | 'yaml_aliases') => void = () => {},
+): unknown {
+  const value = parseBodyText(raw, contentType, limits, refused);
   checkDepth(value);
   return value;
 }
 
-function parseBodyText(raw: Uint8Array, contentType: string | string[] | undefined): unknown {
+/** The message the yaml package throws when a document resolves more aliases than maxAliasCount. */
+const YAML_ALIAS_ERROR = /excessive alias count/i;
+
+function parseBodyText(raw: Uint8Array, contentType: string | string[] | undefined, limits: BodyLimits, refused: (reason: 'body_size' | 'yaml_aliases') => void): unknown {
   const text = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8');
   const type = mediaType(contentType);
   if (text.trim() === '') throw invalid('body', 'is empty; this operation needs a JSON or YAML body');
@@ -60,11 +57,20 @@ function parseBodyText(raw: Uint8Array, contentType: string | string[] | undefin
     }
   }
   if (YAML_TYPES.has(type)) {
+    // The controller cluster refuses a larger body before reading it; this guards other callers.
+    if (raw.byteLength > limits.yaml_body_bytes) {
+      refused('body_size');
+      throw new GatewayError('BODY_TOO_LARGE', `a YAML body may be ${limits.yaml_body_bytes} bytes at most (admin.limits.yaml_body_bytes); send larger ones as JSON`);
+    }
     try {
       // logLevel 'error': parse errors still throw, but a client's odd YAML (unknown tags,
       // collection keys) must not make the library print process warnings to stderr.
-      return parseYaml(text, { maxAliasCount: 100, uniqueKeys: true, logLevel: 'error' });
+      return parseYaml(text, { maxAliasCount: limits.yaml_aliases, uniqueKeys: true, logLevel: 'error' });
     } catch (err) {
+      if (YAML_ALIAS_ERROR.test((err as Error).message)) {
+        refused('yaml_aliases');
+        throw new GatewayError('INVALID_INPUT', `Invalid YAML in request: more than ${limits.yaml_aliases} aliases (admin.limits.yaml_aliases)`, 'body');
+      }
       throw new GatewayError('INVALID_INPUT', `Invalid YAML format in request: ${(err as Error).message.split('\n')[0]}`, 'body');
     }
   }
@@ -129,7 +135,8 @@ export async function handleApi(gw: Gateway, ex: HttpExchange, body: Uint8Array,
     operationId = route.operationId;
     let parsed: unknown;
     if (route.hasBody) {
-      parsed = parseBody(body, ex.headers['content-type']);
+      parsed = parseBody(body, ex.headers['content-type'], gw.limits.settings,
+        (reason) => gw.refusals.refuse(reason, '', { remote: ex.remoteAddress, operation: route!.operationId }));
       checkSchema(route.operationId, parsed);
     }
     const result = await handlers[route.operationId](gw, {
@@ -152,5 +159,4 @@ export async function handleApi(gw: Gateway, ex: HttpExchange, body: Uint8Array,
   }
   gw.log.verbose({ method, path, operationId, status, ms: Date.now() - started }, 'REST call');
   gw.observer?.onApiCall?.(operationId, status, Date.now() - started);
-  void reasonPhrase;
 }

@@ -2,6 +2,7 @@
 // sub-objects; recursive dumps inline them, and a dangling reference shows as
 // "<name>:<STALE>".
 
+import { exceedsDepth } from '../core/depth.js';
 import type { Gateway } from '../core/gateway.js';
 import type { ClusterObj, EndpointObj, ListenerObj, RouteObj, RuleListObj, RuleObj } from '../core/model.js';
 import type { Session } from '../core/session.js';
@@ -100,9 +101,22 @@ export function dumpAdmin(gw: Gateway): Record<string, unknown> {
 
 const CREDENTIAL_HEADERS = ['authorization', 'proxy-authorization'];
 
+/**
+ * How deep a session's metadata may nest in a dump. Metadata comes from
+ * clients (a JSONSocket header, HTTP headers) and rewrite rules; the listener
+ * bounds it, and this is the second line: a session whose metadata would
+ * overflow the JSON writer must not make every GET /api/v1/config and
+ * /sessions answer 500 for as long as it lives.
+ */
+export const MAX_DUMP_METADATA_DEPTH = 64;
+
 /** A session as dumped: credentials in its HTTP request headers (the API token among them) are redacted. */
 export function dumpSession(s: Session): Record<string, unknown> {
   const out = s.toJSON();
+  if (exceedsDepth(out.metadata, MAX_DUMP_METADATA_DEPTH)) {
+    out.metadata = { name: s.name, dump: `metadata not shown: nested deeper than ${MAX_DUMP_METADATA_DEPTH} levels` };
+    return out;
+  }
   const metadata = out.metadata as { HTTP?: { headers?: Record<string, unknown> } } | undefined;
   const headers = metadata?.HTTP?.headers;
   if (headers && CREDENTIAL_HEADERS.some((h) => headers[h] !== undefined)) {

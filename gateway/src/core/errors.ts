@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'RATE_LIMITED'       // 429: too many REST requests from one client; see Retry-After
   | 'NO_ROUTE'           // 404: no rule matched a session
   | 'CONNECT_FAILED'     // 502: an upstream could not be reached
+  | 'UNAVAILABLE'        // 503: a shared budget is exhausted right now (retry later)
   | 'TIMEOUT'            // 504
   | 'BIND_FAILED'        // 409: a listener's address is in use or cannot be bound
   | 'INTERNAL';          // 500: a bug
@@ -31,23 +32,33 @@ const STATUS: Record<ErrorCode, number> = {
   RATE_LIMITED: 429,
   NO_ROUTE: 404,
   CONNECT_FAILED: 502,
+  UNAVAILABLE: 503,
   TIMEOUT: 504,
   BIND_FAILED: 409,
   INTERNAL: 500,
 };
 
+/**
+ * Reason phrases (RFC 9110 section 15) for every status the gateway writes or
+ * passes on from an upstream. Every status line the gateway writes takes its
+ * phrase from here (reasonPhrase); an unknown code gets an empty phrase, which
+ * HTTP/1.1 allows, never a wrong one.
+ */
 const REASON: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  409: 'Conflict',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  502: 'Bad Gateway',
-  504: 'Gateway Timeout',
+  100: 'Continue', 101: 'Switching Protocols', 103: 'Early Hints',
+  200: 'OK', 201: 'Created', 202: 'Accepted', 203: 'Non-Authoritative Information', 204: 'No Content',
+  205: 'Reset Content', 206: 'Partial Content', 207: 'Multi-Status',
+  300: 'Multiple Choices', 301: 'Moved Permanently', 302: 'Found', 303: 'See Other', 304: 'Not Modified',
+  307: 'Temporary Redirect', 308: 'Permanent Redirect',
+  400: 'Bad Request', 401: 'Unauthorized', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 406: 'Not Acceptable', 407: 'Proxy Authentication Required', 408: 'Request Timeout',
+  409: 'Conflict', 410: 'Gone', 411: 'Length Required', 412: 'Precondition Failed', 413: 'Payload Too Large',
+  414: 'URI Too Long', 415: 'Unsupported Media Type', 416: 'Range Not Satisfiable', 417: 'Expectation Failed',
+  421: 'Misdirected Request', 422: 'Unprocessable Content', 425: 'Too Early', 426: 'Upgrade Required',
+  428: 'Precondition Required', 429: 'Too Many Requests', 431: 'Request Header Fields Too Large',
+  451: 'Unavailable For Legal Reasons',
+  500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
+  504: 'Gateway Timeout', 505: 'HTTP Version Not Supported', 507: 'Insufficient Storage', 511: 'Network Authentication Required',
 };
 
 export class GatewayError extends Error {
@@ -85,8 +96,27 @@ export function notFound(kind: string, name: string): GatewayError {
   return new GatewayError('NOT_FOUND', `Unknown ${kind} "${name}"`);
 }
 
+/**
+ * What a data-plane client is told about a 5xx: the upstream's address,
+ * port and errno are for the gateway's log (which has them, once per
+ * session), never for the client.
+ */
+const CLIENT_5XX: Partial<Record<ErrorCode, string>> = {
+  CONNECT_FAILED: 'could not connect to the upstream',
+  TIMEOUT: 'the upstream did not answer in time',
+  UNAVAILABLE: 'the gateway is out of capacity; retry later',
+};
+
+/** The error text a data-plane client may see: the message for 4xx, a generic sentence for 5xx. */
+export function clientContent(err: Error, context = ''): string {
+  const e = err instanceof GatewayError ? err : undefined;
+  if (e !== undefined && e.status < 500) return e.message;
+  const what = (e && CLIENT_5XX[e.code]) ?? 'the upstream failed';
+  return `${context}${what} (details in the gateway log)`;
+}
+
 export function reasonPhrase(status: number): string {
-  return REASON[status] ?? 'Error';
+  return REASON[status] ?? '';
 }
 
 /** Wrap anything thrown into a GatewayError; unknown errors are bugs (500). */

@@ -11,7 +11,7 @@ import type { Logger } from '../observe/log.js';
 import { findProtocol, protocolFor } from '../protocols/registry.js';
 import type { GatewayServices, HttpExchange, NewSession, Spec } from '../protocols/types.js';
 import { compileMatch, compileRewrite } from '../routing/predicate.js';
-import { GatewayError, invalid, asGatewayError } from './errors.js';
+import { GatewayError, invalid, asGatewayError, clientContent } from './errors.js';
 import {
   DEFAULT_RETRY, type AnyObj, type ClusterObj, type EndpointObj, type ListenerObj, type ObjKind,
   type RetryOn, type RetryPolicy, type RouteObj, type RuleListObj, type RuleObj,
@@ -21,6 +21,7 @@ import { checkExposure, exposedApiListeners, key, protectedApiObjects, servesApi
 import { confineSpec } from './confine.js';
 import type { GatewayObserver } from './observer.js';
 import { Refusals } from '../observe/refusals.js';
+import { edgeLimits, type EdgeLimitSettings, type MessageBudget } from './limits.js';
 import { Session, Stage, type SessionOwner } from './session.js';
 import { StreamSplicer } from '../native/splice.js';
 import { HealthStats, UpstreamHealth, noteSessionEnd, noteStageClosed, pickEndpoint } from '../health/index.js';
@@ -135,6 +136,8 @@ export class Gateway implements SessionOwner, GatewayServices {
   readonly admin: AdminSettings;
   /** Inputs refused at the edge, by reason (observe/refusals.ts). */
   readonly refusals: Refusals;
+  /** Edge limits (admin.limits, core/limits.ts) and the shared message-byte budget; app.ts replaces `settings`. */
+  readonly limits: { settings: EdgeLimitSettings; readonly messages: MessageBudget } = edgeLimits();
   /** Serialises changes: REST calls and config loads never interleave. */
   private queue: Promise<unknown> = Promise.resolve();
   private readonly opts: GatewayOptions;
@@ -437,6 +440,7 @@ export class Gateway implements SessionOwner, GatewayServices {
       listenerName: name,
       log: this.log,
       refusals: this.refusals,
+      limits: this.limits,
       emit: (s) => this.addSession(name, s),
     }, `${field}.spec`);
     tx.stage({ kind: 'listener', name, spec, protocol, rules, options: { track }, impl, inlineRuleList: inline }, field);
@@ -535,7 +539,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     const balancer = createBalancer(raw.loadbalancer, `${field}.loadbalancer`);
     const health = UpstreamHealth.parse(raw, field, name, protocol, this.healthStats, this.log);
     const impl = protocol.cluster!.create(spec, {
-      clusterName: name, log: this.log, refusals: this.refusals, services: this, ...(health ? { outcomes: health.state } : {}),
+      clusterName: name, log: this.log, refusals: this.refusals, limits: this.limits, services: this, ...(health ? { outcomes: health.state } : {}),
     }, `${field}.spec`);
     health?.attach({ name, protocol, spec, impl });
     const cluster: ClusterObj = {
@@ -996,7 +1000,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.failed = true;
     s.event('ERROR', err.message, err.code);
     this.log.warn({ session: s.name, err: err.message }, 'session setup failed');
-    s.priv.error?.(err.status, { status: err.status, message: err.toBody().message, content: err.message });
+    s.priv.error?.(err.status, { status: err.status, message: err.toBody().message, content: clientContent(err, `Pipeline setup failed for session "${s.name}": `) });
     this.finalize(s, err.message, err);
   }
 

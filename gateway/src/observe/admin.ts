@@ -18,7 +18,7 @@
 // explicitly must bind, or the gateway does not start.
 
 import type * as U from '@trufflesuite/uws-js-unofficial';
-import { invalid } from '../core/errors.js';
+import { invalid, reasonPhrase } from '../core/errors.js';
 import type { Gateway } from '../core/gateway.js';
 import { listenUws } from '../protocols/http.js';
 import { requireUws, type Uws } from '../protocols/uws.js';
@@ -138,8 +138,7 @@ export class AdminListener {
 }
 
 function json(res: U.HttpResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const phrase = { 200: 'OK', 404: 'Not Found', 405: 'Method Not Allowed', 500: 'Internal Server Error', 503: 'Service Unavailable' }[status] ?? '';
-  res.writeStatus(`${status} ${phrase}`).writeHeader('content-type', 'application/json');
+  res.writeStatus(`${status} ${reasonPhrase(status)}`).writeHeader('content-type', 'application/json');
   for (const [k, v] of Object.entries(headers)) res.writeHeader(k, v);
   res.end(JSON.stringify(body));
 }

@@ -20,6 +20,7 @@ export const REFUSAL_REASONS = [
   'body_size',             // a REST body too large
   'yaml_aliases',          // a REST YAML body with too many aliases
   'api_host',              // a REST call to a loopback API without a token, for a Host that is not a loopback name (DNS rebinding)
+  'http_path',             // an HTTP/WebSocket request path that climbs above the root or carries %2F/%5C/backslash (400)
 ] as const;
 
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

@@ -3,6 +3,7 @@
 // closes, which ends the session.
 
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
+import { YAML_TYPES, mediaType } from '../api/media.js';
 import { GatewayError } from '../core/errors.js';
 import type { ClusterContext, HttpExchange, ProtocolDef } from './types.js';
 
@@ -14,6 +15,8 @@ class ControllerChannel extends BaseChannel {
   private size = 0;
   private tooLarge = false;
   private done = false;
+  /** Bytes of this body reserved from the gateway-wide message budget. */
+  private reserved = 0;
 
   constructor(private readonly ex: HttpExchange, private readonly ctx: ClusterContext, private readonly maxBody: number, private readonly session: string) {
     super();
@@ -29,13 +32,29 @@ class ControllerChannel extends BaseChannel {
       this.reject413();
       return true;
     }
+    // Bodies held by all REST calls together count against the gateway-wide
+    // message budget: many parallel uploads just under the limit must not add up unbounded.
+    if (!this.ctx.limits.messages.reserve(chunk.byteLength)) {
+      this.ctx.refusals.refuse('message_buffer', this.ctx.clusterName, { remote: this.ex.remoteAddress, held: this.ctx.limits.messages.used });
+      this.reject(new GatewayError('UNAVAILABLE', 'the gateway holds too many request bodies right now (admin.limits.message_buffer_bytes); retry later'), { 'retry-after': '1' }, true);
+      return true;
+    }
+    this.reserved += chunk.byteLength;
     this.parts.push(chunk);
     return true;
   }
 
   /** Answer 413 at once and end the session; the rest of the upload is not read. */
   reject413(): void {
-    this.reject(new GatewayError('BODY_TOO_LARGE', `request body exceeds the limit of ${this.maxBody} bytes`), {}, true);
+    this.ctx.refusals.refuse('body_size', this.ctx.clusterName, { remote: this.ex.remoteAddress, limit: this.maxBody });
+    const yaml = this.maxBody < this.ctx.services.maxBodyBytes() ? ' for a YAML body (admin.limits.yaml_body_bytes; send larger ones as JSON)' : '';
+    this.reject(new GatewayError('BODY_TOO_LARGE', `request body exceeds the limit of ${this.maxBody} bytes${yaml}`), {}, true);
+  }
+
+  /** Give the body's bytes back to the message budget (once). */
+  private releaseBody(): void {
+    this.ctx.limits.messages.release(this.reserved);
+    this.reserved = 0;
   }
 
   /**
@@ -46,6 +65,7 @@ class ControllerChannel extends BaseChannel {
   reject(err: GatewayError, headers: Record<string, string>, closeConnection: boolean): void {
     this.done = true;
     this.parts.length = 0;
+    this.releaseBody();
     const h: Record<string, string> = { ...headers, 'content-type': 'application/json' };
     if (closeConnection) h.connection = 'close';
     this.ex.respond(err.status, h, JSON.stringify(err.toBody(), null, 4));
@@ -57,7 +77,8 @@ class ControllerChannel extends BaseChannel {
     this.done = true;
     const body = Buffer.concat(this.parts);
     this.parts.length = 0;
-    this.ctx.services.handleApi(this.ex, body, this.session).then(
+    // Released when the call is done: the parse and the handler hold the body until then.
+    this.ctx.services.handleApi(this.ex, body, this.session).finally(() => this.releaseBody()).then(
       () => this.close(),
       (err: unknown) => {
         this.ctx.log.error({ err }, 'controller: unhandled error');
@@ -69,6 +90,12 @@ class ControllerChannel extends BaseChannel {
   protected doPause(): void {}
   protected doResume(): void {}
   protected doClose(err: Error | undefined): void {
+    if (!this.done) {
+      // The client went away mid-upload: nothing will read the body.
+      this.done = true;
+      this.parts.length = 0;
+      this.releaseBody();
+    }
     queueMicrotask(() => this.finish(err));
   }
 }
@@ -86,7 +113,9 @@ export const controllerProtocol: ProtocolDef = {
           const ex = req.session.priv.http;
           if (!ex) throw new GatewayError('INVALID_INPUT', 'L7mpController serves HTTP sessions only: route an HTTP listener to it');
           const cl = Number(ex.headers['content-length'] ?? 0);
-          const max = ctx.services.maxBodyBytes();
+          // YAML parses far slower than JSON (measurements in core/limits.ts): its own, smaller limit, checked before any byte is read.
+          const yaml = YAML_TYPES.has(mediaType(ex.headers['content-type']));
+          const max = yaml ? Math.min(ctx.services.maxBodyBytes(), ctx.limits.settings.yaml_body_bytes) : ctx.services.maxBodyBytes();
           const ch = new ControllerChannel(ex, ctx, max, req.session.name);
           // Rate limit and token first, from the head alone: a refused call is never parsed.
           const refused = ctx.services.admitApi?.(ex);

@@ -10,9 +10,10 @@
 // metadata carry the client address only (TCP/src_port is absent).
 
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
-import { GatewayError, reasonPhrase } from '../core/errors.js';
+import { GatewayError, clientContent, reasonPhrase } from '../core/errors.js';
 import type { HttpExchange, ListenerContext, ListenerImpl, ProtocolDef, SessionPriv, Spec } from './types.js';
 import { parseTls, type TlsFiles } from './tls.js';
+import { normalizePath } from '../routing/httppath.js';
 import { copyBuffer, requireUws, text, type Uws } from './uws.js';
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import * as v from './validate.js';
@@ -24,13 +25,21 @@ export interface RequestHead {
   query: string;
   headers: Record<string, string>;
   remoteAddress: string;
+  /** Set when the path cannot be normalised (routing/httppath.ts): the request gets 400 and no session. */
+  pathError?: string;
+}
+
+/** The request path normalised (routing/httppath.ts), or the raw one with the reason it is refused. */
+export function normalizedPath(raw: string): { path: string; pathError?: string } {
+  const n = normalizePath(raw);
+  return n.ok ? { path: n.path } : { path: raw, pathError: n.reason };
 }
 
 /** Read what uWS lets us read of a request: only synchronously, in the handler. */
 export function readHead(res: U.HttpResponse, req: U.HttpRequest): RequestHead {
   const headers: Record<string, string> = {};
   req.forEach((k, val) => { headers[k] = headers[k] === undefined ? val : `${headers[k]}, ${val}`; });
-  const path = req.getUrl();
+  const { path, pathError } = normalizedPath(req.getUrl());
   const query = req.getQuery() ?? '';
   return {
     method: req.getCaseSensitiveMethod().toUpperCase(),
@@ -39,7 +48,14 @@ export function readHead(res: U.HttpResponse, req: U.HttpRequest): RequestHead {
     query,
     headers,
     remoteAddress: text(res.getRemoteAddressAsText()),
+    ...(pathError !== undefined ? { pathError } : {}),
   };
+}
+
+/** Count and log (once per interval) a request refused for its path; the caller answers 400. */
+export function refusePath(ctx: ListenerContext, head: RequestHead): string {
+  ctx.refusals.refuse('http_path', ctx.listenerName, { remote: head.remoteAddress, path: head.path.slice(0, 200), why: head.pathError });
+  return `Bad Request: ${head.pathError}\n`;
 }
 
 export function httpMetadata(head: RequestHead, localAddress: string, localPort: number, scheme: 'http' | 'https' = 'http'): Record<string, unknown> {
@@ -202,7 +218,7 @@ class HttpServerChannel extends BaseChannel {
     if (!ex.aborted && !ex.responded) {
       if (err && !ex.headSent) {
         const status = err instanceof GatewayError ? err.status : 502;
-        ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify({ status, message: reasonPhrase(status), content: err.message }));
+        ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify({ status, message: reasonPhrase(status), content: clientContent(err) }));
       } else if (err) {
         ex.abort();
       } else {
@@ -273,6 +289,12 @@ class HttpListener implements ListenerImpl {
     }
     const head = readHead(res, req);
     const ex = new UwsExchange(res, head, this.address);
+    if (head.pathError !== undefined) {
+      // Before any session: no rule may see a path that is not normalised.
+      const err = new GatewayError('INVALID_INPUT', refusePath(this.ctx, head).trim(), 'path');
+      ex.respond(400, { 'content-type': 'application/json', connection: 'close' }, JSON.stringify(err.toBody(), null, 4));
+      return;
+    }
     this.inFlight++;
     ex.onSettled = () => {
       this.inFlight--;

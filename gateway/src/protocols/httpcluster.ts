@@ -320,7 +320,8 @@ class HttpUpstreamChannel extends BaseChannel implements Dispatcher.DispatchHand
     // replayed elsewhere because its body was streamed already.
     const ex = this.exchange;
     if (ex !== undefined && !this.headForwarded && !ex.headSent) {
-      this.session.priv.error?.(502, errorBody(502, `upstream ${this.peer} failed: ${err.message}`));
+      // The peer and the errno reach the log with the session's end reason (below), not the client.
+      this.session.priv.error?.(502, errorBody(502, 'the upstream failed before its response began (details in the gateway log)'));
     }
     this.close(new GatewayError('CONNECT_FAILED', `HTTP ${this.peer}: ${err.message}`, undefined, { cause: err }));
   }

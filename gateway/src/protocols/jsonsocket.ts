@@ -28,6 +28,7 @@
 // module through registry.ts, not on its own.
 
 import type { Channel, ChannelSink, CloseListener } from '../channel/channel.js';
+import { exceedsDepth } from '../core/depth.js';
 import { GatewayError, invalid } from '../core/errors.js';
 import { compilePath, compileSetter, splitPath, type PathGetter, type PathSetter } from '../routing/jsonpath.js';
 import { checkResponseHeader, JSONSOCKET_VERSION } from '../tools/jsonsocket-client.js';
@@ -51,7 +52,7 @@ export function responseHeader(status: number, message: string): Uint8Array {
 
 export type RequestCheck =
   | { readonly ok: true; readonly header: Record<string, unknown> }
-  | { readonly ok: false; readonly status: 400 | 505; readonly message: string };
+  | { readonly ok: false; readonly status: 400 | 413 | 505; readonly message: string; readonly refused?: 'header_size' | 'header_depth' };
 
 /**
  * The server's check of a request header (l7mp-facts §4.1): not a JSON object
@@ -59,8 +60,14 @@ export type RequestCheck =
  * version below 0 or above 1 → 505. l7mp's message for a missing version was
  * the literal "Bad Request: err"; ours says what is wrong.
  */
-export function checkRequestHeader(chunk: Uint8Array): RequestCheck {
+export function checkRequestHeader(chunk: Uint8Array, maxBytes = Infinity, maxDepth = Infinity): RequestCheck {
   const bad = (reason: string): RequestCheck => ({ ok: false, status: 400, message: `Bad Request: ${reason}` });
+  // Bounded before parsing: the header becomes session metadata, which every
+  // session dump and JSONEncap walk; a huge or deep one would
+  // make them slow or overflow the stack (GET /api/v1/sessions answering 500).
+  if (chunk.byteLength > maxBytes) {
+    return { ok: false, status: 413, message: `Payload Too Large: the request header is ${chunk.byteLength} bytes, the limit is ${maxBytes} (admin.limits.jsonsocket_header_bytes)`, refused: 'header_size' };
+  }
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8'));
@@ -68,6 +75,9 @@ export function checkRequestHeader(chunk: Uint8Array): RequestCheck {
     return bad(`the request header is not valid JSON (${(err as Error).message})`);
   }
   if (!isObject(parsed)) return bad('the request header is not a JSON object');
+  if (exceedsDepth(parsed, maxDepth)) {
+    return { ok: false, status: 400, message: `Bad Request: the request header is nested deeper than ${maxDepth} levels (admin.limits.jsonsocket_header_depth)`, refused: 'header_depth' };
+  }
   const version = parsed.JSONSocketVersion;
   if (typeof version !== 'number' || !Number.isFinite(version)) return bad('the request header lacks a numeric JSONSocketVersion');
   if (!Number.isInteger(version)) return bad(`JSONSocketVersion ${version} is not an integer`);
@@ -138,6 +148,7 @@ class JsonSocketListener implements ListenerImpl {
       listenerName: ctx.listenerName,
       log: ctx.log,
       refusals: ctx.refusals,
+      limits: ctx.limits,
       emit: (raw) => this.accept(raw),
     }, transport.field);
   }
@@ -230,9 +241,12 @@ class ServerHandshake implements ChannelSink, CloseListener {
     if (this.done) return;
     const ch = this.raw.channel;
     this.finish();
-    const check = checkRequestHeader(chunk);
+    const limits = this.listener.ctx.limits.settings;
+    const check = checkRequestHeader(chunk, limits.jsonsocket_header_bytes, limits.jsonsocket_header_depth);
     if (!check.ok) {
-      this.log.warn(this.logFields({ status: check.status, reason: check.message }), 'JSONSocket request header rejected, flow closed');
+      // A limit refusal is logged once per interval by Refusals, not once per flow.
+      if (check.refused) this.listener.ctx.refusals.refuse(check.refused, this.listener.ctx.listenerName, { peer: ch.peer, status: check.status });
+      else this.log.warn(this.logFields({ status: check.status, reason: check.message }), 'JSONSocket request header rejected, flow closed');
       ch.send(responseHeader(check.status, check.message));
       ch.close();
       return;
@@ -411,6 +425,7 @@ export const jsonSocketProtocol: ProtocolDef = {
         clusterName: `${ctx.clusterName}-transport-cluster`,
         log: ctx.log,
         refusals: ctx.refusals,
+        limits: ctx.limits,
         services: ctx.services,
       }, transport.field);
       return new JsonSocketCluster(inner, recipe, ctx);

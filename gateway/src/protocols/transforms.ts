@@ -15,7 +15,14 @@ export abstract class TransformChannel extends BaseChannel {
 
   send(chunk: Uint8Array): boolean {
     if (this.closed || this.ended) return true;
-    this.transform(chunk);
+    try {
+      this.transform(chunk);
+    } catch (err) {
+      // Hostile input (metadata JSON.stringify cannot write, a payload that
+      // breaks a transform) ends this session, logged once with its reason;
+      // it must never unwind into the listener's socket callback.
+      this.close(new GatewayError('INVALID_INPUT', `${this.constructor.name.replace(/Channel$/, '')} transform failed: ${(err as Error).message}`));
+    }
     return !this.paused;
   }
 

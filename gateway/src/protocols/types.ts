@@ -6,6 +6,7 @@ import type { Channel, ChannelKind } from '../channel/channel.js';
 import type { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import type { RefusalReason, Refusals } from '../observe/refusals.js';
+import type { EdgeLimits } from '../core/limits.js';
 
 export type Spec = Record<string, unknown>;
 
@@ -59,6 +60,8 @@ export interface ListenerContext {
   readonly log: Logger;
   /** Count (and rate-limit the logging of) an input refused at the edge. */
   readonly refusals: Refusals;
+  /** Edge limits (admin.limits) and the gateway-wide message-byte budget. */
+  readonly limits: EdgeLimits;
   /** Hand a new session to the router. */
   emit(session: NewSession): void;
 }
@@ -89,6 +92,8 @@ export interface ClusterContext {
   readonly log: Logger;
   /** Count (and rate-limit the logging of) an input refused at the edge. */
   readonly refusals: Refusals;
+  /** Edge limits (admin.limits) and the gateway-wide message-byte budget. */
+  readonly limits: EdgeLimits;
   /** Services the gateway offers to special clusters (the controller). */
   readonly services: GatewayServices;
   /** Where a cluster that reports outcomes (reportsOutcome) tells how each endpoint answered. */

@@ -24,7 +24,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError } from '../core/errors.js';
 import type { ListenerContext, ListenerImpl } from './types.js';
-import { httpMetadata, type RequestHead } from './http.js';
+import { httpMetadata, normalizedPath, refusePath, type RequestHead } from './http.js';
+import { watchUnfinished } from './ws-unfinished.js';
 import {
   NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type WsListenerConfig, type FrameMode,
 } from './websocket.js';
@@ -49,7 +50,7 @@ function nodeHead(req: http.IncomingMessage): RequestHead {
   }
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  const path = q < 0 ? url : url.slice(0, q);
+  const { path, pathError } = normalizedPath(q < 0 ? url : url.slice(0, q));
   const query = q < 0 ? '' : url.slice(q + 1);
   return {
     method: (req.method ?? 'GET').toUpperCase(),
@@ -58,6 +59,7 @@ function nodeHead(req: http.IncomingMessage): RequestHead {
     query,
     headers,
     remoteAddress: req.socket.remoteAddress ?? '',
+    ...(pathError !== undefined ? { pathError } : {}),
   };
 }
 
@@ -226,6 +228,10 @@ export class WsEngineListener implements ListenerImpl {
       refuse(socket, 426, 'Upgrade Required', 'this is a WebSocket endpoint\n', 'Upgrade: websocket\r\n');
       return;
     }
+    if (h.pathError !== undefined) {
+      refuse(socket, 400, 'Bad Request', refusePath(ctx, h));
+      return;
+    }
     if (cfg.path !== undefined && h.path !== cfg.path) {
       ctx.log.info({ listener: ctx.listenerName, path: h.path }, 'WebSocket upgrade for an unknown path refused');
       refuse(socket, 404, 'Not Found', 'no WebSocket service at this path\n');
@@ -249,6 +255,7 @@ export class WsEngineListener implements ListenerImpl {
       return;
     }
     const ch = new WsEngineServerChannel(ws, socket, cfg.frame, h.remoteAddress);
+    watchUnfinished(ws, socket, ctx.limits, ctx.refusals, ctx.listenerName, h.remoteAddress);
     this.open.add(ch);
     // Not a close listener: the session takes that slot.
     ws.once('close', () => this.open.delete(ch));

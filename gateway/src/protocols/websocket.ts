@@ -7,11 +7,13 @@ import WebSocket from 'ws';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError, invalid } from '../core/errors.js';
 import type { ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec } from './types.js';
-import { httpMetadata, listenUws, readHead, type RequestHead } from './http.js';
+import { httpMetadata, listenUws, readHead, refusePath, type RequestHead } from './http.js';
 import { copyBuffer, requireUws, text, type Uws } from './uws.js';
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import * as v from './validate.js';
 import { WsEngineListener } from './websocket-ws.js';
+import { watchUnfinished } from './ws-unfinished.js';
+import type net from 'node:net';
 
 /** How outgoing messages are framed. */
 export type FrameMode = 'binary' | 'text' | 'mirror';
@@ -55,6 +57,8 @@ interface WsData {
   head: RequestHead;
   protocol: string;
   channel?: WsServerChannel;
+  /** Bytes reserved from the gateway-wide message budget for this connection. */
+  reserved?: number;
 }
 
 /**
@@ -240,6 +244,10 @@ class WsListener implements ListenerImpl {
         const key = req.getHeader('sec-websocket-key');
         const offered = req.getHeader('sec-websocket-protocol');
         const ext = req.getHeader('sec-websocket-extensions');
+        if (head.pathError !== undefined) {
+          res.writeStatus('400 Bad Request').end(refusePath(ctx, head), true);
+          return;
+        }
         if (cfg.path !== undefined && head.path !== cfg.path) {
           ctx.log.info({ listener: ctx.listenerName, path: head.path }, 'WebSocket upgrade for an unknown path refused');
           res.writeStatus('404 Not Found').end('no WebSocket service at this path\n');
@@ -254,8 +262,20 @@ class WsListener implements ListenerImpl {
         res.upgrade<WsData>({ head, protocol }, key, protocol, ext, context);
       },
       open: (ws) => {
-        this.open.add(ws);
         const data = ws.getUserData();
+        // uWS buffers an unfinished message (a frame still arriving, or
+        // fragments) inside C++, out of our sight, up to maxPayloadLength. The
+        // only sound bound on that memory is to reserve a whole message per
+        // connection from the gateway-wide budget; a connection that does not
+        // fit is closed at once with 1013 (Try Again Later). The `ws` engine
+        // counts the bytes really held instead (websocket-ws.ts).
+        if (!ctx.limits.messages.reserve(cfg.maxMessage)) {
+          ctx.refusals.refuse('message_buffer', ctx.listenerName, { remote: data.head.remoteAddress, reserve: cfg.maxMessage, held: ctx.limits.messages.used });
+          ws.end(1013, 'message buffer budget exhausted, try again later');
+          return;
+        }
+        data.reserved = cfg.maxMessage;
+        this.open.add(ws);
         const ch = new WsServerChannel(ws, cfg.frame, data.head.remoteAddress);
         data.channel = ch;
         const metadata = httpMetadata(data.head, cfg.address, this.localPort);
@@ -266,7 +286,10 @@ class WsListener implements ListenerImpl {
       drain: (ws) => ws.getUserData().channel?.onDrain(),
       close: (ws, code, msg) => {
         this.open.delete(ws);
-        ws.getUserData().channel?.onClosed(code, text(msg));
+        const data = ws.getUserData();
+        ctx.limits.messages.release(data.reserved ?? 0);
+        data.reserved = 0;
+        data.channel?.onClosed(code, text(msg));
       },
     });
     app.any('/*', (res, req) => {
@@ -391,7 +414,11 @@ class WsCluster implements ClusterImpl {
       };
       const onOpen = () => {
         cleanup();
-        resolve(new WsClientChannel(sock, this.cfg.frame, `${ep.address}:${this.cfg.port}`));
+        const peer = `${ep.address}:${this.cfg.port}`;
+        // An upstream's unfinished messages count against the same budget as a client's.
+        const socket = (sock as unknown as { _socket?: net.Socket })._socket;
+        if (socket) watchUnfinished(sock, socket, this.ctx.limits, this.ctx.refusals, this.ctx.clusterName, peer);
+        resolve(new WsClientChannel(sock, this.cfg.frame, peer));
       };
       const onError = (err: Error) => fail(err.message);
       const onUnexpected = (_r: unknown, res: { statusCode?: number }) => fail(`upgrade refused with HTTP ${res.statusCode}`);

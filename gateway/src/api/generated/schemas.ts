@@ -47,6 +47,11 @@ export const AdminLimits = Type.Object({
   max_sessions: Type.Optional(Type.Integer({ minimum: 1 })),
   api_rate: Type.Optional(Type.Number({ minimum: 0 })),
   api_burst: Type.Optional(Type.Number({ minimum: 1 })),
+  jsonsocket_header_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
+  jsonsocket_header_depth: Type.Optional(Type.Integer({ minimum: 1 })),
+  message_buffer_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
+  yaml_body_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
+  yaml_aliases: Type.Optional(Type.Integer({ minimum: 1 })),
 });
 
 /** Process-wide settings (`admin:` in the static config). */

@@ -40,7 +40,7 @@ export type Error = {
   message: string;
   /** What went wrong, usually a sentence (e.g. `Cluster "x" already defined`); kept free-form for l7mp compatibility. */
   content: unknown;
-  /** Stable machine readable error code (INVALID_INPUT, NOT_FOUND, NAME_TAKEN, IN_USE, BODY_TOO_LARGE, UNSUPPORTED_MEDIA, NOT_SUPPORTED, FORBIDDEN, UNAUTHORIZED, RATE_LIMITED, INTERNAL, ...). */
+  /** Stable machine readable error code (INVALID_INPUT, NOT_FOUND, NAME_TAKEN, IN_USE, BODY_TOO_LARGE, UNSUPPORTED_MEDIA, NOT_SUPPORTED, FORBIDDEN, UNAUTHORIZED, RATE_LIMITED, UNAVAILABLE, INTERNAL, ...). */
   code?: string;
   /** Where in the input the problem is, as a dotted path such as `listener.spec.port`. */
   field?: string;
@@ -85,6 +85,16 @@ export type AdminLimits = {
   api_rate?: number;
   /** Requests a client may make at once before api_rate applies (default the larger of 100 and api_rate). */
   api_burst?: number;
+  /** Largest JSONSocket request header in bytes (default 16384); larger gets a 413 JSONSocket answer and no session (refusal reason header_size). */
+  jsonsocket_header_bytes?: number;
+  /** Deepest nesting of a JSONSocket request header (default 16; an object is one level); deeper gets a 400 JSONSocket answer and no session (refusal reason header_depth). */
+  jsonsocket_header_depth?: number;
+  /** Bytes of unfinished WebSocket messages and REST request bodies the gateway holds at once, all connections together (default 1073741824). A uWebSockets.js WebSocket connection reserves its whole max_message_size (uWS does not show partial messages); a `ws`-engine connection reserves what it really holds. Beyond it: WebSocket close 1013, REST 503 (refusal reason message_buffer). */
+  message_buffer_bytes?: number;
+  /** Largest YAML REST body in bytes (default 16384, so that no YAML parse stalls the event loop for long); larger gets 413 before it is read (refusal reason body_size). JSON bodies have max_body_bytes. */
+  yaml_body_bytes?: number;
+  /** Aliases a YAML REST body may resolve (default 100); more gets 400 (refusal reason yaml_aliases). */
+  yaml_aliases?: number;
 };
 
 /** Body of applyAdmin. */
