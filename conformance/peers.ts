@@ -282,8 +282,8 @@ export const LISTENER_PEERS: Readonly<Record<string, ListenerPeer>> = {
   WebSocket: {
     mode: 'session',
     spec: (at) => ({ protocol: 'WebSocket', address: at.address, port: at.port }),
-    // The listener's default max_message_size is 16 MiB: far above every payload here.
-    maxMessage: 16 * 1024 * 1024,
+    // The listener's default max_message_size is 1 MiB: far above every payload here.
+    maxMessage: 1024 * 1024,
     halfClose: false,
     hashKey: 'IP/src_addr',
     sources: LOOPBACK_SOURCES,

@@ -31,7 +31,7 @@ export const DEFAULT_EDGE_LIMITS: Readonly<EdgeLimitSettings> = {
   // A UDP datagram carries 64 KiB at most; a real header is a few hundred bytes.
   jsonsocket_header_bytes: 16 * 1024,
   jsonsocket_header_depth: 16,
-  // 64 WebSocket connections (uWS engine) at the default 16 MiB message size; see MessageBudget.
+  // 1024 WebSocket connections (uWS engine) at the listener's default 1 MiB message size; see MessageBudget.
   message_buffer_bytes: 1024 * 1024 * 1024,
   yaml_body_bytes: 16 * 1024,
   yaml_aliases: 100,

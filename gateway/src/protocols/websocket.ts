@@ -19,6 +19,15 @@ import type net from 'node:net';
 export type FrameMode = 'binary' | 'text' | 'mirror';
 
 export const NORMAL_CLOSES = new Set([1000, 1001, 1005]);
+/**
+ * A WebSocket listener's default message size. uWebSockets.js holds a partial
+ * message where JavaScript cannot see it, so each of its connections reserves
+ * its whole max_message_size from admin.limits.message_buffer_bytes when it
+ * opens: 1 MiB admits 1024 connections in the default 1 GiB budget (16 MiB
+ * admitted 64, which one client could take). A cluster reserves only what an
+ * unfinished message holds, so it keeps the larger default.
+ */
+const DEFAULT_LISTENER_MAX_MESSAGE = 1024 * 1024;
 const DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024;
 const CLIENT_HIGH_WATER = 1024 * 1024;
 
@@ -460,7 +469,7 @@ export const websocketProtocol: ProtocolDef = {
         port: v.port(spec, 'port', field, true)!,
         path: path === undefined || path === '' || path === '/*' ? undefined : path,
         subprotocols: subprotocolList(spec, field),
-        maxMessage: v.optNumber(spec, 'max_message_size', field, 1, 1 << 30) ?? DEFAULT_MAX_MESSAGE,
+        maxMessage: v.optNumber(spec, 'max_message_size', field, 1, 1 << 30) ?? DEFAULT_LISTENER_MAX_MESSAGE,
         idleTimeout: v.optNumber(spec, 'idle_timeout', field, 0, 960) ?? 120,
         frame: parseFrameMode(spec, field),
       };
