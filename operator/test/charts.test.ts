@@ -257,6 +257,9 @@ test('every chart renders with defaults, with every value set and with offload o
 });
 
 test('images: the tag defaults to the chart appVersion (never a tag no registry has); registry, digest and pull secrets are values', (t) => {
+  // The appVersion is the project's version: the tag a release of this repository pushes.
+  const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+  for (const dir of ['l7mp-ingress', 'l7mp-operator', 'monitoring']) t.is(APP_VERSION(dir), version, `${dir}: appVersion is package.json's version`);
   const podSpec = (docs: Array<Record<string, any>>) => docs.find((d) => d.kind === 'DaemonSet' || d.kind === 'Deployment')!.spec.template.spec;
   t.is(podSpec(chart('l7mp-ingress').render()).containers[0].image, `l7mp/gateway:${APP_VERSION('l7mp-ingress')}`);
   t.is(podSpec(chart('l7mp-operator').render()).containers[0].image, `l7mp/operator:${APP_VERSION('l7mp-operator')}`);
