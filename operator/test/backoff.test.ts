@@ -70,6 +70,27 @@ test.serial('a resource the gateway keeps rejecting does not delay a new one: it
   t.truthy(await gw.client.getListener('/l7mp.io/v1/VirtualService/default/bad'));
 });
 
+test.serial('an unreachable gateway backs off on its own: a resource for another gateway is applied at once (InMemoryKubeApiDouble)', async (t) => {
+  const gw = await startGatewayProcess(t);
+  const attemptsOnDead = new Set<ReconcileResult>();
+  const { kube, op } = await startOperator(t, { retryMs: 10_000, onPass: (p) => { const r = p.gateways.get('default/gw-dead'); if (r) attemptsOnDead.add(r); } });
+  // A gateway pod whose REST port nothing listens on.
+  kube.apply('Pod', gatewayPod('gw-dead', { controllerPort: await freePort() }, { labels: { app: 'dead' } }));
+  kube.apply('Pod', gatewayPod('gw-0', gw));
+  kube.apply('Target', resource('Target', 'on-dead', { selector: { matchLabels: { app: 'dead' } }, cluster: { spec: { UDP: { port: 9 } }, endpoints: [{ spec: { address: '127.0.0.1' } }] } }));
+  await waitFor(() => /unreachable/.test(condition(kube, 'Target', 'on-dead', 'Degraded')?.message ?? ''), 10_000, 'the Target on the dead gateway Degraded');
+  await settled(op);
+  const attempts = attemptsOnDead.size;
+
+  const started = Date.now();
+  kube.apply('Target', resource('Target', 'fine', { selector: SEL, cluster: { spec: { UDP: { port: 9 } }, endpoints: [{ spec: { address: '127.0.0.1' } }] } }));
+  await waitFor(() => gw.client.getCluster('/l7mp.io/v1/Target/default/fine').catch(() => undefined), 6000, 'the new Target on the live gateway while the dead one backs off');
+  t.true(Date.now() - started < 6000);
+  await waitFor(() => condition(kube, 'Target', 'fine', 'Ready')?.status === 'True', 6000, 'the Target Ready');
+  t.is(attemptsOnDead.size, attempts, 'the dead gateway was not tried again before its backoff');
+  t.regex(condition(kube, 'Target', 'on-dead', 'Degraded')!.message, /unreachable/, 'its resource still says why');
+});
+
 test.serial('a changed spec of a resource that backs off is tried at once (InMemoryKubeApiDouble)', async (t) => {
   const gw = await startGatewayProcess(t);
   const { kube, op } = await startOperator(t, { retryMs: 30_000, retryCapMs: 30_000 });
