@@ -28,9 +28,18 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SPEC_REL = 'openapi/l7mp.yaml';
 export const CRD_OUT_REL = 'charts/l7mp-operator/crds/l7mp.io-crds.yaml';
 
-const LISTENER_PROTOCOLS = ['HTTP', 'WebSocket', 'UDP', 'TCP', 'UnixDomainSocket', 'JSONSocket', 'SCTP', 'AF_PACKET'];
-const CLUSTER_PROTOCOLS = ['HTTP', 'WebSocket', 'WS', 'UDP', 'TCP', 'UnixDomainSocket', 'JSONSocket', 'SCTP', 'AF_PACKET', 'Stdio', 'Sdtio',
-  'Echo', 'Discard', 'Logger', 'JSONEncap', 'JSONDecap', 'Sync', 'Metric'];
+/**
+ * The protocol keys a resource may use: the spec's ListenerProtocol or
+ * ClusterProtocol enum (generated from the protocol registry), without the
+ * static-only ones the REST API refuses; clusters also take `Sdtio`, l7mp's
+ * spelling of Stdio.
+ */
+function protocolKeys(spec, component) {
+  const s = spec.components.schemas[component] ?? fail(`the spec has no ${component} (run scripts/gen-protocols.mjs)`);
+  const staticOnly = new Set(s['x-l7mp-static-only'] ?? []);
+  const keys = s.enum.filter((p) => !staticOnly.has(p));
+  return component === 'ClusterProtocol' && keys.includes('Stdio') ? [...keys, 'Sdtio'] : keys;
+}
 const VALUE_KEYS = ['description', 'enum', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf',
   'minLength', 'maxLength', 'pattern', 'minItems', 'maxItems', 'uniqueItems', 'minProperties', 'maxProperties', 'default', 'format'];
 const PRESERVE = 'x-kubernetes-preserve-unknown-fields';
@@ -119,8 +128,8 @@ function protocolKeyed(spec, componentName, protocols, what) {
   delete inner.description;
   return {
     type: 'object',
-    description: `The ${what} spec keyed by its protocol, e.g. {UDP: {port: 53}} (l7mp's form), exactly one of ${protocols.join(', ')} ` +
-      `(Sdtio is l7mp's spelling of Stdio). ${base.description ? clean(base.description) : ''}`.trim(),
+    description: (`The ${what} spec keyed by its protocol, e.g. {UDP: {port: 53}} (l7mp's form), exactly one of ${protocols.join(', ')}` +
+      `${protocols.includes('Sdtio') ? " (Sdtio is l7mp's spelling of Stdio)" : ''}. ${base.description ? clean(base.description) : ''}`).trim(),
     minProperties: 1,
     maxProperties: 1,
     additionalProperties: inner,
@@ -147,7 +156,7 @@ function schemas(spec) {
   const endpointSpec = structural(spec, c.EndPointSpec);
   const cluster = obj({
     name: str('Ignored on the gateway: the operator names objects after their resource.'),
-    spec: protocolKeyed(spec, 'ClusterSpec', CLUSTER_PROTOCOLS, 'cluster'),
+    spec: protocolKeyed(spec, 'ClusterSpec', protocolKeys(spec, 'ClusterProtocol'), 'cluster'),
     endpoints: {
       type: 'array',
       items: obj({
@@ -185,7 +194,7 @@ function schemas(spec) {
   }, { required: ['action'], description: clean(c.Rule.description) });
   const listener = obj({
     name: str('Ignored on the gateway: the listener is named /l7mp.io/v1/VirtualService/<namespace>/<name>.'),
-    spec: protocolKeyed(spec, 'ListenerSpec', LISTENER_PROTOCOLS, 'listener'),
+    spec: protocolKeyed(spec, 'ListenerSpec', protocolKeys(spec, 'ListenerProtocol'), 'listener'),
     rules: { type: 'array', items: rule },
     rulesRef: str('Instead of rules: a VirtualService (same namespace) whose rulelist to use, or a gateway rulelist.'),
     options: structural(spec, c.ListenerOptions),

@@ -38,8 +38,9 @@ TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 kubectl -n "$NS" create secret generic l7mp-token --from-literal=token="$TOKEN" --dry-run=client -o yaml | kubectl apply -f -
 
 step "charts"
-helm upgrade --install operator charts/l7mp-operator -n "$NS" --set gateway.token.existingSecret=l7mp-token --wait
-helm upgrade --install ingress charts/l7mp-ingress -n "$NS" \
+# The images were built and loaded here as :local (the charts default to their appVersion tag).
+helm upgrade --install operator charts/l7mp-operator -n "$NS" --set image.tag=local --set gateway.token.existingSecret=l7mp-token --wait
+helm upgrade --install ingress charts/l7mp-ingress -n "$NS" --set image.tag=local \
   --set controller.address=0.0.0.0 --set controller.token.existingSecret=l7mp-token
 kubectl wait --for=condition=Established crd/virtualservices.l7mp.io crd/targets.l7mp.io crd/rules.l7mp.io --timeout=60s
 

@@ -9,10 +9,18 @@
 // resource name in a manifest can point at the namespaced object of that
 // resource on the gateway.
 
+import { ClusterProtocolStaticOnly, ClusterProtocolValues, ListenerProtocolValues } from '../../gateway/src/api/generated/types.js';
+
 type Obj = Record<string, any>;
 
-export const PROTOCOL_KEYS = ['HTTP', 'WebSocket', 'UDP', 'TCP', 'UnixDomainSocket', 'JSONSocket', 'SCTP', 'AF_PACKET', 'Stdio', 'Sdtio',
-  'Echo', 'Discard', 'Logger', 'JSONEncap', 'JSONDecap', 'Sync', 'L7mpController', 'Prometheus', 'Metric', 'WS', 'Test'];
+/**
+ * The protocol keys a resource may use: the spec's protocol enums (generated
+ * from the gateway's protocol registry), without the static-only ones the
+ * REST API refuses, and l7mp's `Sdtio`.
+ */
+export const PROTOCOL_KEYS: readonly string[] = [...new Set([...ListenerProtocolValues, ...ClusterProtocolValues, 'Sdtio'])]
+  .filter((p) => !ClusterProtocolStaticOnly.includes(p));
+const KNOWN_KEYS = new Set(PROTOCOL_KEYS.map((p) => p.toLowerCase()));
 
 export class ConvertError extends Error {
   constructor(readonly field: string, message: string) {
@@ -35,6 +43,8 @@ export function convertProtocolSpec(spec: unknown, field: string): Obj {
   const keys = Object.keys(spec);
   if (keys.length !== 1) throw new ConvertError(field, `must have exactly one protocol key (${PROTOCOL_KEYS.join(', ')}), got ${keys.length === 0 ? 'none' : keys.join(', ')}`);
   const key = keys[0]!;
+  // The gateway matches protocol names case-insensitively; so does this check.
+  if (!KNOWN_KEYS.has(key.toLowerCase())) throw new ConvertError(`${field}.${key}`, `unknown protocol; one of ${PROTOCOL_KEYS.join(', ')}`);
   const inner = spec[key] ?? {};
   if (!isObj(inner)) throw new ConvertError(`${field}.${key}`, 'must be an object');
   const out: Obj = { protocol: key === 'Sdtio' ? 'Stdio' : key, ...structuredClone(inner) };

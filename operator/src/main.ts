@@ -7,10 +7,12 @@
 //   --container / L7MP_GATEWAY_CONTAINER       gateway container name (default l7mp)
 //   --resync-seconds / L7MP_RESYNC_SECONDS     full resync period (default 30)
 //   --log-level / L7MP_LOG_LEVEL               info by default
+//   --health-port / L7MP_HEALTH_PORT           /healthz and /readyz for the kubelet (default 8081; 0: off)
 
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { createLogger, isLevelName } from '../../gateway/src/observe/log.js';
+import { startHealthServer } from './health.js';
 import { ClientNodeKubeApi } from './kube/client-node.js';
 import { Operator } from './operator.js';
 
@@ -22,11 +24,12 @@ const { values } = parseArgs({
     container: { type: 'string' },
     'resync-seconds': { type: 'string' },
     'log-level': { type: 'string' },
+    'health-port': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
-  process.stdout.write('usage: l7mp-operator [--namespace NS] [--token-file FILE] [--controller-port N] [--container NAME] [--resync-seconds N] [--log-level LEVEL]\n');
+  process.stdout.write('usage: l7mp-operator [--namespace NS] [--token-file FILE] [--controller-port N] [--container NAME] [--resync-seconds N] [--log-level LEVEL] [--health-port N]\n');
   process.exit(0);
 }
 const env = process.env;
@@ -56,5 +59,7 @@ for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.exit(0);
   });
 }
+const healthPort = Number(values['health-port'] ?? env.L7MP_HEALTH_PORT ?? 8081);
+if (healthPort > 0) await startHealthServer(op, healthPort);
 await op.start();
 log.info({ namespace: namespace ?? '(all)' }, 'l7mp operator started');

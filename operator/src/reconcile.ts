@@ -14,7 +14,9 @@
 //   4. new listeners are added;
 //   5. whatever the operator owns that is no longer wanted goes, clusters last.
 // Every failure is recorded against the resource the object comes from, and
-// the pass goes on with the rest.
+// the pass goes on with the rest. Calls for a resource in `defer` (backing off
+// after a failure, or still waiting for its finalizer) are not made at all:
+// its objects stay as they are on the gateway, neither added nor removed.
 
 import { L7mpClient, L7mpClientError } from '../../gateway/src/api/generated/client.js';
 import type * as T from '../../gateway/src/api/generated/types.js';
@@ -31,6 +33,8 @@ export interface ReconcileResult {
   generation?: string;
   /** REST calls that changed something (for logs and tests). */
   changes: string[];
+  /** Owners with calls left out because they were deferred. */
+  deferred: Set<string>;
 }
 
 /** Per gateway: the content hash of what the operator applied, by object name (catches removed fields a dump cannot show). */
@@ -64,13 +68,20 @@ export function generationOf(d: DesiredConfig): string {
 const listenerHash = (l: DesiredListener) => contentHash({ spec: l.spec, rules: l.rules, options: l.options });
 const clusterHash = (c: DesiredCluster) => contentHash({ spec: c.spec, lb: c.loadbalancer, options: c.options, od: c.outlier_detection, hc: c.health_check, dns: c.dns });
 
-export async function reconcileGateway(client: L7mpClient, desired: DesiredConfig, memo: AppliedMemo): Promise<ReconcileResult> {
-  const res: ReconcileResult = { reached: false, errors: new Map(), changes: [] };
+export async function reconcileGateway(client: L7mpClient, desired: DesiredConfig, memo: AppliedMemo,
+  defer: ReadonlySet<string> = new Set()): Promise<ReconcileResult> {
+  const res: ReconcileResult = { reached: false, errors: new Map(), changes: [], deferred: new Set() };
+  const deferred = (owner: string | undefined) => {
+    if (owner === undefined || !defer.has(owner)) return false;
+    res.deferred.add(owner);
+    return true;
+  };
   const fail = (owner: string | undefined, what: string, err: unknown) => {
     const key = owner ?? 'gateway';
     res.errors.set(key, [...(res.errors.get(key) ?? []), `${what}: ${errText(err)}`]);
   };
   const call = async (owner: string | undefined, what: string, fn: () => Promise<unknown>): Promise<boolean> => {
+    if (deferred(owner)) return false;
     try {
       await fn();
       res.changes.push(what);
@@ -132,7 +143,7 @@ export async function reconcileGateway(client: L7mpClient, desired: DesiredConfi
       }
       continue;
     }
-    await syncEndpoints(client, c, call, fail);
+    if (!deferred(c.owner)) await syncEndpoints(client, c, call, fail);
   }
 
   // 3. Rules, then the rulelists that order them.

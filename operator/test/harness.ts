@@ -4,6 +4,7 @@
 // server, which cannot run here), and the operator between them.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -112,6 +113,17 @@ export async function startOperator(t: Teardown, opts: Partial<OperatorOptions> 
 export function condition(kube: InMemoryKubeApiDouble, kind: 'VirtualService' | 'Target' | 'Rule', name: string, type: 'Ready' | 'Degraded', namespace = 'default'): { status: string; reason: string; message: string } | undefined {
   const o = kube.get(kind, namespace, name);
   return (o?.status?.conditions as Array<{ type: string; status: string; reason: string; message: string }> | undefined)?.find((c) => c.type === type);
+}
+
+/** Something else holds a UDP port on 127.0.0.1, so a gateway's bind there fails until `release`. */
+export async function squatUdp(t: Teardown): Promise<{ port: number; release(): Promise<void> }> {
+  const port = await freePort();
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(port, '127.0.0.1', () => r()));
+  let held = true;
+  const release = () => (held ? new Promise<void>((r) => { held = false; sock.close(() => r()); }) : Promise.resolve());
+  t.teardown(release);
+  return { port, release };
 }
 
 export { waitFor, freePort };

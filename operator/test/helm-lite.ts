@@ -1,12 +1,16 @@
 // A renderer for the subset of Helm's Go templates our charts use, so tests can
 // render them where no helm binary exists. Not Helm: it supports text, actions
-// with `{{-`/`-}}` trimming, comments, if/else/end, range/end, define/end,
-// pipelines, parenthesised sub-expressions, .Values/.Release/.Chart/.Files.Get,
-// and the functions include, toYaml, toJson, nindent, indent, quote, not, and,
-// or, eq, ne, fail, replace, sha256sum, default. Anything else throws, so a
-// template that strays from the subset fails the chart test instead of being
-// rendered wrongly.
+// with `{{-`/`-}}` trimming, comments, if/else if/else/end, range/end,
+// define/end, pipelines, parenthesised sub-expressions,
+// .Values/.Release/.Chart/.Files.Get, and the functions include, toYaml,
+// toJson, nindent, indent, quote, not, and, or, eq, ne, fail, replace,
+// sha256sum, default, printf (%s %d %v), trunc, trimSuffix, contains.
+// Anything else throws, so a template that strays from the subset fails the
+// chart test instead of being rendered wrongly. As `helm install` and
+// `helm template` do, the merged values are first validated against the
+// chart's values.schema.json (when it has one).
 
+import { Ajv, type ValidateFunction } from 'ajv';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -43,18 +47,27 @@ function lex(src: string): Tok[] {
   return out;
 }
 
-function parseNodes(toks: Tok[], pos: { i: number }, stop: string[]): { nodes: Node[]; end: string } {
+/** An `if` whose condition is `cond`, its `else if` branches nested as ifs that share the one `end`. */
+function parseIf(cond: string, toks: Tok[], pos: { i: number }): Node {
+  const then = parseNodes(toks, pos, ['else', 'end']);
+  let els: Node[] = [];
+  if (then.end === 'else') {
+    const rest = then.action.slice(4).trim();
+    els = rest.startsWith('if ') ? [parseIf(rest.slice(3).trim(), toks, pos)] : parseNodes(toks, pos, ['end']).nodes;
+  }
+  return { t: 'if', p: cond, then: then.nodes, else: els };
+}
+
+function parseNodes(toks: Tok[], pos: { i: number }, stop: string[]): { nodes: Node[]; end: string; action: string } {
   const nodes: Node[] = [];
   while (pos.i < toks.length) {
     const tk = toks[pos.i++]!;
     if (tk.text !== undefined) { if (tk.text) nodes.push({ t: 'text', s: tk.text }); continue; }
     const a = tk.action!;
     const word = a.split(/\s+/)[0]!;
-    if (stop.includes(word)) return { nodes, end: word };
+    if (stop.includes(word)) return { nodes, end: word, action: a };
     if (word === 'if') {
-      const then = parseNodes(toks, pos, ['else', 'end']);
-      const els = then.end === 'else' ? parseNodes(toks, pos, ['end']).nodes : [];
-      nodes.push({ t: 'if', p: a.slice(2).trim(), then: then.nodes, else: els });
+      nodes.push(parseIf(a.slice(2).trim(), toks, pos));
     } else if (word === 'range') {
       nodes.push({ t: 'range', p: a.slice(5).trim(), body: parseNodes(toks, pos, ['end']).nodes });
     } else if (word === 'define') {
@@ -66,7 +79,7 @@ function parseNodes(toks: Tok[], pos: { i: number }, stop: string[]): { nodes: N
     }
   }
   if (stop.length > 0) throw new Error(`missing {{ ${stop.join(' or ')} }}`);
-  return { nodes, end: '' };
+  return { nodes, end: '', action: '' };
 }
 
 /** Split on `sep` outside quotes and parentheses. */
@@ -94,16 +107,36 @@ const toYaml = (v: unknown) => (v === undefined || v === null ? 'null' : stringi
 
 export class TemplateFailure extends Error {}
 
+/** The values do not match the chart's values.schema.json (helm refuses them before rendering). */
+export class SchemaFailure extends Error {}
+
+function printf(format: string, args: unknown[]): string {
+  let i = 0;
+  return format.replace(/%([sdvq%])/g, (_m, verb: string) => {
+    if (verb === '%') return '%';
+    const v = args[i++];
+    if (verb === 'q') return JSON.stringify(str(v));
+    if (verb === 'd') return String(Math.trunc(Number(v)));
+    return str(v);
+  });
+}
+
 export class Chart {
   readonly values: Record<string, unknown>;
   readonly meta: Record<string, unknown>;
   private readonly defines = new Map<string, Node[]>();
   readonly templates = new Map<string, Node[]>();
+  /** values.schema.json, compiled; undefined when the chart has none. */
+  readonly schema: ValidateFunction | undefined;
 
   constructor(readonly dir: string) {
     this.values = parse(fs.readFileSync(path.join(dir, 'values.yaml'), 'utf8')) ?? {};
     const chart = parse(fs.readFileSync(path.join(dir, 'Chart.yaml'), 'utf8')) as Record<string, unknown>;
     this.meta = { Name: chart.name, Version: chart.version, AppVersion: chart.appVersion };
+    const schemaFile = path.join(dir, 'values.schema.json');
+    if (fs.existsSync(schemaFile)) {
+      this.schema = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true }).compile(JSON.parse(fs.readFileSync(schemaFile, 'utf8')));
+    }
     for (const f of fs.readdirSync(path.join(dir, 'templates')).sort()) {
       const nodes = parseNodes(lex(fs.readFileSync(path.join(dir, 'templates', f), 'utf8')), { i: 0 }, []).nodes;
       for (const n of nodes) if (n.t === 'define') this.defines.set(n.name, n.body);
@@ -111,10 +144,12 @@ export class Chart {
     }
   }
 
-  /** Render every template with values.yaml deep-merged with `overrides`; returns the manifests. */
-  render(overrides: Record<string, unknown> = {}, release = { Name: 'test', Namespace: 'l7mp' }): Array<Record<string, any>> {
+  /** Render every template with values.yaml deep-merged with `overrides` (checked against values.schema.json first); returns the manifests. */
+  render(overrides: Record<string, unknown> = {}, release = { Name: 'test', Namespace: 'l7mp' },
+    opts: { skipSchemaValidation?: boolean } = {}): Array<Record<string, any>> {
     const values = merge(structuredClone(this.values), overrides);
-    const root = { Values: values, Release: release, Chart: this.meta, Files: { Get: (p: string) => fs.readFileSync(path.join(this.dir, p), 'utf8') } };
+    if (!opts.skipSchemaValidation) this.check(values); // helm's --skip-schema-validation turns it off
+    const root = { Values: values, Release: { Service: 'Helm', ...release }, Chart: this.meta, Files: { Get: (p: string) => fs.readFileSync(path.join(this.dir, p), 'utf8') } };
     const docs: Array<Record<string, any>> = [];
     for (const [f, nodes] of this.templates) {
       const text = this.exec(nodes, root, root);
@@ -126,6 +161,13 @@ export class Chart {
       }
     }
     return docs;
+  }
+
+  /** Validate values as helm does against values.schema.json; throws SchemaFailure listing every violation. */
+  check(values: unknown): void {
+    if (!this.schema || this.schema(values)) return;
+    const errs = (this.schema.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`);
+    throw new SchemaFailure(`values do not match values.schema.json: ${errs.join('; ')}`);
   }
 
   private exec(nodes: Node[], dot: unknown, root: unknown): string {
@@ -198,6 +240,10 @@ export class Chart {
         case 'replace': return str(a[2]).split(String(a[0])).join(String(a[1]));
         case 'sha256sum': return createHash('sha256').update(str(a[0])).digest('hex');
         case 'default': return truthy(a[1]) ? a[1] : a[0];
+        case 'printf': return printf(String(a[0]), a.slice(1));
+        case 'trunc': return str(a[1]).slice(0, a[0] as number);
+        case 'trimSuffix': { const s = str(a[1]); const suf = String(a[0]); return suf !== '' && s.endsWith(suf) ? s.slice(0, -suf.length) : s; }
+        case 'contains': return str(a[1]).includes(String(a[0]));
         default: throw new Error(`unsupported function "${head}"`);
       }
     }

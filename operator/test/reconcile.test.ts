@@ -13,7 +13,7 @@ import { parse } from 'yaml';
 import { echo, nextMessage, peer, socat, udpClient } from '../../gateway/test/helpers.js';
 import type { KubeObject } from '../src/kube/api.js';
 import { FINALIZER } from '../src/operator.js';
-import { condition, freePort, gatewayPod, resource, startGatewayProcess, startOperator, waitFor } from './harness.js';
+import { condition, freePort, gatewayPod, resource, squatUdp, startGatewayProcess, startOperator, waitFor } from './harness.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MANIFESTS = path.resolve(HERE, '../../../operator/e2e/manifests');
@@ -293,12 +293,8 @@ test.serial('a gateway that rejects a change marks the resource Degraded with it
   const gw = await startGatewayProcess(t);
   const gw2 = await startGatewayProcess(t);
   const { kube } = await startOperator(t);
-  const port = await freePort();
   // Something else holds the port on 127.0.0.1: the gateway's bind fails.
-  const squatter = dgram.createSocket('udp4');
-  await new Promise<void>((r) => squatter.bind(port, '127.0.0.1', () => r()));
-  let squatting = true;
-  t.teardown(() => { if (squatting) squatter.close(); });
+  const { port, release } = await squatUdp(t);
   kube.apply('Pod', gatewayPod('gw-0', gw));
   kube.apply('Pod', gatewayPod('gw-1', gw2, { labels: { app: 'other' } }));
   kube.apply('VirtualService', resource('VirtualService', 'bad', udpVs(port, [toEcho(await freePort())])));
@@ -316,8 +312,7 @@ test.serial('a gateway that rejects a change marks the resource Degraded with it
   t.deepEqual(kube.get('Target', 'default', 'fine')!.status.gateways.applied, ['default/gw-0', 'default/gw-1']);
 
   // The port is released: the retry applies it.
-  await new Promise<void>((r) => squatter.close(() => r()));
-  squatting = false;
+  await release();
   await waitFor(() => condition(kube, 'VirtualService', 'bad', 'Ready')?.status === 'True', 15_000, 'Ready after the retry');
   t.is(condition(kube, 'VirtualService', 'bad', 'Degraded')?.status, 'False');
 });

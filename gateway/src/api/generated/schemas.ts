@@ -76,6 +76,12 @@ export const AdminRequest = Type.Object({
   admin: Admin,
 });
 
+/** The protocol of a listener: the canonical names and aliases (UNIX/stream for UnixDomainSocket; WS for WebSocket). The gateway matches them case-insensitively and checks this field itself, so an unknown name is refused with a message that lists the protocols, and a protocol that cannot run on this host with its reason. */
+export const ListenerProtocol = Type.String();
+
+/** The protocol of a cluster: the canonical names and aliases (UNIX/stream for UnixDomainSocket; WS for WebSocket). The gateway matches them case-insensitively and checks this field itself, so an unknown name is refused with a message that lists the protocols, and a protocol that cannot run on this host with its reason. Stdio, AF_PACKET, STDIO-fork: only in the static config file, never through the REST API or the operator. */
+export const ClusterProtocol = Type.String();
+
 /** Protocol options inside a spec. */
 export const SocketOptions = Type.Object({
   mode: Type.Optional(Type.Enum(["server", "singleton"])),
@@ -98,9 +104,9 @@ export const TlsSpec = Type.Object({
   passphrase: Type.Optional(Type.String()),
 }, { additionalProperties: false });
 
-/** How a listener accepts sessions. `protocol` selects the kind; the other fields depend on it. Listener protocols: HTTP, WebSocket, UDP, TCP, UnixDomainSocket, JSONSocket, SCTP, AF_PACKET, UNIX/dgram, PIPE, Test. Unknown protocols are rejected by the gateway with a message that lists the supported ones, which is why `protocol` is a plain string here. */
+/** How a listener accepts sessions. `protocol` selects the kind (one of ListenerProtocol); the other fields depend on it. */
 export const ListenerSpec = Type.Object({
-  protocol: Type.String(),
+  protocol: ListenerProtocol,
   port: Type.Optional(Port),
   address: Type.Optional(Type.String()),
   path: Type.Optional(Type.String()),
@@ -154,9 +160,9 @@ export const JSONSocketHeaderEntry = Type.Object({
   }, { additionalProperties: true })),
 }, { additionalProperties: true });
 
-/** What a cluster connects to, or which in-process transform it is. `protocol` selects the kind; the other fields depend on it. Cluster protocols: HTTP, WebSocket (alias WS), UDP, TCP, UnixDomainSocket, JSONSocket, SCTP, AF_PACKET, UNIX/dgram, PIPE, STDIO-fork, Stdio, Echo, Discard, Logger, JSONEncap, JSONDecap, Sync, L7mpController, Prometheus, Metric, Test. Unknown protocols are rejected by the gateway with a message that lists the supported ones. */
+/** What a cluster connects to, or which in-process transform it is. `protocol` selects the kind (one of ClusterProtocol); the other fields depend on it. */
 export const ClusterSpec = Type.Object({
-  protocol: Type.String(),
+  protocol: ClusterProtocol,
   port: Type.Optional(Port),
   address: Type.Optional(Type.String()),
   bind: Type.Optional(AddressPortPair),
@@ -348,12 +354,14 @@ export const SessionStage = Type.Object({
   status: Type.String(),
   listener: Type.Optional(Type.Object({}, { additionalProperties: true })),
   endpoint: Type.Optional(Type.Union([
-    Type.Object({
-      name: Type.Optional(Type.String()),
-      spec: Type.Optional(Type.Object({}, { additionalProperties: true })),
-    }, { additionalProperties: true }),
+    Type.Union([
+      Type.Object({
+        name: Type.Optional(Type.String()),
+        spec: Type.Optional(Type.Object({}, { additionalProperties: true })),
+      }, { additionalProperties: true }),
+      Type.Null(),
+    ]),
     Type.String(),
-    Type.Null(),
   ])),
 }, { additionalProperties: true });
 

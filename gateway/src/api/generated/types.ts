@@ -24,6 +24,8 @@ export type RecursiveFlag = boolean | string;
 /** Response layout: `plain` (indented, the default), `terse` (compact), `space`, `lines` or `diffy`. */
 export type JSONFormat = "plain" | "terse" | "space" | "lines" | "diffy";
 
+export const JSONFormatValues: readonly string[] = ["plain","terse","space","lines","diffy"];
+
 /** The body of a successful POST or DELETE. */
 export type Status = {
   /** HTTP status, 200. */
@@ -102,9 +104,21 @@ export type AdminRequest = {
   admin: Admin;
 };
 
-/** How a listener accepts sessions. `protocol` selects the kind; the other fields depend on it. Listener protocols: HTTP, WebSocket, UDP, TCP, UnixDomainSocket, JSONSocket, SCTP, AF_PACKET, UNIX/dgram, PIPE, Test. Unknown protocols are rejected by the gateway with a message that lists the supported ones, which is why `protocol` is a plain string here. */
+/** The protocol of a listener: the canonical names and aliases (UNIX/stream for UnixDomainSocket; WS for WebSocket). The gateway matches them case-insensitively and checks this field itself, so an unknown name is refused with a message that lists the protocols, and a protocol that cannot run on this host with its reason. */
+export type ListenerProtocol = string;
+
+export const ListenerProtocolValues: readonly string[] = ["UDP","TCP","UnixDomainSocket","UNIX/stream","HTTP","WebSocket","WS","JSONSocket","SCTP","AF_PACKET","UNIX/dgram","UNIX/seqpacket","PIPE"];
+
+/** The protocol of a cluster: the canonical names and aliases (UNIX/stream for UnixDomainSocket; WS for WebSocket). The gateway matches them case-insensitively and checks this field itself, so an unknown name is refused with a message that lists the protocols, and a protocol that cannot run on this host with its reason. Stdio, AF_PACKET, STDIO-fork: only in the static config file, never through the REST API or the operator. */
+export type ClusterProtocol = string;
+
+export const ClusterProtocolValues: readonly string[] = ["UDP","TCP","UnixDomainSocket","UNIX/stream","HTTP","L7mpController","Echo","Discard","Logger","JSONEncap","JSONDecap","Sync","Stdio","WebSocket","WS","JSONSocket","SCTP","AF_PACKET","UNIX/dgram","UNIX/seqpacket","PIPE","STDIO-fork","Prometheus","Metric"];
+
+export const ClusterProtocolStaticOnly: readonly string[] = ["Stdio","AF_PACKET","STDIO-fork"];
+
+/** How a listener accepts sessions. `protocol` selects the kind (one of ListenerProtocol); the other fields depend on it. */
 export type ListenerSpec = {
-  protocol: string;
+  protocol: ListenerProtocol;
   port?: Port;
   /** Local address to bind (default all interfaces). */
   address?: string;
@@ -175,9 +189,9 @@ export type ListenerRequest = {
   listener: Listener;
 };
 
-/** What a cluster connects to, or which in-process transform it is. `protocol` selects the kind; the other fields depend on it. Cluster protocols: HTTP, WebSocket (alias WS), UDP, TCP, UnixDomainSocket, JSONSocket, SCTP, AF_PACKET, UNIX/dgram, PIPE, STDIO-fork, Stdio, Echo, Discard, Logger, JSONEncap, JSONDecap, Sync, L7mpController, Prometheus, Metric, Test. Unknown protocols are rejected by the gateway with a message that lists the supported ones. */
+/** What a cluster connects to, or which in-process transform it is. `protocol` selects the kind (one of ClusterProtocol); the other fields depend on it. */
 export type ClusterSpec = {
-  protocol: string;
+  protocol: ClusterProtocol;
   port?: Port;
   address?: string;
   bind?: AddressPortPair;
@@ -447,14 +461,14 @@ export type SessionStage = {
   listener?: {
     [key: string]: unknown;
   };
-  /** The endpoint the stage is connected to, if any. */
+  /** The endpoint the stage is connected to, if any (null when none). */
   endpoint?: {
     name?: string;
     spec?: {
       [key: string]: unknown;
     };
     [key: string]: unknown;
-  } | string | null;
+  } | null | string;
   [key: string]: unknown;
 };
 
