@@ -36,7 +36,8 @@ export const CRD_OUT_REL = 'charts/l7mp-operator/crds/l7mp.io-crds.yaml';
  */
 function protocolKeys(spec, component) {
   const s = spec.components.schemas[component] ?? fail(`the spec has no ${component} (run scripts/gen-protocols.mjs)`);
-  const staticOnly = new Set(s['x-l7mp-static-only'] ?? []);
+  // Static-only is a property of the protocol, listed once (on ClusterProtocol): it holds for both roles.
+  const staticOnly = new Set(spec.components.schemas.ClusterProtocol?.['x-l7mp-static-only'] ?? []);
   const keys = s.enum.filter((p) => !staticOnly.has(p));
   return component === 'ClusterProtocol' && keys.includes('Stdio') ? [...keys, 'Sdtio'] : keys;
 }

@@ -16,10 +16,10 @@ type Obj = Record<string, any>;
 /**
  * The protocol keys a resource may use: the spec's protocol enums (generated
  * from the gateway's protocol registry), without the static-only ones the
- * REST API refuses, and l7mp's `Sdtio`.
+ * REST API refuses, and l7mp's `Sdtio` (while Stdio is not static-only).
  */
 export const PROTOCOL_KEYS: readonly string[] = [...new Set([...ListenerProtocolValues, ...ClusterProtocolValues, 'Sdtio'])]
-  .filter((p) => !ClusterProtocolStaticOnly.includes(p));
+  .filter((p) => !ClusterProtocolStaticOnly.includes(p === 'Sdtio' ? 'Stdio' : p));
 const KNOWN_KEYS = new Set(PROTOCOL_KEYS.map((p) => p.toLowerCase()));
 
 export class ConvertError extends Error {

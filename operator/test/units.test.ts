@@ -14,9 +14,10 @@ const refs: RefResolver = {
   cluster: (n) => `C:${n}`, rulelist: (n) => `RL:${n}`, route: (n) => `R:${n}`, inlineCluster: (c) => `inline:${Object.keys(c.spec)[0]}`,
 };
 
-test('convert: protocol-keyed specs, Sdtio, nested transports, and the REST form passes through', (t) => {
+test('convert: protocol-keyed specs, Sdtio refused with Stdio, nested transports, and the REST form passes through', (t) => {
   t.deepEqual(convertProtocolSpec({ UDP: { port: 53 } }, 's'), { protocol: 'UDP', port: 53 });
-  t.deepEqual(convertProtocolSpec({ Sdtio: {} }, 's'), { protocol: 'Stdio' });
+  // Stdio (l7mp's Sdtio) writes into the gateway's own stdout: static config only, so the operator refuses both spellings.
+  for (const k of ['Stdio', 'Sdtio']) t.throws(() => convertProtocolSpec({ [k]: {} }, 's'), { instanceOf: ConvertError, message: /unknown protocol/ });
   t.deepEqual(convertProtocolSpec({ JSONSocket: { transport: { UDP: { port: 1 } } } }, 's'), { protocol: 'JSONSocket', transport: { protocol: 'UDP', port: 1 } });
   t.deepEqual(convertProtocolSpec({ protocol: 'TCP', port: 2 }, 's'), { protocol: 'TCP', port: 2 });
   t.throws(() => convertProtocolSpec({ UDP: {}, TCP: {} }, 'spec'), { instanceOf: ConvertError, message: /exactly one protocol key/ });
