@@ -19,6 +19,7 @@ export const REFUSAL_REASONS = [
   'header_depth',          // a JSONSocket header nested too deep
   'body_size',             // a REST body too large
   'yaml_aliases',          // a REST YAML body with too many aliases
+  'udp_foreign_peer',      // a datagram from a peer that the UDP listener's connect{} does not allow
 ] as const;
 
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

@@ -139,6 +139,8 @@ class JsonSocketListener implements ListenerImpl {
       log: ctx.log,
       refusals: ctx.refusals,
       emit: (raw) => this.accept(raw),
+      // A transport that admits early (UDP on node:dgram) admits for this listener; the handshake's session then is not asked again.
+      admit: (c) => ctx.admit(c),
     }, transport.field);
   }
 
@@ -192,6 +194,7 @@ class JsonSocketListener implements ListenerImpl {
       metadata: { ...raw.metadata, JSONSocket: header },
       channel: ch,
       priv,
+      ...(raw.admitted === true ? { admitted: true } : {}),
     });
   }
 }
