@@ -202,7 +202,7 @@ function cpuTicks(pid: number): number {
 
 // ------------------------------------------------------------------ tests
 
-test('fault 1: a UDP flood that fills the flow table up to the descriptor limit leaves the REST API, live TCP sessions and new UDP flows working', async (t) => {
+test.serial('fault 1: a UDP flood that fills the flow table up to the descriptor limit leaves the REST API, live TCP sessions and new UDP flows working', async (t) => {
   if (!needPrlimit(t)) return;
   const p = await ports(t);
   const c = await startChild(t, config(p), p, 256);
@@ -233,35 +233,37 @@ test('fault 1: a UDP flood that fills the flow table up to the descriptor limit 
   t.true(warnings < 20, `${warnings} warning lines for a flood of 3000 flows`);
 });
 
-test('fault 2: data-plane sessions that fill admin.limits.max_sessions do not make the REST API answer 503', async (t) => {
+test.serial('fault 2: data-plane sessions that fill admin.limits.max_sessions do not make the REST API answer 503', async (t) => {
   const p = await ports(t);
   const c = await startChild(t, config(p, { max_sessions: 50 }), p);
-  await flood(p.udp, 300);
-  await waitFor(async () => await refusals(c, 'max_sessions') > 0, 3000, 'max_sessions refusals counted');
+  await flood(p.udp, 300); // 300 flows, echoed, live for idle_timeout (120 s): far past 50
   for (let i = 0; i < 5; i++) {
     const r = await get(`${c.rest}/api/v1/listeners`, 1000);
     t.is(r.status, 200, `REST call ${i} is served while the data plane is at max_sessions: ${r.text.slice(0, 200)}`);
   }
+  t.true(await refusals(c, 'max_sessions') > 0, 'max_sessions refusals counted');
   t.true(logLines(c, refusedLine('max_sessions')) <= 2, 'max_sessions logged once per interval');
 });
 
-test('fault 3: at the descriptor limit the uWebSockets.js REST listener neither spins nor becomes unreachable', async (t) => {
+test.serial('fault 3: at the descriptor limit the uWebSockets.js REST listener neither spins nor becomes unreachable', async (t) => {
   if (!needPrlimit(t)) return;
   const p = await ports(t);
   const c = await startChild(t, config(p), p, 256);
   await flood(p.udp, 2000);
-  // A connection to the uWS listener while the flood's flows hold their descriptors.
+  // A connection to the uWS listener while the flood's flows hold their
+  // descriptors; the gateway's CPU time is read over the next second (a
+  // measuring window, not a wait for an event).
   const before = cpuTicks(c.proc.pid!);
-  const t0 = Date.now();
-  const r = await get(`${c.rest}/api/v1/listeners`, 1000);
-  t.is(r.status, 200, 'the REST API answers at the descriptor limit');
-  await new Promise((res) => setTimeout(res, 1000 - (Date.now() - t0)));
+  const answer = get(`${c.rest}/api/v1/listeners`, 1000).then((r) => r.status, (err: Error) => `no answer within 1 s (${err.name})`);
+  await new Promise((res) => setTimeout(res, 1000));
   const ticks = cpuTicks(c.proc.pid!) - before;
+  t.log(`CPU ticks in the second after the flood: ${ticks}`);
+  t.is(await answer, 200, 'the REST API answers at the descriptor limit');
   // 100 ticks per second: a listener spinning on EMFILE burns ~100 in this second.
   t.true(ticks < 50, `the gateway used ${ticks} CPU ticks in the second after the flood`);
 });
 
-test('listener cap: a flood that fills a listener\'s options.max_sessions is early-dropped, a new flow gets through, other listeners are untouched', async (t) => {
+test.serial('listener cap: a flood that fills a listener\'s options.max_sessions is early-dropped, a new flow gets through, other listeners are untouched', async (t) => {
   const p = await ports(t);
   const c = await startChild(t, config(p, {}, { max_sessions: 20 }), p);
   const tcp = await tcpSession(t, p.tcp);
@@ -274,7 +276,7 @@ test('listener cap: a flood that fills a listener\'s options.max_sessions is ear
   t.true(logLines(c, refusedLine('listener_sessions')) <= 2, 'listener_sessions logged once per interval');
 });
 
-test('flow rate: one source address beyond admin.limits.flow_rate is refused, another address still gets a new flow', async (t) => {
+test.serial('flow rate: one source address beyond admin.limits.flow_rate is refused, another address still gets a new flow', async (t) => {
   const p = await ports(t);
   const c = await startChild(t, config(p, { flow_rate: 5, flow_burst: 10 }), p);
   await flood(p.udp, 200);
