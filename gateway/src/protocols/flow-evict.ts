@@ -45,7 +45,8 @@ export function startFlowClock(): void {
 /**
  * Pick the flow to evict from `flows` (values that are not flows, such as a
  * flow's pending datagrams before its socket exists, are skipped), or
- * undefined when none is idle enough. Busy entries seen move to the back.
+ * undefined when none is idle enough. Busy entries seen move to the back;
+ * ended flows found on the way are deleted.
  */
 export function pickEvictable<K, F extends EvictableFlow>(flows: Map<K, F | unknown>, isFlow: (v: unknown) => v is F, now = flowClock.now): F | undefined {
   let oldest: F | undefined;
@@ -53,9 +54,16 @@ export function pickEvictable<K, F extends EvictableFlow>(flows: Map<K, F | unkn
   let seen = 0;
   const busy: K[] = [];
   for (const [k, v] of flows) {
+    if (isFlow(v) && v.closed) {
+      // An ended flow still listed (the node:dgram path drops it lazily): gone
+      // for good, so it costs no scan slot; left in place, a table whose head
+      // is all ended flows would never evict again.
+      flows.delete(k);
+      continue;
+    }
     if (++seen > EVICT_SCAN) break;
-    if (!isFlow(v) || v.closed) continue;
-    if (now - v.lastActive < EVICT_MIN_IDLE_MS) {
+    if (!isFlow(v) || now - v.lastActive < EVICT_MIN_IDLE_MS) {
+      // Busy, or not a flow yet (its socket is being set up): look elsewhere next time.
       busy.push(k);
       continue;
     }

@@ -302,9 +302,12 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
     // was logged as "a peer outside connect{}".)
     const r = keyAddress(key);
     if (this.foreign(r.address, r.port)) return;
+    // Admitted before the flow exists: a refused datagram of a flood costs no flow object.
+    const metadata = udpMetadata(r.address, r.port, this.cfg.address, this.cfg.port);
+    if (!this.ctx.admit({ metadata })) return;
     const f = shared.open(key, slot);
     f.receive(msg);
-    this.emit(f, r.address, r.port, this.cfg.address, this.cfg.port);
+    this.emit(f, metadata, true);
   }
 
   /** SharedUdpOwner: the socket failed; its flows are closed with the error. */
@@ -333,7 +336,7 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
     const local = sock.address();
     const ch = new UdpChannel(sock, `${connectAddress}:${connectPort}`);
     // Emitted once the listener is committed, so that the session can be routed.
-    this.pendingSingleton = () => this.emit(ch, connectAddress!, connectPort!, local.address, local.port);
+    this.pendingSingleton = () => this.emit(ch, udpMetadata(connectAddress!, connectPort!, local.address, local.port));
   }
 
   private pendingSingleton: (() => void) | undefined;
@@ -363,13 +366,14 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
     }
     if (this.foreign(rinfo.address, rinfo.port)) return;
     // This path spends a socket on the flow before emit(): ask admission first.
-    if (!this.ctx.admit({ metadata: udpMetadata(rinfo.address, rinfo.port, this.cfg.address, this.cfg.port) })) return;
+    const metadata = udpMetadata(rinfo.address, rinfo.port, this.cfg.address, this.cfg.port);
+    if (!this.ctx.admit({ metadata })) return;
     const pending: Uint8Array[] = [msg];
     this.flows.set(key, pending);
-    void this.accept(key, rinfo, pending);
+    void this.accept(key, rinfo, pending, metadata);
   }
 
-  private async accept(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[]): Promise<void> {
+  private async accept(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[], metadata: UdpMetadata): Promise<void> {
     // The node:dgram path (IPv6, or batching off): a socket per flow. On the
     // batched path (IPv4) flows share the listener's socket (startShared).
     const { address, port } = this.cfg;
@@ -410,7 +414,7 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
     this.flows.set(key, ch);
     ch.setCloseListener({ closed: () => { if (this.flows.get(key) === ch) this.flows.delete(key); } });
     for (const m of pending) ch.inject(m);
-    this.emit(ch, rinfo.address, rinfo.port, address, port, true);
+    this.emit(ch, metadata, true);
   }
 
   /** A datagram from a peer that connect{} does not allow: dropped, counted, logged once per interval. */
@@ -421,9 +425,10 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
     return true;
   }
 
-  private emit(ch: UdpFlowChannel, rAddr: string, rPort: number, lAddr: string, lPort: number, admitted = false): void {
-    const name = flat(`UDP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`);
-    this.ctx.emit({ name, channel: ch, metadata: udpMetadata(rAddr, rPort, lAddr, lPort), ...(admitted ? { admitted } : {}) });
+  private emit(ch: UdpFlowChannel, metadata: UdpMetadata, admitted = false): void {
+    const { IP: ip, UDP: udp } = metadata;
+    const name = flat(`UDP:${ip.src_addr}:${udp.src_port}-${ip.dst_addr}:${udp.dst_port}-${this.seq++}`);
+    this.ctx.emit({ name, channel: ch, metadata, ...(admitted ? { admitted } : {}) });
   }
 
   /** Early drop (flow-evict.ts): end one idle flow to make room for a new one. */
@@ -483,7 +488,12 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
   }
 }
 
-function udpMetadata(rAddr: string, rPort: number, lAddr: string, lPort: number): Record<string, unknown> {
+interface UdpMetadata extends Record<string, unknown> {
+  IP: { src_addr: string; dst_addr: string };
+  UDP: { src_port: number; dst_port: number };
+}
+
+function udpMetadata(rAddr: string, rPort: number, lAddr: string, lPort: number): UdpMetadata {
   return {
     IP: { src_addr: rAddr, dst_addr: lAddr },
     UDP: { src_port: rPort, dst_port: lPort },
