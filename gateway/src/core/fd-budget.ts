@@ -67,7 +67,12 @@ export class FdBudget {
    * `limit` undefined: the budget is off (no /proc or no limit).
    * `reserve`: descriptors kept for the control plane and live sessions.
    */
-  constructor(readonly limit: number | undefined, readonly reserve: number, private readonly now: () => number = Date.now) {}
+  constructor(
+    readonly limit: number | undefined,
+    readonly reserve: number,
+    private readonly now: () => number = Date.now,
+    private readonly count: (limit: number) => number | undefined = countOpenFds,
+  ) {}
 
   /** The descriptors data-plane flows may use (limit - reserve), or undefined when off. */
   get ceiling(): number | undefined {
@@ -78,7 +83,7 @@ export class FdBudget {
   usage(): number {
     const t = this.now();
     if (this.limit !== undefined && t - this.sampledAt >= SAMPLE_MS) {
-      const n = countOpenFds(this.limit);
+      const n = this.count(this.limit);
       if (n !== undefined) {
         this.sampled = n;
         this.delta = 0;
