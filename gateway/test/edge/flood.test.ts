@@ -9,6 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,10 +107,22 @@ async function startChild(t: ExecutionContext, cfg: Record<string, unknown>, p: 
   return { proc, rest, admin: `http://127.0.0.1:${p.admin}`, logs };
 }
 
-/** GET with a deadline: rejects when no answer came within `ms`. */
-async function get(url: string, ms: number): Promise<{ status: number; text: string }> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(ms) });
-  return { status: res.status, text: await res.text() };
+/**
+ * GET on a new connection (a kept-alive one would need no accept() and hide
+ * a listener that accepts nothing), with a deadline: rejects when no answer
+ * came within `ms`.
+ */
+function get(url: string, ms: number): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: ms }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => { text += String(d); });
+      res.on('end', () => resolve({ status: res.statusCode!, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer within ${ms} ms`), { name: 'TimeoutError' })));
+    req.on('error', reject);
+  });
 }
 
 /** l7mp_refusals_total for a reason (all listeners), from the admin listener. */
