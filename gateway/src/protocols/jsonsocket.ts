@@ -157,6 +157,11 @@ class JsonSocketListener implements ListenerImpl {
     return this.inner.bound?.() ?? !this.stopped;
   }
 
+  /** Early drop in the transport's flow table (UDP), which admits for this listener. */
+  evictIdle(): boolean {
+    return this.inner.evictIdle?.() ?? false;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     for (const h of [...this.handshakes]) h.abort('listener stopped');
