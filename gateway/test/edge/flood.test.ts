@@ -13,7 +13,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, tmpPath, waitFor } from '../helpers.js';
+import { freePort, startGw, tmpPath, waitFor } from '../helpers.js';
 
 const bin = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../src/main.js');
 const havePrlimit = spawnSync('prlimit', ['--version']).status === 0;
@@ -306,4 +306,34 @@ test.serial('flow rate: one source address beyond admin.limits.flow_rate is refu
     'at least 150 of the 200 new flows refused by flow_rate');
   await newFlow(p.udp, 1000, '127.0.0.2');
   t.true(logLines(c, refusedLine('flow_rate')) <= 2, 'flow_rate logged once per interval');
+});
+
+test.serial('an HTTP data-plane listener at its cap answers 503 and closes the connection; the REST API on the same gateway still answers', async (t) => {
+  // An upstream that accepts and never answers keeps the first request's session live.
+  const silentPort = await freePort();
+  const held = new Set<net.Socket>();
+  const silent = net.createServer({ allowHalfOpen: true }, (c) => { held.add(c); c.on('error', () => undefined); });
+  await new Promise<void>((r) => silent.listen(silentPort, '127.0.0.1', r));
+  t.teardown(() => { for (const c of held) c.destroy(); silent.close(); });
+  const httpPort = await freePort();
+  const { base } = await startGw(t, {
+    listeners: [{ name: 'http-in', spec: { protocol: 'HTTP', address: '127.0.0.1', port: httpPort }, options: { max_sessions: 1 },
+      rules: [{ action: { route: { destination: { name: 'silent', spec: { protocol: 'TCP', port: silentPort }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }] }],
+  });
+  const first = http.get({ host: '127.0.0.1', port: httpPort, path: '/', agent: false });
+  first.on('error', () => undefined);
+  t.teardown(() => first.destroy());
+  await waitFor(() => held.size === 1, 3000, 'the first request reached the upstream');
+  // A kept-alive HTTP/1.1 request on a raw socket: the refusal must close it.
+  const raw = net.connect(httpPort, '127.0.0.1');
+  raw.on('error', () => undefined);
+  t.teardown(() => raw.destroy());
+  let answer = '';
+  let ended = false;
+  raw.on('data', (d) => { answer += String(d); });
+  raw.on('end', () => { ended = true; });
+  raw.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  await waitFor(() => ended, 3000, 'the gateway closes the refused connection');
+  t.regex(answer, /^HTTP\/1\.1 503 /);
+  t.is((await get(`${base}/api/v1/listeners`, 1000)).status, 200);
 });
