@@ -11,6 +11,7 @@ import { parseFileRoot } from './core/confine.js';
 import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
 import { parseEdgeLimits } from './core/limits.js';
+import { parseAdmissionLimits } from './core/admission.js';
 import { parseAdminListener, startAdminListener } from './observe/admin.js';
 import { parseStdioForkAdmin } from './protocols/stdiofork.js';
 import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
@@ -107,7 +108,12 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   const adminListener = parseAdminListener(admin.metrics); // admin.metrics: {enabled, address, port, path}
   const fileRoot = parseFileRoot(admin.file_root); // the only directory REST calls may name files in; absent: none
   const metrics = new GatewayMetrics();
+  const rawLimits = admin.limits;
+  if (rawLimits !== undefined && (typeof rawLimits !== 'object' || rawLimits === null || Array.isArray(rawLimits))) throw invalid('admin.limits', 'must be an object');
+  // max_sessions, listener_max_sessions, flow_rate, flow_burst, flow_sources, fd_reserve (core/admission.ts)
+  const limits = parseAdmissionLimits(rawLimits as Record<string, unknown> | undefined);
   const gw = new Gateway({
+    limits,
     log,
     observer: metrics,
     version: packageVersion(),
@@ -127,19 +133,13 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   if (admin.managed !== undefined && typeof admin.managed !== 'boolean') throw invalid('admin.managed', 'must be a boolean');
   gw.admin.managed = admin.managed === true; // readiness then waits for the operator's generation
   setupOffload(gw, admin, opts.offload); // logs why once and runs without it when it cannot
-  const limits = admin.limits as Record<string, unknown> | undefined;
-  if (limits !== undefined) {
-    if (typeof limits !== 'object' || limits === null) throw invalid('admin.limits', 'must be an object');
-    if (limits.max_body_bytes !== undefined) {
-      if (typeof limits.max_body_bytes !== 'number' || limits.max_body_bytes < 1) throw invalid('admin.limits.max_body_bytes', 'must be a positive number');
-      gw.admin.max_body_bytes = limits.max_body_bytes;
-    }
-    if (limits.max_sessions !== undefined) {
-      if (typeof limits.max_sessions !== 'number' || limits.max_sessions < 1) throw invalid('admin.limits.max_sessions', 'must be a positive number');
-      gw.admin.max_sessions = limits.max_sessions;
-    }
+  const bodyLimit = (rawLimits as Record<string, unknown> | undefined)?.max_body_bytes;
+  if (bodyLimit !== undefined) {
+    if (typeof bodyLimit !== 'number' || bodyLimit < 1) throw invalid('admin.limits.max_body_bytes', 'must be a positive number');
+    gw.admin.max_body_bytes = bodyLimit;
   }
-  gw.limits.settings = parseEdgeLimits(limits); // JSONSocket header, message buffer, YAML body bounds (core/limits.ts)
+  gw.limits.settings = parseEdgeLimits(rawLimits as Record<string, unknown> | undefined); // JSONSocket header, message buffer, YAML body bounds (core/limits.ts)
+  gw.admission.logLimits(log);
   if (gw.admin.strict) {
     // Strict mode (-s): the whole file must match the spec's Config schema,
     // not only the parts the gateway reads.

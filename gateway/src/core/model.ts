@@ -23,7 +23,8 @@ export interface ListenerObj {
   readonly protocol: ProtocolDef;
   /** Name of the rulelist (late-bound). */
   readonly rules: string;
-  readonly options: { track: number };
+  /** track: seconds an ended session stays listed; max_sessions: this listener's own cap (admission.ts). */
+  readonly options: { track: number; max_sessions?: number };
   readonly impl: ListenerImpl;
   /** Whether the rulelist was defined inline (and is deleted with ?recursive=true). */
   readonly inlineRuleList: boolean;

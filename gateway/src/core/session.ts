@@ -13,6 +13,7 @@
 // (gateway/src/native/splice.ts), which can hand both sockets to the kernel
 // (splice(2)); `splice` then keeps the links' counters up to date.
 
+import type { ListenerCount } from './admission.js';
 import type { Channel, ChannelSink, CloseListener, DrainListener } from '../channel/channel.js';
 import type { SessionPriv, SessionView } from '../protocols/types.js';
 import type { EndpointObj, RetryPolicy } from './model.js';
@@ -143,6 +144,8 @@ export class Session implements SessionView, CloseListener {
   splicer: Splicer | undefined;
   /** Set once the kernel splice path took over. */
   splice: SplicePath | undefined;
+  /** The data-plane count this session is charged to (admission.ts); undefined for the control plane. */
+  admitted: ListenerCount | undefined;
 
   constructor(
     readonly name: string,

@@ -21,6 +21,7 @@ export const REFUSAL_REASONS = [
   'yaml_aliases',          // a REST YAML body with too many aliases
   'api_host',              // a REST call to a loopback API without a token, for a Host that is not a loopback name (DNS rebinding)
   'http_path',             // an HTTP/WebSocket request path that climbs above the root or carries %2F/%5C/backslash (400)
+  'udp_foreign_peer',      // a datagram from a peer that the UDP listener's connect{} does not allow
 ] as const;
 
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];

@@ -303,7 +303,10 @@ class HttpListener implements ListenerImpl {
     const priv: SessionPriv = {
       http: ex,
       error(status, body) {
-        ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify(body, null, 4));
+        // 503 is the gateway's own limits refusing (core/admission.ts): close the
+        // connection too, a kept-alive one would hold a descriptor for nothing.
+        const headers: Record<string, string> = status === 503 ? { 'content-type': 'application/json', connection: 'close' } : { 'content-type': 'application/json' };
+        ex.respond(status, headers, JSON.stringify(body, null, 4));
       },
     };
     const channel = new HttpServerChannel(ex);

@@ -150,6 +150,8 @@ class JsonSocketListener implements ListenerImpl {
       refusals: ctx.refusals,
       limits: ctx.limits,
       emit: (raw) => this.accept(raw),
+      // A transport that admits early (UDP on node:dgram) admits for this listener; the handshake's session then is not asked again.
+      admit: (c) => ctx.admit(c),
     }, transport.field);
   }
 
@@ -164,6 +166,11 @@ class JsonSocketListener implements ListenerImpl {
 
   bound(): boolean {
     return this.inner.bound?.() ?? !this.stopped;
+  }
+
+  /** Early drop in the transport's flow table (UDP), which admits for this listener. */
+  evictIdle(): boolean {
+    return this.inner.evictIdle?.() ?? false;
   }
 
   async stop(): Promise<void> {
@@ -203,6 +210,7 @@ class JsonSocketListener implements ListenerImpl {
       metadata: { ...raw.metadata, JSONSocket: header },
       channel: ch,
       priv,
+      ...(raw.admitted === true ? { admitted: true } : {}),
     });
   }
 }

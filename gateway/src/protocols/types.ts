@@ -53,6 +53,8 @@ export interface NewSession {
   readonly metadata: Record<string, unknown>;
   readonly channel: Channel;
   readonly priv?: SessionPriv;
+  /** The listener asked ListenerContext.admit() already (before it spent a descriptor on the flow). */
+  readonly admitted?: boolean;
 }
 
 export interface ListenerContext {
@@ -64,6 +66,12 @@ export interface ListenerContext {
   readonly limits: EdgeLimits;
   /** Hand a new session to the router. */
   emit(session: NewSession): void;
+  /**
+   * Admission of a new flow (core/admission.ts) for listeners that must spend
+   * a descriptor before emit(): false means refused (counted and logged
+   * already); emit it then with `admitted: true`. Others leave it to emit().
+   */
+  admit(candidate: { readonly metadata: Record<string, unknown> }): boolean;
 }
 
 export interface ListenerImpl {
@@ -75,6 +83,12 @@ export interface ListenerImpl {
   ready?(): void;
   /** Whether the listener holds its socket now (readiness); absent means "bound once started". */
   bound?(): boolean;
+  /**
+   * Admission found no room for a new session (a cap or the descriptor
+   * budget): end one idle session of this listener if there is one (early
+   * drop) and say whether it did. Listeners with flow tables (UDP) have it.
+   */
+  evictIdle?(): boolean;
 }
 
 export interface ConnectRequest {

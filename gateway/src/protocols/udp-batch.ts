@@ -21,6 +21,7 @@ import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { NativeDatagramChannel } from '../native/channel.js';
 import { NativeSocket, sourceAddress, sourceIPv4Key, type NativeSocketHandler } from '../native/fdsocket.js';
 import { socketsAddon, type SocketsAddon } from '../native/sockets.js';
+import { flowClock } from './flow-evict.js';
 
 /** Largest UDP payload over IPv4 (as in udp.ts; repeated to avoid an import cycle). */
 const MAX_UDP_PAYLOAD = 65507;
@@ -41,7 +42,7 @@ function ipv4Key(address: string, port: number): number {
   return (((a * 256 + b) * 256 + c) * 256 + d) * 65536 + port;
 }
 
-function keyAddress(key: number): { address: string; port: number } {
+export function keyAddress(key: number): { address: string; port: number } {
   const port = key % 65536;
   let ip = Math.floor(key / 65536);
   const parts: number[] = [];
@@ -245,6 +246,9 @@ export class SharedUdpFlow extends BaseChannel {
   kernelActivity: (() => number) | undefined;
   /** Unused (cluster sockets only); here so that every UdpFlowChannel has it. */
   onRelease: (() => void) | undefined;
+  /** For early drop (flow-evict.ts): when a datagram last went either way, and whether one went to the client. */
+  lastActive = flowClock.now;
+  replied = false;
 
   constructor(private readonly shared: SharedUdpSocket, readonly key: number, readonly addr: Uint8Array) {
     super();
@@ -254,12 +258,15 @@ export class SharedUdpFlow extends BaseChannel {
 
   receive(msg: Uint8Array): void {
     this.activity++;
+    this.lastActive = flowClock.now;
     this.deliver(msg);
   }
 
   send(chunk: Uint8Array): boolean {
     if (this.closed) return true;
     this.activity++;
+    this.lastActive = flowClock.now;
+    this.replied = true;
     if (chunk.byteLength <= MAX_UDP_PAYLOAD) return this.shared.send(this, chunk);
     let ok = true;
     for (let off = 0; off < chunk.byteLength; off += MAX_UDP_PAYLOAD) {

@@ -19,8 +19,9 @@ import type {
   ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec,
 } from './types.js';
 import * as v from './validate.js';
-import { BatchedUdpChannel, SharedUdpSocket, canBatch, flat, udpBatchAddon, type SharedUdpFlow, type SharedUdpOwner } from './udp-batch.js';
+import { BatchedUdpChannel, SharedUdpSocket, canBatch, flat, keyAddress, udpBatchAddon, type SharedUdpFlow, type SharedUdpOwner } from './udp-batch.js';
 import { drawUnbarred, udpSourcePorts } from './udp-ports.js';
+import { flowClock, pickEvictable, startFlowClock } from './flow-evict.js';
 
 /** Largest UDP payload over IPv4. */
 export const MAX_UDP_PAYLOAD = 65507;
@@ -48,6 +49,9 @@ export class UdpChannel extends BaseChannel {
   kernelActivity: (() => number) | undefined;
   /** Called once when the socket has closed (cluster side: its source port goes into quarantine, udp-ports.ts). */
   onRelease: (() => void) | undefined;
+  /** For early drop of server-mode flows (flow-evict.ts): when a datagram last went either way, and whether one went to the client. */
+  lastActive = flowClock.now;
+  replied = false;
   private ended = false;
   private received = 0;
   private linger: EofLinger | undefined;
@@ -73,6 +77,7 @@ export class UdpChannel extends BaseChannel {
         return;
       }
       this.activity++;
+      this.lastActive = flowClock.now;
       this.received++;
       this.deliver(msg);
     });
@@ -97,12 +102,15 @@ export class UdpChannel extends BaseChannel {
   /** Feed a datagram that arrived on another socket (listener hand-over). */
   inject(msg: Uint8Array): void {
     this.activity++;
+    this.lastActive = flowClock.now;
     this.deliver(msg);
   }
 
   send(chunk: Uint8Array): boolean {
     if (this.closed || this.ended) return true;
     this.activity++;
+    this.lastActive = flowClock.now;
+    this.replied = true;
     if (chunk.byteLength <= MAX_UDP_PAYLOAD) {
       this.socket.send(chunk, this.onSent);
     } else {
@@ -264,6 +272,7 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
     }
     sock.on('message', (msg, rinfo) => this.onMessage(msg, rinfo));
     sock.on('error', (err) => this.ctx.log.warn({ listener: this.ctx.listenerName, err: err.message }, 'UDP listener socket error'));
+    startFlowClock();
     this.startSweep();
   }
 
@@ -281,22 +290,24 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
     }
     this.shared = new SharedUdpSocket(addon, fd, { address, port }, this);
     this.sharedFlows = this.shared.flows;
+    startFlowClock();
     this.startSweep();
   }
 
   /** SharedUdpOwner: a datagram from a peer without a flow. */
   newFlow(shared: SharedUdpSocket, key: number, msg: Buffer, slot: number): void {
-    const { connectAddress, connectPort } = this.cfg;
+    // The remote comes from the flow key. (It was read back through
+    // addresses(), which opens a socket to ask the routing table for the
+    // local address: at EMFILE that failed, and every datagram of a flood
+    // was logged as "a peer outside connect{}".)
+    const r = keyAddress(key);
+    if (this.foreign(r.address, r.port)) return;
+    // Admitted before the flow exists: a refused datagram of a flood costs no flow object.
+    const metadata = udpMetadata(r.address, r.port, this.cfg.address, this.cfg.port);
+    if (!this.ctx.admit({ metadata })) return;
     const f = shared.open(key, slot);
-    const r = f.addresses()?.remote;
-    if (r === undefined || (connectAddress !== undefined && connectAddress !== r.address) ||
-        (connectPort !== undefined && connectPort !== r.port)) {
-      f.close();
-      this.ctx.log.warn({ listener: this.ctx.listenerName, remote: f.peer }, 'UDP listener: packet from a peer outside connect{} rejected');
-      return;
-    }
     f.receive(msg);
-    this.emit(f, r.address, r.port, this.cfg.address, this.cfg.port);
+    this.emit(f, metadata, true);
   }
 
   /** SharedUdpOwner: the socket failed; its flows are closed with the error. */
@@ -325,7 +336,7 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
     const local = sock.address();
     const ch = new UdpChannel(sock, `${connectAddress}:${connectPort}`);
     // Emitted once the listener is committed, so that the session can be routed.
-    this.pendingSingleton = () => this.emit(ch, connectAddress!, connectPort!, local.address, local.port);
+    this.pendingSingleton = () => this.emit(ch, udpMetadata(connectAddress!, connectPort!, local.address, local.port));
   }
 
   private pendingSingleton: (() => void) | undefined;
@@ -353,18 +364,16 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
       }
       return;
     }
-    const { connectAddress, connectPort } = this.cfg;
-    if ((connectAddress !== undefined && connectAddress !== rinfo.address) ||
-        (connectPort !== undefined && connectPort !== rinfo.port)) {
-      this.ctx.log.warn({ listener: this.ctx.listenerName, remote: key }, 'UDP listener: packet from a peer outside connect{} rejected');
-      return;
-    }
+    if (this.foreign(rinfo.address, rinfo.port)) return;
+    // This path spends a socket on the flow before emit(): ask admission first.
+    const metadata = udpMetadata(rinfo.address, rinfo.port, this.cfg.address, this.cfg.port);
+    if (!this.ctx.admit({ metadata })) return;
     const pending: Uint8Array[] = [msg];
     this.flows.set(key, pending);
-    void this.accept(key, rinfo, pending);
+    void this.accept(key, rinfo, pending, metadata);
   }
 
-  private async accept(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[]): Promise<void> {
+  private async accept(key: string, rinfo: dgram.RemoteInfo, pending: Uint8Array[], metadata: UdpMetadata): Promise<void> {
     // The node:dgram path (IPv6, or batching off): a socket per flow. On the
     // batched path (IPv4) flows share the listener's socket (startShared).
     const { address, port } = this.cfg;
@@ -390,7 +399,10 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
       sock.off('message', early);
       this.flows.delete(key);
       try { sock.close(); } catch { /* already closed */ }
-      this.ctx.log.warn({ listener: this.ctx.listenerName, remote: key, err: (err as Error).message }, 'UDP listener: cannot open a session socket');
+      const code = (err as NodeJS.ErrnoException).code;
+      // Out of descriptors (someone else took them): per flow, so counted, not logged each time.
+      if (code === 'EMFILE' || code === 'ENFILE') this.ctx.refusals.refuse('fd_budget', this.ctx.listenerName, { remote: key, err: code });
+      else this.ctx.log.warn({ listener: this.ctx.listenerName, remote: key, err: (err as Error).message }, 'UDP listener: cannot open a session socket');
       return;
     }
     sock.off('message', early);
@@ -402,19 +414,31 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
     this.flows.set(key, ch);
     ch.setCloseListener({ closed: () => { if (this.flows.get(key) === ch) this.flows.delete(key); } });
     for (const m of pending) ch.inject(m);
-    this.emit(ch, rinfo.address, rinfo.port, address, port);
+    this.emit(ch, metadata, true);
   }
 
-  private emit(ch: UdpFlowChannel, rAddr: string, rPort: number, lAddr: string, lPort: number): void {
-    const name = flat(`UDP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`);
-    this.ctx.emit({
-      name,
-      channel: ch,
-      metadata: {
-        IP: { src_addr: rAddr, dst_addr: lAddr },
-        UDP: { src_port: rPort, dst_port: lPort },
-      },
-    });
+  /** A datagram from a peer that connect{} does not allow: dropped, counted, logged once per interval. */
+  private foreign(address: string, port: number): boolean {
+    const { connectAddress, connectPort } = this.cfg;
+    if ((connectAddress === undefined || connectAddress === address) && (connectPort === undefined || connectPort === port)) return false;
+    this.ctx.refusals.refuse('udp_foreign_peer', this.ctx.listenerName, { remote: `${address}:${port}` });
+    return true;
+  }
+
+  private emit(ch: UdpFlowChannel, metadata: UdpMetadata, admitted = false): void {
+    const { IP: ip, UDP: udp } = metadata;
+    const name = flat(`UDP:${ip.src_addr}:${udp.src_port}-${ip.dst_addr}:${udp.dst_port}-${this.seq++}`);
+    this.ctx.emit({ name, channel: ch, metadata, ...(admitted ? { admitted } : {}) });
+  }
+
+  /** Early drop (flow-evict.ts): end one idle flow to make room for a new one. */
+  evictIdle(): boolean {
+    if (this.cfg.singleton) return false;
+    const flows: Map<unknown, ServerFlow | Uint8Array[]> = this.sharedFlows ?? this.flows;
+    const f = pickEvictable(flows, isFlow);
+    if (f === undefined) return false;
+    f.close();
+    return true;
   }
 
   /** Ends server-mode flows that were silent for idle_timeout seconds. */
@@ -462,6 +486,25 @@ class UdpListener implements ListenerImpl, SharedUdpOwner {
       try { main.close(() => resolve()); } catch { resolve(); }
     });
   }
+}
+
+interface UdpMetadata extends Record<string, unknown> {
+  IP: { src_addr: string; dst_addr: string };
+  UDP: { src_port: number; dst_port: number };
+}
+
+function udpMetadata(rAddr: string, rPort: number, lAddr: string, lPort: number): UdpMetadata {
+  return {
+    IP: { src_addr: rAddr, dst_addr: lAddr },
+    UDP: { src_port: rPort, dst_port: lPort },
+  };
+}
+
+/** A server-mode flow's channel (the cluster side's BatchedUdpChannel never sits in a flow table). */
+type ServerFlow = UdpChannel | SharedUdpFlow;
+
+function isFlow(v: unknown): v is ServerFlow {
+  return !Array.isArray(v);
 }
 
 interface UdpClusterConfig {

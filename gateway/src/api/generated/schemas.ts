@@ -45,6 +45,11 @@ const Error_ = Type.Object({
 export const AdminLimits = Type.Object({
   max_body_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
   max_sessions: Type.Optional(Type.Integer({ minimum: 1 })),
+  listener_max_sessions: Type.Optional(Type.Integer({ minimum: 1 })),
+  flow_rate: Type.Optional(Type.Number({ minimum: 0 })),
+  flow_burst: Type.Optional(Type.Number({ minimum: 1 })),
+  flow_sources: Type.Optional(Type.Integer({ minimum: 1 })),
+  fd_reserve: Type.Optional(Type.Integer({ minimum: 0 })),
   api_rate: Type.Optional(Type.Number({ minimum: 0 })),
   api_burst: Type.Optional(Type.Number({ minimum: 1 })),
   jsonsocket_header_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
@@ -124,6 +129,7 @@ export const ListenerSpec = Type.Object({
 /** Optional listener features. */
 export const ListenerOptions = Type.Object({
   track: Type.Optional(Type.Integer({ minimum: 0 })),
+  max_sessions: Type.Optional(Type.Integer({ minimum: 1 })),
 }, { additionalProperties: true });
 
 /** Which sessions a rule takes. An object is a JSON predicate (draft-snell-json-test) evaluated on the session metadata, e.g. `{op: starts, path: /HTTP/url/path, value: /api}`; any string (such as `*`) or no match at all matches every session. */

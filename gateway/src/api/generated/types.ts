@@ -81,8 +81,18 @@ export type Admin = {
 export type AdminLimits = {
   /** Largest REST request body in bytes (default 1048576); larger gets 413 before it is read. */
   max_body_bytes?: number;
-  /** Live sessions at most (default 100000); new ones are refused beyond. */
+  /** Live data-plane sessions at most, gateway-wide (default 100000); new ones are refused beyond (reason `max_sessions`). Sessions of listeners that serve the REST controller or metrics (a route to an L7mpController or Prometheus cluster) are not counted and never refused. */
   max_sessions?: number;
+  /** Live sessions per data-plane listener (default 50000; a listener's `options.max_sessions` overrides it). Beyond it a UDP listener first ends an idle flow (reason `flow_evicted`), else the new session is refused (reason `listener_sessions`). */
+  listener_max_sessions?: number;
+  /** New data-plane sessions per second per source address (token bucket, default 1000); 0 turns the limit off. Beyond it: refused (reason `flow_rate`). */
+  flow_rate?: number;
+  /** New sessions a source may open at once before flow_rate applies (default the larger of 2000 and flow_rate). */
+  flow_burst?: number;
+  /** Source addresses whose buckets are kept at once (default 65536); when full, refilled buckets go first, then the least recently seen source. */
+  flow_sources?: number;
+  /** File descriptors kept for the REST API, the admin listener and live sessions (default an eighth of RLIMIT_NOFILE, at least 64, at most 1024): new data-plane sessions are refused (reason `fd_budget`) while more than the limit minus this are open. */
+  fd_reserve?: number;
   /** REST requests per second per client address (token bucket, default 50); 0 turns the limit off. Beyond it: 429 with Retry-After. */
   api_rate?: number;
   /** Requests a client may make at once before api_rate applies (default the larger of 100 and api_rate). */
@@ -172,6 +182,8 @@ export type SocketOptions = {
 export type ListenerOptions = {
   /** Seconds an ended session stays visible in the session list (default 0). */
   track?: number;
+  /** This listener's own cap of live sessions (default `admin.limits.listener_max_sessions`). */
+  max_sessions?: number;
   [key: string]: unknown;
 };
 

@@ -1,0 +1,114 @@
+// The file-descriptor budget: new data-plane flows stop well before the
+// process runs out of descriptors, so that the REST API, the admin listener
+// and live sessions (a reconnect, a log file) always find one.
+//
+// Why it matters beyond "new flows fail": at EMFILE the two kinds of
+// listener behave very differently. libuv (node:net) keeps a spare
+// descriptor for exactly this case (uv__emfile_trick): it closes the spare,
+// accepts the pending connection, closes it and re-opens the spare, so a
+// net listener resets the client and stays calm. uWebSockets.js (uSockets)
+// has no such trick: its accept loop stops at the first failing accept()
+// ("Todo: start timer here" in loop.c) and leaves the connection in the
+// backlog; the listen socket stays readable in level-triggered epoll, so the
+// loop wakes again at once and spins at ~100 % CPU, and the REST API on it is
+// unreachable until descriptors come back. So the budget refuses data-plane
+// flows while `limit - reserve` descriptors are in use: the reserve is never
+// reached by data-plane load, and uWS never sees EMFILE from it.
+//
+// The limit is RLIMIT_NOFILE. Node raises the soft limit to the hard limit
+// at start (as nginx's worker_rlimit_nofile would), so the soft limit read
+// here is already the highest the process may have. The usage is sampled
+// from /proc/self/fd at most every SAMPLE_MS (longer when many are open), not per packet; between samples
+// each admitted data-plane session is assumed to take FDS_PER_SESSION more
+// (and each ended one to give them back), so a burst between two samples
+// cannot overshoot.
+
+import fs from 'node:fs';
+
+/**
+ * At most one /proc/self/fd scan per this many ms, or per (descriptors open / 20) ms
+ * when that is longer: a scan costs up to ~0.7 µs per descriptor (measured on a
+ * loaded machine), so the scans never take more than ~1.5 % of a core; at 100k
+ * open descriptors one runs every 5 s and the per-session estimate carries the rest.
+ */
+export const SAMPLE_MS = 100;
+/** Descriptors a data-plane session is assumed to take until the next sample (a client and an upstream socket). */
+export const FDS_PER_SESSION = 2;
+
+/** The default reserve: an eighth of the limit, at least 64 and at most 1024 descriptors. */
+export function defaultReserve(limit: number): number {
+  return Math.max(64, Math.min(1024, Math.floor(limit / 8)));
+}
+
+/** RLIMIT_NOFILE's soft limit from /proc/self/limits; undefined where there is none (not Linux) or it is unlimited. */
+export function readFdLimit(file = '/proc/self/limits'): number | undefined {
+  try {
+    const line = fs.readFileSync(file, 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    const soft = line?.slice('Max open files'.length).trim().split(/\s+/)[0];
+    const n = Number(soft);
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Descriptors open now, or undefined if they cannot be counted (no /proc). EMFILE itself counts as "all of them". */
+function countOpenFds(limit: number): number | undefined {
+  try {
+    return fs.readdirSync('/proc/self/fd').length - 1; // minus the descriptor readdir itself held
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'EMFILE' || code === 'ENFILE' ? limit : undefined;
+  }
+}
+
+export class FdBudget {
+  private sampled = 0;
+  private sampledAt = -Infinity;
+  /** Data-plane sessions opened minus ended since the last sample. */
+  private delta = 0;
+
+  /**
+   * `limit` undefined: the budget is off (no /proc or no limit).
+   * `reserve`: descriptors kept for the control plane and live sessions.
+   */
+  constructor(
+    readonly limit: number | undefined,
+    readonly reserve: number,
+    private readonly now: () => number = Date.now,
+    private readonly count: (limit: number) => number | undefined = countOpenFds,
+  ) {}
+
+  /** The descriptors data-plane flows may use (limit - reserve), or undefined when off. */
+  get ceiling(): number | undefined {
+    return this.limit === undefined ? undefined : Math.max(0, this.limit - this.reserve);
+  }
+
+  /** The estimated usage now (sampled at most every SAMPLE_MS). */
+  usage(): number {
+    const t = this.now();
+    if (this.limit !== undefined && t - this.sampledAt >= Math.max(SAMPLE_MS, this.sampled / 20)) {
+      const n = this.count(this.limit);
+      if (n !== undefined) {
+        this.sampled = n;
+        this.delta = 0;
+      }
+      this.sampledAt = t;
+    }
+    return this.sampled + this.delta * FDS_PER_SESSION;
+  }
+
+  /** Whether a new data-plane flow would eat into the reserve. */
+  exhausted(): boolean {
+    const c = this.ceiling;
+    return c !== undefined && this.usage() >= c;
+  }
+
+  opened(): void {
+    this.delta++;
+  }
+
+  closed(): void {
+    this.delta--;
+  }
+}
