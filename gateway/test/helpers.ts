@@ -11,7 +11,8 @@ import { PortAllocator } from '../../conformance/ports.js';
 import { waitFor as suiteWaitFor } from '../../conformance/util.js';
 import { startGateway } from '../src/app.js';
 import type { Gateway } from '../src/core/gateway.js';
-import { silentLogger, type Logger } from '../src/observe/log.js';
+import { pino } from 'pino';
+import { LEVELS, silentLogger, type Logger } from '../src/observe/log.js';
 
 const ports = new PortAllocator();
 
@@ -200,4 +201,13 @@ export function randomPayload(n: number): Buffer {
   const b = Buffer.allocUnsafe(n);
   for (let i = 0; i < n; i++) b[i] = (i * 131 + 7) & 0xff;
   return b;
+}
+
+/** A logger at `info` that keeps every line it writes, parsed. */
+export function captureLogger(): { log: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ customLevels: LEVELS, useOnlyCustomLevels: true, level: 'info' }, {
+    write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); },
+  }) as unknown as Logger;
+  return { log, lines };
 }

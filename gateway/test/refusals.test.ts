@@ -1,15 +1,6 @@
 import test from 'ava';
-import { pino } from 'pino';
-import { LEVELS, type Logger } from '../src/observe/log.js';
 import { Refusals } from '../src/observe/refusals.js';
-
-function capture(): { log: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  const log = pino({ customLevels: LEVELS, useOnlyCustomLevels: true, level: 'info' }, {
-    write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); },
-  }) as unknown as Logger;
-  return { log, lines };
-}
+import { captureLogger as capture } from './helpers.js';
 
 test('a flood of refusals is counted in full and logged once per reason per interval', (t) => {
   const { log, lines } = capture();

@@ -19,6 +19,7 @@ export const REFUSAL_REASONS = [
   'header_depth',          // a JSONSocket header nested too deep
   'body_size',             // a REST body too large
   'yaml_aliases',          // a REST YAML body with too many aliases
+  'sync_buffer',           // a message for a Sync peer that has not joined yet, over the held-back bound
 ] as const;
 
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
