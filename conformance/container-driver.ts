@@ -204,7 +204,7 @@ export class ContainerDriver implements Driver {
   readonly listenAddress = '127.0.0.1';
   /** Host network: the containers bind the same loopback addresses as process mode. */
   readonly peerAddresses: readonly string[] = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'];
-  private readonly local = new ProcessDriver();
+  private readonly local: ProcessDriver;
   /** The shared folder for Unix sockets, bind-mounted at the same path everywhere. */
   private readonly dir: string;
   private readonly gatewayImage: string;
@@ -230,6 +230,8 @@ export class ContainerDriver implements Driver {
     this.gatewayCommand = containerCommand(opts.gatewayCmd);
     this.peersImage = opts.peersImage ?? PEERS_IMAGE;
     this.localPeers = opts.localPeers ?? false;
+    // Local peers serve a gateway that runs as another user (the image's).
+    this.local = new ProcessDriver(undefined, this.localPeers);
     const progress = opts.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
     const info = docker(['info', '--format', '{{.ServerVersion}}'], 15_000);
     if (!info.ok || info.out === '') {

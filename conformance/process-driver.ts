@@ -172,8 +172,11 @@ export class ProcessDriver implements Driver {
   /**
    * @param gatewayCmd --gateway-cmd: the gateway under test, run by /bin/sh
    *   with {config} replaced (gateway-under-test.ts); default: this build.
+   * @param forOtherUsers the peers' sockets and FIFOs must be usable by a
+   *   gateway running as another user (a gateway container next to local
+   *   peers): peers start with umask 0 and FIFOs are made 0666.
    */
-  constructor(private readonly gatewayCmd?: string) {
+  constructor(private readonly gatewayCmd?: string, private readonly forOtherUsers = false) {
     // Short: Unix socket paths must stay under 108 bytes.
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7c-'));
   }
@@ -233,7 +236,19 @@ export class ProcessDriver implements Driver {
     };
   }
 
-  async startPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle> {
+  startPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle> {
+    if (!this.forOtherUsers) return this.spawnPeer(kind, args);
+    // A child takes the umask it is spawned with, and spawnPeer spawns before
+    // its first await: the sockets its peer creates are open to every user.
+    const old = process.umask(0);
+    try {
+      return this.spawnPeer(kind, args);
+    } finally {
+      process.umask(old);
+    }
+  }
+
+  private async spawnPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle> {
     const host = args.address ?? '127.0.0.1';
     const port = args.port ?? 0;
     // The tag is a short [A-Za-z0-9] token; checked so that it is safe inside the SYSTEM command.
@@ -300,7 +315,7 @@ export class ProcessDriver implements Driver {
       case 'pipe-echo':
         if (args.path === undefined) throw new Error('pipe-echo needs a path');
         for (const f of [args.path, `${args.path}.reply`]) {
-          if (!fs.existsSync(f)) execFileSync('mkfifo', ['-m', '600', f]);
+          if (!fs.existsSync(f)) execFileSync('mkfifo', ['-m', this.forOtherUsers ? '666' : '600', f]);
         }
         cmd = 'socat';
         // Reads the FIFO, answers through cat on the reply FIFO. Both are opened
