@@ -1,5 +1,6 @@
-// Container mode: the gateway under test is the l7mp/gateway:local image and
-// every echo peer runs in the l7mp/peers:local image, each as its own
+// Container mode: the gateway under test is the l7mp/gateway:local image (or
+// the --gateway-image one) and every echo peer runs in the l7mp/peers:local
+// image (or, with localPeers, as a local process, as in process mode), each as its own
 // container started with testcontainers on the host network (no bridge, no
 // port mapping: the same 127.0.0.x addresses and ports as process mode).
 //
@@ -38,6 +39,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StartedTestContainer } from 'testcontainers';
 import { DriverUnavailableError, type Driver, type GatewayHandle, type GatewayStartOptions, type L2Link, type PeerArgs, type PeerHandle, type PeerKind } from './driver.js';
+import { CONTAINER_CONFIG_PATH, containerCommand } from './gateway-under-test.js';
 import { ETHERTYPE } from './l2.js';
 import { ProcessDriver } from './process-driver.js';
 import { tcpBindable, udpBindable } from './ports.js';
@@ -65,8 +67,17 @@ const RUN_LABEL = 'org.l7mp.conformance-run';
 export interface ContainerDriverOptions {
   /** Run scripts/build-images.sh first (default: true unless L7MP_IMAGES_PREBUILT=1). */
   readonly build?: boolean;
+  /** --gateway-image: the gateway under test (default l7mp/gateway:local; another image is never built here). */
   readonly gatewayImage?: string;
+  /** --gateway-cmd: the gateway container's command ({config} = its config path); default `-c <config>`. */
+  readonly gatewayCmd?: string;
   readonly peersImage?: string;
+  /**
+   * Run the echo peers as local processes (ProcessDriver's) instead of
+   * containers of the peers image: what the conformance image does, which
+   * carries the peers itself (host network, so the gateway container reaches them).
+   */
+  readonly localPeers?: boolean;
   /** Where build output goes (default: stderr). */
   readonly progress?: (line: string) => void;
 }
@@ -193,11 +204,15 @@ export class ContainerDriver implements Driver {
   readonly listenAddress = '127.0.0.1';
   /** Host network: the containers bind the same loopback addresses as process mode. */
   readonly peerAddresses: readonly string[] = ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'];
-  private readonly local = new ProcessDriver();
+  private readonly local: ProcessDriver;
   /** The shared folder for Unix sockets, bind-mounted at the same path everywhere. */
   private readonly dir: string;
   private readonly gatewayImage: string;
+  /** Our own image: run as its unprivileged user; a foreign one as its image says. */
+  private readonly ownGateway: boolean;
+  private readonly gatewayCommand: string[];
   private readonly peersImage: string;
+  private readonly localPeers: boolean;
   private readonly runId = `${process.pid}-${Date.now().toString(36)}`;
   private readonly boxes = new Set<Box>();
   private readonly udpPeer = udpEchoPeer();
@@ -211,14 +226,21 @@ export class ContainerDriver implements Driver {
   constructor(opts: ContainerDriverOptions = {}) {
     configureTestcontainers();
     this.gatewayImage = opts.gatewayImage ?? GATEWAY_IMAGE;
+    this.ownGateway = opts.gatewayImage === undefined;
+    this.gatewayCommand = containerCommand(opts.gatewayCmd);
     this.peersImage = opts.peersImage ?? PEERS_IMAGE;
+    this.localPeers = opts.localPeers ?? false;
+    // Local peers serve a gateway that runs as another user (the image's).
+    this.local = new ProcessDriver(undefined, this.localPeers);
     const progress = opts.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
     const info = docker(['info', '--format', '{{.ServerVersion}}'], 15_000);
     if (!info.ok || info.out === '') {
       this.local.close().catch(() => undefined);
       throw new DriverUnavailableError(`container mode needs a Docker engine (run 'bash scripts/setup-docker.sh'): ${info.out.split('\n').slice(-1)[0] ?? 'docker info failed'}`);
     }
-    if (opts.build ?? process.env.L7MP_IMAGES_PREBUILT !== '1') {
+    // Our images are built from this tree; someone else's gateway image is theirs to build.
+    const needOurs = this.ownGateway || !this.localPeers;
+    if (opts.build ?? (needOurs && process.env.L7MP_IMAGES_PREBUILT !== '1')) {
       progress(`container mode: building the images (scripts/build-images.sh)`);
       const r = spawnSync('bash', [path.join(ROOT, 'scripts/build-images.sh')], { cwd: ROOT, encoding: 'utf8', timeout: BUILD_TIMEOUT_MS });
       const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
@@ -228,10 +250,10 @@ export class ContainerDriver implements Driver {
       }
       for (const line of out.split('\n')) progress(line);
     }
-    for (const image of [this.gatewayImage, this.peersImage]) {
+    for (const image of this.localPeers ? [this.gatewayImage] : [this.gatewayImage, this.peersImage]) {
       if (!docker(['image', 'inspect', image], 15_000).ok) {
         this.local.close().catch(() => undefined);
-        throw new DriverUnavailableError(`container mode: image ${image} is missing (build it with 'npm run images')`);
+        throw new DriverUnavailableError(`container mode: image ${image} is missing (${image === GATEWAY_IMAGE || image === PEERS_IMAGE ? "build it with 'npm run images'" : `pull or build it first: the suite does not pull`})`);
       }
     }
     const reaped = reapDeadRuns();
@@ -251,17 +273,17 @@ export class ContainerDriver implements Driver {
     return this.local.tmpPath(name);
   }
 
-  private async start(box: Box, image: string, command: string[], configure?: (c: import('testcontainers').GenericContainer) => import('testcontainers').GenericContainer): Promise<void> {
+  private async start(box: Box, image: string, command: string[], configure?: (c: import('testcontainers').GenericContainer) => import('testcontainers').GenericContainer, user: string | undefined = CONTAINER_USER): Promise<void> {
     const { GenericContainer } = await import('testcontainers');
     let gc = new GenericContainer(image)
       .withNetworkMode('host')
-      .withUser(CONTAINER_USER)
       .withCommand(command)
       .withBindMounts([{ source: this.dir, target: this.dir, mode: 'rw' }])
       .withLabels({ [RUN_LABEL]: this.runId })
       .withName(`l7mp-conf-${this.runId}-${this.seq++}`)
       .withLogConsumer(box.consume)
       .withStartupTimeout(START_TIMEOUT_MS);
+    if (user !== undefined) gc = gc.withUser(user);
     if (configure) gc = configure(gc);
     this.boxes.add(box);
     box.started(await gc.start());
@@ -291,11 +313,11 @@ export class ContainerDriver implements Driver {
       // capabilities, so such a gateway runs as the container's root, with
       // NET_RAW (in Docker's default set anyway) and nothing more.
       const raw = /"protocol": "AF_PACKET"/.test(text);
-      await this.start(box, this.gatewayImage, ['-c', '/config/gateway.json'],
+      await this.start(box, this.gatewayImage, this.gatewayCommand,
         (gc) => {
-          const c = gc.withCopyContentToContainer([{ content: text, target: '/config/gateway.json', mode: 0o644 }]);
+          const c = gc.withCopyContentToContainer([{ content: text, target: CONTAINER_CONFIG_PATH, mode: 0o644 }]);
           return raw ? c.withUser('0:0').withAddedCapabilities('NET_RAW') : c;
-        });
+        }, this.ownGateway ? CONTAINER_USER : undefined);
       await waitFor(async () => {
         if (box.isGone) throw new Error(`the gateway container exited: ${box.logs().slice(-2000)}`);
         const r = await api(apiBase, 'GET', '/api/v1/admin', undefined, 1000).catch(() => undefined);
@@ -326,6 +348,7 @@ export class ContainerDriver implements Driver {
   }
 
   async startPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle> {
+    if (this.localPeers) return this.local.startPeer(kind, args);
     const host = args.address ?? '127.0.0.1';
     const port = args.port ?? 0;
     if (args.tag !== undefined && !/^[A-Za-z0-9]{1,16}$/.test(args.tag)) throw new Error(`bad peer tag "${args.tag}"`);

@@ -1,5 +1,5 @@
 // Process mode: the gateway under test is `node dist/gateway/src/main.js -c
-// <generated config>`, and the peers are local processes on 127.0.0.x:
+// <generated config>` (or the --gateway-cmd command), and the peers are local processes on 127.0.0.x:
 // socat for TCP and Unix sockets, a one-socket node echo for UDP
 // (udp-echo.ts), peer-server.js (node's http and the `ws` library) for HTTP
 // and WebSocket, C programs for Unix datagram, SCTP and AF_PACKET.
@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Driver, GatewayHandle, GatewayStartOptions, L2Link, PeerArgs, PeerHandle, PeerKind } from './driver.js';
+import { processCommand } from './gateway-under-test.js';
 import { createLink, ETHERTYPE, packetPeer } from './l2.js';
 import { PortAllocator, tcpBindable, udpBindable } from './ports.js';
 import { sctpUdpEcho, sctpUdpEchoArgs } from './sctp-peer.js';
@@ -115,11 +116,15 @@ class Child {
     try { this.proc.kill('SIGKILL'); } catch { /* gone */ }
   }
 
-  /** A polite signal to the leader first (the gateway shuts down cleanly on SIGTERM), then SIGKILL for the group. */
+  /**
+   * A polite signal first (the gateway shuts down cleanly on SIGTERM), to the
+   * whole group: a --gateway-cmd gateway runs under /bin/sh, which may not
+   * pass a signal on. Then SIGKILL for the group.
+   */
   async stop(polite: boolean): Promise<void> {
     const pid = this.proc.pid;
     if (polite && !this.gone && pid !== undefined) {
-      try { this.proc.kill('SIGTERM'); } catch { /* gone */ }
+      try { process.kill(-pid, 'SIGTERM'); } catch { /* group gone */ }
       await Promise.race([this.exited, delay(STOP_TIMEOUT_MS)]);
     }
     this.killNow();
@@ -164,7 +169,14 @@ export class ProcessDriver implements Driver {
   private readonly dir: string;
   private tmpSeq = 0;
 
-  constructor() {
+  /**
+   * @param gatewayCmd --gateway-cmd: the gateway under test, run by /bin/sh
+   *   with {config} replaced (gateway-under-test.ts); default: this build.
+   * @param forOtherUsers the peers' sockets and FIFOs must be usable by a
+   *   gateway running as another user (a gateway container next to local
+   *   peers): peers start with umask 0 and FIFOs are made 0666.
+   */
+  constructor(private readonly gatewayCmd?: string, private readonly forOtherUsers = false) {
     // Short: Unix socket paths must stay under 108 bytes.
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7c-'));
   }
@@ -195,7 +207,9 @@ export class ProcessDriver implements Driver {
     };
     const file = this.tmpPath(`${name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 40)}.json`);
     fs.writeFileSync(file, JSON.stringify(full, null, 2));
-    const child = spawnChild(`gateway ${name}`, process.execPath, [GATEWAY_MAIN, '-c', file]);
+    const child = this.gatewayCmd !== undefined
+      ? spawnChild(`gateway ${name}`, '/bin/sh', ['-c', processCommand(this.gatewayCmd, file)])
+      : spawnChild(`gateway ${name}`, process.execPath, [GATEWAY_MAIN, '-c', file]);
     this.children.add(child);
     const apiBase = `http://127.0.0.1:${apiPort}`;
     try {
@@ -222,7 +236,19 @@ export class ProcessDriver implements Driver {
     };
   }
 
-  async startPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle> {
+  startPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle> {
+    if (!this.forOtherUsers) return this.spawnPeer(kind, args);
+    // A child takes the umask it is spawned with, and spawnPeer spawns before
+    // its first await: the sockets its peer creates are open to every user.
+    const old = process.umask(0);
+    try {
+      return this.spawnPeer(kind, args);
+    } finally {
+      process.umask(old);
+    }
+  }
+
+  private async spawnPeer(kind: PeerKind, args: PeerArgs): Promise<PeerHandle> {
     const host = args.address ?? '127.0.0.1';
     const port = args.port ?? 0;
     // The tag is a short [A-Za-z0-9] token; checked so that it is safe inside the SYSTEM command.
@@ -289,7 +315,7 @@ export class ProcessDriver implements Driver {
       case 'pipe-echo':
         if (args.path === undefined) throw new Error('pipe-echo needs a path');
         for (const f of [args.path, `${args.path}.reply`]) {
-          if (!fs.existsSync(f)) execFileSync('mkfifo', ['-m', '600', f]);
+          if (!fs.existsSync(f)) execFileSync('mkfifo', ['-m', this.forOtherUsers ? '666' : '600', f]);
         }
         cmd = 'socat';
         // Reads the FIFO, answers through cat on the reply FIFO. Both are opened

@@ -21,6 +21,8 @@ export interface PairResult {
 
 export interface RunResult {
   readonly mode: string;
+  /** The gateway under test: its command (process mode) or image (container mode). */
+  readonly gateway?: string;
   readonly only: string | undefined;
   readonly rows: readonly string[];
   /** Columns, with the registry protocols behind each (several for a transform group). */
@@ -118,6 +120,7 @@ export function renderText(r: RunResult): string {
   const w0 = Math.max(head.length, ...rows.map((x) => x.length)) + 2;
   const widths = cols.map((c) => Math.max(c.id.length, ...rows.map((row) => cellText(pairAt(r, row, c.id)).length)) + 2);
   out.push(`Conformance matrix (${r.mode} mode${r.only ? `, only ${r.only}` : ''}): rows are listener protocols, columns cluster protocols and transforms`);
+  if (r.gateway !== undefined) out.push(`Gateway under test: ${r.gateway}`);
   out.push(head.padEnd(w0) + cols.map((c, i) => c.id.padEnd(widths[i]!)).join('').trimEnd());
   for (const row of rows) {
     out.push(row.padEnd(w0) + cols.map((c, i) => cellText(pairAt(r, row, c.id)).padEnd(widths[i]!)).join('').trimEnd());
@@ -158,7 +161,8 @@ export function renderMarkdown(r: RunResult): string {
   const rows = r.rows.filter((row) => r.pairs.some((p) => p.row === row));
   const cols = r.cols.filter((c) => r.pairs.some((p) => p.col === c.id));
   out.push('# Conformance report', '');
-  out.push(`Mode: ${r.mode}${r.only ? `, only ${r.only}` : ''}. Ran in ${(r.durationMs / 1000).toFixed(1)} s.`, '');
+  out.push(`Mode: ${r.mode}${r.only ? `, only ${mdEscape(r.only)}` : ''}. Ran in ${(r.durationMs / 1000).toFixed(1)} s.`, '');
+  if (r.gateway !== undefined) out.push(`Gateway under test: \`${r.gateway.replace(/`/g, "'")}\``, '');
   out.push(`**${summaryLine(r)}**`, '');
   out.push('Rows are listener protocols, columns cluster protocols and transforms.', '');
   out.push(`| listener \\ cluster | ${cols.map((c) => mdEscape(c.id)).join(' | ')} |`);
@@ -248,6 +252,7 @@ code { background: #f2f2f2; padding: 0 0.2em; }
 </style></head><body>
 <h1>Conformance report</h1>
 <p>Mode: ${h(r.mode)}${r.only ? `, only ${h(r.only)}` : ''}. Ran in ${(r.durationMs / 1000).toFixed(1)} s.</p>
+${r.gateway !== undefined ? `<p>Gateway under test: <code>${h(r.gateway)}</code></p>` : ''}
 <p><strong>${h(summaryLine(r))}</strong></p>
 <p>Rows are listener protocols, columns cluster protocols and transforms. Hover a cell for its cases.</p>
 ${table}

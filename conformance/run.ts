@@ -1,23 +1,37 @@
 #!/usr/bin/env node
-// npm run conformance [-- --only LISTENER:CLUSTER] [--mode process|container] [--concurrency N]
+// npm run conformance [-- --only PATTERNS] [--mode process|container] [--concurrency N]
+//                       [--gateway-cmd 'CMD {config}'] [--gateway-image IMAGE] [--out DIR]
 //
 // Prints the matrix and the failing/skipped cases, ends with
-// "N passed, N failed, N skipped", writes conformance/report.md and
-// conformance/report.html. Exit code: 0 all passed, 1 something failed,
-// 2 bad arguments or a driver that is not available.
+// "N passed, N failed, N skipped", writes report.md, report.html, junit.xml
+// and report.json (into --out DIR, default conformance/). Exit code: 0 all
+// passed, 1 something failed, 2 bad arguments or a driver that is not available.
 
 import { parseArgs } from 'node:util';
 import { DriverUnavailableError } from './driver.js';
 import { renderText } from './report.js';
 import { runConformance, writeReports, type Mode } from './runner.js';
 
-const USAGE = `usage: node dist/conformance/run.js [--only LISTENER:CLUSTER] [--mode process|container] [--concurrency N] [--no-report]
-  --only         run one pair, e.g. --only UDP:TCP or --only TCP:Logger
-  --mode         process (default): the gateway and the peers run as local processes;
-                 container: the gateway and the peers run as containers of the
-                 l7mp/gateway:local and l7mp/peers:local images (built first)
-  --concurrency  pairs run at the same time (default 2)
-  --no-report    do not write conformance/report.md and report.html
+const USAGE = `usage: node dist/conformance/run.js [options]
+  --only PATTERNS       the pairs to run: LISTENER:CLUSTER patterns, comma-separated,
+                        case-insensitive, with * and ? (e.g. UDP:TCP, UDP:*, *:WebSocket,
+                        TCP:UDP,HTTP:*); a transform column by its label (TCP:Logger)
+  --mode MODE           process (default): the gateway and the peers run as local processes;
+                        container: the gateway runs as a container (l7mp/gateway:local,
+                        built first, or --gateway-image) and the peers too
+                        (l7mp/peers:local), unless --local-peers
+  --gateway-cmd CMD     the gateway under test, any that reads l7mp configs and serves
+                        l7mp's REST API: a command with {config}, the generated config
+                        file's path. Process mode: run by /bin/sh -c (default
+                        'node dist/gateway/src/main.js -c {config}'); container mode:
+                        the container's command (default '-c {config}')
+  --gateway-image IMAGE the gateway image under test (implies --mode container and
+                        --local-peers; never built or pulled by the suite)
+  --local-peers         container mode: run the echo peers as local processes
+  --out DIR             write report.md, report.html, junit.xml and report.json into DIR
+                        (default: conformance/ of this tree)
+  --concurrency N       pairs run at the same time (default 2)
+  --no-report           write no report files
 `;
 
 async function main(): Promise<number> {
@@ -26,7 +40,11 @@ async function main(): Promise<number> {
     ({ values } = parseArgs({
       options: {
         only: { type: 'string' },
-        mode: { type: 'string', default: 'process' },
+        mode: { type: 'string' },
+        'gateway-cmd': { type: 'string' },
+        'gateway-image': { type: 'string' },
+        'local-peers': { type: 'boolean' },
+        out: { type: 'string' },
         concurrency: { type: 'string', default: '2' },
         'no-report': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
@@ -42,7 +60,8 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  const mode = values.mode;
+  const image = values['gateway-image'];
+  const mode = values.mode ?? (image !== undefined ? 'container' : 'process');
   if (mode !== 'process' && mode !== 'container') {
     process.stderr.write(`conformance: --mode must be process or container, got "${mode}"\n${USAGE}`);
     return 2;
@@ -58,6 +77,10 @@ async function main(): Promise<number> {
       mode: mode as Mode,
       concurrency,
       ...(values.only !== undefined ? { only: values.only } : {}),
+      ...(values['gateway-cmd'] !== undefined ? { gatewayCmd: values['gateway-cmd'] } : {}),
+      ...(image !== undefined ? { gatewayImage: image } : {}),
+      // Someone else's image comes without our peers image: the peers run here.
+      ...(values['local-peers'] !== undefined || image !== undefined ? { localPeers: values['local-peers'] ?? true } : {}),
       progress: (line) => process.stderr.write(`${line}\n`),
     });
   } catch (err) {
@@ -65,15 +88,15 @@ async function main(): Promise<number> {
       process.stderr.write(`conformance: ${err.message}\n`);
       return 2;
     }
-    if ((err as Error).message.startsWith('--only')) {
+    if (/^--(only|gateway-cmd)/.test((err as Error).message)) {
       process.stderr.write(`conformance: ${(err as Error).message}\n`);
       return 2;
     }
     throw err;
   }
   if (!values['no-report']) {
-    const files = writeReports(result);
-    process.stderr.write(`wrote ${files.markdown} and ${files.html}\n`);
+    const files = values.out !== undefined ? writeReports(result, values.out) : writeReports(result);
+    process.stderr.write(`wrote ${files.markdown}, ${files.html}, ${files.junit} and ${files.json}\n`);
   }
   process.stdout.write(`${renderText(result)}\n`);
   return result.failed > 0 ? 1 : 0;

@@ -10,15 +10,24 @@ import { DriverUnavailableError, type Driver } from './driver.js';
 import { buildMatrix, cellKey, type Cell, type Matrix } from './matrix.js';
 import { ContainerDriver } from './container-driver.js';
 import { ProcessDriver } from './process-driver.js';
+import { checkGatewayCmd } from './gateway-under-test.js';
+import { renderJson, renderJunit } from './junit.js';
 import { pairStatus, renderHtml, renderMarkdown, type PairResult, type RunResult } from './report.js';
+import { selectCells } from './select.js';
 import { pool } from './util.js';
 
 export type Mode = 'process' | 'container';
 
 export interface RunOptions {
   readonly mode?: Mode;
-  /** "LISTENER:CLUSTER": run this one pair (case-insensitive; a transform column by its label). */
+  /** LISTENER:CLUSTER patterns, comma-separated, with * and ? (select.ts); case-insensitive, a transform column by its label. */
   readonly only?: string;
+  /** The gateway under test: a command with {config} (gateway-under-test.ts); default this build. */
+  readonly gatewayCmd?: string;
+  /** Container mode: the gateway image under test (default l7mp/gateway:local). */
+  readonly gatewayImage?: string;
+  /** Container mode: run the echo peers as local processes, not as containers of the peers image. */
+  readonly localPeers?: boolean;
   /** Pairs run at the same time (default 2). */
   readonly concurrency?: number;
   /** Use this driver instead of the mode's. */
@@ -32,26 +41,33 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** dist/conformance/ -> conformance/ in the source tree, where the reports go. */
 export const REPORT_DIR = path.resolve(HERE, '../../conformance');
 
-export function createDriver(mode: Mode): Driver {
-  if (mode === 'process') return new ProcessDriver();
-  if (mode === 'container') return new ContainerDriver();
+export function createDriver(mode: Mode, opts: Pick<RunOptions, 'gatewayCmd' | 'gatewayImage' | 'localPeers'> = {}): Driver {
+  if (opts.gatewayCmd !== undefined) checkGatewayCmd(opts.gatewayCmd);
+  if (mode === 'process') {
+    if (opts.gatewayImage !== undefined) throw new DriverUnavailableError('--gateway-image needs container mode (--mode container)');
+    return new ProcessDriver(opts.gatewayCmd);
+  }
+  if (mode === 'container') {
+    return new ContainerDriver({
+      ...(opts.gatewayImage !== undefined ? { gatewayImage: opts.gatewayImage } : {}),
+      ...(opts.gatewayCmd !== undefined ? { gatewayCmd: opts.gatewayCmd } : {}),
+      ...(opts.localPeers !== undefined ? { localPeers: opts.localPeers } : {}),
+    });
+  }
   throw new DriverUnavailableError(`no driver for mode "${String(mode)}"`);
 }
 
-function findOnly(cells: readonly Cell[], only: string): Cell[] {
-  const want = only.toLowerCase();
-  const hit = cells.filter((c) => cellKey(c).toLowerCase() === want);
-  if (hit.length === 0) {
-    throw new Error(`--only ${only}: no such pair; pairs are LISTENER:CLUSTER, e.g. ${cells.filter((c) => c.type === 'run').slice(0, 3).map(cellKey).join(', ')}`);
-  }
-  return hit;
+/** How the report names the gateway under test. */
+export function gatewayLabel(mode: Mode, opts: Pick<RunOptions, 'gatewayCmd' | 'gatewayImage'>): string {
+  if (mode === 'process') return opts.gatewayCmd ?? 'node dist/gateway/src/main.js -c {config}';
+  return `${opts.gatewayImage ?? 'l7mp/gateway:local'}${opts.gatewayCmd !== undefined ? ` ${opts.gatewayCmd}` : ''}`;
 }
 
 export async function runConformance(opts: RunOptions = {}): Promise<RunResult> {
   const mode = opts.mode ?? 'process';
   const matrix = opts.matrix ?? buildMatrix();
-  const cells = opts.only !== undefined ? findOnly(matrix.cells, opts.only) : matrix.cells;
-  const driver = opts.driver ?? createDriver(mode);
+  const cells = opts.only !== undefined ? selectCells(matrix.cells, opts.only) : matrix.cells;
+  const driver = opts.driver ?? createDriver(mode, opts);
   const t0 = Date.now();
   const results = new Map<Cell, PairResult>();
   try {
@@ -88,6 +104,7 @@ export async function runConformance(opts: RunOptions = {}): Promise<RunResult> 
   const all = pairs.flatMap((p) => p.cases);
   return {
     mode,
+    gateway: gatewayLabel(mode, opts),
     only: opts.only,
     rows: matrix.rows.map((r) => r.id),
     cols: matrix.cols.map((c) => ({ id: c.id, kind: c.kind, protocols: c.protocols.map((p) => p.name) })),
@@ -100,12 +117,18 @@ export async function runConformance(opts: RunOptions = {}): Promise<RunResult> 
   };
 }
 
-/** Write report.md and report.html into `dir`. */
-export function writeReports(r: RunResult, dir = REPORT_DIR): { markdown: string; html: string } {
+/** Write report.md, report.html, junit.xml and report.json into `dir`. */
+export function writeReports(r: RunResult, dir = REPORT_DIR): { markdown: string; html: string; junit: string; json: string } {
   fs.mkdirSync(dir, { recursive: true });
-  const markdown = path.join(dir, 'report.md');
-  const html = path.join(dir, 'report.html');
-  fs.writeFileSync(markdown, renderMarkdown(r));
-  fs.writeFileSync(html, renderHtml(r));
-  return { markdown, html };
+  const files = {
+    markdown: path.join(dir, 'report.md'),
+    html: path.join(dir, 'report.html'),
+    junit: path.join(dir, 'junit.xml'),
+    json: path.join(dir, 'report.json'),
+  };
+  fs.writeFileSync(files.markdown, renderMarkdown(r));
+  fs.writeFileSync(files.html, renderHtml(r));
+  fs.writeFileSync(files.junit, renderJunit(r));
+  fs.writeFileSync(files.json, renderJson(r));
+  return files;
 }

@@ -8,6 +8,8 @@ import { checkDepth, checkSchema, handleApi } from './api/controller.js';
 import { isStaticPath } from './api/static.js';
 import { apiGuardFromAdmin, logApiSecurity } from './api/security.js';
 import { parseFileRoot } from './core/confine.js';
+import { unknownAdminKeys, knownAdminKeys } from './config/admin-keys.js';
+import { danglingClusterRefs, describeDangling } from './config/dangling-routes.js';
 import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
 import { parseEdgeLimits } from './core/limits.js';
@@ -15,6 +17,7 @@ import { parseAdmissionLimits } from './core/admission.js';
 import { parseAdminListener, startAdminListener } from './observe/admin.js';
 import { parseStdioForkAdmin } from './protocols/stdiofork.js';
 import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
+import { resolveLogFormat } from './observe/log-text.js';
 import { GatewayMetrics } from './observe/metrics.js';
 import { setupOffload, type OffloadCli } from './offload/index.js';
 
@@ -91,11 +94,23 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw invalid('config', 'must be an object');
   const admin = ((cfg as Record<string, unknown>).admin ?? {}) as Record<string, unknown>;
   if (typeof admin !== 'object' || admin === null) throw invalid('admin', 'must be an object');
+  const strict = opts.strict ?? admin.strict === true;
+  if (strict) {
+    // Strict mode (-s): before anything opens, the whole file must match the
+    // spec's Config schema, and admin may hold only the keys the spec names
+    // (the schema lets unknown admin keys through, as l7mp did).
+    const unknown = unknownAdminKeys(admin);
+    if (unknown.length > 0) {
+      throw invalid(unknown[0]!, `unknown admin setting${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (strict mode); the admin settings are ${knownAdminKeys().join(', ')}`);
+    }
+    checkSchema('setConf', cfg);
+  }
   const level = opts.logLevel ?? admin.log_level ?? 'info';
   if (!isLevelName(level)) throw invalid('admin.log_level', `unknown level "${String(level)}"`);
   const logFile = admin.log_file;
   if (logFile !== undefined && typeof logFile !== 'string') throw invalid('admin.log_file', 'must be stdout, stderr or a file path');
-  const log = opts.logger ?? createLogger(level, logFile);
+  const logFormat = resolveLogFormat(admin.log_format, (opts.env ?? process.env).L7MP_LOG_FORMAT, logFile);
+  const log = opts.logger ?? createLogger(level, logFile, logFormat);
   const apiSecurity = apiGuardFromAdmin(admin, opts.env ?? process.env); // api_token(_file), limits.api_rate/api_burst
   const accessPath = admin.access_log_path;
   if (accessPath !== undefined && typeof accessPath !== 'string') throw invalid('admin.access_log_path', 'must be a file path');
@@ -127,7 +142,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   });
   metrics.attach(gw);
   gw.admin.log_level = level;
-  gw.admin.strict = opts.strict ?? admin.strict === true;
+  gw.admin.strict = strict;
   if (typeof logFile === 'string') gw.admin.log_file = logFile;
   if (accessPath !== undefined) gw.admin.access_log_path = accessPath;
   if (admin.managed !== undefined && typeof admin.managed !== 'boolean') throw invalid('admin.managed', 'must be a boolean');
@@ -140,13 +155,16 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   }
   gw.limits.settings = parseEdgeLimits(rawLimits as Record<string, unknown> | undefined); // JSONSocket header, message buffer, YAML body bounds (core/limits.ts)
   gw.admission.logLimits(log);
-  if (gw.admin.strict) {
-    // Strict mode (-s): the whole file must match the spec's Config schema,
-    // not only the parts the gateway reads.
-    checkSchema('setConf', cfg);
-  }
   // A config that does not apply still ran setupOffload: stop() detaches the program again.
   await gw.applyConfig(cfg, true).catch(async (err: unknown) => { await gw.stop(); throw err; });
+  // Routes to clusters that do not exist: refused in strict mode; otherwise
+  // warned about here and named by /ready until they exist (dangling-routes.ts).
+  const dangling = danglingClusterRefs(gw);
+  if (dangling.length > 0 && strict) {
+    await gw.stop();
+    throw new GatewayError('INVALID_INPUT', `${dangling.map(describeDangling).join('; ')} (strict mode; without -s the gateway starts and /ready reports it)`);
+  }
+  for (const d of dangling) log.warn({ route: d.route, cluster: d.cluster, role: d.role }, `${describeDangling(d)}: its sessions will fail; /ready answers 503 until it exists`);
   // Metrics, /live and /ready on their own port, once the config is in place.
   await startAdminListener(gw, adminListener).catch(async (err: unknown) => { await gw.stop(); throw err; });
   logApiSecurity(gw, apiSecurity);

@@ -211,3 +211,4 @@ export function randomPayload(n: number): Buffer {
   for (let i = 0; i < n; i++) b[i] = (i * 131 + 7) & 0xff;
   return b;
 }
+

@@ -5,7 +5,8 @@
 //   GET <path> (default /metrics)  the Prometheus text exposition
 //   GET /live                      200 while the process serves requests
 //   GET /ready                     200 once the static configuration is applied
-//                                  and every listener holds its socket (and, with
+//                                  and every listener holds its socket, no route
+//                                  names a cluster that does not exist (and, with
 //                                  admin.managed, once the operator has set
 //                                  admin.generation through applyAdmin); else
 //                                  503 with {"ready":false,"reasons":[...]}
@@ -19,6 +20,7 @@
 
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import { invalid, reasonPhrase } from '../core/errors.js';
+import { danglingReasons } from '../config/dangling-routes.js';
 import type { Gateway } from '../core/gateway.js';
 import { listenUws } from '../protocols/http.js';
 import { requireUws, type Uws } from '../protocols/uws.js';
@@ -74,6 +76,7 @@ export function readiness(gw: Gateway): Readiness {
   for (const l of gw.listeners.values()) {
     if (l.impl.bound && !l.impl.bound()) reasons.push(`listener "${l.name}" is not bound`);
   }
+  reasons.push(...danglingReasons(gw)); // a route whose cluster does not exist fails every session it takes
   return { ready: reasons.length === 0, reasons };
 }
 

@@ -3,6 +3,7 @@
 // or use the level method directly (pino checks the level before formatting).
 
 import { pino, type Logger as PinoLogger, type DestinationStream } from 'pino';
+import { logIsTty, textDestination, type LogFormat } from './log-text.js';
 
 export const LEVELS = {
   silly: 10,
@@ -30,7 +31,9 @@ export function destinationFor(logFile: string | undefined): DestinationStream {
   return pino.destination({ dest: logFile, sync: false, mkdir: true });
 }
 
-export function createLogger(level: LevelName = 'info', logFile?: string): Logger {
+/** format text: readable lines (log-text.ts), coloured on a terminal unless NO_COLOR is set. */
+export function createLogger(level: LevelName = 'info', logFile?: string, format: LogFormat = 'json'): Logger {
+  const dest = destinationFor(logFile);
   return pino(
     {
       customLevels: LEVELS,
@@ -40,7 +43,7 @@ export function createLogger(level: LevelName = 'info', logFile?: string): Logge
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destinationFor(logFile),
+    format === 'text' ? textDestination(dest, logIsTty(logFile) && !process.env.NO_COLOR) : dest,
   ) as Logger;
 }
 

@@ -9,8 +9,9 @@ import { metricProtocol, prometheusProtocol } from './prometheus.js';
 import { httpClusterSide } from './httpcluster.js';
 import { tcpProtocol, unixProtocol } from './stream.js';
 import {
-  discardProtocol, echoProtocol, jsonDecapProtocol, jsonEncapProtocol, loggerProtocol, stdioProtocol, syncProtocol,
+  discardProtocol, echoProtocol, jsonDecapProtocol, jsonEncapProtocol, loggerProtocol, stdioProtocol,
 } from './transforms.js';
+import { syncProtocol } from './sync.js';
 import type { ProtocolDef } from './types.js';
 import { udpProtocol } from './udp.js';
 import { pipeProtocol } from './pipe.js';

@@ -1,10 +1,9 @@
 // Virtual (in-process) clusters: Echo, Discard, Logger, JSONEncap, JSONDecap,
-// Sync and Stdio. Each session gets a fresh channel; endpoints are ignored.
+// and Stdio (Sync: sync.ts). Each session gets a fresh channel; endpoints are ignored.
 
 import fs from 'node:fs';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError, invalid } from '../core/errors.js';
-import { getAtPath } from '../routing/jsonpath.js';
 import type { ClusterImpl, ConnectRequest, ProtocolDef, SessionView, Spec } from './types.js';
 import * as v from './validate.js';
 
@@ -151,53 +150,6 @@ class DecapChannel extends TransformChannel {
   }
 }
 
-/** Sync: sessions whose metadata agree at `query` share one broadcast group. */
-class SyncCluster implements ClusterImpl {
-  private readonly groups = new Map<string, Set<SyncChannel>>();
-
-  constructor(private readonly query: string) {}
-
-  async connect(req: ConnectRequest): Promise<SyncChannel> {
-    const label = getAtPath(req.session.metadata, this.query);
-    if (label === undefined || label === null || typeof label === 'object') {
-      throw new GatewayError('CONNECT_FAILED', `Sync: session metadata has no scalar value at "${this.query}"`);
-    }
-    const key = String(label);
-    let group = this.groups.get(key);
-    if (!group) {
-      group = new Set();
-      this.groups.set(key, group);
-    }
-    const ch = new SyncChannel(group, () => {
-      group!.delete(ch);
-      if (group!.size === 0 && this.groups.get(key) === group) this.groups.delete(key);
-    });
-    group.add(ch);
-    return ch;
-  }
-
-  close(): void {
-    for (const g of this.groups.values()) for (const ch of g) ch.close();
-    this.groups.clear();
-  }
-}
-
-class SyncChannel extends TransformChannel {
-  constructor(private readonly group: Set<SyncChannel>, private readonly leave: () => void) {
-    super();
-  }
-  protected transform(chunk: Uint8Array): void {
-    for (const member of this.group) if (member !== this) member.receive(chunk);
-  }
-  receive(chunk: Uint8Array): void {
-    this.deliver(chunk);
-  }
-  protected override doClose(err: Error | undefined): void {
-    this.leave();
-    super.doClose(err);
-  }
-}
-
 /** Stdio: the gateway's own stdin and stdout. One session at a time. */
 let stdioBusy = false;
 class StdioChannel extends BaseChannel {
@@ -302,21 +254,6 @@ export const jsonDecapProtocol: ProtocolDef = {
     retriable: true,
     create: (_spec, ctx) => virtual((req) => new DecapChannel((reason) =>
       ctx.log.warn({ cluster: ctx.clusterName, session: req.session.name, reason }, 'JSONDecap: dropped a message that is not a JSONEncap message'))),
-  },
-};
-
-export const syncProtocol: ProtocolDef = {
-  name: 'Sync',
-  kind: 'datagram',
-  summary: 'Rendezvous point: sessions with equal metadata at `query` exchange their traffic',
-  cluster: {
-    virtual: true,
-    retriable: false,
-    create(spec, _ctx, field) {
-      const query = v.optString(spec, 'query', field);
-      if (query === undefined || query === '') throw invalid(`${field}.query`, 'is required: the metadata path that groups sessions');
-      return new SyncCluster(query);
-    },
   },
 };
 

@@ -13,6 +13,8 @@ export type Spec = Record<string, unknown>;
 /** What a cluster connection sees of the session it serves. */
 export interface SessionView {
   readonly name: string;
+  /** The listener the session came from (refusal counters are kept per listener). */
+  readonly listener?: string;
   readonly metadata: Record<string, unknown>;
   readonly priv: SessionPriv;
 }

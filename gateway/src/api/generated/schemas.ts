@@ -63,6 +63,19 @@ export const AdminLimits = Type.Object({
 export const Admin = Type.Object({
   log_level: Type.Optional(Type.String()),
   log_file: Type.Optional(Type.String()),
+  log_format: Type.Optional(Type.Enum(["json", "text"])),
+  metrics: Type.Optional(Type.Union([
+    Type.Boolean(),
+    Type.Object({
+      enabled: Type.Optional(Type.Boolean()),
+      address: Type.Optional(Type.String()),
+      port: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+      path: Type.Optional(Type.String()),
+    }, { additionalProperties: false }),
+  ])),
+  stdio_fork: Type.Optional(Type.Object({
+    commands: Type.Optional(Type.Array(Type.Union([Type.String(), Type.Array(Type.String())]))),
+  })),
   access_log_path: Type.Optional(Type.String()),
   file_root: Type.Optional(Type.String()),
   strict: Type.Optional(Type.Boolean()),

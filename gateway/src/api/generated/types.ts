@@ -54,6 +54,22 @@ export type Admin = {
   log_level?: string;
   /** Where logs go; `stdout`, `stderr` (default) or a file path. */
   log_file?: string;
+  /** Static config only. `json` (one JSON object per line) or `text` (one readable line per record). Default: `text` when the log goes to a terminal, else `json`; the environment variable L7MP_LOG_FORMAT, when set, wins. */
+  log_format?: "json" | "text";
+  /** Static config only. The admin listener (Prometheus metrics, /live, /ready) on a port of its own; `false` turns it off. */
+  metrics?: boolean | {
+    enabled?: boolean;
+    /** Default 127.0.0.1. */
+    address?: string;
+    /** Default 8080; 0 turns the listener off. */
+    port?: number;
+    /** The exposition's path (default /metrics). */
+    path?: string;
+  };
+  /** Static config only. The STDIO-fork allow-list: the programs a STDIO-fork cluster may run, argv for argv (a string is split at whitespace). Without it STDIO-fork is refused. */
+  stdio_fork?: {
+    commands?: Array<string | Array<string>>;
+  };
   /** File that receives one line per finished session. */
   access_log_path?: string;
   /** Static config only. The one directory under which objects added over REST may name files (a Logger's log_file, UnixDomainSocket, UNIX/dgram and UNIX/seqpacket socket paths, PIPE FIFOs, TLS files). Paths are resolved (relative ones against this directory; `..` and symbolic links are followed) and refused with 403 when they lead outside it. Unset (the default), REST calls may name no files at all; the static config may name any path. */
