@@ -55,7 +55,8 @@ export const GATEWAY_IMAGE = 'l7mp/gateway:local';
 export const PEERS_IMAGE = 'l7mp/peers:local';
 /** The user the containers run as: the gateway image's default. */
 const CONTAINER_USER = '65534:65534';
-const BUILD_TIMEOUT_MS = 10 * 60_000;
+// A fresh machine makes the base image and runs npm ci in the build stage first.
+const BUILD_TIMEOUT_MS = 20 * 60_000;
 /** Container start plus the gateway's own start; longer than process mode's 10 s. */
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_S = 4;

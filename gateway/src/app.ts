@@ -1,8 +1,6 @@
 // Assemble a gateway: logger, object graph, REST API, static config.
 
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { checkDepth, checkSchema, handleApi } from './api/controller.js';
 import { isStaticPath } from './api/static.js';
@@ -20,6 +18,7 @@ import { createLogger, isLevelName, type LevelName, type Logger } from './observ
 import { resolveLogFormat } from './observe/log-text.js';
 import { GatewayMetrics } from './observe/metrics.js';
 import { setupOffload, type OffloadCli } from './offload/index.js';
+import { packageVersion } from './version.js';
 
 export const DEFAULT_CONFIG = {
   admin: { log_level: 'info', log_file: 'stdout' },
@@ -32,15 +31,7 @@ export const DEFAULT_CONFIG = {
   ],
 };
 
-export function packageVersion(): string {
-  const here = path.dirname(fileURLToPath(import.meta.url));
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      return (JSON.parse(fs.readFileSync(path.join(here, rel), 'utf8')) as { version: string }).version;
-    } catch { /* try the next */ }
-  }
-  return '0.0.0';
-}
+export { packageVersion };
 
 /** Read a config file: YAML for .yaml/.yml, JSON otherwise (as l7mp, plus .yml). */
 export function readConfigFile(file: string): unknown {

@@ -1,24 +1,29 @@
 #!/usr/bin/env node
-// The l7mp command: l7mp's flags (-c, -l, -s, -o, -i) plus --help.
+// The l7mp command: l7mp's flags (-c, -l, -s, -o, -i) plus --help, --version
+// and the `health` subcommand. The gateway itself (app.js: uWebSockets.js,
+// the addons) loads only when it is to run, so that --version and health
+// stay quick.
 
 import { parseArgs } from 'node:util';
-import { DEFAULT_CONFIG, readConfigFile, startGateway } from './app.js';
 import { asGatewayError } from './core/errors.js';
 import { LEVEL_NAMES, isLevelName } from './observe/log.js';
+import { checkHealth, healthUrl } from './cli/health.js';
+import { USAGE } from './cli/usage.js';
+import { packageVersion } from './version.js';
 
-const USAGE = `Usage: l7mp [-c CONFIG] [-l LEVEL] [-s] [-o MODE] [-i IFS]
+function health(argv: string[]): void {
+  let url: string | undefined;
+  try {
+    url = parseArgs({ args: argv, options: { url: { type: 'string' } }, strict: true, allowPositionals: false }).values.url;
+  } catch (err) {
+    process.stderr.write(`l7mp health: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  void checkHealth(healthUrl(url)).then((code) => process.exit(code));
+}
 
-  -c, --config FILE     static configuration; YAML when the name ends in .yaml
-                        or .yml, JSON otherwise. Without it the built-in default
-                        config runs: the REST controller on 127.0.0.1:1234.
-  -l, --log-level LEVEL ${LEVEL_NAMES.join(', ')} (overrides admin.log_level)
-  -s, --strict          validate strictly
-  -o, --offload MODE    kernel offload: init, no_init or disable
-  -i, --offload-ifs IFS comma-separated interfaces for the offload, or "all"
-  -h, --help            show this help
-`;
-
-function main(): void {
+async function main(): Promise<void> {
+  if (process.argv[2] === 'health') return health(process.argv.slice(3));
   let args;
   try {
     args = parseArgs({
@@ -29,6 +34,7 @@ function main(): void {
         offload: { type: 'string', short: 'o' },
         'offload-ifs': { type: 'string', short: 'i' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
       },
       strict: true,
       allowPositionals: false,
@@ -42,6 +48,10 @@ function main(): void {
     process.stdout.write(USAGE);
     process.exit(0);
   }
+  if (v.version) {
+    process.stdout.write(`${packageVersion()}\n`);
+    process.exit(0);
+  }
   const level = v['log-level'];
   if (level !== undefined && !isLevelName(level)) {
     process.stderr.write(`l7mp: unknown log level "${level}"; one of ${LEVEL_NAMES.join(', ')}\n\n${USAGE}`);
@@ -52,6 +62,7 @@ function main(): void {
     process.exit(2);
   }
   process.title = 'l7mp';
+  const { DEFAULT_CONFIG, readConfigFile, startGateway } = await import('./app.js');
   let config: unknown;
   try {
     config = v.config !== undefined ? readConfigFile(v.config) : DEFAULT_CONFIG;
@@ -84,4 +95,4 @@ function main(): void {
   });
 }
 
-main();
+void main();

@@ -145,3 +145,73 @@ test('the example configs in config/ apply cleanly', async (t) => {
     await gw.stop();
   }
 });
+
+test('--version and -v print the package version and exit 0', (t) => {
+  const version = (JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string }).version;
+  for (const flag of ['--version', '-v']) {
+    const r = run([flag]);
+    t.is(r.status, 0, flag);
+    t.is(r.stdout, `${version}\n`, flag);
+  }
+});
+
+test('--help lists every L7MP_* environment variable the gateway reads, one line each', (t) => {
+  // Every variable named in the gateway's sources, as process.env.X or as a
+  // *_ENV constant: a new one that --help does not list fails here.
+  const named = new Set<string>();
+  const walk = (dir: string): void => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (p.endsWith('.ts') && !p.includes(`${path.sep}generated${path.sep}`)) {
+        const src = fs.readFileSync(p, 'utf8');
+        for (const m of src.matchAll(/process\.env\.(L7MP_[A-Z0-9_]+)|_ENV = '(L7MP_[A-Z0-9_]+)'/g)) named.add((m[1] ?? m[2])!);
+      }
+    }
+  };
+  walk(path.join(root, 'gateway/src'));
+  t.true(named.has('L7MP_API_TOKEN') && named.has('L7MP_NATIVE') && named.has('L7MP_UDP_BATCH'), [...named].join(', '));
+  const help = run(['--help']).stdout;
+  const envSection = help.slice(help.indexOf('Environment:'));
+  for (const name of named) {
+    const lines = envSection.split('\n').filter((l) => l.trim().startsWith(`${name} `));
+    t.is(lines.length, 1, `${name} has one line in --help`);
+    t.true((lines[0] ?? '').trim().length > name.length + 10, `${name} is described`);
+  }
+});
+
+test('health: exit 0 when /ready answers 200, 1 while the gateway is not ready or not there', async (t) => {
+  const [ctl, admin, ctl2, admin2] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const controller = (port: number) => ({ name: 'controller-listener', spec: { protocol: 'HTTP', port }, rules: [{ action: { route: { cluster: { spec: { protocol: 'L7mpController' } } } } }] });
+  const ready = tmpPath('ready.json');
+  fs.writeFileSync(ready, JSON.stringify({ admin: { log_level: 'warn', metrics: { port: admin } }, listeners: [controller(ctl)] }));
+  // A managed gateway is not ready until the operator sets admin.generation: /ready answers 503.
+  const waiting = tmpPath('managed.json');
+  fs.writeFileSync(waiting, JSON.stringify({ admin: { log_level: 'warn', managed: true, metrics: { port: admin2 } }, listeners: [controller(ctl2)] }));
+
+  const absent = run(['health', '--url', `http://127.0.0.1:${admin}/ready`]);
+  t.is(absent.status, 1, 'nothing listens yet');
+  t.regex(absent.stderr, /ECONNREFUSED/);
+
+  const gw = startBin(['-c', ready]);
+  t.teardown(() => gw.stop());
+  const gw2 = startBin(['-c', waiting]);
+  t.teardown(() => gw2.stop());
+  await waitFor(() => tcpListening(admin), 30_000, 'admin listener');
+  await waitFor(() => tcpListening(admin2), 30_000, 'managed admin listener');
+
+  const ok = run(['health', '--url', `http://127.0.0.1:${admin}/ready`]);
+  t.is(ok.status, 0, ok.stderr);
+  t.regex(ok.stdout, /ready/);
+  // The URL from the environment when --url is not given.
+  const fromEnv = spawnSync(process.execPath, [bin, 'health'], { encoding: 'utf8', timeout: 10_000, env: { ...process.env, L7MP_HEALTH_URL: `http://127.0.0.1:${admin}/ready` } });
+  t.is(fromEnv.status, 0, fromEnv.stderr);
+
+  const notReady = run(['health', '--url', `http://127.0.0.1:${admin2}/ready`]);
+  t.is(notReady.status, 1);
+  t.regex(notReady.stderr, /answered 503 .*admin\.generation/);
+
+  const bad = run(['health', '--frobnicate']);
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /Unknown option '--frobnicate'/);
+});

@@ -37,11 +37,20 @@ function closeServer(s: WebSocketServer): Promise<void> {
   return new Promise((r) => s.close(() => r()));
 }
 
-test('the uWebSockets.js loader names the build it loaded', (t) => {
+test('the uWebSockets.js loader names the build it loaded: @btc-vision on glibc >= 2.38, else @trufflesuite (Node 20)', (t) => {
   const l = loadUws();
   t.truthy(l.uws, l.failures.join('; '));
-  t.is(l.loaded, '@trufflesuite/uws-js-unofficial');
-  t.true(l.failures.some((f) => f.startsWith('@btc-vision/uwebsockets.js')), 'the preferred build is tried first');
+  const glibc = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime ?? '0.0';
+  const [major, minor] = glibc.split('.').map(Number) as [number, number];
+  if (major > 2 || (major === 2 && minor >= 38)) {
+    t.is(l.loaded, '@btc-vision/uwebsockets.js');
+  } else {
+    t.is(l.loaded, '@trufflesuite/uws-js-unofficial');
+    // The preferred build is installed and tried first; it fails on glibc, not
+    // on finding the package (its `exports` hide package.json).
+    const btc = l.failures.find((f) => f.startsWith('@btc-vision/uwebsockets.js'));
+    t.regex(btc ?? '', /GLIBC_2\.38/);
+  }
 });
 
 test('seed README walkthrough: socat -> UDP listener with Logger and retry -> ws-cluster -> WebSocket server', async (t) => {

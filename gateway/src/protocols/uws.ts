@@ -20,7 +20,8 @@ interface Candidate {
 const abi = `${process.platform}_${process.arch}_${process.versions.modules}`;
 
 const CANDIDATES: readonly Candidate[] = [
-  // Node 20-25, needs glibc >= 2.38 (does not load on Debian 12).
+  // Node 20, 22, 24, 25 (ABI 115, 127, 137, 141); needs glibc >= 2.38, so it
+  // loads on Debian 13 (the images) but not on Debian 12.
   { pkg: '@btc-vision/uwebsockets.js', binary: (dir) => path.join(dir, `uws_${abi}.node`) },
   // Node 16-20, loads on Debian 12.
   { pkg: '@trufflesuite/uws-js-unofficial', binary: (dir) => path.join(dir, 'binaries', `uws_${abi}.node`) },
@@ -38,14 +39,22 @@ export interface UwsLoad {
 
 let cached: UwsLoad | undefined;
 
+/** The package's folder: through package.json, or (when its `exports` hide that) its main file. */
+function packageDir(pkg: string): string | undefined {
+  for (const spec of [`${pkg}/package.json`, pkg]) {
+    try {
+      return path.dirname(require.resolve(spec));
+    } catch { /* not installed, or not exported */ }
+  }
+  return undefined;
+}
+
 export function loadUws(): UwsLoad {
   if (cached) return cached;
   const failures: string[] = [];
   for (const c of CANDIDATES) {
-    let dir: string;
-    try {
-      dir = path.dirname(require.resolve(`${c.pkg}/package.json`));
-    } catch {
+    const dir = packageDir(c.pkg);
+    if (dir === undefined) {
       failures.push(`${c.pkg}: not installed`);
       continue;
     }
