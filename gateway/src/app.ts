@@ -9,6 +9,7 @@ import { isStaticPath } from './api/static.js';
 import { apiGuardFromAdmin, logApiSecurity } from './api/security.js';
 import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
+import { parseDrainTimeout } from './core/drain.js';
 import { parseAdminListener, startAdminListener } from './observe/admin.js';
 import { parseStdioForkAdmin } from './protocols/stdiofork.js';
 import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
@@ -134,6 +135,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
       gw.admin.max_sessions = limits.max_sessions;
     }
   }
+  gw.admin.drain_timeout = parseDrainTimeout(admin.drain_timeout); // ms for SIGTERM/SIGINT (core/drain.ts)
   if (gw.admin.strict) {
     // Strict mode (-s): the whole file must match the spec's Config schema,
     // not only the parts the gateway reads.

@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_CONFIG, readConfigFile, startGateway } from './app.js';
 import { asGatewayError } from './core/errors.js';
+import { drainAndStop } from './core/drain.js';
 import { LEVEL_NAMES, isLevelName } from './observe/log.js';
 
 const USAGE = `Usage: l7mp [-c CONFIG] [-l LEVEL] [-s] [-o MODE] [-i IFS]
@@ -66,9 +67,10 @@ function main(): void {
     const shutdown = (sig: string) => {
       if (stopping) return;
       stopping = true;
-      gw.log.info({ signal: sig }, 'shutting down');
-      gw.stop().finally(() => process.exit(0));
-      setTimeout(() => process.exit(0), 3000).unref();
+      gw.log.info({ signal: sig, drain_timeout_ms: gw.admin.drain_timeout }, 'shutting down');
+      // Drain (core/drain.ts), then exit; the timer only bounds a stop() that hangs.
+      drainAndStop(gw, gw.admin.drain_timeout).finally(() => process.exit(0));
+      setTimeout(() => process.exit(0), gw.admin.drain_timeout + 3000).unref();
     };
     process.on('SIGINT', () => shutdown('SIGINT'));
     process.on('SIGTERM', () => shutdown('SIGTERM'));

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'CONNECT_FAILED'     // 502: an upstream could not be reached
   | 'TIMEOUT'            // 504
   | 'BIND_FAILED'        // 409: a listener's address is in use or cannot be bound
+  | 'UNAVAILABLE'        // 503: the session was cut (gateway draining or stopping, object deleted)
   | 'INTERNAL';          // 500: a bug
 
 const STATUS: Record<ErrorCode, number> = {
@@ -33,6 +34,7 @@ const STATUS: Record<ErrorCode, number> = {
   CONNECT_FAILED: 502,
   TIMEOUT: 504,
   BIND_FAILED: 409,
+  UNAVAILABLE: 503,
   INTERNAL: 500,
 };
 
@@ -47,6 +49,7 @@ const REASON: Record<number, string> = {
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
+  503: 'Service Unavailable',
   504: 'Gateway Timeout',
 };
 

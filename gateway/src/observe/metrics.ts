@@ -20,6 +20,7 @@
 //   l7mp_session_duration_seconds (histogram)
 //   l7mp_rest_requests_total{operationId,status}
 //   l7mp_refusals_total{reason,listener}
+//   l7mp_sessions_ended_total{reason}: completed, error, deleted, drain_timeout, shutdown
 // and l7mp's own: listener_requests_total{listenerName,protocol},
 // cluster_requests_total{clusterName,protocol},
 // session_byte_counter_total / session_packet_counter_total{sessionName,clusterName}
@@ -27,6 +28,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Gateway } from '../core/gateway.js';
+import { END_KINDS, endKindOf } from '../core/drain.js';
 import type { GatewayObserver } from '../core/observer.js';
 import type { Session, Stage } from '../core/session.js';
 import { MetricChannel } from '../protocols/prometheus.js';
@@ -89,6 +91,7 @@ export class GatewayMetrics implements GatewayObserver {
   private readonly clusterRetries: Counter<'cluster' | 'protocol'>;
   private readonly durations: Histogram<'listener' | 'cluster'>;
   private readonly restCalls: Counter<'operationId' | 'status'>;
+  private readonly sessionsEnded: Counter<'reason'>;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -128,6 +131,13 @@ export class GatewayMetrics implements GatewayObserver {
         for (const r of self.gw?.refusals.rows() ?? []) this.inc({ reason: r.reason, listener: r.listener }, r.count);
       },
     });
+
+    // How sessions ended: on their own (completed, error) or cut by the gateway (core/drain.ts).
+    this.sessionsEnded = new Counter({
+      name: 'l7mp_sessions_ended_total', help: 'Sessions ended, by reason: completed, error, or cut by the gateway (deleted, drain_timeout, shutdown)',
+      labelNames: ['reason'], registers,
+    });
+    for (const reason of END_KINDS) this.sessionsEnded.inc({ reason }, 0);
 
     // Per listener.
     this.listenerSessions = new Counter({
@@ -257,6 +267,7 @@ export class GatewayMetrics implements GatewayObserver {
   }
 
   onSessionEnd(s: Session): void {
+    this.sessionsEnded.inc({ reason: endKindOf(s) });
     const c = s.counters();
     add(entry(this.endedListeners, s.listener), c.ingress.bytes, c.egress.bytes, c.ingress.packets, c.egress.packets);
     for (const st of s.stages()) {

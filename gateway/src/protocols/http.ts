@@ -266,9 +266,14 @@ class HttpListener implements ListenerImpl {
   }
 
   async stop(): Promise<void> {
+    this.stopAccepting();
+    this.app = undefined;
+  }
+
+  /** Keep-alive connections stay: their requests in flight finish, new ones get 503 from the gateway. */
+  stopAccepting(): void {
     if (this.token) this.uws.us_listen_socket_close(this.token);
     this.token = undefined;
-    this.app = undefined;
   }
 
   bound(): boolean {
