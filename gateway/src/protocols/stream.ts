@@ -109,7 +109,7 @@ export class SocketChannel extends BaseChannel implements SpliceableChannel {
   protected doClose(err: Error | undefined): void {
     const s = this.socket;
     if (this.spliced !== undefined) {
-      this.spliced.close(); // both sockets of the pair (idempotent)
+      this.spliced.close((err as { reset?: boolean } | undefined)?.reset === true); // both sockets of the pair (idempotent)
       this.finish(err);
       return;
     }
