@@ -119,8 +119,10 @@ export class SocketChannel extends BaseChannel implements SpliceableChannel {
     }
     if (err && (err as { graceful?: boolean }).graceful !== true) {
       this.error ??= err;
-      // A cut (core/drain.ts SessionCut) resets, so the peer cannot take it for a complete stream.
-      if ((err as { reset?: boolean }).reset === true && !s.connecting && s.remotePort !== undefined) s.resetAndDestroy();
+      // A cut (core/drain.ts SessionCut) resets, so the peer cannot take it
+      // for a complete stream. Not after our FIN: libuv refuses to reset a
+      // socket that is shutting down, and Node then leaves the handle open.
+      if ((err as { reset?: boolean }).reset === true && !s.connecting && !s.writableEnded && s.remotePort !== undefined) s.resetAndDestroy();
       else s.destroy();
       return;
     }
