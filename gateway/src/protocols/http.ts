@@ -10,7 +10,8 @@
 // metadata carry the client address only (TCP/src_port is absent).
 
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
-import { GatewayError, reasonPhrase } from '../core/errors.js';
+import { GatewayError, invalid, reasonPhrase } from '../core/errors.js';
+import { NodeHttpListener } from './http-node.js';
 import type { HttpExchange, ListenerContext, ListenerImpl, ProtocolDef, SessionPriv, Spec } from './types.js';
 import { parseTls, type TlsFiles } from './tls.js';
 import { copyBuffer, requireUws, text, type Uws } from './uws.js';
@@ -290,7 +291,15 @@ export const httpProtocol: ProtocolDef = {
     create(spec: Spec, ctx, field) {
       const port = v.port(spec, 'port', field, true)!;
       const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';
-      return new HttpListener(address, port, ctx, parseTls(spec, field));
+      // engine: node answers pipelined and half-closed requests (http-node.ts says why).
+      const engine = v.optString(spec, 'engine', field) ?? 'uws';
+      if (engine !== 'uws' && engine !== 'node') throw invalid(`${field}.engine`, `must be "uws" or "node", got "${engine}"`);
+      const tls = parseTls(spec, field);
+      if (engine === 'node') {
+        if (tls) throw new GatewayError('NOT_SUPPORTED', `${field}.engine: "node" does not serve TLS yet; use the uws engine`, `${field}.engine`);
+        return new NodeHttpListener(address, port, ctx);
+      }
+      return new HttpListener(address, port, ctx, tls);
     },
   },
 };

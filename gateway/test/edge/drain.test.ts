@@ -220,3 +220,45 @@ test('retry_on disconnect: an upstream that accepts and resets at once is reconn
   await waitFor(async () => (await liveSessions(base)).length === 0, 3000, 'session gone');
   t.true(n <= 1 + 3, `upstream saw ${n} connections`);
 });
+
+// ------------------------------------------------------- pipelining, half-close
+
+/** Write `payload` on a raw connection (half-closing after it when asked) and collect what comes back until it closes or `want` shows up. */
+function rawHttp(port: number, payload: string, halfClose: boolean, want: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let out = '';
+    const timer = setTimeout(() => { c.destroy(); resolve(out); }, 5000);
+    const done = () => { clearTimeout(timer); c.destroy(); resolve(out); };
+    c.on('data', (d) => { out += String(d); if (!halfClose && want.test(out)) done(); });
+    c.on('close', done);
+    c.on('error', (err) => { clearTimeout(timer); reject(err); });
+    c.on('connect', () => { if (halfClose) c.end(payload); else c.write(payload); });
+  });
+}
+
+async function answeringGateway(t: { teardown(fn: () => unknown): void }): Promise<{ port: number; requests: () => number }> {
+  const up = await slowHttpUpstream(t, 50, (req) => `answer ${req.url}`);
+  const port = await freePort();
+  const route = httpRoute(port, up.port);
+  (route.spec as Record<string, unknown>).engine = 'node';
+  await startGw(t, { listeners: [route] });
+  return { port, requests: up.requests };
+}
+
+const GET = (p: string) => `GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`;
+
+test('HTTP (engine node): two pipelined requests get both responses, in order', async (t) => {
+  const gw = await answeringGateway(t);
+  const out = await rawHttp(gw.port, GET('/a') + GET('/b'), false, /answer \/a[\s\S]*answer \/b/);
+  t.regex(out, /^HTTP\/1\.1 200 OK[\s\S]*answer \/a[\s\S]*HTTP\/1\.1 200 OK[\s\S]*answer \/b/);
+  t.is(gw.requests(), 2);
+});
+
+test('HTTP (engine node): a request followed by a half-close (SHUT_WR) gets its response, then the connection closes', async (t) => {
+  const gw = await answeringGateway(t);
+  const out = await rawHttp(gw.port, GET('/c'), true, /answer \/c/);
+  t.regex(out, /^HTTP\/1\.1 200 OK[\s\S]*answer \/c/);
+  const both = await rawHttp(gw.port, GET('/d') + GET('/e'), true, /answer \/e/);
+  t.regex(both, /answer \/d[\s\S]*answer \/e/);
+});

@@ -1,0 +1,212 @@
+// HTTP listener on node:http (spec.engine: node), the alternative to the
+// uWebSockets.js listener in http.ts. Same sessions, metadata and exchange.
+//
+// Why a second engine: uWebSockets.js closes a connection when a pipelined
+// request arrives while an earlier response is still pending ("denying async
+// pipelining"), and when the client half-closes (SHUT_WR) after its request;
+// a proxy always answers asynchronously, so such clients lost their answers.
+// node:http queues pipelined responses in order, and with httpAllowHalfOpen
+// it answers a half-closed connection before closing it.
+
+import http from 'node:http';
+import { BaseChannel, type ChannelKind } from '../channel/channel.js';
+import { GatewayError, reasonPhrase } from '../core/errors.js';
+import { httpMetadata, type RequestHead } from './http.js';
+import type { HttpExchange, ListenerContext, ListenerImpl, SessionPriv } from './types.js';
+
+/** Headers node:http computes itself. */
+const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection', 'date', 'keep-alive']);
+
+function framedHeaders(headers: Record<string, string | string[]>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [k, val] of Object.entries(headers)) if (!FRAMING.has(k.toLowerCase())) out[k] = val;
+  return out;
+}
+
+function readHead(req: http.IncomingMessage): RequestHead {
+  const headers: Record<string, string> = {};
+  for (const [k, val] of Object.entries(req.headers)) {
+    if (val !== undefined) headers[k] = Array.isArray(val) ? val.join(', ') : val;
+  }
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return {
+    method: (req.method ?? 'GET').toUpperCase(),
+    url,
+    path: q < 0 ? url : url.slice(0, q),
+    query: q < 0 ? '' : url.slice(q + 1),
+    headers,
+    remoteAddress: req.socket.remoteAddress ?? '',
+  };
+}
+
+class NodeExchange implements HttpExchange {
+  aborted = false;
+  responded = false;
+  onDone: (() => void) | undefined;
+
+  constructor(readonly res: http.ServerResponse, private readonly head: RequestHead) {}
+
+  get method(): string { return this.head.method; }
+  get url(): string { return this.head.url; }
+  get headers(): Record<string, string> { return this.head.headers; }
+  get remoteAddress(): string { return this.head.remoteAddress; }
+  get headSent(): boolean { return this.res.headersSent; }
+
+  writeHead(status: number, headers: Record<string, string | string[]>): void {
+    if (this.res.headersSent || this.aborted || this.responded) return;
+    this.res.writeHead(status, framedHeaders(headers));
+  }
+
+  respond(status: number, headers: Record<string, string>, body: string | Uint8Array): void {
+    if (this.responded || this.aborted) return;
+    this.responded = true;
+    if (!this.res.headersSent) {
+      if (headers.connection === 'close') this.res.shouldKeepAlive = false;
+      this.res.writeHead(status, framedHeaders(headers));
+    }
+    this.res.end(body);
+    this.done();
+  }
+
+  write(chunk: Uint8Array): boolean {
+    if (this.responded || this.aborted) return true;
+    if (!this.res.headersSent) this.res.writeHead(200);
+    return this.res.write(chunk);
+  }
+
+  finishResponse(): void {
+    if (this.responded || this.aborted) return;
+    this.responded = true;
+    if (!this.res.headersSent) this.res.writeHead(200);
+    this.res.end();
+    this.done();
+  }
+
+  /** After the head went out: the client must see a truncated response, never a clean end. */
+  abort(): void {
+    if (this.responded || this.aborted) return;
+    this.responded = true;
+    this.res.destroy();
+    this.done();
+  }
+
+  done(): void {
+    const d = this.onDone;
+    this.onDone = undefined;
+    d?.();
+  }
+}
+
+class NodeHttpServerChannel extends BaseChannel {
+  readonly kind: ChannelKind = 'byte';
+
+  constructor(private readonly req: http.IncomingMessage, private readonly ex: NodeExchange) {
+    super();
+    this.peer = ex.remoteAddress;
+    req.on('data', (d: Buffer) => this.deliver(d));
+    req.on('end', () => this.deliverEnd());
+    ex.res.on('drain', () => this.emitDrain());
+    ex.res.on('close', () => {
+      if (ex.responded) return;
+      ex.aborted = true;
+      this.finish(new Error('client went away'));
+    });
+    ex.onDone = () => queueMicrotask(() => this.finish());
+  }
+
+  send(chunk: Uint8Array): boolean {
+    return this.ex.write(chunk);
+  }
+
+  end(): void {
+    this.ex.finishResponse();
+  }
+
+  protected doPause(): void {
+    this.req.pause();
+  }
+
+  protected doResume(): void {
+    this.req.resume();
+  }
+
+  protected doClose(err: Error | undefined): void {
+    const ex = this.ex;
+    if (!ex.aborted && !ex.responded) {
+      if (err && !ex.headSent) {
+        const status = err instanceof GatewayError ? err.status : 502;
+        ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify({ status, message: reasonPhrase(status), content: err.message }));
+      } else if (err) {
+        ex.abort();
+      } else {
+        ex.finishResponse();
+      }
+    }
+    this.finish(err);
+  }
+}
+
+export class NodeHttpListener implements ListenerImpl {
+  private server: http.Server | undefined;
+  private seq = 0;
+  private localPort: number;
+
+  constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext) {
+    this.localPort = port;
+  }
+
+  async start(): Promise<void> {
+    const server = http.createServer((req, res) => this.onRequest(req, res));
+    // Answer a client that half-closed after its request(s), then close.
+    // (A public property of http.Server that @types/node does not declare.)
+    (server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.address, port: this.port, exclusive: true }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((err: NodeJS.ErrnoException) => {
+      throw new GatewayError('BIND_FAILED', `HTTP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`, undefined, { cause: err });
+    });
+    server.on('error', (err) => this.ctx.log.warn({ listener: this.ctx.listenerName, err: err.message }, 'HTTP listener error'));
+    const a = server.address();
+    if (a !== null && typeof a === 'object') this.localPort = a.port;
+    this.server = server;
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const head = readHead(req);
+    const ex = new NodeExchange(res, head);
+    const priv: SessionPriv = {
+      http: ex,
+      error(status, body) {
+        ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify(body, null, 4));
+      },
+    };
+    this.ctx.emit({
+      name: `HTTP:${head.remoteAddress}-${this.address}:${this.localPort}-${this.seq++}`,
+      channel: new NodeHttpServerChannel(req, ex),
+      metadata: httpMetadata(head, this.address, this.localPort),
+      priv,
+    });
+  }
+
+  /** Keep the connections with requests in flight; idle keep-alive ones go now. */
+  stopAccepting(): void {
+    const s = this.server;
+    if (!s) return;
+    if (s.listening) s.close();
+    s.closeIdleConnections();
+  }
+
+  async stop(): Promise<void> {
+    this.stopAccepting();
+    this.server = undefined;
+  }
+
+  bound(): boolean {
+    return this.server?.listening === true;
+  }
+}
