@@ -10,9 +10,10 @@
 
 import http from 'node:http';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
-import { GatewayError, reasonPhrase } from '../core/errors.js';
+import { GatewayError } from '../core/errors.js';
+import { ExchangeBase } from './http-exchange.js';
 import { httpMetadata, type RequestHead } from './http.js';
-import type { HttpExchange, ListenerContext, ListenerImpl, SessionPriv } from './types.js';
+import type { ListenerContext, ListenerImpl, SessionPriv } from './types.js';
 
 /** Headers node:http computes itself. */
 const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection', 'date', 'keep-alive']);
@@ -40,61 +41,31 @@ function readHead(req: http.IncomingMessage): RequestHead {
   };
 }
 
-class NodeExchange implements HttpExchange {
-  aborted = false;
-  responded = false;
-  onDone: (() => void) | undefined;
+class NodeExchange extends ExchangeBase {
+  constructor(readonly res: http.ServerResponse, head: RequestHead) {
+    super(head);
+  }
 
-  constructor(readonly res: http.ServerResponse, private readonly head: RequestHead) {}
-
-  get method(): string { return this.head.method; }
-  get url(): string { return this.head.url; }
-  get headers(): Record<string, string> { return this.head.headers; }
-  get remoteAddress(): string { return this.head.remoteAddress; }
   get headSent(): boolean { return this.res.headersSent; }
 
-  writeHead(status: number, headers: Record<string, string | string[]>): void {
-    if (this.res.headersSent || this.aborted || this.responded) return;
+  protected sendHead(status: number, headers: Record<string, string | string[]>): void {
+    if (headers.connection === 'close') this.res.shouldKeepAlive = false;
     this.res.writeHead(status, framedHeaders(headers));
   }
 
-  respond(status: number, headers: Record<string, string>, body: string | Uint8Array): void {
-    if (this.responded || this.aborted) return;
-    this.responded = true;
-    if (!this.res.headersSent) {
-      if (headers.connection === 'close') this.res.shouldKeepAlive = false;
-      this.res.writeHead(status, framedHeaders(headers));
-    }
-    this.res.end(body);
-    this.done();
-  }
-
-  write(chunk: Uint8Array): boolean {
-    if (this.responded || this.aborted) return true;
-    if (!this.res.headersSent) this.res.writeHead(200);
+  protected sendBody(chunk: Uint8Array): boolean {
     return this.res.write(chunk);
   }
 
-  finishResponse(): void {
-    if (this.responded || this.aborted) return;
-    this.responded = true;
-    if (!this.res.headersSent) this.res.writeHead(200);
-    this.res.end();
-    this.done();
+  protected sendEnd(body: string | Uint8Array | undefined, close: boolean): void {
+    if (close) this.res.shouldKeepAlive = false;
+    if (body === undefined) this.res.end();
+    else this.res.end(body);
   }
 
   /** After the head went out: the client must see a truncated response, never a clean end. */
-  abort(): void {
-    if (this.responded || this.aborted) return;
-    this.responded = true;
+  protected destroy(): void {
     this.res.destroy();
-    this.done();
-  }
-
-  done(): void {
-    const d = this.onDone;
-    this.onDone = undefined;
-    d?.();
   }
 }
 
@@ -132,17 +103,7 @@ class NodeHttpServerChannel extends BaseChannel {
   }
 
   protected doClose(err: Error | undefined): void {
-    const ex = this.ex;
-    if (!ex.aborted && !ex.responded) {
-      if (err && !ex.headSent) {
-        const status = err instanceof GatewayError ? err.status : 502;
-        ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify({ status, message: reasonPhrase(status), content: err.message }));
-      } else if (err) {
-        ex.abort();
-      } else {
-        ex.finishResponse();
-      }
-    }
+    this.ex.close(err);
     this.finish(err);
   }
 }

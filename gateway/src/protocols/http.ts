@@ -11,6 +11,7 @@
 
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError, invalid, reasonPhrase } from '../core/errors.js';
+import { ExchangeBase } from './http-exchange.js';
 import { NodeHttpListener } from './http-node.js';
 import type { HttpExchange, ListenerContext, ListenerImpl, ProtocolDef, SessionPriv, Spec } from './types.js';
 import { parseTls, type TlsFiles } from './tls.js';
@@ -68,22 +69,21 @@ export function httpMetadata(head: RequestHead, localAddress: string, localPort:
   };
 }
 
-class UwsExchange implements HttpExchange {
-  aborted = false;
-  responded = false;
-  headSent = false;
-  /** Set once the response is complete or the client went away. */
-  onDone: (() => void) | undefined;
+class UwsExchange extends ExchangeBase {
+  private sent = false;
 
-  constructor(readonly res: U.HttpResponse, private readonly head: RequestHead) {}
+  constructor(readonly res: U.HttpResponse, head: RequestHead) {
+    super(head);
+  }
 
-  get method(): string { return this.head.method; }
-  get url(): string { return this.head.url; }
-  get headers(): Record<string, string> { return this.head.headers; }
-  get remoteAddress(): string { return this.head.remoteAddress; }
+  get headSent(): boolean { return this.sent; }
 
-  private writeHeadRaw(status: number, headers: Record<string, string | string[]>): void {
-    this.headSent = true;
+  protected override batch(fn: () => void): void {
+    this.res.cork(fn);
+  }
+
+  protected sendHead(status: number, headers: Record<string, string | string[]>): void {
+    this.sent = true;
     this.res.writeStatus(`${status} ${reasonPhrase(status)}`);
     for (const [k, val] of Object.entries(headers)) {
       const lk = k.toLowerCase();
@@ -94,54 +94,17 @@ class UwsExchange implements HttpExchange {
     }
   }
 
-  writeHead(status: number, headers: Record<string, string | string[]>): void {
-    if (this.headSent || this.aborted || this.responded) return;
-    this.res.cork(() => this.writeHeadRaw(status, headers));
+  protected sendBody(chunk: Uint8Array): boolean {
+    return this.res.write(chunk);
   }
 
-  respond(status: number, headers: Record<string, string>, body: string | Uint8Array): void {
-    if (this.responded || this.aborted) return;
-    this.responded = true;
-    this.res.cork(() => {
-      if (!this.headSent) this.writeHeadRaw(status, headers);
-      const close = headers.connection === 'close';
-      this.res.end(body, close);
-    });
-    this.done();
+  protected sendEnd(body: string | Uint8Array | undefined, close: boolean): void {
+    if (body === undefined) this.res.end();
+    else this.res.end(body, close);
   }
 
-  /** Write one body chunk of a streamed response; false = backpressure. */
-  write(chunk: Uint8Array): boolean {
-    if (this.responded || this.aborted) return true;
-    let ok = true;
-    this.res.cork(() => {
-      if (!this.headSent) this.writeHeadRaw(200, {});
-      ok = this.res.write(chunk);
-    });
-    return ok;
-  }
-
-  finishResponse(): void {
-    if (this.responded || this.aborted) return;
-    this.responded = true;
-    this.res.cork(() => {
-      if (!this.headSent) this.writeHeadRaw(200, {});
-      this.res.end();
-    });
-    this.done();
-  }
-
-  abort(): void {
-    if (this.responded || this.aborted) return;
-    this.responded = true;
+  protected destroy(): void {
     this.res.close();
-    this.done();
-  }
-
-  done(): void {
-    const d = this.onDone;
-    this.onDone = undefined;
-    d?.();
   }
 }
 
@@ -189,17 +152,7 @@ class HttpServerChannel extends BaseChannel {
   }
 
   protected doClose(err: Error | undefined): void {
-    const ex = this.ex;
-    if (!ex.aborted && !ex.responded) {
-      if (err && !ex.headSent) {
-        const status = err instanceof GatewayError ? err.status : 502;
-        ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify({ status, message: reasonPhrase(status), content: err.message }));
-      } else if (err) {
-        ex.abort();
-      } else {
-        ex.finishResponse();
-      }
-    }
+    this.ex.close(err);
     this.finish(err);
   }
 }
