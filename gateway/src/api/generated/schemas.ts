@@ -108,6 +108,7 @@ export const ListenerSpec = Type.Object({
   transport_spec: Type.Optional(ListenerTransportSpec),
   options: Type.Optional(SocketOptions),
   tls: Type.Optional(TlsSpec),
+  engine: Type.Optional(Type.Enum(["uws", "ws", "node"])),
 }, { additionalProperties: true });
 
 /** Optional listener features. */

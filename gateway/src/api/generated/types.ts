@@ -113,6 +113,8 @@ export type ListenerSpec = {
   transport_spec?: ListenerTransportSpec;
   options?: SocketOptions;
   tls?: TlsSpec;
+  /** HTTP and WebSocket listeners: the server engine. `uws` (default, uWebSockets.js) for both; `ws` for WebSocket; `node` (node:http) for HTTP, which answers pipelined requests in order and a request followed by a half-close (uWS closes such connections). No TLS with `node` yet. */
+  engine?: "uws" | "ws" | "node";
   [key: string]: unknown;
 };
 
