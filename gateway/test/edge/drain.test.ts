@@ -262,3 +262,27 @@ test('HTTP (engine node): a request followed by a half-close (SHUT_WR) gets its 
   const both = await rawHttp(gw.port, GET('/d') + GET('/e'), true, /answer \/e/);
   t.regex(both, /answer \/d[\s\S]*answer \/e/);
 });
+
+test('SIGTERM: a new request on a kept-alive connection during the drain gets 503, while the request in flight completes', async (t) => {
+  const up = await slowHttpUpstream(t, 1500, (req) => `answer ${req.url}`);
+  const port = await freePort();
+  const gw = await startChild(t, { listeners: [httpRoute(port, up.port)] }, { drain_timeout: 5000 });
+  const inFlight = httpRequest(`http://127.0.0.1:${port}/slow`);
+  await waitFor(() => up.requests() === 1, 5000, 'request upstream');
+  // A connection the listener already holds: it accepted it before the signal.
+  const c = net.connect({ port, host: '127.0.0.1' });
+  let out = '';
+  c.on('data', (d) => { out += String(d); });
+  c.on('error', () => undefined);
+  await new Promise((r) => c.once('connect', r));
+  gw.signal('SIGTERM');
+  await waitFor(async () => (await fetch(`${gw.adminBase}/ready`).catch(() => undefined))?.status === 503, 3000, 'draining');
+  c.write('GET /late HTTP/1.1\r\nHost: x\r\n\r\n');
+  await waitFor(() => /^HTTP\/1\.1 \d{3}/.test(out), 3000, 'an answer to the late request');
+  t.regex(out, /^HTTP\/1\.1 503 /);
+  c.destroy();
+  const o = await inFlight.outcome;
+  t.is(o.status, 200);
+  t.is(o.body.toString(), 'answer /slow');
+  t.is(await gw.exited, 0);
+});
