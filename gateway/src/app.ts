@@ -12,6 +12,7 @@ import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
 import { parseEdgeLimits } from './core/limits.js';
 import { parseAdmissionLimits } from './core/admission.js';
+import { parseDrainTimeout } from './core/drain.js';
 import { parseAdminListener, startAdminListener } from './observe/admin.js';
 import { parseStdioForkAdmin } from './protocols/stdiofork.js';
 import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
@@ -144,6 +145,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     if (typeof bodyLimit !== 'number' || bodyLimit < 1) throw invalid('admin.limits.max_body_bytes', 'must be a positive number');
     gw.admin.max_body_bytes = bodyLimit;
   }
+  gw.admin.drain_timeout = parseDrainTimeout(admin.drain_timeout); // ms for SIGTERM/SIGINT (core/drain.ts)
   gw.limits.settings = parseEdgeLimits(rawLimits as Record<string, unknown> | undefined); // JSONSocket header, message buffer, YAML body bounds (core/limits.ts)
   gw.admission.logLimits(log);
   // A config that does not apply still ran setupOffload: stop() detaches the program again.

@@ -6,6 +6,7 @@
 
 import { parseArgs } from 'node:util';
 import { asGatewayError } from './core/errors.js';
+import { drainAndStop } from './core/drain.js';
 import { LEVEL_NAMES, isLevelName } from './observe/log.js';
 import { checkHealth, healthUrl } from './cli/health.js';
 import { USAGE } from './cli/usage.js';
@@ -77,9 +78,10 @@ async function main(): Promise<void> {
     const shutdown = (sig: string) => {
       if (stopping) return;
       stopping = true;
-      gw.log.info({ signal: sig }, 'shutting down');
-      gw.stop().finally(() => process.exit(0));
-      setTimeout(() => process.exit(0), 3000).unref();
+      gw.log.info({ signal: sig, drain_timeout_ms: gw.admin.drain_timeout }, 'shutting down');
+      // Drain (core/drain.ts), then exit; the timer only bounds a stop() that hangs.
+      drainAndStop(gw, gw.admin.drain_timeout).finally(() => process.exit(0));
+      setTimeout(() => process.exit(0), gw.admin.drain_timeout + 3000).unref();
     };
     process.on('SIGINT', () => shutdown('SIGINT'));
     process.on('SIGTERM', () => shutdown('SIGTERM'));

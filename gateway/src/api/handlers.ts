@@ -43,7 +43,7 @@ export const handlers: Record<OperationId, Handler> = {
     const a = wrapped(req.body, 'admin') as Record<string, unknown>;
     if (typeof a !== 'object' || a === null) throw invalid('admin', 'must be an object');
     if (a.log_level !== undefined && !isLevelName(a.log_level)) throw invalid('admin.log_level', `unknown level "${String(a.log_level)}"`);
-    for (const k of ['api_token', 'api_token_file', 'limits', 'managed', 'file_root']) {
+    for (const k of ['api_token', 'api_token_file', 'limits', 'managed', 'file_root', 'drain_timeout']) {
       // The control plane's own security is never changed through the control plane.
       if (a[k] !== undefined) throw new GatewayError('FORBIDDEN', `admin.${k} can only be set in the static config`, `admin.${k}`);
     }

@@ -14,7 +14,7 @@ export type ErrorCode =
   | 'RATE_LIMITED'       // 429: too many REST requests from one client; see Retry-After
   | 'NO_ROUTE'           // 404: no rule matched a session
   | 'CONNECT_FAILED'     // 502: an upstream could not be reached
-  | 'UNAVAILABLE'        // 503: a shared budget is exhausted right now (retry later)
+  | 'UNAVAILABLE'        // 503: a shared budget is exhausted right now, or the session was cut (draining, stopping, object deleted)
   | 'TIMEOUT'            // 504
   | 'BIND_FAILED'        // 409: a listener's address is in use or cannot be bound
   | 'INTERNAL';          // 500: a bug
@@ -104,7 +104,7 @@ export function notFound(kind: string, name: string): GatewayError {
 const CLIENT_5XX: Partial<Record<ErrorCode, string>> = {
   CONNECT_FAILED: 'could not connect to the upstream',
   TIMEOUT: 'the upstream did not answer in time',
-  UNAVAILABLE: 'the gateway is out of capacity; retry later',
+  UNAVAILABLE: 'the service is unavailable right now; retry later',
 };
 
 /** The error text a data-plane client may see: the message for 4xx, a generic sentence for 5xx. */

@@ -26,6 +26,8 @@ import { Admission, DEFAULT_LIMITS, parseListenerMaxSessions, type AdmissionLimi
 import { Session, Stage, type SessionOwner } from './session.js';
 import { StreamSplicer } from '../native/splice.js';
 import { HealthStats, UpstreamHealth, noteSessionEnd, noteStageClosed, pickEndpoint } from '../health/index.js';
+import { DEFAULT_DRAIN_TIMEOUT_MS, SessionCut } from './drain.js';
+import { mayReconnect, reconnected } from './reconnect-budget.js';
 
 /** The kernel fast path (gateway/src/offload/bridge.ts), told about session milestones. */
 export interface SessionOffloader {
@@ -62,6 +64,8 @@ export interface AdminSettings {
   offload_ifs?: unknown;
   max_body_bytes: number;
   max_sessions: number;
+  /** Milliseconds established sessions get to finish on SIGTERM/SIGINT (core/drain.ts); 0 cuts them at once. */
+  drain_timeout: number;
   version: string;
   /** Configured by the operator: readiness waits for `generation` (static config only). */
   managed: boolean;
@@ -145,6 +149,8 @@ export class Gateway implements SessionOwner, GatewayServices {
   private queue: Promise<unknown> = Promise.resolve();
   private readonly opts: GatewayOptions;
   private stopping = false;
+  /** Draining (core/drain.ts): not ready, no new sessions, the live ones finishing. */
+  draining = false;
   readonly observer: GatewayObserver | undefined;
   /** The static configuration was applied (readiness). */
   configApplied = false;
@@ -172,6 +178,7 @@ export class Gateway implements SessionOwner, GatewayServices {
       offload: false,
       max_body_bytes: 1024 * 1024,
       max_sessions: (opts.limits ?? DEFAULT_LIMITS).maxSessions,
+      drain_timeout: DEFAULT_DRAIN_TIMEOUT_MS,
       version: opts.version,
       managed: false,
     };
@@ -611,7 +618,7 @@ export class Gateway implements SessionOwner, GatewayServices {
       if (recursive) {
         const shared = [...this.listeners.values()].some((o) => o.rules === l.rules);
         if (l.inlineRuleList && this.rulelists.has(l.rules) && !shared) this.removeRuleList(l.rules, true);
-        for (const s of this.sessions.values()) if (s.listener === name) this.endSession(s, 'Listener deleted from API');
+        for (const s of this.sessions.values()) if (s.listener === name) this.endSession(s, 'Listener deleted from API', false, new SessionCut('deleted', `listener "${name}" deleted`));
       }
       this.log.info({ listener: name, recursive }, 'Listener deleted');
     });
@@ -736,7 +743,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     if (recursive) {
       for (const s of this.sessions.values()) {
         if (s.status === 'DESTROYED' || s.status === 'FINALIZING') continue;
-        if (s.stages().some((st) => st.role !== 'source' && st.origin === name)) this.endSession(s, 'Traversed Cluster deleted from API');
+        if (s.stages().some((st) => st.role !== 'source' && st.origin === name)) this.endSession(s, 'Traversed Cluster deleted from API', false, new SessionCut('deleted', `cluster "${name}" deleted`));
       }
     }
     for (const e of [...c.endpoints]) this.removeEndpoint(e.name, recursive);
@@ -769,14 +776,17 @@ export class Gateway implements SessionOwner, GatewayServices {
   deleteSession(name: string): void {
     const s = this.sessions.get(name);
     if (!s || s.status === 'DESTROYED') throw new GatewayError('NOT_FOUND', 'No such session');
-    this.endSession(s, 'Session removed from the API');
+    this.endSession(s, 'Session removed from the API', false, new SessionCut('deleted', 'session deleted'));
   }
 
   // -------------------------------------------------------------- sessions
 
   private addSession(listener: string, ns: NewSession): void {
-    if (this.stopping) {
-      ns.channel.close();
+    if (this.stopping || this.draining) {
+      // Not a graceful close: on an HTTP keep-alive connection that is an empty 200.
+      const cut = new SessionCut('shutdown', 'the gateway is shutting down');
+      ns.priv?.error?.(cut.status, { status: cut.status, message: 'Service Unavailable', content: cut.message });
+      ns.channel.close(cut);
       return;
     }
     if (ns.admitted !== true && !this.admission.admit(listener, ns)) { // counted and logged there
@@ -965,7 +975,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.event('DISCONNECT', `${st.role === 'source' ? 'listener' : 'cluster'} "${st.origin}" disconnected`, err?.message);
     // A stage that finished both directions with EOF closed cleanly: nothing to retry.
     const finished = !err && st.inLink?.ended === true && st.outLink?.ended === true;
-    if (st.role !== 'source' && !finished && retriesOnDisconnect(s.retry) && this.clusters.get(st.origin)?.protocol.cluster?.retriable) {
+    if (st.role !== 'source' && !finished && retriesOnDisconnect(s.retry) && this.clusters.get(st.origin)?.protocol.cluster?.retriable && mayReconnect(st, s.retry!)) {
       void this.reconnect(s, st, err);
       return;
     }
@@ -991,6 +1001,7 @@ export class Gateway implements SessionOwner, GatewayServices {
           return;
         }
         s.relink(st, ch);
+        reconnected(st);
         this.offloader?.sessionConnected(s);
         this.observer?.onStageConnect?.(s, st, true);
         s.event('CONNECT', `cluster "${st.origin}" reconnected`);
@@ -1030,6 +1041,7 @@ export class Gateway implements SessionOwner, GatewayServices {
     s.admitted = undefined;
     s.status = 'FINALIZING';
     s.endReason = reason;
+    if (err instanceof SessionCut) s.endKind = err.kind;
     s.ended = Date.now();
     for (const st of s.stages()) {
       if (st.status !== 'END') st.status = 'END';
@@ -1076,7 +1088,7 @@ export class Gateway implements SessionOwner, GatewayServices {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const s of [...this.sessions.values()]) this.endSession(s, 'gateway shutting down');
+    for (const s of [...this.sessions.values()]) this.endSession(s, 'gateway shutting down', false, new SessionCut('shutdown', 'the gateway is shutting down'));
     for (const l of this.listeners.values()) await l.impl.stop().catch(() => undefined);
     for (const c of this.clusters.values()) {
       c.impl.close?.();

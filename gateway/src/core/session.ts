@@ -16,6 +16,7 @@
 import type { ListenerCount } from './admission.js';
 import type { Channel, ChannelSink, CloseListener, DrainListener } from '../channel/channel.js';
 import type { SessionPriv, SessionView } from '../protocols/types.js';
+import type { EndKind } from './drain.js';
 import type { EndpointObj, RetryPolicy } from './model.js';
 
 export type SessionStatus = 'INIT' | 'CONNECTED' | 'FINALIZING' | 'DESTROYED';
@@ -136,6 +137,8 @@ export class Session implements SessionView, CloseListener {
   endReason: string | undefined;
   /** Set when the session ended with a failure. */
   failed = false;
+  /** Set when the gateway cut the session (core/drain.ts SessionCut): deleted, drain timeout, shutdown. */
+  endKind: EndKind | undefined;
   warnedDowngrade = false;
   /** Set by the offload bridge when offload is enabled. */
   kernel: KernelPath | undefined;

@@ -41,7 +41,8 @@ export interface SpliceHandle {
   start(): void;
   /** [bytes A->B, reads A->B, bytes B->A, reads B->A] */
   counts(out: Float64Array): void;
-  close(): void;
+  /** Abort: close both sockets; `reset` sends RSTs (SO_LINGER 0) instead of FINs. */
+  close(reset?: boolean): void;
   readonly state: 'failed' | 'ready' | 'active' | 'done';
 }
 
@@ -67,9 +68,9 @@ export interface SpliceableChannel {
   spliceEnded(err: Error | undefined): void;
 }
 
-/** The channel's handle on the kernel path: close() aborts it (both sockets). */
+/** The channel's handle on the kernel path: close() aborts it (both sockets; `reset`: with RSTs). */
 export interface SpliceControl {
-  close(): void;
+  close(reset?: boolean): void;
 }
 
 /** Default handover point: bytes one direction has carried on the JavaScript path. */
@@ -154,12 +155,12 @@ class SpliceSession implements SplicePath, SpliceControl {
     this.b.spliceEnded(undefined);
   }
 
-  close(): void {
+  close(reset = false): void {
     if (this.state !== 'active') return;
     this.handle.counts(this.counts);
     this.sync();
     this.state = 'closed';
-    this.handle.close();
+    this.handle.close(reset);
   }
 
   toJSON(): Record<string, unknown> {

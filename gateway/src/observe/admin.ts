@@ -70,6 +70,8 @@ export interface Readiness {
 /** Ready: the static config is applied, the gateway is not stopping, and every listener is bound. */
 export function readiness(gw: Gateway): Readiness {
   const reasons: string[] = [];
+  // Draining listeners are unbound on purpose: one reason says it all.
+  if (gw.draining) return { ready: false, reasons: ['draining'] };
   if (gw.isStopping) reasons.push('the gateway is shutting down');
   if (!gw.configApplied) reasons.push('the configuration is not applied yet');
   if (gw.admin.managed && gw.admin.generation === undefined) reasons.push('waiting for the operator to apply its configuration (admin.generation)');

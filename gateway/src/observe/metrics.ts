@@ -22,6 +22,7 @@
 //   l7mp_refusals_total{reason,listener}
 //   l7mp_endpoint_healthy{cluster,endpoint}, l7mp_health_checks_total{result},
 //   l7mp_outlier_ejections_total (gateway/src/health)
+//   l7mp_sessions_ended_total{reason}: completed, error, deleted, drain_timeout, shutdown
 // and l7mp's own: listener_requests_total{listenerName,protocol},
 // cluster_requests_total{clusterName,protocol},
 // session_byte_counter_total / session_packet_counter_total{sessionName,clusterName}
@@ -29,6 +30,7 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Gateway } from '../core/gateway.js';
+import { END_KINDS, endKindOf } from '../core/drain.js';
 import type { GatewayObserver } from '../core/observer.js';
 import type { Session, Stage } from '../core/session.js';
 import { MetricChannel } from '../protocols/prometheus.js';
@@ -91,6 +93,7 @@ export class GatewayMetrics implements GatewayObserver {
   private readonly clusterRetries: Counter<'cluster' | 'protocol'>;
   private readonly durations: Histogram<'listener' | 'cluster'>;
   private readonly restCalls: Counter<'operationId' | 'status'>;
+  private readonly sessionsEnded: Counter<'reason'>;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -161,6 +164,12 @@ export class GatewayMetrics implements GatewayObserver {
         this.inc(self.gw?.healthStats.ejections ?? 0);
       },
     });
+    // How sessions ended: on their own (completed, error) or cut by the gateway (core/drain.ts).
+    this.sessionsEnded = new Counter({
+      name: 'l7mp_sessions_ended_total', help: 'Sessions ended, by reason: completed, error, or cut by the gateway (deleted, drain_timeout, shutdown)',
+      labelNames: ['reason'], registers,
+    });
+    for (const reason of END_KINDS) this.sessionsEnded.inc({ reason }, 0);
 
     // Per listener.
     this.listenerSessions = new Counter({
@@ -290,6 +299,7 @@ export class GatewayMetrics implements GatewayObserver {
   }
 
   onSessionEnd(s: Session): void {
+    this.sessionsEnded.inc({ reason: endKindOf(s) });
     const c = s.counters();
     add(entry(this.endedListeners, s.listener), c.ingress.bytes, c.egress.bytes, c.ingress.packets, c.egress.packets);
     for (const st of s.stages()) {

@@ -10,10 +10,12 @@
 // metadata carry the client address only (TCP/src_port is absent).
 
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
-import { GatewayError, clientContent, reasonPhrase } from '../core/errors.js';
+import { GatewayError, invalid, reasonPhrase } from '../core/errors.js';
+import { normalizePath } from '../routing/httppath.js';
+import { ExchangeBase } from './http-exchange.js';
+import { NodeHttpListener } from './http-node.js';
 import type { HttpExchange, ListenerContext, ListenerImpl, ProtocolDef, SessionPriv, Spec } from './types.js';
 import { parseTls, type TlsFiles } from './tls.js';
-import { normalizePath } from '../routing/httppath.js';
 import { copyBuffer, requireUws, text, type Uws } from './uws.js';
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import * as v from './validate.js';
@@ -83,24 +85,21 @@ export function httpMetadata(head: RequestHead, localAddress: string, localPort:
   };
 }
 
-class UwsExchange implements HttpExchange {
-  aborted = false;
-  responded = false;
-  headSent = false;
-  /** Set once the response is complete or the client went away. */
-  onDone: (() => void) | undefined;
-  /** The listener's count of exchanges in flight: called once, when the response is complete or the client went away. */
-  onSettled: (() => void) | undefined;
+class UwsExchange extends ExchangeBase {
+  private sent = false;
 
-  constructor(readonly res: U.HttpResponse, private readonly head: RequestHead, readonly localAddress: string) {}
+  constructor(readonly res: U.HttpResponse, head: RequestHead, readonly localAddress: string) {
+    super(head);
+  }
 
-  get method(): string { return this.head.method; }
-  get url(): string { return this.head.url; }
-  get headers(): Record<string, string> { return this.head.headers; }
-  get remoteAddress(): string { return this.head.remoteAddress; }
+  get headSent(): boolean { return this.sent; }
 
-  private writeHeadRaw(status: number, headers: Record<string, string | string[]>): void {
-    this.headSent = true;
+  protected override batch(fn: () => void): void {
+    this.res.cork(fn);
+  }
+
+  protected sendHead(status: number, headers: Record<string, string | string[]>): void {
+    this.sent = true;
     this.res.writeStatus(`${status} ${reasonPhrase(status)}`);
     for (const [k, val] of Object.entries(headers)) {
       const lk = k.toLowerCase();
@@ -111,61 +110,17 @@ class UwsExchange implements HttpExchange {
     }
   }
 
-  writeHead(status: number, headers: Record<string, string | string[]>): void {
-    if (this.headSent || this.aborted || this.responded) return;
-    this.res.cork(() => this.writeHeadRaw(status, headers));
+  protected sendBody(chunk: Uint8Array): boolean {
+    return this.res.write(chunk);
   }
 
-  respond(status: number, headers: Record<string, string>, body: string | Uint8Array): void {
-    if (this.responded || this.aborted) return;
-    this.responded = true;
-    this.res.cork(() => {
-      if (!this.headSent) this.writeHeadRaw(status, headers);
-      const close = headers.connection === 'close';
-      this.res.end(body, close);
-    });
-    this.done();
+  protected sendEnd(body: string | Uint8Array | undefined, close: boolean): void {
+    if (body === undefined) this.res.end();
+    else this.res.end(body, close);
   }
 
-  /** Write one body chunk of a streamed response; false = backpressure. */
-  write(chunk: Uint8Array): boolean {
-    if (this.responded || this.aborted) return true;
-    let ok = true;
-    this.res.cork(() => {
-      if (!this.headSent) this.writeHeadRaw(200, {});
-      ok = this.res.write(chunk);
-    });
-    return ok;
-  }
-
-  finishResponse(): void {
-    if (this.responded || this.aborted) return;
-    this.responded = true;
-    this.res.cork(() => {
-      if (!this.headSent) this.writeHeadRaw(200, {});
-      this.res.end();
-    });
-    this.done();
-  }
-
-  abort(): void {
-    if (this.responded || this.aborted) return;
-    this.responded = true;
+  protected destroy(): void {
     this.res.close();
-    this.done();
-  }
-
-  done(): void {
-    const d = this.onDone;
-    this.onDone = undefined;
-    d?.();
-    this.settle();
-  }
-
-  settle(): void {
-    const s = this.onSettled;
-    this.onSettled = undefined;
-    s?.();
   }
 }
 
@@ -214,17 +169,7 @@ class HttpServerChannel extends BaseChannel {
   }
 
   protected doClose(err: Error | undefined): void {
-    const ex = this.ex;
-    if (!ex.aborted && !ex.responded) {
-      if (err && !ex.headSent) {
-        const status = err instanceof GatewayError ? err.status : 502;
-        ex.respond(status, { 'content-type': 'application/json' }, JSON.stringify({ status, message: reasonPhrase(status), content: clientContent(err) }));
-      } else if (err) {
-        ex.abort();
-      } else {
-        ex.finishResponse();
-      }
-    }
+    this.ex.close(err);
     this.finish(err);
   }
 }
@@ -303,8 +248,8 @@ class HttpListener implements ListenerImpl {
     const priv: SessionPriv = {
       http: ex,
       error(status, body) {
-        // 503 is the gateway's own limits refusing (core/admission.ts): close the
-        // connection too, a kept-alive one would hold a descriptor for nothing.
+        // 503 is the gateway's own limits refusing (core/admission.ts) or a drain:
+        // close the connection too, a kept-alive one would hold a descriptor for nothing.
         const headers: Record<string, string> = status === 503 ? { 'content-type': 'application/json', connection: 'close' } : { 'content-type': 'application/json' };
         ex.respond(status, headers, JSON.stringify(body, null, 4));
       },
@@ -320,8 +265,7 @@ class HttpListener implements ListenerImpl {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.token) this.uws.us_listen_socket_close(this.token);
-    this.token = undefined;
+    this.stopAccepting();
     // Idle kept-alive connections close now; ones with a request in flight once it is answered.
     if (this.inFlight === 0) this.closeConnections();
   }
@@ -332,6 +276,12 @@ class HttpListener implements ListenerImpl {
     this.app = undefined;
     // After the answer just written went out: close() would cut what uWS still buffers.
     if (app) setImmediate(() => (app as unknown as { close?: () => void }).close?.());
+  }
+
+  /** Keep-alive connections stay: their requests in flight finish, new ones get 503 from the gateway. */
+  stopAccepting(): void {
+    if (this.token) this.uws.us_listen_socket_close(this.token);
+    this.token = undefined;
   }
 
   bound(): boolean {
@@ -349,7 +299,15 @@ export const httpProtocol: ProtocolDef = {
     create(spec: Spec, ctx, field) {
       const port = v.port(spec, 'port', field, true)!;
       const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';
-      return new HttpListener(address, port, ctx, parseTls(spec, field));
+      // engine: node answers pipelined and half-closed requests (http-node.ts says why).
+      const engine = v.optString(spec, 'engine', field) ?? 'uws';
+      if (engine !== 'uws' && engine !== 'node') throw invalid(`${field}.engine`, `must be "uws" or "node", got "${engine}"`);
+      const tls = parseTls(spec, field);
+      if (engine === 'node') {
+        if (tls) throw new GatewayError('NOT_SUPPORTED', `${field}.engine: "node" does not serve TLS yet; use the uws engine`, `${field}.engine`);
+        return new NodeHttpListener(address, port, ctx);
+      }
+      return new HttpListener(address, port, ctx, tls);
     },
   },
 };

@@ -259,6 +259,10 @@ class HttpUpstreamChannel extends BaseChannel implements Dispatcher.DispatchHand
     const c = this.controller;
     if (c !== undefined && !this.responseDone && !c.aborted) {
       c.abort(err ?? new GatewayError('CONNECT_FAILED', 'session closed before the upstream response completed'));
+    } else if (c === undefined && this.abandoned === undefined) {
+      // Not sent yet (a client that went away at once, e.g. one uWS dropped
+      // for pipelining): it must never reach the upstream now.
+      this.abandon(err ?? new GatewayError('CONNECT_FAILED', 'session closed before the request was sent'));
     }
     this.finish(err);
   }

@@ -109,7 +109,7 @@ export class SocketChannel extends BaseChannel implements SpliceableChannel {
   protected doClose(err: Error | undefined): void {
     const s = this.socket;
     if (this.spliced !== undefined) {
-      this.spliced.close(); // both sockets of the pair (idempotent)
+      this.spliced.close((err as { reset?: boolean } | undefined)?.reset === true); // both sockets of the pair (idempotent)
       this.finish(err);
       return;
     }
@@ -119,7 +119,11 @@ export class SocketChannel extends BaseChannel implements SpliceableChannel {
     }
     if (err && (err as { graceful?: boolean }).graceful !== true) {
       this.error ??= err;
-      s.destroy();
+      // A cut (core/drain.ts SessionCut) resets, so the peer cannot take it
+      // for a complete stream. Not after our FIN: libuv refuses to reset a
+      // socket that is shutting down, and Node then leaves the handle open.
+      if ((err as { reset?: boolean }).reset === true && !s.connecting && !s.writableEnded && s.remotePort !== undefined) s.resetAndDestroy();
+      else s.destroy();
       return;
     }
     s.end();
@@ -147,8 +151,13 @@ function listen(server: net.Server, opts: net.ListenOptions): Promise<void> {
   });
 }
 
-function closeServer(server: net.Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
+/**
+ * Stop listening. Not waiting for close's callback: it fires only once every
+ * accepted connection has ended, and an idle client would hold the caller
+ * (a REST delete, and every REST call queued behind it) for as long as it likes.
+ */
+function closeServer(server: net.Server): void {
+  if (server.listening) server.close();
 }
 
 class TcpListener implements ListenerImpl {
@@ -184,8 +193,12 @@ class TcpListener implements ListenerImpl {
   }
 
   async stop(): Promise<void> {
-    if (this.server) await closeServer(this.server);
+    this.stopAccepting();
     this.server = undefined;
+  }
+
+  stopAccepting(): void {
+    if (this.server) closeServer(this.server);
   }
 
   bound(): boolean {
@@ -236,8 +249,12 @@ class UnixListener implements ListenerImpl {
   }
 
   async stop(): Promise<void> {
-    if (this.server) await closeServer(this.server); // unlinks the socket file
+    this.stopAccepting();
     this.server = undefined;
+  }
+
+  stopAccepting(): void {
+    if (this.server) closeServer(this.server); // unlinks the socket file
   }
 
   bound(): boolean {

@@ -79,8 +79,13 @@ export interface ListenerContext {
 export interface ListenerImpl {
   /** Bind. Rejects with a GatewayError (BIND_FAILED) when it cannot. */
   start(): Promise<void>;
-  /** Unbind and release everything; live sessions are ended by the gateway. */
+  /** Unbind and release everything; live sessions are ended by the gateway. Never waits for clients. */
   stop(): Promise<void>;
+  /**
+   * Draining (core/drain.ts): take no new connections, keep the established
+   * ones. Absent: the gateway refuses the new sessions instead.
+   */
+  stopAccepting?(): void;
   /** The listener is part of the configuration now: sessions emitted from here on can be routed. */
   ready?(): void;
   /** Whether the listener holds its socket now (readiness); absent means "bound once started". */

@@ -270,6 +270,11 @@ export class WsEngineListener implements ListenerImpl {
     }
   }
 
+  /** Draining: unbind now; upgraded sockets stay until they end or are cut. */
+  stopAccepting(): void {
+    this.server?.close();
+  }
+
   async stop(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = undefined;

@@ -314,9 +314,14 @@ class WsListener implements ListenerImpl {
     return this.token !== undefined;
   }
 
-  async stop(): Promise<void> {
+  /** Draining: no new connections; open WebSockets stay until they end or are cut. */
+  stopAccepting(): void {
     if (this.token) this.uws.us_listen_socket_close(this.token);
     this.token = undefined;
+  }
+
+  async stop(): Promise<void> {
+    this.stopAccepting();
     // uWS keeps accepted connections after the listen socket closes: end them.
     for (const ws of [...this.open]) ws.end(1001, 'listener removed');
     this.open.clear();

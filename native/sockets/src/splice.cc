@@ -212,10 +212,16 @@ class Splice : public Napi::ObjectWrap<Splice> {
     return env.Undefined();
   }
 
-  // close(): stop at once and close both sockets (an abort: what is still in
-  // the pipes is dropped). No onDone call. Safe to call any time, repeatedly.
+  // close(reset?): stop at once and close both sockets (an abort: what is
+  // still in the pipes is dropped). With reset, SO_LINGER 0 first, so both
+  // peers get an RST rather than a FIN that would read as a complete stream.
+  // No onDone call. Safe to call any time, repeatedly.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     bool held = state_ == kReady || state_ == kActive;
+    if (info.Length() > 0 && info[0].ToBoolean().Value()) {
+      struct linger lg = {1, 0};
+      for (auto& s : side_) if (s.fd >= 0) setsockopt(s.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
     Release();
     if (state_ != kFailed) state_ = kDone;
     if (held) Unref();

@@ -84,6 +84,7 @@ export const Admin = Type.Object({
   api_token: Type.Optional(Type.String()),
   api_token_file: Type.Optional(Type.String()),
   limits: Type.Optional(AdminLimits),
+  drain_timeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600000 })),
   managed: Type.Optional(Type.Boolean()),
   generation: Type.Optional(Type.String({ pattern: "^\\S{1,256}$" })),
   version: Type.Optional(Type.String()),
@@ -137,6 +138,7 @@ export const ListenerSpec = Type.Object({
   transport_spec: Type.Optional(ListenerTransportSpec),
   options: Type.Optional(SocketOptions),
   tls: Type.Optional(TlsSpec),
+  engine: Type.Optional(Type.Enum(["uws", "ws", "node"])),
 }, { additionalProperties: true });
 
 /** Optional listener features. */

@@ -85,6 +85,8 @@ export type Admin = {
   /** Static config only. A file holding the token (surrounding whitespace, such as a final newline, is dropped), e.g. a mounted Kubernetes Secret. Read at startup. */
   api_token_file?: string;
   limits?: AdminLimits;
+  /** Static config only. Milliseconds the gateway gives established sessions to finish after SIGTERM or SIGINT (default 10000; 0 cuts them at once). During the drain `/ready` answers 503 (reason `draining`) and listeners take no new sessions; what is left at the end is cut with an error the client can see (HTTP 503 or an aborted response, WebSocket close 1001, TCP reset). */
+  drain_timeout?: number;
   /** Static config only. The gateway is configured by the l7mp operator: `/ready` on the admin listener answers 503 until the operator has set `generation`, so a rollout waits for the configuration, not just for the process. */
   managed?: boolean;
   /** The configuration generation the operator applied last, set by applyAdmin once every object of that generation is in place (opaque to the gateway; at most 256 visible characters). Shown by `/ready`. */
@@ -163,6 +165,8 @@ export type ListenerSpec = {
   transport_spec?: ListenerTransportSpec;
   options?: SocketOptions;
   tls?: TlsSpec;
+  /** HTTP and WebSocket listeners: the server engine. `uws` (default, uWebSockets.js) for both; `ws` for WebSocket; `node` (node:http) for HTTP, which answers pipelined requests in order and a request followed by a half-close (uWS closes such connections). No TLS with `node` yet. */
+  engine?: "uws" | "ws" | "node";
   [key: string]: unknown;
 };
 
