@@ -296,7 +296,8 @@ export class ContainerDriver implements Driver {
     // As process mode: the driver adds the REST controller listener.
     const full = {
       ...config,
-      admin: { log_level: opts.logLevel ?? 'info', ...((config.admin as Record<string, unknown> | undefined) ?? {}) },
+      // A case's sessions are over when it stops the gateway: no drain to wait for (see README "Stopping, draining").
+      admin: { log_level: opts.logLevel ?? 'info', drain_timeout: 0, ...((config.admin as Record<string, unknown> | undefined) ?? {}) },
       listeners: [
         {
           name: 'controller-listener',

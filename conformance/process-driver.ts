@@ -195,7 +195,8 @@ export class ProcessDriver implements Driver {
     const full = {
       ...config,
       // The admin metrics listener would take one fixed port for every gateway of the run: off.
-      admin: { log_level: opts.logLevel ?? 'info', metrics: { enabled: false }, ...((config.admin as Record<string, unknown> | undefined) ?? {}) },
+      // A case's sessions are over when it stops the gateway: no drain to wait for (see README "Stopping, draining").
+      admin: { log_level: opts.logLevel ?? 'info', drain_timeout: 0, metrics: { enabled: false }, ...((config.admin as Record<string, unknown> | undefined) ?? {}) },
       listeners: [
         {
           name: 'controller-listener',
