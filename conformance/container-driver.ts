@@ -297,7 +297,8 @@ export class ContainerDriver implements Driver {
     const full = {
       ...config,
       // A case's sessions are over when it stops the gateway: no drain to wait for (see README "Stopping, draining").
-      admin: { log_level: opts.logLevel ?? 'info', drain_timeout: 0, ...((config.admin as Record<string, unknown> | undefined) ?? {}) },
+      // REST calls of a case (convergence) name the run's socket paths: they live under file_root.
+      admin: { log_level: opts.logLevel ?? 'info', drain_timeout: 0, file_root: this.dir, ...((config.admin as Record<string, unknown> | undefined) ?? {}) },
       listeners: [
         {
           name: 'controller-listener',

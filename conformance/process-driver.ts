@@ -196,7 +196,8 @@ export class ProcessDriver implements Driver {
       ...config,
       // The admin metrics listener would take one fixed port for every gateway of the run: off.
       // A case's sessions are over when it stops the gateway: no drain to wait for (see README "Stopping, draining").
-      admin: { log_level: opts.logLevel ?? 'info', drain_timeout: 0, metrics: { enabled: false }, ...((config.admin as Record<string, unknown> | undefined) ?? {}) },
+      // REST calls of a case (convergence) name the run's socket paths: they live under file_root.
+      admin: { log_level: opts.logLevel ?? 'info', drain_timeout: 0, file_root: this.dir, metrics: { enabled: false }, ...((config.admin as Record<string, unknown> | undefined) ?? {}) },
       listeners: [
         {
           name: 'controller-listener',
