@@ -12,7 +12,7 @@ import http from 'node:http';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError } from '../core/errors.js';
 import { ExchangeBase } from './http-exchange.js';
-import { httpMetadata, normalizedPath, refusePath, type RequestHead } from './http.js';
+import { httpMetadata, readNodeHead as readHead, refusePath, type RequestHead } from './http.js';
 import type { ListenerContext, ListenerImpl, SessionPriv } from './types.js';
 
 /** Headers node:http computes itself. */
@@ -24,25 +24,6 @@ function framedHeaders(headers: Record<string, string | string[]>): Record<strin
   return out;
 }
 
-function readHead(req: http.IncomingMessage): RequestHead {
-  const headers: Record<string, string> = {};
-  for (const [k, val] of Object.entries(req.headers)) {
-    if (val !== undefined) headers[k] = Array.isArray(val) ? val.join(', ') : val;
-  }
-  const raw = req.url ?? '/';
-  const q = raw.indexOf('?');
-  const query = q < 0 ? '' : raw.slice(q + 1);
-  const { path, pathError } = normalizedPath(q < 0 ? raw : raw.slice(0, q));
-  return {
-    method: (req.method ?? 'GET').toUpperCase(),
-    url: query ? `${path}?${query}` : path,
-    path,
-    query,
-    headers,
-    remoteAddress: req.socket.remoteAddress ?? '',
-    ...(pathError !== undefined ? { pathError } : {}),
-  };
-}
 
 class NodeExchange extends ExchangeBase {
   constructor(readonly res: http.ServerResponse, head: RequestHead) {

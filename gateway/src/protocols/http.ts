@@ -18,6 +18,7 @@ import type { HttpExchange, ListenerContext, ListenerImpl, ProtocolDef, SessionP
 import { parseTls, type TlsFiles } from './tls.js';
 import { copyBuffer, requireUws, text, type Uws } from './uws.js';
 import type * as U from '@trufflesuite/uws-js-unofficial';
+import type { IncomingMessage } from 'node:http';
 import * as v from './validate.js';
 
 export interface RequestHead {
@@ -50,6 +51,30 @@ export function readHead(res: U.HttpResponse, req: U.HttpRequest): RequestHead {
     query,
     headers,
     remoteAddress: text(res.getRemoteAddressAsText()),
+    ...(pathError !== undefined ? { pathError } : {}),
+  };
+}
+
+/** A node:http request's head in the shape the uWS listener reads it (the node engines of HTTP and WebSocket) (lower-case names, repeats joined). */
+export function readNodeHead(req: IncomingMessage): RequestHead {
+  const headers: Record<string, string> = {};
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const k = raw[i]!.toLowerCase();
+    const val = raw[i + 1]!;
+    headers[k] = headers[k] === undefined ? val : `${headers[k]}, ${val}`;
+  }
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const { path, pathError } = normalizedPath(q < 0 ? url : url.slice(0, q));
+  const query = q < 0 ? '' : url.slice(q + 1);
+  return {
+    method: (req.method ?? 'GET').toUpperCase(),
+    url: query ? `${path}?${query}` : path,
+    path,
+    query,
+    headers,
+    remoteAddress: req.socket.remoteAddress ?? '',
     ...(pathError !== undefined ? { pathError } : {}),
   };
 }

@@ -24,7 +24,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { BaseChannel, type ChannelKind } from '../channel/channel.js';
 import { GatewayError } from '../core/errors.js';
 import type { ListenerContext, ListenerImpl } from './types.js';
-import { httpMetadata, normalizedPath, refusePath, type RequestHead } from './http.js';
+import { httpMetadata, readNodeHead as nodeHead, refusePath, type RequestHead } from './http.js';
 import { watchUnfinished } from './ws-unfinished.js';
 import {
   NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type WsListenerConfig, type FrameMode,
@@ -39,29 +39,6 @@ const CLOSE_GRACE_MS = 5000;
 const BINARY = { binary: true } as const;
 const TEXT = { binary: false } as const;
 
-/** The request head in the shape the uWS listener reads it (lower-case names, repeats joined). */
-function nodeHead(req: http.IncomingMessage): RequestHead {
-  const headers: Record<string, string> = {};
-  const raw = req.rawHeaders;
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const k = raw[i]!.toLowerCase();
-    const val = raw[i + 1]!;
-    headers[k] = headers[k] === undefined ? val : `${headers[k]}, ${val}`;
-  }
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  const { path, pathError } = normalizedPath(q < 0 ? url : url.slice(0, q));
-  const query = q < 0 ? '' : url.slice(q + 1);
-  return {
-    method: (req.method ?? 'GET').toUpperCase(),
-    url: query ? `${path}?${query}` : path,
-    path,
-    query,
-    headers,
-    remoteAddress: req.socket.remoteAddress ?? '',
-    ...(pathError !== undefined ? { pathError } : {}),
-  };
-}
 
 /** Answer a refused upgrade on the raw socket, the way node's HTTP server would. */
 function refuse(socket: Duplex, status: number, phrase: string, body: string, extra = ''): void {
