@@ -15,11 +15,14 @@
 // listener (and clusters) of its own in the pair's gateway: retry (upstream
 // killed and restored within the retry window), lb-weighted (WeightedRandom
 // 3:1:1 plus a weight-0 endpoint), lb-hash (ConsistentHash keeps a source on
-// one endpoint) and convergence (REST changes take effect within a bound).
+// one endpoint), convergence (REST changes take effect within a bound) and
+// health (a dead endpoint next to a live one is found out by the active check
+// and outlier detection; then every new session reaches the live one).
 
 import type { ChannelKind } from '../gateway/src/channel/channel.js';
 import type { ClientSession, Target } from './clients.js';
 import type { Driver, GatewayHandle, L2Link } from './driver.js';
+import { healthDef } from './health-case.js';
 import { framedListener } from './l2.js';
 import type { RunCell } from './matrix.js';
 import type { ListenerPeer, RequestListenerPeer, SessionListenerPeer, Upstreams } from './peers.js';
@@ -494,7 +497,7 @@ export async function runCell(plainCell: RunCell, driver: Driver): Promise<CaseR
   const cell = framed(plainCell);
   const results: CaseResult[] = [];
   const defs = lightCases(cell);
-  const heavy = cell.representative ? heavyCases(cell) : [];
+  const heavy = cell.representative ? heavyCases(cell, driver) : [];
   const processOnly = cell.listener.processOnly ?? cell.cluster.processOnly;
   if (driver.mode !== 'process' && processOnly !== undefined) {
     return [...defs, ...heavy].map((d) => ({ name: d.name, status: 'skip' as const, reason: d.skip ?? `${driver.mode} mode: ${processOnly}`, ms: 0 }));
@@ -647,7 +650,7 @@ async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly Heav
 
 type ListenerAtPort = { address: string; port: number; path: string; link?: L2Link };
 
-interface HeavyContext {
+export interface HeavyContext {
   readonly cell: RunCell;
   readonly gw: GatewayHandle;
   /** The case's own listener. */
@@ -656,13 +659,13 @@ interface HeavyContext {
   readonly ups: Upstreams;
 }
 
-interface HeavyPart {
+export interface HeavyPart {
   readonly listener: Record<string, unknown>;
   readonly clusters: readonly unknown[];
   readonly rulelists?: readonly unknown[];
 }
 
-interface HeavyDef {
+export interface HeavyDef {
   readonly name: string;
   readonly skip?: string;
   /** Uses the tagged upstreams (A, B, C, D) instead of the plain one. */
@@ -734,7 +737,7 @@ async function converge(h: HeavyContext, tag: string, what: string, confirm = 3,
 
 const LB_PROBES = 100;
 
-function heavyCases(cell: RunCell): HeavyDef[] {
+function heavyCases(cell: RunCell, driver: Driver): HeavyDef[] {
   const noTags = cell.cluster.canTag ? undefined : `${cell.clusterProtocol.name} upstreams cannot tag their replies, so endpoints cannot be told apart`;
   // Load balancing and rule changes act on new sessions: a singleton listener has none.
   const single = cell.listener.singleton === undefined ? undefined : `${cell.listener.singleton}: load balancing and rule changes act on new sessions`;
@@ -744,6 +747,7 @@ function heavyCases(cell: RunCell): HeavyDef[] {
     tagged({ name: 'lb-weighted', tagged: true, config: lbWeightedConfig, run: lbWeightedCase }),
     tagged({ name: 'lb-hash', tagged: true, config: (l, ups) => lbHashConfig(cell, l, ups), run: lbHashCase }),
     tagged({ name: 'convergence', tagged: true, config: convergenceConfig, run: convergenceCase }),
+    healthDef(cell, driver, single),
   ];
 }
 

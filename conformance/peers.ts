@@ -155,6 +155,12 @@ export interface ClusterPeer {
   /** Only these listener protocols can route here; other pairs are skipped with `onlyFromReason`. */
   readonly onlyFrom?: readonly string[];
   readonly onlyFromReason?: string;
+  /**
+   * An endpoint address of this cluster spec that nothing serves (the health
+   * case's dead endpoint): an IP nobody binds on the cluster's port, or a
+   * socket path nothing is bound at. Unset: the health case is skipped.
+   */
+  deadAddress?(driver: Driver): string;
   /** Start `n` echo upstreams behind one cluster spec; with `tags`, upstream i sends tags[i] first. */
   start(env: PeerEnv, n: number, tags?: readonly string[]): Promise<Upstreams>;
 }
@@ -214,6 +220,12 @@ async function startAll(
   };
 }
 
+/** A loopback address no peer binds (the drivers' peers use 127.0.0.1-4): connects are refused, datagrams answered by ICMP. */
+const DEAD_IP = '127.0.0.9';
+
+/** A socket or FIFO path in the suite's folder that nothing is bound at. */
+const deadPath = (driver: Driver): string => driver.tmpPath('dead-endpoint');
+
 function ipPeer(protocol: string, kind: PeerKind, extra: Partial<ClusterPeer>): ClusterPeer {
   return {
     maxMessage: Infinity,
@@ -221,6 +233,10 @@ function ipPeer(protocol: string, kind: PeerKind, extra: Partial<ClusterPeer>): 
     connectionOriented: true,
     canTag: true,
     fragileFlowStart: false,
+    deadAddress: (driver) => {
+      if (driver.peerAddresses.includes(DEAD_IP)) throw new Error(`${DEAD_IP} is a peer address: pick another dead endpoint`);
+      return DEAD_IP;
+    },
     ...extra,
     async start(env, n, tags) {
       const addrs = env.driver.peerAddresses;
@@ -418,6 +434,7 @@ export const CLUSTER_PEERS: Readonly<Record<string, ClusterPeer>> = {
     connectionOriented: true,
     canTag: true,
     fragileFlowStart: false,
+    deadAddress: deadPath,
     async start(env, n, tags) {
       const paths = Array.from({ length: n }, (_, i) => env.driver.tmpPath(`up${i}.sock`));
       const args = paths.map((p, i) => ({ path: p, ...(tags?.[i] !== undefined ? { tag: tags[i] } : {}) }));
@@ -518,6 +535,7 @@ function unixPeer(protocol: string, kind: PeerKind, extra: Pick<ClusterPeer, 'ma
     ...extra,
     canTag: false,
     fragileFlowStart: false,
+    deadAddress: deadPath,
     async start(env, n) {
       const paths = Array.from({ length: n }, (_, i) => env.driver.tmpPath(`up${i}.sock`));
       return processUpstreams(env, { protocol }, kind, paths.map((p) => ({ path: p })), (i) => paths[i]!);

@@ -96,7 +96,7 @@ function details(r: RunResult): Details {
     for (const c of p.cases) {
       if (c.status === 'fail') d.failures.push({ pair: arrow(p), c });
       else if (c.status === 'skip') add(d.caseSkips, `${c.name}: ${c.reason ?? ''}`, arrow(p));
-      if (p.representative && ['retry', 'lb-weighted', 'lb-hash', 'convergence'].includes(c.name)) d.heavy.push({ pair: arrow(p), c });
+      if (p.representative && ['retry', 'lb-weighted', 'lb-hash', 'convergence', 'health'].includes(c.name)) d.heavy.push({ pair: arrow(p), c });
     }
   }
   return d;
@@ -108,7 +108,7 @@ function pairAt(r: RunResult, row: string, col: string): PairResult | undefined 
 
 const LEGEND = 'pass N: N cases passed (+Ks: K cases skipped as not applicable); FAIL F/N: F of N cases failed; ' +
   'skip: the pair cannot run (reason below); ·: not a pair (transforms run on base pairs only); ' +
-  '*: representative pair (also retry, load balancing, convergence)';
+  '*: representative pair (also retry, load balancing, convergence, health)';
 
 // ----------------------------------------------------------------- text
 
