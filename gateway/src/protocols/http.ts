@@ -149,9 +149,13 @@ class UwsExchange extends ExchangeBase {
   }
 }
 
+const EMPTY = new Uint8Array(0);
+
 class HttpServerChannel extends BaseChannel {
   readonly kind: ChannelKind = 'byte';
   private waitingWritable = false;
+  /** uWS is told of a pause or a resume only when the state changes (the channel may ask twice). */
+  private uwsPaused = false;
 
   constructor(private readonly ex: UwsExchange) {
     super();
@@ -186,11 +190,24 @@ class HttpServerChannel extends BaseChannel {
   }
 
   protected doPause(): void {
-    if (!this.ex.aborted && !this.ex.responded) this.ex.res.pause();
+    if (this.uwsPaused || this.ex.aborted || this.ex.responded) return;
+    this.uwsPaused = true;
+    this.ex.res.pause();
   }
 
   protected doResume(): void {
-    if (!this.ex.aborted && !this.ex.responded) this.ex.res.resume();
+    if (!this.uwsPaused || this.ex.aborted || this.ex.responded) return;
+    this.uwsPaused = false;
+    this.ex.res.resume();
+    // uWS builds for Node 22+ (v20.5x) stop polling the socket for
+    // writability on resume(), even when part of the response is still
+    // buffered: that part never drains, onWritable never fires, uWS reads no
+    // more of the request either, and the exchange hangs until the idle
+    // timeout resets it. An empty write flushes the buffer, which re-arms the
+    // poll if the socket is still full. It sends nothing (no chunk), but it
+    // would send the head, so only once the head is out; before that nothing
+    // of the response is buffered.
+    if (this.ex.headSent) this.ex.res.cork(() => this.ex.res.write(EMPTY));
   }
 
   protected doClose(err: Error | undefined): void {
