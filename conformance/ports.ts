@@ -44,6 +44,9 @@ export class PortAllocator {
     for (let tries = 0; tries < 500; tries++) {
       const port = PORT_MIN + Math.floor(Math.random() * (CLIENT_PORT_MIN - PORT_MIN));
       if (this.handedOut.has(port)) continue;
+      // Taken before the checks: calls that overlap (tests of one file run
+      // concurrently) must not both check, and then both get, the same port.
+      this.handedOut.add(port);
       let ok = true;
       for (const host of this.hosts) {
         if (!(await tcpBindable(port, host)) || !(await udpBindable(port, host))) {
@@ -51,8 +54,7 @@ export class PortAllocator {
           break;
         }
       }
-      if (!ok) continue;
-      this.handedOut.add(port);
+      if (!ok) continue; // stays in handedOut: something else holds it
       return port;
     }
     throw new Error(`no free port in ${PORT_MIN}-${CLIENT_PORT_MIN - 1} after 500 tries`);
