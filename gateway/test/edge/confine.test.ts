@@ -79,7 +79,7 @@ test('fault 12: a Logger over REST names files only under admin.file_root; a ref
   t.is((await api(g.base, 'GET', '/api/v1/clusters/lg')).body.spec.log_file, file, 'the dump shows the resolved path');
   t.is((await api(g.base, 'DELETE', '/api/v1/clusters/lg')).status, 200);
   await waitFor(() => !openFiles().includes(file), 3000, 'the deleted Logger closed its file');
-  t.pass();
+  t.false(openFiles().includes(file), 'no descriptor of the deleted Logger\'s file is left');
 });
 
 test('fault 13: AF_PACKET listeners and clusters and Stdio clusters are static-config only (403 over REST)', async (t) => {
@@ -220,7 +220,7 @@ test('fault 15: the kept-alive connections of a deleted controller listener are 
   // Closed by the delete itself, well before uWS's 10 s idle timeout.
   await waitFor(() => sock.destroyed || sock.readyState === 'closed', 3000, 'the deleted listener\'s connection closed');
   await closed;
-  t.pass();
+  t.true(sock.destroyed, 'the kept-alive connection of the deleted listener is gone');
 });
 
 test('fault 15: with an API token, a REST controller listener beyond loopback is accepted', async (t) => {
