@@ -26,9 +26,9 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createTopology, inNs, killGroup, netnsUnavailable, spawnInNs, type Topology } from '../gateway/test/netns.js';
-import { loadBpf } from '../gateway/src/offload/native.js';
-import { udpBatchAddon } from '../gateway/src/protocols/udp-batch.js';
+import { createTopology, inNs, killGroup, netnsUnavailable, spawnInNs, type Topology } from '../gateway/test/integration/netns.js';
+import { loadBpf } from '../gateway/src/fastpath/offload/native.js';
+import { udpBatchAddon } from '../gateway/src/protocols/udp/batch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const { values: opt } = parseArgs({
@@ -207,7 +207,7 @@ ${MAX} packets); the gateway forwards them to \`udp_blast sink\` (recvmmsg) in t
 which counts what arrives. Rate = datagrams received by the sink per second of the send window.
 Each run starts a fresh gateway: \`offload: disable\` (user space) or \`offload: init\` (the
 tc-bpf program on the gateway's two veths; the session is offloaded after one ping each way).
-${batched ? 'User space is measured twice: the default path (the sockets addon\'s recvmmsg/sendmmsg batching, gateway/src/protocols/udp-batch.ts) and node:dgram (`L7MP_UDP_BATCH=off`). ' : ''}Runs alternate between the modes; checksum offloads are off on every veth (real checksums,
+${batched ? 'User space is measured twice: the default path (the sockets addon\'s recvmmsg/sendmmsg batching, gateway/src/protocols/udp/batch.ts) and node:dgram (`L7MP_UDP_BATCH=off`). ' : ''}Runs alternate between the modes; checksum offloads are off on every veth (real checksums,
 verified by the receiver). "Gateway CPU" is the gateway process's user + system time over the
 send window (100 % = one core).
 

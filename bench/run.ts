@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { uwsStatus } from '../gateway/src/protocols/uws.js';
+import { uwsStatus } from '../gateway/src/protocols/common/uws.js';
 import { guard, killAll, start, stop, waitLine, type Proc } from './lib/procs.js';
 import type { Env, Peer } from './lib/peers.js';
 import { consoleTable, fmt, goalLine, goals, machine, markdown, type RunRecord } from './lib/report.js';

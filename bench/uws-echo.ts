@@ -4,7 +4,7 @@
 //
 // Usage: node dist/bench/uws-echo.js PORT [LIFETIME_SECONDS]; prints "PORT <n>".
 
-import { requireUws } from '../gateway/src/protocols/uws.js';
+import { requireUws } from '../gateway/src/protocols/common/uws.js';
 
 const port = Number(process.argv[2] ?? 0);
 const lifetime = Number(process.argv[3] ?? 600);

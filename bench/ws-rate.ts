@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { uwsStatus } from '../gateway/src/protocols/uws.js';
+import { uwsStatus } from '../gateway/src/protocols/common/uws.js';
 import { PortAllocator } from '../conformance/ports.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

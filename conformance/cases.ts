@@ -19,7 +19,7 @@
 // health (a dead endpoint next to a live one is found out by the active check
 // and outlier detection; then every new session reaches the live one).
 
-import type { ChannelKind } from '../gateway/src/channel/channel.js';
+import type { ChannelKind } from '../gateway/src/dataplane/channel.js';
 import type { ClientSession, Target } from './clients.js';
 import type { Driver, GatewayHandle, L2Link } from './driver.js';
 import { healthDef } from './health-case.js';

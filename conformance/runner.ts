@@ -1,6 +1,6 @@
 // Run the matrix: plan the cells from the registry, run the runnable ones
 // with limited concurrency, and collect one RunResult. The CLI (run.ts) and
-// the ava test (gateway/test/conformance.test.ts) both call runConformance().
+// the ava test (gateway/test/integration/conformance.test.ts) both call runConformance().
 
 import fs from 'node:fs';
 import path from 'node:path';

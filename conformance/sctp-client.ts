@@ -1,14 +1,14 @@
 // An SCTP-over-UDP (RFC 6951) client for the SCTP listener, on the `sctp`
 // package over a connected dgram socket: one association per client session,
 // one SCTP message per send(). Used by the conformance suite and by
-// gateway/test/native-sctp.test.ts. The listener's UDP and SCTP ports are the
+// gateway/test/integration/native-sctp.test.ts. The listener's UDP and SCTP ports are the
 // same unless `sctpPort` says otherwise. The packets pass through the
 // gateway's FlowTransport, so that the package throwing on one cannot take
 // the suite's process down with it (it ends this session instead).
 
 import dgram from 'node:dgram';
 import { createRequire } from 'node:module';
-import { FlowTransport, patchAssociation, type SctpAssociation } from '../gateway/src/protocols/sctp.js';
+import { FlowTransport, patchAssociation, type SctpAssociation } from '../gateway/src/protocols/sctp/index.js';
 import { silentLogger } from '../gateway/src/observe/log.js';
 import { clientPort } from './ports.js';
 import { Inbox, type ClientSession, type OpenOptions, type Target } from './clients.js';

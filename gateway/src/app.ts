@@ -2,7 +2,7 @@
 
 import fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { checkDepth, checkSchema, handleApi } from './api/controller.js';
+import { checkDepth, checkSchema, handleApi } from './api/dispatch.js';
 import { isStaticPath } from './api/static.js';
 import { apiGuardFromAdmin, logApiSecurity } from './api/security.js';
 import { parseFileRoot } from './core/confine.js';
@@ -13,12 +13,12 @@ import { Gateway } from './core/gateway.js';
 import { parseEdgeLimits } from './core/limits.js';
 import { parseAdmissionLimits } from './core/admission.js';
 import { parseDrainTimeout } from './core/drain.js';
-import { parseAdminListener, startAdminListener } from './observe/admin.js';
-import { parseStdioForkAdmin } from './protocols/stdiofork.js';
+import { parseAdminListener, startAdminListener } from './observe/probe-listener.js';
+import { parseStdioForkAdmin } from './protocols/stdiofork/index.js';
 import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
 import { resolveLogFormat } from './observe/log-text.js';
 import { GatewayMetrics } from './observe/metrics.js';
-import { setupOffload, type OffloadCli } from './offload/index.js';
+import { setupOffload, type OffloadCli } from './fastpath/offload/index.js';
 import { packageVersion } from './version.js';
 
 export const DEFAULT_CONFIG = {

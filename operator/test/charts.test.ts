@@ -18,7 +18,7 @@ import { parse } from 'yaml';
 import { Config } from '../../gateway/src/api/generated/schemas.js';
 import { startGateway } from '../../gateway/src/app.js';
 import { silentLogger } from '../../gateway/src/observe/log.js';
-import { freePort } from '../../gateway/test/helpers.js';
+import { freePort } from '../../gateway/test/integration/helpers.js';
 import { startHealthServer } from '../src/health.js';
 import { Chart, SchemaFailure, TemplateFailure, referencedValues } from './helm-lite.js';
 

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor } from '../../gateway/test/helpers.js';
+import { freePort, waitFor } from '../../gateway/test/integration/helpers.js';
 import { L7mpClient } from '../../gateway/src/api/generated/client.js';
 import type { KubeObject } from '../src/kube/api.js';
 import { InMemoryKubeApiDouble } from '../src/kube/in-memory-double.js';

@@ -4,7 +4,7 @@
 
 import test from 'ava';
 import { L7mpClient, L7mpClientError } from '../../gateway/src/api/generated/client.js';
-import { freePort, startGw } from '../../gateway/test/helpers.js';
+import { freePort, startGw } from '../../gateway/test/integration/helpers.js';
 
 async function managedGateway(t: Parameters<typeof startGw>[0], managed: boolean) {
   const adminPort = await freePort();

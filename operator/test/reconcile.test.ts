@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { echo, nextMessage, peer, socat, udpClient } from '../../gateway/test/helpers.js';
+import { echo, nextMessage, peer, socat, udpClient } from '../../gateway/test/integration/helpers.js';
 import type { KubeObject } from '../src/kube/api.js';
 import { FINALIZER } from '../src/operator.js';
 import { condition, freePort, gatewayPod, resource, squatUdp, startGatewayProcess, startOperator, waitFor } from './harness.js';

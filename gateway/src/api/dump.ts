@@ -5,8 +5,8 @@
 import { exceedsDepth } from '../core/depth.js';
 import type { Gateway } from '../core/gateway.js';
 import type { ClusterObj, EndpointObj, ListenerObj, RouteObj, RuleListObj, RuleObj } from '../core/model.js';
-import type { Session } from '../core/session.js';
-import { REDACTED, redactSpec } from '../protocols/tls.js';
+import type { Session } from '../dataplane/session.js';
+import { REDACTED, redactSpec } from '../protocols/common/tls.js';
 import type { UpstreamHealth } from '../health/index.js';
 
 const stale = (name: string) => `${name}:<STALE>`;

@@ -9,7 +9,7 @@
 
 import { GatewayError } from './errors.js';
 import type { Gateway } from './gateway.js';
-import type { Session } from './session.js';
+import type { Session } from '../dataplane/session.js';
 
 /** Why a session ended, as counted in l7mp_sessions_ended_total{reason}. */
 export type EndKind = 'completed' | 'error' | 'deleted' | 'drain_timeout' | 'shutdown';

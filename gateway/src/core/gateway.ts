@@ -6,7 +6,7 @@
 // touches the graph; listeners bind last; if anything fails, nothing changed.
 
 import { createBalancer } from '../balancer/index.js';
-import type { Channel } from '../channel/channel.js';
+import type { Channel } from '../dataplane/channel.js';
 import type { Logger } from '../observe/log.js';
 import { findProtocol, protocolFor } from '../protocols/registry.js';
 import type { GatewayServices, HttpExchange, NewSession, Spec } from '../protocols/types.js';
@@ -19,17 +19,17 @@ import {
 import { NameCounters, checkName, dedupe, type CountedKind } from './names.js';
 import { checkExposure, exposedApiListeners, key, protectedApiObjects, servesApiError, type GraphView } from './apiobjects.js';
 import { confineSpec } from './confine.js';
-import type { GatewayObserver } from './observer.js';
+import type { GatewayObserver } from '../dataplane/observer.js';
 import { Refusals } from '../observe/refusals.js';
 import { edgeLimits, type EdgeLimitSettings, type MessageBudget } from './limits.js';
 import { Admission, DEFAULT_LIMITS, parseListenerMaxSessions, type AdmissionLimits } from './admission.js';
-import { Session, Stage, type SessionOwner } from './session.js';
-import { StreamSplicer } from '../native/splice.js';
+import { Session, Stage, type SessionOwner } from '../dataplane/session.js';
+import { StreamSplicer } from '../fastpath/splice.js';
 import { HealthStats, UpstreamHealth, noteSessionEnd, noteStageClosed, pickEndpoint } from '../health/index.js';
 import { DEFAULT_DRAIN_TIMEOUT_MS, SessionCut } from './drain.js';
-import { mayReconnect, reconnected } from './reconnect-budget.js';
+import { mayReconnect, reconnected } from '../dataplane/reconnect-budget.js';
 
-/** The kernel fast path (gateway/src/offload/bridge.ts), told about session milestones. */
+/** The kernel fast path (gateway/src/fastpath/offload/bridge.ts), told about session milestones. */
 export interface SessionOffloader {
   /** The session is linked (or a stage was relinked): offload it once eligible. */
   sessionConnected(s: Session): void;

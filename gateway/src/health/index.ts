@@ -14,7 +14,7 @@
 import type { Logger } from '../observe/log.js';
 import type { Balancer } from '../balancer/index.js';
 import type { ClusterImpl, ProtocolDef, Spec } from '../protocols/types.js';
-import type { Session, Stage } from '../core/session.js';
+import type { Session, Stage } from '../dataplane/session.js';
 import { ActiveChecker } from './active.js';
 import { ClusterHealth, HealthStats, type EndpointHealthView } from './cluster-health.js';
 import { NameResolver, isHostName, parseDns, resolverFor, type DnsSettings } from './dns.js';

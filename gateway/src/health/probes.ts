@@ -14,7 +14,7 @@
 //   no active check, since their "connect" proves nothing about the peer.
 
 import http from 'node:http';
-import type { Channel, ChannelSink } from '../channel/channel.js';
+import type { Channel, ChannelSink } from '../dataplane/channel.js';
 import type { ClusterImpl, ProtocolDef, Spec } from '../protocols/types.js';
 import type { HealthCheckSettings } from './settings.js';
 

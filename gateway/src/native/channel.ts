@@ -1,8 +1,8 @@
 // A datagram Channel over a connected native socket (Unix datagram or
 // seqpacket, AF_PACKET, batched UDP, kernel SCTP): one message per chunk, both ways.
 
-import { BaseChannel, type ChannelKind } from '../channel/channel.js';
-import { EofLinger } from '../channel/linger.js';
+import { BaseChannel, type ChannelKind } from '../dataplane/channel.js';
+import { EofLinger } from '../dataplane/linger.js';
 import { NativeSocket, type NativeSocketHandler } from './fdsocket.js';
 import type { SocketsAddon } from './sockets.js';
 

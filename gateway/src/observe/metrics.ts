@@ -31,9 +31,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Gateway } from '../core/gateway.js';
 import { END_KINDS, endKindOf } from '../core/drain.js';
-import type { GatewayObserver } from '../core/observer.js';
-import type { Session, Stage } from '../core/session.js';
-import { MetricChannel } from '../protocols/prometheus.js';
+import type { GatewayObserver } from '../dataplane/observer.js';
+import type { Session, Stage } from '../dataplane/session.js';
+import { MetricChannel } from '../protocols/prometheus/index.js';
 
 interface Traffic {
   rxBytes: number;

@@ -2,24 +2,24 @@
 // here; config validation, the REST API and the conformance matrix read it.
 
 import { GatewayError } from '../core/errors.js';
-import { controllerProtocol } from './controller.js';
-import { httpProtocol } from './http.js';
-import { jsonSocketProtocol } from './jsonsocket.js';
-import { metricProtocol, prometheusProtocol } from './prometheus.js';
-import { httpClusterSide } from './httpcluster.js';
-import { tcpProtocol, unixProtocol } from './stream.js';
+import { controllerProtocol } from './controller/index.js';
+import { httpProtocol } from './http/index.js';
+import { jsonSocketProtocol } from './jsonsocket/index.js';
+import { metricProtocol, prometheusProtocol } from './prometheus/index.js';
+import { httpClusterSide } from './http/cluster.js';
+import { tcpProtocol, unixProtocol } from './stream/index.js';
 import {
   discardProtocol, echoProtocol, jsonDecapProtocol, jsonEncapProtocol, loggerProtocol, stdioProtocol,
-} from './transforms.js';
-import { syncProtocol } from './sync.js';
+} from './virtual/index.js';
+import { syncProtocol } from './sync/index.js';
 import type { ProtocolDef } from './types.js';
-import { udpProtocol } from './udp.js';
-import { pipeProtocol } from './pipe.js';
-import { afPacketProtocol } from './afpacket.js';
-import { sctpProtocol } from './sctp.js';
-import { stdioForkProtocol } from './stdiofork.js';
-import { unixDgramProtocol, unixSeqpacketProtocol } from './unixdgram.js';
-import { websocketProtocol } from './websocket.js';
+import { udpProtocol } from './udp/index.js';
+import { pipeProtocol } from './pipe/index.js';
+import { afPacketProtocol } from './afpacket/index.js';
+import { sctpProtocol } from './sctp/index.js';
+import { stdioForkProtocol } from './stdiofork/index.js';
+import { unixDgramProtocol, unixSeqpacketProtocol } from './unixdgram/index.js';
+import { websocketProtocol } from './websocket/index.js';
 
 export const PROTOCOLS: readonly ProtocolDef[] = [
   udpProtocol,

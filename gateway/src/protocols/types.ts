@@ -2,7 +2,7 @@
 // lists every plug-in; the config validator, the REST API and the conformance
 // matrix read their capabilities from there.
 
-import type { Channel, ChannelKind } from '../channel/channel.js';
+import type { Channel, ChannelKind } from '../dataplane/channel.js';
 import type { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import type { RefusalReason, Refusals } from '../observe/refusals.js';

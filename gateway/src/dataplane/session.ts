@@ -1,0 +1,271 @@
+// A session: the source channel from a listener, linked through the ingress
+// chain to the destination and back through the egress chain.
+//
+//   ingress: source -> ingress[0] -> ... -> destination
+//   egress:  destination -> egress[0] -> ... -> source
+//
+// Every stage has exactly one link feeding it and one link it feeds, so a
+// stage that is reconnected (retry) is re-linked by pointing two links at the
+// new channel. Links carry backpressure and count bytes and packets.
+//
+// Bulk byte-stream sessions may leave the JavaScript path: once a link has
+// carried `spliceAt` bytes it offers its chunk to the session's Splicer
+// (gateway/src/fastpath/splice.ts), which can hand both sockets to the kernel
+// (splice(2)); `splice` then keeps the links' counters up to date.
+
+import type { ListenerCount } from '../core/admission.js';
+import type { Channel, ChannelSink, CloseListener, DrainListener } from './channel.js';
+import type { SessionPriv, SessionView } from '../protocols/types.js';
+import type { EndKind } from '../core/drain.js';
+import type { EndpointObj, RetryPolicy } from '../core/model.js';
+
+export type SessionStatus = 'INIT' | 'CONNECTED' | 'FINALIZING' | 'DESTROYED';
+export type StageStatus = 'INIT' | 'CONNECTED' | 'READY' | 'DISCONNECTED' | 'RETRYING' | 'END';
+export type StageRole = 'source' | 'destination' | 'ingress' | 'egress';
+
+export interface SessionEvent {
+  event: string;
+  timestamp: string;
+  message: string;
+  content?: unknown;
+}
+
+export class Stage {
+  channel: Channel | undefined;
+  endpoint: EndpointObj | undefined;
+  status: StageStatus = 'INIT';
+  /** The link that feeds this stage, and the link this stage feeds. */
+  inLink: Link | undefined;
+  outLink: Link | undefined;
+
+  constructor(readonly role: StageRole, readonly origin: string) {}
+}
+
+/** Hooks the session calls into (implemented by the Gateway). */
+export interface SessionOwner {
+  stageClosed(session: Session, stage: Stage, err: Error | undefined): void;
+  stageEnded(session: Session, stage: Stage): void;
+}
+
+export class Link implements ChannelSink, DrainListener {
+  bytes = 0;
+  packets = 0;
+  /** The stage feeding this link sent EOF. */
+  ended = false;
+
+  constructor(
+    public from: Channel,
+    public to: Channel,
+    readonly fromStage: Stage,
+    private readonly session: Session,
+  ) {}
+
+  attach(): void {
+    this.from.setSink(this);
+    this.to.setDrainListener(this);
+  }
+
+  data(chunk: Uint8Array): void {
+    this.bytes += chunk.byteLength;
+    this.packets++;
+    // One comparison per chunk (spliceAt is Infinity unless the session may be spliced).
+    if (this.bytes >= this.session.spliceAt && this.session.splicer!.offer(this.session, this, chunk)) return;
+    if (!this.to.send(chunk)) this.from.pause();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.session.owner.stageEnded(this.session, this.fromStage);
+  }
+
+  drain(): void {
+    // A congested flow is quiescent right when its writes have drained.
+    if (this.bytes >= this.session.spliceAt && this.session.splicer!.offer(this.session, this, undefined)) return;
+    this.from.resume();
+  }
+}
+
+/**
+ * The kernel fast path's view of a session (gateway/src/offload). While
+ * `active`, the kernel forwards the session's packets and `sync()` folds the
+ * kernel's counts into the links, so every reader of the link counters
+ * (counters(), metrics, the access log) sees user-space and kernel traffic
+ * together.
+ */
+export interface KernelPath {
+  readonly active: boolean;
+  sync(): void;
+  /** For the session dump: state, why not offloaded, the kernel's share of the counters. */
+  toJSON(): Record<string, unknown>;
+}
+
+/** The splice fast path (gateway/src/fastpath/splice.ts): decides and performs the handover. */
+export interface Splicer {
+  /**
+   * A link reached session.spliceAt: take over, with `chunk` in hand (from
+   * data()) or without (from drain())? true: the kernel path has the session
+   * now, and the chunk.
+   */
+  offer(s: Session, link: Link, chunk: Uint8Array | undefined): boolean;
+}
+
+/** A session forwarded by splice(2): `sync()` folds the kernel's counts into the links. */
+export interface SplicePath {
+  readonly active: boolean;
+  sync(): void;
+  toJSON(): Record<string, unknown>;
+}
+
+export class Session implements SessionView, CloseListener {
+  status: SessionStatus = 'INIT';
+  /**
+   * The event log, flat: [event, ms since start, message, content] per event.
+   * An idle session holds three events for its whole life; as objects with
+   * ISO timestamps they were ~300 B of its memory. toJSON() expands them.
+   */
+  private readonly log: unknown[] = [];
+  readonly started = Date.now();
+  ended: number | undefined;
+  readonly source: Stage;
+  destination: Stage | undefined;
+  ingress: Stage[] = [];
+  egress: Stage[] = [];
+  route: string | undefined;
+  retry: RetryPolicy | undefined;
+  /** All links in order: ingress links then egress links. */
+  links: Link[] = [];
+  endReason: string | undefined;
+  /** Set when the session ended with a failure. */
+  failed = false;
+  /** Set when the gateway cut the session (core/drain.ts SessionCut): deleted, drain timeout, shutdown. */
+  endKind: EndKind | undefined;
+  warnedDowngrade = false;
+  /** Set by the offload bridge when offload is enabled. */
+  kernel: KernelPath | undefined;
+  /** Link byte count at which to offer the session to `splicer` (Infinity: never). */
+  spliceAt = Infinity;
+  splicer: Splicer | undefined;
+  /** Set once the kernel splice path took over. */
+  splice: SplicePath | undefined;
+  /** The data-plane count this session is charged to (admission.ts); undefined for the control plane. */
+  admitted: ListenerCount | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly listener: string,
+    readonly metadata: Record<string, unknown>,
+    sourceChannel: Channel,
+    readonly priv: SessionPriv,
+    readonly owner: SessionOwner,
+  ) {
+    this.source = new Stage('source', listener);
+    this.source.channel = sourceChannel;
+    this.source.status = 'CONNECTED';
+    sourceChannel.setCloseListener(this);
+  }
+
+  event(event: string, message: string, content?: unknown): void {
+    // Messages are often templates: flatten the rope (see udp-batch.ts flat()).
+    message.charCodeAt(0);
+    this.log.push(event, Date.now() - this.started, message, content);
+    if (this.log.length > 64 * 4) this.log.splice(4, 4); // keep INIT, bound the rest
+  }
+
+  get events(): SessionEvent[] {
+    const out: SessionEvent[] = [];
+    const l = this.log;
+    for (let i = 0; i < l.length; i += 4) {
+      const e: SessionEvent = { event: l[i] as string, timestamp: new Date(this.started + (l[i + 1] as number)).toISOString(), message: l[i + 2] as string };
+      if (l[i + 3] !== undefined) e.content = l[i + 3];
+      out.push(e);
+    }
+    return out;
+  }
+
+  stages(): Stage[] {
+    const all = [this.source, ...this.ingress, ...this.egress];
+    if (this.destination) all.push(this.destination);
+    return all;
+  }
+
+  stageOf(channel: Channel): Stage | undefined {
+    for (const s of this.stages()) if (s.channel === channel) return s;
+    return undefined;
+  }
+
+  closed(channel: Channel, err: Error | undefined): void {
+    const stage = this.stageOf(channel);
+    if (stage) this.owner.stageClosed(this, stage, err);
+  }
+
+  /** Build and attach the links once every stage has a channel. */
+  link(): void {
+    const ing = [this.source, ...this.ingress, this.destination!];
+    const eg = [this.destination!, ...this.egress, this.source];
+    this.links = [];
+    for (const chain of [ing, eg]) {
+      for (let i = 0; i + 1 < chain.length; i++) {
+        const from = chain[i]!;
+        const to = chain[i + 1]!;
+        const l = new Link(from.channel!, to.channel!, from, this);
+        from.outLink = l;
+        to.inLink = l;
+        this.links.push(l);
+      }
+    }
+    for (const s of this.stages()) s.status = 'READY';
+    for (const l of this.links) l.attach();
+  }
+
+  /** Point the links around `stage` at its new channel. */
+  relink(stage: Stage, channel: Channel): void {
+    stage.channel = channel;
+    channel.setCloseListener(this);
+    const inL = stage.inLink!;
+    const outL = stage.outLink!;
+    inL.to = channel;
+    outL.from = channel;
+    channel.setDrainListener(inL);
+    channel.setSink(outL);
+    stage.status = 'READY';
+    inL.from.resume();
+  }
+
+  counters(): { ingress: { bytes: number; packets: number }; egress: { bytes: number; packets: number } } {
+    this.kernel?.sync();
+    this.splice?.sync();
+    const first = this.links[0];
+    const last = this.links[this.links.length - 1];
+    return {
+      ingress: { bytes: first?.bytes ?? 0, packets: first?.packets ?? 0 },
+      egress: { bytes: last?.bytes ?? 0, packets: last?.packets ?? 0 },
+    };
+  }
+
+  toJSON(): Record<string, unknown> {
+    const { name: _n, ...metadata } = this.metadata;
+    const stage = (s: Stage) => ({
+      origin: s.origin,
+      endpoint: s.endpoint ? { name: s.endpoint.name, spec: s.endpoint.spec } : undefined,
+      peer: s.channel?.peer,
+      status: s.status,
+    });
+    return {
+      name: this.name,
+      metadata,
+      source: { origin: this.listener, peer: this.source.channel?.peer, status: this.source.status },
+      destination: this.destination ? stage(this.destination) : { status: 'PENDING' },
+      ingress: this.ingress.map(stage),
+      egress: this.egress.map(stage),
+      route: this.route,
+      retry: this.retry,
+      status: this.status,
+      started: new Date(this.started).toISOString(),
+      counters: this.counters(),
+      offloaded: this.kernel?.active === true,
+      ...(this.kernel ? { offload: this.kernel.toJSON() } : {}),
+      ...(this.splice ? { spliced: true, splice: this.splice.toJSON() } : {}),
+      events: this.events,
+    };
+  }
+}

@@ -1,0 +1,31 @@
+// Sets up the kernel offload from admin.offload/offload_ifs (or -o/-i): loads
+// and attaches the program and gives the gateway the bridge. If anything is
+// missing (addon, object, privileges, kernel support) it logs why, once, and
+// the gateway runs without offload.
+
+import type { Gateway } from '../../core/gateway.js';
+import { OffloadBridge } from './bridge.js';
+import { parseOffloadConfig, type OffloadCli } from './config.js';
+import { KernelOffload } from './engine.js';
+
+export type { OffloadCli } from './config.js';
+
+export function setupOffload(gw: Gateway, admin: Record<string, unknown>, cli: OffloadCli = {}): void {
+  const cfg = parseOffloadConfig(admin, cli);
+  gw.admin.offload = false;
+  if (cfg.mode === 'disable') return;
+  const engine = KernelOffload.start(cfg, gw.log);
+  if (typeof engine === 'string') {
+    gw.log.warn({ reason: engine }, 'kernel offload unavailable, running without it');
+    return;
+  }
+  const bridge = new OffloadBridge(gw, engine.program, gw.log);
+  gw.offloader = bridge;
+  gw.admin.offload = true;
+  gw.admin.offload_ifs = engine.interfaces;
+  gw.log.info({ mode: cfg.mode, interfaces: engine.interfaces }, 'kernel offload active');
+  gw.onStop(() => {
+    bridge.stop();
+    engine.stop();
+  });
+}

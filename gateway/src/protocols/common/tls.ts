@@ -1,0 +1,83 @@
+// TLS settings of a uWebSockets.js server listener (`spec.tls`):
+//
+//   tls: { cert_file: /etc/l7mp/tls.crt, key_file: /etc/l7mp/tls.key, passphrase: "..." }
+//
+// Paths only, never PEM text inline: the config dump and the REST API then
+// carry no key material (the passphrase is redacted in dumps). l7mp had no TLS
+// for its listeners; these names follow uWS's own key_file_name/cert_file_name.
+//
+// Everything is checked when the listener is added, so a REST call gets a 400
+// that names the field instead of a listener that fails later: the files must
+// be readable, the certificate and key must parse (with the passphrase), and
+// the key must belong to the certificate.
+
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { invalid } from '../../core/errors.js';
+import type { Spec } from '../types.js';
+
+export interface TlsFiles {
+  /** Absolute paths, as uWS opens them when the listener binds. */
+  readonly cert_file: string;
+  readonly key_file: string;
+  readonly passphrase?: string;
+}
+
+const KEYS = new Set(['cert_file', 'key_file', 'passphrase']);
+export const REDACTED = '<redacted>';
+
+function readFile(tls: Spec, key: 'cert_file' | 'key_file', field: string): { file: string; pem: Buffer } {
+  const v = tls[key];
+  const f = `${field}.${key}`;
+  if (v === undefined || v === null) throw invalid(f, 'is required: the path of a PEM file');
+  if (typeof v !== 'string' || v === '' || v.includes('\0')) throw invalid(f, 'must be a file path');
+  const file = path.resolve(v);
+  let pem: Buffer;
+  try {
+    if (!fs.statSync(file).isFile()) throw new Error('not a regular file');
+    pem = fs.readFileSync(file);
+  } catch (err) {
+    throw invalid(f, `cannot read "${v}": ${(err as Error).message}`);
+  }
+  return { file, pem };
+}
+
+/** Parse and check `spec.tls`; undefined when the listener is plain text. */
+export function parseTls(spec: Spec, field: string): TlsFiles | undefined {
+  const raw = spec.tls;
+  if (raw === undefined || raw === null) return undefined;
+  const tf = `${field}.tls`;
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(tf, 'must be an object {cert_file, key_file, passphrase?}');
+  const tls = raw as Spec;
+  for (const k of Object.keys(tls)) {
+    if (!KEYS.has(k)) throw invalid(`${tf}.${k}`, 'unknown setting; use cert_file and key_file (paths of PEM files) and passphrase');
+  }
+  const passphrase = tls.passphrase;
+  if (passphrase !== undefined && typeof passphrase !== 'string') throw invalid(`${tf}.passphrase`, 'must be a string');
+  const cert = readFile(tls, 'cert_file', tf);
+  const key = readFile(tls, 'key_file', tf);
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert.pem);
+  } catch (err) {
+    throw invalid(`${tf}.cert_file`, `is not a PEM certificate: ${(err as Error).message}`);
+  }
+  const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(key.pem.toString('latin1'));
+  if (encrypted && passphrase === undefined) throw invalid(`${tf}.key_file`, 'is encrypted: set tls.passphrase');
+  let privateKey;
+  try {
+    privateKey = createPrivateKey(passphrase !== undefined ? { key: key.pem, passphrase } : { key: key.pem });
+  } catch (err) {
+    throw invalid(`${tf}.key_file`, encrypted ? 'cannot be decrypted with tls.passphrase' : `is not a PEM private key: ${(err as Error).message}`);
+  }
+  if (!x509.checkPrivateKey(privateKey)) throw invalid(`${tf}.key_file`, 'does not match the certificate in cert_file');
+  return { cert_file: cert.file, key_file: key.file, ...(passphrase !== undefined ? { passphrase } : {}) };
+}
+
+/** A copy of a listener spec fit for dumps: the TLS passphrase replaced. */
+export function redactSpec(spec: Spec): Spec {
+  const tls = spec.tls;
+  if (typeof tls !== 'object' || tls === null || (tls as Spec).passphrase === undefined) return spec;
+  return { ...spec, tls: { ...(tls as Spec), passphrase: REDACTED } };
+}

@@ -1,0 +1,98 @@
+// The conformance suite (conformance/) as part of `npm test`: every protocol
+// pair of the registry runs in process mode, and none may fail; then the same
+// suite runs in container mode (the gateway and peer images, built locally,
+// under testcontainers): it must run exactly the cases process mode ran, and
+// pass them all.
+// The suite itself prints nothing here; on failure the whole report is logged.
+
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { renderText, summaryLine, type RunResult } from '../../../conformance/report.js';
+import { runConformance } from '../../../conformance/runner.js';
+import { PROTOCOLS } from '../../src/protocols/registry.js';
+
+let processResult: RunResult | undefined;
+
+/** "ROW→COL case" for every case with the given status. */
+function casesWith(r: RunResult, status: 'pass' | 'fail' | 'skip'): string[] {
+  return r.pairs.flatMap((p) => p.cases.filter((c) => c.status === status).map((c) => `${p.row}→${p.col} ${c.name}`)).sort();
+}
+
+const missing = [['socat', '-V'], ['curl', '--version']].filter(([cmd, arg]) => spawnSync(cmd!, [arg!]).error !== undefined).map(([cmd]) => cmd!);
+const ci = process.env.CI === 'true';
+const run = missing.length > 0 && !ci ? test.serial.skip : test.serial;
+if (missing.length > 0 && !ci) console.log(`conformance: skipped, ${missing.join(' and ')} not installed (scripts/setup-host.sh installs them)`);
+
+run('conformance: every listener × cluster pair of the registry, process mode, 0 failed', async (t) => {
+  t.timeout(900_000, 'the conformance suite did not finish in 15 minutes');
+  if (missing.length > 0) t.fail(`${missing.join(' and ')} not installed (CI=true)`);
+  const r = await runConformance({ mode: 'process', concurrency: 2 });
+  processResult = r;
+  const text = renderText(r);
+  t.true(text.endsWith(summaryLine(r)), 'the report ends with "N passed, N failed, N skipped"');
+
+  // The matrix is the registry's: every usable listener against every remote cluster...
+  const available = PROTOCOLS.filter((p) => p.unavailable === undefined);
+  const listeners = available.filter((p) => p.listener !== undefined).map((p) => p.name);
+  const clusters = available.filter((p) => p.cluster !== undefined && !p.cluster.virtual && p.transform !== true).map((p) => p.name);
+  const absent: string[] = [];
+  for (const l of listeners) {
+    for (const c of clusters) if (!r.pairs.some((p) => p.row === l && p.col === c)) absent.push(`${l}:${c}`);
+  }
+  // ...every transform in a column of its own or of its group, and every
+  // unavailable protocol as a row and a column (skipped with the registry's reason).
+  for (const p of available.filter((x) => x.transform === true && x.cluster !== undefined)) {
+    if (!r.cols.some((c) => c.kind === 'transform' && c.protocols.includes(p.name))) absent.push(`transform ${p.name}`);
+  }
+  const reasonOf = new Map(PROTOCOLS.filter((x) => x.unavailable !== undefined).map((x) => [x.name, x.unavailable!]));
+  for (const [name] of reasonOf) {
+    if (!r.rows.includes(name) || !r.cols.some((c) => c.id === name)) absent.push(`unavailable ${name}`);
+    const cells = r.pairs.filter((x) => x.row === name || x.col === name);
+    if (cells.some((x) => x.status !== 'skip' || (x.reason !== reasonOf.get(x.row) && x.reason !== reasonOf.get(x.col)))) {
+      absent.push(`${name}: cells not skipped with the registry's reason`);
+    }
+  }
+  t.deepEqual(absent, [], 'pairs missing from the result');
+
+  const failures = r.pairs.flatMap((p) => p.cases.filter((c) => c.status === 'fail').map((c) => `${p.row}→${p.col} ${c.name}: ${c.reason ?? ''}`));
+  if (failures.length > 0) t.log(text);
+  t.deepEqual(failures, [], summaryLine(r));
+  t.is(r.failed, 0);
+  t.true(r.passed > 0);
+  t.log(`${summaryLine(r)} in ${(r.durationMs / 1000).toFixed(1)} s`);
+});
+
+// Container mode needs a Docker engine: without one it is skipped with the
+// reason on a developer machine, and fails under CI=true.
+const dockerInfo = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { encoding: 'utf8', timeout: 15_000 });
+const noEngine = dockerInfo.status === 0 && dockerInfo.stdout.trim() !== ''
+  ? undefined
+  : `no Docker engine answers (${(dockerInfo.error?.message ?? dockerInfo.stderr ?? '').trim().split('\n').slice(-1)[0] || 'docker info failed'}); run 'bash scripts/setup-docker.sh'`;
+const runContainer = (noEngine !== undefined || missing.length > 0) && !ci ? test.serial.skip : test.serial;
+if (noEngine !== undefined && !ci) console.log(`conformance container mode: skipped, ${noEngine}`);
+
+runContainer('conformance: container mode (gateway and peer images under testcontainers) runs the same cases as process mode, all passing', async (t) => {
+  t.timeout(1_200_000, 'container-mode conformance did not finish in 20 minutes');
+  if (noEngine !== undefined) t.fail(`${noEngine} (CI=true)`);
+  process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
+  process.env.TESTCONTAINERS_HOST_OVERRIDE ??= '127.0.0.1';
+  const r = await runConformance({ mode: 'container', concurrency: 2 });
+  const text = renderText(r);
+  const failures = casesWith(r, 'fail');
+  if (failures.length > 0) t.log(text);
+  t.deepEqual(failures, [], summaryLine(r));
+  t.true(r.passed > 0);
+  if (processResult === undefined) {
+    t.fail('the process-mode run did not complete, so there is nothing to compare against');
+    return;
+  }
+  // Same cases: every case that ran in processes ran in containers, and
+  // nothing more (a process-mode failure is that test's to report; here
+  // only the container run has to be all passes).
+  const ran = (x: RunResult): string[] => [...casesWith(x, 'pass'), ...casesWith(x, 'fail')];
+  const inProcess = ran(processResult);
+  const inContainers = ran(r);
+  t.deepEqual(inContainers.filter((c) => !inProcess.includes(c)), [], 'ran in containers only');
+  t.deepEqual(inProcess.filter((c) => !inContainers.includes(c)), [], 'ran in processes, skipped in containers');
+  t.log(`container mode: ${summaryLine(r)} in ${(r.durationMs / 1000).toFixed(1)} s`);
+});

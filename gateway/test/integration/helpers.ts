@@ -1,0 +1,214 @@
+// Shared test plumbing: an in-process gateway on free ports, a REST client,
+// real socat peers, and waiting for events with a deadline (never sleep-and-hope).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import fs from 'node:fs';
+import { PortAllocator } from '../../../conformance/ports.js';
+import { waitFor as suiteWaitFor } from '../../../conformance/util.js';
+import { startGateway } from '../../src/app.js';
+import type { Gateway } from '../../src/core/gateway.js';
+import { pino } from 'pino';
+import { LEVELS, silentLogger, type Logger } from '../../src/observe/log.js';
+
+const ports = new PortAllocator();
+
+/** A loopback port free for both TCP and UDP, below the ephemeral range, never handed out twice. */
+export function freePort(): Promise<number> {
+  return ports.next();
+}
+
+export function tmpPath(name: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-test-'));
+  return path.join(dir, name);
+}
+
+/** A logger at info level that keeps its lines, parsed (the gateway's admin.log_level must let them through). */
+export function captureLogger(): { log: Logger; lines: Array<Record<string, any>> } {
+  const lines: Array<Record<string, any>> = [];
+  const log = pino({ customLevels: LEVELS, useOnlyCustomLevels: true, level: 'info' }, {
+    write: (s: string) => { lines.push(JSON.parse(s) as Record<string, any>); },
+  }) as unknown as Logger;
+  return { log, lines };
+}
+
+export interface TestGateway {
+  gw: Gateway;
+  port: number;
+  base: string;
+  stop(): Promise<void>;
+}
+
+/** The controller listener first, then the listeners and other sections of `extra`. */
+/** An in-process gateway with `cfg` as its static config (plus the controller), stopped at teardown. */
+export async function startGw(t: { teardown(fn: () => unknown): void }, cfg: Record<string, unknown>, logger: Logger = silentLogger()): Promise<{ base: string; gw: Gateway }> {
+  const port = await freePort();
+  const gw = await startGateway({ config: controllerConfig(port, cfg), logger });
+  t.teardown(() => gw.stop());
+  return { base: `http://127.0.0.1:${port}`, gw };
+}
+
+/** Start a peer and stop it (and its fork children) at teardown. */
+export async function peer(t: { teardown(fn: () => unknown): void }, p: Promise<Peer>): Promise<Peer> {
+  const x = await p;
+  t.teardown(() => x.stop());
+  return x;
+}
+
+export function controllerConfig(port: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const controller = {
+    name: 'controller-listener',
+    spec: { protocol: 'HTTP', address: '127.0.0.1', port },
+    rules: [{ action: { route: { destination: { name: 'controller', spec: { protocol: 'L7mpController' } } } } }],
+  };
+  return {
+    // No admin (metrics) listener: test gateways run side by side; metrics tests configure their own.
+    // No REST rate limit either: tests call the API in bursts.
+    admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 } },
+    ...extra,
+    listeners: [controller, ...((extra.listeners as unknown[] | undefined) ?? [])],
+  };
+}
+
+export async function startTestGateway(extra: Record<string, unknown> = {}): Promise<TestGateway> {
+  const port = await freePort();
+  const gw = await startGateway({ config: controllerConfig(port, extra), logger: silentLogger() });
+  return { gw, port, base: `http://127.0.0.1:${port}`, stop: () => gw.stop() };
+}
+
+export interface ApiResponse {
+  status: number;
+  text: string;
+  body: any;
+}
+
+export async function api(base: string, method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<ApiResponse> {
+  const init: RequestInit = { method, headers: {} };
+  if (body !== undefined) {
+    init.body = typeof body === 'string' ? body : JSON.stringify(body);
+    (init.headers as Record<string, string>)['content-type'] = contentType;
+  }
+  const res = await fetch(base + urlPath, init).catch((err: Error & { cause?: unknown }) => { throw new Error(`${method} ${base}${urlPath}: ${err.message}: ${String(err.cause)}`); });
+  const text = await res.text();
+  let parsed: unknown;
+  try { parsed = JSON.parse(text); } catch { parsed = undefined; }
+  return { status: res.status, text, body: parsed };
+}
+
+/** Poll until fn returns a truthy value; fail after timeoutMs (the conformance suite's wait, with defaults). */
+export function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 5000, what = 'condition'): Promise<NonNullable<T>> {
+  return suiteWaitFor(fn, timeoutMs, what);
+}
+
+export interface Peer {
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Start socat with the given address pair and wait until `ready` holds. */
+export async function socat(args: string[], ready: () => Promise<boolean>): Promise<Peer> {
+  // Its own process group, so that stop() also ends the children `fork` makes.
+  const proc = spawn('socat', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => { stderr += String(d); });
+  let exited = false;
+  proc.on('exit', () => { exited = true; });
+  await waitFor(async () => {
+    if (exited) throw new Error(`socat ${args.join(' ')} exited: ${stderr}`);
+    return ready();
+  }, 5000, `socat ${args.join(' ')}`);
+  return {
+    proc,
+    stop: () => new Promise<void>((resolve) => {
+      if (exited) return resolve();
+      proc.once('exit', () => resolve());
+      try { process.kill(-proc.pid!, 'SIGKILL'); } catch { proc.kill('SIGKILL'); }
+    }),
+  };
+}
+
+export function tcpListening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+}
+
+export function unixListening(p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(p);
+    c.once('connect', () => { c.destroy(); resolve(true); });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/** UDP port bound by someone (a bind attempt fails). */
+export function udpBound(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', () => { s.close(); resolve(true); });
+    s.bind(port, '127.0.0.1', () => s.close(() => resolve(false)));
+  });
+}
+
+/** Echo peers built from socat: the real thing, not a mock. */
+export const echo = {
+  tcp: (port: number) => socat([`TCP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'EXEC:cat'], () => tcpListening(port)),
+  /** One child per datagram, answering its sender: boundaries kept, concurrent peers never mixed. */
+  udp: (port: number) => socat(['-T', '2', '-b', '65536', `UDP-RECVFROM:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpBound(port)),
+  /**
+   * One child per peer flow (UDP-LISTEN,fork): the child connects to its peer,
+   * so a flow keeps its order, but two flows that start together may be mixed.
+   */
+  udpFlow: (port: number) => socat(['-b', '65536', `UDP-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, 'PIPE'], () => udpBound(port)),
+  unix: (p: string) => socat([`UNIX-LISTEN:${p},fork,unlink-early`, 'EXEC:cat'], () => unixListening(p)),
+};
+
+/** A UDP client socket bound to a free port on loopback. */
+export async function udpClient(): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  return s;
+}
+
+export function nextMessage(sock: dgram.Socket, timeoutMs = 3000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { sock.off('message', on); reject(new Error('no UDP reply in time')); }, timeoutMs);
+    const on = (m: Buffer) => { clearTimeout(t); resolve(m); };
+    sock.once('message', on);
+  });
+}
+
+/** Send over TCP, half-close, and collect everything until the peer closes. */
+export function tcpRoundTrip(port: number, payload: Buffer, host = '127.0.0.1'): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect({ port, host, allowHalfOpen: true });
+    const parts: Buffer[] = [];
+    c.on('data', (d) => parts.push(d));
+    c.on('end', () => { c.end(); resolve(Buffer.concat(parts)); });
+    c.on('error', reject);
+    c.on('connect', () => { c.end(payload); });
+  });
+}
+
+export function unixRoundTrip(p: string, payload: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect({ path: p, allowHalfOpen: true });
+    const parts: Buffer[] = [];
+    c.on('data', (d) => parts.push(d));
+    c.on('end', () => { c.end(); resolve(Buffer.concat(parts)); });
+    c.on('error', reject);
+    c.on('connect', () => { c.end(payload); });
+  });
+}
+
+export function randomPayload(n: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 131 + 7) & 0xff;
+  return b;
+}
+

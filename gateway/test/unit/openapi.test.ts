@@ -1,0 +1,576 @@
+// The OpenAPI spec is the single source of truth for the REST API. These tests
+// keep the generated code in step with it, keep it compatible with l7mp's
+// operations, make sure every operation is served, and pin down what the
+// schemas accept (every config l7mp accepted) and reject.
+
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { Value } from 'typebox/value';
+import type { TSchema } from 'typebox';
+
+import * as S from '../../src/api/generated/schemas.js';
+import { routes, matchRoute } from '../../src/api/generated/routes.js';
+import { L7mpClient, L7mpClientError } from '../../src/api/generated/client.js';
+import { handlers } from '../../src/api/handlers.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+const GENERATED = path.join(ROOT, 'gateway/src/api/generated');
+const SPEC = path.join(ROOT, 'openapi/l7mp.yaml');
+
+// Every operation of l7mp's own spec (openapi/l7mp-openapi.yaml at l7mp
+// 0b16fe8), copied here so the test needs nothing outside the repo.
+const L7MP_OPERATIONS: ReadonlyArray<readonly [string, string, string]> = [
+  ['GET', '/api/v1/config', 'getConf'],
+  ['POST', '/api/v1/config', 'setConf'],
+  ['GET', '/api/v1/admin', 'getAdmin'],
+  ['POST', '/api/v1/admin', 'applyAdmin'],
+  ['GET', '/api/v1/listeners', 'getListeners'],
+  ['POST', '/api/v1/listeners', 'addListener'],
+  ['GET', '/api/v1/listeners/{name}', 'getListener'],
+  ['DELETE', '/api/v1/listeners/{name}', 'deleteListener'],
+  ['GET', '/api/v1/clusters', 'getClusters'],
+  ['POST', '/api/v1/clusters', 'addCluster'],
+  ['GET', '/api/v1/clusters/{name}', 'getCluster'],
+  ['DELETE', '/api/v1/clusters/{name}', 'deleteCluster'],
+  ['GET', '/api/v1/clusters/{name}/endpoints', 'getEndPoints'],
+  ['POST', '/api/v1/clusters/{name}/endpoints', 'addEndPoint'],
+  ['GET', '/api/v1/endpoints/{name}', 'getEndPoint'],
+  ['DELETE', '/api/v1/endpoints/{name}', 'deleteEndPoint'],
+  ['GET', '/api/v1/rulelists/{name}/rules/{position}', 'getRuleFromRuleList'],
+  ['POST', '/api/v1/rulelists/{name}/rules/{position}', 'addRuleToRuleList'],
+  ['DELETE', '/api/v1/rulelists/{name}/rules/{position}', 'deleteRuleFromRuleList'],
+  ['GET', '/api/v1/rulelists', 'getRuleLists'],
+  ['POST', '/api/v1/rulelists', 'addRuleList'],
+  ['GET', '/api/v1/rulelists/{name}', 'getRuleList'],
+  ['DELETE', '/api/v1/rulelists/{name}', 'deleteRuleList'],
+  ['GET', '/api/v1/rules', 'getRules'],
+  ['POST', '/api/v1/rules', 'addRule'],
+  ['GET', '/api/v1/rules/{name}', 'getRule'],
+  ['DELETE', '/api/v1/rules/{name}', 'deleteRule'],
+  ['GET', '/api/v1/routes', 'getRoutes'],
+  ['POST', '/api/v1/routes', 'addRoute'],
+  ['GET', '/api/v1/routes/{name}', 'getRoute'],
+  ['DELETE', '/api/v1/routes/{name}', 'deleteRoute'],
+  ['GET', '/api/v1/sessions', 'getSessions'],
+  ['GET', '/api/v1/sessions/{name}', 'getSession'],
+  ['DELETE', '/api/v1/sessions/{name}', 'deleteSession'],
+];
+
+const BODY_MEDIA_TYPES = [
+  'application/json',
+  'application/yaml',
+  'application/x-yaml',
+  'text/yaml',
+  'text/x-yaml',
+];
+
+type Json = Record<string, unknown>;
+
+function loadSpec(): Json {
+  return parse(readFileSync(SPEC, 'utf8')) as Json;
+}
+
+function specOperations(spec: Json): Map<string, { method: string; path: string; op: Json }> {
+  const out = new Map<string, { method: string; path: string; op: Json }>();
+  for (const [p, item] of Object.entries(spec['paths'] as Record<string, Json>)) {
+    for (const m of ['get', 'put', 'post', 'delete', 'patch']) {
+      const op = item[m] as Json | undefined;
+      if (op) out.set(op['operationId'] as string, { method: m.toUpperCase(), path: p, op });
+    }
+  }
+  return out;
+}
+
+function deref(spec: Json, obj: Json): Json {
+  const ref = obj['$ref'];
+  if (typeof ref !== 'string') return obj;
+  let cur: unknown = spec;
+  for (const part of ref.replace(/^#\//, '').split('/')) cur = (cur as Json)[part];
+  return cur as Json;
+}
+
+function errorsOf(schema: TSchema, value: unknown): string[] {
+  return Value.Errors(schema, value).map((e) => `${e.instancePath || '/'} ${e.message}`);
+}
+
+function body(schema: TSchema | undefined, yamlText: string): { schema: TSchema; value: unknown } {
+  if (schema === undefined) throw new Error('missing request body schema');
+  return { schema, value: parse(yamlText) as unknown };
+}
+
+// ------------------------------------------------------------------------
+// (a) generated files match a fresh generation
+
+test('generated files are up to date with openapi/l7mp.yaml', (t) => {
+  const out = mkdtempSync(path.join(tmpdir(), 'l7mp-gen-'));
+  try {
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts/gen-openapi.mjs'), '--out', out], { cwd: ROOT, stdio: 'pipe' });
+    const fresh = readdirSync(out).sort();
+    t.deepEqual(fresh, ['client.ts', 'routes.ts', 'schemas.ts', 'spec.ts', 'types.ts']);
+    const committed = readdirSync(GENERATED).filter((f) => f.endsWith('.ts')).sort();
+    t.deepEqual(committed, fresh, 'gateway/src/api/generated has other files than the generator emits; run `npm run gen`');
+    for (const file of fresh) {
+      const want = readFileSync(path.join(out, file), 'utf8');
+      const have = readFileSync(path.join(GENERATED, file), 'utf8');
+      t.true(have === want, `gateway/src/api/generated/${file} is stale: run \`npm run gen\` and commit the result`);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('the generator is deterministic and stamps every file', (t) => {
+  const a = mkdtempSync(path.join(tmpdir(), 'l7mp-gen-a-'));
+  const b = mkdtempSync(path.join(tmpdir(), 'l7mp-gen-b-'));
+  try {
+    for (const dir of [a, b]) {
+      execFileSync(process.execPath, [path.join(ROOT, 'scripts/gen-openapi.mjs'), '--out', dir], { cwd: ROOT, stdio: 'pipe' });
+    }
+    for (const file of readdirSync(a)) {
+      const text = readFileSync(path.join(a, file), 'utf8');
+      t.is(text, readFileSync(path.join(b, file), 'utf8'), file);
+      t.true(text.startsWith('// generated by scripts/gen-openapi.mjs from openapi/l7mp.yaml — do not edit\n'), file);
+    }
+  } finally {
+    rmSync(a, { recursive: true, force: true });
+    rmSync(b, { recursive: true, force: true });
+  }
+});
+
+// ------------------------------------------------------------------------
+// (b) compatible with l7mp's operations
+
+test('every l7mp operation is in the spec with the same method and path', (t) => {
+  const ops = specOperations(loadSpec());
+  for (const [method, p, id] of L7MP_OPERATIONS) {
+    const op = ops.get(id);
+    if (op === undefined) {
+      t.fail(`operation ${id} is missing from openapi/l7mp.yaml`);
+      continue;
+    }
+    t.is(op.method, method, `${id} method`);
+    t.is(op.path, p, `${id} path`);
+  }
+  t.is(ops.size, L7MP_OPERATIONS.length, 'the spec has operations l7mp did not have');
+});
+
+test('the route table covers exactly the spec operations', (t) => {
+  const ops = specOperations(loadSpec());
+  t.deepEqual(routes.map((r) => r.operationId).sort(), [...ops.keys()].sort());
+  for (const r of routes) {
+    const op = ops.get(r.operationId);
+    t.is(op?.method, r.method);
+    t.is(op?.path, r.path);
+  }
+});
+
+test('every request body is accepted as JSON and as YAML, and errors use the Error schema', (t) => {
+  const spec = loadSpec();
+  for (const [id, { op }] of specOperations(spec)) {
+    if (op['requestBody'] !== undefined) {
+      const rb = deref(spec, op['requestBody'] as Json);
+      const types = Object.keys(rb['content'] as Json);
+      for (const mt of BODY_MEDIA_TYPES) t.true(types.includes(mt), `${id} does not accept ${mt}`);
+    }
+    const responses = op['responses'] as Record<string, Json>;
+    t.truthy(responses['200'], `${id} has no 200 response`);
+    for (const [code, r] of Object.entries(responses)) {
+      if (code === '200') continue;
+      const schema = ((deref(spec, r)['content'] as Json)['application/json'] as Json)['schema'] as Json;
+      t.is(schema['$ref'], '#/components/schemas/Error', `${id} ${code}`);
+    }
+  }
+});
+
+// ------------------------------------------------------------------------
+// (c) every operation has a handler
+
+test('every operation has a handler', (t) => {
+  const table = handlers as Record<string, unknown>;
+  for (const r of routes) {
+    t.is(typeof table[r.operationId], 'function', `no handler for ${r.operationId} (${r.method} ${r.path})`);
+  }
+});
+
+// ------------------------------------------------------------------------
+// route table behaviour
+
+test('route patterns capture URL-encoded names as one segment', (t) => {
+  const m = matchRoute('GET', '/api/v1/listeners/%2Fl7mp.io%2Fv1%2FVirtualService%2Fdefault%2Ffoo');
+  t.is(m.route?.operationId, 'getListener');
+  if (m.route !== undefined) {
+    t.is(decodeURIComponent(m.params['name'] ?? ''), '/l7mp.io/v1/VirtualService/default/foo');
+  }
+  const r = matchRoute('DELETE', '/api/v1/rulelists/rl%201/rules/my-rule');
+  t.is(r.route?.operationId, 'deleteRuleFromRuleList');
+  if (r.route !== undefined) t.deepEqual({ ...r.params }, { name: 'rl%201', position: 'my-rule' });
+  t.is(matchRoute('POST', '/api/v1/clusters/c1/endpoints').route?.operationId, 'addEndPoint');
+  t.is(matchRoute('GET', '/api/v1/clusters/c1').route?.operationId, 'getCluster');
+  t.is(matchRoute('GET', '/api/v1/listeners/a/b').route, undefined);
+  t.is(matchRoute('GET', '/io.l7mp.api.v1/api/v1/config').route, undefined);
+});
+
+test('an unsupported method reports the allowed ones', (t) => {
+  const m = matchRoute('PUT', '/api/v1/listeners/x');
+  t.is(m.route, undefined);
+  if (m.route === undefined && 'allowed' in m) t.deepEqual([...m.allowed].sort(), ['DELETE', 'GET']);
+  const unknown = matchRoute('GET', '/api/v1/nothing');
+  if (unknown.route === undefined && 'allowed' in unknown) t.deepEqual([...unknown.allowed], []);
+});
+
+test('routes list more specific paths first', (t) => {
+  const seg = (p: string): number => p.split('/').filter(Boolean).length;
+  for (let i = 1; i < routes.length; i++) {
+    const prev = routes[i - 1];
+    const cur = routes[i];
+    if (prev === undefined || cur === undefined) continue;
+    t.true(seg(prev.path) >= seg(cur.path), `${prev.path} before ${cur.path}`);
+  }
+  const get = routes.find((r) => r.operationId === 'getListener');
+  t.deepEqual(get?.params, ['name']);
+  t.deepEqual(get?.query, ['recursive', 'format']);
+  t.false(get?.hasBody);
+  t.true(routes.find((r) => r.operationId === 'addListener')?.hasBody);
+});
+
+// ------------------------------------------------------------------------
+// generated client
+
+test('the client encodes names and queries, sends the token and JSON, and throws on errors', async (t) => {
+  const calls: Array<{ url: string; method: string; headers: Record<string, string>; body: unknown }> = [];
+  const replies: Array<[number, string]> = [
+    [200, '{"name":"x"}'],
+    [200, '{"status":200,"message":"OK"}'],
+    [200, '{"status":200,"message":"OK"}'],
+    [404, '{"status":404,"message":"Not Found","content":"Unknown cluster \\"nope\\"","code":"NOT_FOUND"}'],
+    [200, 'not json'],
+  ];
+  const fakeFetch = (async (input: string | URL | Request, init?: RequestInit) => {
+    calls.push({
+      url: String(input),
+      method: init?.method ?? 'GET',
+      headers: { ...(init?.headers as Record<string, string> | undefined) },
+      body: typeof init?.body === 'string' ? JSON.parse(init.body) : undefined,
+    });
+    const [status, text] = replies.shift() ?? [500, ''];
+    return new Response(text, { status });
+  }) as typeof fetch;
+  const client = new L7mpClient('http://gw:1234/', { token: 's3cret', fetch: fakeFetch });
+
+  t.deepEqual(await client.getListener('/l7mp.io/v1/x y', { recursive: true, format: 'terse' }), { name: 'x' });
+  t.is(calls[0]?.url, 'http://gw:1234/api/v1/listeners/%2Fl7mp.io%2Fv1%2Fx%20y?recursive=true&format=terse');
+  t.is(calls[0]?.method, 'GET');
+  t.is(calls[0]?.headers['authorization'], 'Bearer s3cret');
+
+  const ok = await client.addCluster({ cluster: { name: 'c1', spec: { protocol: 'Echo' } } });
+  t.deepEqual(ok, { status: 200, message: 'OK' });
+  t.is(calls[1]?.method, 'POST');
+  t.is(calls[1]?.headers['content-type'], 'application/json');
+  t.deepEqual(calls[1]?.body, { cluster: { name: 'c1', spec: { protocol: 'Echo' } } });
+
+  await client.deleteRuleFromRuleList('rl', 3);
+  t.is(calls[2]?.url, 'http://gw:1234/api/v1/rulelists/rl/rules/3');
+  t.is(calls[2]?.method, 'DELETE');
+
+  const err = await t.throwsAsync(client.getCluster('nope'), { instanceOf: L7mpClientError });
+  t.is(err?.status, 404);
+  t.is(err?.code, 'NOT_FOUND');
+  t.is(err?.operationId, 'getCluster');
+  t.regex(err?.message ?? '', /Unknown cluster "nope"/);
+
+  const bad = await t.throwsAsync(client.getSessions(), { instanceOf: L7mpClientError });
+  t.is(bad?.status, 200);
+  t.is(bad?.body, 'not json');
+});
+
+// ------------------------------------------------------------------------
+// (d) schemas accept what l7mp accepted (seed README examples)...
+
+const ACCEPTED: ReadonlyArray<{ title: string; op: keyof typeof S.requestBodySchemas; yaml: string }> = [
+  {
+    title: 'ws-cluster with one endpoint',
+    op: 'addCluster',
+    yaml: `
+cluster:
+  name: ws-cluster
+  spec: { protocol: "WebSocket", port: 16000 }
+  endpoints:
+    - spec: { address:  "127.0.0.1" }
+`,
+  },
+  {
+    title: 'weighted endpoints with a ConsistentHash load balancer',
+    op: 'addCluster',
+    yaml: `
+cluster:
+  name: ws-cluster-with-sticky-sessions
+  spec: { protocol: "WebSocket", port: 16000 }
+  endpoints:
+    - spec: { address:  "127.0.0.1" }
+      weight: 3
+    - spec: { address:  "127.0.0.2" }
+    - spec: { address:  "127.0.0.3" }
+  loadbalancer:
+    policy: "ConsistentHash"
+    key: "IP/src_addr"
+`,
+  },
+  {
+    title: 'udp-listener with an embedded Logger and retry',
+    op: 'addListener',
+    yaml: `
+listener:
+  name: udp-listener
+  spec: { protocol: UDP, port: 15000, connect: {port: 15001} }
+  rules:
+    - action:
+        route:
+          destination: ws-cluster
+          ingress:
+            - spec: { protocol: Logger }
+          retry: {retry_on: always, num_retries: 3, timeout: 2000}
+`,
+  },
+  {
+    title: 'a Logger cluster on its own',
+    op: 'addCluster',
+    yaml: `
+cluster:
+  name: logger-cluster
+  spec: { protocol: "Logger" }
+`,
+  },
+  {
+    title: 'a listener that names logger-cluster',
+    op: 'addListener',
+    yaml: `
+listener:
+  name: udp-listener-with-no-embedded-cluster-def
+  spec: { protocol: UDP, port: 15000, connect: {port: 15001} }
+  rules:
+    - action:
+        route:
+          destination: ws-cluster
+          ingress:
+            - logger-cluster
+          retry: {retry_on: always, num_retries: 3, timeout: 2000}
+`,
+  },
+  {
+    title: 'the controller-listener static config (legacy `cluster:` key)',
+    op: 'setConf',
+    yaml: `
+admin:
+  log_level: info
+  log_file: stdout
+  access_log_path: /tmp/admin_access.log
+listeners:
+  - name: controller-listener
+    spec: { protocol: HTTP, port: 1234 }
+    rules:
+      - action:
+          route:
+            cluster:
+              spec: { protocol: L7mpController }
+`,
+  },
+  {
+    title: 'a listener whose rules name a rulelist, with match, rewrite and apply',
+    op: 'addListener',
+    yaml: `
+listener:
+  name: /l7mp.io/v1/VirtualService/default/foo
+  spec: { protocol: JSONSocket, transport: { protocol: UDP, port: 16001 } }
+  rules: rl-1
+  options: { track: 60 }
+`,
+  },
+  {
+    title: 'a rulelist mixing names and inline rules',
+    op: 'addRuleList',
+    yaml: `
+rulelist:
+  name: rl-1
+  rules:
+    - named-rule
+    - match: {op: starts, path: /HTTP/url/path, value: /metrics}
+      action:
+        rewrite: [{path: /labels/x, value: {a: 1}}]
+        route: metrics-route
+    - match: '*'
+      action: { apply: other-rulelist }
+`,
+  },
+  {
+    title: 'a rule inserted into a rulelist by name',
+    op: 'addRuleToRuleList',
+    yaml: 'rule: some-rule',
+  },
+  {
+    title: 'an endpoint with the weight inside spec (l7mp spec form) and a UDS path',
+    op: 'addEndPoint',
+    yaml: `
+endpoint:
+  spec: { address: /tmp/sock, weight: 2 }
+`,
+  },
+  {
+    title: 'a route with a partial retry policy and a JSONSocket destination',
+    op: 'addRoute',
+    yaml: `
+route:
+  name: r1
+  destination:
+    spec:
+      protocol: JSONSocket
+      transport: { protocol: UDP, port: 16000, bind: { address: 127.0.0.1, port: 0 } }
+      header:
+        - path: { from: /IP/src_addr, to: /src }
+        - path: /labels
+        - set: { key: /x, value: 1 }
+    endpoints: [{ spec: { address: 127.0.0.1 } }]
+  egress: [ { spec: { protocol: JSONDecap } }, some-cluster ]
+  retry: { timeout: 500 }
+`,
+  },
+  {
+    title: 'admin settings with offload given as a string and interfaces as a list',
+    op: 'applyAdmin',
+    yaml: `
+admin: { log_level: warn, strict: true, offload: init, offload_ifs: [lo, eth0] }
+`,
+  },
+];
+
+for (const c of ACCEPTED) {
+  test(`accepts: ${c.title}`, (t) => {
+    const { schema, value } = body(S.requestBodySchemas[c.op], c.yaml);
+    t.deepEqual(errorsOf(schema, value), []);
+    t.true(Value.Check(schema, value));
+  });
+}
+
+test('accepts an l7mp-style GET /config dump', (t) => {
+  const dump = {
+    admin: { log_level: 'info', strict: false, offload: false, version: '0.5.7' },
+    listeners: [{ name: 'controller-listener', spec: { protocol: 'HTTP', port: 1234 }, rules: 'controller-listener-RuleList-0', options: { track: 0 } }],
+    clusters: [
+      { name: 'c1', spec: { protocol: 'UDP', port: 53 }, endpoints: 2, loadbalancer: { policy: 'HashRing', key: '<RANDOM>' } },
+    ],
+    rulelists: [{ name: 'controller-listener-RuleList-0', rules: ['controller-listener-RuleList-0-Rule-0'] }],
+    rules: [{ name: 'controller-listener-RuleList-0-Rule-0', match: { match: '*' }, action: { route: 'r-0' } }],
+    routes: [{ name: 'r-0', destination: 'c:<STALE>', ingress: [], egress: [], retry: { retry_on: 'never', num_retries: 1, timeout: 2000 } }],
+    endpoints: [{ name: 'c1-EndPoint-0', spec: { address: '127.0.0.1' }, weight: 1 }],
+    sessions: [
+      {
+        name: 'HTTP:127.0.0.1:40000-127.0.0.1:1234-0',
+        metadata: { IP: { src_addr: '127.0.0.1' } },
+        source: { origin: 'controller-listener', listener: { protocol: 'HTTP', port: 1234 }, status: 'READY' },
+        destination: { status: 'PENDING' },
+        ingress: [],
+        egress: [],
+        status: 'INIT',
+        events: [{ event: 'INIT', timestamp: '2024-01-01T00:00:00.000Z', message: 'created', content: null }],
+        counters: { ingress: { bytes: 0, packets: 0 }, egress: { bytes: 0, packets: 0 } },
+        started: '2024-01-01T00:00:00.000Z',
+        offloaded: false,
+      },
+    ],
+  };
+  const schema = S.responseSchemas.getConf;
+  if (schema === undefined) return t.fail('no getConf response schema');
+  t.deepEqual(errorsOf(schema, dump), []);
+});
+
+test('the Error and Status schemas match the gateway error body', (t) => {
+  t.true(Value.Check(S.Status, { status: 200, message: 'OK' }));
+  t.true(Value.Check(S.Error, { status: 400, message: 'Bad Request', content: 'listener.spec.port: bad', code: 'INVALID_INPUT', field: 'listener.spec.port' }));
+  t.true(Value.Check(S.Error, { status: 404, message: 'Not Found', content: 'Unknown API operation' }));
+  t.false(Value.Check(S.Error, { status: 404, message: 'Not Found' }));
+});
+
+// ------------------------------------------------------------------------
+// ...and reject what makes no sense
+
+const REJECTED: ReadonlyArray<{ title: string; op: keyof typeof S.requestBodySchemas; yaml: string; where: string }> = [
+  {
+    title: 'a listener without spec',
+    op: 'addListener',
+    yaml: 'listener: { name: l1, rules: rl }',
+    where: '/listener',
+  },
+  {
+    title: 'a port given as a string',
+    op: 'addListener',
+    yaml: 'listener: { name: l1, spec: { protocol: UDP, port: abc }, rules: rl }',
+    where: '/listener/spec/port',
+  },
+  {
+    title: 'a port out of range',
+    op: 'addCluster',
+    yaml: 'cluster: { name: c1, spec: { protocol: TCP, port: 70000 } }',
+    where: '/cluster/spec/port',
+  },
+  {
+    title: 'an unknown retry_on',
+    op: 'addRoute',
+    yaml: 'route: { name: r1, destination: c1, retry: { retry_on: sometimes } }',
+    where: '/route/retry/retry_on',
+  },
+  {
+    title: 'a negative num_retries',
+    op: 'addRoute',
+    yaml: 'route: { name: r1, destination: c1, retry: { num_retries: -1 } }',
+    where: '/route/retry/num_retries',
+  },
+  {
+    title: 'a name with whitespace',
+    op: 'addListener',
+    yaml: 'listener: { name: "a b", spec: { protocol: UDP, port: 1 }, rules: rl }',
+    where: '/listener/name',
+  },
+  {
+    title: 'a top-level cluster without a name',
+    op: 'addCluster',
+    yaml: 'cluster: { spec: { protocol: Echo } }',
+    where: '/cluster',
+  },
+  {
+    title: 'a spec without protocol',
+    op: 'addCluster',
+    yaml: 'cluster: { name: c1, spec: { port: 80 } }',
+    where: '/cluster/spec',
+  },
+  {
+    title: 'a rule without action',
+    op: 'addRule',
+    yaml: 'rule: { name: r1, match: "*" }',
+    where: '/rule',
+  },
+  {
+    title: 'an unwrapped listener',
+    op: 'addListener',
+    yaml: 'name: l1\nspec: { protocol: UDP, port: 1 }\nrules: rl',
+    where: '/',
+  },
+  {
+    title: 'a nested port given as a string',
+    op: 'addListener',
+    yaml: 'listener: { name: l1, spec: { protocol: UDP, port: 1, connect: { port: "x" } }, rules: rl }',
+    where: '/listener/spec/connect/port',
+  },
+];
+
+for (const c of REJECTED) {
+  test(`rejects: ${c.title}`, (t) => {
+    const { schema, value } = body(S.requestBodySchemas[c.op], c.yaml);
+    t.false(Value.Check(schema, value));
+    const errors = errorsOf(schema, value);
+    t.true(errors.some((e) => e.startsWith(c.where + ' ')), `expected an error at ${c.where}, got ${JSON.stringify(errors)}`);
+  });
+}
