@@ -79,3 +79,21 @@ export function protocolFor(name: unknown, role: 'listener' | 'cluster', field: 
   }
   return p;
 }
+
+/**
+ * Test hook: make `def` known to findProtocol() and protocolFor() (and so to
+ * config validation and the REST API) until the returned function is called.
+ * PROTOCOLS is a constant built at import; this lets a test check a protocol
+ * written by CONTRIBUTING.md's recipe (gateway/test/fixtures/protocols/)
+ * against a real gateway without shipping it. PROTOCOLS itself, and what is
+ * generated from it, stay as they are.
+ */
+export function registerProtocolForTest(def: ProtocolDef): () => void {
+  const keys = [def.name, ...(def.aliases ?? [])].map((n) => n.toLowerCase());
+  const taken = keys.filter((k) => byName.has(k));
+  if (taken.length > 0) throw new Error(`registerProtocolForTest: ${taken.join(', ')} already names a protocol`);
+  for (const k of keys) byName.set(k, def);
+  return () => {
+    for (const k of keys) if (byName.get(k) === def) byName.delete(k);
+  };
+}
