@@ -5,13 +5,14 @@
 // TTL), whichever comes first. Every address of the answer is used, in turn,
 // one per connection. A failed resolution keeps the last good answer and is
 // logged once per failure streak; until a first answer the name itself goes
-// to the cluster's connect, as before.
+// to the cluster's connect, which resolves it.
 //
 // Opt-in, with a cluster `dns` section: only then are endpoints of clusters
 // with a numeric `spec.port` whose address is a host name (not an IP
 // literal, not a socket path) resolved here. The connection then goes to an
 // IP, so an HTTP Host header, a WebSocket URL or a TLS server name carries
-// the IP; without `dns` the cluster's own connect resolves the name, as before.
+// the IP. That is why it is opt-in: without `dns` the cluster's own connect
+// resolves the name, and the name is what those carry.
 
 import dns from 'node:dns';
 import { isIP } from 'node:net';

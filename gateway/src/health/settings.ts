@@ -2,8 +2,8 @@
 // `outlier_detection` (passive ejection), `health_check` (active probes) and
 // `loadbalancer.panic_threshold`. All times are milliseconds.
 //
-// Both features are opt-in, as in Envoy: a cluster without them behaves as
-// before (every endpoint is used; its health shows as "unknown").
+// Both features are opt-in, as in Envoy: a cluster without them uses every
+// endpoint, and its endpoints' health shows as "unknown".
 
 import { invalid } from '../core/errors.js';
 
