@@ -19,7 +19,7 @@ import type { TransformPeer } from '../../../conformance/peers.js';
 import { GatewayError } from '../../src/core/errors.js';
 import { findProtocol, PROTOCOLS, protocolFor, registerProtocolForTest } from '../../src/protocols/registry.js';
 import { caesarProtocol } from '../fixtures/protocols/caesar/index.js';
-import { api, freePort, nextMessage, startGw, udpClient } from './helpers.js';
+import { api, echo, freePort, nextMessage, peer, startGw, tcpRoundTrip, udpClient } from './helpers.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../../../..');
@@ -181,6 +181,25 @@ test.serial('a UDP session through a real gateway: Caesar in the ingress chain s
   const sessions = (await api(base, 'GET', '/api/v1/sessions')).body as Array<{ source: { origin: string }; ingress: Array<{ origin: string }> }>;
   const s = sessions.find((x) => x.source.origin === 'shift3');
   t.deepEqual(s?.ingress.map((st) => st.origin), ['shift-in']);
+});
+
+test.serial('a TCP session (the other base pair): ROT13 on the way in and out is the identity over a socat echo, and the stream in between is shifted', async (t) => {
+  registered(t);
+  const [echoPort, both, inOnly] = [await freePort(), await freePort(), await freePort()];
+  await peer(t, echo.tcp(echoPort));
+  const listener = (name: string, port: number, route: Record<string, unknown>) => ({
+    name, spec: { protocol: 'TCP', address: '127.0.0.1', port }, rules: [{ action: { route: { destination: 'up', ...route } } }],
+  });
+  await startGw(t, {
+    clusters: [{ name: 'up', spec: { protocol: 'TCP', port: echoPort }, endpoints: [{ spec: { address: '127.0.0.1' } }] }],
+    listeners: [
+      listener('tcp-both', both, { ingress: [{ spec: { protocol: 'Caesar' } }], egress: [{ spec: { protocol: 'Caesar' } }] }),
+      listener('tcp-in', inOnly, { ingress: [{ spec: { protocol: 'Caesar' } }] }),
+    ],
+  });
+  const text = 'The quick brown fox jumps over the lazy dog. '.repeat(200);
+  t.is((await tcpRoundTrip(both, Buffer.from(text))).toString(), text);
+  t.is((await tcpRoundTrip(inOnly, Buffer.from(text))).toString(), rot(text, 13));
 });
 
 test.serial('its spec parsing: a REST call with a bad shift gets 400 naming the field, and the clusters stay as they were', async (t) => {
