@@ -10,7 +10,7 @@
 //                         into the ingress/egress chains of a base pair
 //
 // A protocol in the registry without an entry here still shows in the matrix,
-// as "skipped: no conformance peer for X". See README.md, "Adding a protocol".
+// as "skipped: no conformance peer for X". See CONTRIBUTING.md, "Adding a protocol".
 
 import type { Driver, L2Link, PeerHandle, PeerKind } from './driver.js';
 import {
