@@ -52,25 +52,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function count(raw: Record<string, unknown>, key: string, min: number, field: string): number | undefined {
-  const v = raw[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw invalid(`${field}.${key}`, `must be a number >= ${min}`);
-  return v;
-}
 
-/** The data-plane admission settings of `admin.limits` (max_sessions and the rest), defaults filled in. */
-export function parseAdmissionLimits(raw: Record<string, unknown> | undefined, field = 'admin.limits'): AdmissionLimits {
-  const l = { ...DEFAULT_LIMITS };
-  if (raw === undefined) return l;
-  l.maxSessions = count(raw, 'max_sessions', 1, field) ?? l.maxSessions;
-  l.listenerMaxSessions = count(raw, 'listener_max_sessions', 1, field) ?? l.listenerMaxSessions;
-  l.flowRate = count(raw, 'flow_rate', 0, field) ?? l.flowRate;
-  l.flowBurst = count(raw, 'flow_burst', 1, field) ?? Math.max(l.flowBurst, l.flowRate);
-  l.flowSources = count(raw, 'flow_sources', 1, field) ?? l.flowSources;
-  l.fdReserve = count(raw, 'fd_reserve', 0, field) ?? l.fdReserve;
-  return l;
-}
 
 /** A listener's `options.max_sessions` (undefined: the admin default). */
 export function parseListenerMaxSessions(options: Record<string, unknown>, field: string): number | undefined {
