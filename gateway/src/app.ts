@@ -79,10 +79,14 @@ export interface StartOptions {
 export async function startGateway(opts: StartOptions): Promise<Gateway> {
   const cfg = opts.config;
   if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw invalid('config', 'must be an object');
-  const { admin: rawAdmin, ...objects } = cfg as Record<string, unknown>;
   // Everything is checked before anything opens: the admin section here
   // (config/admin.ts; strict mode also refuses unknown admin keys), the rest
   // against the spec's Config schema, as every setConf over REST is.
+  const { admin: rawAdmin, ...objects } = cfg as Record<string, unknown>;
+  // Sessions in a config saved from GET /config are run-time state, never
+  // applied; l7mp's session JSON does not match the schema (null chain
+  // stages, '<INVALID>' placeholders), and l7mp loads such a file.
+  delete objects.sessions;
   const admin = parseAdmin(rawAdmin, {
     ...(opts.logLevel !== undefined ? { logLevel: opts.logLevel } : {}),
     ...(opts.strict !== undefined ? { strict: opts.strict } : {}),

@@ -4,7 +4,6 @@
 // alias count of a YAML REST body. Parsed once from `admin.limits` (static
 // config only); the README's "Limits" table lists them with their refusals.
 
-import { invalid } from './errors.js';
 
 export interface EdgeLimitSettings {
   /** Largest JSONSocket request header (one datagram), bytes. */
