@@ -16,7 +16,7 @@
 // Listeners that serve the control plane (a route to an L7mpController or
 // Prometheus cluster: the REST API, metrics) are never counted and never
 // refused here: data-plane load cannot take the REST API down. The admin
-// listener (observe/admin.ts) is not a gateway listener at all.
+// listener (observe/probe-listener.ts) is not a gateway listener at all.
 
 import { RateLimiter } from '../api/security.js';
 import type { Logger } from '../observe/log.js';

@@ -2,8 +2,8 @@
 // a JSONSocket header's size and nesting, the bytes of unfinished WebSocket
 // messages and REST bodies held across ALL connections, and the size and
 // alias count of a YAML REST body. Parsed once from `admin.limits` (static
-// config only); the README's "Limits" table lists them with their refusals.
-
+// config only) by config/admin.ts; the README's "Limits" table lists them
+// with their refusals.
 
 export interface EdgeLimitSettings {
   /** Largest JSONSocket request header (one datagram), bytes. */
