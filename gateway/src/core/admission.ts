@@ -52,8 +52,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-
-
 /** A listener's `options.max_sessions` (undefined: the admin default). */
 export function parseListenerMaxSessions(options: Record<string, unknown>, field: string): number | undefined {
   const v = options.max_sessions;

@@ -89,4 +89,3 @@ export async function drainAndStop(gw: Gateway, timeoutMs: number): Promise<Drai
   await gw.stop();
   return summary;
 }
-

@@ -36,7 +36,6 @@ export const DEFAULT_EDGE_LIMITS: Readonly<EdgeLimitSettings> = {
   yaml_aliases: 100,
 };
 
-
 /**
  * One budget for the message bytes the gateway holds for clients across all
  * connections: unfinished WebSocket messages and REST request bodies. Each
