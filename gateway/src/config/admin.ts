@@ -26,25 +26,9 @@ import { knownAdminKeys, unknownAdminKeys } from './admin-keys.js';
 import { resolveApiToken } from './api-token.js';
 import { parseLogLevel } from './log-level.js';
 import { parseOffloadConfig, type OffloadCli, type OffloadConfig } from './offload.js';
+import type { AdminSettings } from './admin-settings.js';
 
-/** The admin state of a running gateway: what GET /api/v1/admin shows and applyAdmin changes. */
-export interface AdminSettings {
-  log_level: string;
-  log_file?: string;
-  access_log_path?: string;
-  strict: boolean;
-  offload: boolean;
-  offload_ifs?: unknown;
-  max_body_bytes: number;
-  max_sessions: number;
-  /** Milliseconds established sessions get to finish on SIGTERM/SIGINT (core/drain.ts); 0 cuts them at once. */
-  drain_timeout: number;
-  version: string;
-  /** Configured by the operator: readiness waits for `generation` (static config only). */
-  managed: boolean;
-  /** The configuration generation the operator applied last (applyAdmin). */
-  generation?: string;
-}
+export type { AdminSettings };
 
 export interface LogSettings {
   readonly level: LevelName;

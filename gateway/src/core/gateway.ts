@@ -7,7 +7,7 @@
 
 import { createBalancer } from '../balancer/index.js';
 import type { Channel } from '../dataplane/channel.js';
-import type { AdminSettings } from '../config/admin.js';
+import type { AdminSettings } from '../config/admin-settings.js';
 import type { Logger } from '../observe/log.js';
 import { findProtocol, protocolFor } from '../protocols/registry.js';
 import type { GatewayServices, HttpExchange, NewSession, Spec } from '../protocols/types.js';
