@@ -4,21 +4,16 @@ import fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { checkDepth, checkSchema, handleApi } from './api/dispatch.js';
 import { isStaticPath } from './api/static.js';
-import { apiGuardFromAdmin, logApiSecurity } from './api/security.js';
-import { parseFileRoot } from './core/confine.js';
-import { unknownAdminKeys, knownAdminKeys } from './config/admin-keys.js';
+import { apiGuardFor, logApiSecurity } from './api/security.js';
+import { parseAdmin } from './config/admin.js';
 import { danglingClusterRefs, describeDangling } from './config/dangling-routes.js';
+import type { OffloadCli } from './config/offload.js';
 import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
-import { parseEdgeLimits } from './core/limits.js';
-import { parseAdmissionLimits } from './core/admission.js';
-import { parseDrainTimeout } from './core/drain.js';
-import { parseAdminListener, startAdminListener } from './observe/probe-listener.js';
-import { parseStdioForkAdmin } from './protocols/stdiofork/index.js';
-import { createLogger, isLevelName, type LevelName, type Logger } from './observe/log.js';
-import { resolveLogFormat } from './observe/log-text.js';
+import { startAdminListener } from './observe/probe-listener.js';
+import { createLogger, type LevelName, type Logger } from './observe/log.js';
 import { GatewayMetrics } from './observe/metrics.js';
-import { setupOffload, type OffloadCli } from './fastpath/offload/index.js';
+import { setupOffload } from './fastpath/offload/index.js';
 import { packageVersion } from './version.js';
 
 export const DEFAULT_CONFIG = {
@@ -84,82 +79,66 @@ export interface StartOptions {
 export async function startGateway(opts: StartOptions): Promise<Gateway> {
   const cfg = opts.config;
   if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) throw invalid('config', 'must be an object');
-  const admin = ((cfg as Record<string, unknown>).admin ?? {}) as Record<string, unknown>;
-  if (typeof admin !== 'object' || admin === null) throw invalid('admin', 'must be an object');
-  const strict = opts.strict ?? admin.strict === true;
-  if (strict) {
-    // Strict mode (-s): before anything opens, the whole file must match the
-    // spec's Config schema, and admin may hold only the keys the spec names
-    // (the schema lets unknown admin keys through, as l7mp did).
-    const unknown = unknownAdminKeys(admin);
-    if (unknown.length > 0) {
-      throw invalid(unknown[0]!, `unknown admin setting${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (strict mode); the admin settings are ${knownAdminKeys().join(', ')}`);
-    }
-    checkSchema('setConf', cfg);
-  }
-  const level = opts.logLevel ?? admin.log_level ?? 'info';
-  if (!isLevelName(level)) throw invalid('admin.log_level', `unknown level "${String(level)}"`);
-  const logFile = admin.log_file;
-  if (logFile !== undefined && typeof logFile !== 'string') throw invalid('admin.log_file', 'must be stdout, stderr or a file path');
-  const logFormat = resolveLogFormat(admin.log_format, (opts.env ?? process.env).L7MP_LOG_FORMAT, logFile);
-  const log = opts.logger ?? createLogger(level, logFile, logFormat);
-  const apiSecurity = apiGuardFromAdmin(admin, opts.env ?? process.env); // api_token(_file), limits.api_rate/api_burst
-  const accessPath = admin.access_log_path;
-  if (accessPath !== undefined && typeof accessPath !== 'string') throw invalid('admin.access_log_path', 'must be a file path');
+  // Everything is checked before anything opens: the admin section here
+  // (config/admin.ts; strict mode also refuses unknown admin keys), the rest
+  // against the spec's Config schema, as every setConf over REST is.
+  const { admin: rawAdmin, ...objects } = cfg as Record<string, unknown>;
+  // Sessions in a config saved from GET /config are run-time state, never
+  // applied; l7mp's session JSON does not match the schema (null chain
+  // stages, '<INVALID>' placeholders), and l7mp loads such a file.
+  delete objects.sessions;
+  const admin = parseAdmin(rawAdmin, {
+    ...(opts.logLevel !== undefined ? { logLevel: opts.logLevel } : {}),
+    ...(opts.strict !== undefined ? { strict: opts.strict } : {}),
+    ...(opts.offload !== undefined ? { offload: opts.offload } : {}),
+    ...(opts.env !== undefined ? { env: opts.env } : {}),
+  });
+  checkSchema('setConf', objects);
+  const log = opts.logger ?? createLogger(admin.log.level, admin.log.file, admin.log.format);
+  const apiSecurity = apiGuardFor(admin.api);
+  const accessPath = admin.accessLogPath;
   let accessStream: fs.WriteStream | undefined;
   if (accessPath !== undefined) {
     accessStream = fs.createWriteStream(accessPath, { flags: 'a' });
     accessStream.on('error', (err) => log.warn({ err: err.message, file: accessPath }, 'access log write failed'));
   }
-  const stdioForkCommands = parseStdioForkAdmin(admin.stdio_fork); // the STDIO-fork allow-list; absent: off
-  const adminListener = parseAdminListener(admin.metrics); // admin.metrics: {enabled, address, port, path}
-  const fileRoot = parseFileRoot(admin.file_root); // the only directory REST calls may name files in; absent: none
   const metrics = new GatewayMetrics();
-  const rawLimits = admin.limits;
-  if (rawLimits !== undefined && (typeof rawLimits !== 'object' || rawLimits === null || Array.isArray(rawLimits))) throw invalid('admin.limits', 'must be an object');
-  // max_sessions, listener_max_sessions, flow_rate, flow_burst, flow_sources, fd_reserve (core/admission.ts)
-  const limits = parseAdmissionLimits(rawLimits as Record<string, unknown> | undefined);
   const gw = new Gateway({
-    limits,
+    limits: admin.admission,
     log,
     observer: metrics,
     version: packageVersion(),
     api: handleApi,
     allowStaticOnly: true,
-    ...(stdioForkCommands ? { stdioForkCommands } : {}),
-    ...(fileRoot !== undefined ? { fileRoot } : {}),
+    ...(admin.stdioForkCommands ? { stdioForkCommands: admin.stdioForkCommands } : {}),
+    ...(admin.fileRoot !== undefined ? { fileRoot: admin.fileRoot } : {}),
     apiTokenSet: apiSecurity.guard.token !== undefined,
     admitApi: (ex) => apiSecurity.guard.admit(ex, isStaticPath(ex.method, ex.url)), // pages without data need no token
     ...(accessStream ? { accessLog: (line: Record<string, unknown>) => accessStream!.write(JSON.stringify(line) + '\n') } : {}),
   });
   metrics.attach(gw);
-  gw.admin.log_level = level;
-  gw.admin.strict = strict;
-  if (typeof logFile === 'string') gw.admin.log_file = logFile;
+  gw.admin.log_level = admin.log.level;
+  gw.admin.strict = admin.strict;
+  if (admin.log.file !== undefined) gw.admin.log_file = admin.log.file;
   if (accessPath !== undefined) gw.admin.access_log_path = accessPath;
-  if (admin.managed !== undefined && typeof admin.managed !== 'boolean') throw invalid('admin.managed', 'must be a boolean');
-  gw.admin.managed = admin.managed === true; // readiness then waits for the operator's generation
-  setupOffload(gw, admin, opts.offload); // logs why once and runs without it when it cannot
-  const bodyLimit = (rawLimits as Record<string, unknown> | undefined)?.max_body_bytes;
-  if (bodyLimit !== undefined) {
-    if (typeof bodyLimit !== 'number' || bodyLimit < 1) throw invalid('admin.limits.max_body_bytes', 'must be a positive number');
-    gw.admin.max_body_bytes = bodyLimit;
-  }
-  gw.admin.drain_timeout = parseDrainTimeout(admin.drain_timeout); // ms for SIGTERM/SIGINT (core/drain.ts)
-  gw.limits.settings = parseEdgeLimits(rawLimits as Record<string, unknown> | undefined); // JSONSocket header, message buffer, YAML body bounds (core/limits.ts)
+  gw.admin.managed = admin.managed; // readiness then waits for the operator's generation
+  if (admin.maxBodyBytes !== undefined) gw.admin.max_body_bytes = admin.maxBodyBytes;
+  gw.admin.drain_timeout = admin.drainTimeout; // ms for SIGTERM/SIGINT (core/drain.ts)
+  gw.limits.settings = admin.edge; // JSONSocket header, message buffer, YAML body bounds (core/limits.ts)
+  setupOffload(gw, admin.offload); // logs why once and runs without it when it cannot
   gw.admission.logLimits(log);
   // A config that does not apply still ran setupOffload: stop() detaches the program again.
   await gw.applyConfig(cfg, true).catch(async (err: unknown) => { await gw.stop(); throw err; });
   // Routes to clusters that do not exist: refused in strict mode; otherwise
   // warned about here and named by /ready until they exist (dangling-routes.ts).
   const dangling = danglingClusterRefs(gw);
-  if (dangling.length > 0 && strict) {
+  if (dangling.length > 0 && admin.strict) {
     await gw.stop();
     throw new GatewayError('INVALID_INPUT', `${dangling.map(describeDangling).join('; ')} (strict mode; without -s the gateway starts and /ready reports it)`);
   }
   for (const d of dangling) log.warn({ route: d.route, cluster: d.cluster, role: d.role }, `${describeDangling(d)}: its sessions will fail; /ready answers 503 until it exists`);
   // Metrics, /live and /ready on their own port, once the config is in place.
-  await startAdminListener(gw, adminListener).catch(async (err: unknown) => { await gw.stop(); throw err; });
+  await startAdminListener(gw, admin.probes).catch(async (err: unknown) => { await gw.stop(); throw err; });
   logApiSecurity(gw, apiSecurity);
   return gw;
 }

@@ -7,7 +7,8 @@
 import { parseArgs } from 'node:util';
 import { asGatewayError } from './core/errors.js';
 import { drainAndStop } from './core/drain.js';
-import { LEVEL_NAMES, isLevelName } from './observe/log.js';
+import { parseLogLevel } from './config/log-level.js';
+import type { LevelName } from './observe/log.js';
 import { checkHealth, healthUrl } from './cli/health.js';
 import { USAGE } from './cli/usage.js';
 import { packageVersion } from './version.js';
@@ -53,9 +54,11 @@ async function main(): Promise<void> {
     process.stdout.write(`${packageVersion()}\n`);
     process.exit(0);
   }
-  const level = v['log-level'];
-  if (level !== undefined && !isLevelName(level)) {
-    process.stderr.write(`l7mp: unknown log level "${level}"; one of ${LEVEL_NAMES.join(', ')}\n\n${USAGE}`);
+  let level: LevelName | undefined;
+  try {
+    level = v['log-level'] === undefined ? undefined : parseLogLevel(v['log-level'], '-l');
+  } catch (err) {
+    process.stderr.write(`l7mp: ${(err as Error).message}\n\n${USAGE}`);
     process.exit(2);
   }
   if (v.offload !== undefined && !['init', 'no_init', 'disable'].includes(v.offload)) {
@@ -72,7 +75,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const offload = { ...(v.offload !== undefined ? { offload: v.offload } : {}), ...(v['offload-ifs'] !== undefined ? { offloadIfs: v['offload-ifs'] } : {}) };
-  startGateway({ config, offload, ...(level !== undefined && isLevelName(level) ? { logLevel: level } : {}), ...(v.strict ? { strict: true } : {}) }).then((gw) => {
+  startGateway({ config, offload, ...(level !== undefined ? { logLevel: level } : {}), ...(v.strict ? { strict: true } : {}) }).then((gw) => {
     gw.log.info({ version: gw.admin.version, log_level: gw.admin.log_level, strict: gw.admin.strict, config: v.config ?? '(built-in default)' }, 'l7mp gateway started');
     let stopping = false;
     const shutdown = (sig: string) => {

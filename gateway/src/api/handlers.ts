@@ -3,7 +3,7 @@
 
 import { GatewayError, invalid } from '../core/errors.js';
 import type { Gateway } from '../core/gateway.js';
-import { isLevelName } from '../observe/log.js';
+import { parseAdminUpdate } from '../config/admin.js';
 import type { OperationId } from './generated/types.js';
 import {
   dumpAdmin, dumpCluster, dumpConfig, dumpEndpoint, dumpListener, dumpRoute, dumpRule, dumpRuleList, dumpSession, dumpSessions,
@@ -40,39 +40,14 @@ export const handlers: Record<OperationId, Handler> = {
   },
   getAdmin: (gw) => dumpAdmin(gw),
   applyAdmin: (gw, req) => {
-    const a = wrapped(req.body, 'admin') as Record<string, unknown>;
-    if (typeof a !== 'object' || a === null) throw invalid('admin', 'must be an object');
-    if (a.log_level !== undefined && !isLevelName(a.log_level)) throw invalid('admin.log_level', `unknown level "${String(a.log_level)}"`);
-    for (const k of ['api_token', 'api_token_file', 'limits', 'managed', 'file_root', 'drain_timeout']) {
-      // The control plane's own security is never changed through the control plane.
-      if (a[k] !== undefined) throw new GatewayError('FORBIDDEN', `admin.${k} can only be set in the static config`, `admin.${k}`);
+    const u = parseAdminUpdate(wrapped(req.body, 'admin'), gw.admin);
+    if (u.log_level !== undefined) {
+      gw.admin.log_level = u.log_level;
+      gw.log.level = u.log_level;
     }
-    for (const k of Object.keys(a)) {
-      if (!['log_level', 'strict', 'log_file', 'access_log_path', 'offload', 'offload_ifs', 'version', 'generation'].includes(k)) {
-        throw invalid(`admin.${k}`, 'unknown setting');
-      }
-    }
-    if (a.strict !== undefined && typeof a.strict !== 'boolean') throw invalid('admin.strict', 'must be a boolean');
-    if (a.generation !== undefined && (typeof a.generation !== 'string' || !/^\S{1,256}$/.test(a.generation))) {
-      throw invalid('admin.generation', 'must be a string of 1 to 256 visible characters');
-    }
-    // The offload's BPF programs are attached at start: a POST may repeat the
-    // current setting (a GET read back), never change it.
-    for (const k of ['offload', 'offload_ifs'] as const) {
-      if (a[k] !== undefined && JSON.stringify(a[k]) !== JSON.stringify(gw.admin[k])) {
-        throw new GatewayError('NOT_SUPPORTED', `admin.${k} can only be set in the static config or with -o/-i (the kernel offload is attached at start); it is ${JSON.stringify(gw.admin[k] ?? null)}`, `admin.${k}`);
-      }
-    }
-    if (a.log_file !== undefined || a.access_log_path !== undefined) {
-      throw new GatewayError('NOT_SUPPORTED', 'admin.log_file and admin.access_log_path can only be set in the static config', 'admin');
-    }
-    if (a.log_level !== undefined) {
-      gw.admin.log_level = a.log_level as string;
-      gw.log.level = a.log_level as string;
-    }
-    if (a.strict !== undefined) gw.admin.strict = a.strict as boolean;
+    if (u.strict !== undefined) gw.admin.strict = u.strict;
     // The operator sets this last, once the generation's objects are in place: /ready follows it.
-    if (a.generation !== undefined) gw.admin.generation = a.generation as string;
+    if (u.generation !== undefined) gw.admin.generation = u.generation;
   },
 
   getListeners: (gw, req) => [...gw.listeners.values()].map((l) => dumpListener(gw, l, req.recursive)),

@@ -3,19 +3,16 @@
 // request head only, so a rejected call is answered before its body is read.
 //
 // Order: rate limit first (so token guessing is rate limited too), then the
-// token. Configuration (static config only, never REST):
+// token. Configuration (static config only, never REST; config/admin.ts parses it):
 //
 //   admin:
 //     api_token: "..."            # or api_token_file: /run/secrets/l7mp-token
 //     limits: { api_rate: 50, api_burst: 100, max_body_bytes: 1048576 }
 //
 // The environment variable L7MP_API_TOKEN, when set and non-empty, wins over
-// admin.api_token/api_token_file: an operator can then secure an image whose
-// config file is baked in without editing it (a Kubernetes Secret mapped to an
-// environment variable).
+// admin.api_token/api_token_file (config/api-token.ts).
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import fs from 'node:fs';
 import { isIP } from 'node:net';
 import { GatewayError, invalid } from '../core/errors.js';
 import type { Gateway } from '../core/gateway.js';
@@ -52,44 +49,6 @@ export function bearerToken(header: string | string[] | undefined): string | und
   if (v === undefined) return undefined;
   const m = /^\s*bearer\s+(\S+)\s*$/i.exec(v);
   return m ? m[1] : undefined;
-}
-
-const TOKEN_SYNTAX = /^[\x21-\x7e]+$/; // visible ASCII: it must fit an HTTP header after "Bearer "
-
-function checkToken(token: string, field: string): string {
-  if (token.length === 0) throw invalid(field, 'is empty');
-  if (!TOKEN_SYNTAX.test(token)) throw invalid(field, 'must be visible ASCII characters without spaces');
-  return token;
-}
-
-export interface TokenSetting {
-  token: string | undefined;
-  /** Where it came from, for the startup log (never the token itself). */
-  source: string | undefined;
-}
-
-/** Resolve the API token from the environment and the admin section; throws invalid(field) on bad input. */
-export function resolveApiToken(admin: Record<string, unknown>, env: NodeJS.ProcessEnv): TokenSetting {
-  const { api_token: inline, api_token_file: file } = admin;
-  if (inline !== undefined && file !== undefined) throw invalid('admin.api_token', 'set either api_token or api_token_file, not both');
-  if (inline !== undefined && typeof inline !== 'string') throw invalid('admin.api_token', 'must be a string');
-  if (file !== undefined && (typeof file !== 'string' || file === '')) throw invalid('admin.api_token_file', 'must be a file path');
-  const fromEnv = env[TOKEN_ENV];
-  if (fromEnv !== undefined && fromEnv !== '') {
-    return { token: checkToken(fromEnv.trim(), TOKEN_ENV), source: TOKEN_ENV };
-  }
-  if (typeof inline === 'string') return { token: checkToken(inline, 'admin.api_token'), source: 'admin.api_token' };
-  if (typeof file === 'string') {
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (err) {
-      throw invalid('admin.api_token_file', `cannot read "${file}": ${(err as Error).message}`);
-    }
-    // Secret files usually end with a newline.
-    return { token: checkToken(text.trim(), 'admin.api_token_file'), source: `admin.api_token_file (${file})` };
-  }
-  return { token: undefined, source: undefined };
 }
 
 // ------------------------------------------------------------- rate limit
@@ -237,11 +196,14 @@ export class ApiGuard {
   }
 }
 
-function rateSetting(limits: Record<string, unknown>, key: string, min: number): number | undefined {
-  const v = limits[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw invalid(`admin.limits.${key}`, `must be a number >= ${min}`);
-  return v;
+/** The API's settings, parsed from the static config and the environment by config/admin.ts. */
+export interface ApiSettings {
+  token: string | undefined;
+  /** Where the token came from, for the startup log (never the token itself). */
+  tokenSource: string | undefined;
+  /** admin.limits.api_rate / api_burst; absent: the defaults. */
+  rate?: number;
+  burst?: number;
 }
 
 export interface ApiGuardSetting {
@@ -249,18 +211,8 @@ export interface ApiGuardSetting {
   tokenSource: string | undefined;
 }
 
-/** Build the guard from the static config's admin section and the environment. */
-export function apiGuardFromAdmin(admin: Record<string, unknown>, env: NodeJS.ProcessEnv): ApiGuardSetting {
-  const { token, source } = resolveApiToken(admin, env);
-  const limits = admin.limits;
-  let rate: number | undefined;
-  let burst: number | undefined;
-  if (limits !== undefined) {
-    if (typeof limits !== 'object' || limits === null || Array.isArray(limits)) throw invalid('admin.limits', 'must be an object');
-    rate = rateSetting(limits as Record<string, unknown>, 'api_rate', 0);
-    burst = rateSetting(limits as Record<string, unknown>, 'api_burst', 1);
-  }
-  return { guard: new ApiGuard({ token, ...(rate !== undefined ? { rate } : {}), ...(burst !== undefined ? { burst } : {}) }), tokenSource: source };
+export function apiGuardFor(s: ApiSettings): ApiGuardSetting {
+  return { guard: new ApiGuard({ token: s.token, ...(s.rate !== undefined ? { rate: s.rate } : {}), ...(s.burst !== undefined ? { burst: s.burst } : {}) }), tokenSource: s.tokenSource };
 }
 
 // --------------------------------------------------------------- exposure

@@ -4,7 +4,7 @@
 // It loads nothing of the gateway, so a check costs one node start.
 
 export const HEALTH_URL_ENV = 'L7MP_HEALTH_URL';
-/** /ready of the admin listener's defaults (observe/probe-listener.ts ADMIN_DEFAULTS). */
+/** /ready of the admin listener's defaults (ADMIN_DEFAULTS in observe/probe-listener.ts). */
 export const DEFAULT_HEALTH_URL = 'http://127.0.0.1:8080/ready';
 const TIMEOUT_MS = 3000;
 /** /ready answers a few hundred bytes; never print more than this of a stranger's answer. */

@@ -26,7 +26,8 @@ export const USAGE = `Usage: l7mp [-c CONFIG] [-l LEVEL] [-s] [-o MODE] [-i IFS]
                         or .yml, JSON otherwise. Without it the built-in default
                         config runs: the REST controller on 127.0.0.1:1234.
   -l, --log-level LEVEL ${LEVEL_NAMES.join(', ')} (overrides admin.log_level)
-  -s, --strict          validate strictly
+  -s, --strict          also refuse unknown admin keys and routes to clusters
+                        that do not exist (the schema check runs always)
   -o, --offload MODE    kernel offload: init, no_init or disable
   -i, --offload-ifs IFS comma-separated interfaces for the offload, or "all"
   -v, --version         print the version and exit

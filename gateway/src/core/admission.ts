@@ -16,7 +16,7 @@
 // Listeners that serve the control plane (a route to an L7mpController or
 // Prometheus cluster: the REST API, metrics) are never counted and never
 // refused here: data-plane load cannot take the REST API down. The admin
-// listener (observe/admin.ts) is not a gateway listener at all.
+// listener (observe/probe-listener.ts) is not a gateway listener at all.
 
 import { RateLimiter } from '../api/security.js';
 import type { Logger } from '../observe/log.js';
@@ -50,26 +50,6 @@ export const DEFAULT_LIMITS: AdmissionLimits = {
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function count(raw: Record<string, unknown>, key: string, min: number, field: string): number | undefined {
-  const v = raw[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) throw invalid(`${field}.${key}`, `must be a number >= ${min}`);
-  return v;
-}
-
-/** The data-plane admission settings of `admin.limits` (max_sessions and the rest), defaults filled in. */
-export function parseAdmissionLimits(raw: Record<string, unknown> | undefined, field = 'admin.limits'): AdmissionLimits {
-  const l = { ...DEFAULT_LIMITS };
-  if (raw === undefined) return l;
-  l.maxSessions = count(raw, 'max_sessions', 1, field) ?? l.maxSessions;
-  l.listenerMaxSessions = count(raw, 'listener_max_sessions', 1, field) ?? l.listenerMaxSessions;
-  l.flowRate = count(raw, 'flow_rate', 0, field) ?? l.flowRate;
-  l.flowBurst = count(raw, 'flow_burst', 1, field) ?? Math.max(l.flowBurst, l.flowRate);
-  l.flowSources = count(raw, 'flow_sources', 1, field) ?? l.flowSources;
-  l.fdReserve = count(raw, 'fd_reserve', 0, field) ?? l.fdReserve;
-  return l;
 }
 
 /** A listener's `options.max_sessions` (undefined: the admin default). */

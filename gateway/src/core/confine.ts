@@ -16,20 +16,6 @@ import { GatewayError, invalid } from './errors.js';
 
 export type FilePlace = 'listener' | 'cluster' | 'endpoint';
 
-/** Parse admin.file_root (static config only): an existing directory, kept as its real path. */
-export function parseFileRoot(v: unknown): string | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'string' || v === '' || !path.isAbsolute(v)) throw invalid('admin.file_root', 'must be the absolute path of a directory');
-  let real: string;
-  try {
-    real = fs.realpathSync(v);
-  } catch (err) {
-    throw invalid('admin.file_root', `cannot resolve "${v}": ${(err as Error).message}`);
-  }
-  if (!fs.statSync(real).isDirectory()) throw invalid('admin.file_root', `"${v}" is not a directory`);
-  return real;
-}
-
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -89,12 +89,3 @@ export async function drainAndStop(gw: Gateway, timeoutMs: number): Promise<Drai
   await gw.stop();
   return summary;
 }
-
-/** admin.drain_timeout: milliseconds, 0..3600000; absent: the default. */
-export function parseDrainTimeout(raw: unknown): number {
-  if (raw === undefined) return DEFAULT_DRAIN_TIMEOUT_MS;
-  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 0 || raw > 3_600_000) {
-    throw new GatewayError('INVALID_INPUT', 'admin.drain_timeout: must be an integer number of milliseconds between 0 and 3600000', 'admin.drain_timeout');
-  }
-  return raw;
-}

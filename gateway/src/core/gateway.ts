@@ -7,6 +7,7 @@
 
 import { createBalancer } from '../balancer/index.js';
 import type { Channel } from '../dataplane/channel.js';
+import type { AdminSettings } from '../config/admin-settings.js';
 import type { Logger } from '../observe/log.js';
 import { findProtocol, protocolFor } from '../protocols/registry.js';
 import type { GatewayServices, HttpExchange, NewSession, Spec } from '../protocols/types.js';
@@ -53,24 +54,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function clone<T>(v: T): T {
   return v === undefined ? v : structuredClone(v);
-}
-
-export interface AdminSettings {
-  log_level: string;
-  log_file?: string;
-  access_log_path?: string;
-  strict: boolean;
-  offload: boolean;
-  offload_ifs?: unknown;
-  max_body_bytes: number;
-  max_sessions: number;
-  /** Milliseconds established sessions get to finish on SIGTERM/SIGINT (core/drain.ts); 0 cuts them at once. */
-  drain_timeout: number;
-  version: string;
-  /** Configured by the operator: readiness waits for `generation` (static config only). */
-  managed: boolean;
-  /** The configuration generation the operator applied last (applyAdmin). */
-  generation?: string;
 }
 
 export interface GatewayOptions {

@@ -2,9 +2,8 @@
 // a JSONSocket header's size and nesting, the bytes of unfinished WebSocket
 // messages and REST bodies held across ALL connections, and the size and
 // alias count of a YAML REST body. Parsed once from `admin.limits` (static
-// config only); the README's "Limits" table lists them with their refusals.
-
-import { invalid } from './errors.js';
+// config only) by config/admin.ts; the README's "Limits" table lists them
+// with their refusals.
 
 export interface EdgeLimitSettings {
   /** Largest JSONSocket request header (one datagram), bytes. */
@@ -36,20 +35,6 @@ export const DEFAULT_EDGE_LIMITS: Readonly<EdgeLimitSettings> = {
   yaml_body_bytes: 16 * 1024,
   yaml_aliases: 100,
 };
-
-const KEYS = Object.keys(DEFAULT_EDGE_LIMITS) as (keyof EdgeLimitSettings)[];
-
-/** Read the edge limits from `admin.limits` (already checked to be an object), with defaults for what is absent. */
-export function parseEdgeLimits(limits: Record<string, unknown> | undefined): EdgeLimitSettings {
-  const out: EdgeLimitSettings = { ...DEFAULT_EDGE_LIMITS };
-  for (const k of KEYS) {
-    const v = limits?.[k];
-    if (v === undefined) continue;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw invalid(`admin.limits.${k}`, 'must be a positive integer');
-    out[k] = v;
-  }
-  return out;
-}
 
 /**
  * One budget for the message bytes the gateway holds for clients across all

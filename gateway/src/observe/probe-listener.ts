@@ -11,7 +11,7 @@
 //                                  admin.generation through applyAdmin); else
 //                                  503 with {"ready":false,"reasons":[...]}
 //
-// Configured in the static config as
+// Configured in the static config (parsed by config/admin.ts) as
 //   admin: { metrics: { enabled: true, address: 127.0.0.1, port: 8080, path: /metrics } }
 // `enabled: false` or `port: 0` turns it off. When the section is absent the
 // defaults apply, and a default port that is taken only logs a warning (l7mp
@@ -19,7 +19,7 @@
 // explicitly must bind, or the gateway does not start.
 
 import type * as U from '@trufflesuite/uws-js-unofficial';
-import { invalid, reasonPhrase } from '../core/errors.js';
+import { reasonPhrase } from '../core/errors.js';
 import { danglingReasons } from '../config/dangling-routes.js';
 import type { Gateway } from '../core/gateway.js';
 import { listenUws } from '../protocols/http/index.js';
@@ -35,32 +35,6 @@ export interface AdminListenerConfig {
 }
 
 export const ADMIN_DEFAULTS = { address: '127.0.0.1', port: 8080, path: '/metrics' } as const;
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Parse `admin.metrics` (field names the config path for error messages). */
-export function parseAdminListener(raw: unknown, field = 'admin.metrics'): AdminListenerConfig {
-  if (raw === undefined || raw === null) return { enabled: true, ...ADMIN_DEFAULTS, explicit: false };
-  if (raw === false) return { enabled: false, ...ADMIN_DEFAULTS, explicit: true };
-  if (!isObject(raw)) throw invalid(field, 'must be an object {enabled, address, port, path} or false');
-  const enabled = raw.enabled ?? true;
-  if (typeof enabled !== 'boolean') throw invalid(`${field}.enabled`, 'must be true or false');
-  const address = raw.address ?? ADMIN_DEFAULTS.address;
-  if (typeof address !== 'string' || address === '') throw invalid(`${field}.address`, 'must be an IP address or host name');
-  const port = raw.port ?? ADMIN_DEFAULTS.port;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw invalid(`${field}.port`, 'must be an integer port number 0..65535 (0 disables the admin listener)');
-  }
-  const path = raw.path ?? ADMIN_DEFAULTS.path;
-  if (typeof path !== 'string' || !path.startsWith('/') || path.length > 256) throw invalid(`${field}.path`, 'must be a URL path starting with "/"');
-  if (path === '/live' || path === '/ready') throw invalid(`${field}.path`, `"${path}" is taken by the health checks`);
-  for (const k of Object.keys(raw)) {
-    if (!['enabled', 'address', 'port', 'path'].includes(k)) throw invalid(`${field}.${k}`, 'unknown field; known: enabled, address, port, path');
-  }
-  return { enabled: enabled && port !== 0, address, port, path, explicit: true };
-}
 
 export interface Readiness {
   ready: boolean;

@@ -7,7 +7,8 @@ import net from 'node:net';
 import { handleApi } from '../../src/api/dispatch.js';
 import { startGateway } from '../../src/app.js';
 import { Gateway } from '../../src/core/gateway.js';
-import { AdminListener, parseAdminListener } from '../../src/observe/probe-listener.js';
+import { AdminListener } from '../../src/observe/probe-listener.js';
+import { parseProbeListener } from '../../src/config/admin.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { GatewayMetrics } from '../../src/observe/metrics.js';
 import {
@@ -283,7 +284,7 @@ test('/live and /ready: ready only once the config is applied and while every li
   const gw = new Gateway({ log: silentLogger(), version: 'test', api: handleApi, observer: metrics });
   metrics.attach(gw);
   const adminPort = await freePort();
-  const admin = new AdminListener(gw, parseAdminListener({ port: adminPort }));
+  const admin = new AdminListener(gw, parseProbeListener({ port: adminPort }));
   await admin.start();
   t.teardown(() => gw.stop());
   gw.onStop(() => admin.stop());

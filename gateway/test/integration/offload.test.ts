@@ -15,7 +15,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { startGateway } from '../../src/app.js';
-import { parseOffloadConfig } from '../../src/fastpath/offload/config.js';
+import { parseOffloadConfig } from '../../src/config/offload.js';
 import { loadBpf } from '../../src/fastpath/offload/native.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { waitFor } from './helpers.js';

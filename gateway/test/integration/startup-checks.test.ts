@@ -1,7 +1,8 @@
-// What the gateway says about its static config at startup: unknown admin
-// keys in strict mode, routes to clusters that do not exist (strict: refused;
-// otherwise a warning and a /ready reason), and the log format (text on a
-// terminal, JSON elsewhere, admin.log_format or L7MP_LOG_FORMAT to choose).
+// What the gateway says about its static config at startup: the spec's
+// schema, always; unknown admin keys in strict mode, routes to clusters that
+// do not exist (strict: refused; otherwise a warning and a /ready reason),
+// and the log format (text on a terminal, JSON elsewhere, admin.log_format
+// or L7MP_LOG_FORMAT to choose).
 
 import test from 'ava';
 import { spawn, spawnSync } from 'node:child_process';
@@ -59,6 +60,33 @@ test('l7mp -s with a misspelt admin key exits 1 and names it', (t) => {
 function tcpBound(port: number): Promise<boolean> {
   return api(`http://127.0.0.1:${port}`, 'GET', '/api/v1/admin').then(() => true, () => false);
 }
+
+// ------------------------------------------------- the schema, without -s
+
+test('without -s the static config is still checked against the spec\'s schemas, before anything opens', async (t) => {
+  const port = await freePort();
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ clusters: [{ name: 'u', spec: { protocol: 'UDP', port: 5000, address: 5 } }] }, 'clusters[0].spec.address'],
+    [{ admin: { metrics: false, limits: { max_sessions: 1.5 } } }, 'admin.limits.max_sessions'],
+    [{ admin: { metrics: false, strict: 'no' } }, 'admin.strict'],
+  ];
+  for (const [extra, field] of cases) {
+    const err = await t.throwsAsync(startGateway({ config: controllerConfig(port, extra), logger: captureLogger().log }));
+    t.is((err as { field?: string }).field, field, JSON.stringify(extra));
+    t.false(await tcpBound(port), 'nothing was bound');
+  }
+});
+
+test('a config saved from GET /config loads: its sessions (l7mp\'s session JSON) are not applied, so not checked', async (t) => {
+  const port = await freePort();
+  const session = {
+    name: 's', metadata: {}, status: 'CONNECTED', events: [], ingress: [null], egress: [],
+    source: { origin: 'x', listener: '<INVALID>', status: 'CONNECTED' }, destination: { status: 'PENDING' },
+  };
+  const gw = await startGateway({ config: controllerConfig(port, { admin: { metrics: false }, sessions: [session] }), logger: captureLogger().log });
+  t.teardown(() => gw.stop());
+  t.is((await api(`http://127.0.0.1:${port}`, 'GET', '/api/v1/admin')).status, 200);
+});
 
 // ------------------------------------------------ routes to missing clusters
 

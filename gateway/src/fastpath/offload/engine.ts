@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Logger } from '../../observe/log.js';
-import type { OffloadConfig } from './config.js';
+import type { OffloadConfig } from '../../config/offload.js';
 import { loadBpf, type BpfProgram } from './native.js';
 
 interface Attached {

@@ -1,17 +1,14 @@
-// Sets up the kernel offload from admin.offload/offload_ifs (or -o/-i): loads
+// Sets up the kernel offload as admin.offload/offload_ifs (or -o/-i) say: loads
 // and attaches the program and gives the gateway the bridge. If anything is
 // missing (addon, object, privileges, kernel support) it logs why, once, and
 // the gateway runs without offload.
 
 import type { Gateway } from '../../core/gateway.js';
 import { OffloadBridge } from './bridge.js';
-import { parseOffloadConfig, type OffloadCli } from './config.js';
+import type { OffloadConfig } from '../../config/offload.js';
 import { KernelOffload } from './engine.js';
 
-export type { OffloadCli } from './config.js';
-
-export function setupOffload(gw: Gateway, admin: Record<string, unknown>, cli: OffloadCli = {}): void {
-  const cfg = parseOffloadConfig(admin, cli);
+export function setupOffload(gw: Gateway, cfg: OffloadConfig): void {
   gw.admin.offload = false;
   if (cfg.mode === 'disable') return;
   const engine = KernelOffload.start(cfg, gw.log);

@@ -23,8 +23,8 @@ import type { ClusterContext, ClusterImpl, ConnectRequest, ProtocolDef, Spec } f
 /** How long a program may take to exit after SIGTERM before the group gets SIGKILL. */
 export const FORK_KILL_GRACE_MS = 2000;
 
-/** A command as argv: an array of strings, or a string split at whitespace. */
-function argvOf(v: unknown, field: string): string[] {
+/** A command as argv: an array of strings, or a string split at whitespace (a cluster's cmd, an admin.stdio_fork.commands entry). */
+export function argvOf(v: unknown, field: string): string[] {
   let argv: unknown[];
   if (typeof v === 'string') argv = v.trim().split(/\s+/);
   else if (Array.isArray(v)) argv = v;
@@ -33,15 +33,6 @@ function argvOf(v: unknown, field: string): string[] {
     throw invalid(field, 'must be a non-empty command of strings');
   }
   return argv as string[];
-}
-
-/** Parse admin.stdio_fork from the static config: the allow-list, or undefined (STDIO-fork disabled). */
-export function parseStdioForkAdmin(raw: unknown): string[][] | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid('admin.stdio_fork', 'must be an object with a commands list');
-  const commands = (raw as Record<string, unknown>).commands;
-  if (!Array.isArray(commands)) throw invalid('admin.stdio_fork.commands', 'must be a list of commands');
-  return commands.map((c, i) => argvOf(c, `admin.stdio_fork.commands[${i}]`));
 }
 
 function sameArgv(a: readonly string[], b: readonly string[]): boolean {

@@ -3,7 +3,8 @@
 // estimate between samples, and the settings' validation.
 
 import test from 'ava';
-import { Admission, parseAdmissionLimits, parseListenerMaxSessions, DEFAULT_LIMITS, type AdmissionGraph } from '../../../src/core/admission.js';
+import { Admission, parseListenerMaxSessions, DEFAULT_LIMITS, type AdmissionGraph } from '../../../src/core/admission.js';
+import { parseAdmin } from '../../../src/config/admin.js';
 import { FdBudget, defaultReserve, readFdLimit } from '../../../src/core/fd-budget.js';
 import { EVICT_MIN_IDLE_MS, EVICT_SCAN, pickEvictable, type EvictableFlow } from '../../../src/protocols/common/flows.js';
 import { Refusals } from '../../../src/observe/refusals.js';
@@ -109,6 +110,11 @@ test('early drop picks an idle flow that never got a reply, else the longest idl
   t.is(pickEvictable(busy, isF, now), undefined, 'nothing idle: no eviction');
   t.is([...busy.keys()][0], EVICT_SCAN, 'the scanned window moved to the back');
 });
+
+/** admin.limits' admission part, as config/admin.ts parses it. */
+function parseAdmissionLimits(limits: Record<string, unknown> | undefined): typeof DEFAULT_LIMITS {
+  return parseAdmin(limits === undefined ? {} : { limits }, { env: {} }).admission;
+}
 
 test('admin.limits and options.max_sessions are validated', (t) => {
   t.deepEqual(parseAdmissionLimits(undefined), DEFAULT_LIMITS);

@@ -4,7 +4,7 @@
 // separated string (l7mp's README wrote it so; l7mp itself then iterated over
 // the characters), or "all"/empty for every interface with an IPv4 address.
 
-import { invalid } from '../../core/errors.js';
+import { invalid } from '../core/errors.js';
 
 export type OffloadMode = 'init' | 'no_init' | 'disable';
 
@@ -39,7 +39,7 @@ function ifs(v: unknown, field: string): string[] | 'all' {
 }
 
 /** The CLI wins over the static config, as in l7mp. */
-export function parseOffloadConfig(admin: Record<string, unknown>, cli: OffloadCli = {}): OffloadConfig {
+export function parseOffloadConfig(admin: { readonly offload?: unknown; readonly offload_ifs?: unknown }, cli: OffloadCli = {}): OffloadConfig {
   return {
     mode: cli.offload !== undefined ? mode(cli.offload, '-o') : mode(admin.offload, 'admin.offload'),
     ifs: cli.offloadIfs !== undefined ? ifs(cli.offloadIfs, '-i') : ifs(admin.offload_ifs, 'admin.offload_ifs'),
