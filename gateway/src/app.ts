@@ -19,6 +19,7 @@ import { createLogger, isLevelName, type LevelName, type Logger } from './observ
 import { resolveLogFormat } from './observe/log-text.js';
 import { GatewayMetrics } from './observe/metrics.js';
 import { setupOffload, type OffloadCli } from './fastpath/offload/index.js';
+import { setupSplice } from './fastpath/splice.js';
 import { packageVersion } from './version.js';
 
 export const DEFAULT_CONFIG = {
@@ -140,6 +141,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   if (admin.managed !== undefined && typeof admin.managed !== 'boolean') throw invalid('admin.managed', 'must be a boolean');
   gw.admin.managed = admin.managed === true; // readiness then waits for the operator's generation
   setupOffload(gw, admin, opts.offload); // logs why once and runs without it when it cannot
+  setupSplice(gw); // splice(2) for bulk stream sessions; none without the addon or with L7MP_SPLICE=off
   const bodyLimit = (rawLimits as Record<string, unknown> | undefined)?.max_body_bytes;
   if (bodyLimit !== undefined) {
     if (typeof bodyLimit !== 'number' || bodyLimit < 1) throw invalid('admin.limits.max_body_bytes', 'must be a positive number');
