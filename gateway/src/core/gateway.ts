@@ -1,7 +1,6 @@
-// The Gateway: the one object api/, observe/ and the protocols talk to. It
-// wires the store (objects, transactions, deletes: store.ts), the builder
-// (raw config -> objects: build.ts), the session pipeline and its hook list
-// (dataplane/), and serves what protocols ask of the gateway.
+// The Gateway: the one object api/, observe/ and protocols talk to. A façade:
+// it wires the store (store.ts), the builder (build.ts), the session pipeline
+// and its hook list (dataplane/), and serves what protocols ask of it.
 
 import type { Logger } from '../observe/log.js';
 import { accessLogHooks } from '../observe/access-log.js';
