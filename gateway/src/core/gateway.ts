@@ -54,8 +54,6 @@ export class Gateway implements GatewayServices {
   readonly refusals: Refusals;
   /** Edge limits (admin.limits, core/limits.ts) and the shared message-byte budget; app.ts replaces `settings`. */
   readonly limits: { settings: EdgeLimitSettings; readonly messages: MessageBudget } = edgeLimits();
-  /** The object graph: maps, mutate queue, transactions, deletes. */
-  readonly store: Store;
   /** Session milestone hooks: metrics, access log, and the fast paths app.ts registers (fastpath/). */
   readonly hooks = new SessionHookList();
   /** Draining (core/drain.ts): not ready, no new sessions, the live ones finishing. */
@@ -68,6 +66,8 @@ export class Gateway implements GatewayServices {
   /** Health check and ejection counters of every cluster (gateway/src/health). */
   readonly healthStats = new HealthStats();
   private readonly opts: GatewayOptions;
+  /** The object graph: maps, mutate queue, transactions, deletes. */
+  private readonly store: Store;
   private readonly build: Builder;
   private readonly pipeline: Pipeline;
   private stopping = false;
