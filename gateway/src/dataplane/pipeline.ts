@@ -50,7 +50,12 @@ export class Pipeline implements SessionOwner, SessionCuts {
     this.refusing = o.refusing;
   }
 
-  /** A listener emitted a session: admit it, name it, route it. */
+  /**
+   * A listener emitted a session: admit it, name it, route it. Drain and
+   * admission are steps here, not hooks: hooks observe a session, these
+   * decide whether it exists at all (and admission's charge is released in
+   * finalize, in step with it).
+   */
   open(listener: string, ns: NewSession): void {
     if (this.refusing()) {
       // Not a graceful close: on an HTTP keep-alive connection that is an empty 200.
