@@ -1,7 +1,7 @@
 // The objects that carry the REST API, found by walking the graph from a
 // listener through its rulelists (and `apply`) to an L7mpController cluster.
 //
-// Two rules follow from it (gateway.ts applies them to REST calls only):
+// Two rules follow from it (policy.ts applies them to REST calls only):
 // - what carries the API of a static-config listener cannot be deleted or
 //   shadowed over REST (409): doing so would cut the API off until a restart;
 // - a REST change may not make the API reachable beyond loopback without an

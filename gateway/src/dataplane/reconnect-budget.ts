@@ -40,3 +40,8 @@ export function reconnected(st: Stage): void {
   streak.bytesAt = st.outLink?.bytes ?? 0;
   streaks.set(st, streak);
 }
+
+/** Does the policy reconnect a stage that drops (retry_on disconnect or always)? */
+export function retriesOnDisconnect(p: RetryPolicy | undefined): boolean {
+  return p !== undefined && (p.retry_on === 'disconnect' || p.retry_on === 'always');
+}

@@ -41,7 +41,7 @@ export class Stage {
   constructor(readonly role: StageRole, readonly origin: string) {}
 }
 
-/** Hooks the session calls into (implemented by the Gateway). */
+/** Where the session reports its stages' EOF and close (dataplane/pipeline.ts). */
 export interface SessionOwner {
   stageClosed(session: Session, stage: Stage, err: Error | undefined): void;
   stageEnded(session: Session, stage: Stage): void;
@@ -86,13 +86,14 @@ export class Link implements ChannelSink, DrainListener {
 }
 
 /**
- * The kernel fast path's view of a session (gateway/src/offload). While
- * `active`, the kernel forwards the session's packets and `sync()` folds the
- * kernel's counts into the links, so every reader of the link counters
- * (counters(), metrics, the access log) sees user-space and kernel traffic
- * together.
+ * A fast path's view of a session it forwards: the kernel offload
+ * (gateway/src/fastpath/offload) or splice (gateway/src/fastpath/splice.ts).
+ * While `active`, the kernel forwards the session's packets and `sync()`
+ * folds the kernel's counts into the links, so every reader of the link
+ * counters (counters(), metrics, the access log) sees user-space and kernel
+ * traffic together.
  */
-export interface KernelPath {
+export interface FastPath {
   readonly active: boolean;
   sync(): void;
   /** For the session dump: state, why not offloaded, the kernel's share of the counters. */
@@ -107,13 +108,6 @@ export interface Splicer {
    * now, and the chunk.
    */
   offer(s: Session, link: Link, chunk: Uint8Array | undefined): boolean;
-}
-
-/** A session forwarded by splice(2): `sync()` folds the kernel's counts into the links. */
-export interface SplicePath {
-  readonly active: boolean;
-  sync(): void;
-  toJSON(): Record<string, unknown>;
 }
 
 export class Session implements SessionView, CloseListener {
@@ -141,12 +135,12 @@ export class Session implements SessionView, CloseListener {
   endKind: EndKind | undefined;
   warnedDowngrade = false;
   /** Set by the offload bridge when offload is enabled. */
-  kernel: KernelPath | undefined;
+  kernel: FastPath | undefined;
   /** Link byte count at which to offer the session to `splicer` (Infinity: never). */
   spliceAt = Infinity;
   splicer: Splicer | undefined;
   /** Set once the kernel splice path took over. */
-  splice: SplicePath | undefined;
+  splice: FastPath | undefined;
   /** The data-plane count this session is charged to (admission.ts); undefined for the control plane. */
   admitted: ListenerCount | undefined;
 

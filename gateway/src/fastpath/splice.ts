@@ -30,7 +30,10 @@
 // L7MP_SPLICE=off keeps every session on the JavaScript path (for
 // comparison); L7MP_SPLICE_AFTER=<bytes> moves the handover point.
 
-import type { Link, Session, SplicePath, Splicer } from '../dataplane/session.js';
+import type { Gateway } from '../core/gateway.js';
+import type { SessionHooks } from '../dataplane/hooks.js';
+import { retriesOnDisconnect } from '../dataplane/reconnect-budget.js';
+import type { FastPath, Link, Session, Splicer } from '../dataplane/session.js';
 import { socketsAddon } from '../native/sockets.js';
 
 export interface SpliceHandle {
@@ -98,7 +101,7 @@ export function spliceUnavailable(): string | undefined {
   return undefined;
 }
 
-class SpliceSession implements SplicePath, SpliceControl {
+class SpliceSession implements FastPath, SpliceControl {
   private readonly counts = new Float64Array(4);
   /** What was already folded into the links (bytes, reads per direction). */
   private readonly seen = new Float64Array(4);
@@ -177,8 +180,8 @@ class SpliceSession implements SplicePath, SpliceControl {
   }
 }
 
-/** Decides per session whether splicing may take over, and does the handover. */
-export class StreamSplicer implements Splicer {
+/** Decides per session whether splicing may take over, and does the handover; a session hook (dataplane/hooks.ts). */
+export class StreamSplicer implements Splicer, SessionHooks {
   readonly after: number;
 
   constructor(after?: number) {
@@ -191,9 +194,9 @@ export class StreamSplicer implements Splicer {
     return spliceCtor() === undefined ? undefined : new StreamSplicer();
   }
 
-  /** The session is linked: arm the handover if it could ever be spliced. */
-  linked(s: Session, mayRelink: boolean): void {
-    if (mayRelink || s.links.length !== 2 || s.ingress.length > 0 || s.egress.length > 0) return;
+  /** The session is linked: arm the handover if it could ever be spliced (never when a stage may be relinked). */
+  onSessionLinked(s: Session): void {
+    if (retriesOnDisconnect(s.retry) || s.links.length !== 2 || s.ingress.length > 0 || s.egress.length > 0) return;
     if (!isSpliceable(s.source.channel) || !isSpliceable(s.destination?.channel)) return;
     s.splicer = this;
     s.spliceAt = this.after;
@@ -266,6 +269,12 @@ export class StreamSplicer implements Splicer {
     h.start();
     return true;
   }
+}
+
+/** Register the splice fast path on the gateway's session hooks, when this process has it. */
+export function setupSplice(gw: Gateway): void {
+  const splicer = StreamSplicer.create();
+  if (splicer !== undefined) gw.hooks.add(splicer);
 }
 
 function countHeld(l: Link, chunks: Uint8Array[] | undefined): void {

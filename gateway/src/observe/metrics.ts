@@ -2,10 +2,10 @@
 // global one, so several gateways in one process, as in the tests, stay apart).
 //
 // The hot path does no metrics work. Links already count bytes and packets
-// per session (dataplane/session.ts); this module reads those counters when it
-// is scraped: the live sessions in gw.sessions plus the totals folded in when
+// per session (dataplane/session.ts); this module reads those counters when it is
+// scraped: the live sessions in gw.sessions plus the totals folded in when
 // each session ended (onSessionEnd). A session moves from "live" to "folded"
-// synchronously when it is finalized, so every byte counter is monotonic across
+// synchronously in the pipeline's finalize, so every byte counter is monotonic across
 // session ends. Event counts (sessions, connect failures, retries, REST calls)
 // are incremented by the gateway's lifecycle hooks, once per event.
 //

@@ -1,24 +1,25 @@
 // The bridge between sessions and the kernel's flow table.
 //
-// A connected session is checked once for eligibility (eligibility.ts). An
-// eligible one is offloaded once both directions have carried a datagram in
-// user space: the server has answered (so the flow is real), and the
-// gateway's own sends have resolved the neighbours. Then two entries go into
-// the table, one per direction. From that moment the gateway sees no packet
-// of the flow, and:
+// A session hook (dataplane/hooks.ts): a linked session is checked once for
+// eligibility (eligibility.ts). An eligible one is offloaded once both
+// directions have carried a datagram in user space: the server has answered
+// (so the flow is real), and the gateway's own sends have resolved the
+// neighbours. Then two entries go into the table, one per direction. From
+// that moment the gateway sees no packet of the flow, and:
 //  - counters: sync() reads the kernel's per-flow counts and adds what is new
 //    to the session's links, so session counters, Prometheus metrics and the
 //    access log include the kernel's traffic (Session.counters() calls it);
 //  - idle timeout: the UDP listener's idle sweep asks kernelActivity(), so a
 //    flow busy in the kernel is not idle;
-//  - end: release() (session end, API delete, a stage closing) reads the
+//  - end: onSessionUnlinking() (session end, API delete, a stage closing) reads the
 //    final counts and removes both entries; later packets go to user space,
 //    which has no session for them any more (or starts a new one).
 // An entry evicted from the LRU table (more flows than it holds) shows up as
 // a missing entry on the next read: the session then stays in user space.
 
-import type { Gateway, SessionOffloader } from '../../core/gateway.js';
-import type { KernelPath, Session } from '../../dataplane/session.js';
+import type { Gateway } from '../../core/gateway.js';
+import type { SessionHooks } from '../../dataplane/hooks.js';
+import type { FastPath, Session } from '../../dataplane/session.js';
 import type { Logger } from '../../observe/log.js';
 import { sessionFlows, type SessionFlows } from './eligibility.js';
 import type { BpfProgram, FlowCounters } from './native.js';
@@ -36,7 +37,7 @@ type State = 'pending' | 'kernel' | 'user' | 'released';
 
 interface Count { bytes: number; packets: number }
 
-class SessionKernel implements KernelPath {
+class SessionKernel implements FastPath {
   state: State = 'pending';
   reason: string | undefined;
   flows: SessionFlows | undefined;
@@ -95,7 +96,8 @@ class SessionKernel implements KernelPath {
   }
 }
 
-export class OffloadBridge implements SessionOffloader {
+/** Registered as a session hook (dataplane/hooks.ts) by setupOffload. */
+export class OffloadBridge implements SessionHooks {
   /** Pending sessions, with when they became pending (checked every tick while fresh). */
   private readonly pending = new Map<Session, number>();
   /** Pending for longer than FRESH_MS: checked every SLOW_EVERY ticks. */
@@ -106,7 +108,8 @@ export class OffloadBridge implements SessionOffloader {
 
   constructor(private readonly gw: Gateway, readonly program: BpfProgram, private readonly log: Logger) {}
 
-  sessionConnected(s: Session): void {
+  /** The session is linked (or a stage was relinked): offload it once eligible. */
+  onSessionLinked(s: Session): void {
     if (this.stopped || s.status !== 'CONNECTED') return;
     let k = s.kernel as SessionKernel | undefined;
     if (k === undefined) {
@@ -189,8 +192,8 @@ export class OffloadBridge implements SessionOffloader {
     }
   }
 
-  /** Take the session out of the kernel; its final counts are folded first. */
-  release(s: Session): void {
+  /** Before stages close or change: take the session out of the kernel; its final counts are folded first. */
+  onSessionUnlinking(s: Session): void {
     this.pending.delete(s);
     this.slow.delete(s);
     const k = s.kernel as SessionKernel | undefined;
@@ -225,6 +228,6 @@ export class OffloadBridge implements SessionOffloader {
     this.stopped = true;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
-    for (const s of this.gw.sessions.values()) this.release(s);
+    for (const s of this.gw.sessions.values()) this.onSessionUnlinking(s);
   }
 }

@@ -17,7 +17,7 @@ export function setupOffload(gw: Gateway, cfg: OffloadConfig): void {
     return;
   }
   const bridge = new OffloadBridge(gw, engine.program, gw.log);
-  gw.offloader = bridge;
+  gw.hooks.add(bridge);
   gw.admin.offload = true;
   gw.admin.offload_ifs = engine.interfaces;
   gw.log.info({ mode: cfg.mode, interfaces: engine.interfaces }, 'kernel offload active');
