@@ -3,11 +3,11 @@
 // estimate between samples, and the settings' validation.
 
 import test from 'ava';
-import { Admission, parseAdmissionLimits, parseListenerMaxSessions, DEFAULT_LIMITS, type AdmissionGraph } from '../../../src/core/admission.js';
-import { FdBudget, defaultReserve, readFdLimit } from '../../../src/core/fd-budget.js';
-import { EVICT_MIN_IDLE_MS, EVICT_SCAN, pickEvictable, type EvictableFlow } from '../../../src/protocols/common/flows.js';
-import { Refusals } from '../../../src/observe/refusals.js';
-import { silentLogger } from '../../../src/observe/log.js';
+import { Admission, parseAdmissionLimits, parseListenerMaxSessions, DEFAULT_LIMITS, type AdmissionGraph } from '../../src/core/admission.js';
+import { FdBudget, defaultReserve, readFdLimit } from '../../src/core/fd-budget.js';
+import { EVICT_MIN_IDLE_MS, EVICT_SCAN, pickEvictable, type EvictableFlow } from '../../src/protocols/common/flows.js';
+import { Refusals } from '../../src/observe/refusals.js';
+import { silentLogger } from '../../src/observe/log.js';
 
 function graph(evict?: () => boolean): AdmissionGraph & { listeners: Map<string, any> } {
   return {
