@@ -1,7 +1,7 @@
 // ESLint guards the layout only (no style rules): no import cycles, a protocol
-// never imports another protocol, and core/dataplane never reach the native
-// addon or the fast path directly. It lints the TypeScript sources as they
-// are, so it needs no build.
+// never imports another protocol, core/dataplane never reach the native addon
+// or the fast path directly, and unit tests stay off sockets and processes.
+// It lints the TypeScript sources as they are, so it needs no build.
 import { readdirSync } from 'node:fs';
 import tsParser from '@typescript-eslint/parser';
 import importX from 'eslint-plugin-import-x';
@@ -66,6 +66,20 @@ export default [
       // Type-only imports are ignored: they vanish at runtime.
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
       'import-x/no-restricted-paths': ['error', { zones: [...protocolZones, fastPathZone] }],
+    },
+  },
+  {
+    // Unit tests open no socket and start no process: not directly, and not
+    // through the integration rigs.
+    files: ['gateway/test/unit/**/*.ts'],
+    languageOptions: { parser: tsParser, ecmaVersion: 2022, sourceType: 'module' },
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: ['net', 'dgram', 'child_process', 'http', 'https', 'http2', 'tls', 'worker_threads', 'cluster']
+          .flatMap((m) => [m, `node:${m}`])
+          .map((name) => ({ name, message: 'unit tests open no socket and start no process: this test belongs in gateway/test/integration/' })),
+        patterns: [{ group: ['**/integration/**'], message: 'unit tests do not load the integration rigs' }],
+      }],
     },
   },
 ];
