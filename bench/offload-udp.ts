@@ -26,7 +26,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createTopology, inNs, killGroup, netnsUnavailable, spawnInNs, type Topology } from '../gateway/test/integration/netns.js';
+import { createTopology, inNs, killGroup, spawnInNs, topologyUnavailable, type Topology } from '../conformance/netns.js';
 import { loadBpf } from '../gateway/src/fastpath/offload/native.js';
 import { udpBatchAddon } from '../gateway/src/protocols/udp/batch.js';
 
@@ -149,7 +149,7 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  const why = netnsUnavailable() ?? (loadBpf().ok ? undefined : (loadBpf() as { reason: string }).reason);
+  const why = topologyUnavailable() ?? (loadBpf().ok ? undefined : (loadBpf() as { reason: string }).reason);
   if (why) throw new Error(`cannot run: ${why}`);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-bench-offload-'));
   const blast = path.join(dir, 'udp_blast');

@@ -1,6 +1,7 @@
-// Layer 2 for the AF_PACKET peers: a veth pair per listener or upstream, the
-// far end in a network namespace of its own, and the framing that turns the
-// cases' payloads into Ethernet frames and back.
+// Layer 2 for the AF_PACKET peers: a veth pair per listener or upstream (made
+// with the shared rig, netns.ts), the far end in a network namespace of its
+// own, and the framing that turns the cases' payloads into Ethernet frames and
+// back.
 //
 //   host end  (the suite's namespace; the gateway binds it: host network in
 //             container mode too)       l7a<pid><n>h   MAC 02:6c:37:00:00:01
@@ -20,7 +21,7 @@
 // every payload a client sends gets a header first, so that the gateway's
 // message is a frame. The cases still compare bare payloads.
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +30,7 @@ import { Inbox, type ClientSession, type OpenOptions, type Target } from './clie
 import type { L2Link } from './driver.js';
 import type { ListenerPeer } from './peers.js';
 import { withTimeout } from './util.js';
+import { netnsUnavailable, vethToNs, type VethToNs } from './netns.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** conformance/packet_peer.c, next to this module's source (dist/conformance -> conformance). */
@@ -64,25 +66,12 @@ export const TO_PEER = header(PEER_MAC, HOST_MAC);
 // ------------------------------------------------------------ veth pairs
 
 let linkSeq = 0;
-const liveLinks = new Map<string, string>(); // host end -> namespace
+const liveLinks = new Set<VethToNs>();
 let exitHook = false;
-
-function ip(args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 10_000 });
-}
-
-function removeNow(host: string, ns: string): void {
-  // Deleting either end deletes the pair; deleting the namespace would too, but say so explicitly.
-  spawnSync('ip', ['link', 'del', host], { stdio: 'ignore', timeout: 10_000 });
-  spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore', timeout: 10_000 });
-}
 
 /** Why veth pairs cannot be made here, or undefined. */
 export function linksUnavailable(): string | undefined {
-  if (process.getuid?.() !== 0) return 'AF_PACKET peers need root (a network namespace and a veth pair per listener or upstream, CAP_NET_RAW)';
-  const r = spawnSync('ip', ['-V'], { stdio: 'ignore' });
-  if (r.error !== undefined) return 'AF_PACKET peers need iproute2 (`ip`)';
-  return undefined;
+  return netnsUnavailable('AF_PACKET peers need root (a network namespace and a veth pair per listener or upstream, CAP_NET_RAW)');
 }
 
 /** A new veth pair with its far end in a new namespace; both ends up, no addresses. */
@@ -91,28 +80,19 @@ export async function createLink(): Promise<L2Link> {
   if (why !== undefined) throw new Error(why);
   if (!exitHook) {
     exitHook = true;
-    process.on('exit', () => { for (const [h, ns] of liveLinks) removeNow(h, ns); });
+    process.on('exit', () => { for (const v of liveLinks) v.remove(); });
   }
   const id = `${process.pid.toString(36)}${(linkSeq++).toString(36)}`;
   const host = `l7a${id}h`;
   const peer = `l7a${id}p`;
   const netns = `l7mp-conf-${process.pid}-${linkSeq - 1}`;
-  if (host.length > 15) throw new Error(`interface name ${host} is longer than 15 characters`);
-  liveLinks.set(host, netns);
+  let v: VethToNs;
   try {
-    ip(['netns', 'add', netns]);
-    ip(['link', 'add', host, 'mtu', String(FRAME_MTU), 'address', HOST_MAC, 'type', 'veth',
-      'peer', 'name', peer, 'mtu', String(FRAME_MTU), 'address', PEER_MAC, 'netns', netns]);
-    ip(['link', 'set', host, 'addrgenmode', 'none']);
-    ip(['-n', netns, 'link', 'set', peer, 'addrgenmode', 'none']);
-    ip(['link', 'set', host, 'up']);
-    ip(['-n', netns, 'link', 'set', peer, 'up']);
+    v = vethToNs({ host, far: peer, ns: netns, mtu: FRAME_MTU, hostMac: HOST_MAC, farMac: PEER_MAC, noAddrGen: true });
   } catch (err) {
-    removeNow(host, netns);
-    liveLinks.delete(host);
-    throw new Error(`veth pair ${host}/${peer} (namespace ${netns}): ${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}`);
+    throw new Error(`veth pair ${host}/${peer} (namespace ${netns}): ${(err as Error).message}`);
   }
-  let removed = false;
+  liveLinks.add(v);
   return {
     host,
     peer,
@@ -120,10 +100,8 @@ export async function createLink(): Promise<L2Link> {
     netnsPath: `/run/netns/${netns}`,
     mtu: FRAME_MTU,
     async remove() {
-      if (removed) return;
-      removed = true;
-      removeNow(host, netns);
-      liveLinks.delete(host);
+      v.remove();
+      liveLinks.delete(v);
     },
   };
 }

@@ -1,7 +1,7 @@
 // An SCTP-over-UDP (RFC 6951) client for the SCTP listener, on the `sctp`
 // package over a connected dgram socket: one association per client session,
 // one SCTP message per send(). Used by the conformance suite and by
-// gateway/test/integration/native-sctp.test.ts. The listener's UDP and SCTP ports are the
+// gateway/test/integration/sctp-userspace.test.ts. The listener's UDP and SCTP ports are the
 // same unless `sctpPort` says otherwise. The packets pass through the
 // gateway's FlowTransport, so that the package throwing on one cannot take
 // the suite's process down with it (it ends this session instead).

@@ -11,8 +11,7 @@ import { PortAllocator } from '../../../conformance/ports.js';
 import { waitFor as suiteWaitFor } from '../../../conformance/util.js';
 import { startGateway } from '../../src/app.js';
 import type { Gateway } from '../../src/core/gateway.js';
-import { pino } from 'pino';
-import { LEVELS, silentLogger, type Logger } from '../../src/observe/log.js';
+import { silentLogger, type Logger } from '../../src/observe/log.js';
 
 const ports = new PortAllocator();
 
@@ -26,14 +25,7 @@ export function tmpPath(name: string): string {
   return path.join(dir, name);
 }
 
-/** A logger at info level that keeps its lines, parsed (the gateway's admin.log_level must let them through). */
-export function captureLogger(): { log: Logger; lines: Array<Record<string, any>> } {
-  const lines: Array<Record<string, any>> = [];
-  const log = pino({ customLevels: LEVELS, useOnlyCustomLevels: true, level: 'info' }, {
-    write: (s: string) => { lines.push(JSON.parse(s) as Record<string, any>); },
-  }) as unknown as Logger;
-  return { log, lines };
-}
+export { captureLogger } from '../capture-log.js';
 
 export interface TestGateway {
   gw: Gateway;

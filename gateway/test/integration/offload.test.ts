@@ -20,14 +20,14 @@ import { parseOffloadConfig } from '../../src/config/offload.js';
 import { loadBpf } from '../../src/fastpath/offload/native.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { waitFor } from './helpers.js';
-import { createTopology, inNs, killGroup, netnsUnavailable, spawnInNs, type Topology } from './netns.js';
+import { createTopology, inNs, killGroup, spawnInNs, topologyUnavailable, type Topology } from '../../../conformance/netns.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const MAIN = path.resolve(here, '..', '..', 'src', 'main.js');
 const PEER = path.join(here, 'offload-peer.js');
 
 function unavailable(): string | undefined {
-  const why = netnsUnavailable();
+  const why = topologyUnavailable();
   if (why) return why;
   // bpftool reads the gateway's flow table from outside; python3 captures raw packets.
   for (const [tool, arg] of [['bpftool', 'version'], ['python3', '--version']] as const) {

@@ -1,24 +1,20 @@
-// A veth pair for the AF_PACKET tests: the host end in the test's own
-// namespace (where the in-process gateway binds it), the far end in a network
-// namespace the test creates, with python3 and a raw packet socket as the
-// peer there. Names are unique per call; the pair and the namespace are
-// removed at teardown (registered before anything is created, so always).
+// A veth pair for the AF_PACKET tests (on the shared rig, conformance/netns.ts):
+// the host end in the test's own namespace (where the in-process gateway binds
+// it), the far end in a network namespace the test creates, with python3 and a
+// raw packet socket as the peer there. Names are unique per call; the pair and
+// the namespace are removed at teardown (or at once if creating them failed).
 // Needs root (CAP_NET_ADMIN, CAP_NET_RAW): skipped with the reason
 // elsewhere, failed under CI=true. Used by native-afpacket.test.ts and the
 // AF_PACKET driver of fuzz-dataplane.test.ts.
 
 import type { ExecutionContext } from 'ava';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { ETHERTYPE } from '../../../conformance/l2.js';
+import { netnsUnavailable, vethToNs } from '../../../conformance/netns.js';
 
-/** The IEEE "local experimental" ethertype, the AF_PACKET protocol's default. */
-export const ETHERTYPE = 0x88b5;
+export { ETHERTYPE };
 
 export interface Veth { host: string; far: string; ns: string }
-
-export function sh(args: string[]): { ok: boolean; err: string } {
-  const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: 10_000 });
-  return { ok: r.status === 0, err: `${r.stderr ?? ''}${r.error?.message ?? ''}`.trim() };
-}
 
 /**
  * Create the namespace and the veth pair, or say why not (undefined: the test
@@ -26,31 +22,16 @@ export function sh(args: string[]): { ok: boolean; err: string } {
  */
 export function makeVeth(t: ExecutionContext, opts: { mtu?: number } = {}): Veth | undefined {
   const id = `${process.pid % 10000}${Math.floor(Math.random() * 1000)}`;
-  const v: Veth = { host: `l7ph${id}`, far: `l7pf${id}`, ns: `l7mp-pkt-${id}` };
-  let why: string | undefined;
-  if (process.getuid?.() !== 0) why = 'needs root (CAP_NET_ADMIN for a namespace and a veth pair, CAP_NET_RAW for packet sockets)';
-  else {
-    const mtu = opts.mtu === undefined ? [] : [
-      ['ip', 'link', 'set', v.host, 'mtu', String(opts.mtu)],
-      ['ip', '-n', v.ns, 'link', 'set', v.far, 'mtu', String(opts.mtu)],
-    ];
-    const steps = [
-      ['ip', 'netns', 'add', v.ns],
-      ['ip', 'link', 'add', v.host, 'type', 'veth', 'peer', 'name', v.far, 'netns', v.ns],
-      ...mtu,
-      ['ip', 'link', 'set', v.host, 'up'],
-      ['ip', '-n', v.ns, 'link', 'set', v.far, 'up'],
-    ];
-    for (const s of steps) {
-      const r = sh(s);
-      if (!r.ok) { why = `${s.join(' ')}: ${r.err}`; break; }
+  let why = netnsUnavailable('needs root (CAP_NET_ADMIN for a namespace and a veth pair, CAP_NET_RAW for packet sockets)');
+  if (why === undefined) {
+    try {
+      const v = vethToNs({ host: `l7ph${id}`, far: `l7pf${id}`, ns: `l7mp-pkt-${id}`, mtu: opts.mtu });
+      t.teardown(() => v.remove());
+      return { host: v.host, far: v.far, ns: v.ns };
+    } catch (err) {
+      why = (err as Error).message;
     }
   }
-  t.teardown(() => {
-    sh(['ip', 'link', 'del', v.host]);
-    sh(['ip', 'netns', 'del', v.ns]);
-  });
-  if (why === undefined) return v;
   if (process.env.CI === 'true') t.fail(why);
   else { t.log(`skipped: ${why}`); t.pass(); }
   return undefined;

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { Refusals } from '../../src/observe/refusals.js';
-import { captureLogger as capture } from '../integration/helpers.js';
+import { captureLogger as capture } from '../capture-log.js';
 
 test('a flood of refusals is counted in full and logged once per reason per interval', (t) => {
   const { log, lines } = capture();

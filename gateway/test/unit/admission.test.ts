@@ -1,14 +1,14 @@
 // The admission pieces without sockets: which listeners are the control
-// plane, the order of the checks, early drop's choice, the descriptor
+// plane, the order of the checks, that a full listener evicts before it
+// refuses (which flow goes is unit/flows.test.ts), the descriptor
 // estimate between samples, and the settings' validation.
 
 import test from 'ava';
-import { Admission, parseListenerMaxSessions, DEFAULT_LIMITS, type AdmissionGraph } from '../../../src/core/admission.js';
-import { parseAdmin } from '../../../src/config/admin.js';
-import { FdBudget, defaultReserve, readFdLimit } from '../../../src/core/fd-budget.js';
-import { EVICT_MIN_IDLE_MS, EVICT_SCAN, pickEvictable, type EvictableFlow } from '../../../src/protocols/common/flows.js';
-import { Refusals } from '../../../src/observe/refusals.js';
-import { silentLogger } from '../../../src/observe/log.js';
+import { Admission, parseListenerMaxSessions, DEFAULT_LIMITS, type AdmissionGraph } from '../../src/core/admission.js';
+import { parseAdmin } from '../../src/config/admin.js';
+import { FdBudget, defaultReserve, readFdLimit } from '../../src/core/fd-budget.js';
+import { Refusals } from '../../src/observe/refusals.js';
+import { silentLogger } from '../../src/observe/log.js';
 
 function graph(evict?: () => boolean): AdmissionGraph & { listeners: Map<string, any> } {
   return {
@@ -87,31 +87,6 @@ test('the descriptor budget refuses at limit minus reserve, counts sessions admi
   t.is(readFdLimit('/nonexistent'), undefined);
 });
 
-interface F extends EvictableFlow { id: number }
-const flow = (id: number, lastActive: number, replied: boolean): F =>
-  ({ id, lastActive, replied, closed: false, close() { (this as { closed: boolean }).closed = true; } });
-const isF = (v: unknown): v is F => typeof v === 'object' && v !== null && 'lastActive' in v;
-
-test('early drop picks an idle flow that never got a reply, else the longest idle; busy flows move back, ended ones go', (t) => {
-  const now = 10_000;
-  const m = new Map<number, F | Uint8Array[]>();
-  m.set(0, { ...flow(0, 0, true), closed: true });
-  m.set(1, flow(1, now, true)); // busy
-  m.set(2, flow(2, now - EVICT_MIN_IDLE_MS - 100, true)); // idle, replied
-  m.set(3, flow(3, now - EVICT_MIN_IDLE_MS - 900, true)); // idle longer, replied
-  m.set(4, []); // a flow still being set up
-  t.is((pickEvictable(m, isF, now) as F).id, 3, 'the longest idle');
-  t.false(m.has(0), 'the ended flow was deleted');
-  t.deepEqual([...m.keys()], [2, 3, 1, 4], 'busy and pending entries moved to the back');
-  m.set(5, flow(5, now - EVICT_MIN_IDLE_MS, false)); // idle, never answered
-  t.is((pickEvictable(m, isF, now) as F).id, 5, 'never answered goes first');
-  const busy = new Map<number, F>();
-  for (let i = 0; i < EVICT_SCAN * 2; i++) busy.set(i, flow(i, now, true));
-  t.is(pickEvictable(busy, isF, now), undefined, 'nothing idle: no eviction');
-  t.is([...busy.keys()][0], EVICT_SCAN, 'the scanned window moved to the back');
-});
-
-/** admin.limits' admission part, as config/admin.ts parses it. */
 function parseAdmissionLimits(limits: Record<string, unknown> | undefined): typeof DEFAULT_LIMITS {
   return parseAdmin(limits === undefined ? {} : { limits }, { env: {} }).admission;
 }
