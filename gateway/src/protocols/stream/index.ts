@@ -11,7 +11,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
 import { GatewayError } from '../../core/errors.js';
-import type { SpliceableChannel, SpliceControl } from '../../fastpath/splice.js';
+import type { SpliceableChannel, SpliceControl } from '../../dataplane/capabilities.js';
 import type {
   ClusterContext, ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec,
 } from '../types.js';

@@ -16,16 +16,13 @@ import { GatewayError } from '../../core/errors.js';
 import { NativeDatagramChannel } from '../../native/channel.js';
 import { NativeAcceptListener } from '../../native/accept.js';
 import { NativeSocket, type NativeSocketHandler, sourceAddress } from '../../native/fdsocket.js';
-import { socketsAddon, socketsUnavailable, type SocketsAddon } from '../../native/sockets.js';
+import type { SocketsAddon } from '../../native/sockets.js';
 import { clearStaleSocket, unixPathOf, unlinkSocket } from '../../native/unixaddr.js';
 import type { ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec } from '../types.js';
-import { UDP_EOF_LINGER_MS } from '../udp/index.js';
+import { EOF_LINGER_MS } from '../common/datagram.js';
+import { IdleSweep } from '../common/flows.js';
+import { bindError, needsAddon, requireAddon } from '../common/socket.js';
 import * as v from '../common/validate.js';
-
-function bindFailed(err: unknown, what: string): GatewayError {
-  if (err instanceof GatewayError) return err;
-  return new GatewayError('BIND_FAILED', `${what}: ${(err as Error).message}`, undefined, { cause: err });
-}
 
 /** One sender of a UNIX/dgram listener. */
 class UnixDgramFlow extends BaseChannel {
@@ -66,15 +63,25 @@ class UnixDgramListener implements ListenerImpl, NativeSocketHandler {
   private main: NativeSocket | undefined;
   private readonly flows = new Map<string, UnixDgramFlow>();
   private seq = 0;
-  private sweepTimer: NodeJS.Timeout | undefined;
-  private readonly idle = new WeakMap<UnixDgramFlow, number>();
+  private readonly idle: IdleSweep<UnixDgramFlow>;
 
   constructor(
     private readonly addon: SocketsAddon,
     private readonly filename: string,
-    private readonly idleTimeout: number,
+    idleTimeout: number,
     private readonly ctx: ListenerContext,
-  ) {}
+  ) {
+    this.idle = new IdleSweep<UnixDgramFlow>(idleTimeout, {
+      table: () => this.flows,
+      flow: (entry) => entry as UnixDgramFlow,
+      takeActivity: (flow) => {
+        const n = flow.activity;
+        flow.activity = 0;
+        return n;
+      },
+      expired: (flow) => flow.close(),
+    });
+  }
 
   async start(): Promise<void> {
     const a = this.addon;
@@ -85,15 +92,11 @@ class UnixDgramListener implements ListenerImpl, NativeSocketHandler {
       a.bindUnix(fd, this.filename);
     } catch (err) {
       a.close(fd);
-      throw bindFailed(err, what);
+      throw bindError(err, what);
     }
     this.main = new NativeSocket(a, fd, 'data', this, true);
     this.main.readStart();
-    if (this.idleTimeout > 0) {
-      const every = Math.max(250, Math.min(this.idleTimeout * 1000 / 4, 10_000));
-      this.sweepTimer = setInterval(() => this.sweep(), every);
-      this.sweepTimer.unref();
-    }
+    this.idle.start();
   }
 
   message(msg: Buffer, slot: number): void {
@@ -138,29 +141,12 @@ class UnixDgramListener implements ListenerImpl, NativeSocketHandler {
     this.ctx.log.warn({ listener: this.ctx.listenerName, code }, 'UNIX/dgram listener socket error');
   }
 
-  private sweep(): void {
-    const now = Date.now();
-    for (const [key, flow] of this.flows) {
-      if (flow.closed) {
-        this.flows.delete(key);
-        continue;
-      }
-      const seen = this.idle.get(flow);
-      if (flow.activity > 0 || seen === undefined) {
-        flow.activity = 0;
-        this.idle.set(flow, now);
-      } else if (now - seen >= this.idleTimeout * 1000) {
-        flow.close();
-      }
-    }
-  }
-
   bound(): boolean {
     return this.main !== undefined;
   }
 
   async stop(): Promise<void> {
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.idle.stop();
     this.main?.close();
     this.main = undefined;
     unlinkSocket(this.filename);
@@ -182,7 +168,7 @@ class SeqpacketListener extends NativeAcceptListener {
       a.listen(fd, 511);
     } catch (err) {
       a.close(fd);
-      throw bindFailed(err, what);
+      throw bindError(err, what);
     }
     this.listenOn(fd);
   }
@@ -221,24 +207,10 @@ class UnixNativeCluster implements ClusterImpl {
     }
     return new NativeDatagramChannel(a, fd, ep.address, {
       seqpacket: this.seqpacket,
-      eofLingerMs: this.seqpacket ? 0 : UDP_EOF_LINGER_MS,
+      eofLingerMs: this.seqpacket ? 0 : EOF_LINGER_MS,
       what: `${name} ${ep.address}`,
     });
   }
-}
-
-/** The protocol as declared, or reported unavailable with the addon's reason. */
-export function needsAddon(def: ProtocolDef): ProtocolDef {
-  const reason = socketsUnavailable();
-  if (reason === undefined) return def;
-  const { listener: _l, cluster: _c, ...rest } = def;
-  return { ...rest, unavailable: `protocol "${def.name}" is unavailable: ${reason}` };
-}
-
-function addon(): SocketsAddon {
-  const a = socketsAddon();
-  if (a === undefined) throw new GatewayError('NOT_SUPPORTED', socketsUnavailable() ?? 'the native sockets addon is not available');
-  return a;
 }
 
 export const unixDgramProtocol: ProtocolDef = needsAddon({
@@ -251,14 +223,14 @@ export const unixDgramProtocol: ProtocolDef = needsAddon({
     create(spec: Spec, ctx, field) {
       const filename = v.path(spec, 'filename', field, true)!;
       const idle = v.optNumber(spec, 'idle_timeout', field, 0, 86400 * 365) ?? 120;
-      return new UnixDgramListener(addon(), filename, idle, ctx);
+      return new UnixDgramListener(requireAddon(), filename, idle, ctx);
     },
   },
   cluster: {
     virtual: false,
     retriable: true,
     create() {
-      return new UnixNativeCluster(addon(), false);
+      return new UnixNativeCluster(requireAddon(), false);
     },
     checkEndpoint(spec, field) {
       v.path(spec, 'address', field, true);
@@ -274,14 +246,14 @@ export const unixSeqpacketProtocol: ProtocolDef = needsAddon({
   listener: {
     modes: ['server'],
     create(spec: Spec, ctx, field) {
-      return new SeqpacketListener(addon(), v.path(spec, 'filename', field, true)!, ctx);
+      return new SeqpacketListener(requireAddon(), v.path(spec, 'filename', field, true)!, ctx);
     },
   },
   cluster: {
     virtual: false,
     retriable: true,
     create() {
-      return new UnixNativeCluster(addon(), true);
+      return new UnixNativeCluster(requireAddon(), true);
     },
     checkEndpoint(spec, field) {
       v.path(spec, 'address', field, true);
