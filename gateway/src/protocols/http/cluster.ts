@@ -70,10 +70,6 @@ const HOP_BY_HOP_RESPONSE = new Set([
 
 type HeaderValue = string | string[];
 
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
 function headerValue(v: unknown): HeaderValue | undefined {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
@@ -140,9 +136,9 @@ interface UpstreamRequest {
 /** Build the upstream request from the session metadata, as the HTTP listener sets it (http.ts httpMetadata). */
 export function upstreamRequest(session: SessionView, prefix: string, upstreamHost: string): UpstreamRequest {
   const md = session.metadata;
-  const h = isObject(md.HTTP) ? md.HTTP : undefined;
-  const url = h && isObject(h.url) ? h.url : undefined;
-  const inHeaders = h && isObject(h.headers) ? h.headers : {};
+  const h = v.isObject(md.HTTP) ? md.HTTP : undefined;
+  const url = h && v.isObject(h.url) ? h.url : undefined;
+  const inHeaders = h && v.isObject(h.headers) ? h.headers : {};
 
   const method = h && typeof h.method === 'string' && h.method !== '' ? h.method.toUpperCase() : 'POST';
   const query = url && typeof url.query === 'string' ? url.query : '';
@@ -152,7 +148,7 @@ export function upstreamRequest(session: SessionView, prefix: string, upstreamHo
   headers.host = upstreamHost;
 
   // The client's address joins whatever X-Forwarded-For chain it brought.
-  const ip = isObject(md.IP) ? md.IP : undefined;
+  const ip = v.isObject(md.IP) ? md.IP : undefined;
   const client = session.priv.http?.remoteAddress || (typeof ip?.src_addr === 'string' ? ip.src_addr : '');
   if (client !== '') {
     const prev = headers['x-forwarded-for'];

@@ -1,46 +1,12 @@
 // Virtual (in-process) clusters: Echo, Discard, Logger, JSONEncap, JSONDecap,
-// and Stdio (Sync: sync.ts). Each session gets a fresh channel; endpoints are ignored.
+// and Stdio (Sync: protocols/sync). Each session gets a fresh channel; endpoints are ignored.
 
 import fs from 'node:fs';
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
 import { GatewayError, invalid } from '../../core/errors.js';
 import type { ClusterImpl, ConnectRequest, ProtocolDef, SessionView, Spec } from '../types.js';
+import { TransformChannel } from '../common/transform.js';
 import * as v from '../common/validate.js';
-
-/** A channel whose output is computed from its input, synchronously. */
-export abstract class TransformChannel extends BaseChannel {
-  readonly kind: ChannelKind = 'datagram';
-  private ended = false;
-
-  send(chunk: Uint8Array): boolean {
-    if (this.closed || this.ended) return true;
-    try {
-      this.transform(chunk);
-    } catch (err) {
-      // Hostile input (metadata JSON.stringify cannot write, a payload that
-      // breaks a transform) ends this session, logged once with its reason;
-      // it must never unwind into the listener's socket callback.
-      this.close(new GatewayError('INVALID_INPUT', `${this.constructor.name.replace(/Channel$/, '')} transform failed: ${(err as Error).message}`));
-    }
-    return !this.paused;
-  }
-
-  protected abstract transform(chunk: Uint8Array): void;
-
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.deliverEnd();
-  }
-
-  protected doPause(): void {}
-  protected doResume(): void {
-    this.emitDrain();
-  }
-  protected doClose(err: Error | undefined): void {
-    this.finish(err);
-  }
-}
 
 class EchoChannel extends TransformChannel {
   protected transform(chunk: Uint8Array): void {
