@@ -1,7 +1,9 @@
 // Socket chores every protocol that binds or needs the native addon shares:
-// bind and listen failures in words, and the gate that reports an addon-based
-// protocol unavailable (with the addon's reason) where the addon is not built.
+// bind and listen failures in words, making room for a Unix socket file, and
+// the gate that reports an addon-based protocol unavailable (with the addon's
+// reason) where the addon is not built.
 
+import fs from 'node:fs';
 import { GatewayError } from '../../core/errors.js';
 import { socketsAddon, socketsUnavailable, type SocketsAddon } from '../../native/sockets.js';
 import type { ProtocolDef } from '../types.js';
@@ -38,4 +40,24 @@ export function requireAddon(what?: string): SocketsAddon {
   if (a !== undefined) return a;
   const reason = socketsUnavailable() ?? 'the native sockets addon is not available';
   throw new GatewayError('NOT_SUPPORTED', what === undefined ? reason : `${what}: ${reason}`);
+}
+
+/**
+ * Make room for a socket file at `path`: a stale socket (nobody bound to it,
+ * left by a crashed process) is removed; a live one or any other file is
+ * BIND_FAILED. `live` probes the socket the way its type allows.
+ */
+export async function clearStaleSocket(path: string, what: string, live: (path: string) => boolean | Promise<boolean>): Promise<void> {
+  let st: fs.Stats;
+  try { st = fs.lstatSync(path); } catch { return; }
+  if (!st.isSocket()) throw new GatewayError('BIND_FAILED', `${what}: the path exists and is not a socket`);
+  if (await live(path)) throw new GatewayError('BIND_FAILED', `${what}: another process is bound there`);
+  fs.unlinkSync(path);
+}
+
+/** Remove our socket file on stop, if it is still a socket. */
+export function unlinkSocket(path: string): void {
+  try {
+    if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
+  } catch { /* gone already */ }
 }

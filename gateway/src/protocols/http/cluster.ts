@@ -5,7 +5,7 @@
 // The request is rebuilt from the session metadata, not from the listener's
 // request object, so rewrite rules (`rewrite: [{path: '/HTTP/url/path', ...}]`)
 // change what goes upstream, and so the cluster works behind any listener
-// that sets the HTTP metadata (node:http today, uWebSockets.js tomorrow).
+// that sets the HTTP metadata (either listener engine).
 // A session without HTTP metadata (a TCP listener routed here) becomes a
 // chunked `POST /` whose body is the byte stream; only the body comes back.
 //
@@ -133,7 +133,7 @@ interface UpstreamRequest {
   readonly hasBody: boolean;
 }
 
-/** Build the upstream request from the session metadata, as the HTTP listener sets it (http.ts httpMetadata). */
+/** Build the upstream request from the session metadata, as the HTTP listener sets it (common/http-head.ts httpMetadata). */
 export function upstreamRequest(session: SessionView, prefix: string, upstreamHost: string): UpstreamRequest {
   const md = session.metadata;
   const h = v.isObject(md.HTTP) ? md.HTTP : undefined;

@@ -139,8 +139,8 @@ export interface SharedUdpOwner {
  * datagrams are read from it (recvmmsg, demultiplexed by source address) and
  * every reply leaves through it (sendmmsg with each datagram's destination),
  * as nginx stream does. A flow costs a map entry and a small channel object,
- * not a socket, a libuv watcher and a bind+connect pair (per-session memory
- * and session setup rate were where we trailed nginx). The 5-tuple a flow
+ * not a socket, a libuv watcher and a bind+connect pair, which is what
+ * per-session memory and the session setup rate come down to. The 5-tuple a flow
  * has on the wire is the same as with a connected socket per flow, so the
  * kernel offload matches it the same way.
  */
