@@ -111,10 +111,10 @@ export function sweepEvery(idleTimeoutS: number): number {
 /**
  * Ends the flows of a table that were silent for `idleTimeoutS` seconds
  * (0: never). Counting on the hot path is one increment per datagram; the
- * sweep reads and resets the counts a few times per timeout, so a flow ends
- * between one and one and a quarter timeouts after it fell silent. Ended
- * flows found in the table are dropped (their sessions replaced the table's
- * close listener, so they leave lazily).
+ * sweep reads and resets the counts every sweepEvery() ms, so the timeout
+ * holds to within one sweep interval. Ended flows found in the table are
+ * dropped (their sessions replaced the table's close listener, so they
+ * leave lazily).
  */
 export class IdleSweep<F extends IdleFlow> {
   private readonly lastActive = new WeakMap<F, number>();

@@ -40,9 +40,7 @@ export class SctpUdpCluster implements ClusterImpl {
     // ECONNREFUSED: nobody on the UDP port (the package ends the association).
     sock.on('error', (err) => transport.fail(err));
     const socket = newSctpSocket();
-    ch = new SctpChannel(socket, transport, target, () => {
-      try { sock.close(); } catch { /* closed */ }
-    }, EOF_LINGER_MS, this.ctx.log);
+    ch = new SctpChannel(socket, transport, target, () => closeDgram(sock), EOF_LINGER_MS, this.ctx.log);
     const channel = ch;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => fail(new GatewayError('TIMEOUT', `SCTP/UDP ${target}: association not up after ${req.timeoutMs} ms`)), req.timeoutMs);

@@ -3,7 +3,7 @@
 import dgram from 'node:dgram';
 import { GatewayError } from '../../core/errors.js';
 import type { ListenerContext, ListenerImpl } from '../types.js';
-import { bindDgram, connectDgram, dgramType } from '../common/datagram.js';
+import { bindDgram, closeDgram, connectDgram, dgramType } from '../common/datagram.js';
 import { IdleSweep, pickEvictable, startFlowClock } from '../common/flows.js';
 import { bindError } from '../common/socket.js';
 import { SharedUdpSocket, canBatch, flat, keyAddress, udpBatchAddon, type SharedUdpFlow, type SharedUdpOwner } from './batch.js';
@@ -217,7 +217,7 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
     } catch (err) {
       sock.off('message', early);
       this.flows.delete(key);
-      try { sock.close(); } catch { /* already closed */ }
+      closeDgram(sock);
       const code = (err as NodeJS.ErrnoException).code;
       // Out of descriptors (someone else took them): per flow, so counted, not logged each time.
       if (code === 'EMFILE' || code === 'ENFILE') this.ctx.refusals.refuse('fd_budget', this.ctx.listenerName, { remote: key, err: code });
