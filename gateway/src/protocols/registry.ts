@@ -6,7 +6,6 @@ import { controllerProtocol } from './controller/index.js';
 import { httpProtocol } from './http/index.js';
 import { jsonSocketProtocolOver } from './jsonsocket/index.js';
 import { metricProtocol, prometheusProtocol } from './prometheus/index.js';
-import { httpClusterSide } from './http/cluster.js';
 import { tcpProtocol, unixProtocol } from './stream/index.js';
 import {
   discardProtocol, echoProtocol, jsonDecapProtocol, jsonEncapProtocol, loggerProtocol, stdioProtocol,
@@ -25,7 +24,7 @@ export const PROTOCOLS: readonly ProtocolDef[] = [
   udpProtocol,
   tcpProtocol,
   unixProtocol,
-  { ...httpProtocol, cluster: httpClusterSide },
+  httpProtocol,
   controllerProtocol,
   echoProtocol,
   discardProtocol,

@@ -39,9 +39,9 @@ import { Readable } from 'node:stream';
 import { isIP } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
 import { BaseChannel, type ChannelKind, type ChannelSink } from '../../dataplane/channel.js';
-import { GatewayError, invalid, reasonPhrase } from '../../core/errors.js';
+import { GatewayError, reasonPhrase } from '../../core/errors.js';
 import type {
-  ClusterContext, ClusterImpl, ClusterSide, ConnectRequest, HttpExchange, SessionView, Spec,
+  ClusterContext, ClusterImpl, ConnectRequest, HttpExchange, SessionView,
 } from '../types.js';
 import * as v from '../common/validate.js';
 
@@ -337,7 +337,7 @@ class HttpUpstreamChannel extends BaseChannel implements Dispatcher.DispatchHand
   }
 }
 
-class HttpCluster implements ClusterImpl {
+export class HttpCluster implements ClusterImpl {
   private readonly agent: Agent;
 
   constructor(private readonly port: number, private readonly prefix: string, private readonly ctx: ClusterContext) {
@@ -386,31 +386,3 @@ class HttpCluster implements ClusterImpl {
     this.agent.destroy().catch(() => undefined);
   }
 }
-
-function pathPrefix(spec: Spec, field: string): string {
-  const p = v.optString(spec, 'path_prefix', field);
-  if (p === undefined || p === '' || p === '/') return '';
-  if (!p.startsWith('/') || /[\s?#\0-\x1f\x7f]/.test(p)) {
-    throw invalid(`${field}.path_prefix`, 'must be a path starting with "/" without spaces, "?" or "#"');
-  }
-  return p;
-}
-
-export const httpClusterSide: ClusterSide = {
-  virtual: false,
-  retriable: true,
-  reportsOutcome: true,
-  create(spec, ctx, field) {
-    const port = v.port(spec, 'port', field, true)!;
-    const prefix = pathPrefix(spec, field);
-    const tls = spec.tls;
-    if (tls !== undefined && tls !== null && tls !== false) {
-      if (tls === true) throw new GatewayError('NOT_SUPPORTED', `${field}.tls: HTTPS upstreams are not supported yet`, `${field}.tls`);
-      throw invalid(`${field}.tls`, 'must be false');
-    }
-    return new HttpCluster(port, prefix, ctx);
-  },
-  checkEndpoint(spec, field) {
-    v.host(spec, 'address', field, true);
-  },
-};

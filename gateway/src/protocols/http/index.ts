@@ -1,10 +1,10 @@
 // HTTP: the protocol's declaration and spec parsing. The listener serves one
 // session per request, on uWebSockets.js (listener.ts) or, with engine: node,
 // on node:http (node-engine.ts); the cluster (cluster.ts) is an HTTP/1.1
-// reverse proxy stage. The request body flows into the route; whatever the destination sends back becomes the
-// response body (as in l7mp), and an HTTP-aware destination (the HTTP
-// cluster, the REST controller) sets the status and headers through the
-// exchange. The REST API is served the l7mp way: HTTP listener -> rule ->
+// reverse proxy stage. The request body flows into the route; whatever the
+// destination sends back becomes the response body (as in l7mp), and an
+// HTTP-aware destination (the HTTP cluster, the REST controller) sets the
+// status and headers through the exchange. The REST API is served the l7mp way: HTTP listener -> rule ->
 // L7mpController cluster. With `spec.tls: {cert_file, key_file, passphrase?}`
 // the listener serves HTTPS instead (uWS SSLApp; see common/tls.ts).
 //
@@ -12,11 +12,40 @@
 // metadata carry the client address only (TCP/src_port is absent).
 
 import { GatewayError, invalid } from '../../core/errors.js';
-import type { ProtocolDef, Spec } from '../types.js';
+import type { ClusterSide, ProtocolDef, Spec } from '../types.js';
 import { parseTls } from '../common/tls.js';
 import * as v from '../common/validate.js';
+import { HttpCluster } from './cluster.js';
 import { HttpListener } from './listener.js';
 import { NodeHttpListener } from './node-engine.js';
+
+function pathPrefix(spec: Spec, field: string): string {
+  const p = v.optString(spec, 'path_prefix', field);
+  if (p === undefined || p === '' || p === '/') return '';
+  if (!p.startsWith('/') || /[\s?#\0-\x1f\x7f]/.test(p)) {
+    throw invalid(`${field}.path_prefix`, 'must be a path starting with "/" without spaces, "?" or "#"');
+  }
+  return p;
+}
+
+const httpClusterSide: ClusterSide = {
+  virtual: false,
+  retriable: true,
+  reportsOutcome: true,
+  create(spec, ctx, field) {
+    const port = v.port(spec, 'port', field, true)!;
+    const prefix = pathPrefix(spec, field);
+    const tls = spec.tls;
+    if (tls !== undefined && tls !== null && tls !== false) {
+      if (tls === true) throw new GatewayError('NOT_SUPPORTED', `${field}.tls: HTTPS upstreams are not supported yet`, `${field}.tls`);
+      throw invalid(`${field}.tls`, 'must be false');
+    }
+    return new HttpCluster(port, prefix, ctx);
+  },
+  checkEndpoint(spec, field) {
+    v.host(spec, 'address', field, true);
+  },
+};
 
 export const httpProtocol: ProtocolDef = {
   name: 'HTTP',
@@ -39,4 +68,5 @@ export const httpProtocol: ProtocolDef = {
       return new HttpListener(address, port, ctx, tls);
     },
   },
+  cluster: httpClusterSide,
 };
