@@ -374,7 +374,7 @@ export const LISTENER_PEERS: Readonly<Record<string, ListenerPeer>> = {
     mode: 'session',
     // SCTP over UDP (RFC 6951): the kernel here has no SCTP. UDP and SCTP port are one number.
     spec: (at) => ({ protocol: 'SCTP', encapsulation: 'udp', address: at.address, port: at.port }),
-    // MAX_SCTP_MESSAGE of gateway/src/protocols/sctp/index.ts.
+    // MAX_SCTP_MESSAGE of gateway/src/protocols/sctp/package.ts.
     maxMessage: 65536,
     halfClose: false,
     hashKey: 'IP/src_addr',

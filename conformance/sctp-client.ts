@@ -8,7 +8,8 @@
 
 import dgram from 'node:dgram';
 import { createRequire } from 'node:module';
-import { FlowTransport, patchAssociation, type SctpAssociation } from '../gateway/src/protocols/sctp/index.js';
+import { patchAssociation, type SctpAssociation } from '../gateway/src/protocols/sctp/package.js';
+import { FlowTransport } from '../gateway/src/protocols/sctp/transport.js';
 import { silentLogger } from '../gateway/src/observe/log.js';
 import { clientPort } from './ports.js';
 import { Inbox, type ClientSession, type OpenOptions, type Target } from './clients.js';

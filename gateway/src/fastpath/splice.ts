@@ -35,6 +35,7 @@ import type { SessionHooks } from '../dataplane/hooks.js';
 import { retriesOnDisconnect } from '../dataplane/reconnect-budget.js';
 import type { FastPath, Link, Session, Splicer } from '../dataplane/session.js';
 import { socketsAddon } from '../native/sockets.js';
+import type { SpliceableChannel, SpliceControl } from '../dataplane/capabilities.js';
 
 export interface SpliceHandle {
   /** Queue bytes already read by JavaScript into direction `dir`'s pipe; all of chunk, or -errno. */
@@ -50,31 +51,6 @@ export interface SpliceHandle {
 }
 
 type SpliceCtor = new (fdA: number, fdB: number, onDone: (code: string | undefined, side: number) => void) => SpliceHandle;
-
-/** What the session's channels must offer to be spliced (SocketChannel implements it). */
-export interface SpliceableChannel {
-  /**
-   * Could the socket be handed over right now? -1: no (a write still queued
-   * in Node, EOF seen or sent, closing); else the bytes read from it and not
-   * yet forwarded, which spliceAttach() will hand over.
-   */
-  spliceCheck(): number;
-  /** Node's fd for the socket, or -1. */
-  spliceFd(): number;
-  /**
-   * Hand over: stop using the Node socket (the addon owns dup()s of its fd)
-   * and return the bytes read but not yet forwarded, oldest first (undefined:
-   * some could not be taken; the session must then fail, not lose them).
-   */
-  spliceAttach(path: SpliceControl): Uint8Array[] | undefined;
-  /** The kernel path ended: finish the channel (once). */
-  spliceEnded(err: Error | undefined): void;
-}
-
-/** The channel's handle on the kernel path: close() aborts it (both sockets; `reset`: with RSTs). */
-export interface SpliceControl {
-  close(reset?: boolean): void;
-}
 
 /** Default handover point: bytes one direction has carried on the JavaScript path. */
 const DEFAULT_SPLICE_AFTER = 256 * 1024;

@@ -1,7 +1,6 @@
-// Unix socket addresses and socket files for the native protocols.
+// Unix socket addresses for the native protocols: sockaddr_un in words, and
+// whether a socket file has a live owner.
 
-import fs from 'node:fs';
-import { GatewayError } from '../core/errors.js';
 import type { SocketsAddon } from './sockets.js';
 
 /** A readable name for a raw sockaddr_un: the path, '@name' for abstract ones, '' for an unnamed socket. */
@@ -13,33 +12,17 @@ export function unixPathOf(addr: Uint8Array): string {
   return b.toString('utf8', 0, nul < 0 ? b.byteLength : nul);
 }
 
-/**
- * Make room for a socket file at `path`: a stale socket (nobody bound to it,
- * left by a crashed process) is removed; a live one or any other file is an
- * error. `type` is the socket type to probe with.
- */
-export function clearStaleSocket(addon: SocketsAddon, path: string, type: number, what: string): void {
-  let st: fs.Stats | undefined;
-  try { st = fs.lstatSync(path); } catch { return; }
-  if (!st.isSocket()) throw new GatewayError('BIND_FAILED', `${what}: the path exists and is not a socket`);
+/** Whether a process is bound to the Unix socket at `path` (of socket type `type`): a connect() that is not refused. */
+export function unixSocketLive(addon: SocketsAddon, path: string, type: number): boolean {
   const fd = addon.socket(addon.constants.AF_UNIX, type, 0);
-  let live = true;
   try {
     addon.connectUnix(fd, path);
+    return true;
   } catch (err) {
+    // EAGAIN: a live listener with a full backlog; EPROTOTYPE: a live socket of another type.
     const code = (err as NodeJS.ErrnoException).code;
-    live = code !== 'ECONNREFUSED';
-    if (live && code !== 'EAGAIN' && code !== 'EPROTOTYPE') live = false;
+    return code === 'EAGAIN' || code === 'EPROTOTYPE';
   } finally {
     addon.close(fd);
   }
-  if (live) throw new GatewayError('BIND_FAILED', `${what}: another process is bound there`);
-  fs.unlinkSync(path);
-}
-
-/** Remove our socket file on stop, if it is still a socket. */
-export function unlinkSocket(path: string): void {
-  try {
-    if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
-  } catch { /* gone already */ }
 }

@@ -22,8 +22,7 @@ import type * as U from '@trufflesuite/uws-js-unofficial';
 import { reasonPhrase } from '../core/errors.js';
 import { danglingReasons } from '../config/dangling-routes.js';
 import type { Gateway } from '../core/gateway.js';
-import { listenUws } from '../protocols/http/index.js';
-import { requireUws, type Uws } from '../protocols/common/uws.js';
+import { listenUws, requireUws, type Uws } from '../protocols/common/uws.js';
 
 export interface AdminListenerConfig {
   enabled: boolean;

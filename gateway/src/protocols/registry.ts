@@ -4,9 +4,8 @@
 import { GatewayError } from '../core/errors.js';
 import { controllerProtocol } from './controller/index.js';
 import { httpProtocol } from './http/index.js';
-import { jsonSocketProtocol } from './jsonsocket/index.js';
+import { jsonSocketProtocolOver } from './jsonsocket/index.js';
 import { metricProtocol, prometheusProtocol } from './prometheus/index.js';
-import { httpClusterSide } from './http/cluster.js';
 import { tcpProtocol, unixProtocol } from './stream/index.js';
 import {
   discardProtocol, echoProtocol, jsonDecapProtocol, jsonEncapProtocol, loggerProtocol, stdioProtocol,
@@ -25,7 +24,7 @@ export const PROTOCOLS: readonly ProtocolDef[] = [
   udpProtocol,
   tcpProtocol,
   unixProtocol,
-  { ...httpProtocol, cluster: httpClusterSide },
+  httpProtocol,
   controllerProtocol,
   echoProtocol,
   discardProtocol,
@@ -35,7 +34,7 @@ export const PROTOCOLS: readonly ProtocolDef[] = [
   syncProtocol,
   stdioProtocol,
   websocketProtocol,
-  jsonSocketProtocol,
+  jsonSocketProtocolOver(protocolFor),
   sctpProtocol,
   afPacketProtocol,
   unixDgramProtocol,

@@ -193,6 +193,14 @@ export interface ClusterSide {
   checkEndpoint?(spec: Spec, field: string, clusterSpec: Spec): void;
 }
 
+/**
+ * Resolves the protocol of a nested spec for a role, or throws the error the
+ * user should see (the registry's protocolFor), for protocols that compose
+ * another (JSONSocket over its transport); passed in, so that no protocol
+ * imports the registry that lists it.
+ */
+export type ProtocolLookup = (name: unknown, role: 'listener' | 'cluster', field: string) => ProtocolDef;
+
 export interface ProtocolDef {
   readonly name: string;
   readonly aliases?: readonly string[];

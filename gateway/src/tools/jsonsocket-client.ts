@@ -11,9 +11,9 @@
 // each received datagram as one stdout line. A refused handshake exits 1 with
 // the server's status and message on stderr.
 //
-// The response checks (checkResponseHeader) are the spec's client rules, and
-// the gateway's JSONSocket cluster uses the same function, so the two clients
-// agree on what a valid answer is.
+// The response checks (checkResponseHeader, protocols/jsonsocket/header.ts)
+// are the spec's client rules, and the gateway's JSONSocket cluster uses the
+// same function, so the two clients agree on what a valid answer is.
 
 import dgram from 'node:dgram';
 import fs from 'node:fs';
@@ -21,9 +21,11 @@ import { isIPv6 } from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { pathToFileURL } from 'node:url';
+import { JSONSOCKET_VERSION, checkResponseHeader, type ResponseCheck } from '../protocols/jsonsocket/header.js';
+import { isObject } from '../protocols/common/validate.js';
 
-/** The only protocol version there is. */
-export const JSONSOCKET_VERSION = 1;
+export { JSONSOCKET_VERSION, checkResponseHeader, type ResponseCheck };
+
 /** Default wait for the server's response header. */
 export const DEFAULT_CLIENT_TIMEOUT_MS = 2000;
 /** Datagrams that arrive before onMessage() is called are kept, up to this many. */
@@ -48,46 +50,6 @@ export class JSONSocketError extends Error {
     super(message, options);
     this.name = 'JSONSocketError';
   }
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function utf8(chunk: Uint8Array): string {
-  return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
-}
-
-export type ResponseCheck =
-  | { readonly ok: true; readonly header: Record<string, unknown>; readonly status: number }
-  | { readonly ok: false; readonly code: 'BAD_RESPONSE' | 'REJECTED'; readonly reason: string; readonly status?: number; readonly header?: Record<string, unknown> };
-
-/**
- * Check a response header by the spec's client rules: a JSON object with a
- * numeric JSONSocketStatus in 200..299. Stricter than l7mp, which accepted a
- * missing status. A JSONSocketVersion, when present, must be a supported one.
- */
-export function checkResponseHeader(chunk: Uint8Array): ResponseCheck {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(utf8(chunk));
-  } catch {
-    return { ok: false, code: 'BAD_RESPONSE', reason: 'the response header is not valid JSON' };
-  }
-  if (!isObject(parsed)) return { ok: false, code: 'BAD_RESPONSE', reason: 'the response header is not a JSON object' };
-  const status = parsed.JSONSocketStatus;
-  if (typeof status !== 'number' || !Number.isFinite(status)) {
-    return { ok: false, code: 'BAD_RESPONSE', reason: 'the response header lacks a numeric JSONSocketStatus', header: parsed };
-  }
-  const version = parsed.JSONSocketVersion;
-  if (version !== undefined && (typeof version !== 'number' || version < 0 || version > JSONSOCKET_VERSION)) {
-    return { ok: false, code: 'BAD_RESPONSE', reason: `the response header has an unsupported JSONSocketVersion ${JSON.stringify(version)}`, status, header: parsed };
-  }
-  if (status < 200 || status > 299) {
-    const msg = typeof parsed.JSONSocketMessage === 'string' ? `: ${parsed.JSONSocketMessage}` : '';
-    return { ok: false, code: 'REJECTED', reason: `the server answered status ${status}${msg}`, status, header: parsed };
-  }
-  return { ok: true, header: parsed, status };
 }
 
 export interface JSONSocketClientOptions {

@@ -5,7 +5,7 @@
 import test from 'ava';
 import dgram from 'node:dgram';
 import { BatchedUdpChannel, SharedUdpFlow } from '../../src/protocols/udp/batch.js';
-import { UdpChannel } from '../../src/protocols/udp/index.js';
+import { UdpChannel } from '../../src/protocols/udp/channel.js';
 import { api, echo, freePort, nextMessage, peer, startGw, udpBound, udpClient, waitFor } from './helpers.js';
 import { needAddon } from './native-helpers.js';
 

@@ -10,8 +10,7 @@
 import { isIPv4 } from 'node:net';
 import type { Gateway } from '../../core/gateway.js';
 import type { Session } from '../../dataplane/session.js';
-import { UdpChannel, type UdpFlowChannel } from '../../protocols/udp/index.js';
-import { BatchedUdpChannel, SharedUdpFlow } from '../../protocols/udp/batch.js';
+import { isOffloadable, type OffloadableFlow } from '../../dataplane/capabilities.js';
 import type { FlowTuple } from './native.js';
 
 /** The two kernel flows of a session: what arrives, and what it becomes. */
@@ -20,12 +19,7 @@ export interface SessionFlows {
   ingress: { key: FlowTuple; rewrite: FlowTuple };
   /** server -> gateway cluster socket, rewritten to gateway -> client */
   egress: { key: FlowTuple; rewrite: FlowTuple };
-  source: UdpFlowChannel;
-}
-
-/** A session's UDP flow: node:dgram, batched (recvmmsg), or a flow of a listener's shared socket; not a subclass that does more per packet. */
-function plainUdp(ch: unknown): ch is UdpFlowChannel {
-  return ch instanceof Object && (ch.constructor === UdpChannel || ch.constructor === BatchedUdpChannel || ch.constructor === SharedUdpFlow);
+  source: OffloadableFlow;
 }
 
 /** The flows to install, or why this session stays in user space. */
@@ -37,7 +31,7 @@ export function sessionFlows(gw: Gateway, s: Session): SessionFlows | string {
   if (gw.clusters.get(dest.origin)?.protocol.name !== 'UDP') return 'the destination cluster is not UDP';
   const src = s.source.channel;
   const dst = dest.channel;
-  if (!plainUdp(src) || !plainUdp(dst)) return 'a stage is not a plain UDP socket';
+  if (!isOffloadable(src) || !isOffloadable(dst)) return 'a stage is not a plain UDP socket';
   if (src.closed || dst.closed) return 'a stage is closed';
   if (s.links.length !== 2) return 'the session is not a direct pipe';
   const a = src.addresses();

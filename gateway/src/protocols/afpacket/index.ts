@@ -13,10 +13,10 @@
 
 import { GatewayError, invalid } from '../../core/errors.js';
 import { NativeDatagramChannel } from '../../native/channel.js';
-import { socketsAddon, socketsUnavailable, type SocketsAddon } from '../../native/sockets.js';
+import type { SocketsAddon } from '../../native/sockets.js';
 import type { ClusterImpl, ConnectRequest, ListenerContext, ListenerImpl, ProtocolDef, Spec } from '../types.js';
-import { UDP_EOF_LINGER_MS } from '../udp/index.js';
-import { needsAddon } from '../unixdgram/index.js';
+import { EOF_LINGER_MS } from '../common/datagram.js';
+import { needsAddon, requireAddon } from '../common/socket.js';
 import * as v from '../common/validate.js';
 
 const DEFAULT_ETHERTYPE = 0x88b5;
@@ -47,12 +47,6 @@ function ethertypeOf(spec: Spec, field: string): number {
   return t ?? DEFAULT_ETHERTYPE;
 }
 
-function addon(): SocketsAddon {
-  const a = socketsAddon();
-  if (a === undefined) throw new GatewayError('NOT_SUPPORTED', socketsUnavailable() ?? 'the native sockets addon is not available');
-  return a;
-}
-
 class PacketListener implements ListenerImpl {
   private ch: NativeDatagramChannel | undefined;
   private pending: NativeDatagramChannel | undefined;
@@ -60,7 +54,7 @@ class PacketListener implements ListenerImpl {
   constructor(private readonly ifname: string, private readonly ethertype: number, private readonly ctx: ListenerContext) {}
 
   async start(): Promise<void> {
-    const a = addon();
+    const a = requireAddon();
     let fd: number;
     try {
       fd = openPacket(a, this.ifname, this.ethertype);
@@ -98,7 +92,7 @@ class PacketCluster implements ClusterImpl {
   async connect(req: ConnectRequest): Promise<NativeDatagramChannel> {
     const ep = req.endpoint;
     if (!ep) throw new GatewayError('CONNECT_FAILED', 'AF_PACKET cluster has no endpoint');
-    const a = addon();
+    const a = requireAddon();
     let fd: number;
     try {
       fd = openPacket(a, ep.address, this.ethertype);
@@ -108,7 +102,7 @@ class PacketCluster implements ClusterImpl {
     // Connectionless, as a UDP or UNIX/dgram cluster: after the session's EOF
     // keep taking replies, and report EOF once none came for a while (an
     // HTTP response through this cluster ends only then).
-    return new NativeDatagramChannel(a, fd, ep.address, { what: `AF_PACKET ${ep.address}`, eofLingerMs: UDP_EOF_LINGER_MS });
+    return new NativeDatagramChannel(a, fd, ep.address, { what: `AF_PACKET ${ep.address}`, eofLingerMs: EOF_LINGER_MS });
   }
 }
 

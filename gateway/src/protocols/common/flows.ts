@@ -1,4 +1,8 @@
-// Early drop for flow tables (UDP server mode), after conntrack's: when
+// Flow tables of the listeners that make a session per remote (UDP server
+// mode, SCTP over UDP, Unix datagram): the idle sweep that ends silent flows,
+// and early drop.
+//
+// Early drop, after conntrack's: when
 // admission finds no room for a new flow (a session cap, or the descriptor
 // budget), the listener ends an idle flow so that the newcomer gets through,
 // instead of every new flow being refused until the flood's flows time out
@@ -79,4 +83,80 @@ export function pickEvictable<K, F extends EvictableFlow>(flows: Map<K, F | unkn
     flows.set(k, v);
   }
   return unreplied ?? oldest;
+}
+
+/** What the idle sweep reads of a flow. */
+export interface IdleFlow {
+  readonly closed: boolean;
+  close(err?: Error): void;
+}
+
+/** How an IdleSweep reads its owner's flow table. */
+export interface IdleSweepOps<F extends IdleFlow> {
+  /** The flow table; read on every sweep (the owner may swap it). */
+  table(): Map<unknown, unknown>;
+  /** The entry as a flow to judge, or undefined to pass it over (not a flow yet, still being set up). */
+  flow(entry: unknown): F | undefined;
+  /** Messages or packets the flow carried since the last call; resets its count. */
+  takeActivity(flow: F): number;
+  /** The flow was silent for the idle timeout: end it (and log why). */
+  expired(flow: F): void;
+}
+
+/** How often to sweep for a timeout: a quarter of it, within 250 ms..10 s. */
+export function sweepEvery(idleTimeoutS: number): number {
+  return Math.max(250, Math.min(idleTimeoutS * 1000 / 4, 10_000));
+}
+
+/**
+ * Ends the flows of a table that were silent for `idleTimeoutS` seconds
+ * (0: never). Counting on the hot path is one increment per datagram; the
+ * sweep reads and resets the counts every sweepEvery() ms, so the timeout
+ * holds to within one sweep interval. Ended flows found in the table are
+ * dropped (their sessions replaced the table's close listener, so they
+ * leave lazily).
+ */
+export class IdleSweep<F extends IdleFlow> {
+  private readonly lastActive = new WeakMap<F, number>();
+  private timer: NodeJS.Timeout | undefined;
+  /** The owner stopped: sweep on until the table is empty (its sessions outlive it). */
+  private retiring = false;
+
+  constructor(private readonly idleTimeoutS: number, private readonly ops: IdleSweepOps<F>) {}
+
+  start(): void {
+    if (this.idleTimeoutS <= 0 || this.timer !== undefined) return;
+    this.timer = setInterval(() => this.sweep(), sweepEvery(this.idleTimeoutS));
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Keep sweeping the flows that are left, and stop once there are none. */
+  retire(): void {
+    this.retiring = true;
+  }
+
+  sweep(now = Date.now()): void {
+    const flows = this.ops.table();
+    if (this.retiring && flows.size === 0) this.stop();
+    const limit = this.idleTimeoutS * 1000;
+    for (const [key, entry] of flows) {
+      const flow = this.ops.flow(entry);
+      if (flow === undefined) continue;
+      if (flow.closed) {
+        flows.delete(key);
+        continue;
+      }
+      const seen = this.lastActive.get(flow);
+      if (this.ops.takeActivity(flow) > 0 || seen === undefined) {
+        this.lastActive.set(flow, now);
+      } else if (now - seen >= limit) {
+        this.ops.expired(flow);
+      }
+    }
+  }
 }

@@ -1,12 +1,12 @@
-// What both HTTP listener engines (uWebSockets.js in http.ts, node:http in
-// http-node.ts) share about one exchange: the response goes out once (a
-// whole respond(), or a head and a streamed body), a client that went away
-// is never written to, and how a session's end becomes the end of the
-// response: an error before the head is an error status, after it an abort
-// (the client sees a truncated response, never a clean end).
+// What both HTTP listener engines (uWebSockets.js in http/listener.ts,
+// node:http in http/node-engine.ts) share about one exchange: the response
+// goes out once (a whole respond(), or a head and a streamed body), a client
+// that went away is never written to, and how a session's end becomes the end
+// of the response: an error before the head is an error status, after it an
+// abort (the client sees a truncated response, never a clean end).
 
 import { GatewayError, clientContent, reasonPhrase } from '../../core/errors.js';
-import type { RequestHead } from '../http/index.js';
+import type { RequestHead } from './http-head.js';
 import type { HttpExchange } from '../types.js';
 
 export abstract class ExchangeBase implements HttpExchange {

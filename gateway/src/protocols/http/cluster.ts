@@ -5,7 +5,7 @@
 // The request is rebuilt from the session metadata, not from the listener's
 // request object, so rewrite rules (`rewrite: [{path: '/HTTP/url/path', ...}]`)
 // change what goes upstream, and so the cluster works behind any listener
-// that sets the HTTP metadata (node:http today, uWebSockets.js tomorrow).
+// that sets the HTTP metadata (either listener engine).
 // A session without HTTP metadata (a TCP listener routed here) becomes a
 // chunked `POST /` whose body is the byte stream; only the body comes back.
 //
@@ -39,9 +39,9 @@ import { Readable } from 'node:stream';
 import { isIP } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
 import { BaseChannel, type ChannelKind, type ChannelSink } from '../../dataplane/channel.js';
-import { GatewayError, invalid, reasonPhrase } from '../../core/errors.js';
+import { GatewayError, reasonPhrase } from '../../core/errors.js';
 import type {
-  ClusterContext, ClusterImpl, ClusterSide, ConnectRequest, HttpExchange, SessionView, Spec,
+  ClusterContext, ClusterImpl, ConnectRequest, HttpExchange, SessionView,
 } from '../types.js';
 import * as v from '../common/validate.js';
 
@@ -69,10 +69,6 @@ const HOP_BY_HOP_RESPONSE = new Set([
 ]);
 
 type HeaderValue = string | string[];
-
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
 
 function headerValue(v: unknown): HeaderValue | undefined {
   if (typeof v === 'string') return v;
@@ -137,12 +133,12 @@ interface UpstreamRequest {
   readonly hasBody: boolean;
 }
 
-/** Build the upstream request from the session metadata, as the HTTP listener sets it (http.ts httpMetadata). */
+/** Build the upstream request from the session metadata, as the HTTP listener sets it (common/http-head.ts httpMetadata). */
 export function upstreamRequest(session: SessionView, prefix: string, upstreamHost: string): UpstreamRequest {
   const md = session.metadata;
-  const h = isObject(md.HTTP) ? md.HTTP : undefined;
-  const url = h && isObject(h.url) ? h.url : undefined;
-  const inHeaders = h && isObject(h.headers) ? h.headers : {};
+  const h = v.isObject(md.HTTP) ? md.HTTP : undefined;
+  const url = h && v.isObject(h.url) ? h.url : undefined;
+  const inHeaders = h && v.isObject(h.headers) ? h.headers : {};
 
   const method = h && typeof h.method === 'string' && h.method !== '' ? h.method.toUpperCase() : 'POST';
   const query = url && typeof url.query === 'string' ? url.query : '';
@@ -152,7 +148,7 @@ export function upstreamRequest(session: SessionView, prefix: string, upstreamHo
   headers.host = upstreamHost;
 
   // The client's address joins whatever X-Forwarded-For chain it brought.
-  const ip = isObject(md.IP) ? md.IP : undefined;
+  const ip = v.isObject(md.IP) ? md.IP : undefined;
   const client = session.priv.http?.remoteAddress || (typeof ip?.src_addr === 'string' ? ip.src_addr : '');
   if (client !== '') {
     const prev = headers['x-forwarded-for'];
@@ -341,7 +337,7 @@ class HttpUpstreamChannel extends BaseChannel implements Dispatcher.DispatchHand
   }
 }
 
-class HttpCluster implements ClusterImpl {
+export class HttpCluster implements ClusterImpl {
   private readonly agent: Agent;
 
   constructor(private readonly port: number, private readonly prefix: string, private readonly ctx: ClusterContext) {
@@ -390,31 +386,3 @@ class HttpCluster implements ClusterImpl {
     this.agent.destroy().catch(() => undefined);
   }
 }
-
-function pathPrefix(spec: Spec, field: string): string {
-  const p = v.optString(spec, 'path_prefix', field);
-  if (p === undefined || p === '' || p === '/') return '';
-  if (!p.startsWith('/') || /[\s?#\0-\x1f\x7f]/.test(p)) {
-    throw invalid(`${field}.path_prefix`, 'must be a path starting with "/" without spaces, "?" or "#"');
-  }
-  return p;
-}
-
-export const httpClusterSide: ClusterSide = {
-  virtual: false,
-  retriable: true,
-  reportsOutcome: true,
-  create(spec, ctx, field) {
-    const port = v.port(spec, 'port', field, true)!;
-    const prefix = pathPrefix(spec, field);
-    const tls = spec.tls;
-    if (tls !== undefined && tls !== null && tls !== false) {
-      if (tls === true) throw new GatewayError('NOT_SUPPORTED', `${field}.tls: HTTPS upstreams are not supported yet`, `${field}.tls`);
-      throw invalid(`${field}.tls`, 'must be false');
-    }
-    return new HttpCluster(port, prefix, ctx);
-  },
-  checkEndpoint(spec, field) {
-    v.host(spec, 'address', field, true);
-  },
-};

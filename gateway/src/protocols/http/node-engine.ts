@@ -1,5 +1,5 @@
 // HTTP listener on node:http (spec.engine: node), the alternative to the
-// uWebSockets.js listener in http.ts. Same sessions, metadata and exchange.
+// uWebSockets.js listener in listener.ts. Same sessions, metadata and exchange.
 //
 // Why a second engine: uWebSockets.js closes a connection when a pipelined
 // request arrives while an earlier response is still pending ("denying async
@@ -12,7 +12,8 @@ import http from 'node:http';
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
 import { GatewayError } from '../../core/errors.js';
 import { ExchangeBase } from '../common/http-exchange.js';
-import { httpMetadata, readNodeHead as readHead, refusePath, type RequestHead } from './index.js';
+import { httpMetadata, readNodeHead as readHead, refusePath, type RequestHead } from '../common/http-head.js';
+import { bindError } from '../common/socket.js';
 import type { ListenerContext, ListenerImpl, SessionPriv } from '../types.js';
 
 /** Headers node:http computes itself. */
@@ -23,7 +24,6 @@ function framedHeaders(headers: Record<string, string | string[]>): Record<strin
   for (const [k, val] of Object.entries(headers)) if (!FRAMING.has(k.toLowerCase())) out[k] = val;
   return out;
 }
-
 
 class NodeExchange extends ExchangeBase {
   constructor(readonly res: http.ServerResponse, head: RequestHead) {
@@ -114,8 +114,8 @@ export class NodeHttpListener implements ListenerImpl {
         server.off('error', reject);
         resolve();
       });
-    }).catch((err: NodeJS.ErrnoException) => {
-      throw new GatewayError('BIND_FAILED', `HTTP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`, undefined, { cause: err });
+    }).catch((err: unknown) => {
+      throw bindError(err, `HTTP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}`);
     });
     server.on('error', (err) => this.ctx.log.warn({ listener: this.ctx.listenerName, err: err.message }, 'HTTP listener error'));
     const a = server.address();

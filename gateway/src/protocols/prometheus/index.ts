@@ -14,7 +14,7 @@
 
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
 import { GatewayError, invalid, reasonPhrase } from '../../core/errors.js';
-import { TransformChannel } from '../virtual/index.js';
+import { TransformChannel } from '../common/transform.js';
 import type { ClusterContext, HttpExchange, ProtocolDef, Spec } from '../types.js';
 import * as v from '../common/validate.js';
 

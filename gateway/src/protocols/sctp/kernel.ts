@@ -28,7 +28,7 @@ import { NativeDatagramChannel } from '../../native/channel.js';
 import { NativeAcceptListener } from '../../native/accept.js';
 import { socketsAddon, socketsUnavailable, type SocketsAddon } from '../../native/sockets.js';
 import type { ClusterContext, ClusterImpl, ConnectRequest, ListenerContext } from '../types.js';
-import { bindError } from '../udp/index.js';
+import { bindError, requireAddon } from '../common/socket.js';
 
 /** The test stand-in (see the header): TCP sockets carry the kernel SCTP code. */
 export function kernelSctpStandIn(): boolean {
@@ -43,13 +43,6 @@ export function kernelSctpUnavailable(): string | undefined {
   return addon.sctpProbe();
 }
 
-/** The addon; sctp.ts checked kernelSctpUnavailable() when it validated the spec. */
-function kernelAddon(): SocketsAddon {
-  const a = socketsAddon();
-  if (a === undefined) throw new GatewayError('NOT_SUPPORTED', `kernel SCTP is unavailable: ${socketsUnavailable() ?? 'no addon'}`);
-  return a;
-}
-
 function openSocket(a: SocketsAddon, address: string): number {
   const family = isIPv6(address) ? a.constants.AF_INET6 : a.constants.AF_INET;
   return a.socket(family, a.constants.SOCK_STREAM, kernelSctpStandIn() ? 0 : a.constants.IPPROTO_SCTP);
@@ -59,7 +52,7 @@ const STANDIN_WARNING = 'kernel SCTP test stand-in: TCP sockets carry the SCTP c
 
 export class KernelSctpListener extends NativeAcceptListener {
   constructor(private readonly address: string, private readonly port: number, ctx: ListenerContext) {
-    super(kernelAddon(), ctx, 'SCTP');
+    super(requireAddon('kernel SCTP is unavailable'), ctx, 'SCTP');
   }
 
   async start(): Promise<void> {
@@ -104,7 +97,7 @@ export class KernelSctpCluster implements ClusterImpl {
   private warned = false;
 
   constructor(private readonly port: number, private readonly ctx: ClusterContext) {
-    this.addon = kernelAddon();
+    this.addon = requireAddon('kernel SCTP is unavailable');
   }
 
   async connect(req: ConnectRequest): Promise<NativeDatagramChannel> {

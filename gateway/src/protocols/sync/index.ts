@@ -13,7 +13,7 @@
 import { GatewayError, invalid } from '../../core/errors.js';
 import type { Refusals } from '../../observe/refusals.js';
 import { getAtPath } from '../../routing/jsonpath.js';
-import { TransformChannel } from '../virtual/index.js';
+import { TransformChannel } from '../common/transform.js';
 import type { ClusterImpl, ConnectRequest, ProtocolDef, SessionView } from '../types.js';
 import * as v from '../common/validate.js';
 

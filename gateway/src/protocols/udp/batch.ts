@@ -2,15 +2,13 @@
 // recvmmsg and written with sendmmsg through the sockets addon, one
 // JavaScript call per batch instead of one 'message' event per datagram.
 //
-// Used by udp.ts whenever the addon is built, for IPv4: cluster sessions get
-// a connected socket each (BatchedUdpChannel); a server-mode listener reads
-// and answers every flow through its one socket (SharedUdpSocket, one
+// Used whenever the addon is built, for IPv4: cluster sessions get a
+// connected socket each (BatchedUdpChannel); a server-mode listener reads and
+// answers every flow through its one socket (SharedUdpSocket, one
 // SharedUdpFlow channel per flow). L7MP_UDP_BATCH=off selects the plain
-// node:dgram path (for comparison, or if this one misbehaves). It was opt-in
-// for a while because the conformance suite's load-balancing probes now and
-// then saw an untagged echo: a reused source port reaching the previous
-// flow's upstream state (it can happen on either path), now prevented by the
-// source-port quarantine (udp-ports.ts).
+// node:dgram path (channel.ts), for comparison or if this one misbehaves.
+// Either path reuses kernel-chosen source ports, which the quarantine of
+// ports.ts keeps from reaching the previous flow's upstream state.
 //
 // Same Channel semantics as UdpChannel: one datagram per chunk, oversized
 // chunks split, no half-close (a cluster socket reports EOF after a linger),
@@ -21,10 +19,8 @@ import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
 import { NativeDatagramChannel } from '../../native/channel.js';
 import { NativeSocket, sourceAddress, sourceIPv4Key, type NativeSocketHandler } from '../../native/fdsocket.js';
 import { socketsAddon, type SocketsAddon } from '../../native/sockets.js';
+import { MAX_UDP_PAYLOAD, sendInPieces } from '../common/datagram.js';
 import { flowClock } from '../common/flows.js';
-
-/** Largest UDP payload over IPv4 (as in udp.ts; repeated to avoid an import cycle). */
-const MAX_UDP_PAYLOAD = 65507;
 
 /** The addon unless batching is turned off (L7MP_UDP_BATCH=off) or the addon is not built. */
 export function udpBatchAddon(): SocketsAddon | undefined {
@@ -62,9 +58,11 @@ export interface BatchedUdpOptions {
 }
 
 export class BatchedUdpChannel extends NativeDatagramChannel {
+  /** The kernel may forward this flow in our stead, as on UdpChannel. */
+  readonly kernelOffload: boolean = true;
   /** Kernel offload hook, as on UdpChannel. */
   kernelActivity: (() => number) | undefined;
-  /** Called once when the socket closes (cluster side: its source port goes into quarantine, udp-ports.ts). */
+  /** Called once when the socket closes (cluster side: its source port goes into quarantine, ports.ts). */
   onRelease: (() => void) | undefined;
   private readonly remoteKey: number;
 
@@ -90,13 +88,10 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
 
   override send(chunk: Uint8Array): boolean {
     if (chunk.byteLength <= MAX_UDP_PAYLOAD) return super.send(chunk);
-    // A byte stream routed into UDP can hand us more than one datagram holds.
-    let ok = true;
-    for (let off = 0; off < chunk.byteLength; off += MAX_UDP_PAYLOAD) {
-      ok = super.send(chunk.subarray(off, Math.min(off + MAX_UDP_PAYLOAD, chunk.byteLength))) && ok;
-    }
-    return ok;
+    return sendInPieces(chunk, MAX_UDP_PAYLOAD, this.sendPiece);
   }
+
+  private readonly sendPiece = (piece: Uint8Array): boolean => super.send(piece);
 
   /** The socket's local port (undefined once closed). */
   get localPort(): number | undefined {
@@ -144,8 +139,8 @@ export interface SharedUdpOwner {
  * datagrams are read from it (recvmmsg, demultiplexed by source address) and
  * every reply leaves through it (sendmmsg with each datagram's destination),
  * as nginx stream does. A flow costs a map entry and a small channel object,
- * not a socket, a libuv watcher and a bind+connect pair (per-session memory
- * and session setup rate were where we trailed nginx). The 5-tuple a flow
+ * not a socket, a libuv watcher and a bind+connect pair, which is what
+ * per-session memory and the session setup rate come down to. The 5-tuple a flow
  * has on the wire is the same as with a connected socket per flow, so the
  * kernel offload matches it the same way.
  */
@@ -240,13 +235,15 @@ function sysError(code: string): Error {
 /** One server-mode flow on a SharedUdpSocket: a datagram channel without a socket of its own. */
 export class SharedUdpFlow extends BaseChannel {
   readonly kind: ChannelKind = 'datagram';
+  /** The kernel may forward this flow in our stead, as on UdpChannel. */
+  readonly kernelOffload: boolean = true;
   /** Datagrams seen either way since the last idle sweep; read by the listener. */
   activity = 0;
   /** Kernel offload hook, as on UdpChannel. */
   kernelActivity: (() => number) | undefined;
   /** Unused (cluster sockets only); here so that every UdpFlowChannel has it. */
   onRelease: (() => void) | undefined;
-  /** For early drop (flow-evict.ts): when a datagram last went either way, and whether one went to the client. */
+  /** For early drop (common/flows.ts): when a datagram last went either way, and whether one went to the client. */
   lastActive = flowClock.now;
   replied = false;
 
@@ -268,12 +265,10 @@ export class SharedUdpFlow extends BaseChannel {
     this.lastActive = flowClock.now;
     this.replied = true;
     if (chunk.byteLength <= MAX_UDP_PAYLOAD) return this.shared.send(this, chunk);
-    let ok = true;
-    for (let off = 0; off < chunk.byteLength; off += MAX_UDP_PAYLOAD) {
-      ok = this.shared.send(this, chunk.subarray(off, Math.min(off + MAX_UDP_PAYLOAD, chunk.byteLength))) && ok;
-    }
-    return ok;
+    return sendInPieces(chunk, MAX_UDP_PAYLOAD, this.sendPiece);
   }
+
+  private readonly sendPiece = (piece: Uint8Array): boolean => this.shared.send(this, piece);
 
   /** UDP has no half-close: the flow keeps receiving until its session ends. */
   end(): void {}

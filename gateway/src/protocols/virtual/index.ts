@@ -1,183 +1,15 @@
 // Virtual (in-process) clusters: Echo, Discard, Logger, JSONEncap, JSONDecap,
-// and Stdio (Sync: sync.ts). Each session gets a fresh channel; endpoints are ignored.
+// and Stdio (Sync: protocols/sync). Each session gets a fresh channel;
+// endpoints are ignored. This file holds the declarations and spec parsing;
+// the channels are in channels.ts and stdio.ts, Logger's files in log-sink.ts.
 
-import fs from 'node:fs';
-import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
+import type { BaseChannel } from '../../dataplane/channel.js';
 import { GatewayError, invalid } from '../../core/errors.js';
-import type { ClusterImpl, ConnectRequest, ProtocolDef, SessionView, Spec } from '../types.js';
+import type { ClusterImpl, ConnectRequest, ProtocolDef, Spec } from '../types.js';
 import * as v from '../common/validate.js';
-
-/** A channel whose output is computed from its input, synchronously. */
-export abstract class TransformChannel extends BaseChannel {
-  readonly kind: ChannelKind = 'datagram';
-  private ended = false;
-
-  send(chunk: Uint8Array): boolean {
-    if (this.closed || this.ended) return true;
-    try {
-      this.transform(chunk);
-    } catch (err) {
-      // Hostile input (metadata JSON.stringify cannot write, a payload that
-      // breaks a transform) ends this session, logged once with its reason;
-      // it must never unwind into the listener's socket callback.
-      this.close(new GatewayError('INVALID_INPUT', `${this.constructor.name.replace(/Channel$/, '')} transform failed: ${(err as Error).message}`));
-    }
-    return !this.paused;
-  }
-
-  protected abstract transform(chunk: Uint8Array): void;
-
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.deliverEnd();
-  }
-
-  protected doPause(): void {}
-  protected doResume(): void {
-    this.emitDrain();
-  }
-  protected doClose(err: Error | undefined): void {
-    this.finish(err);
-  }
-}
-
-class EchoChannel extends TransformChannel {
-  protected transform(chunk: Uint8Array): void {
-    this.deliver(chunk);
-  }
-}
-
-class DiscardChannel extends TransformChannel {
-  protected transform(): void {}
-}
-
-interface LogSink { write(line: string): void }
-
-/**
- * Where Logger clusters write: one append stream per file, shared by the
- * clusters that name it and closed with the last of them, so a deleted
- * Logger leaves no descriptor behind.
- */
-const fileSinks = new Map<string, { sink: LogSink; refs: number; stream: fs.WriteStream }>();
-
-function isStream(file: string): boolean {
-  return file === '-' || file === 'stdout' || file === 'stderr';
-}
-
-/** Open (or share) the sink of `file`; throws the open error. */
-function acquireSink(file: string): LogSink {
-  if (file === '-' || file === 'stdout') return { write: (l) => process.stdout.write(l) };
-  if (file === 'stderr') return { write: (l) => process.stderr.write(l) };
-  let s = fileSinks.get(file);
-  if (!s) {
-    // Append, never truncate: l7mp truncated the file for every session.
-    // Opened synchronously, so that a file that cannot be opened refuses the change.
-    const fd = fs.openSync(file, 'a', 0o640);
-    const stream = fs.createWriteStream(file, { fd, autoClose: true });
-    stream.on('error', () => { /* an open file fails only with the disk; the cluster reported the open */ });
-    s = { sink: { write: (l) => stream.write(l) }, refs: 0, stream };
-    fileSinks.set(file, s);
-  }
-  s.refs++;
-  return s.sink;
-}
-
-function releaseSink(file: string): void {
-  const s = fileSinks.get(file);
-  if (!s || --s.refs > 0) return;
-  fileSinks.delete(file);
-  s.stream.end(); // flushes what is queued, then closes the descriptor
-}
-
-class LoggerChannel extends TransformChannel {
-  constructor(
-    private readonly sink_: { write(line: string): void },
-    private readonly session: string,
-    private readonly direction: string,
-    private readonly prefix: string,
-  ) {
-    super();
-  }
-
-  protected transform(chunk: Uint8Array): void {
-    const text = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8');
-    this.sink_.write(JSON.stringify({
-      time: new Date().toISOString(),
-      session: this.session,
-      direction: this.direction,
-      prefix: this.prefix,
-      bytes: chunk.byteLength,
-      data: text,
-    }) + '\n');
-    this.deliver(chunk);
-  }
-}
-
-class EncapChannel extends TransformChannel {
-  constructor(private readonly session: SessionView) {
-    super();
-  }
-  protected transform(chunk: Uint8Array): void {
-    const payload = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('base64');
-    this.deliver(Buffer.from(JSON.stringify({ metadata: this.session.metadata, payload })));
-  }
-}
-
-class DecapChannel extends TransformChannel {
-  dropped = 0;
-  constructor(private readonly onBad: (reason: string) => void) {
-    super();
-  }
-  protected transform(chunk: Uint8Array): void {
-    let msg: unknown;
-    try {
-      msg = JSON.parse(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('utf8'));
-    } catch {
-      this.drop('not JSON');
-      return;
-    }
-    const payload = (msg as { payload?: unknown } | null)?.payload;
-    if (typeof payload !== 'string') {
-      this.drop('no string "payload" field');
-      return;
-    }
-    this.deliver(Buffer.from(payload, 'base64'));
-  }
-  private drop(reason: string): void {
-    // Logged once per session: a flood of bad messages must not flood the log.
-    if (this.dropped++ === 0) this.onBad(reason);
-  }
-}
-
-/** Stdio: the gateway's own stdin and stdout. One session at a time. */
-let stdioBusy = false;
-class StdioChannel extends BaseChannel {
-  readonly kind: ChannelKind = 'byte';
-  private readonly onData = (chunk: Buffer) => this.deliver(chunk);
-  private readonly onEnd = () => this.deliverEnd();
-
-  constructor() {
-    super();
-    this.peer = 'stdio';
-    process.stdin.on('data', this.onData);
-    process.stdin.on('end', this.onEnd);
-    process.stdin.resume();
-  }
-  send(chunk: Uint8Array): boolean {
-    return process.stdout.write(chunk);
-  }
-  end(): void {}
-  protected doPause(): void { process.stdin.pause(); }
-  protected doResume(): void { process.stdin.resume(); }
-  protected doClose(err: Error | undefined): void {
-    process.stdin.off('data', this.onData);
-    process.stdin.off('end', this.onEnd);
-    process.stdin.pause();
-    stdioBusy = false;
-    this.finish(err);
-  }
-}
+import { DecapChannel, DiscardChannel, EchoChannel, EncapChannel, LoggerChannel } from './channels.js';
+import { acquireSink, isStream, releaseSink, type LogSink } from './log-sink.js';
+import { openStdio } from './stdio.js';
 
 function virtual(make: (req: ConnectRequest) => BaseChannel): ClusterImpl {
   return { connect: async (req) => make(req) };
@@ -268,9 +100,7 @@ export const stdioProtocol: ProtocolDef = {
     retriable: false,
     create: () => ({
       async connect() {
-        if (stdioBusy) throw new GatewayError('CONNECT_FAILED', 'Stdio is already in use by another session');
-        stdioBusy = true;
-        return new StdioChannel();
+        return openStdio();
       },
     }),
   },

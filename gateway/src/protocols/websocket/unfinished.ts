@@ -2,7 +2,7 @@
 // `ws` listener engine and the WebSocket cluster): what a connection's
 // receiver holds of an unfinished message is reserved in the budget, read
 // after every socket read. uWS connections reserve a whole message instead
-// (websocket.ts), since uWS does not show a partial one.
+// (listener.ts), since uWS does not show a partial one.
 
 import type net from 'node:net';
 import type { WebSocket } from 'ws';

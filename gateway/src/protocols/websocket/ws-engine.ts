@@ -1,5 +1,5 @@
 // WebSocket listener on the `ws` library (spec.engine: ws), the alternative to
-// the uWebSockets.js listener in websocket.ts. Same behaviour and session
+// the uWebSockets.js listener in listener.ts. Same behaviour and session
 // metadata: one message per datagram, frame mode mirror/binary/text, path and
 // subprotocol checks, 426 for plain HTTP, close codes as session end reasons.
 //
@@ -22,13 +22,13 @@ import type { Duplex } from 'node:stream';
 import type net from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
-import { GatewayError } from '../../core/errors.js';
 import type { ListenerContext, ListenerImpl } from '../types.js';
-import { httpMetadata, readNodeHead as nodeHead, refusePath, type RequestHead } from '../http/index.js';
+import { httpMetadata, readNodeHead as nodeHead, refusePath, type RequestHead } from '../common/http-head.js';
+import { bindError } from '../common/socket.js';
 import { watchUnfinished } from './unfinished.js';
 import {
   NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type WsListenerConfig, type FrameMode,
-} from './index.js';
+} from './frames.js';
 
 /** What uWS's maxBackpressure is in the other engine: beyond it, messages are dropped. */
 const MAX_BACKPRESSURE = 4 * 1024 * 1024;
@@ -38,7 +38,6 @@ const CLOSE_GRACE_MS = 5000;
 /** Options objects for ws.send, allocated once. */
 const BINARY = { binary: true } as const;
 const TEXT = { binary: false } as const;
-
 
 /** Answer a refused upgrade on the raw socket, the way node's HTTP server would. */
 function refuse(socket: Duplex, status: number, phrase: string, body: string, extra = ''): void {
@@ -180,8 +179,8 @@ export class WsEngineListener implements ListenerImpl {
       socket.destroy();
     });
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        reject(new GatewayError('BIND_FAILED', `WebSocket listener "${ctx.listenerName}" cannot listen on ${cfg.address}:${cfg.port}: ${err.code === 'EADDRINUSE' ? 'address already in use' : err.message}`, undefined, { cause: err }));
+      const onError = (err: Error) => {
+        reject(bindError(err, `WebSocket listener "${ctx.listenerName}" cannot listen on ${cfg.address}:${cfg.port}`));
       };
       server.once('error', onError);
       server.listen({ host: cfg.address, port: cfg.port, exclusive: true }, () => {

@@ -1,0 +1,53 @@
+// TCP and Unix stream clusters: one connection per session.
+
+import net from 'node:net';
+import { GatewayError } from '../../core/errors.js';
+import type { ClusterContext, ClusterImpl, ConnectRequest } from '../types.js';
+import { SocketChannel } from './channel.js';
+
+function connectSocket(opts: net.NetConnectOpts, timeoutMs: number, what: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ ...opts, allowHalfOpen: true } as net.NetConnectOpts);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new GatewayError('CONNECT_FAILED', `${what}: connect timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.once('connect', () => {
+      clearTimeout(timer);
+      sock.off('error', onError);
+      resolve(sock);
+    });
+    const onError = (err: Error) => {
+      clearTimeout(timer);
+      reject(new GatewayError('CONNECT_FAILED', `${what}: ${err.message}`, undefined, { cause: err }));
+    };
+    sock.once('error', onError);
+  });
+}
+
+export class TcpCluster implements ClusterImpl {
+  constructor(
+    private readonly port: number,
+    private readonly bindAddress: string | undefined,
+    private readonly bindPort: number | undefined,
+    private readonly ctx: ClusterContext,
+  ) {}
+
+  async connect(req: ConnectRequest): Promise<SocketChannel> {
+    const ep = req.endpoint;
+    if (!ep) throw new GatewayError('CONNECT_FAILED', `cluster "${this.ctx.clusterName}" has no endpoint`);
+    const sock = await connectSocket({
+      host: ep.address, port: this.port, localAddress: this.bindAddress, localPort: this.bindPort, noDelay: true,
+    } as net.NetConnectOpts, req.timeoutMs, `TCP ${ep.address}:${this.port}`);
+    return new SocketChannel(sock, `${ep.address}:${this.port}`);
+  }
+}
+
+export class UnixCluster implements ClusterImpl {
+  async connect(req: ConnectRequest): Promise<SocketChannel> {
+    const ep = req.endpoint;
+    if (!ep) throw new GatewayError('CONNECT_FAILED', 'UnixDomainSocket cluster has no endpoint');
+    const sock = await connectSocket({ path: ep.address }, req.timeoutMs, `UnixDomainSocket ${ep.address}`);
+    return new SocketChannel(sock, ep.address);
+  }
+}
