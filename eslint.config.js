@@ -19,6 +19,7 @@ const PROTOCOL_MAY_IMPORT = [
   './native',
   './dataplane',
   './core/errors.ts',
+  './core/is-object.ts',
   './core/limits.ts',
   './core/depth.ts',
   './observe/log.ts',

@@ -7,15 +7,12 @@
 // lists their properties.
 
 import { Admin } from '../api/generated/schemas.js';
+import { isObject } from '../core/is-object.js';
 
 interface SchemaNode {
   readonly properties?: Record<string, SchemaNode>;
   readonly additionalProperties?: unknown;
   readonly anyOf?: readonly SchemaNode[];
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** The schema's object form, if it has one whose properties are listed. */

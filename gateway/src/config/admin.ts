@@ -27,6 +27,7 @@ import { resolveApiToken } from './api-token.js';
 import { parseLogLevel } from './log-level.js';
 import { parseOffloadConfig, type OffloadCli, type OffloadConfig } from './offload.js';
 import type { AdminSettings } from './admin-settings.js';
+import { isObject } from '../core/is-object.js';
 
 export type { AdminSettings };
 
@@ -81,10 +82,6 @@ export interface AdminInputs {
  * meant "not set"; the schema would refuse the null.
  */
 const NULL_IS_UNSET = ['log_level', 'metrics', 'stdio_fork', 'file_root', 'offload_ifs'];
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** The admin section without the nulls that mean "unset". */
 function withoutUnsetNulls(raw: unknown): unknown {

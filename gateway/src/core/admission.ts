@@ -23,6 +23,7 @@ import type { Logger } from '../observe/log.js';
 import type { RefusalReason, Refusals } from '../observe/refusals.js';
 import { invalid } from './errors.js';
 import { FdBudget, defaultReserve, readFdLimit } from './fd-budget.js';
+import { isObject } from './is-object.js';
 
 export interface AdmissionLimits {
   /** Live data-plane sessions at most, gateway-wide. */
@@ -47,10 +48,6 @@ export const DEFAULT_LIMITS: AdmissionLimits = {
   flowSources: 65_536,
   fdReserve: undefined,
 };
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** A listener's `options.max_sessions` (undefined: the admin default). */
 export function parseListenerMaxSessions(options: Record<string, unknown>, field: string): number | undefined {

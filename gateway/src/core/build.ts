@@ -16,12 +16,9 @@ import { DEFAULT_RETRY, type ClusterObj, type EndpointObj, type RetryOn, type Re
 import { checkName } from './names.js';
 import { checkStaticOnly } from './policy.js';
 import type { Transaction } from './store.js';
+import { isObject } from './is-object.js';
 
 const RETRY_ON: readonly RetryOn[] = ['never', 'connect-failure', 'disconnect', 'always'];
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function clone<T>(v: T): T {
   return v === undefined ? v : structuredClone(v);

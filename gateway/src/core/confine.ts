@@ -13,12 +13,9 @@ import path from 'node:path';
 import { findProtocol } from '../protocols/registry.js';
 import type { FileKey, ProtocolDef, Spec } from '../protocols/types.js';
 import { GatewayError, invalid } from './errors.js';
+import { isObject } from './is-object.js';
 
 export type FilePlace = 'listener' | 'cluster' | 'endpoint';
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function inside(root: string, p: string): boolean {
   return p === root || p.startsWith(root.endsWith('/') ? root : `${root}/`);

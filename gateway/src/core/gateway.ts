@@ -23,10 +23,7 @@ import type { ClusterObj, EndpointObj, ListenerObj, ObjKind, RouteObj, RuleListO
 import { checkApiExposure, guardApi } from './policy.js';
 import type { GatewayOptions } from './options.js';
 import { Store, type Transaction } from './store.js';
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+import { isObject } from './is-object.js';
 
 export type { GatewayOptions } from './options.js';
 

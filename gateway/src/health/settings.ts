@@ -6,6 +6,7 @@
 // endpoint, and its endpoints' health shows as "unknown".
 
 import { invalid } from '../core/errors.js';
+import { isObject } from '../core/is-object.js';
 
 export interface OutlierSettings {
   /** Failures in a row (connect failure, reset before the first byte, HTTP 5xx) that eject an endpoint. */
@@ -59,10 +60,6 @@ const MIN_INTERVAL = 50;
 const MAX_TIME = 3_600_000;
 const MAX_PAYLOAD = 1024;
 const MAX_EXPECT = 32;
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function num(raw: Record<string, unknown>, key: string, field: string, def: number, min: number, max: number, integer = true): number {
   const v = raw[key];

@@ -68,7 +68,4 @@ export function optNumber(spec: Spec, key: string, field: string, min: number, m
   return v;
 }
 
-/** A plain JSON object (not an array, not null): what a spec, a header or a recipe entry must be. */
-export function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
+export { isObject } from '../../core/is-object.js';
