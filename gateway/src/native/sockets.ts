@@ -36,7 +36,8 @@ export interface SocketsAddon {
   close(fd: number): void;
   bindUnix(fd: number, path: string): void;
   connectUnix(fd: number, path: string): void;
-  bindInet(fd: number, host: string, port: number, reuseAddr: boolean): void;
+  /** reusePort: SO_REUSEPORT, so that every worker binds the same address (docs/workers.md). */
+  bindInet(fd: number, host: string, port: number, reuseAddr: boolean, reusePort?: boolean): void;
   connectInet(fd: number, host: string, port: number): void;
   localAddress(fd: number): SockAddress;
   /** getpeername(2); throws ENOTCONN on a socket that is not connected. */

@@ -117,7 +117,9 @@ Napi::Value BindOrConnectUnix(const Napi::CallbackInfo& info, bool connectIt) {
 Napi::Value BindUnix(const Napi::CallbackInfo& info) { return BindOrConnectUnix(info, false); }
 Napi::Value ConnectUnix(const Napi::CallbackInfo& info) { return BindOrConnectUnix(info, true); }
 
-// bindInet(fd, host, port, reuseAddr)
+// bindInet(fd, host, port, reuseAddr, reusePort): SO_REUSEPORT lets every
+// worker bind its own socket to one address; the kernel then spreads TCP
+// connections and UDP 4-tuples over the group (docs/workers.md).
 Napi::Value BindInet(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t fd, port;
@@ -135,6 +137,13 @@ Napi::Value BindInet(const Napi::CallbackInfo& info) {
     int one = 1;
     if (setsockopt(static_cast<int>(fd), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
       ErrnoError(env, errno, "setsockopt", "SO_REUSEADDR").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  if (info.Length() > 4 && info[4].ToBoolean().Value()) {
+    int one = 1;
+    if (setsockopt(static_cast<int>(fd), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+      ErrnoError(env, errno, "setsockopt", "SO_REUSEPORT").ThrowAsJavaScriptException();
       return env.Undefined();
     }
   }
