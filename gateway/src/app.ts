@@ -16,6 +16,7 @@ import { GatewayMetrics } from './observe/metrics.js';
 import { setupOffload } from './fastpath/offload/index.js';
 import { setupSplice } from './fastpath/splice.js';
 import { packageVersion } from './version.js';
+import { startWorkers } from './workers/start.js';
 
 export const DEFAULT_CONFIG = {
   admin: { log_level: 'info', log_file: 'stdout' },
@@ -75,6 +76,8 @@ export interface StartOptions {
   env?: NodeJS.ProcessEnv;
   /** -o / -i: override admin.offload / admin.offload_ifs. */
   offload?: OffloadCli;
+  /** -w: overrides admin.workers. */
+  workers?: number | 'auto';
 }
 
 export async function startGateway(opts: StartOptions): Promise<Gateway> {
@@ -92,6 +95,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     ...(opts.logLevel !== undefined ? { logLevel: opts.logLevel } : {}),
     ...(opts.strict !== undefined ? { strict: opts.strict } : {}),
     ...(opts.offload !== undefined ? { offload: opts.offload } : {}),
+    ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
     ...(opts.env !== undefined ? { env: opts.env } : {}),
   });
   checkSchema('setConf', objects);
@@ -129,8 +133,10 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   setupOffload(gw, admin.offload); // logs why once and runs without it when it cannot
   setupSplice(gw); // splice(2) for bulk stream sessions; none without the addon or with L7MP_SPLICE=off
   gw.admission.logLimits(log);
+  // With workers the data-plane listeners run in them, the rest here (workers/start.ts).
+  const applied = admin.workers > 1 ? await startWorkers(gw, cfg as Record<string, unknown>, admin.workers, rawAdmin) : cfg;
   // A config that does not apply still ran setupOffload: stop() detaches the program again.
-  await gw.applyConfig(cfg, true).catch(async (err: unknown) => { await gw.stop(); throw err; });
+  await gw.applyConfig(applied, true).catch(async (err: unknown) => { await gw.stop(); throw err; });
   // Routes to clusters that do not exist: refused in strict mode; otherwise
   // warned about here and named by /ready until they exist (dangling-routes.ts).
   const dangling = danglingClusterRefs(gw);

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
         strict: { type: 'boolean', short: 's' },
         offload: { type: 'string', short: 'o' },
         'offload-ifs': { type: 'string', short: 'i' },
+        workers: { type: 'string', short: 'w' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -65,6 +66,14 @@ async function main(): Promise<void> {
     process.stderr.write(`l7mp: -o takes init, no_init or disable\n\n${USAGE}`);
     process.exit(2);
   }
+  let workers: number | 'auto' | undefined;
+  if (v.workers !== undefined) {
+    workers = v.workers === 'auto' ? 'auto' : Number(v.workers);
+    if (workers !== 'auto' && !(Number.isInteger(workers) && workers >= 1 && workers <= 1024)) {
+      process.stderr.write(`l7mp: -w takes a number from 1 to 1024 or auto\n\n${USAGE}`);
+      process.exit(2);
+    }
+  }
   process.title = 'l7mp';
   const { DEFAULT_CONFIG, readConfigFile, startGateway } = await import('./app.js');
   let config: unknown;
@@ -75,7 +84,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const offload = { ...(v.offload !== undefined ? { offload: v.offload } : {}), ...(v['offload-ifs'] !== undefined ? { offloadIfs: v['offload-ifs'] } : {}) };
-  startGateway({ config, offload, ...(level !== undefined ? { logLevel: level } : {}), ...(v.strict ? { strict: true } : {}) }).then((gw) => {
+  startGateway({ config, offload, ...(workers !== undefined ? { workers } : {}), ...(level !== undefined ? { logLevel: level } : {}), ...(v.strict ? { strict: true } : {}) }).then((gw) => {
     gw.log.info({ version: gw.admin.version, log_level: gw.admin.log_level, strict: gw.admin.strict, config: v.config ?? '(built-in default)' }, 'l7mp gateway started');
     let stopping = false;
     const shutdown = (sig: string) => {

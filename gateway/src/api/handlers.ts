@@ -102,11 +102,14 @@ export const handlers: Record<OperationId, Handler> = {
   deleteRoute: (gw, req) => gw.deleteRoute(req.params.name!, req.recursive),
 
   // As in l7mp, the listing includes the session carrying this very request.
-  getSessions: (gw) => dumpSessions(gw),
-  getSession: (gw, req) => {
+  // With workers, theirs too; their names carry the worker (workers/entry.ts).
+  getSessions: async (gw) => [...dumpSessions(gw), ...(await gw.workers?.sessions() ?? [])],
+  getSession: async (gw, req) => {
     const s = gw.sessions.get(req.params.name!);
-    if (!s) throw new GatewayError('NOT_FOUND', 'No such session');
-    return dumpSession(s);
+    if (s) return dumpSession(s);
+    const remote = (await gw.workers?.sessions() ?? []).find((x) => (x as { name?: unknown }).name === req.params.name);
+    if (!remote) throw new GatewayError('NOT_FOUND', 'No such session');
+    return remote;
   },
   deleteSession: (gw, req) => gw.deleteSession(req.params.name!),
 };

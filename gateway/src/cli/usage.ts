@@ -15,10 +15,11 @@ export const ENVIRONMENT: ReadonlyArray<readonly [name: string, what: string]> =
   ['L7MP_SPLICE_AFTER', 'bytes a stream session carries before it is spliced (default 262144)'],
   ['L7MP_BPF_ADDON', 'path of the kernel offload addon (default: next to dist/)'],
   ['L7MP_BPF_OBJECT', 'path of the tc-bpf offload object (default: next to dist/)'],
+  ['L7MP_WORKER_INDEX', 'set by the gateway in its data-plane workers (-w); never by hand'],
   ['L7MP_SCTP_KERNEL_STANDIN', '"tcp": test stand-in for kernel SCTP; never in production'],
 ];
 
-export const USAGE = `Usage: l7mp [-c CONFIG] [-l LEVEL] [-s] [-o MODE] [-i IFS]
+export const USAGE = `Usage: l7mp [-c CONFIG] [-l LEVEL] [-s] [-o MODE] [-i IFS] [-w N]
        l7mp health [--url URL]
        l7mp --version | --help
 
@@ -30,6 +31,8 @@ export const USAGE = `Usage: l7mp [-c CONFIG] [-l LEVEL] [-s] [-o MODE] [-i IFS]
                         that do not exist (the schema check runs always)
   -o, --offload MODE    kernel offload: init, no_init or disable
   -i, --offload-ifs IFS comma-separated interfaces for the offload, or "all"
+  -w, --workers N       data-plane worker processes, or "auto" (one per core);
+                        overrides admin.workers (default 1)
   -v, --version         print the version and exit
   -h, --help            show this help
 

@@ -12,6 +12,7 @@
 
 import path from 'node:path';
 import fs from 'node:fs';
+import os from 'node:os';
 import { GatewayError, invalid } from '../core/errors.js';
 import { DEFAULT_LIMITS, type AdmissionLimits } from '../core/admission.js';
 import { DEFAULT_EDGE_LIMITS, type EdgeLimitSettings } from '../core/limits.js';
@@ -63,6 +64,8 @@ export interface AdminConfig {
   readonly offload: OffloadConfig;
   /** Readiness waits for the operator's admin.generation. */
   readonly managed: boolean;
+  /** Data-plane worker processes; 1: the data plane runs in this process (docs/workers.md). */
+  readonly workers: number;
 }
 
 /** What overrides or completes the admin section: the command line and the environment. */
@@ -73,6 +76,8 @@ export interface AdminInputs {
   readonly strict?: boolean;
   /** -o / -i */
   readonly offload?: OffloadCli;
+  /** -w */
+  readonly workers?: number | 'auto';
   /** L7MP_API_TOKEN, L7MP_LOG_FORMAT; process.env by default. */
   readonly env?: NodeJS.ProcessEnv;
 }
@@ -121,7 +126,16 @@ export function parseAdmin(raw: unknown, inputs: AdminInputs = {}): AdminConfig 
     drainTimeout: admin.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS,
     offload: parseOffloadConfig(admin, inputs.offload),
     managed: admin.managed === true,
+    workers: workerCount(inputs.workers ?? admin.workers),
   };
+}
+
+/** admin.workers / -w: a count, or "auto" for one per available core. */
+export function workerCount(v: number | 'auto' | undefined, cores = os.availableParallelism()): number {
+  if (v === undefined) return 1;
+  if (v === 'auto') return Math.max(1, cores);
+  if (!Number.isInteger(v) || v < 1 || v > 1024) throw invalid('admin.workers', 'must be an integer from 1 to 1024 or "auto"');
+  return v;
 }
 
 function edgeLimits(l: AdminInput['limits']): EdgeLimitSettings {
@@ -205,7 +219,7 @@ export interface AdminUpdate {
 }
 
 /** Settings REST may name but never set: the control plane's own security and what is fixed at start. */
-const STATIC_ONLY = ['api_token', 'api_token_file', 'limits', 'managed', 'file_root', 'drain_timeout'];
+const STATIC_ONLY = ['api_token', 'api_token_file', 'limits', 'managed', 'file_root', 'drain_timeout', 'workers'];
 const UPDATABLE = ['log_level', 'strict', 'log_file', 'access_log_path', 'offload', 'offload_ifs', 'version', 'generation'];
 
 /** Parse an applyAdmin body's admin object against the running settings; throws what the call answers. */

@@ -71,7 +71,7 @@ export interface AdmissionGraph {
 }
 
 /** Cluster protocols that make a listener part of the control plane. */
-const CONTROL_PLANE_PROTOCOLS: ReadonlySet<string> = new Set(['L7mpController', 'Prometheus']);
+export const CONTROL_PLANE_PROTOCOLS: ReadonlySet<string> = new Set(['L7mpController', 'Prometheus']);
 
 /** A listener's live data-plane sessions. Sessions hold a reference, so a listener deleted and re-added keeps its count right. */
 export class ListenerCount {

@@ -27,6 +27,12 @@ import { isObject } from './is-object.js';
 
 export type { GatewayOptions } from './options.js';
 
+/** What the control plane reads of a data plane that runs in other processes. */
+export interface RemoteDataPlane {
+  readinessReasons(): string[];
+  sessions(): Promise<unknown[]>;
+}
+
 export class Gateway implements GatewayServices {
   readonly log: Logger;
   readonly admin: AdminSettings;
@@ -41,6 +47,8 @@ export class Gateway implements GatewayServices {
   readonly observer: GatewayObserver | undefined;
   /** The static configuration was applied (readiness). */
   configApplied = false;
+  /** With admin.workers > 1: the data plane's worker processes (workers/supervisor.ts). */
+  workers: RemoteDataPlane | undefined;
   /** Admits new data-plane sessions: caps, flow rate, descriptor budget (admission.ts). */
   readonly admission: Admission;
   /** Health check and ejection counters of every cluster (gateway/src/health). */

@@ -52,6 +52,7 @@ export function readiness(gw: Gateway): Readiness {
     if (l.impl.bound && !l.impl.bound()) reasons.push(`listener "${l.name}" is not bound`);
   }
   reasons.push(...danglingReasons(gw)); // a route whose cluster does not exist fails every session it takes
+  if (gw.workers !== undefined) reasons.push(...gw.workers.readinessReasons()); // every worker runs the current config
   return { ready: reasons.length === 0, reasons };
 }
 

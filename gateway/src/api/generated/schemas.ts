@@ -85,6 +85,7 @@ export const Admin = Type.Object({
   api_token_file: Type.Optional(Type.String()),
   limits: Type.Optional(AdminLimits),
   drain_timeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600000 })),
+  workers: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 1024 }), Type.Literal("auto")])),
   managed: Type.Optional(Type.Boolean()),
   generation: Type.Optional(Type.String({ pattern: "^\\S{1,256}$" })),
   version: Type.Optional(Type.String()),

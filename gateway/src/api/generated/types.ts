@@ -88,6 +88,8 @@ export type Admin = {
   limits?: AdminLimits;
   /** Static config only. Milliseconds the gateway gives established sessions to finish after SIGTERM or SIGINT (default 10000; 0 cuts them at once). During the drain `/ready` answers 503 (reason `draining`) and listeners take no new sessions; what is left at the end is cut with an error the client can see (HTTP 503 or an aborted response, WebSocket close 1001, TCP reset). */
   drain_timeout?: number;
+  /** Static config only. Data-plane worker processes (default 1: the data plane runs in the main process; "auto": one per available core). With more than one, every data-plane listener runs in each worker and shares its port with SO_REUSEPORT; the REST API, the config store and the control-plane listeners stay in the main process (docs/workers.md). Also `-w N`. */
+  workers?: number | "auto";
   /** Static config only. The gateway is configured by the l7mp operator: `/ready` on the admin listener answers 503 until the operator has set `generation`, so a rollout waits for the configuration, not just for the process. */
   managed?: boolean;
   /** The configuration generation the operator applied last, set by applyAdmin once every object of that generation is in place (opaque to the gateway; at most 256 visible characters). Shown by `/ready`. */

@@ -4,8 +4,10 @@ import net from 'node:net';
 import type { ListenerContext, ListenerImpl } from '../types.js';
 import { bindError, clearStaleSocket } from '../common/socket.js';
 import { SocketChannel } from './channel.js';
+import { portSharing, reusePortSocket } from '../common/reuseport.js';
 
-function listen(server: net.Server, opts: net.ListenOptions): Promise<void> {
+/** `{ fd }`: a socket already bound and listening (a worker's SO_REUSEPORT socket). */
+function listen(server: net.Server, opts: net.ListenOptions | { fd: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts, () => {
@@ -33,7 +35,8 @@ export class TcpListener implements ListenerImpl {
   async start(): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onConnection(sock));
     try {
-      await listen(server, { host: this.address, port: this.port });
+      // In a worker every worker listens on the port (common/reuseport.ts).
+      await listen(server, portSharing.on ? { fd: reusePortSocket('tcp', this.address, this.port) } : { host: this.address, port: this.port });
     } catch (err) {
       throw bindError(err, `TCP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}`);
     }

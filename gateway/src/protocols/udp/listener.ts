@@ -6,6 +6,7 @@ import type { ListenerContext, ListenerImpl } from '../types.js';
 import { bindDgram, closeDgram, connectDgram, dgramType } from '../common/datagram.js';
 import { IdleSweep, pickEvictable, startFlowClock } from '../common/flows.js';
 import { bindError } from '../common/socket.js';
+import { portSharing } from '../common/reuseport.js';
 import { SharedUdpSocket, canBatch, flat, keyAddress, udpBatchAddon, type SharedUdpFlow, type SharedUdpOwner } from './batch.js';
 import { UdpChannel, type UdpFlowChannel } from './channel.js';
 
@@ -76,6 +77,11 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
       this.startShared(addon, what);
       return;
     }
+    if (portSharing.on) {
+      // Workers share the port only on the batched path (one socket, flows
+      // demultiplexed here); per-flow sockets are docs/workers.md's next step.
+      throw new GatewayError('NOT_SUPPORTED', `${what}: with admin.workers > 1 a UDP listener needs server mode on IPv4 with the native addon`);
+    }
     if (!this.cfg.singleton) {
       // Server mode needs SO_REUSEADDR for its per-session sockets, which would
       // also let a second listener share the port. An exclusive probe bind
@@ -112,7 +118,8 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
     const fd = addon.socket(addon.constants.AF_INET, addon.constants.SOCK_DGRAM, 0);
     try {
       // No SO_REUSEADDR: nothing else binds this port (flows have no sockets), so "in use" is an error at once.
-      addon.bindInet(fd, address, port, false);
+      // Workers: every worker binds the port, the kernel keeps each 4-tuple on one (common/reuseport.ts).
+      addon.bindInet(fd, address, port, portSharing.on, portSharing.on);
       // Every flow's burst lands in this one queue.
       addon.setBuffers(fd, 4 << 20, 4 << 20);
     } catch (err) {

@@ -1,0 +1,33 @@
+// Port sharing across data-plane workers (docs/workers.md): in a worker
+// process every TCP and UDP listener binds its address with SO_REUSEPORT, so
+// that each worker holds its own socket and the kernel spreads connections
+// and UDP 4-tuples over them. Node 20 cannot set SO_REUSEPORT (the
+// `reusePort` listen option came in 22.12), so the addon makes the socket
+// and Node adopts it (`net.Server.listen({fd})`, the UDP shared socket).
+
+import { isIPv6 } from 'node:net';
+import { GatewayError } from '../../core/errors.js';
+import { socketsAddon } from '../../native/sockets.js';
+
+/** Set once by the worker entry before any listener starts. */
+export const portSharing = { on: false };
+
+/**
+ * A socket bound to address:port with SO_REUSEPORT (and SO_REUSEADDR, so that
+ * per-flow UDP sockets with SO_REUSEADDR only can bind beside it without
+ * joining the group). Throws a Node-style system error from bind.
+ */
+export function reusePortSocket(kind: 'tcp' | 'udp', address: string, port: number): number {
+  const addon = socketsAddon();
+  if (addon === undefined) throw new GatewayError('NOT_SUPPORTED', 'sharing a port across workers needs the native sockets addon');
+  const c = addon.constants;
+  const fd = addon.socket(isIPv6(address) ? c.AF_INET6 : c.AF_INET, kind === 'tcp' ? c.SOCK_STREAM : c.SOCK_DGRAM, 0);
+  try {
+    addon.bindInet(fd, address, port, true, true);
+    if (kind === 'tcp') addon.listen(fd, 511);
+  } catch (err) {
+    addon.close(fd);
+    throw err;
+  }
+  return fd;
+}

@@ -1,0 +1,89 @@
+// A data-plane worker process (forked by workers/supervisor.ts). It runs a
+// Gateway holding the data-plane listeners only, each bound with SO_REUSEPORT
+// (protocols/common/reuseport.ts), and answers the supervisor's messages
+// (workers/protocol.ts). It never serves the REST API: the main process does.
+
+import { startGateway } from '../app.js';
+import { checkSchema } from '../api/dispatch.js';
+import { dumpSessions } from '../api/dump.js';
+import { asGatewayError } from '../core/errors.js';
+import { drainAndStop } from '../core/drain.js';
+import type { Gateway } from '../core/gateway.js';
+import { portSharing } from '../protocols/common/reuseport.js';
+import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig } from './protocol.js';
+
+const index = Number(process.env[WORKER_INDEX_ENV] ?? '0');
+portSharing.on = true;
+
+let gw: Gateway | undefined;
+/** The prepared change: a started gateway (first config) or objects validated for applyConfig. */
+let pending: { gen: number; started?: Gateway; objects?: Record<string, unknown> } | undefined;
+
+function send(m: FromWorker): void {
+  process.send?.(m);
+}
+
+function fail(gen: number, err: unknown): void {
+  const e = asGatewayError(err);
+  send({ type: 'failed', gen, error: { code: e.code, message: e.message } });
+}
+
+async function prepare(gen: number, config: WorkerConfig): Promise<void> {
+  if (gw === undefined) {
+    // The first config binds here, so a port another program holds fails the
+    // prepare and the supervisor aborts every worker. Listening before commit
+    // is harmless: no worker serves anything else yet.
+    const started = await startGateway({ config: { admin: config.admin, ...config.objects } });
+    pending = { gen, started };
+  } else {
+    // Later changes are validated here and built at commit. Building them
+    // without activating (the store's transaction kept open across IPC) is
+    // docs/workers.md's next step.
+    checkSchema('setConf', config.objects);
+    pending = { gen, objects: config.objects };
+  }
+  send({ type: 'prepared', gen });
+}
+
+async function commit(gen: number): Promise<void> {
+  const p = pending;
+  if (p === undefined || p.gen !== gen) throw new Error(`commit of generation ${gen} without its prepare`);
+  pending = undefined;
+  if (p.started !== undefined) gw = p.started;
+  else await gw!.applyConfig(p.objects, false);
+  send({ type: 'committed', gen });
+}
+
+async function abort(gen: number): Promise<void> {
+  const p = pending;
+  if (p?.gen !== gen) return;
+  pending = undefined;
+  await p.started?.stop();
+}
+
+function onMessage(m: ToWorker): void {
+  switch (m.type) {
+    case 'prepare': prepare(m.gen, m.config).catch((err: unknown) => fail(m.gen, err)); break;
+    case 'commit': commit(m.gen).catch((err: unknown) => fail(m.gen, err)); break;
+    case 'abort': void abort(m.gen); break;
+    case 'sessions': {
+      // Names carry the worker so that they stay unique across workers.
+      const sessions = gw === undefined ? [] : dumpSessions(gw).map((s) => ({ ...(s as Record<string, unknown>), name: `w${index}-${String((s as { name?: unknown }).name)}`, worker: index }));
+      send({ type: 'sessions', id: m.id, sessions });
+      break;
+    }
+  }
+}
+
+process.on('message', (m: ToWorker) => onMessage(m));
+// The main process is gone: a worker never runs without its control plane.
+process.on('disconnect', () => process.exit(0));
+process.on('SIGTERM', () => {
+  const g = gw;
+  if (g === undefined) process.exit(0);
+  drainAndStop(g, g.admin.drain_timeout).finally(() => process.exit(0));
+  setTimeout(() => process.exit(0), g.admin.drain_timeout + 3000).unref();
+});
+// A bug in one session must not take the worker down, as in main.ts.
+process.on('uncaughtException', (err) => gw?.log.error({ err, worker: index }, 'uncaught exception in worker'));
+process.on('unhandledRejection', (err) => gw?.log.error({ err, worker: index }, 'unhandled rejection in worker'));

@@ -1,0 +1,27 @@
+// The supervisor <-> worker messages (process IPC, JSON). A config change is
+// two-phase: `prepare` in every worker, `commit` once all prepared, `abort`
+// everywhere if one failed, so a change reaches every worker or none.
+
+export interface WorkerConfig {
+  /** The data-plane objects (workers/split.ts). */
+  readonly objects: Record<string, unknown>;
+  /** What the worker's own admin section keeps: log level and the data-plane limits. */
+  readonly admin: Record<string, unknown>;
+}
+
+export type ToWorker =
+  | { type: 'prepare'; gen: number; config: WorkerConfig }
+  | { type: 'commit'; gen: number }
+  | { type: 'abort'; gen: number }
+  | { type: 'sessions'; id: number };
+
+export interface WorkerError { readonly code: string; readonly message: string }
+
+export type FromWorker =
+  | { type: 'prepared'; gen: number }
+  | { type: 'failed'; gen: number; error: WorkerError }
+  | { type: 'committed'; gen: number }
+  | { type: 'sessions'; id: number; sessions: unknown[] };
+
+/** The environment variable that carries a worker's index (1-based). */
+export const WORKER_INDEX_ENV = 'L7MP_WORKER_INDEX';

@@ -1,0 +1,160 @@
+// The supervisor: forks the data-plane workers (workers/entry.ts), applies
+// every config change to all of them or to none (prepare, then commit or
+// abort; workers/protocol.ts), restarts a worker that dies with the current
+// config, and answers for them: readiness and the session list. It runs in
+// the main process beside the REST API and never blocks it on a worker: every
+// wait on a worker is bounded.
+
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { GatewayError } from '../core/errors.js';
+import type { Logger } from '../observe/log.js';
+import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig } from './protocol.js';
+
+const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
+/** How long a worker may take to prepare or commit (binding, building) before the change fails. */
+const STEP_TIMEOUT_MS = 10_000;
+const SESSIONS_TIMEOUT_MS = 2000;
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 5000;
+
+interface Slot {
+  readonly index: number;
+  child: ChildProcess | undefined;
+  /** The generation this worker runs; -1: none (starting, restarting). */
+  committed: number;
+  readonly waiters: Set<(m: FromWorker) => void>;
+  startedAt: number;
+  backoff: number;
+}
+
+export class Supervisor {
+  private readonly slots: Slot[];
+  private gen = 0;
+  private stopping = false;
+  private seq = 0;
+
+  constructor(count: number, private config: WorkerConfig, private readonly log: Logger) {
+    this.slots = Array.from({ length: count }, (_, i) => ({ index: i + 1, child: undefined, committed: -1, waiters: new Set(), startedAt: 0, backoff: RESTART_MIN_MS }));
+  }
+
+  /** Fork every worker and apply the first config; throws (with the worker's error) if one cannot. */
+  async start(): Promise<void> {
+    for (const s of this.slots) this.spawn(s);
+    await this.change(this.config);
+    this.log.info({ workers: this.slots.length, worker_pids: this.slots.map((s) => s.child?.pid) }, 'data-plane workers started');
+  }
+
+  /** Apply a config to every worker or to none. */
+  async change(config: WorkerConfig): Promise<void> {
+    const gen = ++this.gen;
+    const live = this.slots.filter((s) => s.child !== undefined);
+    const prepared = await Promise.allSettled(live.map((s) => this.step(s, { type: 'prepare', gen, config }, 'prepared', gen)));
+    const failed = prepared.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) {
+      for (const s of live) this.post(s, { type: 'abort', gen });
+      throw failed.reason;
+    }
+    this.config = config;
+    await Promise.all(live.map(async (s) => {
+      await this.step(s, { type: 'commit', gen }, 'committed', gen);
+      s.committed = gen;
+    }));
+  }
+
+  /** Why the data plane is not ready: a worker that has not applied the current config. */
+  readinessReasons(): string[] {
+    return this.slots.filter((s) => s.committed !== this.gen).map((s) => `worker ${s.index} has not applied the current configuration`);
+  }
+
+  /** Every worker's sessions; a worker that does not answer in time is left out and logged. */
+  async sessions(): Promise<unknown[]> {
+    const id = ++this.seq;
+    const lists = await Promise.allSettled(this.slots.filter((s) => s.child !== undefined).map((s) =>
+      this.request(s, { type: 'sessions', id }, (m) => m.type === 'sessions' && m.id === id, SESSIONS_TIMEOUT_MS)));
+    const out: unknown[] = [];
+    for (const r of lists) {
+      if (r.status === 'fulfilled' && r.value.type === 'sessions') out.push(...r.value.sessions);
+      else if (r.status === 'rejected') this.log.warn({ err: (r.reason as Error).message }, 'a worker did not list its sessions');
+    }
+    return out;
+  }
+
+  /** Worker pids, by index (tests and the log). */
+  pids(): (number | undefined)[] {
+    return this.slots.map((s) => s.child?.pid);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.slots.map((s) => new Promise<void>((resolve) => {
+      const c = s.child;
+      if (c === undefined || c.exitCode !== null || c.signalCode !== null) return resolve();
+      const t = setTimeout(() => c.kill('SIGKILL'), STEP_TIMEOUT_MS).unref();
+      c.once('exit', () => { clearTimeout(t); resolve(); });
+      c.kill('SIGTERM');
+    })));
+  }
+
+  private spawn(s: Slot): ChildProcess {
+    const child = fork(ENTRY, [], { env: { ...process.env, [WORKER_INDEX_ENV]: String(s.index) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    s.child = child;
+    s.committed = -1;
+    s.startedAt = Date.now();
+    child.on('message', (m: FromWorker) => { for (const w of [...s.waiters]) w(m); });
+    child.on('exit', (code, signal) => this.exited(s, child, code, signal));
+    child.on('error', (err) => this.log.warn({ worker: s.index, err: err.message }, 'worker IPC error'));
+    return child;
+  }
+
+  private exited(s: Slot, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {
+    if (s.child !== child) return;
+    s.child = undefined;
+    s.committed = -1;
+    if (this.stopping) return;
+    // A worker that dies soon after its start would otherwise be forked in a tight loop.
+    s.backoff = Date.now() - s.startedAt < 10_000 ? Math.min(s.backoff * 2, RESTART_MAX_MS) : RESTART_MIN_MS;
+    this.log.error({ worker: s.index, worker_pid: child.pid, code, signal, restart_in_ms: s.backoff }, 'data-plane worker died; its sessions ended with an error; restarting it with the current configuration');
+    setTimeout(() => void this.restart(s), s.backoff).unref();
+  }
+
+  private async restart(s: Slot): Promise<void> {
+    if (this.stopping || s.child !== undefined) return;
+    const child = this.spawn(s);
+    const gen = this.gen;
+    try {
+      await this.step(s, { type: 'prepare', gen, config: this.config }, 'prepared', gen);
+      await this.step(s, { type: 'commit', gen }, 'committed', gen);
+      if (this.gen === gen) s.committed = gen;
+      this.log.info({ worker: s.index, worker_pid: child.pid }, 'data-plane worker restarted');
+    } catch (err) {
+      this.log.error({ worker: s.index, err: (err as Error).message }, 'restarted worker cannot apply the current configuration; stopping it to retry');
+      child.kill('SIGKILL');
+    }
+  }
+
+  /** Send a phase message and wait for its answer; a `failed` answer rejects with the worker's error. */
+  private async step(s: Slot, msg: ToWorker, ok: 'prepared' | 'committed', gen: number): Promise<void> {
+    const m = await this.request(s, msg, (r) => (r.type === ok || r.type === 'failed') && 'gen' in r && r.gen === gen, STEP_TIMEOUT_MS);
+    if (m.type === 'failed') throw new GatewayError(m.error.code as ConstructorParameters<typeof GatewayError>[0], `worker ${s.index}: ${m.error.message}`);
+  }
+
+  private request(s: Slot, msg: ToWorker, match: (m: FromWorker) => boolean, timeoutMs: number): Promise<FromWorker> {
+    return new Promise((resolve, reject) => {
+      const child = s.child;
+      const done = (fn: () => void): void => { clearTimeout(t); s.waiters.delete(w); child?.off('exit', gone); fn(); };
+      const w = (m: FromWorker): void => { if (match(m)) done(() => resolve(m)); };
+      const gone = (): void => done(() => reject(new GatewayError('INTERNAL', `worker ${s.index} exited`)));
+      const t = setTimeout(() => done(() => reject(new GatewayError('INTERNAL', `worker ${s.index} did not answer ${msg.type} within ${timeoutMs} ms`))), timeoutMs);
+      if (child === undefined) return gone();
+      s.waiters.add(w);
+      child.once('exit', gone);
+      this.post(s, msg);
+    });
+  }
+
+  private post(s: Slot, msg: ToWorker): void {
+    const c = s.child;
+    if (c?.connected) c.send(msg);
+  }
+}

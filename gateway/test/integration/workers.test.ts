@@ -1,0 +1,85 @@
+// admin.workers: 2 (docs/workers.md). Real sockets: a TCP and a UDP listener
+// share their port across two worker processes, connections reach both, and a
+// killed worker is restarted with the config while /ready goes 503 then 200.
+
+import test from 'ava';
+import net from 'node:net';
+import type dgram from 'node:dgram';
+import { startGateway } from '../../src/app.js';
+import { api, echo, freePort, nextMessage, peer, udpClient, waitFor } from './helpers.js';
+
+interface SessionDump { name: string; worker?: number }
+
+function cluster(name: string, protocol: string, port: number) {
+  return { name, spec: { protocol, port }, endpoints: [{ spec: { address: '127.0.0.1' } }] };
+}
+
+async function ready(port: number): Promise<number> {
+  const r = await fetch(`http://127.0.0.1:${port}/ready`).catch(() => undefined);
+  return r?.status ?? 0;
+}
+
+/** Open a TCP connection through the gateway and check that it echoes; kept open. */
+async function openEchoed(port: number, t: { teardown(fn: () => void): void }): Promise<net.Socket> {
+  const c = net.connect(port, '127.0.0.1');
+  t.teardown(() => c.destroy());
+  await new Promise<void>((resolve, reject) => {
+    c.once('error', reject);
+    c.once('data', () => resolve());
+    c.write('ping');
+  });
+  return c;
+}
+
+test('two workers share a TCP and a UDP port; a killed worker comes back', async (t) => {
+  const [api1, probes, tcpIn, udpIn, tcpEcho, udpEcho] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+  await peer(t, echo.tcp(tcpEcho));
+  await peer(t, echo.udp(udpEcho));
+  const gw = await startGateway({
+    config: {
+      admin: { log_level: 'warn', workers: 2, drain_timeout: 0, metrics: { address: '127.0.0.1', port: probes }, limits: { api_rate: 0 } },
+      listeners: [
+        { name: 'controller-listener', spec: { protocol: 'HTTP', address: '127.0.0.1', port: api1 }, rules: [{ action: { route: { destination: { name: 'controller', spec: { protocol: 'L7mpController' } } } } }] },
+        { name: 'tcp-in', spec: { protocol: 'TCP', address: '127.0.0.1', port: tcpIn }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] },
+        { name: 'udp-in', spec: { protocol: 'UDP', address: '127.0.0.1', port: udpIn }, rules: [{ action: { route: { destination: 'udp-echo' } } }] },
+      ],
+      clusters: [cluster('tcp-echo', 'TCP', tcpEcho), cluster('udp-echo', 'UDP', udpEcho)],
+    },
+  });
+  t.teardown(() => gw.stop());
+  const base = `http://127.0.0.1:${api1}`;
+  t.is(await ready(probes), 200);
+
+  // 24 connections from distinct source ports: the kernel hash puts each on one worker.
+  for (let i = 0; i < 24; i++) await openEchoed(tcpIn, t);
+  const udp: dgram.Socket[] = [];
+  for (let i = 0; i < 24; i++) {
+    const c = await udpClient();
+    t.teardown(() => c.close());
+    const reply = nextMessage(c);
+    c.send('hello', udpIn, '127.0.0.1');
+    t.is(String(await reply), 'hello');
+    udp.push(c);
+  }
+  const sessions = (await api(base, 'GET', '/api/v1/sessions')).body as SessionDump[];
+  const byWorker = (prefix: string) => new Set(sessions.filter((s) => s.name.includes(prefix)).map((s) => s.worker));
+  t.deepEqual([...byWorker('-TCP:')].sort(), [1, 2], 'TCP connections reach both workers');
+  t.deepEqual([...byWorker('-UDP:')].sort(), [1, 2], 'UDP flows reach both workers');
+  t.is(new Set(sessions.map((s) => s.name)).size, sessions.length, 'session names are unique across workers');
+  const one = sessions.find((s) => s.worker === 2)!;
+  t.is((await api(base, 'GET', `/api/v1/sessions/${encodeURIComponent(one.name)}`)).body.name, one.name);
+
+  // Kill worker 1: /ready goes 503 until it is back with the config, then 200.
+  const pid = (gw.workers as unknown as { pids(): (number | undefined)[] }).pids()[0]!;
+  process.kill(pid, 'SIGKILL');
+  await waitFor(async () => (await ready(probes)) === 503, 5000, '/ready 503 after the kill');
+  await waitFor(async () => (await ready(probes)) === 200, 15000, '/ready 200 after the restart');
+  const newPid = (gw.workers as unknown as { pids(): (number | undefined)[] }).pids()[0];
+  t.true(newPid !== undefined && newPid !== pid, 'worker 1 is a new process');
+  // Both workers serve again: new connections land on both.
+  for (let i = 0; i < 24; i++) await openEchoed(tcpIn, t);
+  const after = (await api(base, 'GET', '/api/v1/sessions')).body as SessionDump[];
+  t.true(after.some((s) => s.name.startsWith('w1-TCP:')), 'the restarted worker takes connections');
+  // The REST API answered throughout; it never depended on a worker.
+  t.is((await api(base, 'GET', '/api/v1/listeners')).status, 200);
+});
