@@ -78,6 +78,8 @@ export interface StartOptions {
   offload?: OffloadCli;
   /** -w: overrides admin.workers. */
   workers?: number | 'auto';
+  /** Called with the gateway before the config is applied (a worker's stand-ins, workers/entry.ts). */
+  beforeApply?: (gw: Gateway) => void;
 }
 
 export async function startGateway(opts: StartOptions): Promise<Gateway> {
@@ -133,6 +135,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   setupOffload(gw, admin.offload); // logs why once and runs without it when it cannot
   setupSplice(gw); // splice(2) for bulk stream sessions; none without the addon or with L7MP_SPLICE=off
   gw.admission.logLimits(log);
+  opts.beforeApply?.(gw);
   // With workers the data-plane listeners run in them, the rest here (workers/start.ts).
   const applied = admin.workers > 1 ? await startWorkers(gw, cfg as Record<string, unknown>, admin.workers, rawAdmin) : cfg;
   // A config that does not apply still ran setupOffload: stop() detaches the program again.

@@ -106,6 +106,27 @@ function formatJson(v: unknown, format: string | null): string {
   return JSON.stringify(v, null, 2);
 }
 
+/**
+ * With worker processes (docs/workers.md) a change reaches every worker or
+ * none: prepared in all of them, applied here (where it is validated against
+ * the whole graph), then committed in all or aborted in all.
+ */
+async function withWorkers(gw: Gateway, method: string, operationId: string, req: { params: Record<string, string>; recursive: boolean; body: unknown }, run: () => unknown): Promise<unknown> {
+  const w = gw.workers;
+  // Sessions are each worker's own (DELETE of a worker's session is the next step).
+  if (w === undefined || method === 'GET' || operationId.toLowerCase().includes('session')) return run();
+  const gen = await w.prepareOp({ operationId, params: req.params, recursive: req.recursive, body: req.body });
+  let result: unknown;
+  try {
+    result = await run();
+  } catch (err) {
+    w.abortOp(gen);
+    throw err;
+  }
+  await w.commitOp(gen);
+  return result;
+}
+
 export async function handleApi(gw: Gateway, ex: HttpExchange, body: Uint8Array, session?: string): Promise<void> {
   const started = Date.now();
   const url = new URL(ex.url, 'http://controller');
@@ -139,12 +160,8 @@ export async function handleApi(gw: Gateway, ex: HttpExchange, body: Uint8Array,
         (reason) => gw.refusals.refuse(reason, '', { remote: ex.remoteAddress, operation: route!.operationId }));
       checkSchema(route.operationId, parsed);
     }
-    const result = await handlers[route.operationId](gw, {
-      params,
-      recursive: url.searchParams.get('recursive') === 'true',
-      body: parsed,
-      session,
-    });
+    const req = { params, recursive: url.searchParams.get('recursive') === 'true', body: parsed, session };
+    const result = await withWorkers(gw, method, route.operationId, req, () => handlers[route!.operationId](gw, req));
     if (method === 'GET') {
       ex.respond(200, { 'content-type': 'application/json' }, formatJson(result, url.searchParams.get('format')));
     } else {

@@ -7,7 +7,7 @@ import { HealthStats, UpstreamHealth } from '../health/index.js';
 import type { Logger } from '../observe/log.js';
 import type { Refusals } from '../observe/refusals.js';
 import { protocolFor } from '../protocols/registry.js';
-import type { GatewayServices, ListenerContext, NewSession, Spec } from '../protocols/types.js';
+import type { GatewayServices, ListenerContext, ListenerImpl, NewSession, Spec } from '../protocols/types.js';
 import { compileMatch, compileRewrite } from '../routing/predicate.js';
 import { parseListenerMaxSessions } from './admission.js';
 import { confineSpec } from './confine.js';
@@ -38,6 +38,8 @@ export interface BuildContext {
   readonly fileRoot: string | undefined;
   /** A listener emitted a session. */
   emit(listener: string, s: NewSession): void;
+  /** A stand-in when this listener's data plane runs in worker processes (workers/start.ts). */
+  remoteListener?(raw: Record<string, unknown>): ListenerImpl | undefined;
   /** Admission of a new flow before a listener spends a descriptor on it. */
   admit(listener: string, candidate: { readonly metadata: Record<string, unknown> }): boolean;
 }
@@ -80,7 +82,7 @@ export class Builder {
       maxSessions = parseListenerMaxSessions(raw.options, `${field}.options`);
     }
     const ctx = this.ctx;
-    const impl = protocol.listener!.create(spec, {
+    const impl = ctx.remoteListener?.(raw) ?? protocol.listener!.create(spec, {
       listenerName: name,
       log: ctx.log,
       refusals: ctx.refusals,

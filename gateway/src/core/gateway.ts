@@ -6,7 +6,7 @@ import type { AdminSettings } from '../config/admin-settings.js';
 import type { Logger } from '../observe/log.js';
 import { accessLogHooks } from '../observe/access-log.js';
 import { Refusals } from '../observe/refusals.js';
-import type { GatewayServices, HttpExchange } from '../protocols/types.js';
+import type { GatewayServices, HttpExchange, ListenerImpl } from '../protocols/types.js';
 import { HealthStats } from '../health/index.js';
 import { SessionHookList } from '../dataplane/hooks.js';
 import type { GatewayObserver } from '../dataplane/observer.js';
@@ -27,10 +27,22 @@ import { isObject } from './is-object.js';
 
 export type { GatewayOptions } from './options.js';
 
+/** A REST change the main process accepts, replayed in each worker through the same handler. */
+export interface RemoteOp {
+  readonly operationId: string;
+  readonly params: Record<string, string>;
+  readonly recursive: boolean;
+  readonly body: unknown;
+}
+
 /** What the control plane reads of a data plane that runs in other processes. */
 export interface RemoteDataPlane {
   readinessReasons(): string[];
   sessions(): Promise<unknown[]>;
+  /** A REST change: prepared in every worker before the main process applies it, then committed or aborted. */
+  prepareOp(op: RemoteOp): Promise<number>;
+  commitOp(gen: number): Promise<void>;
+  abortOp(gen: number): void;
 }
 
 export class Gateway implements GatewayServices {
@@ -49,6 +61,8 @@ export class Gateway implements GatewayServices {
   configApplied = false;
   /** With admin.workers > 1: the data plane's worker processes (workers/supervisor.ts). */
   workers: RemoteDataPlane | undefined;
+  /** With workers: the stand-in for a listener that runs in them, undefined for one that runs here. */
+  remoteListener: ((raw: Record<string, unknown>) => ListenerImpl | undefined) | undefined;
   /** Admits new data-plane sessions: caps, flow rate, descriptor budget (admission.ts). */
   readonly admission: Admission;
   /** Health check and ejection counters of every cluster (gateway/src/health). */
@@ -78,6 +92,7 @@ export class Gateway implements GatewayServices {
       allowStaticOnly: opts.allowStaticOnly === true, fileRoot: opts.fileRoot,
       emit: (listener, s) => this.pipeline.open(listener, s),
       admit: (listener, c) => this.admission.admit(listener, c),
+      remoteListener: (raw) => this.remoteListener?.(raw),
     });
     if (opts.accessLog) this.hooks.add(accessLogHooks(opts.accessLog));
     if (opts.observer) this.hooks.add(opts.observer);

@@ -6,18 +6,21 @@
 import { startGateway } from '../app.js';
 import { checkSchema } from '../api/dispatch.js';
 import { dumpSessions } from '../api/dump.js';
+import { handlers } from '../api/handlers.js';
 import { asGatewayError } from '../core/errors.js';
 import { drainAndStop } from '../core/drain.js';
 import type { Gateway } from '../core/gateway.js';
 import { portSharing } from '../protocols/common/reuseport.js';
-import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig } from './protocol.js';
+import { isControlPlaneListener } from './split.js';
+import { standInListener } from './stand-in.js';
+import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
 const index = Number(process.env[WORKER_INDEX_ENV] ?? '0');
 portSharing.on = true;
 
 let gw: Gateway | undefined;
 /** The prepared change: a started gateway (first config) or objects validated for applyConfig. */
-let pending: { gen: number; started?: Gateway; objects?: Record<string, unknown> } | undefined;
+let pending: { gen: number; started?: Gateway; objects?: Record<string, unknown>; op?: WorkerOp } | undefined;
 
 function send(m: FromWorker): void {
   process.send?.(m);
@@ -33,7 +36,10 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
     // The first config binds here, so a port another program holds fails the
     // prepare and the supervisor aborts every worker. Listening before commit
     // is harmless: no worker serves anything else yet.
-    const started = await startGateway({ config: { admin: config.admin, ...config.objects } });
+    const started = await startGateway({ config: { admin: config.admin, ...config.objects }, beforeApply: (g) => {
+      // The control-plane listeners run in the main process: stand-ins here.
+      g.remoteListener = (raw) => (isControlPlaneListener(raw, g, config.objects) ? standInListener() : undefined);
+    } });
     pending = { gen, started };
   } else {
     // Later changes are validated here and built at commit. Building them
@@ -45,11 +51,26 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
   send({ type: 'prepared', gen });
 }
 
+/** A REST change the main process accepted: the same handler, on this worker's gateway. */
+async function runOp(op: WorkerOp): Promise<void> {
+  const h = handlers[op.operationId as keyof typeof handlers];
+  if (h === undefined || gw === undefined) throw new Error(`cannot apply ${op.operationId} here`);
+  await h(gw, { params: op.params, recursive: op.recursive, body: op.body, session: undefined });
+}
+
+function prepareOp(gen: number, op: WorkerOp): void {
+  // Validation happened in the main process, which holds the whole graph; a
+  // worker only says it is alive and holds no other change.
+  pending = { gen, op };
+  send({ type: 'prepared', gen });
+}
+
 async function commit(gen: number): Promise<void> {
   const p = pending;
   if (p === undefined || p.gen !== gen) throw new Error(`commit of generation ${gen} without its prepare`);
   pending = undefined;
   if (p.started !== undefined) gw = p.started;
+  else if (p.op !== undefined) await runOp(p.op);
   else await gw!.applyConfig(p.objects, false);
   send({ type: 'committed', gen });
 }
@@ -63,7 +84,10 @@ async function abort(gen: number): Promise<void> {
 
 function onMessage(m: ToWorker): void {
   switch (m.type) {
-    case 'prepare': prepare(m.gen, m.config).catch((err: unknown) => fail(m.gen, err)); break;
+    case 'prepare':
+      if ('op' in m) prepareOp(m.gen, m.op);
+      else prepare(m.gen, m.config).catch((err: unknown) => fail(m.gen, err));
+      break;
     case 'commit': commit(m.gen).catch((err: unknown) => fail(m.gen, err)); break;
     case 'abort': void abort(m.gen); break;
     case 'sessions': {

@@ -9,8 +9,13 @@ export interface WorkerConfig {
   readonly admin: Record<string, unknown>;
 }
 
+import type { RemoteOp } from '../core/gateway.js';
+
+export type WorkerOp = RemoteOp;
+
 export type ToWorker =
   | { type: 'prepare'; gen: number; config: WorkerConfig }
+  | { type: 'prepare'; gen: number; op: WorkerOp }
   | { type: 'commit'; gen: number }
   | { type: 'abort'; gen: number }
   | { type: 'sessions'; id: number };

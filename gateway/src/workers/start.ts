@@ -1,10 +1,11 @@
-// Wiring workers into a starting gateway: split the static config, fork the
-// workers with its data-plane part (all of them apply it, or the start
-// fails), and return what the main process applies itself.
+// Wiring workers into a starting gateway: fork the workers with the static
+// config (all of them apply it, or the start fails); the main process then
+// applies it too, with stand-ins for the listeners the workers run.
 
 import type { Gateway } from '../core/gateway.js';
 import { isObject } from '../core/is-object.js';
-import { splitConfig } from './split.js';
+import { dataPlaneListeners, isControlPlaneListener } from './split.js';
+import { standInListener } from './stand-in.js';
 import { Supervisor } from './supervisor.js';
 
 /** The admin settings a worker keeps: its log level and the data-plane limits; never the API, metrics or workers. */
@@ -19,8 +20,10 @@ function workerAdmin(raw: unknown): Record<string, unknown> {
 }
 
 export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, count: number, rawAdmin: unknown): Promise<Record<string, unknown>> {
-  const split = splitConfig(cfg);
-  const sup = new Supervisor(count, { objects: split.data, admin: workerAdmin(rawAdmin) }, gw.log);
+  const { admin: _admin, ...objects } = cfg;
+  const sup = new Supervisor(count, { objects, admin: workerAdmin(rawAdmin) }, gw.log);
+  // The main process builds the data-plane listeners as stand-ins: the workers run them.
+  gw.remoteListener = (raw) => (isControlPlaneListener(raw, gw, cfg) ? undefined : standInListener());
   gw.workers = sup;
   gw.onStop(() => sup.stop());
   try {
@@ -29,6 +32,6 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
     await sup.stop();
     throw err;
   }
-  gw.log.info({ workers: count, listeners: split.dataListeners }, 'data-plane listeners run in the workers');
-  return split.control;
+  gw.log.info({ workers: count, listeners: dataPlaneListeners(cfg) }, 'data-plane listeners run in the workers');
+  return cfg;
 }

@@ -9,7 +9,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
-import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig } from './protocol.js';
+import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
 /** How long a worker may take to prepare or commit (binding, building) before the change fails. */
@@ -17,6 +17,13 @@ const STEP_TIMEOUT_MS = 10_000;
 const SESSIONS_TIMEOUT_MS = 2000;
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5000;
+/**
+ * REST changes kept to bring a restarted worker to the current config (the
+ * static config, then these in order). Past the bound a restart would miss
+ * changes, so further changes are refused; compacting them into a config
+ * dump is docs/workers.md's next step.
+ */
+const MAX_OPS = 10_000;
 
 interface Slot {
   readonly index: number;
@@ -33,6 +40,12 @@ export class Supervisor {
   private gen = 0;
   private stopping = false;
   private seq = 0;
+  /** The REST changes committed since the start, replayed into a restarted worker. */
+  private readonly ops: WorkerOp[] = [];
+  /** One REST change at a time: prepare holds it until commit or abort. */
+  private opLock: Promise<void> = Promise.resolve();
+  private releaseOp: (() => void) | undefined;
+  private pendingOp: WorkerOp | undefined;
 
   constructor(count: number, private config: WorkerConfig, private readonly log: Logger) {
     this.slots = Array.from({ length: count }, (_, i) => ({ index: i + 1, child: undefined, committed: -1, waiters: new Set(), startedAt: 0, backoff: RESTART_MIN_MS }));
@@ -60,6 +73,53 @@ export class Supervisor {
       await this.step(s, { type: 'commit', gen }, 'committed', gen);
       s.committed = gen;
     }));
+  }
+
+  /** Prepare a REST change in every live worker; resolves with its generation, rejects (aborted everywhere) if one cannot. */
+  async prepareOp(op: WorkerOp): Promise<number> {
+    const prev = this.opLock;
+    this.opLock = new Promise((r) => { this.releaseOp = r; });
+    await prev;
+    if (this.ops.length >= MAX_OPS) {
+      this.releaseOp?.();
+      throw new GatewayError('NOT_SUPPORTED', `more than ${MAX_OPS} changes since the start: restart the gateway with the current config (GET /api/v1/config)`);
+    }
+    const gen = ++this.gen;
+    const live = this.slots.filter((s) => s.child !== undefined);
+    const prepared = await Promise.allSettled(live.map((s) => this.step(s, { type: 'prepare', gen, op }, 'prepared', gen)));
+    const failed = prepared.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) {
+      this.abortOp(gen);
+      throw failed.reason;
+    }
+    this.pendingOp = op;
+    return gen;
+  }
+
+  /** The main process applied the change: every worker applies it; one that cannot is restarted with the current config. */
+  async commitOp(gen: number): Promise<void> {
+    try {
+      if (this.pendingOp !== undefined) this.ops.push(this.pendingOp);
+      this.pendingOp = undefined;
+      await Promise.all(this.slots.filter((s) => s.child !== undefined).map(async (s) => {
+        try {
+          await this.step(s, { type: 'commit', gen }, 'committed', gen);
+          s.committed = gen;
+        } catch (err) {
+          this.log.error({ worker: s.index, err: (err as Error).message }, 'worker cannot apply a change the control plane accepted; restarting it with the current configuration');
+          s.child?.kill('SIGKILL');
+        }
+      }));
+    } finally {
+      this.releaseOp?.();
+    }
+  }
+
+  /** The main process refused the change: every worker drops it. */
+  abortOp(gen: number): void {
+    this.pendingOp = undefined;
+    for (const s of this.slots) this.post(s, { type: 'abort', gen });
+    this.releaseOp?.();
   }
 
   /** Why the data plane is not ready: a worker that has not applied the current config. */
@@ -125,6 +185,12 @@ export class Supervisor {
     try {
       await this.step(s, { type: 'prepare', gen, config: this.config }, 'prepared', gen);
       await this.step(s, { type: 'commit', gen }, 'committed', gen);
+      // Bring it to the current config: the REST changes since the start, in order.
+      // (A change committed while this runs is posted to it as well, after these.)
+      for (const op of [...this.ops]) {
+        await this.step(s, { type: 'prepare', gen, op }, 'prepared', gen);
+        await this.step(s, { type: 'commit', gen }, 'committed', gen);
+      }
       if (this.gen === gen) s.committed = gen;
       this.log.info({ worker: s.index, worker_pid: child.pid }, 'data-plane worker restarted');
     } catch (err) {

@@ -32,7 +32,7 @@ async function openEchoed(port: number, t: { teardown(fn: () => void): void }): 
 }
 
 test('two workers share a TCP and a UDP port; a killed worker comes back', async (t) => {
-  const [api1, probes, tcpIn, udpIn, tcpEcho, udpEcho] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
+  const [api1, probes, tcpIn, udpIn, tcpEcho, udpEcho, tcpRest] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   await peer(t, echo.tcp(tcpEcho));
   await peer(t, echo.udp(udpEcho));
   const gw = await startGateway({
@@ -69,6 +69,16 @@ test('two workers share a TCP and a UDP port; a killed worker comes back', async
   const one = sessions.find((s) => s.worker === 2)!;
   t.is((await api(base, 'GET', `/api/v1/sessions/${encodeURIComponent(one.name)}`)).body.name, one.name);
 
+  // The main process holds the whole graph: the data-plane listeners too.
+  const names = ((await api(base, 'GET', '/api/v1/listeners')).body as { name: string }[]).map((l) => l.name).sort();
+  t.deepEqual(names, ['controller-listener', 'tcp-in', 'udp-in']);
+  // A listener added over REST runs in every worker.
+  const added = await api(base, 'POST', '/api/v1/listeners', { listener: { name: 'tcp-rest', spec: { protocol: 'TCP', address: '127.0.0.1', port: tcpRest }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] } });
+  t.is(added.status, 200, added.text);
+  for (let i = 0; i < 24; i++) await openEchoed(tcpRest, t);
+  const restSessions = ((await api(base, 'GET', '/api/v1/sessions')).body as SessionDump[]).filter((s) => s.name.includes(`:${tcpRest}-`));
+  t.deepEqual([...new Set(restSessions.map((s) => s.worker))].sort(), [1, 2], 'the REST-added listener runs in both workers');
+
   // Kill worker 1: /ready goes 503 until it is back with the config, then 200.
   const pid = (gw.workers as unknown as { pids(): (number | undefined)[] }).pids()[0]!;
   process.kill(pid, 'SIGKILL');
@@ -80,6 +90,10 @@ test('two workers share a TCP and a UDP port; a killed worker comes back', async
   for (let i = 0; i < 24; i++) await openEchoed(tcpIn, t);
   const after = (await api(base, 'GET', '/api/v1/sessions')).body as SessionDump[];
   t.true(after.some((s) => s.name.startsWith('w1-TCP:')), 'the restarted worker takes connections');
+  // The restarted worker got the REST change too (replayed after the static config).
+  for (let i = 0; i < 24; i++) await openEchoed(tcpRest, t);
+  const restAfter = ((await api(base, 'GET', '/api/v1/sessions')).body as SessionDump[]).filter((s) => s.name.includes(`:${tcpRest}-`) && s.worker === 1);
+  t.true(restAfter.length > 0, 'the restarted worker runs the REST-added listener');
   // The REST API answered throughout; it never depended on a worker.
   t.is((await api(base, 'GET', '/api/v1/listeners')).status, 200);
 });
