@@ -8,7 +8,8 @@
 //
 // Usage: npm run bench -- [--quick] [--rounds 3] [--warmup 1] [--duration 3]
 //   [--only udp-pingpong,tcp-bulk,...] [--peers gateway,nginx,...]
-//   [--sessions 4000] [--out bench/RESULTS.md | -]
+//   [--sessions 4000] [--workers N] [--out bench/RESULTS.md | -]
+//   --workers N: the gateway with admin.workers N, nginx with worker_processes N.
 // Needs: cc, nginx with the stream module, haproxy, socat (bench/setup.sh).
 
 import { spawnSync } from 'node:child_process';
@@ -35,6 +36,7 @@ const { values: a } = parseArgs({
     only: { type: 'string' },
     peers: { type: 'string' },
     sessions: { type: 'string' },
+    workers: { type: 'string' },
     out: { type: 'string', default: path.join(root, 'bench/RESULTS.md') },
   },
 });
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-bench-'));
   // Config files go with the run, however it ends (signal, watchdog, error).
   process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
-  const env: Env = { root, tmp, udpEcho: udpEcho.port, tcpEcho: tcpEcho.port, lifetime };
+  const env: Env = { root, tmp, udpEcho: udpEcho.port, tcpEcho: tcpEcho.port, lifetime, workers: Math.max(1, Math.min(64, Number(a.workers ?? 1))) };
   process.stdout.write(`${runCount} runs (${rounds} round${rounds > 1 ? 's' : ''}, ${params.warmup} s warm-up + ${params.duration} s each); echo servers udp:${udpEcho.port} tcp:${tcpEcho.port}\n`);
   if (loadStart[0]! > os.cpus().length / 2) process.stdout.write(`note: load average ${loadStart.map((x) => x.toFixed(2)).join(' / ')} on ${os.cpus().length} cores: other work is running, expect noise\n`);
 

@@ -26,6 +26,8 @@ export interface Env {
   lifetime: number;
   /** Extra node flags for the gateway process (bench/profile.ts: --cpu-prof). */
   gatewayNodeArgs?: string[];
+  /** Data-plane workers: the gateway's admin.workers and nginx's worker_processes (default 1; docs/workers.md). */
+  workers?: number;
 }
 
 export interface Running {
@@ -54,26 +56,31 @@ function gatewayConfig(c: Carriage, port: number, env: Env, metricsPort: number 
       rules: [{ action: { route: { destination: { name: 'prometheus', spec: { protocol: 'Prometheus' } } } } }],
     });
   }
-  return { admin: { log_level: 'warn', log_file: 'stderr' }, listeners, clusters: [c === 'tcp' ? tcpCluster : udpCluster] };
+  const workers = env.workers ?? 1;
+  return { admin: { log_level: 'warn', log_file: 'stderr', ...(workers > 1 ? { workers } : {}) }, listeners, clusters: [c === 'tcp' ? tcpCluster : udpCluster] };
 }
 
 function nginxConfig(c: 'udp' | 'tcp', port: number, env: Env): string {
   const upstream = c === 'udp' ? env.udpEcho : env.tcpEcho;
+  const workers = env.workers ?? 1;
+  // Several workers: a master and N workers, each with its own SO_REUSEPORT
+  // socket (`reuseport`), as the gateway's workers have (docs/workers.md).
+  const reuse = workers > 1 ? ' reuseport' : '';
   return [
     '# One process: with master_process off nginx runs its event loop in the',
     '# process we start, i.e. exactly one worker.',
     'load_module /usr/lib/nginx/modules/ngx_stream_module.so;',
     'daemon off;',
-    'master_process off;',
-    'worker_processes 1;',
+    workers > 1 ? 'master_process on;' : 'master_process off;',
+    `worker_processes ${workers};`,
     'pid nginx.pid;',
     'error_log stderr error;',
     'worker_rlimit_nofile 20000;',
     'events { worker_connections 16000; }',
     'stream {',
     c === 'udp'
-      ? `  server { listen 127.0.0.1:${port} udp; proxy_pass 127.0.0.1:${upstream}; proxy_timeout ${UDP_IDLE_TIMEOUT_S}s; }`
-      : `  server { listen 127.0.0.1:${port} backlog=4096; proxy_pass 127.0.0.1:${upstream}; tcp_nodelay on; }`,
+      ? `  server { listen 127.0.0.1:${port} udp${reuse}; proxy_pass 127.0.0.1:${upstream}; proxy_timeout ${UDP_IDLE_TIMEOUT_S}s; }`
+      : `  server { listen 127.0.0.1:${port} backlog=4096${reuse}; proxy_pass 127.0.0.1:${upstream}; tcp_nodelay on; }`,
     '}',
     '',
   ].join('\n');
