@@ -51,7 +51,10 @@ test('two workers share a TCP and a UDP port; a killed worker comes back', async
   t.is(await ready(probes), 200);
 
   // 24 connections from distinct source ports: the kernel hash puts each on one worker.
-  for (let i = 0; i < 24; i++) await openEchoed(tcpIn, t);
+  const conns: net.Socket[] = [];
+  for (let i = 0; i < 24; i++) conns.push(await openEchoed(tcpIn, t));
+  const closed = new Set<net.Socket>();
+  for (const c of conns) c.on('close', () => closed.add(c)).on('error', () => undefined);
   const udp: dgram.Socket[] = [];
   for (let i = 0; i < 24; i++) {
     const c = await udpClient();
@@ -79,9 +82,23 @@ test('two workers share a TCP and a UDP port; a killed worker comes back', async
   const restSessions = ((await api(base, 'GET', '/api/v1/sessions')).body as SessionDump[]).filter((s) => s.name.includes(`:${tcpRest}-`));
   t.deepEqual([...new Set(restSessions.map((s) => s.worker))].sort(), [1, 2], 'the REST-added listener runs in both workers');
 
-  // Kill worker 1: /ready goes 503 until it is back with the config, then 200.
+  // Which worker holds which client connection: a session's name carries the client's port.
+  const workerOf = (c: net.Socket) => sessions.find((x) => x.name.includes(`TCP:127.0.0.1:${c.localPort}-`))?.worker;
+  const onW1 = conns.filter((c) => workerOf(c) === 1);
+  const onW2 = conns.filter((c) => workerOf(c) === 2);
+  t.is(onW1.length + onW2.length, conns.length);
+
+  // Kill worker 1 under load: its connections end, worker 2's go on,
+  // /ready goes 503 until worker 1 is back with the config, then 200.
   const pid = (gw.workers as unknown as { pids(): (number | undefined)[] }).pids()[0]!;
   process.kill(pid, 'SIGKILL');
+  await waitFor(() => onW1.every((c) => closed.has(c)), 5000, 'worker 1\'s connections end');
+  for (const c of onW2) {
+    t.false(closed.has(c), 'a connection of worker 2 survives the kill of worker 1');
+    const echoed = new Promise<string>((resolve) => c.once('data', (d) => resolve(String(d))));
+    c.write('again');
+    t.is(await echoed, 'again');
+  }
   await waitFor(async () => (await ready(probes)) === 503, 5000, '/ready 503 after the kill');
   await waitFor(async () => (await ready(probes)) === 200, 15000, '/ready 200 after the restart');
   const newPid = (gw.workers as unknown as { pids(): (number | undefined)[] }).pids()[0];
