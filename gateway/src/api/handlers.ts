@@ -111,5 +111,6 @@ export const handlers: Record<OperationId, Handler> = {
     if (!remote) throw new GatewayError('NOT_FOUND', 'No such session');
     return remote;
   },
-  deleteSession: (gw, req) => gw.deleteSession(req.params.name!),
+  // A worker's session is ended by its worker.
+  deleteSession: (gw, req) => (gw.workers !== undefined && !gw.sessions.has(req.params.name!) ? gw.workers.deleteSession(req.params.name!) : gw.deleteSession(req.params.name!)),
 };

@@ -7,7 +7,7 @@ import { startGateway } from '../app.js';
 import { checkSchema } from '../api/dispatch.js';
 import { dumpSessions } from '../api/dump.js';
 import { handlers } from '../api/handlers.js';
-import { asGatewayError } from '../core/errors.js';
+import { GatewayError, asGatewayError } from '../core/errors.js';
 import { drainAndStop } from '../core/drain.js';
 import type { Gateway } from '../core/gateway.js';
 import { portSharing } from '../protocols/common/reuseport.js';
@@ -90,6 +90,16 @@ function onMessage(m: ToWorker): void {
       break;
     case 'commit': commit(m.gen).catch((err: unknown) => fail(m.gen, err)); break;
     case 'abort': void abort(m.gen); break;
+    case 'deleteSession':
+      try {
+        if (gw === undefined) throw new GatewayError('NOT_FOUND', 'No such session');
+        gw.deleteSession(m.name);
+        send({ type: 'deleted', id: m.id });
+      } catch (err) {
+        const e = asGatewayError(err);
+        send({ type: 'deleted', id: m.id, error: { code: e.code, message: e.message } });
+      }
+      break;
     case 'sessions': {
       // Names carry the worker so that they stay unique across workers.
       const sessions = gw === undefined ? [] : dumpSessions(gw).map((s) => ({ ...(s as Record<string, unknown>), name: `w${index}-${String((s as { name?: unknown }).name)}`, worker: index }));

@@ -18,7 +18,8 @@ export type ToWorker =
   | { type: 'prepare'; gen: number; op: WorkerOp }
   | { type: 'commit'; gen: number }
   | { type: 'abort'; gen: number }
-  | { type: 'sessions'; id: number };
+  | { type: 'sessions'; id: number }
+  | { type: 'deleteSession'; id: number; name: string };
 
 export interface WorkerError { readonly code: string; readonly message: string }
 
@@ -26,7 +27,8 @@ export type FromWorker =
   | { type: 'prepared'; gen: number }
   | { type: 'failed'; gen: number; error: WorkerError }
   | { type: 'committed'; gen: number }
-  | { type: 'sessions'; id: number; sessions: unknown[] };
+  | { type: 'sessions'; id: number; sessions: unknown[] }
+  | { type: 'deleted'; id: number; error?: WorkerError };
 
 /** The environment variable that carries a worker's index (1-based). */
 export const WORKER_INDEX_ENV = 'L7MP_WORKER_INDEX';

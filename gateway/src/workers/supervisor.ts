@@ -140,6 +140,15 @@ export class Supervisor {
     return out;
   }
 
+  async deleteSession(name: string): Promise<void> {
+    const m = /^w(\d+)-(.+)$/.exec(name);
+    const s = m ? this.slots[Number(m[1]) - 1] : undefined;
+    if (m === null || s?.child === undefined) throw new GatewayError('NOT_FOUND', 'No such session');
+    const id = ++this.seq;
+    const r = await this.request(s, { type: 'deleteSession', id, name: m[2]! }, (x) => x.type === 'deleted' && x.id === id, SESSIONS_TIMEOUT_MS);
+    if (r.type === 'deleted' && r.error !== undefined) throw new GatewayError(r.error.code as ConstructorParameters<typeof GatewayError>[0], r.error.message);
+  }
+
   /** Worker pids, by index (tests and the log). */
   pids(): (number | undefined)[] {
     return this.slots.map((s) => s.child?.pid);

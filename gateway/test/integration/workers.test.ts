@@ -88,6 +88,15 @@ test('two workers share a TCP and a UDP port; a killed worker comes back', async
   const onW2 = conns.filter((c) => workerOf(c) === 2);
   t.is(onW1.length + onW2.length, conns.length);
 
+  // DELETE reaches the worker that owns the session: its client sees the connection end.
+  const victim = onW2[0]!;
+  const victimName = sessions.find((x) => x.name.includes(`TCP:127.0.0.1:${victim.localPort}-`))!.name;
+  t.is((await api(base, 'DELETE', `/api/v1/sessions/${encodeURIComponent(victimName)}`)).status, 200);
+  await waitFor(() => closed.has(victim), 5000, 'the deleted session\'s connection ends');
+  onW2.shift();
+  t.is((await api(base, 'DELETE', `/api/v1/sessions/${encodeURIComponent(victimName)}`)).status, 404);
+  t.is((await api(base, 'DELETE', '/api/v1/sessions/w9-nope')).status, 404);
+
   // Kill worker 1 under load: its connections end, worker 2's go on,
   // /ready goes 503 until worker 1 is back with the config, then 200.
   const pid = (gw.workers as unknown as { pids(): (number | undefined)[] }).pids()[0]!;
