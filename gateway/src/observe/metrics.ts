@@ -28,7 +28,7 @@
 // session_byte_counter_total / session_packet_counter_total{sessionName,clusterName}
 // (Metric clusters; a session's series disappear when it ends).
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Gateway } from '../core/gateway.js';
 import { END_KINDS, endKindOf } from '../core/drain.js';
 import type { GatewayObserver } from '../dataplane/observer.js';
@@ -137,7 +137,8 @@ export class GatewayMetrics implements GatewayObserver {
     // Upstream health (gateway/src/health), read at scrape time.
     new Gauge({
       name: 'l7mp_endpoint_healthy', help: 'Whether the endpoint takes new sessions by its health: 1 healthy or not yet known, 0 unhealthy or ejected',
-      labelNames: ['cluster', 'endpoint'], registers,
+      // With workers every process checks: unhealthy in one is unhealthy (workers/metrics.ts).
+      labelNames: ['cluster', 'endpoint'], registers, aggregator: 'min',
       collect() {
         this.reset();
         for (const c of self.gw?.clusters.values() ?? []) {
@@ -314,8 +315,22 @@ export class GatewayMetrics implements GatewayObserver {
     this.restCalls.inc({ operationId, status: String(status) });
   }
 
+  /**
+   * With workers (docs/workers.md): their metrics, as prom-client JSON, to be
+   * merged into this process's exposition: counters and gauges summed with
+   * the same names and labels, each metric's `aggregator` otherwise.
+   */
+  remote: (() => Promise<MetricObjectWithValues<MetricValue<string>>[][]>) | undefined;
+
+  /** This process's metrics as prom-client JSON (what a worker hands to the main process). */
+  metricsJson(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
+    return this.registry.getMetricsAsJSON();
+  }
+
   async exposition(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    if (this.remote === undefined) return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const all = [await this.registry.getMetricsAsJSON(), ...await this.remote()];
+    return { contentType: this.registry.contentType, body: await AggregatorRegistry.aggregate(all).metrics() };
   }
 
   // --------------------------------------------------------------- scraping

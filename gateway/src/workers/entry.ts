@@ -11,6 +11,7 @@ import { GatewayError, asGatewayError } from '../core/errors.js';
 import { drainAndStop } from '../core/drain.js';
 import type { Gateway } from '../core/gateway.js';
 import { portSharing } from '../protocols/common/reuseport.js';
+import { GatewayMetrics } from '../observe/metrics.js';
 import { isControlPlaneListener } from './split.js';
 import { standInListener } from './stand-in.js';
 import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
@@ -100,6 +101,12 @@ function onMessage(m: ToWorker): void {
         send({ type: 'deleted', id: m.id, error: { code: e.code, message: e.message } });
       }
       break;
+    case 'metrics': {
+      const observer = gw?.observer;
+      const json = observer instanceof GatewayMetrics ? observer.metricsJson() : Promise.resolve([]);
+      json.then((metrics) => send({ type: 'metrics', id: m.id, metrics }), () => send({ type: 'metrics', id: m.id, metrics: [] }));
+      break;
+    }
     case 'sessions': {
       // Names carry the worker so that they stay unique across workers.
       const sessions = gw === undefined ? [] : dumpSessions(gw).map((s) => ({ ...(s as Record<string, unknown>), name: `w${index}-${String((s as { name?: unknown }).name)}`, worker: index }));

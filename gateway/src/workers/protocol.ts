@@ -19,7 +19,8 @@ export type ToWorker =
   | { type: 'commit'; gen: number }
   | { type: 'abort'; gen: number }
   | { type: 'sessions'; id: number }
-  | { type: 'deleteSession'; id: number; name: string };
+  | { type: 'deleteSession'; id: number; name: string }
+  | { type: 'metrics'; id: number };
 
 export interface WorkerError { readonly code: string; readonly message: string }
 
@@ -28,7 +29,9 @@ export type FromWorker =
   | { type: 'failed'; gen: number; error: WorkerError }
   | { type: 'committed'; gen: number }
   | { type: 'sessions'; id: number; sessions: unknown[] }
-  | { type: 'deleted'; id: number; error?: WorkerError };
+  | { type: 'deleted'; id: number; error?: WorkerError }
+  /** prom-client's getMetricsAsJSON(), merged by the main process (observe/metrics.ts). */
+  | { type: 'metrics'; id: number; metrics: unknown[] };
 
 /** The environment variable that carries a worker's index (1-based). */
 export const WORKER_INDEX_ENV = 'L7MP_WORKER_INDEX';

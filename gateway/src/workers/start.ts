@@ -3,6 +3,7 @@
 // applies it too, with stand-ins for the listeners the workers run.
 
 import type { Gateway } from '../core/gateway.js';
+import { GatewayMetrics } from '../observe/metrics.js';
 import { isObject } from '../core/is-object.js';
 import { dataPlaneListeners, isControlPlaneListener } from './split.js';
 import { standInListener } from './stand-in.js';
@@ -25,6 +26,8 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
   // The main process builds the data-plane listeners as stand-ins: the workers run them.
   gw.remoteListener = (raw) => (isControlPlaneListener(raw, gw, cfg) ? undefined : standInListener());
   gw.workers = sup;
+  // Metrics: the workers' summed into this process's exposition, same names and labels.
+  if (gw.observer instanceof GatewayMetrics) gw.observer.remote = () => sup.metrics() as ReturnType<NonNullable<GatewayMetrics['remote']>>;
   gw.onStop(() => sup.stop());
   try {
     await sup.start();

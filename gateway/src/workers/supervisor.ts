@@ -140,6 +140,19 @@ export class Supervisor {
     return out;
   }
 
+  /** Every live worker's metrics (prom-client JSON); one that does not answer in time is left out and logged. */
+  async metrics(): Promise<unknown[][]> {
+    const id = ++this.seq;
+    const lists = await Promise.allSettled(this.slots.filter((s) => s.child !== undefined).map((s) =>
+      this.request(s, { type: 'metrics', id }, (m) => m.type === 'metrics' && m.id === id, SESSIONS_TIMEOUT_MS)));
+    const out: unknown[][] = [];
+    for (const r of lists) {
+      if (r.status === 'fulfilled' && r.value.type === 'metrics') out.push(r.value.metrics);
+      else if (r.status === 'rejected') this.log.warn({ err: (r.reason as Error).message }, 'a worker did not hand over its metrics');
+    }
+    return out;
+  }
+
   async deleteSession(name: string): Promise<void> {
     const m = /^w(\d+)-(.+)$/.exec(name);
     const s = m ? this.slots[Number(m[1]) - 1] : undefined;

@@ -88,6 +88,12 @@ test('two workers share a TCP and a UDP port; a killed worker comes back', async
   const onW2 = conns.filter((c) => workerOf(c) === 2);
   t.is(onW1.length + onW2.length, conns.length);
 
+  // Metrics are summed over the workers under today's names and labels.
+  const metrics = await (await fetch(`http://127.0.0.1:${probes}/metrics`)).text();
+  const sample = (name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(metrics)?.[1]);
+  t.is(sample('l7mp_listener_sessions_total', 'listener="tcp-in",protocol="TCP"'), 24, metrics.split('\n').filter((l) => l.includes('tcp-in')).join('\n'));
+  t.is(sample('l7mp_listener_sessions_total', 'listener="udp-in",protocol="UDP"'), 24);
+
   // DELETE reaches the worker that owns the session: its client sees the connection end.
   const victim = onW2[0]!;
   const victimName = sessions.find((x) => x.name.includes(`TCP:127.0.0.1:${victim.localPort}-`))!.name;
