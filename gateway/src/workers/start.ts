@@ -24,7 +24,7 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
   const { admin: _admin, ...objects } = cfg;
   const sup = new Supervisor(count, { objects, admin: workerAdmin(rawAdmin) }, gw.log);
   // The main process builds the data-plane listeners as stand-ins: the workers run them.
-  gw.remoteListener = (raw) => (isControlPlaneListener(raw, gw, cfg) ? undefined : standInListener());
+  gw.remoteListener = (raw) => (isControlPlaneListener(raw, gw, cfg) ? undefined : standInListener(raw, true));
   gw.workers = sup;
   // Metrics: the workers' summed into this process's exposition, same names and labels.
   if (gw.observer instanceof GatewayMetrics) gw.observer.remote = () => sup.metrics() as ReturnType<NonNullable<GatewayMetrics['remote']>>;

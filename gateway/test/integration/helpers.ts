@@ -59,7 +59,8 @@ export function controllerConfig(port: number, extra: Record<string, unknown> = 
   return {
     // No admin (metrics) listener: test gateways run side by side; metrics tests configure their own.
     // No REST rate limit either: tests call the API in bursts.
-    admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 } },
+    // L7MP_TEST_WORKERS=N runs these gateways with N data-plane workers (docs/workers.md).
+    admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 }, ...(process.env.L7MP_TEST_WORKERS ? { workers: Number(process.env.L7MP_TEST_WORKERS) } : {}) },
     ...extra,
     listeners: [controller, ...((extra.listeners as unknown[] | undefined) ?? [])],
   };

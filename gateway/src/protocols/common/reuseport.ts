@@ -9,6 +9,16 @@ import { isIPv6 } from 'node:net';
 import { GatewayError } from '../../core/errors.js';
 import { socketsAddon } from '../../native/sockets.js';
 
+/**
+ * Whether the workers will be able to bind address:port: the main process
+ * binds and closes a socket with the workers' flags (never listening, so it
+ * takes no connection). Another program's socket makes it throw EADDRINUSE.
+ */
+export function probeSharedPort(kind: 'tcp' | 'udp', address: string, port: number): void {
+  const fd = reusePortSocket(kind, address, port, false);
+  socketsAddon()!.close(fd);
+}
+
 /** Set once by the worker entry before any listener starts. */
 export const portSharing = { on: false };
 
@@ -17,14 +27,14 @@ export const portSharing = { on: false };
  * per-flow UDP sockets with SO_REUSEADDR only can bind beside it without
  * joining the group). Throws a Node-style system error from bind.
  */
-export function reusePortSocket(kind: 'tcp' | 'udp', address: string, port: number): number {
+export function reusePortSocket(kind: 'tcp' | 'udp', address: string, port: number, listen = true): number {
   const addon = socketsAddon();
   if (addon === undefined) throw new GatewayError('NOT_SUPPORTED', 'sharing a port across workers needs the native sockets addon');
   const c = addon.constants;
   const fd = addon.socket(isIPv6(address) ? c.AF_INET6 : c.AF_INET, kind === 'tcp' ? c.SOCK_STREAM : c.SOCK_DGRAM, 0);
   try {
     addon.bindInet(fd, address, port, true, true);
-    if (kind === 'tcp') addon.listen(fd, 511);
+    if (kind === 'tcp' && listen) addon.listen(fd, 511);
   } catch (err) {
     addon.close(fd);
     throw err;
