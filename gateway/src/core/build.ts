@@ -82,7 +82,8 @@ export class Builder {
       maxSessions = parseListenerMaxSessions(raw.options, `${field}.options`);
     }
     const ctx = this.ctx;
-    const impl = ctx.remoteListener?.(raw) ?? protocol.listener!.create(spec, {
+    // Created even where a stand-in replaces it (workers): create() parses and checks the spec.
+    const created = protocol.listener!.create(spec, {
       listenerName: name,
       log: ctx.log,
       refusals: ctx.refusals,
@@ -90,6 +91,7 @@ export class Builder {
       emit: (s) => ctx.emit(name, s),
       admit: (c) => ctx.admit(name, c),
     }, `${field}.spec`);
+    const impl = ctx.remoteListener?.(raw) ?? created;
     const options = maxSessions === undefined ? { track } : { track, max_sessions: maxSessions };
     tx.stage({ kind: 'listener', name, spec, protocol, rules, options, impl, inlineRuleList: inline }, field);
   }
