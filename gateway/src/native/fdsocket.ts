@@ -6,8 +6,8 @@
 // held until the whole batch was processed, a batch travels as one convoy
 // (proxy, then upstream, then client, each idle while another works), and a
 // closed-loop client of 16 datagrams in flight got 90k/s at 65 % proxy CPU
-// against 150k/s at 97 % with the early flushes (bench/README.md, "UDP
-// batches"); the growing steps keep a full batch of 64 at 7 sendmmsg calls
+// against 150k/s at 97 % with the early flushes (bench/README.md, "the batch
+// convoy"); the growing steps keep a full batch of 64 at 7 sendmmsg calls
 // per destination socket. Not from a microtask: uWebSockets.js and node's
 // stream callbacks run microtasks after every message callback, so a
 // microtask flush would send one datagram per system call (measured in one
