@@ -75,8 +75,14 @@ function nginxConfig(c: 'udp' | 'tcp', port: number, env: Env): string {
     `worker_processes ${workers};`,
     'pid nginx.pid;',
     'error_log stderr error;',
+    // A UDP session takes two of nginx's connections (the client's and the
+    // upstream's) and one fd, and every session of a run stays for
+    // proxy_timeout: the session-rate run keeps up to 2 × 6000 (warm-up and
+    // measured), the idle-memory one 2 × --sessions (<= 16000). With 16000
+    // connections a fast nginx ran out during the warm-up and dropped every
+    // measured datagram ("worker_connections are not enough").
     'worker_rlimit_nofile 20000;',
-    'events { worker_connections 16000; }',
+    'events { worker_connections 40000; }',
     'stream {',
     c === 'udp'
       ? `  server { listen 127.0.0.1:${port} udp${reuse}; proxy_pass 127.0.0.1:${upstream}; proxy_timeout ${UDP_IDLE_TIMEOUT_S}s; }`

@@ -217,14 +217,16 @@ static int sessions(int argc, char **argv) {
   uint64_t m0 = 0, m1 = 0;
   double cpu0 = 0, cpu1 = 0;
   int measuring = 0, active = (int)opened - (int)failed;
-  /* Warm-up sessions are not capped (a fast target would use up --max before
-     measuring began); from the start of measuring, --max more are allowed. */
+  /* Warm-up ends after --warmup seconds or --max sessions, whichever comes
+     first (every session stays on the proxy for its idle timeout, so a run
+     holds at most 2 x --max); from the start of measuring, --max more are
+     allowed. */
 #define may_open(o) (!measuring || (o) < max)
   struct epoll_event evs[256];
   char rbuf[2048];
   for (;;) {
     uint64_t now = now_ns();
-    if (!measuring && now >= t_measure) {
+    if (!measuring && (now >= t_measure || (!keep && opened >= max))) {
       measuring = 1; m0 = now; cpu0 = cpu_seconds(); say_measure(); measured = 0;
       if (!keep) max += opened; /* --max bounds the measured sessions; warm-up ones come on top */
     }

@@ -6,6 +6,8 @@ import test from 'ava';
 import dgram from 'node:dgram';
 import { BatchedUdpChannel, SharedUdpFlow } from '../../src/protocols/udp/batch.js';
 import { UdpChannel } from '../../src/protocols/udp/channel.js';
+import { NativeSocket } from '../../src/native/fdsocket.js';
+import { socketsAddon } from '../../src/native/sockets.js';
 import { api, echo, freePort, nextMessage, peer, startGw, udpBound, udpClient, waitFor } from './helpers.js';
 import { needAddon } from './native-helpers.js';
 
@@ -106,4 +108,49 @@ test('shared listener socket: a second listener on the port is refused; a sessio
   const name = [...gw.sessions.keys()].find((k) => k.startsWith('UDP:'))!;
   t.is((await api(base, 'DELETE', `/api/v1/sessions/${encodeURIComponent(name)}`)).status, 200);
   await waitFor(async () => !(await udpBound(port)), 3000, 'the port released after the last session ended');
+});
+
+test('a received batch is forwarded while it is handed out: the first datagram leaves before the second is processed, and the whole batch leaves in order', async (t) => {
+  if (!needAddon(t)) return;
+  const addon = socketsAddon()!;
+  const { AF_INET, SOCK_DGRAM } = addon.constants;
+  // The far end: a plain socket that collects what the forwarder sends.
+  const sink = await udpClient();
+  t.teardown(() => sink.close());
+  const got: number[] = [];
+  sink.on('message', (m: Buffer) => got.push(m.readUInt32BE(0)));
+  const outFd = addon.socket(AF_INET, SOCK_DGRAM, 0);
+  addon.connectInet(outFd, '127.0.0.1', sink.address().port);
+  const out = new NativeSocket(addon, outFd, 'data', { message() {}, error: (code) => t.fail(`out: ${code}`) });
+  t.teardown(() => out.close());
+  // The forwarder: every datagram read goes straight to `out`; what `out`
+  // still holds when the next one is handed out is recorded.
+  const seen: { slot: number; held: number }[] = [];
+  const inFd = addon.socket(AF_INET, SOCK_DGRAM, 0);
+  addon.bindInet(inFd, '127.0.0.1', 0, false);
+  const inPort = addon.localAddress(inFd).port!;
+  const forwarder = new NativeSocket(addon, inFd, 'data', {
+    message(msg, slot) {
+      seen.push({ slot, held: out.queued });
+      out.send(msg);
+    },
+    error: (code) => t.fail(`in: ${code}`),
+  });
+  t.teardown(() => forwarder.close());
+  // Queue 16 datagrams before reading starts, so that one recvmmsg takes them all.
+  const N = 16;
+  const client = await udpClient();
+  t.teardown(() => client.close());
+  await Promise.all(Array.from({ length: N }, (_, i) => {
+    const b = Buffer.alloc(64);
+    b.writeUInt32BE(i, 0);
+    return new Promise<void>((resolve, reject) => client.send(b, inPort, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+  }));
+  forwarder.readStart();
+  await waitFor(() => got.length >= N, 5000, `${N} datagrams at the sink`);
+  t.deepEqual(got, Array.from({ length: N }, (_, i) => i), 'all of them, in order');
+  t.is(Math.max(...seen.map((s) => s.slot)), N - 1, `one batch of ${N} (slots: ${seen.map((s) => s.slot).join(',')})`);
+  // Held back until the batch was done, datagram i would find i others waiting.
+  t.is(seen[1]!.held, 0, 'the first datagram left before the second was handed out');
+  t.true(seen.every((s) => s.slot === 0 || s.held < s.slot), `held per slot: ${seen.map((s) => s.held).join(',')}`);
 });
