@@ -111,6 +111,8 @@ export class Gateway implements GatewayServices {
   }
 
   get listeners(): Map<string, ListenerObj> { return this.store.listeners; }
+  /** Hold the next change that adds objects once it is built and bound, until `gate` settles (workers/entry.ts). */
+  holdNextChange(gate: (() => Promise<void>) | undefined): void { this.store.gate = gate; }
   get clusters(): Map<string, ClusterObj> { return this.store.clusters; }
   get endpoints(): Map<string, EndpointObj> { return this.store.endpoints; }
   get rulelists(): Map<string, RuleListObj> { return this.store.rulelists; }

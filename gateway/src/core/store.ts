@@ -99,6 +99,13 @@ export class Store implements LiveGraph {
     }
   }
 
+  /**
+   * Called once by the next apply() after it built and bound everything and
+   * before it touches the graph: resolve to commit, reject to undo (the
+   * two-phase change of data-plane workers).
+   */
+  gate: (() => Promise<void>) | undefined;
+
   /** Run a change exclusively. */
   mutate<T>(fn: () => Promise<T> | T): Promise<T> {
     const run = this.queue.then(fn, fn);
@@ -136,6 +143,11 @@ export class Store implements LiveGraph {
     }
     try {
       for (const obj of tx.order) if (obj.kind === 'cluster') obj.impl.activate?.();
+      // Everything is built and bound: a worker holds the change here until
+      // every process has prepared it (workers/entry.ts); a refusal undoes it.
+      const gate = this.gate;
+      this.gate = undefined;
+      await gate?.();
     } catch (err) {
       await undo(tx, started);
       throw asGatewayError(err);

@@ -165,8 +165,19 @@ export interface FileKey {
   readonly streams?: readonly string[];
 }
 
+/**
+ * Where a listener runs when the data plane has several worker processes
+ * (admin.workers, docs/workers.md): `every` worker, each with its own socket
+ * on a port shared with SO_REUSEPORT, or `one` worker, for what cannot be
+ * shared (a path, a FIFO, an interface, per-listener state). A function
+ * decides from the spec where that depends on the mode (UDP).
+ */
+export type WorkerPlacement = 'every' | 'one';
+
 export interface ListenerSide {
   readonly modes: readonly ProtocolMode[];
+  /** Absent: `one` (the safe choice for a protocol that does not say). */
+  readonly workers?: WorkerPlacement | ((spec: Spec) => WorkerPlacement);
   /** Validate the spec (throw GatewayError naming the field) and build the listener; do not bind yet. */
   create(spec: Spec, ctx: ListenerContext, field: string): ListenerImpl;
 }
@@ -174,6 +185,12 @@ export interface ListenerSide {
 export interface ClusterSide {
   /** Virtual clusters ignore endpoints and give each session its own channel. */
   readonly virtual: boolean;
+  /**
+   * `one`: the cluster's sessions must all live in one process (a FIFO read
+   * by one session at a time, an interface's frames, Sync's pairing), so a
+   * listener that routes to it runs on one worker. Absent: any worker.
+   */
+  readonly workers?: 'one';
   /** Whether a broken stage of this cluster can be reconnected. */
   readonly retriable: boolean;
   /**

@@ -12,7 +12,7 @@ import { drainAndStop } from '../core/drain.js';
 import type { Gateway } from '../core/gateway.js';
 import { portSharing } from '../protocols/common/reuseport.js';
 import { GatewayMetrics } from '../observe/metrics.js';
-import { isControlPlaneListener } from './split.js';
+import { placementOf } from './split.js';
 import { standInListener } from './stand-in.js';
 import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
@@ -20,8 +20,15 @@ const index = Number(process.env[WORKER_INDEX_ENV] ?? '0');
 portSharing.on = true;
 
 let gw: Gateway | undefined;
-/** The prepared change: a started gateway (first config) or objects validated for applyConfig. */
-let pending: { gen: number; started?: Gateway; objects?: Record<string, unknown>; op?: WorkerOp } | undefined;
+/**
+ * The prepared change: a started gateway (first config), objects validated
+ * for applyConfig, a REST change to run at commit, or one built and bound
+ * already and held at the store's gate (`decide` releases it).
+ */
+let pending: { gen: number; started?: Gateway; objects?: Record<string, unknown>; op?: WorkerOp; held?: { decide: (commit: boolean) => void; done: Promise<void> } } | undefined;
+
+/** REST changes that build objects: they are built and bound at prepare, so a bind failure here aborts the change everywhere. */
+const BUILDS = /^(add|setConf$)/;
 
 function send(m: FromWorker): void {
   process.send?.(m);
@@ -39,7 +46,11 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
     // is harmless: no worker serves anything else yet.
     const started = await startGateway({ config: { admin: config.admin, ...config.objects }, beforeApply: (g) => {
       // The control-plane listeners run in the main process: stand-ins here.
-      g.remoteListener = (raw) => (isControlPlaneListener(raw, g, config.objects) ? standInListener() : undefined);
+      // Listeners that cannot share their resource run on worker 1 only.
+      g.remoteListener = (raw) => {
+        const where = placementOf(raw, g, config.objects);
+        return where === 'main' || (where === 'one' && index !== 1) ? standInListener() : undefined;
+      };
     } });
     pending = { gen, started };
   } else {
@@ -60,10 +71,37 @@ async function runOp(op: WorkerOp): Promise<void> {
 }
 
 function prepareOp(gen: number, op: WorkerOp): void {
-  // Validation happened in the main process, which holds the whole graph; a
-  // worker only says it is alive and holds no other change.
-  pending = { gen, op };
-  send({ type: 'prepared', gen });
+  const g = gw;
+  if (g === undefined || !BUILDS.test(op.operationId)) {
+    // Deletes and updates: validated in the main process, which holds the
+    // whole graph; they run at commit.
+    pending = { gen, op };
+    send({ type: 'prepared', gen });
+    return;
+  }
+  // Adds run now and wait at the store's gate, built and bound (a port
+  // another program holds, a path that exists: the prepare fails here).
+  let decide!: (commit: boolean) => void;
+  const decision = new Promise<boolean>((r) => { decide = r; });
+  let reached = false;
+  g.holdNextChange(async () => {
+    reached = true;
+    send({ type: 'prepared', gen });
+    if (!(await decision)) throw new GatewayError('INTERNAL', 'the change was refused by the control plane');
+  });
+  const done = runOp(op);
+  pending = { gen, op, held: { decide, done } };
+  done.then(() => {
+    if (reached) return;
+    // The handler changed the graph without building anything (nothing to hold).
+    g.holdNextChange(undefined);
+    send({ type: 'prepared', gen });
+  }, (err: unknown) => {
+    if (reached) return; // refused at commit or by abort: commit() reports it
+    g.holdNextChange(undefined);
+    if (pending?.gen === gen) pending = undefined;
+    fail(gen, err);
+  });
 }
 
 async function commit(gen: number): Promise<void> {
@@ -71,7 +109,10 @@ async function commit(gen: number): Promise<void> {
   if (p === undefined || p.gen !== gen) throw new Error(`commit of generation ${gen} without its prepare`);
   pending = undefined;
   if (p.started !== undefined) gw = p.started;
-  else if (p.op !== undefined) await runOp(p.op);
+  else if (p.held !== undefined) {
+    p.held.decide(true);
+    await p.held.done;
+  } else if (p.op !== undefined) await runOp(p.op);
   else await gw!.applyConfig(p.objects, false);
   send({ type: 'committed', gen });
 }
@@ -80,6 +121,16 @@ async function abort(gen: number): Promise<void> {
   const p = pending;
   if (p?.gen !== gen) return;
   pending = undefined;
+  if (p.held !== undefined) {
+    p.held.decide(false);
+    const held = await p.held.done.then(() => true, () => false);
+    // Applied without a gate to hold it: this worker now differs from the
+    // control plane; the supervisor restarts it with the current config.
+    if (held) {
+      gw?.log.error({ worker: index, operation: p.op?.operationId }, 'worker applied a change the control plane refused; restarting');
+      process.exit(70);
+    }
+  }
   await p.started?.stop();
 }
 

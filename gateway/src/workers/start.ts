@@ -5,26 +5,30 @@
 import type { Gateway } from '../core/gateway.js';
 import { GatewayMetrics } from '../observe/metrics.js';
 import { isObject } from '../core/is-object.js';
-import { dataPlaneListeners, isControlPlaneListener } from './split.js';
+import { dataPlaneListeners, placementOf } from './split.js';
 import { standInListener } from './stand-in.js';
 import { Supervisor } from './supervisor.js';
 
-/** The admin settings a worker keeps: its log level and the data-plane limits; never the API, metrics or workers. */
-function workerAdmin(raw: unknown): Record<string, unknown> {
-  const a = isObject(raw) ? raw : {};
-  return {
-    metrics: false,
-    ...(a.log_level !== undefined ? { log_level: a.log_level } : {}),
-    ...(a.limits !== undefined ? { limits: a.limits } : {}),
-    ...(a.drain_timeout !== undefined ? { drain_timeout: a.drain_timeout } : {}),
-  };
+/**
+ * The admin settings a worker runs with: the static config's, which confine
+ * and bound its data plane as they do a single process (limits, file_root,
+ * stdio_fork, drain_timeout, logs), at the log level in force; never the REST
+ * API's token, the probe/metrics listener or the worker count (the main
+ * process serves those).
+ */
+function workerAdmin(raw: unknown, logLevel: string): Record<string, unknown> {
+  const { workers: _w, api_token: _t, api_token_file: _f, metrics: _m, offload: _o, offload_ifs: _i, ...keep } = isObject(raw) ? raw : {};
+  return { ...keep, log_level: logLevel, metrics: false };
 }
 
 export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, count: number, rawAdmin: unknown): Promise<Record<string, unknown>> {
   const { admin: _admin, ...objects } = cfg;
-  const sup = new Supervisor(count, { objects, admin: workerAdmin(rawAdmin) }, gw.log);
+  const sup = new Supervisor(count, { objects, admin: workerAdmin(rawAdmin, gw.log.level) }, gw.log);
   // The main process builds the data-plane listeners as stand-ins: the workers run them.
-  gw.remoteListener = (raw) => (isControlPlaneListener(raw, gw, cfg) ? undefined : standInListener(raw, true));
+  gw.remoteListener = (raw) => {
+    const where = placementOf(raw, gw, cfg);
+    return where === 'main' ? undefined : standInListener(raw, where === 'every');
+  };
   gw.workers = sup;
   // Metrics: the workers' summed into this process's exposition, same names and labels.
   if (gw.observer instanceof GatewayMetrics) gw.observer.remote = () => sup.metrics() as ReturnType<NonNullable<GatewayMetrics['remote']>>;
@@ -35,6 +39,6 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
     await sup.stop();
     throw err;
   }
-  gw.log.info({ workers: count, listeners: dataPlaneListeners(cfg) }, 'data-plane listeners run in the workers');
+  gw.log.info({ workers: count, listeners: dataPlaneListeners(cfg) }, 'data-plane listeners run in the workers (every: each worker shares the port; one: worker 1 only)');
   return cfg;
 }

@@ -120,6 +120,7 @@ export const afPacketProtocol: ProtocolDef = needsAddon({
   },
   cluster: {
     virtual: false,
+    workers: 'one',
     retriable: true,
     create(spec, _ctx, field) {
       return new PacketCluster(ethertypeOf(spec, field));

@@ -23,6 +23,15 @@ export function probeSharedPort(kind: 'tcp' | 'udp', address: string, port: numb
 export const portSharing = { on: false };
 
 /**
+ * What a `net`/`http` server listens on: in a worker, a socket of the port's
+ * SO_REUSEPORT group (throws the bind error); otherwise the address itself,
+ * exclusively, so that "address in use" is an error.
+ */
+export function listenTarget(address: string, port: number): { fd: number } | { host: string; port: number; exclusive: true } {
+  return portSharing.on ? { fd: reusePortSocket('tcp', address, port) } : { host: address, port, exclusive: true };
+}
+
+/**
  * A socket bound to address:port with SO_REUSEPORT (and SO_REUSEADDR, so that
  * per-flow UDP sockets with SO_REUSEADDR only can bind beside it without
  * joining the group). Throws a Node-style system error from bind.

@@ -54,6 +54,7 @@ export const httpProtocol: ProtocolDef = {
   files: { listener: [{ key: 'tls.cert_file' }, { key: 'tls.key_file' }] },
   listener: {
     modes: ['server'],
+    workers: 'every',
     create(spec: Spec, ctx, field) {
       const port = v.port(spec, 'port', field, true)!;
       const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';

@@ -15,6 +15,7 @@ import { ExchangeBase } from '../common/http-exchange.js';
 import { httpMetadata, readNodeHead as readHead, refusePath, type RequestHead } from '../common/http-head.js';
 import { bindError } from '../common/socket.js';
 import type { ListenerContext, ListenerImpl, SessionPriv } from '../types.js';
+import { listenTarget } from '../common/reuseport.js';
 
 /** Headers node:http computes itself. */
 const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection', 'date', 'keep-alive']);
@@ -110,7 +111,7 @@ export class NodeHttpListener implements ListenerImpl {
     (server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host: this.address, port: this.port, exclusive: true }, () => {
+      server.listen(listenTarget(this.address, this.port), () => {
         server.off('error', reject);
         resolve();
       });

@@ -50,6 +50,7 @@ export const pipeProtocol: ProtocolDef = {
   },
   cluster: {
     virtual: false,
+    workers: 'one',
     retriable: true,
     create(spec, ctx, field) {
       const suffix = v.optString(spec, 'reply_suffix', field);

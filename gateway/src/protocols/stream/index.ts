@@ -13,6 +13,7 @@ export const tcpProtocol: ProtocolDef = {
   summary: 'TCP byte streams; one session per connection',
   listener: {
     modes: ['server'],
+    workers: 'every',
     create(spec: Spec, ctx, field) {
       const port = v.port(spec, 'port', field, true)!;
       const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';

@@ -143,6 +143,7 @@ export const syncProtocol: ProtocolDef = {
   summary: 'Rendezvous point: sessions with equal metadata at `query` exchange their traffic',
   cluster: {
     virtual: true,
+    workers: 'one',
     retriable: false,
     create(spec, ctx, field) {
       const query = v.optString(spec, 'query', field);

@@ -15,6 +15,7 @@
 import { invalid } from '../../core/errors.js';
 import type { ProtocolDef, Spec } from '../types.js';
 import * as v from '../common/validate.js';
+import { canBatch } from './batch.js';
 import { UdpCluster } from './cluster.js';
 import { UdpListener, type UdpListenerConfig } from './listener.js';
 
@@ -44,6 +45,17 @@ export const udpProtocol: ProtocolDef = {
   summary: 'UDP datagrams; listener in singleton or server mode, cluster with one connected socket per session',
   listener: {
     modes: ['singleton', 'server'],
+    // Server mode on the batched path reads every flow from one socket, so
+    // each worker can hold one in the port's group; a singleton (one remote)
+    // or per-flow sockets cannot be shared (docs/workers.md).
+    workers(spec) {
+      try {
+        const cfg = parseListenerSpec(spec, 'spec');
+        return !cfg.singleton && canBatch(cfg.address, cfg.address) ? 'every' : 'one';
+      } catch {
+        return 'one';
+      }
+    },
     create(spec, ctx, field) {
       return new UdpListener(parseListenerSpec(spec, field), ctx);
     },

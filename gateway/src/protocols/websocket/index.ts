@@ -46,6 +46,7 @@ export const websocketProtocol: ProtocolDef = {
   summary: 'WebSocket messages: listener on uWebSockets.js, cluster on the ws client; one message per datagram',
   listener: {
     modes: ['server'],
+    workers: 'every',
     create(spec, ctx, field) {
       const path = v.optString(spec, 'path', field);
       // uws (default): uWebSockets.js; ws: the pure-JS `ws` library (ws-engine.ts).

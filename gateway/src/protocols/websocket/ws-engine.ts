@@ -26,6 +26,7 @@ import type { ListenerContext, ListenerImpl } from '../types.js';
 import { httpMetadata, readNodeHead as nodeHead, refusePath, type RequestHead } from '../common/http-head.js';
 import { bindError } from '../common/socket.js';
 import { watchUnfinished } from './unfinished.js';
+import { listenTarget } from '../common/reuseport.js';
 import {
   NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type WsListenerConfig, type FrameMode,
 } from './frames.js';
@@ -183,7 +184,14 @@ export class WsEngineListener implements ListenerImpl {
         reject(bindError(err, `WebSocket listener "${ctx.listenerName}" cannot listen on ${cfg.address}:${cfg.port}`));
       };
       server.once('error', onError);
-      server.listen({ host: cfg.address, port: cfg.port, exclusive: true }, () => {
+      let target: ReturnType<typeof listenTarget>;
+      try {
+        target = listenTarget(cfg.address, cfg.port);
+      } catch (err) {
+        onError(err as Error);
+        return;
+      }
+      server.listen(target, () => {
         server.off('error', onError);
         resolve();
       });
