@@ -5,7 +5,7 @@
 
 import { startGateway } from '../app.js';
 import { checkSchema } from '../api/dispatch.js';
-import { dumpSessions } from '../api/dump.js';
+import { dumpConfig, dumpSessions } from '../api/dump.js';
 import { handlers } from '../api/handlers.js';
 import { GatewayError, asGatewayError } from '../core/errors.js';
 import { drainAndStop } from '../core/drain.js';
@@ -156,6 +156,11 @@ function onMessage(m: ToWorker): void {
       const observer = gw?.observer;
       const json = observer instanceof GatewayMetrics ? observer.metricsJson() : Promise.resolve([]);
       json.then((metrics) => send({ type: 'metrics', id: m.id, metrics }), () => send({ type: 'metrics', id: m.id, metrics: [] }));
+      break;
+    }
+    case 'graph': {
+      const { admin: _a, sessions: _s, ...graph } = gw === undefined ? {} : dumpConfig(gw);
+      send({ type: 'graph', id: m.id, graph });
       break;
     }
     case 'sessions': {

@@ -20,7 +20,9 @@ export type ToWorker =
   | { type: 'abort'; gen: number }
   | { type: 'sessions'; id: number }
   | { type: 'deleteSession'; id: number; name: string }
-  | { type: 'metrics'; id: number };
+  | { type: 'metrics'; id: number }
+  /** The worker's object graph (api/dump.ts dumpConfig without admin and sessions): tests compare it with the main process's. */
+  | { type: 'graph'; id: number };
 
 export interface WorkerError { readonly code: string; readonly message: string }
 
@@ -31,7 +33,8 @@ export type FromWorker =
   | { type: 'sessions'; id: number; sessions: unknown[] }
   | { type: 'deleted'; id: number; error?: WorkerError }
   /** prom-client's getMetricsAsJSON(), merged by the main process (observe/metrics.ts). */
-  | { type: 'metrics'; id: number; metrics: unknown[] };
+  | { type: 'metrics'; id: number; metrics: unknown[] }
+  | { type: 'graph'; id: number; graph: Record<string, unknown> };
 
 /** The environment variable that carries a worker's index (1-based). */
 export const WORKER_INDEX_ENV = 'L7MP_WORKER_INDEX';

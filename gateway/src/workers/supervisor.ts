@@ -162,6 +162,14 @@ export class Supervisor {
     if (r.type === 'deleted' && r.error !== undefined) throw new GatewayError(r.error.code as ConstructorParameters<typeof GatewayError>[0], r.error.message);
   }
 
+  /** Every live worker's object graph, by index; a worker that does not answer in time is left out. */
+  async graphs(): Promise<Record<string, unknown>[]> {
+    const id = ++this.seq;
+    const lists = await Promise.allSettled(this.slots.filter((s) => s.child !== undefined).map((s) =>
+      this.request(s, { type: 'graph', id }, (m) => m.type === 'graph' && m.id === id, SESSIONS_TIMEOUT_MS)));
+    return lists.flatMap((r) => (r.status === 'fulfilled' && r.value.type === 'graph' ? [r.value.graph] : []));
+  }
+
   /** Worker pids, by index (tests and the log). */
   pids(): (number | undefined)[] {
     return this.slots.map((s) => s.child?.pid);

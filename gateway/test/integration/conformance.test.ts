@@ -8,6 +8,7 @@
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { renderText, summaryLine, type RunResult } from '../../../conformance/report.js';
+import { GATEWAY_MAIN } from '../../../conformance/process-driver.js';
 import { runConformance } from '../../../conformance/runner.js';
 import { PROTOCOLS } from '../../src/protocols/registry.js';
 
@@ -60,6 +61,28 @@ run('conformance: every listener × cluster pair of the registry, process mode, 
   t.is(r.failed, 0);
   t.true(r.passed > 0);
   t.log(`${summaryLine(r)} in ${(r.durationMs / 1000).toFixed(1)} s`);
+});
+
+// The same suite against a gateway with two data-plane worker processes
+// (admin.workers via -w 2, docs/workers.md): listeners that share their port
+// run in both, the others in one, and the REST API, sessions and counters the
+// cases read go through the main process. Same cases as one worker, all passing.
+run('conformance: with 2 data-plane workers (-w 2), process mode, runs the same cases as one worker, 0 failed', async (t) => {
+  t.timeout(1_200_000, 'the conformance suite with 2 workers did not finish in 20 minutes');
+  if (missing.length > 0) t.fail(`${missing.join(' and ')} not installed (CI=true)`);
+  const r = await runConformance({ mode: 'process', concurrency: 2, gatewayCmd: `'${process.execPath}' '${GATEWAY_MAIN}' -c {config} -w 2` });
+  const failures = casesWith(r, 'fail');
+  if (failures.length > 0) t.log(renderText(r));
+  t.deepEqual(failures, [], summaryLine(r));
+  t.true(r.passed > 0);
+  if (processResult === undefined) {
+    t.fail('the one-worker run did not complete, so there is nothing to compare against');
+    return;
+  }
+  const ran = (x: RunResult): string[] => [...casesWith(x, 'pass'), ...casesWith(x, 'fail')];
+  t.deepEqual(ran(r).filter((c) => !ran(processResult!).includes(c)), [], 'ran with workers only');
+  t.deepEqual(ran(processResult).filter((c) => !ran(r).includes(c)), [], 'ran with one worker, skipped with two');
+  t.log(`2 workers: ${summaryLine(r)} in ${(r.durationMs / 1000).toFixed(1)} s`);
 });
 
 // Container mode needs a Docker engine: without one it is skipped with the

@@ -15,6 +15,7 @@ import fc from 'fast-check';
 import { stringify as toYaml } from 'yaml';
 import { routes } from '../../src/api/generated/routes.js';
 import { api, echo, freePort, peer, startGw } from './helpers.js';
+import type { Gateway } from '../../src/core/gateway.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20261128);
 /** Per property: at most this many runs, and at most this long (the machine is small and shared). */
@@ -148,6 +149,7 @@ class Harness {
 
 interface Fixture {
   base: string;
+  gw: Gateway;
   harness: Harness;
   /** A valid body per body-taking operation, with the path to POST it to. */
   templates: Array<{ operationId: string; path: string; body: Record<string, unknown> }>;
@@ -159,7 +161,7 @@ async function fixture(t: ExecutionContext): Promise<Fixture> {
   const listenPort = await freePort();
   const spare = await freePort();
   await peer(t, echo.udp(echoPort));
-  const { base } = await startGw(t, {
+  const { base, gw } = await startGw(t, {
     admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0, max_body_bytes: MAX_BODY } },
     clusters: [{ name: 'c1', spec: { protocol: 'UDP', port: echoPort }, endpoints: [{ name: 'e1', spec: { address: '127.0.0.1' } }] }],
     routes: [{ name: 'rt1', destination: 'c1' }],
@@ -202,7 +204,7 @@ async function fixture(t: ExecutionContext): Promise<Fixture> {
   });
   const harness = new Harness(base);
   await harness.init();
-  return { base, harness, templates, names: new Set(['c1', 'e1', 'rt1', 'r1', 'rl1', 'l1', 'controller-listener', 'controller']) };
+  return { base, gw, harness, templates, names: new Set(['c1', 'e1', 'rt1', 'r1', 'rl1', 'l1', 'controller-listener', 'controller']) };
 }
 
 // -------------------------------------------------------------- arbitraries
@@ -375,6 +377,14 @@ async function run(t: ExecutionContext, f: Fixture, arb: fc.Arbitrary<Req>, budg
   const cfg = await api(f.base, 'GET', '/api/v1/config');
   t.is(cfg.status, 200);
   t.is(cfg.text, f.harness.reference);
+  // With data-plane workers (fuzz-api-workers.test.ts) every worker holds that same graph.
+  const workers = f.gw.workers as unknown as { graphs?(): Promise<Record<string, unknown>[]> } | undefined;
+  if (workers?.graphs !== undefined) {
+    const { admin: _a, sessions: _s, ...graph } = JSON.parse(cfg.text) as Record<string, unknown>;
+    const graphs = await workers.graphs();
+    t.is(graphs.length, Number(process.env.L7MP_TEST_WORKERS), 'every worker answers');
+    for (const g of graphs) t.deepEqual(g, graph, 'a worker\'s configuration is the main process\'s');
+  }
   t.log(`seed ${SEED}: ${f.harness.summary()} in ${Date.now() - started} ms`);
   t.true(f.harness.calls >= 100, `too few calls in the time budget: ${f.harness.summary()}`);
 }

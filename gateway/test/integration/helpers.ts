@@ -56,12 +56,14 @@ export function controllerConfig(port: number, extra: Record<string, unknown> = 
     spec: { protocol: 'HTTP', address: '127.0.0.1', port },
     rules: [{ action: { route: { destination: { name: 'controller', spec: { protocol: 'L7mpController' } } } } }],
   };
+  const workers = process.env.L7MP_TEST_WORKERS ? { workers: Number(process.env.L7MP_TEST_WORKERS) } : {};
   return {
     // No admin (metrics) listener: test gateways run side by side; metrics tests configure their own.
     // No REST rate limit either: tests call the API in bursts.
     // L7MP_TEST_WORKERS=N runs these gateways with N data-plane workers (docs/workers.md).
-    admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 }, ...(process.env.L7MP_TEST_WORKERS ? { workers: Number(process.env.L7MP_TEST_WORKERS) } : {}) },
+    admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 }, ...workers },
     ...extra,
+    ...(extra.admin !== undefined ? { admin: { ...(extra.admin as Record<string, unknown>), ...workers } } : {}),
     listeners: [controller, ...((extra.listeners as unknown[] | undefined) ?? [])],
   };
 }
