@@ -22,6 +22,7 @@
 
 #include <string>
 
+#include "reuseport.h"
 #include "udp_offload.h"
 
 namespace {
@@ -290,6 +291,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   libbpf_set_print(CollectLog);
   exports.Set("Program", Program::Init(env));
   exports.Set("ifindex", Napi::Function::New(env, IfIndex));
+  InitReuseport(env, exports);
   return exports;
 }
 
