@@ -18,6 +18,7 @@ import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, ty
 
 const index = Number(process.env[WORKER_INDEX_ENV] ?? '0');
 portSharing.on = true;
+portSharing.reportUdp = (fd, address, port) => send({ type: 'udpShared', fd, address, port });
 
 let gw: Gateway | undefined;
 /**

@@ -34,7 +34,9 @@ export type FromWorker =
   | { type: 'deleted'; id: number; error?: WorkerError }
   /** prom-client's getMetricsAsJSON(), merged by the main process (observe/metrics.ts). */
   | { type: 'metrics'; id: number; metrics: unknown[] }
-  | { type: 'graph'; id: number; graph: Record<string, unknown> };
+  | { type: 'graph'; id: number; graph: Record<string, unknown> }
+  /** A shared UDP socket this worker bound: the main process slots it in the port's selector (workers/sticky-udp.ts). */
+  | { type: 'udpShared'; fd: number; address: string; port: number };
 
 /** The environment variable that carries a worker's index (1-based). */
 export const WORKER_INDEX_ENV = 'L7MP_WORKER_INDEX';

@@ -9,6 +9,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
+import { StickyUdp } from './sticky-udp.js';
 import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
@@ -46,9 +47,12 @@ export class Supervisor {
   private opLock: Promise<void> = Promise.resolve();
   private releaseOp: (() => void) | undefined;
   private pendingOp: WorkerOp | undefined;
+  /** Keeps each UDP flow on its worker while that worker lives. */
+  readonly sticky: StickyUdp;
 
   constructor(count: number, private config: WorkerConfig, private readonly log: Logger) {
     this.slots = Array.from({ length: count }, (_, i) => ({ index: i + 1, child: undefined, committed: -1, waiters: new Set(), startedAt: 0, backoff: RESTART_MIN_MS }));
+    this.sticky = new StickyUdp(count, log);
   }
 
   /** Fork every worker and apply the first config; throws (with the worker's error) if one cannot. */
@@ -177,6 +181,7 @@ export class Supervisor {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.sticky.close();
     await Promise.all(this.slots.map((s) => new Promise<void>((resolve) => {
       const c = s.child;
       if (c === undefined || c.exitCode !== null || c.signalCode !== null) return resolve();
@@ -191,7 +196,10 @@ export class Supervisor {
     s.child = child;
     s.committed = -1;
     s.startedAt = Date.now();
-    child.on('message', (m: FromWorker) => { for (const w of [...s.waiters]) w(m); });
+    child.on('message', (m: FromWorker) => {
+      if (m.type === 'udpShared') this.sticky.add(s.index, child.pid!, m);
+      for (const w of [...s.waiters]) w(m);
+    });
     child.on('exit', (code, signal) => this.exited(s, child, code, signal));
     child.on('error', (err) => this.log.warn({ worker: s.index, err: err.message }, 'worker IPC error'));
     return child;

@@ -101,8 +101,9 @@ class ReuseportGroup : public Napi::ObjectWrap<ReuseportGroup> {
     }
     progFd_ = bpf_program__fd(prog);
     socksFd_ = bpf_map__fd(socks);
+    confFd_ = bpf_map__fd(conf);
     __u32 zero = 0;
-    if (bpf_map_update_elem(bpf_map__fd(conf), &zero, &workers_, BPF_ANY)) {
+    if (bpf_map_update_elem(confFd_, &zero, &workers_, BPF_ANY)) {
       err = errno;
       Release();
       Fail(env, "cannot set the worker count", err);
@@ -118,11 +119,12 @@ class ReuseportGroup : public Napi::ObjectWrap<ReuseportGroup> {
   std::unique_ptr<bpf_object, ObjectCloser> obj_;
   int progFd_ = -1;
   int socksFd_ = -1;
+  int confFd_ = -1;
   __u32 workers_ = 0;
 
   void Release() {
     obj_.reset();
-    progFd_ = socksFd_ = -1;
+    progFd_ = socksFd_ = confFd_ = -1;
   }
 
   static Napi::Value Closed(Napi::Env env) {
@@ -192,9 +194,13 @@ class ReuseportGroup : public Napi::ObjectWrap<ReuseportGroup> {
     return Napi::Number::New(env, n);
   }
 
-  // close(): release the program and maps. A group that still has the
-  // program attached keeps it (and its maps) until its last socket closes.
+  // close(): the selector stops choosing (a worker count of 0: the kernel's
+  // own pick applies to the group again), and the program and maps are
+  // released here. A group that still has the program attached keeps it
+  // until its last socket closes.
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    __u32 zero = 0;
+    if (obj_) bpf_map_update_elem(confFd_, &zero, &zero, BPF_ANY);
     Release();
     return info.Env().Undefined();
   }

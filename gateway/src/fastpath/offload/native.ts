@@ -57,7 +57,8 @@ export function objectPath(): string {
   return process.env.L7MP_BPF_OBJECT ?? path.join(rootDir(), 'offload', 'build', 'udp_offload.bpf.o');
 }
 
-export function loadBpf(): BpfLoad {
+/** The bpf addon and a BPF object of ours (the offload's, or another: workers/sticky-udp.ts). */
+export function loadBpf(obj = objectPath()): BpfLoad {
   const file = addonPath();
   if (!fs.existsSync(file)) {
     const marker = path.join(rootDir(), 'native', 'bpf', 'build', 'BUILD_FAILED');
@@ -68,7 +69,6 @@ export function loadBpf(): BpfLoad {
     } catch { /* no marker: never built */ }
     return { ok: false, reason: `the bpf addon ${file} is missing: ${why}` };
   }
-  const obj = objectPath();
   if (!fs.existsSync(obj)) {
     return { ok: false, reason: `the BPF object ${obj} is missing (npm run build:offload; needs clang and libbpf-dev)` };
   }

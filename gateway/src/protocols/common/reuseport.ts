@@ -19,8 +19,12 @@ export function probeSharedPort(kind: 'tcp' | 'udp', address: string, port: numb
   socketsAddon()!.close(fd);
 }
 
-/** Set once by the worker entry before any listener starts. */
-export const portSharing = { on: false };
+/**
+ * Set once by the worker entry before any listener starts. `reportUdp`: a
+ * worker tells the main process each shared UDP socket it binds, so that the
+ * main process can keep every flow on its worker (workers/sticky-udp.ts).
+ */
+export const portSharing: { on: boolean; reportUdp?: (fd: number, address: string, port: number) => void } = { on: false };
 
 /**
  * What a `net`/`http` server listens on: in a worker, a socket of the port's

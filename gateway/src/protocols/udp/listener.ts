@@ -126,6 +126,7 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
       addon.close(fd);
       throw bindError(err, what);
     }
+    if (portSharing.on) portSharing.reportUdp?.(fd, address, addon.localAddress(fd).port ?? port);
     this.shared = new SharedUdpSocket(addon, fd, { address, port }, this);
     this.sharedFlows = this.shared.flows;
     startFlowClock();
