@@ -89,14 +89,14 @@ export class StickyUdp {
         g = this.open(this.workers);
         this.groups.set(key, g);
         if (this.groups.size === 1) this.log.info({ listener_address: key }, 'UDP flows stay on their worker across worker restarts (SO_REUSEPORT selector)');
-        this.sweep ??= setInterval(() => this.release(), SWEEP_MS).unref();
+        this.sweep ??= setInterval(() => this.releaseEmpty(), SWEEP_MS).unref();
       }
       g.add(pid, r.fd, index - 1, r.address, r.port);
     } catch (err) {
       const errno = (err as { errno?: number }).errno;
       if (g !== undefined && (errno === ESRCH || errno === EBADF)) {
         // That worker died, or closed that socket, before we got to it: its next socket reports again.
-        this.log.debug({ worker: index, listener_address: key, err: (err as Error).message }, 'a shared UDP socket went away before it was slotted');
+        this.log.verbose({ worker: index, listener_address: key, err: (err as Error).message }, 'a shared UDP socket went away before it was slotted');
         return;
       }
       this.disable((err as Error).message);
@@ -118,7 +118,8 @@ export class StickyUdp {
     this.log.warn({ reason }, 'UDP flows are not sticky across worker restarts: the kernel spreads them over the live workers by hash, so a worker\'s death or restart moves most other workers\' flows (a new session each); see docs/workers.md');
   }
 
-  private release(): void {
+  /** Release the selectors of groups whose sockets are all closed (their listener is gone from every worker). */
+  releaseEmpty(): void {
     for (const [key, g] of this.groups) {
       if (g.live() > 0) continue;
       g.close();
