@@ -70,43 +70,56 @@ async function openClients(n: number, t: { teardown(fn: () => void): void }): Pr
 const missing = selectorMissing();
 if (missing !== undefined) console.warn(`workers-sticky: the selector cannot load here (${missing}); the sticky test is skipped`);
 
+/** A listener's flows and their sessions at each step. */
+interface Flows { port: number; clients: dgram.Socket[]; seen: Map<number, SessionDump[]>[] }
+
 (missing === undefined ? test.serial : test.serial.skip)('a surviving worker\'s UDP flows stay on it across another worker\'s death and restart', async (t) => {
-  const [apiPort, probes, udpIn, udpEcho] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const [apiPort, probes, udpIn, udpEcho, udpRest] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
   await peer(t, echo.udp(udpEcho));
   const gw = await startGateway({ config: udpGatewayConfig(3, apiPort, probes, udpIn, udpEcho) });
   t.teardown(() => gw.stop());
   const base = `http://127.0.0.1:${apiPort}`;
   const pids = () => (gw.workers as unknown as { pids(): (number | undefined)[] }).pids();
+  // A second shared UDP listener, added over REST: a selector of its own.
+  const added = await api(base, 'POST', '/api/v1/listeners', { listener: { name: 'udp-rest', spec: { protocol: 'UDP', address: '127.0.0.1', port: udpRest }, rules: [{ action: { route: { destination: 'udp-echo' } } }] } });
+  t.is(added.status, 200, added.text);
 
-  const clients = await openClients(60, t);
-  await round(clients, udpIn, 'first');
-  const before = await sessionsByPort(base, udpIn);
-  const ports = clients.map((c) => c.address().port);
-  for (const p of ports) t.is(before.get(p)?.length, 1, `flow from port ${p} has one session`);
-  const workerOf = (p: number) => before.get(p)![0]!.worker;
-  t.deepEqual([...new Set(ports.map(workerOf))].sort(), [1, 2, 3], 'the flows are spread over the three workers');
+  const all: Flows[] = [{ port: udpIn, clients: await openClients(45, t), seen: [] }, { port: udpRest, clients: await openClients(30, t), seen: [] }];
+  const step = async (tag: string) => {
+    for (const f of all) {
+      await round(f.clients, f.port, tag);
+      f.seen.push(await sessionsByPort(base, f.port));
+    }
+  };
+  await step('first');
+  const workerOf = (f: Flows, p: number) => f.seen[0]!.get(p)?.[0]?.worker;
+  for (const f of all) {
+    for (const c of f.clients) t.is(f.seen[0]!.get(c.address().port)?.length, 1, `flow from port ${c.address().port} has one session`);
+    t.deepEqual([...new Set(f.clients.map((c) => workerOf(f, c.address().port)))].sort(), [1, 2, 3], `the flows to ${f.port} are spread over the three workers`);
+  }
 
   // Worker 2 dies; every flow keeps sending while it is gone and after it is back.
   const victim = 2;
   const victimPid = pids()[victim - 1]!;
   process.kill(victimPid, 'SIGKILL');
   await waitFor(async () => (await ready(probes)) === 503, 5000, '/ready 503 after the kill');
-  await round(clients, udpIn, 'outage');
-  const during = await sessionsByPort(base, udpIn);
+  await step('outage');
   await waitFor(async () => (await ready(probes)) === 200, 15000, '/ready 200 after the restart');
   t.not(pids()[victim - 1], victimPid, 'worker 2 is a new process');
-  await round(clients, udpIn, 'back');
-  const after = await sessionsByPort(base, udpIn);
+  await step('back');
 
-  const survivors = ports.filter((p) => workerOf(p) !== victim);
-  const moved = survivors.filter((p) => JSON.stringify(after.get(p)?.map((s) => s.name)) !== JSON.stringify([before.get(p)![0]!.name]));
-  t.deepEqual(moved, [], `every flow of workers 1 and 3 (${survivors.length}) keeps its one session: ${moved.length} moved`);
-  // The dead worker's flows became new sessions elsewhere, and stay there once it is back.
-  const orphans = ports.filter((p) => workerOf(p) === victim);
-  for (const p of orphans) {
-    const now = after.get(p)?.map((s) => s.name);
-    t.is(now?.length, 1, `flow from port ${p} of the dead worker has one session`);
-    t.deepEqual(now, during.get(p)?.map((s) => s.name), `flow from port ${p} of the dead worker stays where it went`);
+  const names = (m: Map<number, SessionDump[]>, p: number) => m.get(p)?.map((s) => s.name);
+  for (const f of all) {
+    const [before, during, after] = f.seen as [Map<number, SessionDump[]>, Map<number, SessionDump[]>, Map<number, SessionDump[]>];
+    const ports = f.clients.map((c) => c.address().port);
+    const survivors = ports.filter((p) => workerOf(f, p) !== victim);
+    const moved = survivors.filter((p) => JSON.stringify(names(after, p)) !== JSON.stringify(names(before, p)));
+    t.deepEqual(moved, [], `listener ${f.port}: every flow of workers 1 and 3 (${survivors.length}) keeps its one session: ${moved.length} moved`);
+    // The dead worker's flows became new sessions elsewhere, and stay there once it is back.
+    for (const p of ports.filter((x) => workerOf(f, x) === victim)) {
+      t.is(names(after, p)?.length, 1, `flow from port ${p} of the dead worker has one session`);
+      t.deepEqual(names(after, p), names(during, p), `flow from port ${p} of the dead worker stays where it went`);
+    }
   }
 
   // New flows reach the restarted worker.
