@@ -45,7 +45,8 @@ struct {
 	__type(value, __u64);
 } l7mp_rp_socks SEC(".maps");
 
-/* 4-tuple hash -> worker slot, for flows placed away from their home. */
+/* 4-tuple hash -> worker slot, for flows placed away from their home; one
+ * table for every listener's selector (the loader shares it). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, L7MP_RP_FLOWS);

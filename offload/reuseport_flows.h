@@ -7,9 +7,9 @@
 
 /* Flows placed away from their home worker (its socket was missing when the
  * flow's first datagram came). LRU: a flow evicted while its placement
- * still matters goes back to its home worker, a new session there; at 16
- * bytes an entry plus the kernel's element header this is ~4 MB per shared
- * UDP listener. */
+ * still matters goes back to its home worker, a new session there. One
+ * table serves every shared UDP listener (keys are 4-tuple hashes, which
+ * differ across listeners): 5 MB of kernel memory (memlock) in all. */
 #define L7MP_RP_FLOWS 65536
 
 /* How many other workers a flow whose home worker is gone tries, in a

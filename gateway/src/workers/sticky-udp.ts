@@ -38,7 +38,8 @@ export interface ReuseportGroup {
   close(): void;
 }
 
-export type OpenGroup = (workers: number) => ReuseportGroup;
+/** Load a selector; `shareWith`: an open one whose record of displaced flows it shares (one table for every listener). */
+export type OpenGroup = (workers: number, shareWith?: ReuseportGroup) => ReuseportGroup;
 
 /** How often groups whose sockets are all gone (a listener deleted everywhere) are released. */
 const SWEEP_MS = 30_000;
@@ -51,18 +52,18 @@ function selectorObject(): string {
 }
 
 /** Loads the selector unless L7MP_REUSEPORT_BPF=off; throws why it cannot. */
-export function openSelector(workers: number): ReuseportGroup {
+export function openSelector(workers: number, shareWith?: ReuseportGroup): ReuseportGroup {
   if (process.env.L7MP_REUSEPORT_BPF === 'off') throw new Error('L7MP_REUSEPORT_BPF=off');
-  return loadSelector(workers);
+  return loadSelector(workers, shareWith);
 }
 
 /** Loads the selector from the bpf addon; throws why it cannot (no addon or object, no privilege, an old kernel). */
-export function loadSelector(workers: number): ReuseportGroup {
+export function loadSelector(workers: number, shareWith?: ReuseportGroup): ReuseportGroup {
   const loaded = loadBpf(selectorObject());
   if (!loaded.ok) throw new Error(loaded.reason);
-  const Group = (loaded.addon as unknown as { ReuseportGroup?: new (obj: string, workers: number) => ReuseportGroup }).ReuseportGroup;
+  const Group = (loaded.addon as unknown as { ReuseportGroup?: new (obj: string, workers: number, shareWith?: ReuseportGroup) => ReuseportGroup }).ReuseportGroup;
   if (Group === undefined) throw new Error('the bpf addon predates ReuseportGroup: npm run build:native');
-  return new Group(loaded.objectPath, workers);
+  return new Group(loaded.objectPath, workers, shareWith);
 }
 
 export class StickyUdp {
@@ -86,7 +87,7 @@ export class StickyUdp {
     let g = this.groups.get(key);
     try {
       if (g === undefined) {
-        g = this.open(this.workers);
+        g = this.open(this.workers, this.groups.values().next().value);
         this.groups.set(key, g);
         if (this.groups.size === 1) this.log.info({ listener_address: key }, 'UDP flows stay on their worker across worker restarts (SO_REUSEPORT selector)');
         this.sweep ??= setInterval(() => this.releaseEmpty(), SWEEP_MS).unref();

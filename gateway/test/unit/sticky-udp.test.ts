@@ -11,16 +11,17 @@ interface FakeGroup extends ReuseportGroup {
   readonly adds: Array<[number, number, number, string, number]>;
   closed: boolean;
   slots: number;
+  readonly shared: ReuseportGroup | undefined;
 }
 
 function rig(fail?: (call: number) => Error | undefined) {
   const groups: FakeGroup[] = [];
   let calls = 0;
   const { log, lines } = captureLogger();
-  const sticky = new StickyUdp(3, log, (workers) => {
+  const sticky = new StickyUdp(3, log, (workers, shareWith) => {
     if (workers !== 3) throw new Error('wrong worker count');
     const g: FakeGroup = {
-      adds: [], closed: false, slots: 0,
+      adds: [], closed: false, slots: 0, shared: shareWith,
       add(...args) {
         const err = fail?.(++calls);
         if (err !== undefined) throw err;
@@ -49,6 +50,8 @@ test('one selector per shared address:port; a worker\'s socket goes to slot inde
   t.is(groups.length, 2);
   t.deepEqual(groups[0]!.adds, [[101, 20, 0, '127.0.0.1', 5000], [103, 21, 2, '127.0.0.1', 5000]]);
   t.deepEqual(groups[1]!.adds, [[102, 22, 1, '127.0.0.1', 5001]]);
+  t.is(groups[0]!.shared, undefined);
+  t.is(groups[1]!.shared, groups[0], 'one table of displaced flows for every listener');
   t.true(sticky.active);
   t.is(warnings().length, 0);
   sticky.close();
@@ -100,5 +103,6 @@ test('a group whose sockets all closed is released; the next socket on that port
   t.false(groups[1]!.closed);
   sticky.add(2, 102, { fd: 22, address: '127.0.0.1', port: 5000 });
   t.is(groups.length, 3);
+  t.is(groups[2]!.shared, groups[1], 'shared with a group still open');
   sticky.close();
 });

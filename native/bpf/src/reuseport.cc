@@ -36,6 +36,9 @@
 
 namespace {
 
+// Marks our objects, so that a shareWith argument is checked before it is unwrapped.
+const napi_type_tag kGroupTag = {0x6c376d70a1b2c3d4ULL, 0x72657573e5f60718ULL};
+
 Napi::Value Fail(Napi::Env env, const std::string& what, int err) {
   if (err < 0) err = -err;
   Napi::Error e = Napi::Error::New(env, what + ": " + strerror(err));
@@ -62,12 +65,26 @@ class ReuseportGroup : public Napi::ObjectWrap<ReuseportGroup> {
     });
   }
 
-  // new ReuseportGroup(objectPath, workers): load the selector with one socket slot per worker.
+  // new ReuseportGroup(objectPath, workers, shareWith?): load the selector
+  // with one socket slot per worker. With shareWith (an open group) its
+  // record of displaced flows is shared: keys are 4-tuple hashes, distinct
+  // across listeners, so one table bounds the memory of all of them.
   explicit ReuseportGroup(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReuseportGroup>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
-      Napi::TypeError::New(env, "ReuseportGroup(objectPath: string, workers: number)").ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "ReuseportGroup(objectPath: string, workers: number, shareWith?: ReuseportGroup)").ThrowAsJavaScriptException();
       return;
+    }
+    info.This().As<Napi::Object>().TypeTag(&kGroupTag);
+    int shareFd = -1;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      Napi::Object other = info[2].IsObject() ? info[2].As<Napi::Object>() : Napi::Object();
+      ReuseportGroup* g = !other.IsEmpty() && other.CheckTypeTag(&kGroupTag) ? Unwrap(other) : nullptr;
+      if (g == nullptr || !g->obj_) {
+        Napi::TypeError::New(env, "ReuseportGroup(): shareWith must be an open ReuseportGroup").ThrowAsJavaScriptException();
+        return;
+      }
+      shareFd = g->flowsFd_;
     }
     std::string path = info[0].As<Napi::String>().Utf8Value();
     int64_t workers = info[1].As<Napi::Number>().Int64Value();
@@ -93,6 +110,11 @@ class ReuseportGroup : public Napi::ObjectWrap<ReuseportGroup> {
       return;
     }
     bpf_map__set_max_entries(socks, workers_);
+    if (shareFd >= 0 && (err = bpf_map__reuse_fd(flows, shareFd))) {
+      Release();
+      Fail(env, "cannot share the displaced-flow table", err);
+      return;
+    }
     err = bpf_object__load(obj);
     if (err) {
       Release();
@@ -102,6 +124,7 @@ class ReuseportGroup : public Napi::ObjectWrap<ReuseportGroup> {
     progFd_ = bpf_program__fd(prog);
     socksFd_ = bpf_map__fd(socks);
     confFd_ = bpf_map__fd(conf);
+    flowsFd_ = bpf_map__fd(flows);
     __u32 zero = 0;
     if (bpf_map_update_elem(confFd_, &zero, &workers_, BPF_ANY)) {
       err = errno;
@@ -120,11 +143,12 @@ class ReuseportGroup : public Napi::ObjectWrap<ReuseportGroup> {
   int progFd_ = -1;
   int socksFd_ = -1;
   int confFd_ = -1;
+  int flowsFd_ = -1;
   __u32 workers_ = 0;
 
   void Release() {
     obj_.reset();
-    progFd_ = socksFd_ = confFd_ = -1;
+    progFd_ = socksFd_ = confFd_ = flowsFd_ = -1;
   }
 
   static Napi::Value Closed(Napi::Env env) {
