@@ -45,6 +45,8 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
     // prepare and the supervisor aborts every worker. Listening before commit
     // is harmless: no worker serves anything else yet.
     const started = await startGateway({ config: { admin: config.admin, ...config.objects }, beforeApply: (g) => {
+      // Active health checks run in the main process; their results come here ('checked').
+      g.healthStats.probes = false;
       // The control-plane listeners run in the main process: stand-ins here.
       // Listeners that cannot share their resource run on worker 1 only.
       g.remoteListener = (raw) => {
@@ -158,6 +160,9 @@ function onMessage(m: ToWorker): void {
       json.then((metrics) => send({ type: 'metrics', id: m.id, metrics }), () => send({ type: 'metrics', id: m.id, metrics: [] }));
       break;
     }
+    case 'checked':
+      gw?.clusters.get(m.cluster)?.health?.state.checked(m.endpoint, m.ok, m.reason, m.timedOut, false);
+      break;
     case 'graph': {
       const { admin: _a, sessions: _s, ...graph } = gw === undefined ? {} : dumpConfig(gw);
       send({ type: 'graph', id: m.id, graph });

@@ -33,6 +33,8 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
   // Metrics: the workers' summed into this process's exposition, same names and labels.
   if (gw.observer instanceof GatewayMetrics) gw.observer.remote = () => sup.metrics() as ReturnType<NonNullable<GatewayMetrics['remote']>>;
   gw.onStop(() => sup.stop());
+  // Active health checks run here, once; the workers take the results.
+  gw.healthStats.share = (cluster, endpoint, ok, reason, timedOut) => sup.broadcast({ type: 'checked', cluster, endpoint, ok, reason, timedOut });
   try {
     await sup.start();
   } catch (err) {

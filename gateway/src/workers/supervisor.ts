@@ -170,6 +170,11 @@ export class Supervisor {
     return lists.flatMap((r) => (r.status === 'fulfilled' && r.value.type === 'graph' ? [r.value.graph] : []));
   }
 
+  /** Hand a message to every live worker, waiting for nothing. */
+  broadcast(msg: ToWorker): void {
+    for (const s of this.slots) this.post(s, msg);
+  }
+
   /** Worker pids, by index (tests and the log). */
   pids(): (number | undefined)[] {
     return this.slots.map((s) => s.child?.pid);
