@@ -16,7 +16,8 @@ const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
 const STEP_TIMEOUT_MS = 10_000;
 const SESSIONS_TIMEOUT_MS = 2000;
 const RESTART_MIN_MS = 100;
-const RESTART_MAX_MS = 5000;
+/** A worker that keeps failing is retried at most this often (as a crash-loop back-off does), with its reason in /ready. */
+const RESTART_MAX_MS = 30_000;
 /**
  * REST changes kept to bring a restarted worker to the current config (the
  * static config, then these in order). Past the bound a restart would miss
@@ -33,6 +34,8 @@ interface Slot {
   readonly waiters: Set<(m: FromWorker) => void>;
   startedAt: number;
   backoff: number;
+  /** Why its last start or restart failed, for /ready; cleared when it runs the current config. */
+  lastError: string | undefined;
 }
 
 export class Supervisor {
@@ -48,7 +51,7 @@ export class Supervisor {
   private pendingOp: WorkerOp | undefined;
 
   constructor(count: number, private config: WorkerConfig, private readonly log: Logger) {
-    this.slots = Array.from({ length: count }, (_, i) => ({ index: i + 1, child: undefined, committed: -1, waiters: new Set(), startedAt: 0, backoff: RESTART_MIN_MS }));
+    this.slots = Array.from({ length: count }, (_, i) => ({ index: i + 1, child: undefined, committed: -1, waiters: new Set(), startedAt: 0, backoff: RESTART_MIN_MS, lastError: undefined }));
   }
 
   /** Fork every worker and apply the first config; throws (with the worker's error) if one cannot. */
@@ -124,7 +127,7 @@ export class Supervisor {
 
   /** Why the data plane is not ready: a worker that has not applied the current config. */
   readinessReasons(): string[] {
-    return this.slots.filter((s) => s.committed !== this.gen).map((s) => `worker ${s.index} has not applied the current configuration`);
+    return this.slots.filter((s) => s.committed !== this.gen).map((s) => `worker ${s.index} has not applied the current configuration${s.lastError !== undefined ? ` (last attempt: ${s.lastError})` : ''}`);
   }
 
   /** Every worker's sessions; a worker that does not answer in time is left out and logged. */
@@ -227,9 +230,11 @@ export class Supervisor {
         await this.step(s, { type: 'commit', gen }, 'committed', gen);
       }
       if (this.gen === gen) s.committed = gen;
+      s.lastError = undefined;
       this.log.info({ worker: s.index, worker_pid: child.pid }, 'data-plane worker restarted');
     } catch (err) {
-      this.log.error({ worker: s.index, err: (err as Error).message }, 'restarted worker cannot apply the current configuration; stopping it to retry');
+      s.lastError = (err as Error).message;
+      this.log.error({ worker: s.index, err: s.lastError, retry_within_ms: RESTART_MAX_MS }, 'restarted worker cannot apply the current configuration; stopping it to retry');
       child.kill('SIGKILL');
     }
   }
