@@ -40,7 +40,10 @@ interface Slot {
 
 export class Supervisor {
   private readonly slots: Slot[];
+  /** The last generation handed out (prepares of refused changes take one too). */
   private gen = 0;
+  /** The generation of the configuration in force: what /ready asks every worker to run. */
+  private current = 0;
   private stopping = false;
   private seq = 0;
   /** The REST changes committed since the start, replayed into a restarted worker. */
@@ -72,6 +75,7 @@ export class Supervisor {
       throw failed.reason;
     }
     this.config = config;
+    this.current = gen;
     await Promise.all(live.map(async (s) => {
       await this.step(s, { type: 'commit', gen }, 'committed', gen);
       s.committed = gen;
@@ -104,6 +108,7 @@ export class Supervisor {
     try {
       if (this.pendingOp !== undefined) this.ops.push(this.pendingOp);
       this.pendingOp = undefined;
+      this.current = gen;
       await Promise.all(this.slots.filter((s) => s.child !== undefined).map(async (s) => {
         try {
           await this.step(s, { type: 'commit', gen }, 'committed', gen);
@@ -127,7 +132,7 @@ export class Supervisor {
 
   /** Why the data plane is not ready: a worker that has not applied the current config. */
   readinessReasons(): string[] {
-    return this.slots.filter((s) => s.committed !== this.gen).map((s) => `worker ${s.index} has not applied the current configuration${s.lastError !== undefined ? ` (last attempt: ${s.lastError})` : ''}`);
+    return this.slots.filter((s) => s.committed !== this.current).map((s) => `worker ${s.index} has not applied the current configuration${s.lastError !== undefined ? ` (last attempt: ${s.lastError})` : ''}`);
   }
 
   /** Every worker's sessions; a worker that does not answer in time is left out and logged. */
@@ -219,7 +224,7 @@ export class Supervisor {
   private async restart(s: Slot): Promise<void> {
     if (this.stopping || s.child !== undefined) return;
     const child = this.spawn(s);
-    const gen = this.gen;
+    const gen = this.current;
     try {
       await this.step(s, { type: 'prepare', gen, config: this.config }, 'prepared', gen);
       await this.step(s, { type: 'commit', gen }, 'committed', gen);
@@ -229,7 +234,7 @@ export class Supervisor {
         await this.step(s, { type: 'prepare', gen, op }, 'prepared', gen);
         await this.step(s, { type: 'commit', gen }, 'committed', gen);
       }
-      if (this.gen === gen) s.committed = gen;
+      if (this.current === gen) s.committed = gen;
       s.lastError = undefined;
       this.log.info({ worker: s.index, worker_pid: child.pid }, 'data-plane worker restarted');
     } catch (err) {

@@ -81,6 +81,16 @@ test('two workers share a TCP and a UDP port; a worker killed under load takes o
   const added = await api(base, 'POST', '/api/v1/listeners', { listener: { name: 'tcp-rest', spec: { protocol: 'TCP', address: '127.0.0.1', port: tcpRest }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] } });
   t.is(added.status, 200, added.text);
   for (let i = 0; i < 24; i++) await openEchoed(tcpRest, t);
+  // Port 0 would give each worker a port of its own: refused, nothing changed anywhere.
+  const configBefore = (await api(base, 'GET', '/api/v1/config')).body as Record<string, unknown>;
+  const anyPort = await api(base, 'POST', '/api/v1/listeners', { listener: { name: 'tcp-any', spec: { protocol: 'TCP', address: '127.0.0.1', port: 0 }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] } });
+  t.is(anyPort.status, 400, anyPort.text);
+  t.regex(anyPort.text, /port 0/);
+  const configAfter = (await api(base, 'GET', '/api/v1/config')).body as Record<string, unknown>;
+  t.deepEqual({ ...configAfter, sessions: [] }, { ...configBefore, sessions: [] });
+  const graphs = await (gw.workers as unknown as { graphs(): Promise<Record<string, unknown>[]> }).graphs();
+  for (const g of graphs) t.false(JSON.stringify(g.listeners).includes('tcp-any'), 'no worker kept the refused listener');
+  t.is(await ready(probes), 200, 'a refused change leaves every worker ready');
   const restSessions = ((await api(base, 'GET', '/api/v1/sessions')).body as SessionDump[]).filter((s) => s.name.includes(`:${tcpRest}-`));
   t.deepEqual([...new Set(restSessions.map((s) => s.worker))].sort(), [1, 2], 'the REST-added listener runs in both workers');
 
