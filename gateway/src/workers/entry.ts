@@ -4,6 +4,8 @@
 // (workers/protocol.ts). It never serves the REST API: the main process does.
 
 import { startGateway } from '../app.js';
+import { parseAdmin } from '../config/admin.js';
+import { createLogger } from '../observe/log.js';
 import { checkSchema } from '../api/dispatch.js';
 import { dumpConfig, dumpSessions } from '../api/dump.js';
 import { handlers } from '../api/handlers.js';
@@ -44,7 +46,10 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
     // The first config binds here, so a port another program holds fails the
     // prepare and the supervisor aborts every worker. Listening before commit
     // is harmless: no worker serves anything else yet.
-    const started = await startGateway({ config: { admin: config.admin, ...config.objects }, beforeApply: (g) => {
+    // Every line this worker logs says which worker it is.
+    const { log } = parseAdmin(config.admin);
+    const logger = createLogger(log.level, log.file, log.format).child({ worker: index });
+    const started = await startGateway({ config: { admin: config.admin, ...config.objects }, logger, beforeApply: (g) => {
       // Active health checks run in the main process; their results come here ('checked').
       g.healthStats.probes = false;
       // The control-plane listeners run in the main process: stand-ins here.

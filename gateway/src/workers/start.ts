@@ -30,6 +30,7 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
     return where === 'main' ? undefined : standInListener(raw, where === 'every');
   };
   gw.workers = sup;
+  gw.admin.workers = count;
   // Metrics: the workers' summed into this process's exposition, same names and labels.
   if (gw.observer instanceof GatewayMetrics) gw.observer.remote = () => sup.metrics() as ReturnType<NonNullable<GatewayMetrics['remote']>>;
   gw.onStop(() => sup.stop());
