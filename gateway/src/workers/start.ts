@@ -33,7 +33,7 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
   gw.admin.workers = count;
   // Metrics: the workers' summed into this process's exposition, same names and labels.
   if (gw.observer instanceof GatewayMetrics) gw.observer.remote = () => sup.metrics() as ReturnType<NonNullable<GatewayMetrics['remote']>>;
-  gw.onStop(() => sup.stop());
+  gw.onStop(() => sup.stop(gw.admin.drain_timeout));
   // Active health checks run here, once; the workers take the results.
   gw.healthStats.share = (cluster, endpoint, ok, reason, timedOut) => sup.broadcast({ type: 'checked', cluster, endpoint, ok, reason, timedOut });
   try {

@@ -188,12 +188,16 @@ export class Supervisor {
     return this.slots.map((s) => s.child?.pid);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * SIGTERM every worker: each drains its sessions for `drainMs` (its own
+   * drain_timeout) and exits; one still running well past that is killed.
+   */
+  async stop(drainMs = 0): Promise<void> {
     this.stopping = true;
     await Promise.all(this.slots.map((s) => new Promise<void>((resolve) => {
       const c = s.child;
       if (c === undefined || c.exitCode !== null || c.signalCode !== null) return resolve();
-      const t = setTimeout(() => c.kill('SIGKILL'), STEP_TIMEOUT_MS).unref();
+      const t = setTimeout(() => c.kill('SIGKILL'), drainMs + STEP_TIMEOUT_MS).unref();
       c.once('exit', () => { clearTimeout(t); resolve(); });
       c.kill('SIGTERM');
     })));
