@@ -16,9 +16,10 @@ import { portSharing } from '../protocols/common/reuseport.js';
 import { GatewayMetrics } from '../observe/metrics.js';
 import { placementOf } from './split.js';
 import { standInListener } from './stand-in.js';
-import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
+import { WORKER_COUNT_ENV, WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
 const index = Number(process.env[WORKER_INDEX_ENV] ?? '0');
+const count = Number(process.env[WORKER_COUNT_ENV] ?? '1');
 portSharing.on = true;
 
 let gw: Gateway | undefined;
@@ -49,7 +50,7 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
     // Every line this worker logs says which worker it is.
     const { log } = parseAdmin(config.admin);
     const logger = createLogger(log.level, log.file, log.format).child({ worker: index });
-    const started = await startGateway({ config: { admin: config.admin, ...config.objects }, logger, beforeApply: (g) => {
+    const started = await startGateway({ config: { admin: config.admin, ...config.objects }, logger, limitShares: count, beforeApply: (g) => {
       // Active health checks run in the main process; their results come here ('checked').
       g.healthStats.probes = false;
       // The control-plane listeners run in the main process: stand-ins here.

@@ -40,3 +40,5 @@ export type FromWorker =
 
 /** The environment variable that carries a worker's index (1-based). */
 export const WORKER_INDEX_ENV = 'L7MP_WORKER_INDEX';
+/** The environment variable that carries the number of workers. */
+export const WORKER_COUNT_ENV = 'L7MP_WORKER_COUNT';

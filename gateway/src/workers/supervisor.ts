@@ -9,7 +9,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
-import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
+import { WORKER_COUNT_ENV, WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
 /** How long a worker may take to prepare or commit (binding, building) before the change fails. */
@@ -204,7 +204,7 @@ export class Supervisor {
   }
 
   private spawn(s: Slot): ChildProcess {
-    const child = fork(ENTRY, [], { env: { ...process.env, [WORKER_INDEX_ENV]: String(s.index) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(ENTRY, [], { env: { ...process.env, [WORKER_INDEX_ENV]: String(s.index), [WORKER_COUNT_ENV]: String(this.slots.length) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     s.child = child;
     s.committed = -1;
     s.startedAt = Date.now();
