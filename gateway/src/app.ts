@@ -78,6 +78,8 @@ export interface StartOptions {
   offload?: OffloadCli;
   /** -w: overrides admin.workers. */
   workers?: number | 'auto';
+  /** In a data-plane worker: the number of workers sharing the gateway-wide limits. */
+  limitShares?: number;
   /** Called with the gateway before the config is applied (a worker's stand-ins, workers/entry.ts). */
   beforeApply?: (gw: Gateway) => void;
 }
@@ -98,6 +100,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     ...(opts.strict !== undefined ? { strict: opts.strict } : {}),
     ...(opts.offload !== undefined ? { offload: opts.offload } : {}),
     ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+    ...(opts.limitShares !== undefined ? { limitShares: opts.limitShares } : {}),
     ...(opts.env !== undefined ? { env: opts.env } : {}),
   });
   checkSchema('setConf', objects);

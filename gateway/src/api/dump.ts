@@ -96,6 +96,7 @@ export function dumpAdmin(gw: Gateway): Record<string, unknown> {
   if (a.access_log_path !== undefined) out.access_log_path = a.access_log_path;
   if (a.managed) out.managed = true;
   if (a.generation !== undefined) out.generation = a.generation;
+  if (a.workers !== undefined) out.workers = a.workers;
   return out;
 }
 

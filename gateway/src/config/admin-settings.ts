@@ -18,4 +18,6 @@ export interface AdminSettings {
   managed: boolean;
   /** The configuration generation the operator applied last (applyAdmin). */
   generation?: string;
+  /** Data-plane worker processes, when more than one run (workers/start.ts). */
+  workers?: number;
 }

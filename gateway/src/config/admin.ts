@@ -78,6 +78,12 @@ export interface AdminInputs {
   readonly offload?: OffloadCli;
   /** -w */
   readonly workers?: number | 'auto';
+  /**
+   * In a data-plane worker: how many workers share the gateway-wide limits
+   * (max_sessions, and a source's flow rate, whose flows the kernel spreads
+   * over the workers); each worker enforces its share.
+   */
+  readonly limitShares?: number;
   /** L7MP_API_TOKEN, L7MP_LOG_FORMAT; process.env by default. */
   readonly env?: NodeJS.ProcessEnv;
 }
@@ -120,7 +126,7 @@ export function parseAdmin(raw: unknown, inputs: AdminInputs = {}): AdminConfig 
     probes: parseProbeListener(admin.metrics),
     stdioForkCommands: stdioForkCommands(admin.stdio_fork),
     fileRoot: fileRoot(admin.file_root),
-    admission: admissionLimits(admin.limits),
+    admission: admissionLimits(admin.limits, inputs.limitShares ?? 1),
     edge: edgeLimits(admin.limits),
     maxBodyBytes: admin.limits?.max_body_bytes,
     drainTimeout: admin.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS,
@@ -160,14 +166,16 @@ function apiSettings(admin: AdminInput, env: NodeJS.ProcessEnv): ApiSettings {
   };
 }
 
-function admissionLimits(l: AdminInput['limits']): AdmissionLimits {
+function admissionLimits(l: AdminInput['limits'], shares: number): AdmissionLimits {
   const flowRate = l?.flow_rate ?? DEFAULT_LIMITS.flowRate;
+  // A rate above the default burst would otherwise be capped by the burst.
+  const flowBurst = l?.flow_burst ?? Math.max(DEFAULT_LIMITS.flowBurst, flowRate);
   return {
-    maxSessions: l?.max_sessions ?? DEFAULT_LIMITS.maxSessions,
+    maxSessions: Math.ceil((l?.max_sessions ?? DEFAULT_LIMITS.maxSessions) / shares),
+    // A listener's cap holds in each worker that runs it (docs/workers.md).
     listenerMaxSessions: l?.listener_max_sessions ?? DEFAULT_LIMITS.listenerMaxSessions,
-    flowRate,
-    // A rate above the default burst would otherwise be capped by the burst.
-    flowBurst: l?.flow_burst ?? Math.max(DEFAULT_LIMITS.flowBurst, flowRate),
+    flowRate: flowRate / shares,
+    flowBurst: Math.ceil(flowBurst / shares),
     flowSources: l?.flow_sources ?? DEFAULT_LIMITS.flowSources,
     fdReserve: l?.fd_reserve ?? DEFAULT_LIMITS.fdReserve,
   };

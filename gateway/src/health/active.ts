@@ -81,6 +81,7 @@ export class ActiveChecker {
     // An endpoint deleted (or replaced) while its probe ran: the result is about something gone.
     if (this.closed || this.targets.get(name) !== target) return;
     this.health.checked(name, ok, reason, timedOut);
+    this.stats.share?.(this.health.cluster, name, ok, reason, timedOut);
     this.next(name);
   }
 }

@@ -28,6 +28,13 @@ export class HealthStats {
   ejections = 0;
   /** Probes in flight over every cluster (health/active.ts bounds it). */
   inflight = 0;
+  /**
+   * With data-plane workers (docs/workers.md) the main process probes, once
+   * per endpoint and interval however many workers run, and `share` hands
+   * each result to the workers; a worker probes nothing (`probes` false).
+   */
+  probes = true;
+  share: ((cluster: string, endpoint: string, ok: boolean, reason: string, timedOut: boolean) => void) | undefined;
 }
 
 interface EndpointHealth {
@@ -169,11 +176,11 @@ export class ClusterHealth {
 
   // -------------------------------------------------------------- active
 
-  /** One active probe result. */
-  checked(name: string, ok: boolean, reason: string, timedOut = false): void {
+  /** One active probe result; `counted`: false for a result the main process probed and counted (a worker's). */
+  checked(name: string, ok: boolean, reason: string, timedOut = false, counted = true): void {
     const h = this.eps.get(name);
     if (!h || this.closed || this.check === undefined) return;
-    this.stats.checks[ok ? 'success' : timedOut ? 'timeout' : 'failure']++;
+    if (counted) this.stats.checks[ok ? 'success' : timedOut ? 'timeout' : 'failure']++;
     h.lastCheck = this.now();
     h.lastReason = reason;
     if (h.activeStreakOk === ok) h.activeStreak++;

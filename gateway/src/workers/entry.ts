@@ -4,6 +4,8 @@
 // (workers/protocol.ts). It never serves the REST API: the main process does.
 
 import { startGateway } from '../app.js';
+import { parseAdmin } from '../config/admin.js';
+import { createLogger } from '../observe/log.js';
 import { checkSchema } from '../api/dispatch.js';
 import { dumpConfig, dumpSessions } from '../api/dump.js';
 import { handlers } from '../api/handlers.js';
@@ -14,9 +16,10 @@ import { portSharing } from '../protocols/common/reuseport.js';
 import { GatewayMetrics } from '../observe/metrics.js';
 import { placementOf } from './split.js';
 import { standInListener } from './stand-in.js';
-import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
+import { WORKER_COUNT_ENV, WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
 const index = Number(process.env[WORKER_INDEX_ENV] ?? '0');
+const count = Number(process.env[WORKER_COUNT_ENV] ?? '1');
 portSharing.on = true;
 portSharing.reportUdp = (fd, address, port) => send({ type: 'udpShared', fd, address, port });
 
@@ -45,7 +48,12 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
     // The first config binds here, so a port another program holds fails the
     // prepare and the supervisor aborts every worker. Listening before commit
     // is harmless: no worker serves anything else yet.
-    const started = await startGateway({ config: { admin: config.admin, ...config.objects }, beforeApply: (g) => {
+    // Every line this worker logs says which worker it is.
+    const { log } = parseAdmin(config.admin);
+    const logger = createLogger(log.level, log.file, log.format).child({ worker: index });
+    const started = await startGateway({ config: { admin: config.admin, ...config.objects }, logger, limitShares: count, beforeApply: (g) => {
+      // Active health checks run in the main process; their results come here ('checked').
+      g.healthStats.probes = false;
       // The control-plane listeners run in the main process: stand-ins here.
       // Listeners that cannot share their resource run on worker 1 only.
       g.remoteListener = (raw) => {
@@ -159,6 +167,9 @@ function onMessage(m: ToWorker): void {
       json.then((metrics) => send({ type: 'metrics', id: m.id, metrics }), () => send({ type: 'metrics', id: m.id, metrics: [] }));
       break;
     }
+    case 'checked':
+      gw?.clusters.get(m.cluster)?.health?.state.checked(m.endpoint, m.ok, m.reason, m.timedOut, false);
+      break;
     case 'graph': {
       const { admin: _a, sessions: _s, ...graph } = gw === undefined ? {} : dumpConfig(gw);
       send({ type: 'graph', id: m.id, graph });

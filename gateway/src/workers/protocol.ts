@@ -22,7 +22,9 @@ export type ToWorker =
   | { type: 'deleteSession'; id: number; name: string }
   | { type: 'metrics'; id: number }
   /** The worker's object graph (api/dump.ts dumpConfig without admin and sessions): tests compare it with the main process's. */
-  | { type: 'graph'; id: number };
+  | { type: 'graph'; id: number }
+  /** An active health check result of the main process (health/active.ts activeChecks). */
+  | { type: 'checked'; cluster: string; endpoint: string; ok: boolean; reason: string; timedOut: boolean };
 
 export interface WorkerError { readonly code: string; readonly message: string }
 
@@ -40,3 +42,5 @@ export type FromWorker =
 
 /** The environment variable that carries a worker's index (1-based). */
 export const WORKER_INDEX_ENV = 'L7MP_WORKER_INDEX';
+/** The environment variable that carries the number of workers. */
+export const WORKER_COUNT_ENV = 'L7MP_WORKER_COUNT';

@@ -9,6 +9,7 @@
 // address already held by another listener of this gateway, or bound by
 // another program, fails here with BIND_FAILED, as it does without workers.
 
+import { GatewayError } from '../core/errors.js';
 import { isObject } from '../core/is-object.js';
 import { bindError } from '../protocols/common/socket.js';
 import { probeSharedPort } from '../protocols/common/reuseport.js';
@@ -17,10 +18,13 @@ import type { ListenerImpl } from '../protocols/types.js';
 /** TCP/UDP addresses held by the main process's stand-ins: kind:address:port -> listener. */
 const held = new Map<string, string>();
 
+/** The protocols whose listeners share a port across workers, by socket type. */
+const KIND: Record<string, 'tcp' | 'udp'> = { TCP: 'tcp', HTTP: 'tcp', WebSocket: 'tcp', WS: 'tcp', UDP: 'udp' };
+
 function sharedAddress(raw: Record<string, unknown>): { kind: 'tcp' | 'udp'; address: string; port: number } | undefined {
   const spec = isObject(raw.spec) ? raw.spec : undefined;
-  const kind = spec?.protocol === 'TCP' ? 'tcp' : spec?.protocol === 'UDP' ? 'udp' : undefined;
-  if (kind === undefined || typeof spec?.port !== 'number' || spec.port === 0) return undefined;
+  const kind = typeof spec?.protocol === 'string' ? KIND[spec.protocol] : undefined;
+  if (kind === undefined || typeof spec?.port !== 'number') return undefined;
   return { kind, address: typeof spec.address === 'string' ? spec.address : '0.0.0.0', port: spec.port };
 }
 
@@ -33,6 +37,8 @@ export function standInListener(raw: Record<string, unknown> = {}, checkPort = f
     start: () => {
       if (a === undefined || key === undefined) return Promise.resolve();
       const what = `${a.kind.toUpperCase()} listener "${String(raw.name)}" cannot bind ${a.address}:${a.port}`;
+      // Each worker would get a port of its own.
+      if (a.port === 0) return Promise.reject(new GatewayError('NOT_SUPPORTED', `listener "${String(raw.name)}": port 0 (any free port) cannot be shared by data-plane workers; give a port (admin.workers > 1)`, 'spec.port'));
       const other = held.get(key);
       if (other !== undefined) return Promise.reject(bindError(Object.assign(new Error('in use'), { code: 'EADDRINUSE' }), `${what} (listener "${other}" holds it)`));
       try {

@@ -30,9 +30,12 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
     return where === 'main' ? undefined : standInListener(raw, where === 'every');
   };
   gw.workers = sup;
+  gw.admin.workers = count;
   // Metrics: the workers' summed into this process's exposition, same names and labels.
   if (gw.observer instanceof GatewayMetrics) gw.observer.remote = () => sup.metrics() as ReturnType<NonNullable<GatewayMetrics['remote']>>;
-  gw.onStop(() => sup.stop());
+  gw.onStop(() => sup.stop(gw.admin.drain_timeout));
+  // Active health checks run here, once; the workers take the results.
+  gw.healthStats.share = (cluster, endpoint, ok, reason, timedOut) => sup.broadcast({ type: 'checked', cluster, endpoint, ok, reason, timedOut });
   try {
     await sup.start();
   } catch (err) {

@@ -10,14 +10,15 @@ import { fileURLToPath } from 'node:url';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { StickyUdp } from './sticky-udp.js';
-import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
+import { WORKER_COUNT_ENV, WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
 /** How long a worker may take to prepare or commit (binding, building) before the change fails. */
 const STEP_TIMEOUT_MS = 10_000;
 const SESSIONS_TIMEOUT_MS = 2000;
 const RESTART_MIN_MS = 100;
-const RESTART_MAX_MS = 5000;
+/** A worker that keeps failing is retried at most this often (as a crash-loop back-off does), with its reason in /ready. */
+const RESTART_MAX_MS = 30_000;
 /**
  * REST changes kept to bring a restarted worker to the current config (the
  * static config, then these in order). Past the bound a restart would miss
@@ -34,11 +35,16 @@ interface Slot {
   readonly waiters: Set<(m: FromWorker) => void>;
   startedAt: number;
   backoff: number;
+  /** Why its last start or restart failed, for /ready; cleared when it runs the current config. */
+  lastError: string | undefined;
 }
 
 export class Supervisor {
   private readonly slots: Slot[];
+  /** The last generation handed out (prepares of refused changes take one too). */
   private gen = 0;
+  /** The generation of the configuration in force: what /ready asks every worker to run. */
+  private current = 0;
   private stopping = false;
   private seq = 0;
   /** The REST changes committed since the start, replayed into a restarted worker. */
@@ -51,7 +57,7 @@ export class Supervisor {
   readonly sticky: StickyUdp;
 
   constructor(count: number, private config: WorkerConfig, private readonly log: Logger) {
-    this.slots = Array.from({ length: count }, (_, i) => ({ index: i + 1, child: undefined, committed: -1, waiters: new Set(), startedAt: 0, backoff: RESTART_MIN_MS }));
+    this.slots = Array.from({ length: count }, (_, i) => ({ index: i + 1, child: undefined, committed: -1, waiters: new Set(), startedAt: 0, backoff: RESTART_MIN_MS, lastError: undefined }));
     this.sticky = new StickyUdp(count, log);
   }
 
@@ -73,6 +79,7 @@ export class Supervisor {
       throw failed.reason;
     }
     this.config = config;
+    this.current = gen;
     await Promise.all(live.map(async (s) => {
       await this.step(s, { type: 'commit', gen }, 'committed', gen);
       s.committed = gen;
@@ -105,6 +112,7 @@ export class Supervisor {
     try {
       if (this.pendingOp !== undefined) this.ops.push(this.pendingOp);
       this.pendingOp = undefined;
+      this.current = gen;
       await Promise.all(this.slots.filter((s) => s.child !== undefined).map(async (s) => {
         try {
           await this.step(s, { type: 'commit', gen }, 'committed', gen);
@@ -128,7 +136,7 @@ export class Supervisor {
 
   /** Why the data plane is not ready: a worker that has not applied the current config. */
   readinessReasons(): string[] {
-    return this.slots.filter((s) => s.committed !== this.gen).map((s) => `worker ${s.index} has not applied the current configuration`);
+    return this.slots.filter((s) => s.committed !== this.current).map((s) => `worker ${s.index} has not applied the current configuration${s.lastError !== undefined ? ` (last attempt: ${s.lastError})` : ''}`);
   }
 
   /** Every worker's sessions; a worker that does not answer in time is left out and logged. */
@@ -174,25 +182,34 @@ export class Supervisor {
     return lists.flatMap((r) => (r.status === 'fulfilled' && r.value.type === 'graph' ? [r.value.graph] : []));
   }
 
+  /** Hand a message to every live worker, waiting for nothing. */
+  broadcast(msg: ToWorker): void {
+    for (const s of this.slots) this.post(s, msg);
+  }
+
   /** Worker pids, by index (tests and the log). */
   pids(): (number | undefined)[] {
     return this.slots.map((s) => s.child?.pid);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * SIGTERM every worker: each drains its sessions for `drainMs` (its own
+   * drain_timeout) and exits; one still running well past that is killed.
+   */
+  async stop(drainMs = 0): Promise<void> {
     this.stopping = true;
     this.sticky.close();
     await Promise.all(this.slots.map((s) => new Promise<void>((resolve) => {
       const c = s.child;
       if (c === undefined || c.exitCode !== null || c.signalCode !== null) return resolve();
-      const t = setTimeout(() => c.kill('SIGKILL'), STEP_TIMEOUT_MS).unref();
+      const t = setTimeout(() => c.kill('SIGKILL'), drainMs + STEP_TIMEOUT_MS).unref();
       c.once('exit', () => { clearTimeout(t); resolve(); });
       c.kill('SIGTERM');
     })));
   }
 
   private spawn(s: Slot): ChildProcess {
-    const child = fork(ENTRY, [], { env: { ...process.env, [WORKER_INDEX_ENV]: String(s.index) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(ENTRY, [], { env: { ...process.env, [WORKER_INDEX_ENV]: String(s.index), [WORKER_COUNT_ENV]: String(this.slots.length) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     s.child = child;
     s.committed = -1;
     s.startedAt = Date.now();
@@ -219,7 +236,7 @@ export class Supervisor {
   private async restart(s: Slot): Promise<void> {
     if (this.stopping || s.child !== undefined) return;
     const child = this.spawn(s);
-    const gen = this.gen;
+    const gen = this.current;
     try {
       await this.step(s, { type: 'prepare', gen, config: this.config }, 'prepared', gen);
       await this.step(s, { type: 'commit', gen }, 'committed', gen);
@@ -229,10 +246,12 @@ export class Supervisor {
         await this.step(s, { type: 'prepare', gen, op }, 'prepared', gen);
         await this.step(s, { type: 'commit', gen }, 'committed', gen);
       }
-      if (this.gen === gen) s.committed = gen;
+      if (this.current === gen) s.committed = gen;
+      s.lastError = undefined;
       this.log.info({ worker: s.index, worker_pid: child.pid }, 'data-plane worker restarted');
     } catch (err) {
-      this.log.error({ worker: s.index, err: (err as Error).message }, 'restarted worker cannot apply the current configuration; stopping it to retry');
+      s.lastError = (err as Error).message;
+      this.log.error({ worker: s.index, err: s.lastError, retry_within_ms: RESTART_MAX_MS }, 'restarted worker cannot apply the current configuration; stopping it to retry');
       child.kill('SIGKILL');
     }
   }

@@ -4,11 +4,23 @@
 // CAP_SYS_ADMIN and ptrace access to the workers: root here).
 
 import test from 'ava';
-import type dgram from 'node:dgram';
+import dgram from 'node:dgram';
 import { startGateway } from '../../src/app.js';
 import { loadSelector } from '../../src/workers/sticky-udp.js';
 import { captureLogger } from '../capture-log.js';
-import { api, echo, freePort, nextMessage, peer, udpClient, waitFor } from './helpers.js';
+import { api, freePort, nextMessage, udpClient, waitFor } from './helpers.js';
+
+/**
+ * A UDP echo in this process: socat's UDP echo forks a child per datagram,
+ * and 75 flows sending at once on a loaded 2-core machine lose replies to it.
+ */
+async function udpEcho(t: { teardown(fn: () => void): void }): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  s.on('message', (m, r) => s.send(m, r.port, r.address));
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => s.close());
+  return s.address().port;
+}
 
 interface SessionDump { name: string; worker?: number }
 
@@ -43,7 +55,8 @@ async function round(clients: dgram.Socket[], udpIn: number, tag: string): Promi
   await Promise.all(clients.map(async (c, i) => {
     const reply = nextMessage(c, 5000);
     c.send(`${tag}-${i}`, udpIn, '127.0.0.1');
-    if (String(await reply) !== `${tag}-${i}`) throw new Error(`flow ${i}: wrong echo in round ${tag}`);
+    const got = await reply.catch((err: Error) => { throw new Error(`round ${tag}, flow ${i} (port ${c.address().port}): ${err.message}`); });
+    if (String(got) !== `${tag}-${i}`) throw new Error(`round ${tag}, flow ${i}: wrong echo ${String(got)}`);
   }));
 }
 
@@ -74,9 +87,8 @@ if (missing !== undefined) console.warn(`workers-sticky: the selector cannot loa
 interface Flows { port: number; clients: dgram.Socket[]; seen: Map<number, SessionDump[]>[] }
 
 (missing === undefined ? test.serial : test.serial.skip)('a surviving worker\'s UDP flows stay on it across another worker\'s death and restart', async (t) => {
-  const [apiPort, probes, udpIn, udpEcho, udpRest] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-  await peer(t, echo.udp(udpEcho));
-  const gw = await startGateway({ config: udpGatewayConfig(3, apiPort, probes, udpIn, udpEcho) });
+  const [apiPort, probes, udpIn, udpRest] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const gw = await startGateway({ config: udpGatewayConfig(3, apiPort, probes, udpIn, await udpEcho(t)) });
   t.teardown(() => gw.stop());
   const base = `http://127.0.0.1:${apiPort}`;
   const pids = () => (gw.workers as unknown as { pids(): (number | undefined)[] }).pids();
@@ -131,8 +143,7 @@ interface Flows { port: number; clients: dgram.Socket[]; seen: Map<number, Sessi
 });
 
 test.serial('without the selector, UDP flows still reach every worker and the reason is logged once', async (t) => {
-  const [apiPort, probes, udpIn, udpEcho, udpIn2] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-  await peer(t, echo.udp(udpEcho));
+  const [apiPort, probes, udpIn, udpIn2] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   const { log, lines } = captureLogger();
   log.level = 'warn'; // the workers run at the main process's level: no per-session lines
   const saved = process.env.L7MP_REUSEPORT_BPF;
@@ -141,7 +152,7 @@ test.serial('without the selector, UDP flows still reach every worker and the re
     if (saved === undefined) delete process.env.L7MP_REUSEPORT_BPF;
     else process.env.L7MP_REUSEPORT_BPF = saved;
   });
-  const gw = await startGateway({ config: udpGatewayConfig(2, apiPort, probes, udpIn, udpEcho), logger: log });
+  const gw = await startGateway({ config: udpGatewayConfig(2, apiPort, probes, udpIn, await udpEcho(t)), logger: log });
   t.teardown(() => gw.stop());
   const base = `http://127.0.0.1:${apiPort}`;
   // A second shared UDP listener over REST: still one log line.

@@ -1,6 +1,8 @@
 // admin.workers: 2 (docs/workers.md). Real sockets: a TCP and a UDP listener
 // share their port across two worker processes, connections reach both, and a
-// killed worker is restarted with the config while /ready goes 503 then 200.
+// worker killed under load (every connection in ping-pong) takes only its own
+// connections down: the other worker's keep echoing, the killed one is
+// restarted with the config while /ready goes 503 then 200.
 
 import test from 'ava';
 import net from 'node:net';
@@ -31,7 +33,7 @@ async function openEchoed(port: number, t: { teardown(fn: () => void): void }): 
   return c;
 }
 
-test('two workers share a TCP and a UDP port; a killed worker comes back', async (t) => {
+test('two workers share a TCP and a UDP port; a worker killed under load takes only its own connections down and comes back', async (t) => {
   const [api1, probes, tcpIn, udpIn, tcpEcho, udpEcho, tcpRest] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   await peer(t, echo.tcp(tcpEcho));
   await peer(t, echo.udp(udpEcho));
@@ -79,6 +81,16 @@ test('two workers share a TCP and a UDP port; a killed worker comes back', async
   const added = await api(base, 'POST', '/api/v1/listeners', { listener: { name: 'tcp-rest', spec: { protocol: 'TCP', address: '127.0.0.1', port: tcpRest }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] } });
   t.is(added.status, 200, added.text);
   for (let i = 0; i < 24; i++) await openEchoed(tcpRest, t);
+  // Port 0 would give each worker a port of its own: refused, nothing changed anywhere.
+  const configBefore = (await api(base, 'GET', '/api/v1/config')).body as Record<string, unknown>;
+  const anyPort = await api(base, 'POST', '/api/v1/listeners', { listener: { name: 'tcp-any', spec: { protocol: 'TCP', address: '127.0.0.1', port: 0 }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] } });
+  t.is(anyPort.status, 400, anyPort.text);
+  t.regex(anyPort.text, /port 0/);
+  const configAfter = (await api(base, 'GET', '/api/v1/config')).body as Record<string, unknown>;
+  t.deepEqual({ ...configAfter, sessions: [] }, { ...configBefore, sessions: [] });
+  const graphs = await (gw.workers as unknown as { graphs(): Promise<Record<string, unknown>[]> }).graphs();
+  for (const g of graphs) t.false(JSON.stringify(g.listeners).includes('tcp-any'), 'no worker kept the refused listener');
+  t.is(await ready(probes), 200, 'a refused change leaves every worker ready');
   const restSessions = ((await api(base, 'GET', '/api/v1/sessions')).body as SessionDump[]).filter((s) => s.name.includes(`:${tcpRest}-`));
   t.deepEqual([...new Set(restSessions.map((s) => s.worker))].sort(), [1, 2], 'the REST-added listener runs in both workers');
 
@@ -103,19 +115,40 @@ test('two workers share a TCP and a UDP port; a killed worker comes back', async
   t.is((await api(base, 'DELETE', `/api/v1/sessions/${encodeURIComponent(victimName)}`)).status, 404);
   t.is((await api(base, 'DELETE', '/api/v1/sessions/w9-nope')).status, 404);
 
-  // Kill worker 1 under load: its connections end, worker 2's go on,
-  // /ready goes 503 until worker 1 is back with the config, then 200.
+  // Kill worker 1 under load: every connection runs ping-pong until it
+  // ends (bounded in count and time). Worker 1's connections end; worker 2's
+  // keep echoing through the kill and after it.
+  const rounds = new Map<net.Socket, number>();
+  const deadline = Date.now() + 20_000;
+  const pingPong = async (c: net.Socket): Promise<void> => {
+    rounds.set(c, 0);
+    while (!closed.has(c) && Date.now() < deadline && rounds.get(c)! < 100_000) {
+      const echoed = await new Promise<boolean>((resolve) => {
+        const done = (ok: boolean) => { c.off('data', onData); c.off('close', onClose); resolve(ok); };
+        const onData = () => done(true);
+        const onClose = () => done(false);
+        c.on('data', onData).on('close', onClose);
+        c.write('x');
+      });
+      if (!echoed) break;
+      rounds.set(c, rounds.get(c)! + 1);
+    }
+  };
+  const loops = [...onW1, ...onW2].map((c) => pingPong(c));
+  await waitFor(() => [...onW1, ...onW2].every((c) => (rounds.get(c) ?? 0) >= 20), 5000, 'every connection echoes under load');
   const pid = (gw.workers as unknown as { pids(): (number | undefined)[] }).pids()[0]!;
   process.kill(pid, 'SIGKILL');
   await waitFor(() => onW1.every((c) => closed.has(c)), 5000, 'worker 1\'s connections end');
-  for (const c of onW2) {
-    t.false(closed.has(c), 'a connection of worker 2 survives the kill of worker 1');
-    const echoed = new Promise<string>((resolve) => c.once('data', (d) => resolve(String(d))));
-    c.write('again');
-    t.is(await echoed, 'again');
-  }
+  const atKill = new Map(onW2.map((c) => [c, rounds.get(c)!]));
+  await waitFor(() => onW2.every((c) => rounds.get(c)! >= atKill.get(c)! + 50), 5000, 'worker 2\'s connections keep echoing after the kill');
+  for (const c of onW2) t.false(closed.has(c), 'a connection of worker 2 survives the kill of worker 1');
   await waitFor(async () => (await ready(probes)) === 503, 5000, '/ready 503 after the kill');
   await waitFor(async () => (await ready(probes)) === 200, 15000, '/ready 200 after the restart');
+  // Worker 2's connections echoed all along, through the restart too.
+  const atReady = new Map(onW2.map((c) => [c, rounds.get(c)!]));
+  await waitFor(() => onW2.every((c) => rounds.get(c)! >= atReady.get(c)! + 50), 5000, 'worker 2\'s connections echo after the restart');
+  for (const c of onW2) c.destroy();
+  await Promise.all(loops);
   const newPid = (gw.workers as unknown as { pids(): (number | undefined)[] }).pids()[0];
   t.true(newPid !== undefined && newPid !== pid, 'worker 1 is a new process');
   // Both workers serve again: new connections land on both.

@@ -174,3 +174,21 @@ test('the probe listener settings alone (for a gateway assembled by hand)', (t) 
   t.deepEqual(parseProbeListener({ port: 9000 }), { enabled: true, address: '127.0.0.1', port: 9000, path: '/metrics', explicit: true });
   t.deepEqual(parseProbeListener(false), { enabled: false, address: '127.0.0.1', port: 8080, path: '/metrics', explicit: true });
 });
+
+test('admin.workers: 1 by default, "auto" is one per core; a worker enforces its share of the gateway-wide limits', (t) => {
+  t.is(parseAdmin({}).workers, 1);
+  t.is(parseAdmin({ workers: 3 }).workers, 3);
+  t.is(parseAdmin({ workers: 'auto' }).workers, os.availableParallelism());
+  t.is(parseAdmin({}, { workers: 2 }).workers, 2);
+  t.throws(() => parseAdmin({ workers: 0 }), { instanceOf: GatewayError });
+  const whole = parseAdmin({ limits: { max_sessions: 1001, flow_rate: 300, flow_burst: 601, listener_max_sessions: 40 } }).admission;
+  const share = parseAdmin({ limits: { max_sessions: 1001, flow_rate: 300, flow_burst: 601, listener_max_sessions: 40 } }, { limitShares: 2 }).admission;
+  t.deepEqual(
+    { maxSessions: share.maxSessions, flowRate: share.flowRate, flowBurst: share.flowBurst, listenerMaxSessions: share.listenerMaxSessions },
+    { maxSessions: 501, flowRate: 150, flowBurst: 301, listenerMaxSessions: whole.listenerMaxSessions },
+    'max_sessions and a source\'s flow rate are split (rounded up); a listener cap holds in each worker that runs it',
+  );
+  const defaults = parseAdmin({}, { limitShares: 4 }).admission;
+  t.is(defaults.maxSessions, Math.ceil(DEFAULT_LIMITS.maxSessions / 4));
+  t.is(defaults.flowRate, DEFAULT_LIMITS.flowRate / 4);
+});

@@ -88,7 +88,7 @@ export type Admin = {
   limits?: AdminLimits;
   /** Static config only. Milliseconds the gateway gives established sessions to finish after SIGTERM or SIGINT (default 10000; 0 cuts them at once). During the drain `/ready` answers 503 (reason `draining`) and listeners take no new sessions; what is left at the end is cut with an error the client can see (HTTP 503 or an aborted response, WebSocket close 1001, TCP reset). */
   drain_timeout?: number;
-  /** Static config only. Data-plane worker processes (default 1: the data plane runs in the main process; "auto": one per available core). With more than one, every data-plane listener runs in each worker and shares its port with SO_REUSEPORT; the REST API, the config store and the control-plane listeners stay in the main process (docs/workers.md). Also `-w N`. */
+  /** Static config only. Data-plane worker processes (default 1: the data plane runs in the main process; "auto": one per available core). With more than one, a data-plane listener whose protocol can share its port runs in each worker (SO_REUSEPORT), any other in one worker; the REST API, the config store, active health checks and the control-plane listeners stay in the main process (docs/workers.md). Also `-w N`. GET /api/v1/admin shows it when more than one worker runs. */
   workers?: number | "auto";
   /** Static config only. The gateway is configured by the l7mp operator: `/ready` on the admin listener answers 503 until the operator has set `generation`, so a rollout waits for the configuration, not just for the process. */
   managed?: boolean;

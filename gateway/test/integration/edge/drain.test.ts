@@ -8,6 +8,9 @@ import net from 'node:net';
 import { api, freePort, startGw, tcpListening, waitFor } from '../helpers.js';
 import { httpRequest, metricValue, slowHttpUpstream, startChild, tcpClient, tcpEchoUpstream } from './edge-helpers.js';
 
+// With workers (drain-workers.test.ts) each gateway is three processes: one at a time on a small machine.
+const it = process.env.L7MP_TEST_WORKERS ? test.serial : test;
+
 function httpRoute(listenPort: number, upPort: number, name = 'web'): Record<string, unknown> {
   return {
     name,
@@ -32,7 +35,7 @@ async function liveSessions(base: string): Promise<unknown[]> {
 
 // ------------------------------------------------------------------- SIGTERM
 
-test('SIGTERM drains: /ready turns 503 "draining", an HTTP request in flight completes, new connections are refused, the process exits with a summary', async (t) => {
+it('SIGTERM drains: /ready turns 503 "draining", an HTTP request in flight completes, new connections are refused, the process exits with a summary', async (t) => {
   const up = await slowHttpUpstream(t, 1200, 'the whole answer');
   const port = await freePort();
   const gw = await startChild(t, { listeners: [httpRoute(port, up.port)] }, { drain_timeout: 5000 });
@@ -52,7 +55,7 @@ test('SIGTERM drains: /ready turns 503 "draining", an HTTP request in flight com
   t.regex(gw.output(), /drain done: 1 sessions drained, 0 cut/);
 });
 
-test('SIGTERM past drain_timeout: an HTTP request still waiting gets 503, never an empty 200', async (t) => {
+it('SIGTERM past drain_timeout: an HTTP request still waiting gets 503, never an empty 200', async (t) => {
   const up = await slowHttpUpstream(t, 20_000, 'too late');
   const port = await freePort();
   const gw = await startChild(t, { listeners: [httpRoute(port, up.port)] }, { drain_timeout: 300 });
@@ -67,7 +70,7 @@ test('SIGTERM past drain_timeout: an HTTP request still waiting gets 503, never 
   t.regex(gw.output(), /drain done: 0 sessions drained, 1 cut/);
 });
 
-test('SIGTERM drains TCP: an established echo stream keeps working during the drain and is reset at drain_timeout', async (t) => {
+it('SIGTERM drains TCP: an established echo stream keeps working during the drain and is reset at drain_timeout', async (t) => {
   const up = await tcpEchoUpstream(t);
   const port = await freePort();
   const gw = await startChild(t, { listeners: [tcpRoute(port, up.port)] }, { drain_timeout: 800 });
@@ -84,7 +87,7 @@ test('SIGTERM drains TCP: an established echo stream keeps working during the dr
   t.regex(gw.output(), /\d+ sessions drained, 1 cut/); // a probe of the closing listener may drain too
 });
 
-test('SIGTERM with drain_timeout 0: sessions are cut at once (WebSocket gets close 1001)', async (t) => {
+it('SIGTERM with drain_timeout 0: sessions are cut at once (WebSocket gets close 1001)', async (t) => {
   const { WebSocket, WebSocketServer } = await import('ws');
   const upPort = await freePort();
   const wss = new WebSocketServer({ host: '127.0.0.1', port: upPort });
@@ -109,7 +112,7 @@ test('SIGTERM with drain_timeout 0: sessions are cut at once (WebSocket gets clo
 
 // ------------------------------------------------------------------- deletes
 
-test('DELETE of the session of an HTTP request in flight: the client gets 503, never an empty 200', async (t) => {
+it('DELETE of the session of an HTTP request in flight: the client gets 503, never an empty 200', async (t) => {
   const up = await slowHttpUpstream(t, 20_000, 'never');
   const port = await freePort();
   const { base } = await startGw(t, { listeners: [httpRoute(port, up.port)] });
@@ -123,7 +126,7 @@ test('DELETE of the session of an HTTP request in flight: the client gets 503, n
   t.is(o.status, 503, `got ${o.status} ${o.body.toString()}`);
 });
 
-test('DELETE ?recursive=true of the cluster of an HTTP request in flight: 503, and l7mp_sessions_ended_total{reason="deleted"} counts it', async (t) => {
+it('DELETE ?recursive=true of the cluster of an HTTP request in flight: 503, and l7mp_sessions_ended_total{reason="deleted"} counts it', async (t) => {
   const up = await slowHttpUpstream(t, 20_000, 'never');
   const port = await freePort();
   const { base, gw } = await startGw(t, { listeners: [httpRoute(port, up.port)] });
@@ -137,7 +140,7 @@ test('DELETE ?recursive=true of the cluster of an HTTP request in flight: 503, a
   t.is(metricValue(m, 'l7mp_sessions_ended_total{reason="deleted"}'), 1);
 });
 
-test('DELETE ?recursive=true of a TCP listener with an idle client returns at once, other REST calls do not wait, the client is reset', async (t) => {
+it('DELETE ?recursive=true of a TCP listener with an idle client returns at once, other REST calls do not wait, the client is reset', async (t) => {
   const up = await tcpEchoUpstream(t);
   const port = await freePort();
   const { base } = await startGw(t, { listeners: [tcpRoute(port, up.port)] });
@@ -156,7 +159,7 @@ test('DELETE ?recursive=true of a TCP listener with an idle client returns at on
   t.false(await tcpListening(port));
 });
 
-test('DELETE of a TCP listener (not recursive) with an idle client returns at once and leaves the session running', async (t) => {
+it('DELETE of a TCP listener (not recursive) with an idle client returns at once and leaves the session running', async (t) => {
   const up = await tcpEchoUpstream(t);
   const port = await freePort();
   const { base } = await startGw(t, { listeners: [tcpRoute(port, up.port)] });
@@ -191,7 +194,7 @@ async function resetOnEofUpstream(t: { teardown(fn: () => unknown): void }): Pro
   return { port, connections: () => n };
 }
 
-test('retry_on disconnect: a client EOF answered by an upstream reset ends the session (no reconnect loop, no CLOSE-WAIT)', async (t) => {
+it('retry_on disconnect: a client EOF answered by an upstream reset ends the session (no reconnect loop, no CLOSE-WAIT)', async (t) => {
   const up = await resetOnEofUpstream(t);
   const port = await freePort();
   const { base } = await startGw(t, { listeners: [tcpRoute(port, up.port, 'tcp', { retry_on: 'disconnect', num_retries: 5, timeout: 200 })] });
@@ -205,7 +208,7 @@ test('retry_on disconnect: a client EOF answered by an upstream reset ends the s
   t.true(up.connections() <= 2, `upstream saw ${up.connections()} connections`);
 });
 
-test('retry_on disconnect: an upstream that accepts and resets at once is reconnected num_retries times at most', async (t) => {
+it('retry_on disconnect: an upstream that accepts and resets at once is reconnected num_retries times at most', async (t) => {
   let n = 0;
   const server = net.createServer((s) => { n++; s.on('error', () => undefined); setTimeout(() => s.resetAndDestroy(), 30); });
   const upPort = await freePort();
@@ -248,14 +251,14 @@ async function answeringGateway(t: { teardown(fn: () => unknown): void }): Promi
 
 const GET = (p: string) => `GET ${p} HTTP/1.1\r\nHost: x\r\n\r\n`;
 
-test('HTTP (engine node): two pipelined requests get both responses, in order', async (t) => {
+it('HTTP (engine node): two pipelined requests get both responses, in order', async (t) => {
   const gw = await answeringGateway(t);
   const out = await rawHttp(gw.port, GET('/a') + GET('/b'), false, /answer \/a[\s\S]*answer \/b/);
   t.regex(out, /^HTTP\/1\.1 200 OK[\s\S]*answer \/a[\s\S]*HTTP\/1\.1 200 OK[\s\S]*answer \/b/);
   t.is(gw.requests(), 2);
 });
 
-test('HTTP (engine node): a request followed by a half-close (SHUT_WR) gets its response, then the connection closes', async (t) => {
+it('HTTP (engine node): a request followed by a half-close (SHUT_WR) gets its response, then the connection closes', async (t) => {
   const gw = await answeringGateway(t);
   const out = await rawHttp(gw.port, GET('/c'), true, /answer \/c/);
   t.regex(out, /^HTTP\/1\.1 200 OK[\s\S]*answer \/c/);
@@ -263,7 +266,7 @@ test('HTTP (engine node): a request followed by a half-close (SHUT_WR) gets its 
   t.regex(both, /answer \/d[\s\S]*answer \/e/);
 });
 
-test('SIGTERM: a new request on a kept-alive connection during the drain gets 503, while the request in flight completes', async (t) => {
+it('SIGTERM: a new request on a kept-alive connection during the drain gets 503, while the request in flight completes', async (t) => {
   const up = await slowHttpUpstream(t, 1500, (req) => `answer ${req.url}`);
   const port = await freePort();
   const gw = await startChild(t, { listeners: [httpRoute(port, up.port)] }, { drain_timeout: 5000 });

@@ -28,7 +28,7 @@ export async function startChild(t: { teardown(fn: () => unknown): void }, cfg: 
   const apiPort = await freePort();
   const adminPort = await freePort();
   const full = controllerConfig(apiPort, cfg);
-  full.admin = { log_level: 'info', log_file: 'stdout', metrics: { address: '127.0.0.1', port: adminPort }, limits: { api_rate: 0 }, ...admin };
+  full.admin = { log_level: 'info', log_file: 'stdout', metrics: { address: '127.0.0.1', port: adminPort }, limits: { api_rate: 0 }, ...admin, ...(process.env.L7MP_TEST_WORKERS ? { workers: Number(process.env.L7MP_TEST_WORKERS) } : {}) };
   const file = tmpPath('gw.json');
   fs.writeFileSync(file, JSON.stringify(full));
   const proc = spawn(process.execPath, [bin, '-c', file], { stdio: ['ignore', 'pipe', 'pipe'] });
