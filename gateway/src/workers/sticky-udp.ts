@@ -72,6 +72,8 @@ export class StickyUdp {
   /** Why flows are not sticky; set once, logged once. */
   private off: string | undefined;
   private sweep: NodeJS.Timeout | undefined;
+  /** The gateway is stopping: a report that arrives now opens nothing. */
+  private closed = false;
 
   constructor(private readonly workers: number, private readonly log: Logger, private readonly open: OpenGroup = openSelector) {}
 
@@ -82,7 +84,7 @@ export class StickyUdp {
 
   /** Worker `index` (1-based, process `pid`) bound a shared UDP socket. */
   add(index: number, pid: number, r: SharedUdpReport): void {
-    if (this.off !== undefined) return;
+    if (this.off !== undefined || this.closed) return;
     const key = `${r.address}:${r.port}`;
     let g = this.groups.get(key);
     try {
@@ -104,8 +106,9 @@ export class StickyUdp {
     }
   }
 
-  /** Release every selector: the kernel's own spreading applies to the groups. */
+  /** Release every selector for good: the kernel's own spreading applies to the groups. */
   close(): void {
+    this.closed = true;
     if (this.sweep !== undefined) clearInterval(this.sweep);
     this.sweep = undefined;
     for (const g of this.groups.values()) g.close();

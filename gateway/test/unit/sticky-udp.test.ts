@@ -56,6 +56,8 @@ test('one selector per shared address:port; a worker\'s socket goes to slot inde
   t.is(warnings().length, 0);
   sticky.close();
   t.true(groups.every((g) => g.closed));
+  sticky.add(2, 102, { fd: 23, address: '127.0.0.1', port: 5002 });
+  t.is(groups.length, 2, 'a report after close opens nothing');
 });
 
 test('a socket that vanished before it was slotted is skipped; the selector stays', (t) => {
