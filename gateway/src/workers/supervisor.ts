@@ -9,6 +9,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
+import type { SharedFlowTable } from '../fastpath/offload/shared.js';
 import { METRICS_POLL_MS, WorkerMetricsLedger, type MetricJson } from './metrics-ledger.js';
 import { WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
@@ -51,7 +52,8 @@ export class Supervisor {
   private readonly ledger = new WorkerMetricsLedger();
   private pollTimer: NodeJS.Timeout | undefined;
 
-  constructor(count: number, private config: WorkerConfig, private readonly log: Logger) {
+  /** `flows`: the offload's flow table, handed to every worker (fastpath/offload/shared.ts). */
+  constructor(count: number, private config: WorkerConfig, private readonly log: Logger, private readonly flows?: SharedFlowTable) {
     this.slots = Array.from({ length: count }, (_, i) => ({ index: i + 1, child: undefined, committed: -1, waiters: new Set(), startedAt: 0, backoff: RESTART_MIN_MS }));
   }
 
@@ -196,7 +198,11 @@ export class Supervisor {
   }
 
   private spawn(s: Slot): ChildProcess {
-    const child = fork(ENTRY, [], { env: { ...process.env, [WORKER_INDEX_ENV]: String(s.index) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const f = this.flows;
+    const child = fork(ENTRY, [], {
+      env: { ...process.env, [WORKER_INDEX_ENV]: String(s.index), ...f?.env(s.index) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...(f !== undefined ? [f.stdio] : [])],
+    });
     s.child = child;
     s.committed = -1;
     s.startedAt = Date.now();
@@ -212,9 +218,11 @@ export class Supervisor {
     s.committed = -1;
     if (this.stopping) return;
     const sessions = this.ledger.died(s.index);
+    // Its kernel flows go before a new worker (or another one) could get their packets in user space.
+    const flows = this.flows?.sweep(s.index);
     // A worker that dies soon after its start would otherwise be forked in a tight loop.
     s.backoff = Date.now() - s.startedAt < 10_000 ? Math.min(s.backoff * 2, RESTART_MAX_MS) : RESTART_MIN_MS;
-    this.log.error({ worker: s.index, worker_pid: child.pid, code, signal, sessions_ended: sessions, restart_in_ms: s.backoff }, `data-plane worker died; its ${sessions} live sessions ended with an error; restarting it with the current configuration`);
+    this.log.error({ worker: s.index, worker_pid: child.pid, code, signal, sessions_ended: sessions, ...(flows !== undefined ? { kernel_flows_removed: flows } : {}), restart_in_ms: s.backoff }, `data-plane worker died; its ${sessions} live sessions ended with an error; restarting it with the current configuration`);
     setTimeout(() => void this.restart(s), s.backoff).unref();
   }
 
