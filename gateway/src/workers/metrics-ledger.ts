@@ -55,9 +55,16 @@ function sum(a: MetricJson[], b: MetricJson[]): MetricJson[] {
   return [...out.values()];
 }
 
+const ACTIVE = 'l7mp_listener_sessions_active';
+
+/** What the ledger uses of a worker's metrics: what a worker's answer to the periodic poll holds. */
+export function ledgerPart(metrics: MetricJson[]): MetricJson[] {
+  return metrics.filter((m) => monotonic(m) || m.name === ACTIVE);
+}
+
 /** The number of live sessions in a copy: the listener gauge's series summed. */
 export function liveSessions(metrics: MetricJson[]): number {
-  const g = metrics.find((m) => m.name === 'l7mp_listener_sessions_active');
+  const g = metrics.find((m) => m.name === ACTIVE);
   return g === undefined ? 0 : g.values.reduce((n, v) => n + v.value, 0);
 }
 

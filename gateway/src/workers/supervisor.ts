@@ -62,7 +62,7 @@ export class Supervisor {
     for (const s of this.slots) this.spawn(s);
     await this.change(this.config);
     // Between scrapes too, so that a worker's death loses at most this much of its counts.
-    this.pollTimer = setInterval(() => void this.metrics(), METRICS_POLL_MS).unref();
+    this.pollTimer = setInterval(() => void this.metrics(true), METRICS_POLL_MS).unref();
     this.log.info({ workers: this.slots.length, worker_pids: this.slots.map((s) => s.child?.pid) }, 'data-plane workers started');
   }
 
@@ -151,13 +151,15 @@ export class Supervisor {
   /**
    * Every live worker's metrics (prom-client JSON), plus what the dead
    * workers counted before they died (so no counter goes down); a worker that
-   * does not answer in time is left out and logged.
+   * does not answer in time is left out and logged. `poll`: the periodic
+   * refresh of the ledger (its part only, and a worker that does not
+   * answer is not logged every interval: the next scrape logs it).
    */
-  async metrics(): Promise<unknown[][]> {
+  async metrics(poll = false): Promise<unknown[][]> {
     const id = ++this.seq;
     const lists = await Promise.allSettled(this.slots.filter((s) => s.child !== undefined).map((s) => {
       const child = s.child;
-      return this.request(s, { type: 'metrics', id }, (m) => m.type === 'metrics' && m.id === id, SESSIONS_TIMEOUT_MS).then((m) => {
+      return this.request(s, { type: 'metrics', id, ...(poll ? { ledger: true } : {}) }, (m) => m.type === 'metrics' && m.id === id, SESSIONS_TIMEOUT_MS).then((m) => {
         // Recorded before a later exit of this child is handled (that exit folds this copy).
         if (m.type === 'metrics' && s.child === child) this.ledger.record(s.index, m.metrics as MetricJson[]);
         return m;
@@ -166,7 +168,7 @@ export class Supervisor {
     const out: unknown[][] = [];
     for (const r of lists) {
       if (r.status === 'fulfilled' && r.value.type === 'metrics') out.push(r.value.metrics);
-      else if (r.status === 'rejected') this.log.warn({ err: (r.reason as Error).message }, 'a worker did not hand over its metrics');
+      else if (r.status === 'rejected' && !poll) this.log.warn({ err: (r.reason as Error).message }, 'a worker did not hand over its metrics');
     }
     return [...out, ...this.ledger.bases()];
   }
