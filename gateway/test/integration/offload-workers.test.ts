@@ -109,4 +109,13 @@ run('two workers offload their own UDP flows into one table; a dead worker\'s en
   // The dead worker's flows reach user space again and get new sessions.
   for (const f of onW1) await roundTripRetry(clients, Buffer.from(`back ${f}`), f);
   await waitFor(() => gw.lines.some((l) => l.msg === 'data-plane worker restarted' && l.worker === 1), 15_000, 'worker 1 restarted');
+
+  // The main process dies without a shutdown: the program stays attached (as
+  // without workers), but the workers, on losing it, remove their entries.
+  const workers = [pids[1]!, gw.lines.find((l) => l.msg === 'data-plane worker restarted' && l.worker === 1)!.worker_pid as number];
+  t.true(kernelFlows(topo).length > 0, 'flows in the kernel before the main process dies');
+  process.kill(gw.p.pid!, 'SIGKILL');
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  await waitFor(() => !workers.some(alive), 5000, 'the workers exit');
+  t.deepEqual(kernelFlows(topo), [], 'no entry is left forwarding for sessions nobody owns');
 });
