@@ -69,18 +69,23 @@ export function liveSessions(metrics: MetricJson[]): number {
 }
 
 export class WorkerMetricsLedger {
-  private readonly last = new Map<number, MetricJson[]>();
+  private readonly copies = new Map<number, MetricJson[]>();
   private readonly base = new Map<number, MetricJson[]>();
 
   /** A worker's metrics as it just handed them over. */
   record(slot: number, metrics: MetricJson[]): void {
-    this.last.set(slot, metrics);
+    this.copies.set(slot, metrics);
+  }
+
+  /** A worker's last copy (it stands in for a worker that does not answer a scrape in time). */
+  last(slot: number): MetricJson[] | undefined {
+    return this.copies.get(slot);
   }
 
   /** The worker of `slot` died: fold its last copy into the base; returns how many sessions it had live. */
   died(slot: number): number {
-    const last = this.last.get(slot) ?? [];
-    this.last.delete(slot);
+    const last = this.copies.get(slot) ?? [];
+    this.copies.delete(slot);
     const sessions = liveSessions(last);
     const ended = {
       name: ENDED, help: 'Sessions ended, by reason: completed, error, or cut by the gateway (deleted, drain_timeout, shutdown)',

@@ -157,19 +157,24 @@ export class Supervisor {
    */
   async metrics(poll = false): Promise<unknown[][]> {
     const id = ++this.seq;
-    const lists = await Promise.allSettled(this.slots.filter((s) => s.child !== undefined).map((s) => {
-      const child = s.child;
-      return this.request(s, { type: 'metrics', id, ...(poll ? { ledger: true } : {}) }, (m) => m.type === 'metrics' && m.id === id, SESSIONS_TIMEOUT_MS).then((m) => {
+    const asked = this.slots.filter((s) => s.child !== undefined).map((s) => ({ s, child: s.child }));
+    const lists = await Promise.allSettled(asked.map(({ s, child }) =>
+      this.request(s, { type: 'metrics', id, ...(poll ? { ledger: true } : {}) }, (m) => m.type === 'metrics' && m.id === id, SESSIONS_TIMEOUT_MS).then((m) => {
         // Recorded before a later exit of this child is handled (that exit folds this copy).
         if (m.type === 'metrics' && s.child === child) this.ledger.record(s.index, m.metrics as MetricJson[]);
         return m;
-      });
-    }));
+      })));
     const out: unknown[][] = [];
-    for (const r of lists) {
-      if (r.status === 'fulfilled' && r.value.type === 'metrics') out.push(r.value.metrics);
-      else if (r.status === 'rejected' && !poll) this.log.warn({ err: (r.reason as Error).message }, 'a worker did not hand over its metrics');
-    }
+    lists.forEach((r, i) => {
+      const { s, child } = asked[i]!;
+      // Died meanwhile: its copy is in the base already, so its answer would count twice.
+      if (s.child !== child) return;
+      if (r.status === 'fulfilled' && r.value.type === 'metrics') return void out.push(r.value.metrics);
+      if (!poll) this.log.warn({ worker: s.index, err: r.status === 'rejected' ? (r.reason as Error).message : 'no metrics' }, 'a worker did not hand over its metrics; its last copy stands in');
+      // Its last copy keeps its counters in the sum (stale, but never lower).
+      const last = this.ledger.last(s.index);
+      if (last !== undefined) out.push(last);
+    });
     return [...out, ...this.ledger.bases()];
   }
 

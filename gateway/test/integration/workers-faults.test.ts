@@ -70,7 +70,18 @@ test('a dead worker\'s counters and live sessions stay in the summed metrics', a
   t.is(before.get(clusterActive), 20);
   t.true((before.get('l7mp_listener_sessions_total{listener="tcp-in",protocol="TCP"}') ?? 0) >= 30);
 
+  // A hung worker (stopped) does not answer the scrape: its last copy stands in, so nothing goes down.
   const pid = workerPids(gw)[0]!;
+  process.kill(pid, 'SIGSTOP');
+  let hung: Map<string, number>;
+  try {
+    hung = await scrape(probes);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  notBelow(t, before, hung, 'while worker 1 was stopped');
+  t.is(hung.get(active), 20);
+
   process.kill(pid, 'SIGKILL');
   await waitFor(() => onW1.every((c) => closed.has(c)), 5000, 'worker 1\'s connections end');
   await waitFor(async () => (await ready(probes)) === 503, 5000, '/ready 503 after the kill');
