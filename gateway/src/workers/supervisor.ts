@@ -151,7 +151,7 @@ export class Supervisor {
   /**
    * Every live worker's metrics (prom-client JSON), plus what the dead
    * workers counted before they died (so no counter goes down); a worker that
-   * does not answer in time is left out and logged. `poll`: the periodic
+   * does not answer in time is logged and its last copy stands in. `poll`: the periodic
    * refresh of the ledger (its part only, and a worker that does not
    * answer is not logged every interval: the next scrape logs it).
    */
