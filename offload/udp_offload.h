@@ -39,6 +39,11 @@ struct l7mp_flow_value {
 	 * against a route change sending offloaded traffic out of the wrong
 	 * interface. */
 	__u32 oif;
+	/* Which gateway process installed the entry (0: a single-process
+	 * gateway, i: worker i). The program ignores it; the main process reads
+	 * it to remove a dead worker's flows (docs/workers.md). */
+	__u32 owner;
+	__u32 pad;
 	/* Counted by the program for every packet it forwarded. bytes counts the
 	 * UDP payload, the same unit as the gateway's user-space counters, so the
 	 * two add up. */

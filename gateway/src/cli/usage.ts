@@ -16,6 +16,7 @@ export const ENVIRONMENT: ReadonlyArray<readonly [name: string, what: string]> =
   ['L7MP_BPF_ADDON', 'path of the kernel offload addon (default: next to dist/)'],
   ['L7MP_BPF_OBJECT', 'path of the tc-bpf offload object (default: next to dist/)'],
   ['L7MP_WORKER_INDEX', 'set by the gateway in its data-plane workers (-w); never by hand'],
+  ['L7MP_WORKER_COUNT', 'set by the gateway in its data-plane workers (-w); never by hand'],
   ['L7MP_SCTP_KERNEL_STANDIN', '"tcp": test stand-in for kernel SCTP; never in production'],
 ];
 

@@ -14,6 +14,7 @@ import { drainAndStop } from '../core/drain.js';
 import type { Gateway } from '../core/gateway.js';
 import { portSharing } from '../protocols/common/reuseport.js';
 import { GatewayMetrics } from '../observe/metrics.js';
+import { ledgerPart } from './metrics-ledger.js';
 import { placementOf } from './split.js';
 import { standInListener } from './stand-in.js';
 import { WORKER_COUNT_ENV, WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
@@ -164,7 +165,7 @@ function onMessage(m: ToWorker): void {
     case 'metrics': {
       const observer = gw?.observer;
       const json = observer instanceof GatewayMetrics ? observer.metricsJson() : Promise.resolve([]);
-      json.then((metrics) => send({ type: 'metrics', id: m.id, metrics }), () => send({ type: 'metrics', id: m.id, metrics: [] }));
+      json.then((metrics) => send({ type: 'metrics', id: m.id, metrics: m.ledger === true ? ledgerPart(metrics) : metrics }), () => send({ type: 'metrics', id: m.id, metrics: [] }));
       break;
     }
     case 'checked':

@@ -20,7 +20,8 @@ export type ToWorker =
   | { type: 'abort'; gen: number }
   | { type: 'sessions'; id: number }
   | { type: 'deleteSession'; id: number; name: string }
-  | { type: 'metrics'; id: number }
+  /** `ledger`: only what the main process keeps of a worker (workers/metrics-ledger.ts), for its periodic poll. */
+  | { type: 'metrics'; id: number; ledger?: boolean }
   /** The worker's object graph (api/dump.ts dumpConfig without admin and sessions): tests compare it with the main process's. */
   | { type: 'graph'; id: number }
   /** An active health check result of the main process (health/active.ts activeChecks). */

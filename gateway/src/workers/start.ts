@@ -5,6 +5,7 @@
 import type { Gateway } from '../core/gateway.js';
 import { GatewayMetrics } from '../observe/metrics.js';
 import { isObject } from '../core/is-object.js';
+import { sharedFlowTable } from '../fastpath/offload/shared.js';
 import { dataPlaneListeners, placementOf } from './split.js';
 import { standInListener } from './stand-in.js';
 import { Supervisor } from './supervisor.js';
@@ -23,7 +24,7 @@ function workerAdmin(raw: unknown, logLevel: string): Record<string, unknown> {
 
 export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, count: number, rawAdmin: unknown): Promise<Record<string, unknown>> {
   const { admin: _admin, ...objects } = cfg;
-  const sup = new Supervisor(count, { objects, admin: workerAdmin(rawAdmin, gw.log.level) }, gw.log);
+  const sup = new Supervisor(count, { objects, admin: workerAdmin(rawAdmin, gw.log.level) }, gw.log, sharedFlowTable(gw));
   // The main process builds the data-plane listeners as stand-ins: the workers run them.
   gw.remoteListener = (raw) => {
     const where = placementOf(raw, gw, cfg);

@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
 import { StickyUdp } from './sticky-udp.js';
+import type { SharedFlowTable } from '../fastpath/offload/shared.js';
+import { METRICS_POLL_MS, WorkerMetricsLedger, type MetricJson } from './metrics-ledger.js';
 import { WORKER_COUNT_ENV, WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
 
 const ENTRY = fileURLToPath(new URL('./entry.js', import.meta.url));
@@ -55,8 +57,12 @@ export class Supervisor {
   private pendingOp: WorkerOp | undefined;
   /** Keeps each UDP flow on its worker while that worker lives. */
   readonly sticky: StickyUdp;
+  /** Each worker's last metrics, and what dead workers counted (workers/metrics-ledger.ts). */
+  private readonly ledger = new WorkerMetricsLedger();
+  private pollTimer: NodeJS.Timeout | undefined;
 
-  constructor(count: number, private config: WorkerConfig, private readonly log: Logger) {
+  /** `flows`: the offload's flow table, handed to every worker (fastpath/offload/shared.ts). */
+  constructor(count: number, private config: WorkerConfig, private readonly log: Logger, private readonly flows?: SharedFlowTable) {
     this.slots = Array.from({ length: count }, (_, i) => ({ index: i + 1, child: undefined, committed: -1, waiters: new Set(), startedAt: 0, backoff: RESTART_MIN_MS, lastError: undefined }));
     this.sticky = new StickyUdp(count, log);
   }
@@ -65,6 +71,8 @@ export class Supervisor {
   async start(): Promise<void> {
     for (const s of this.slots) this.spawn(s);
     await this.change(this.config);
+    // Between scrapes too, so that a worker's death loses at most this much of its counts.
+    this.pollTimer = setInterval(() => void this.metrics(true), METRICS_POLL_MS).unref();
     this.log.info({ workers: this.slots.length, worker_pids: this.slots.map((s) => s.child?.pid) }, 'data-plane workers started');
   }
 
@@ -152,17 +160,34 @@ export class Supervisor {
     return out;
   }
 
-  /** Every live worker's metrics (prom-client JSON); one that does not answer in time is left out and logged. */
-  async metrics(): Promise<unknown[][]> {
+  /**
+   * Every live worker's metrics (prom-client JSON), plus what the dead
+   * workers counted before they died (so no counter goes down); a worker that
+   * does not answer in time is logged and its last copy stands in. `poll`: the periodic
+   * refresh of the ledger (its part only, and a worker that does not
+   * answer is not logged every interval: the next scrape logs it).
+   */
+  async metrics(poll = false): Promise<unknown[][]> {
     const id = ++this.seq;
-    const lists = await Promise.allSettled(this.slots.filter((s) => s.child !== undefined).map((s) =>
-      this.request(s, { type: 'metrics', id }, (m) => m.type === 'metrics' && m.id === id, SESSIONS_TIMEOUT_MS)));
+    const asked = this.slots.filter((s) => s.child !== undefined).map((s) => ({ s, child: s.child }));
+    const lists = await Promise.allSettled(asked.map(({ s, child }) =>
+      this.request(s, { type: 'metrics', id, ...(poll ? { ledger: true } : {}) }, (m) => m.type === 'metrics' && m.id === id, SESSIONS_TIMEOUT_MS).then((m) => {
+        // Recorded before a later exit of this child is handled (that exit folds this copy).
+        if (m.type === 'metrics' && s.child === child) this.ledger.record(s.index, m.metrics as MetricJson[]);
+        return m;
+      })));
     const out: unknown[][] = [];
-    for (const r of lists) {
-      if (r.status === 'fulfilled' && r.value.type === 'metrics') out.push(r.value.metrics);
-      else if (r.status === 'rejected') this.log.warn({ err: (r.reason as Error).message }, 'a worker did not hand over its metrics');
-    }
-    return out;
+    lists.forEach((r, i) => {
+      const { s, child } = asked[i]!;
+      // Died meanwhile: its copy is in the base already, so its answer would count twice.
+      if (s.child !== child) return;
+      if (r.status === 'fulfilled' && r.value.type === 'metrics') return void out.push(r.value.metrics);
+      if (!poll) this.log.warn({ worker: s.index, err: r.status === 'rejected' ? (r.reason as Error).message : 'no metrics' }, 'a worker did not hand over its metrics; its last copy stands in');
+      // Its last copy keeps its counters in the sum (stale, but never lower).
+      const last = this.ledger.last(s.index);
+      if (last !== undefined) out.push(last);
+    });
+    return [...out, ...this.ledger.bases()];
   }
 
   async deleteSession(name: string): Promise<void> {
@@ -199,6 +224,7 @@ export class Supervisor {
   async stop(drainMs = 0): Promise<void> {
     this.stopping = true;
     this.sticky.close();
+    clearInterval(this.pollTimer);
     await Promise.all(this.slots.map((s) => new Promise<void>((resolve) => {
       const c = s.child;
       if (c === undefined || c.exitCode !== null || c.signalCode !== null) return resolve();
@@ -209,7 +235,11 @@ export class Supervisor {
   }
 
   private spawn(s: Slot): ChildProcess {
-    const child = fork(ENTRY, [], { env: { ...process.env, [WORKER_INDEX_ENV]: String(s.index), [WORKER_COUNT_ENV]: String(this.slots.length) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const f = this.flows;
+    const child = fork(ENTRY, [], {
+      env: { ...process.env, [WORKER_INDEX_ENV]: String(s.index), [WORKER_COUNT_ENV]: String(this.slots.length), ...f?.env(s.index) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...(f !== undefined ? [f.stdio] : [])],
+    });
     s.child = child;
     s.committed = -1;
     s.startedAt = Date.now();
@@ -227,9 +257,12 @@ export class Supervisor {
     s.child = undefined;
     s.committed = -1;
     if (this.stopping) return;
+    const sessions = this.ledger.died(s.index);
+    // Its kernel flows go before a new worker (or another one) could get their packets in user space.
+    const flows = this.flows?.sweep(s.index);
     // A worker that dies soon after its start would otherwise be forked in a tight loop.
     s.backoff = Date.now() - s.startedAt < 10_000 ? Math.min(s.backoff * 2, RESTART_MAX_MS) : RESTART_MIN_MS;
-    this.log.error({ worker: s.index, worker_pid: child.pid, code, signal, restart_in_ms: s.backoff }, 'data-plane worker died; its sessions ended with an error; restarting it with the current configuration');
+    this.log.error({ worker: s.index, worker_pid: child.pid, code, signal, sessions_ended: sessions, ...(flows !== undefined ? { kernel_flows_removed: flows } : {}), restart_in_ms: s.backoff }, `data-plane worker died; its ${sessions} live sessions ended with an error; restarting it with the current configuration`);
     setTimeout(() => void this.restart(s), s.backoff).unref();
   }
 

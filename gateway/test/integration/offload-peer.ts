@@ -8,6 +8,9 @@
 //   client LADDR LPORT DADDR DPORT
 //                      sends {"send": hex} lines from a fixed source port and
 //                      reports every datagram it gets as {"hex": ...}
+//   clients LADDR LPORT COUNT DADDR DPORT
+//                      COUNT such clients on ports LPORT.., one process (many
+//                      flows cost one node); lines carry "flow": the index
 // Both print {"ready": true} once bound.
 
 import dgram from 'node:dgram';
@@ -39,7 +42,21 @@ if (mode === 'server') {
       });
     });
   });
+} else if (mode === 'clients') {
+  const [, , , , , dport] = process.argv.slice(2);
+  sock.close();
+  const socks = Array.from({ length: Number(c) }, () => dgram.createSocket('udp4'));
+  let bound = 0;
+  socks.forEach((x, i) => {
+    x.on('error', (err) => { out({ error: err.message, flow: i }); process.exit(1); });
+    x.on('message', (msg) => out({ hex: msg.toString('hex'), flow: i }));
+    x.bind(Number(b) + i, a, () => x.connect(Number(dport), d, () => { if (++bound === socks.length) out({ ready: true }); }));
+  });
+  readline.createInterface({ input: process.stdin }).on('line', (line) => {
+    const m = JSON.parse(line) as { send?: string; flow?: number };
+    if (m.send !== undefined) socks[m.flow ?? 0]?.send(Buffer.from(m.send, 'hex'));
+  });
 } else {
-  process.stderr.write('usage: offload-peer server ADDR PORT | client LADDR LPORT DADDR DPORT\n');
+  process.stderr.write('usage: offload-peer server ADDR PORT | client LADDR LPORT DADDR DPORT | clients LADDR LPORT COUNT DADDR DPORT\n');
   process.exit(2);
 }

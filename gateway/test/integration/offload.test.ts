@@ -7,57 +7,22 @@
 // without them the tests skip and say why; under CI=true they fail instead.
 
 import test, { type ExecutionContext } from 'ava';
-import { spawnSync, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { startGateway } from '../../src/app.js';
 import { OffloadBridge } from '../../src/fastpath/offload/bridge.js';
 import { parseOffloadConfig } from '../../src/config/offload.js';
-import { loadBpf } from '../../src/fastpath/offload/native.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { waitFor } from './helpers.js';
-import { createTopology, inNs, killGroup, spawnInNs, topologyUnavailable, type Topology } from '../../../conformance/netns.js';
+import { MAIN, PEER, Proc, kernelFlows, offloadUnavailable, roundTrip, roundTripRetry, startPeer as startRigPeer } from './offload-rig.js';
+import { createTopology, inNs, spawnInNs, type Topology } from '../../../conformance/netns.js';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const MAIN = path.resolve(here, '..', '..', 'src', 'main.js');
-const PEER = path.join(here, 'offload-peer.js');
-
-function unavailable(): string | undefined {
-  const why = topologyUnavailable();
-  if (why) return why;
-  // bpftool reads the gateway's flow table from outside; python3 captures raw packets.
-  for (const [tool, arg] of [['bpftool', 'version'], ['python3', '--version']] as const) {
-    if (spawnSync(tool, [arg], { stdio: 'ignore' }).status !== 0) return `${tool} is not installed (scripts/setup-host.sh)`;
-  }
-  const b = loadBpf();
-  return b.ok ? undefined : b.reason;
-}
-
-const why = unavailable();
+const why = offloadUnavailable();
 const ci = process.env.CI === 'true';
 if (why && !ci) console.log(`offload tests skipped: ${why}`);
 const serial = why && !ci ? test.serial.skip : test.serial;
-
-/** A child process whose stdout is JSON lines, collected for waiting on. */
-class Proc {
-  readonly lines: Array<Record<string, unknown>> = [];
-  readonly text: string[] = [];
-  constructor(readonly p: ChildProcess) {
-    readline.createInterface({ input: p.stdout! }).on('line', (l) => {
-      this.text.push(l);
-      if (this.text.length > 5000) this.text.shift();
-      try { this.lines.push(JSON.parse(l) as Record<string, unknown>); } catch { /* not JSON */ }
-    });
-    p.stderr!.on('data', (d: Buffer) => { this.text.push(d.toString()); });
-  }
-  send(o: unknown): void { this.p.stdin!.write(`${JSON.stringify(o)}\n`); }
-  count(pred: (l: Record<string, unknown>) => boolean): number { return this.lines.filter(pred).length; }
-  stop(): void { this.p.stdin?.end(); killGroup(this.p); }
-}
 
 interface Ctx {
   topo: Topology;
@@ -86,35 +51,6 @@ async function api(method: string, p: string): Promise<{ status: number; body: a
 async function sessionOf(listenerPort: number, clientPort: number): Promise<any | undefined> {
   const r = await api('GET', '/api/v1/sessions');
   return (r.body as any[]).find((s) => s.name.startsWith(`UDP:${ctx!.topo.addr.client}:${clientPort}-`) && s.name.includes(`:${listenerPort}-`) && s.status === 'CONNECTED');
-}
-
-async function startPeer(t: ExecutionContext, ns: string, args: string[]): Promise<Proc> {
-  const p = started(t, new Proc(spawnInNs(ns, process.execPath, [PEER, ...args])));
-  await waitFor(() => p.count((l) => l.ready === true) > 0, 30_000, `peer ${args.join(' ')} ready`);
-  return p;
-}
-
-/** Send one payload and wait for its NOT to come back. */
-async function roundTrip(client: Proc, payload: Buffer, timeoutMs = 3000): Promise<void> {
-  const want = Buffer.from(payload.map((b) => ~b & 0xff)).toString('hex');
-  const before = client.count((l) => l.hex === want);
-  client.send({ send: payload.toString('hex') });
-  await waitFor(() => client.count((l) => l.hex === want) > before, timeoutMs, 'reply');
-}
-
-/**
- * As a UDP client would: resend when no answer comes. For the first datagram
- * after a session was deleted, which may reach the closing session socket
- * and be lost (as without offload).
- */
-async function roundTripRetry(client: Proc, payload: Buffer): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      return await roundTrip(client, payload, 1000);
-    } catch (err) {
-      if (i === 2) throw err;
-    }
-  }
 }
 
 /** Packets a raw capture saw, each with its UDP checksum checked (python3, AF_PACKET). */
@@ -148,17 +84,13 @@ async function capture(t: ExecutionContext, ns: string, ifname: string, port: nu
   return p;
 }
 
-/** Source ports of the entries in the gateway's flow table (read with bpftool, from outside the gateway). */
+/** Source ports of the entries in the gateway's flow table. */
 function kernelFlowPorts(): number[] {
-  const { topo } = ctx!;
-  const net = JSON.parse(inNs(topo.ns.gateway, 'bpftool', ['-j', 'net', 'show', 'dev', topo.ifs.gwClient])) as Array<{ tc?: Array<{ name: string; id?: number; prog_id?: number }> }>;
-  // The kernel keeps 15 characters of a program name; bpftool versions call the id "id" or "prog_id".
-  const prog = net.flatMap((x) => x.tc ?? []).find((x) => x.name.startsWith('l7mp_udp_offloa'));
-  if (!prog) throw new Error(`the offload program is not attached: ${JSON.stringify(net)}`);
-  const info = JSON.parse(inNs(topo.ns.gateway, 'bpftool', ['-j', 'prog', 'show', 'id', String(prog.id ?? prog.prog_id)])) as { map_ids: number[] };
-  const entries = JSON.parse(inNs(topo.ns.gateway, 'bpftool', ['-j', 'map', 'dump', 'id', String(info.map_ids[0])])) as Array<{ key: string[] }>;
-  // Key layout (offload/udp_offload.h): saddr, daddr, sport, dport, in network order.
-  return entries.map((e) => (parseInt(e.key[8]!, 16) << 8) | parseInt(e.key[9]!, 16));
+  return kernelFlows(ctx!.topo).map((f) => f.sport);
+}
+
+async function startPeer(t: ExecutionContext, ns: string, args: string[]): Promise<Proc> {
+  return startRigPeer(t, ctx!.procs, ns, args);
 }
 
 function csumErrors(ns: string): number {

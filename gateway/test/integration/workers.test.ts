@@ -9,6 +9,7 @@ import net from 'node:net';
 import type dgram from 'node:dgram';
 import { startGateway } from '../../src/app.js';
 import { api, echo, freePort, nextMessage, peer, udpClient, waitFor } from './helpers.js';
+import { openEchoed, ready, workersConfig } from './workers-helpers.js';
 
 interface SessionDump { name: string; worker?: number }
 
@@ -16,37 +17,18 @@ function cluster(name: string, protocol: string, port: number) {
   return { name, spec: { protocol, port }, endpoints: [{ spec: { address: '127.0.0.1' } }] };
 }
 
-async function ready(port: number): Promise<number> {
-  const r = await fetch(`http://127.0.0.1:${port}/ready`).catch(() => undefined);
-  return r?.status ?? 0;
-}
-
-/** Open a TCP connection through the gateway and check that it echoes; kept open. */
-async function openEchoed(port: number, t: { teardown(fn: () => void): void }): Promise<net.Socket> {
-  const c = net.connect(port, '127.0.0.1');
-  t.teardown(() => c.destroy());
-  await new Promise<void>((resolve, reject) => {
-    c.once('error', reject);
-    c.once('data', () => resolve());
-    c.write('ping');
-  });
-  return c;
-}
-
 test('two workers share a TCP and a UDP port; a worker killed under load takes only its own connections down and comes back', async (t) => {
   const [api1, probes, tcpIn, udpIn, tcpEcho, udpEcho, tcpRest] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   await peer(t, echo.tcp(tcpEcho));
   await peer(t, echo.udp(udpEcho));
   const gw = await startGateway({
-    config: {
-      admin: { log_level: 'warn', workers: 2, drain_timeout: 0, metrics: { address: '127.0.0.1', port: probes }, limits: { api_rate: 0 } },
+    config: workersConfig(2, api1, probes, {
       listeners: [
-        { name: 'controller-listener', spec: { protocol: 'HTTP', address: '127.0.0.1', port: api1 }, rules: [{ action: { route: { destination: { name: 'controller', spec: { protocol: 'L7mpController' } } } } }] },
         { name: 'tcp-in', spec: { protocol: 'TCP', address: '127.0.0.1', port: tcpIn }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] },
         { name: 'udp-in', spec: { protocol: 'UDP', address: '127.0.0.1', port: udpIn }, rules: [{ action: { route: { destination: 'udp-echo' } } }] },
       ],
       clusters: [cluster('tcp-echo', 'TCP', tcpEcho), cluster('udp-echo', 'UDP', udpEcho)],
-    },
+    }),
   });
   t.teardown(() => gw.stop());
   const base = `http://127.0.0.1:${api1}`;

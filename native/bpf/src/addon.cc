@@ -21,6 +21,8 @@
 #include <string.h>
 
 #include <string>
+#include <vector>
+#include <unistd.h>
 
 #include "reuseport.h"
 #include "udp_offload.h"
@@ -102,15 +104,37 @@ class Program : public Napi::ObjectWrap<Program> {
       InstanceMethod("remove", &Program::Remove),
       InstanceMethod("read", &Program::Read),
       InstanceMethod("count", &Program::Count),
+      InstanceMethod("mapFd", &Program::MapFd),
+      InstanceMethod("removeOwner", &Program::RemoveOwner),
       InstanceMethod("close", &Program::Close),
     });
   }
 
   // new Program(objectPath): open and load (verify) the BPF object.
+  // new Program(mapFd): the flow table only, from a map fd this process
+  // inherited (a worker: the main process loaded and attached the program).
   explicit Program(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Program>(info) {
     Napi::Env env = info.Env();
+    if (info.Length() >= 1 && info[0].IsNumber()) {
+      int fd = info[0].As<Napi::Number>().Int32Value();
+      struct bpf_map_info mi;
+      __u32 len = sizeof(mi);
+      memset(&mi, 0, sizeof(mi));
+      // Check that it is our table before trusting its layout.
+      if (bpf_obj_get_info_by_fd(fd, &mi, &len)) {
+        Fail(env, "fd " + std::to_string(fd) + " is not a BPF map", errno);
+        return;
+      }
+      if (mi.key_size != sizeof(l7mp_flow_key) || mi.value_size != sizeof(l7mp_flow_value)) {
+        Fail(env, "fd " + std::to_string(fd) + " is not an l7mp flow table (key/value sizes differ)", EINVAL);
+        return;
+      }
+      mapFd_ = fd;
+      ownsMapFd_ = true;
+      return;
+    }
     if (info.Length() < 1 || !info[0].IsString()) {
-      TypeFail(env, "Program(objectPath: string)");
+      TypeFail(env, "Program(objectPath: string | mapFd: number)");
       return;
     }
     std::string path = info[0].As<Napi::String>().Utf8Value();
@@ -147,15 +171,20 @@ class Program : public Napi::ObjectWrap<Program> {
   bpf_object* obj_ = nullptr;
   int progFd_ = -1;
   int mapFd_ = -1;
+  // Opened from an inherited map fd: closed by us; otherwise libbpf's.
+  bool ownsMapFd_ = false;
 
   void Release() {
     if (obj_) bpf_object__close(obj_);
+    if (ownsMapFd_ && mapFd_ >= 0) close(mapFd_);
     obj_ = nullptr;
+    ownsMapFd_ = false;
     progFd_ = mapFd_ = -1;
   }
 
+  // The flow table is there (a loaded object, or an inherited map).
   bool Open(Napi::Env env) {
-    if (obj_) return true;
+    if (mapFd_ >= 0) return true;
     Napi::Error::New(env, "the offload program is closed").ThrowAsJavaScriptException();
     return false;
   }
@@ -166,6 +195,7 @@ class Program : public Napi::ObjectWrap<Program> {
     Napi::Env env = info.Env();
     if (!Open(env)) return env.Undefined();
     if (info.Length() < 1 || !info[0].IsNumber()) return TypeFail(env, "attach(ifindex: number)");
+    if (!obj_) return Fail(env, "attach(): this handle holds the flow table only, not the program", EINVAL);
     int ifindex = info[0].As<Napi::Number>().Int32Value();
     g_log.clear();
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
@@ -220,6 +250,8 @@ class Program : public Napi::ObjectWrap<Program> {
       return TypeFail(env, "add(): the rewrite needs IPv4 srcAddr/dstAddr and ports");
     Napi::Value oif = rw.Get("oif");
     if (oif.IsNumber()) val.oif = oif.As<Napi::Number>().Uint32Value();
+    Napi::Value owner = rw.Get("owner");
+    if (owner.IsNumber()) val.owner = owner.As<Napi::Number>().Uint32Value();
     if (bpf_map_update_elem(mapFd_, &key, &val, BPF_ANY)) return Fail(env, "cannot add a flow", errno);
     return env.Undefined();
   }
@@ -270,6 +302,37 @@ class Program : public Napi::ObjectWrap<Program> {
       prev = &cur;
     }
     return Napi::Number::New(env, n);
+  }
+
+  // mapFd() -> the flow table's fd, for a worker process to inherit.
+  Napi::Value MapFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    return Napi::Number::New(env, mapFd_);
+  }
+
+  // removeOwner(owner) -> how many entries that owner had: removes them all
+  // (a dead worker's flows). Keys are collected first, then deleted, so the
+  // walk never continues from a deleted key.
+  Napi::Value RemoveOwner(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Open(env)) return env.Undefined();
+    if (info.Length() < 1 || !info[0].IsNumber()) return TypeFail(env, "removeOwner(owner: number)");
+    __u32 owner = info[0].As<Napi::Number>().Uint32Value();
+    std::vector<l7mp_flow_key> doomed;
+    l7mp_flow_key cur, next;
+    l7mp_flow_key* prev = nullptr;
+    l7mp_flow_value val;
+    uint32_t n = 0;
+    while (bpf_map_get_next_key(mapFd_, prev, &next) == 0 && n++ <= L7MP_FLOW_MAX) {
+      if (bpf_map_lookup_elem(mapFd_, &next, &val) == 0 && val.owner == owner) doomed.push_back(next);
+      cur = next;
+      prev = &cur;
+    }
+    uint32_t removed = 0;
+    for (const l7mp_flow_key& k : doomed)
+      if (bpf_map_delete_elem(mapFd_, &k) == 0) removed++;
+    return Napi::Number::New(env, removed);
   }
 
   // close(): release the object. The program stays attached to interfaces

@@ -106,7 +106,8 @@ export class OffloadBridge implements SessionHooks {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
-  constructor(private readonly gw: Gateway, readonly program: BpfProgram, private readonly log: Logger) {}
+  /** `owner`: this process's worker index (0 without workers), recorded in every entry it installs. */
+  constructor(private readonly gw: Gateway, readonly program: BpfProgram, private readonly log: Logger, private readonly owner = 0) {}
 
   /** The session is linked (or a stage was relinked): offload it once eligible. */
   onSessionLinked(s: Session): void {
@@ -169,8 +170,8 @@ export class OffloadBridge implements SessionHooks {
       return;
     }
     try {
-      this.program.add(flows.ingress.key, flows.ingress.rewrite);
-      this.program.add(flows.egress.key, flows.egress.rewrite);
+      this.program.add(flows.ingress.key, { ...flows.ingress.rewrite, owner: this.owner });
+      this.program.add(flows.egress.key, { ...flows.egress.rewrite, owner: this.owner });
     } catch (err) {
       this.removeFlows(flows);
       k.state = 'user';

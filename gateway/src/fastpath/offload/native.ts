@@ -28,15 +28,21 @@ export interface FlowCounters {
 export interface BpfProgram {
   attach(ifindex: number): { created: boolean };
   detach(ifindex: number, destroyQdisc?: boolean): void;
-  add(key: FlowTuple, rewrite: FlowTuple & { oif?: number }): void;
+  /** `owner`: the worker index that installs it (0: no workers). */
+  add(key: FlowTuple, rewrite: FlowTuple & { oif?: number; owner?: number }): void;
   remove(key: FlowTuple): boolean;
   read(key: FlowTuple): FlowCounters | null;
   count(): number;
+  /** The flow table's fd (handed to worker processes: fastpath/offload/shared.ts). */
+  mapFd(): number;
+  /** Remove every entry `owner` installed; returns how many. */
+  removeOwner(owner: number): number;
   close(): void;
 }
 
 export interface BpfAddon {
-  Program: new (objectPath: string) => BpfProgram;
+  /** An object path loads the program; a map fd opens an inherited flow table only. */
+  Program: new (objectPathOrMapFd: string | number) => BpfProgram;
   ifindex(name: string): number;
 }
 
