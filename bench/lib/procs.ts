@@ -43,7 +43,12 @@ export function guard(totalMs: number, name: string): NodeJS.Timeout {
   return t;
 }
 
-export function start(cmd: string, args: string[], what: string, opts: { cwd?: string; stdin?: 'pipe' | 'ignore' } = {}): Proc {
+/**
+ * Start cmd; with `cpus` (a taskset list such as "1" or "0-3") it runs pinned
+ * to those CPUs (taskset execs it, so the pid is the command's own).
+ */
+export function start(cmd: string, args: string[], what: string, opts: { cwd?: string; stdin?: 'pipe' | 'ignore'; cpus?: string } = {}): Proc {
+  if (opts.cpus) [cmd, args] = ['taskset', ['-c', opts.cpus, cmd, ...args]];
   const child = spawn(cmd, args, { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'], cwd: opts.cwd });
   live.add(child);
   child.on('exit', () => live.delete(child));
@@ -189,6 +194,17 @@ export function treeCpu(pid: number | undefined): number {
     if (p === pid) ticks += Number(f[13]) + Number(f[14]); // cutime, cstime
   }
   return ticks / CLK_TCK;
+}
+
+/** CPU seconds of each live member of a process tree (own time only), root first. */
+export function treeCpuEach(pid: number | undefined): Map<number, number> {
+  const out = new Map<number, number>();
+  if (pid === undefined) return out;
+  for (const p of tree(pid)) {
+    const f = statFields(p);
+    if (f) out.set(p, (Number(f[11]) + Number(f[12])) / CLK_TCK);
+  }
+  return out;
 }
 
 /** Resident memory of a process tree, bytes. */
