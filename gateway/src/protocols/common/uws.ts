@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as UwsTypes from '@trufflesuite/uws-js-unofficial';
 import { GatewayError } from '../../core/errors.js';
+import { portSharing } from './reuseport.js';
 
 export type Uws = typeof UwsTypes;
 
@@ -95,13 +96,18 @@ export function text(ab: ArrayBuffer): string {
   return Buffer.from(ab).toString('utf8');
 }
 
-/** Listen exclusively (uWS defaults to SO_REUSEPORT, which would hide "address in use"). */
+/**
+ * Listen exclusively (uWS defaults to SO_REUSEPORT, which would hide "address
+ * in use"), except in a data-plane worker, where every worker's socket joins
+ * the port's SO_REUSEPORT group (docs/workers.md; the main process has
+ * checked the port before the workers listen).
+ */
 export function listenUws(uws: Uws, app: UwsTypes.TemplatedApp, address: string, port: number, what: string): Promise<UwsTypes.us_listen_socket> {
   return new Promise((resolve, reject) => {
     // The typings lack the (host, port, options, cb) overload that the binary has.
     const exclusive = (uws as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT?: number }).LIBUS_LISTEN_EXCLUSIVE_PORT ?? 1;
     const listen = app.listen as unknown as (h: string, p: number, o: number, cb: (t: UwsTypes.us_listen_socket | false) => void) => void;
-    listen.call(app, address, port, exclusive, (token) => {
+    listen.call(app, address, port, portSharing.on ? 0 : exclusive, (token) => {
       if (token) resolve(token);
       else reject(new GatewayError('BIND_FAILED', `${what} cannot listen on ${address}:${port}: address already in use or not available`));
     });
