@@ -207,6 +207,33 @@ export function treeCpuEach(pid: number | undefined): Map<number, number> {
   return out;
 }
 
+/** The whole machine's busy and total CPU time so far, seconds (/proc/stat, every CPU). */
+export function machineCpu(): { busy: number; total: number } {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((x, y) => x + y, 0); // user..steal; guest is inside user
+    const idle = f[3]! + f[4]!; // idle, iowait
+    return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+}
+
+/** Context switches of a process tree so far (voluntary, involuntary). */
+export function treeSwitches(pid: number | undefined): { vol: number; invol: number } {
+  let vol = 0;
+  let invol = 0;
+  if (pid === undefined) return { vol: NaN, invol: NaN };
+  for (const p of tree(pid)) {
+    try {
+      const st = fs.readFileSync(`/proc/${p}/status`, 'utf8');
+      vol += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+      invol += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+    } catch { /* exited */ }
+  }
+  return { vol, invol };
+}
+
 /** Resident memory of a process tree, bytes. */
 export function treeRss(pid: number | undefined): number {
   if (pid === undefined) return NaN;

@@ -10,6 +10,7 @@ import { cells, fmt, median, type Cell, type Meta, type RunRecord } from './repo
 import type { Workload } from './workloads.js';
 
 const fmtRatio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '–');
+const us = (n: number) => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : Math.round(n).toLocaleString('en-US')) : '–');
 const pct = (n: number) => (Number.isFinite(n) ? `${Math.round(n * 100)} %` : '–');
 
 /** Median cores per process position (0 = the started process, then its children in tree order). */
@@ -20,6 +21,11 @@ function procSplit(w: Workload, runs: RunRecord[], key: string): string {
   const cols: string[] = [];
   for (let i = 0; i < n; i++) cols.push(pct(median(rs.map((r) => r.sample!.procCpu![i] ?? NaN))));
   return cols.join(' + ');
+}
+
+/** Median of one sample field over a target's runs. */
+function med(w: Workload, runs: RunRecord[], key: string, f: (s: NonNullable<RunRecord['sample']>) => number | undefined): number {
+  return median(runs.filter((r) => r.workload === w.id && r.target === key && r.sample).map((r) => f(r.sample!) ?? NaN));
 }
 
 interface Row {
@@ -107,22 +113,21 @@ export function matrixMarkdown(workloads: Workload[], runs: RunRecord[], counts:
   L.push('', '## Per target', '');
   for (const w of workloads) {
     L.push(`### ${w.title} (${w.unit})`, '');
-    L.push('| target | median | per round | p50 µs | p99 µs | proxy CPU | CPU per process | notes |');
-    L.push('|---|---:|---|---:|---:|---:|---|---|');
+    L.push('| target | median | per round | p50 µs | p99 µs | proxy CPU | CPU per process | proxy CPU-µs per unit | machine busy (100 % = one core) | proxy context switches/s, voluntary / involuntary | notes |');
+    L.push('|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|');
     for (const c of cells(w, runs)) {
       const notes = [...new Set([...c.notes, ...c.errors.map((e) => `error: ${e}`)])].slice(0, 3).join('; ').replace(/\|/g, '/');
-      const us = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–');
-      L.push(`| ${c.label} | ${fmt(c.median, w.unit)} | ${c.values.map((v) => fmt(v, w.unit)).join(', ')} | ${us(c.p50)} | ${us(c.p99)} | ${pct(c.proxyCpu)} | ${procSplit(w, runs, c.key)} | ${notes} |`);
+        L.push(`| ${c.label} | ${fmt(c.median, w.unit)} | ${c.values.map((v) => fmt(v, w.unit)).join(', ')} | ${us(c.p50)} | ${us(c.p99)} | ${pct(c.proxyCpu)} | ${procSplit(w, runs, c.key)} | ${us(med(w, runs, c.key, (x) => (x.proxyCpu / x.value) * 1e6))} | ${pct(med(w, runs, c.key, (x) => x.machineCpu))} | ${us(med(w, runs, c.key, (x) => x.switches?.vol))} / ${us(med(w, runs, c.key, (x) => x.switches?.invol))} | ${notes} |`);
     }
     L.push('');
   }
   L.push('## Runs in order', '');
-  L.push('| round | # | workload | target | value | proxy CPU | CPU per process | load gen CPU | note |');
-  L.push('|---:|---:|---|---|---:|---:|---|---:|---|');
+  L.push('| round | # | workload | target | value | proxy CPU | CPU per process | machine busy | load gen CPU | note |');
+  L.push('|---:|---:|---|---|---:|---:|---|---:|---:|---|');
   for (const r of runs) {
     const w = workloads.find((x) => x.id === r.workload)!;
     const s = r.sample;
-    L.push(`| ${r.round} | ${r.order} | ${r.workload} | ${r.target} | ${s ? fmt(s.value, w.unit) : 'failed'} | ${pct(s?.proxyCpu ?? NaN)} | ${s?.procCpu?.map(pct).join(' + ') ?? '–'} | ${pct(s?.loadCpu ?? NaN)} | ${(r.error ?? s?.note ?? '').replace(/\|/g, '/').slice(0, 200)} |`);
+    L.push(`| ${r.round} | ${r.order} | ${r.workload} | ${r.target} | ${s ? fmt(s.value, w.unit) : 'failed'} | ${pct(s?.proxyCpu ?? NaN)} | ${s?.procCpu?.map(pct).join(' + ') ?? '–'} | ${pct(s?.machineCpu ?? NaN)} | ${pct(s?.loadCpu ?? NaN)} | ${(r.error ?? s?.note ?? '').replace(/\|/g, '/').slice(0, 200)} |`);
   }
   return `${L.join('\n')}\n`;
 }

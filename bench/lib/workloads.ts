@@ -5,7 +5,7 @@
 // generator's "MEASURE" line and its result line), and stops the proxy.
 
 import path from 'node:path';
-import { start, stop, treeCpu, treeCpuEach, treeRss, waitLine, type Proc } from './procs.js';
+import { machineCpu, start, stop, treeCpu, treeCpuEach, treeRss, treeSwitches, waitLine, type Proc } from './procs.js';
 import { startPeer, type Carriage, type Env, type Peer, type Running } from './peers.js';
 
 export interface Target {
@@ -27,6 +27,10 @@ export interface Sample {
   loadCpu: number;
   /** Cores each process of the proxy used while measuring, the started process first (main / master, then workers). */
   procCpu?: number[];
+  /** Cores the whole machine was busy while measuring (every process, this run's and others'). */
+  machineCpu?: number;
+  /** The proxy's context switches per second while measuring: voluntary (it waited), involuntary (it was preempted). */
+  switches?: { vol: number; invol: number };
   note?: string;
 }
 
@@ -70,22 +74,33 @@ interface LoadJson {
 }
 
 /** Run one load generator against a running target; CPU sampled over its measured interval. */
-async function measure(gen: Proc, target: Running, deadlineMs: number): Promise<{ json: LoadJson; proxyCpu: number; procCpu: number[] }> {
+type Measured = Pick<Sample, 'proxyCpu' | 'procCpu' | 'machineCpu' | 'switches'> & { json: LoadJson };
+
+async function measure(gen: Proc, target: Running, deadlineMs: number): Promise<Measured> {
   const pid = target.proc?.child.pid;
   try {
     await waitLine(gen, /MEASURE/, deadlineMs);
     const t0 = performance.now();
     const c0 = treeCpu(pid);
     const e0 = treeCpuEach(pid);
+    const s0 = treeSwitches(pid);
+    const mc0 = machineCpu();
     const m = await waitLine(gen, /^\{.*\}$/m, deadlineMs);
     const secs = (performance.now() - t0) / 1000;
     const c1 = treeCpu(pid);
     const e1 = treeCpuEach(pid);
+    const s1 = treeSwitches(pid);
+    const mc1 = machineCpu();
     const json = JSON.parse(m[0]) as LoadJson;
     if (json.error) throw new Error(`${gen.what}: ${json.error}`);
     // Processes alive at both ends, in tree order (root first): a worker restarted meanwhile is left out.
     const procCpu = [...e1].filter(([p]) => e0.has(p)).map(([p, c]) => (c - e0.get(p)!) / secs);
-    return { json, proxyCpu: pid === undefined ? NaN : (c1 - c0) / secs, procCpu };
+    return {
+      json, procCpu,
+      proxyCpu: pid === undefined ? NaN : (c1 - c0) / secs,
+      machineCpu: (mc1.busy - mc0.busy) / secs,
+      switches: { vol: (s1.vol - s0.vol) / secs, invol: (s1.invol - s0.invol) / secs },
+    };
   } finally {
     await stop(gen, 500); // also on a timeout: no generator outlives its run
   }
@@ -106,9 +121,9 @@ export async function simple(t: Target, env: Env, p: Params, cmd: string, args: 
   try {
     const deadline = (p.warmup + p.duration + 30) * 1000;
     const gen = start(cmd, args(target.port), `${path.basename(cmd)} → ${t.key}`, { cpus: env.loadCpus });
-    const { json, proxyCpu, procCpu } = await measure(gen, target, deadline);
+    const { json, ...cpu } = await measure(gen, target, deadline);
     const us = (x: number | undefined) => (x !== undefined && x >= 0 ? x : undefined); // -1: not measured (bulk)
-    return { value: json.rate, p50: us(json.p50_us), p99: us(json.p99_us), proxyCpu, procCpu, loadCpu: json.load_cpu ?? NaN, note: note(json) };
+    return { value: json.rate, p50: us(json.p50_us), p99: us(json.p99_us), ...cpu, loadCpu: json.load_cpu ?? NaN, note: note(json) };
   } finally {
     if (target.proc) await stop(target.proc);
   }
