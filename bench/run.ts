@@ -139,7 +139,7 @@ async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-bench-'));
   // Config files go with the run, however it ends (signal, watchdog, error).
   process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
-  const env: Env = { root, tmp, udpEcho: udpEcho.port, tcpEcho: tcpEcho.port, lifetime, workers: Math.max(1, Math.min(64, Number(a.workers ?? 1))),
+  const env: Env = { root, tmp, udpEcho: udpEcho.port, tcpEcho: tcpEcho.port, echoPids: [udpEcho.proc.child.pid!, tcpEcho.proc.child.pid!], lifetime, workers: Math.max(1, Math.min(64, Number(a.workers ?? 1))),
     proxyCpus: pin.proxyCpus, loadCpus: pin.loadCpus };
   process.stdout.write(`${pin.text}\n`);
   process.stdout.write(`${runCount} runs (${rounds} round${rounds > 1 ? 's' : ''}, ${params.warmup} s warm-up + ${params.duration} s each); echo servers udp:${udpEcho.port} tcp:${tcpEcho.port}\n`);

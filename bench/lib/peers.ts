@@ -22,6 +22,8 @@ export interface Env {
   tmp: string;
   udpEcho: number;
   tcpEcho: number;
+  /** The echo servers' pids, so a run can tell their CPU from the proxy's and from other work on the machine. */
+  echoPids?: number[];
   /** Seconds a proxy process may live (its own deadline where it has one). */
   lifetime: number;
   /** Extra node flags for the gateway process (bench/profile.ts: --cpu-prof). */

@@ -28,6 +28,9 @@ function med(w: Workload, runs: RunRecord[], key: string, f: (s: NonNullable<Run
   return median(runs.filter((r) => r.workload === w.id && r.target === key && r.sample).map((r) => f(r.sample!) ?? NaN));
 }
 
+/** Machine CPU that was neither the proxy, the load generator nor the echo servers: the kernel's own threads and other work. */
+const rest = (x: NonNullable<RunRecord['sample']>) => (x.machineCpu ?? NaN) - (Number.isFinite(x.proxyCpu) ? x.proxyCpu : 0) - x.loadCpu - (x.echoCpu ?? NaN);
+
 interface Row {
   workload: Workload;
   n: number;
@@ -113,21 +116,21 @@ export function matrixMarkdown(workloads: Workload[], runs: RunRecord[], counts:
   L.push('', '## Per target', '');
   for (const w of workloads) {
     L.push(`### ${w.title} (${w.unit})`, '');
-    L.push('| target | median | per round | p50 µs | p99 µs | proxy CPU | CPU per process | proxy CPU-µs per unit | machine busy (100 % = one core) | proxy context switches/s, voluntary / involuntary | notes |');
-    L.push('|---|---:|---|---:|---:|---:|---|---:|---:|---:|---|');
+    L.push('| target | median | per round | p50 µs | p99 µs | proxy CPU | CPU per process | proxy CPU-µs per unit | machine busy (100 % = one core) | load generator + echo | rest of the machine | proxy context switches/s, voluntary / involuntary | notes |');
+    L.push('|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|');
     for (const c of cells(w, runs)) {
       const notes = [...new Set([...c.notes, ...c.errors.map((e) => `error: ${e}`)])].slice(0, 3).join('; ').replace(/\|/g, '/');
-        L.push(`| ${c.label} | ${fmt(c.median, w.unit)} | ${c.values.map((v) => fmt(v, w.unit)).join(', ')} | ${us(c.p50)} | ${us(c.p99)} | ${pct(c.proxyCpu)} | ${procSplit(w, runs, c.key)} | ${us(med(w, runs, c.key, (x) => (x.proxyCpu / x.value) * 1e6))} | ${pct(med(w, runs, c.key, (x) => x.machineCpu))} | ${us(med(w, runs, c.key, (x) => x.switches?.vol))} / ${us(med(w, runs, c.key, (x) => x.switches?.invol))} | ${notes} |`);
+        L.push(`| ${c.label} | ${fmt(c.median, w.unit)} | ${c.values.map((v) => fmt(v, w.unit)).join(', ')} | ${us(c.p50)} | ${us(c.p99)} | ${pct(c.proxyCpu)} | ${procSplit(w, runs, c.key)} | ${us(med(w, runs, c.key, (x) => (x.proxyCpu / x.value) * 1e6))} | ${pct(med(w, runs, c.key, (x) => x.machineCpu))} | ${pct(med(w, runs, c.key, (x) => x.loadCpu + (x.echoCpu ?? NaN)))} | ${pct(med(w, runs, c.key, rest))} | ${us(med(w, runs, c.key, (x) => x.switches?.vol))} / ${us(med(w, runs, c.key, (x) => x.switches?.invol))} | ${notes} |`);
     }
     L.push('');
   }
   L.push('## Runs in order', '');
-  L.push('| round | # | workload | target | value | proxy CPU | CPU per process | machine busy | load gen CPU | note |');
-  L.push('|---:|---:|---|---|---:|---:|---|---:|---:|---|');
+  L.push('| round | # | workload | target | value | proxy CPU | CPU per process | machine busy | load gen CPU | echo CPU | rest of the machine | note |');
+  L.push('|---:|---:|---|---|---:|---:|---|---:|---:|---:|---:|---|');
   for (const r of runs) {
     const w = workloads.find((x) => x.id === r.workload)!;
     const s = r.sample;
-    L.push(`| ${r.round} | ${r.order} | ${r.workload} | ${r.target} | ${s ? fmt(s.value, w.unit) : 'failed'} | ${pct(s?.proxyCpu ?? NaN)} | ${s?.procCpu?.map(pct).join(' + ') ?? '–'} | ${pct(s?.machineCpu ?? NaN)} | ${pct(s?.loadCpu ?? NaN)} | ${(r.error ?? s?.note ?? '').replace(/\|/g, '/').slice(0, 200)} |`);
+    L.push(`| ${r.round} | ${r.order} | ${r.workload} | ${r.target} | ${s ? fmt(s.value, w.unit) : 'failed'} | ${pct(s?.proxyCpu ?? NaN)} | ${s?.procCpu?.map(pct).join(' + ') ?? '–'} | ${pct(s?.machineCpu ?? NaN)} | ${pct(s?.loadCpu ?? NaN)} | ${pct(s?.echoCpu ?? NaN)} | ${pct(s ? rest(s) : NaN)} | ${(r.error ?? s?.note ?? '').replace(/\|/g, '/').slice(0, 200)} |`);
   }
   return `${L.join('\n')}\n`;
 }

@@ -29,6 +29,8 @@ export interface Sample {
   procCpu?: number[];
   /** Cores the whole machine was busy while measuring (every process, this run's and others'). */
   machineCpu?: number;
+  /** Cores the echo servers used while measuring. */
+  echoCpu?: number;
   /** The proxy's context switches per second while measuring: voluntary (it waited), involuntary (it was preempted). */
   switches?: { vol: number; invol: number };
   note?: string;
@@ -74,9 +76,10 @@ interface LoadJson {
 }
 
 /** Run one load generator against a running target; CPU sampled over its measured interval. */
-type Measured = Pick<Sample, 'proxyCpu' | 'procCpu' | 'machineCpu' | 'switches'> & { json: LoadJson };
+type Measured = Pick<Sample, 'proxyCpu' | 'procCpu' | 'machineCpu' | 'echoCpu' | 'switches'> & { json: LoadJson };
 
-async function measure(gen: Proc, target: Running, deadlineMs: number): Promise<Measured> {
+async function measure(gen: Proc, target: Running, deadlineMs: number, echoPids: number[] = []): Promise<Measured> {
+  const echoCpu = () => echoPids.reduce((sum, p) => sum + treeCpu(p), 0);
   const pid = target.proc?.child.pid;
   try {
     await waitLine(gen, /MEASURE/, deadlineMs);
@@ -85,12 +88,14 @@ async function measure(gen: Proc, target: Running, deadlineMs: number): Promise<
     const e0 = treeCpuEach(pid);
     const s0 = treeSwitches(pid);
     const mc0 = machineCpu();
+    const ec0 = echoCpu();
     const m = await waitLine(gen, /^\{.*\}$/m, deadlineMs);
     const secs = (performance.now() - t0) / 1000;
     const c1 = treeCpu(pid);
     const e1 = treeCpuEach(pid);
     const s1 = treeSwitches(pid);
     const mc1 = machineCpu();
+    const ec1 = echoCpu();
     const json = JSON.parse(m[0]) as LoadJson;
     if (json.error) throw new Error(`${gen.what}: ${json.error}`);
     // Processes alive at both ends, in tree order (root first): a worker restarted meanwhile is left out.
@@ -99,6 +104,7 @@ async function measure(gen: Proc, target: Running, deadlineMs: number): Promise<
       json, procCpu,
       proxyCpu: pid === undefined ? NaN : (c1 - c0) / secs,
       machineCpu: (mc1.busy - mc0.busy) / secs,
+      echoCpu: (ec1 - ec0) / secs,
       switches: { vol: (s1.vol - s0.vol) / secs, invol: (s1.invol - s0.invol) / secs },
     };
   } finally {
@@ -121,7 +127,7 @@ export async function simple(t: Target, env: Env, p: Params, cmd: string, args: 
   try {
     const deadline = (p.warmup + p.duration + 30) * 1000;
     const gen = start(cmd, args(target.port), `${path.basename(cmd)} → ${t.key}`, { cpus: env.loadCpus });
-    const { json, ...cpu } = await measure(gen, target, deadline);
+    const { json, ...cpu } = await measure(gen, target, deadline, env.echoPids);
     const us = (x: number | undefined) => (x !== undefined && x >= 0 ? x : undefined); // -1: not measured (bulk)
     return { value: json.rate, p50: us(json.p50_us), p99: us(json.p99_us), ...cpu, loadCpu: json.load_cpu ?? NaN, note: note(json) };
   } finally {
