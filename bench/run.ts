@@ -26,7 +26,7 @@ import type { Env, Peer } from './lib/peers.js';
 import { consoleTable, fmt, goalLine, goals, machine, markdown, type RunRecord } from './lib/report.js';
 import { WORKLOADS, type Params } from './lib/workloads.js';
 import { MATRIX_IDS, matrixWorkloads, pinning, workerCountsOf } from './lib/matrix.js';
-import { matrixConsole, matrixGoals, matrixMarkdown } from './lib/report-workers.js';
+import { matrixConsole, matrixGoals, matrixMarkdown, quietRuns } from './lib/report-workers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -175,6 +175,8 @@ async function main(): Promise<void> {
 
   if (counts) {
     process.stdout.write(`\n${matrixConsole(workloads, runs, counts)}\n\n${matrixGoals(workloads, runs, counts).join('\n')}\n`);
+    const quiet = quietRuns(runs);
+    process.stdout.write(`\nquiet runs only (${quiet.length} of ${runs.length}):\n${matrixConsole(workloads, quiet, counts)}\n\n${matrixGoals(workloads, quiet, counts).join('\n')}\n`);
   } else {
     process.stdout.write(`\n${consoleTable(workloads, runs)}\n\n`);
     for (const g of goals(workloads, runs)) process.stdout.write(`${goalLine(g)}\n`);

@@ -31,6 +31,14 @@ function med(w: Workload, runs: RunRecord[], key: string, f: (s: NonNullable<Run
 /** Machine CPU that was neither the proxy, the load generator nor the echo servers: the kernel's own threads and other work. */
 const rest = (x: NonNullable<RunRecord['sample']>) => (x.machineCpu ?? NaN) - (Number.isFinite(x.proxyCpu) ? x.proxyCpu : 0) - x.loadCpu - (x.echoCpu ?? NaN);
 
+/** A run during which other work took less than this share of the machine (cores) is "quiet". */
+export const QUIET_REST = 0.2;
+
+/** The runs during which the rest of the machine stayed under QUIET_REST (direct runs included: they have no proxy). */
+export function quietRuns(runs: RunRecord[]): RunRecord[] {
+  return runs.filter((r) => r.sample !== undefined && rest(r.sample) < QUIET_REST);
+}
+
 interface Row {
   workload: Workload;
   n: number;
@@ -106,13 +114,20 @@ export function matrixMarkdown(workloads: Workload[], runs: RunRecord[], counts:
   for (const [k, v] of Object.entries(meta.machine)) L.push(`- ${k}: ${v}`);
   L.push('', '## Setup', '');
   for (const s of meta.setup) L.push(`- ${s}`);
+  const quiet = quietRuns(runs);
   L.push('', '## Acceptance (issue 16)', '');
-  L.push(...matrixGoals(workloads, runs, counts));
+  L.push('All rounds:', '', ...matrixGoals(workloads, runs, counts), '');
+  L.push(`Quiet runs only (other work under ${QUIET_REST * 100} % of a core; ${quiet.length} of ${runs.length} runs):`, '', ...matrixGoals(workloads, quiet, counts));
   L.push('', '## Results (medians over rounds)', '');
   L.push('"gateway ÷ 1w" is the scaling ratio (the figure with N workers ÷ with one); "gateway scaling ÷ nginx scaling" divides the two ratios. CPU is cores busy during the measured interval (100 % = one core), median per process: the started process first (the gateway\'s main process, nginx\'s master), then each worker.', '');
   const t = table(workloads, runs, counts);
   L.push(`| ${t[0]!.join(' | ')} |`, `|${t[0]!.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`);
   for (const r of t.slice(1)) L.push(`| ${r.join(' | ')} |`);
+  L.push('', `## Results, quiet runs only (medians)`, '');
+  L.push(`Only the runs during which the rest of the machine (busy CPU that was neither the proxy, the load generator nor the echo servers: other jobs on this shared machine, kernel threads) stayed under ${QUIET_REST * 100} % of a core. Runs per target: ${[...new Set(runs.map((r) => `${r.workload}/${r.target}`))].map((k) => `${k} ${quiet.filter((r) => `${r.workload}/${r.target}` === k).length}`).join(', ')}.`, '');
+  const tq = table(workloads, quiet, counts);
+  L.push(`| ${tq[0]!.join(' | ')} |`, `|${tq[0]!.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`);
+  for (const r of tq.slice(1)) L.push(`| ${r.join(' | ')} |`);
   L.push('', '## Per target', '');
   for (const w of workloads) {
     L.push(`### ${w.title} (${w.unit})`, '');
