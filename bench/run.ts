@@ -10,6 +10,8 @@
 //   [--only udp-pingpong,tcp-bulk,...] [--peers gateway,nginx,...]
 //   [--sessions 4000] [--workers N] [--out bench/RESULTS.md | -]
 //   --workers N: the gateway with admin.workers N, nginx with worker_processes N.
+// Worker matrix (issue 16; bench/lib/matrix.ts, writes bench/RESULTS-workers.md):
+//   node dist/bench/run.js --workers-matrix 1,2 [--flows 16] [--pin auto|none|load:CPUS;proxy:CPUS]
 // Needs: cc, nginx with the stream module, haproxy, socat (bench/setup.sh).
 
 import { spawnSync } from 'node:child_process';
@@ -23,6 +25,8 @@ import { guard, killAll, start, stop, waitLine, type Proc } from './lib/procs.js
 import type { Env, Peer } from './lib/peers.js';
 import { consoleTable, fmt, goalLine, goals, machine, markdown, type RunRecord } from './lib/report.js';
 import { WORKLOADS, type Params } from './lib/workloads.js';
+import { MATRIX_IDS, matrixWorkloads, pinning, workerCountsOf } from './lib/matrix.js';
+import { matrixConsole, matrixGoals, matrixMarkdown, quietRuns } from './lib/report-workers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -37,9 +41,16 @@ const { values: a } = parseArgs({
     peers: { type: 'string' },
     sessions: { type: 'string' },
     workers: { type: 'string' },
-    out: { type: 'string', default: path.join(root, 'bench/RESULTS.md') },
+    'workers-matrix': { type: 'string' },
+    flows: { type: 'string' },
+    pin: { type: 'string' },
+    out: { type: 'string' },
   },
 });
+
+const counts = a['workers-matrix'] !== undefined ? workerCountsOf(a['workers-matrix']) : undefined;
+const outFile = a.out ?? path.join(root, counts ? 'bench/RESULTS-workers.md' : 'bench/RESULTS.md');
+const pin = pinning(a.pin ?? (counts ? 'auto' : 'none'), counts ?? [Number(a.workers ?? 1)], os.cpus().length);
 
 const quick = a.quick === true;
 const rounds = Math.max(1, Math.min(9, Number(a.rounds ?? (quick ? 1 : 3))));
@@ -52,11 +63,12 @@ const params: Params = {
 };
 const only = a.only ? new Set(a.only.split(',')) : undefined;
 const peers = a.peers ? new Set(a.peers.split(',')) : undefined;
-const workloads = WORKLOADS
+const pool = counts ? matrixWorkloads(counts, Math.max(2, Math.min(250, Number(a.flows ?? 16)))) : WORKLOADS;
+const workloads = pool
   .filter((w) => !only || only.has(w.id))
   .map((w) => ({ ...w, targets: w.targets.filter((t) => !peers || peers.has(t.peer) || peers.has(t.key)) }))
   .filter((w) => w.targets.length > 0);
-if (workloads.length === 0) throw new Error(`no workload selected; known: ${WORKLOADS.map((w) => w.id).join(', ')}`);
+if (workloads.length === 0) throw new Error(`no workload selected; known: ${(counts ? MATRIX_IDS : WORKLOADS.map((w) => w.id)).join(', ')}`);
 
 const runCount = workloads.reduce((s, w) => s + w.targets.length, 0) * rounds;
 /** Generous per-run bound (start-up, warm-up, measuring, drain, stop); the whole run gets this many. */
@@ -108,7 +120,7 @@ function missingPeers(): Map<Peer, string> {
 }
 
 async function startEcho(name: string, lifetime: number): Promise<{ proc: Proc; port: number }> {
-  const proc = start(path.join(root, 'dist/bench/bin', name), ['0', String(lifetime)], name);
+  const proc = start(path.join(root, 'dist/bench/bin', name), ['0', String(lifetime)], name, { cpus: pin.loadCpus });
   const m = await waitLine(proc, /PORT (\d+)/, 5000);
   return { proc, port: Number(m[1]) };
 }
@@ -127,7 +139,9 @@ async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-bench-'));
   // Config files go with the run, however it ends (signal, watchdog, error).
   process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
-  const env: Env = { root, tmp, udpEcho: udpEcho.port, tcpEcho: tcpEcho.port, lifetime, workers: Math.max(1, Math.min(64, Number(a.workers ?? 1))) };
+  const env: Env = { root, tmp, udpEcho: udpEcho.port, tcpEcho: tcpEcho.port, echoPids: [udpEcho.proc.child.pid!, tcpEcho.proc.child.pid!], lifetime, workers: Math.max(1, Math.min(64, Number(a.workers ?? 1))),
+    proxyCpus: pin.proxyCpus, loadCpus: pin.loadCpus };
+  process.stdout.write(`${pin.text}\n`);
   process.stdout.write(`${runCount} runs (${rounds} round${rounds > 1 ? 's' : ''}, ${params.warmup} s warm-up + ${params.duration} s each); echo servers udp:${udpEcho.port} tcp:${tcpEcho.port}\n`);
   if (loadStart[0]! > os.cpus().length / 2) process.stdout.write(`note: load average ${loadStart.map((x) => x.toFixed(2)).join(' / ')} on ${os.cpus().length} cores: other work is running, expect noise\n`);
 
@@ -159,14 +173,34 @@ async function main(): Promise<void> {
   await stop(tcpEcho.proc);
   fs.rmSync(tmp, { recursive: true, force: true });
 
-  process.stdout.write(`\n${consoleTable(workloads, runs)}\n\n`);
-  for (const g of goals(workloads, runs)) process.stdout.write(`${goalLine(g)}\n`);
+  if (counts) {
+    process.stdout.write(`\n${matrixConsole(workloads, runs, counts)}\n\n${matrixGoals(workloads, runs, counts).join('\n')}\n`);
+    const quiet = quietRuns(runs);
+    process.stdout.write(`\nquiet runs only (${quiet.length} of ${runs.length}):\n${matrixConsole(workloads, quiet, counts)}\n\n${matrixGoals(workloads, quiet, counts).join('\n')}\n`);
+  } else {
+    process.stdout.write(`\n${consoleTable(workloads, runs)}\n\n`);
+    for (const g of goals(workloads, runs)) process.stdout.write(`${goalLine(g)}\n`);
+  }
   const args = process.argv.slice(2).join(' ');
   const command = process.env.npm_lifecycle_event === 'bench'
     ? `npm run bench${args ? ` -- ${args}` : ''}`
     : `node dist/bench/run.js${args ? ` ${args}` : ''}`;
-  if (a.out !== '-') {
-    fs.writeFileSync(a.out!, markdown(workloads, runs, {
+  if (outFile !== '-' && counts) {
+    const machineInfo = machine(loadStart, toolVersions());
+    fs.writeFileSync(outFile, matrixMarkdown(workloads, runs, counts, {
+      command,
+      machine: machineInfo,
+      setup: [
+        `Worker counts ${counts.join(', ')}: every count of the gateway (admin.workers; 1 = the single-process gateway) and of nginx (worker_processes; 1 = master_process off, one process; more = a master and N workers, each with its own reuseport listener) is a target of its own.`,
+        `${rounds} round${rounds > 1 ? 's' : ''}; in each, every workload runs against every target, forward order in odd rounds and reversed in even ones. Figures are medians over rounds.`,
+        `Each run: a fresh proxy, ${params.warmup} s warm-up, ${params.duration} s measured. Load generators: bench/load/udp_load.c (ping-pong over ${Math.max(2, Math.min(250, Number(a.flows ?? 16)))} flows from 127.0.0.2... and new sessions), tcp_load.c (connection rate), bench/ws-load.ts (WebSocket); C echo servers (bench/echo), one process each for the whole run.`,
+        `CPU: ${pin.text}.`,
+        'WebSocket → UDP has no nginx equivalent: the gateway with 1 and N workers only, next to a bare uWS echo.',
+      ],
+    }));
+    process.stdout.write(`\nwritten to ${path.relative(process.cwd(), outFile) || outFile}\n`);
+  } else if (outFile !== '-') {
+    fs.writeFileSync(outFile, markdown(workloads, runs, {
       command,
       machine: machine(loadStart, toolVersions()),
       setup: [
@@ -175,10 +209,10 @@ async function main(): Promise<void> {
         'Echo servers: C (bench/echo/udp_echo.c with recvmmsg/sendmmsg, bench/echo/tcp_echo.c with epoll), one process each for the whole run; "direct" is the load generator against them with no proxy.',
         'Peers: gateway = node dist/gateway/src/main.js, one JavaScript thread; nginx stream with master_process off (one process = one worker); haproxy nbthread 1, mode tcp (no UDP in haproxy 2.6); socat forking per connection / per UDP peer (skipped for session setup and idle memory, where it would fork thousands of processes).',
         `UDP sessions: gateway idle_timeout and nginx proxy_timeout 60 s; the session-rate run stops after ${params.maxNewSessions} new sessions; the idle-memory run opens ${params.idleSessions} sessions after as many warm-up ones and 3 s of ping-pong (the young generation's one-time growth is not a per-session cost), from source addresses 127.0.0.2-251.`,
-        'All traffic is on 127.0.0.0/8. No CPU pinning: proxy, load generator and echo share the 2 cores with whatever else runs, so on a busy machine single runs differ by up to several times; compare the proxy CPU and per-CPU-second columns.',
+        `All traffic is on 127.0.0.0/8. CPU: ${pin.text}; on a busy machine single runs differ by up to several times: compare the proxy CPU and per-CPU-second columns.`,
       ],
     }));
-    process.stdout.write(`\nwritten to ${path.relative(process.cwd(), a.out!) || a.out}\n`);
+    process.stdout.write(`\nwritten to ${path.relative(process.cwd(), outFile) || outFile}\n`);
   }
   clearTimeout(watchdog);
 }

@@ -22,12 +22,17 @@ export interface Env {
   tmp: string;
   udpEcho: number;
   tcpEcho: number;
+  /** The echo servers' pids, so a run can tell their CPU from the proxy's and from other work on the machine. */
+  echoPids?: number[];
   /** Seconds a proxy process may live (its own deadline where it has one). */
   lifetime: number;
   /** Extra node flags for the gateway process (bench/profile.ts: --cpu-prof). */
   gatewayNodeArgs?: string[];
   /** Data-plane workers: the gateway's admin.workers and nginx's worker_processes (default 1; docs/workers.md). */
   workers?: number;
+  /** taskset CPU lists (bench/run.ts --pin): proxies, and load generators with the echo servers. */
+  proxyCpus?: string;
+  loadCpus?: string;
 }
 
 export interface Running {
@@ -120,7 +125,7 @@ export async function startPeer(peer: Peer, c: Carriage, env: Env, opts: { metri
     if (c === 'tcp') return { port: env.tcpEcho, proc: undefined };
     // WebSocket has no echo of its own: the ceiling is a bare uWS echo server.
     const port = await freeDualPort();
-    const proc = start(process.execPath, [path.join(env.root, 'dist/bench/uws-echo.js'), String(port), String(env.lifetime)], 'uWS echo');
+    const proc = start(process.execPath, [path.join(env.root, 'dist/bench/uws-echo.js'), String(port), String(env.lifetime)], 'uWS echo', { cpus: env.proxyCpus });
     await waitReady(proc, port, 'tcp');
     return { port, proc };
   }
@@ -133,19 +138,19 @@ export async function startPeer(peer: Peer, c: Carriage, env: Env, opts: { metri
       if (opts.metrics) metricsPort = await freeDualPort();
       const cfg = path.join(dir, 'gateway.json');
       fs.writeFileSync(cfg, JSON.stringify(gatewayConfig(c, port, env, metricsPort), null, 2));
-      proc = start(process.execPath, [...(env.gatewayNodeArgs ?? []), path.join(env.root, 'dist/gateway/src/main.js'), '-c', cfg, '-l', 'warn'], 'gateway');
+      proc = start(process.execPath, [...(env.gatewayNodeArgs ?? []), path.join(env.root, 'dist/gateway/src/main.js'), '-c', cfg, '-l', 'warn'], 'gateway', { cpus: env.proxyCpus });
       break;
     }
     case 'nginx': {
       if (c !== 'udp' && c !== 'tcp') throw new Error('nginx carries only udp and tcp here');
       fs.writeFileSync(path.join(dir, 'nginx.conf'), nginxConfig(c, port, env));
-      proc = start('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', 'stderr'], 'nginx');
+      proc = start('nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', 'stderr'], 'nginx', { cpus: env.proxyCpus });
       break;
     }
     case 'haproxy': {
       if (c !== 'tcp') throw new Error('haproxy carries only tcp');
       fs.writeFileSync(path.join(dir, 'haproxy.cfg'), haproxyConfig(port, env));
-      proc = start('haproxy', ['-db', '-f', path.join(dir, 'haproxy.cfg')], 'haproxy');
+      proc = start('haproxy', ['-db', '-f', path.join(dir, 'haproxy.cfg')], 'haproxy', { cpus: env.proxyCpus });
       break;
     }
     case 'socat': {
@@ -153,7 +158,7 @@ export async function startPeer(peer: Peer, c: Carriage, env: Env, opts: { metri
       const args = c === 'udp'
         ? ['-T', String(UDP_IDLE_TIMEOUT_S), `UDP4-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `UDP4:127.0.0.1:${env.udpEcho}`]
         : [`TCP4-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=4096,nodelay`, `TCP4:127.0.0.1:${env.tcpEcho},nodelay`];
-      proc = start('socat', args, 'socat');
+      proc = start('socat', args, 'socat', { cpus: env.proxyCpus });
       break;
     }
   }

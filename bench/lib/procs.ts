@@ -43,7 +43,12 @@ export function guard(totalMs: number, name: string): NodeJS.Timeout {
   return t;
 }
 
-export function start(cmd: string, args: string[], what: string, opts: { cwd?: string; stdin?: 'pipe' | 'ignore' } = {}): Proc {
+/**
+ * Start cmd; with `cpus` (a taskset list such as "1" or "0-3") it runs pinned
+ * to those CPUs (taskset execs it, so the pid is the command's own).
+ */
+export function start(cmd: string, args: string[], what: string, opts: { cwd?: string; stdin?: 'pipe' | 'ignore'; cpus?: string } = {}): Proc {
+  if (opts.cpus) [cmd, args] = ['taskset', ['-c', opts.cpus, cmd, ...args]];
   const child = spawn(cmd, args, { stdio: [opts.stdin ?? 'ignore', 'pipe', 'pipe'], cwd: opts.cwd });
   live.add(child);
   child.on('exit', () => live.delete(child));
@@ -189,6 +194,44 @@ export function treeCpu(pid: number | undefined): number {
     if (p === pid) ticks += Number(f[13]) + Number(f[14]); // cutime, cstime
   }
   return ticks / CLK_TCK;
+}
+
+/** CPU seconds of each live member of a process tree (own time only), root first. */
+export function treeCpuEach(pid: number | undefined): Map<number, number> {
+  const out = new Map<number, number>();
+  if (pid === undefined) return out;
+  for (const p of tree(pid)) {
+    const f = statFields(p);
+    if (f) out.set(p, (Number(f[11]) + Number(f[12])) / CLK_TCK);
+  }
+  return out;
+}
+
+/** The whole machine's busy and total CPU time so far, seconds (/proc/stat, every CPU). */
+export function machineCpu(): { busy: number; total: number } {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = f.slice(0, 8).reduce((x, y) => x + y, 0); // user..steal; guest is inside user
+    const idle = f[3]! + f[4]!; // idle, iowait
+    return { busy: (total - idle) / CLK_TCK, total: total / CLK_TCK };
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+}
+
+/** Context switches of a process tree so far (voluntary, involuntary). */
+export function treeSwitches(pid: number | undefined): { vol: number; invol: number } {
+  let vol = 0;
+  let invol = 0;
+  if (pid === undefined) return { vol: NaN, invol: NaN };
+  for (const p of tree(pid)) {
+    try {
+      const st = fs.readFileSync(`/proc/${p}/status`, 'utf8');
+      vol += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+      invol += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(st)?.[1] ?? 0);
+    } catch { /* exited */ }
+  }
+  return { vol, invol };
 }
 
 /** Resident memory of a process tree, bytes. */

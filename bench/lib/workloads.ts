@@ -5,7 +5,7 @@
 // generator's "MEASURE" line and its result line), and stops the proxy.
 
 import path from 'node:path';
-import { start, stop, treeCpu, treeRss, waitLine, type Proc } from './procs.js';
+import { machineCpu, start, stop, treeCpu, treeCpuEach, treeRss, treeSwitches, waitLine, type Proc } from './procs.js';
 import { startPeer, type Carriage, type Env, type Peer, type Running } from './peers.js';
 
 export interface Target {
@@ -14,6 +14,8 @@ export interface Target {
   /** Short column name. */
   key: string;
   label: string;
+  /** Data-plane workers for this target (the worker matrix); else env.workers. */
+  workers?: number;
 }
 
 export interface Sample {
@@ -23,6 +25,14 @@ export interface Sample {
   /** Cores the proxy used while measuring (100 % = 1). */
   proxyCpu: number;
   loadCpu: number;
+  /** Cores each process of the proxy used while measuring, the started process first (main / master, then workers). */
+  procCpu?: number[];
+  /** Cores the whole machine was busy while measuring (every process, this run's and others'). */
+  machineCpu?: number;
+  /** Cores the echo servers used while measuring. */
+  echoCpu?: number;
+  /** The proxy's context switches per second while measuring: voluntary (it waited), involuntary (it was preempted). */
+  switches?: { vol: number; invol: number };
   note?: string;
 }
 
@@ -43,9 +53,14 @@ export interface Workload {
   run(t: Target, env: Env, p: Params): Promise<Sample>;
 }
 
-const T = (peer: Peer, carriage: Carriage, key: string = peer, label: string = peer): Target => ({ peer, carriage, key, label });
+export const T = (peer: Peer, carriage: Carriage, key: string = peer, label: string = peer, workers?: number): Target => ({ peer, carriage, key, label, workers });
 
-function bin(env: Env, name: string): string {
+/** The run's environment for target t (its own worker count, if it has one). */
+export function envFor(t: Target, env: Env): Env {
+  return t.workers === undefined ? env : { ...env, workers: t.workers };
+}
+
+export function bin(env: Env, name: string): string {
   return path.join(env.root, 'dist/bench/bin', name);
 }
 
@@ -61,18 +76,37 @@ interface LoadJson {
 }
 
 /** Run one load generator against a running target; CPU sampled over its measured interval. */
-async function measure(gen: Proc, target: Running, deadlineMs: number): Promise<{ json: LoadJson; proxyCpu: number }> {
+type Measured = Pick<Sample, 'proxyCpu' | 'procCpu' | 'machineCpu' | 'echoCpu' | 'switches'> & { json: LoadJson };
+
+async function measure(gen: Proc, target: Running, deadlineMs: number, echoPids: number[] = []): Promise<Measured> {
+  const echoCpu = () => echoPids.reduce((sum, p) => sum + treeCpu(p), 0);
   const pid = target.proc?.child.pid;
   try {
     await waitLine(gen, /MEASURE/, deadlineMs);
     const t0 = performance.now();
     const c0 = treeCpu(pid);
+    const e0 = treeCpuEach(pid);
+    const s0 = treeSwitches(pid);
+    const mc0 = machineCpu();
+    const ec0 = echoCpu();
     const m = await waitLine(gen, /^\{.*\}$/m, deadlineMs);
     const secs = (performance.now() - t0) / 1000;
     const c1 = treeCpu(pid);
+    const e1 = treeCpuEach(pid);
+    const s1 = treeSwitches(pid);
+    const mc1 = machineCpu();
+    const ec1 = echoCpu();
     const json = JSON.parse(m[0]) as LoadJson;
     if (json.error) throw new Error(`${gen.what}: ${json.error}`);
-    return { json, proxyCpu: pid === undefined ? NaN : (c1 - c0) / secs };
+    // Processes alive at both ends, in tree order (root first): a worker restarted meanwhile is left out.
+    const procCpu = [...e1].filter(([p]) => e0.has(p)).map(([p, c]) => (c - e0.get(p)!) / secs);
+    return {
+      json, procCpu,
+      proxyCpu: pid === undefined ? NaN : (c1 - c0) / secs,
+      machineCpu: (mc1.busy - mc0.busy) / secs,
+      echoCpu: (ec1 - ec0) / secs,
+      switches: { vol: (s1.vol - s0.vol) / secs, invol: (s1.invol - s0.invol) / secs },
+    };
   } finally {
     await stop(gen, 500); // also on a timeout: no generator outlives its run
   }
@@ -88,22 +122,22 @@ function note(j: LoadJson): string | undefined {
 }
 
 /** The common shape: start target, run generator `args(port)`, stop target. */
-async function simple(t: Target, env: Env, p: Params, cmd: string, args: (port: number) => string[]): Promise<Sample> {
-  const target = await startPeer(t.peer, t.carriage, env);
+export async function simple(t: Target, env: Env, p: Params, cmd: string, args: (port: number) => string[]): Promise<Sample> {
+  const target = await startPeer(t.peer, t.carriage, envFor(t, env));
   try {
     const deadline = (p.warmup + p.duration + 30) * 1000;
-    const gen = start(cmd, args(target.port), `${path.basename(cmd)} → ${t.key}`);
-    const { json, proxyCpu } = await measure(gen, target, deadline);
+    const gen = start(cmd, args(target.port), `${path.basename(cmd)} → ${t.key}`, { cpus: env.loadCpus });
+    const { json, ...cpu } = await measure(gen, target, deadline, env.echoPids);
     const us = (x: number | undefined) => (x !== undefined && x >= 0 ? x : undefined); // -1: not measured (bulk)
-    return { value: json.rate, p50: us(json.p50_us), p99: us(json.p99_us), proxyCpu, loadCpu: json.load_cpu ?? NaN, note: note(json) };
+    return { value: json.rate, p50: us(json.p50_us), p99: us(json.p99_us), ...cpu, loadCpu: json.load_cpu ?? NaN, note: note(json) };
   } finally {
     if (target.proc) await stop(target.proc);
   }
 }
 
-const timing = (p: Params, extra = 30) => ['--warmup', String(p.warmup), '--duration', String(p.duration), '--deadline', String(Math.ceil(p.warmup + p.duration + extra))];
+export const timing = (p: Params, extra = 30) => ['--warmup', String(p.warmup), '--duration', String(p.duration), '--deadline', String(Math.ceil(p.warmup + p.duration + extra))];
 
-const udpPingpong: Workload = {
+export const udpPingpong: Workload = {
   id: 'udp-pingpong',
   title: 'UDP 64 B ping-pong, 16 in flight',
   unit: 'datagrams/s',
@@ -112,7 +146,7 @@ const udpPingpong: Workload = {
   run: (t, env, p) => simple(t, env, p, bin(env, 'udp_load'), (port) => ['--mode', 'pingpong', '--port', String(port), '--size', '64', '--window', '16', ...timing(p)]),
 };
 
-const udpSessions: Workload = {
+export const udpSessions: Workload = {
   id: 'udp-sessions',
   title: 'UDP session setup (new source port, one echo)',
   unit: 'sessions/s',
@@ -216,7 +250,7 @@ const tcpBulk: Workload = {
   run: (t, env, p) => simple(t, env, p, bin(env, 'tcp_load'), (port) => ['--mode', 'bulk', '--port', String(port), '--connections', '2', '--chunk', '65536', ...timing(p)]),
 };
 
-const tcpConnrate: Workload = {
+export const tcpConnrate: Workload = {
   id: 'tcp-connrate',
   title: 'TCP connection rate (connect, 64 B echo, close), 16 concurrent',
   unit: 'connections/s',
@@ -225,7 +259,7 @@ const tcpConnrate: Workload = {
   run: (t, env, p) => simple(t, env, p, bin(env, 'tcp_load'), (port) => ['--mode', 'connrate', '--port', String(port), '--concurrency', '16', '--size', '64', ...timing(p)]),
 };
 
-const wsRate: Workload = {
+export const wsRate: Workload = {
   id: 'ws-rate',
   title: 'WebSocket → UDP 64 B messages, 8 connections × 16 in flight',
   unit: 'messages/s',

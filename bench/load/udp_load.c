@@ -11,6 +11,12 @@
  *             a generation number; if nothing arrives for --loss-ms the window
  *             is declared lost, counted, and refilled under a new generation,
  *             so late stragglers never inflate the window.
+ *             With --flows F > 1: F sockets, each bound to its own source
+ *             address (127.0.0.2, .3, ...) and connected, share --window
+ *             between them (window / F each, the remainder to the first
+ *             ones) and run the same closed loop each, all on one epoll.
+ *             SO_REUSEPORT keeps one 4-tuple on one worker of a proxy, so
+ *             only several flows can spread over several workers.
  *   sessions  New-session rate: --concurrency slots; each opens a socket on a
  *             fresh source address/port, sends one datagram, waits for the echo
  *             (a proxy creates a session for it), closes the socket and starts
@@ -23,7 +29,7 @@
  *             the proxy's memory meanwhile).
  *
  * Options: --host 127.0.0.1 --port P --size 64 --window 16 --warmup 1
- *   --duration 3 --loss-ms 200 --concurrency 16 --max 20000 --keep 0
+ *   --duration 3 --loss-ms 200 --flows 1 --concurrency 16 --max 20000 --keep 0
  *   --hold 5 --timeout-ms 1000 --deadline 60 (hard exit, seconds)
  * Output: "MEASURE" when measuring starts, then one JSON line.
  */
@@ -62,6 +68,95 @@ struct stamp {
   uint64_t sent_ns;
 };
 
+/* One receive and one send buffer per datagram in flight, shared by every flow
+   (a flow's replies are answered before the next flow's are read). */
+static char rbufs[MAX_WINDOW][2048], sbufs[MAX_WINDOW][2048];
+static struct iovec riov[MAX_WINDOW], siov[MAX_WINDOW];
+static struct mmsghdr rmsg[MAX_WINDOW], smsg[MAX_WINDOW];
+static uint64_t lost, wrong, measured, refused;
+
+static int setup_buffers(int size) {
+  char *big_r = NULL, *big_s = NULL;
+  int slot = size <= 2048 ? 2048 : size;
+  if (size > 2048) { /* large datagrams: one buffer region per slot */
+    big_r = malloc((size_t)slot * MAX_WINDOW);
+    big_s = malloc((size_t)slot * MAX_WINDOW);
+    if (!big_r || !big_s) return -1;
+  }
+  for (int i = 0; i < MAX_WINDOW; i++) {
+    char *r = big_r ? big_r + (size_t)i * slot : rbufs[i];
+    char *s = big_s ? big_s + (size_t)i * slot : sbufs[i];
+    memset(s, 0x5a, (size_t)size);
+    riov[i] = (struct iovec){.iov_base = r, .iov_len = (size_t)slot};
+    siov[i] = (struct iovec){.iov_base = s, .iov_len = (size_t)size};
+    rmsg[i].msg_hdr = (struct msghdr){.msg_iov = &riov[i], .msg_iovlen = 1};
+    smsg[i].msg_hdr = (struct msghdr){.msg_iov = &siov[i], .msg_iovlen = 1};
+  }
+  return 0;
+}
+
+/* Send k datagrams on fd stamped now under generation gen. */
+static void send_stamped(int fd, int k, uint32_t gen) {
+  uint64_t t = now_ns();
+  for (int j = 0; j < k; j++) {
+    struct stamp *st = siov[j].iov_base;
+    st->gen = gen;
+    st->sent_ns = t;
+  }
+  int off = 0;
+  while (off < k) {
+    int r = sendmmsg(fd, smsg + off, (unsigned)(k - off), 0);
+    if (r < 0) { if (errno == EINTR) continue; break; }
+    off += r;
+  }
+}
+
+/* The replies among n received datagrams (right size, current generation), recorded at time t. */
+static int take_replies(int n, int size, uint32_t gen, int measuring, uint64_t t) {
+  int replies = 0;
+  for (int i = 0; i < n; i++) {
+    struct stamp *st = riov[i].iov_base;
+    if (rmsg[i].msg_len != (unsigned)size || st->gen != gen) { wrong += st->gen == gen; continue; }
+    if (measuring) { hist_add(t - st->sent_ns); measured++; }
+    replies++;
+  }
+  return replies;
+}
+
+/* Warm-up, then the measured interval; "MEASURE" when it starts. */
+struct phase {
+  uint64_t start, t_measure, t_end, m0, m1;
+  double cpu0, cpu1;
+  int measuring;
+};
+
+static struct phase phase_start(double warmup, double duration) {
+  struct phase p = {.start = now_ns()};
+  p.t_measure = p.start + (uint64_t)(warmup * 1e9);
+  p.t_end = p.t_measure + (uint64_t)(duration * 1e9);
+  return p;
+}
+
+/* Advance the phase; 1 once the measured interval is over. */
+static int phase_done(struct phase *p) {
+  uint64_t now = now_ns();
+  if (!p->measuring && now >= p->t_measure) {
+    p->measuring = 1;
+    p->m0 = now;
+    p->cpu0 = cpu_seconds();
+    say_measure();
+  }
+  if (p->measuring && now >= p->t_end) { p->m1 = now; p->cpu1 = cpu_seconds(); return 1; }
+  return 0;
+}
+
+static void result(const struct phase *p, int flows) {
+  double secs = (double)(p->m1 - p->m0) / 1e9, cpu = (p->cpu1 - p->cpu0) / secs;
+  printf("{\"rate\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"mean_us\":%.1f,\"flows\":%d,\"lost\":%llu,\"refused\":%llu,\"size_errors\":%llu,\"load_cpu\":%.3f,\"seconds\":%.3f}\n",
+         measured / secs, hist_pct(0.5), hist_pct(0.99), hist_n ? hist_sum_us / (double)hist_n : -1, flows,
+         (unsigned long long)lost, (unsigned long long)refused, (unsigned long long)wrong, cpu, secs);
+}
+
 static int pingpong(int argc, char **argv) {
   int size = (int)opt_num(argc, argv, "size", 64);
   int window = (int)opt_num(argc, argv, "window", 16);
@@ -78,93 +173,105 @@ static int pingpong(int argc, char **argv) {
   if (connect(fd, (struct sockaddr *)&target, sizeof target) < 0) { perror("connect"); return 1; }
   struct timeval tv = {.tv_sec = loss_ms / 1000, .tv_usec = (loss_ms % 1000) * 1000};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-
-  static char rbufs[MAX_WINDOW][2048];
-  static char sbufs[MAX_WINDOW][2048];
-  char *big_r = NULL, *big_s = NULL;
-  int slot = size <= 2048 ? 2048 : size;
-  if (size > 2048) { /* large datagrams: one buffer region per slot */
-    big_r = malloc((size_t)slot * MAX_WINDOW);
-    big_s = malloc((size_t)slot * MAX_WINDOW);
-    if (!big_r || !big_s) return 1;
-  }
-  static struct iovec riov[MAX_WINDOW], siov[MAX_WINDOW];
-  static struct mmsghdr rmsg[MAX_WINDOW], smsg[MAX_WINDOW];
-  for (int i = 0; i < MAX_WINDOW; i++) {
-    char *r = big_r ? big_r + (size_t)i * slot : rbufs[i];
-    char *s = big_s ? big_s + (size_t)i * slot : sbufs[i];
-    memset(s, 0x5a, (size_t)size);
-    riov[i] = (struct iovec){.iov_base = r, .iov_len = (size_t)slot};
-    siov[i] = (struct iovec){.iov_base = s, .iov_len = (size_t)size};
-    rmsg[i].msg_hdr = (struct msghdr){.msg_iov = &riov[i], .msg_iovlen = 1};
-    smsg[i].msg_hdr = (struct msghdr){.msg_iov = &siov[i], .msg_iovlen = 1};
-  }
+  if (setup_buffers(size) < 0) return 1;
 
   uint32_t gen = 1;
-  uint64_t lost = 0, wrong = 0, measured = 0, refused = 0;
-  /* Send k datagrams stamped now under the current generation. */
-#define SEND(k)                                                                \
-  do {                                                                         \
-    uint64_t t_ = now_ns();                                                    \
-    for (int j_ = 0; j_ < (k); j_++) {                                         \
-      struct stamp *st_ = siov[j_].iov_base;                                   \
-      st_->gen = gen;                                                          \
-      st_->sent_ns = t_;                                                       \
-    }                                                                          \
-    int off_ = 0;                                                              \
-    while (off_ < (k)) {                                                       \
-      int r_ = sendmmsg(fd, smsg + off_, (unsigned)((k) - off_), 0);           \
-      if (r_ < 0) { if (errno == EINTR) continue; break; }                     \
-      off_ += r_;                                                              \
-    }                                                                          \
-  } while (0)
-
-  uint64_t start = now_ns();
-  uint64_t t_measure = start + (uint64_t)(warmup * 1e9);
-  uint64_t t_end = t_measure + (uint64_t)(duration * 1e9);
-  int measuring = 0, outstanding = window;
-  double cpu0 = 0, cpu1 = 0;
-  uint64_t m0 = 0, m1 = 0;
-  SEND(window);
+  struct phase ph = phase_start(warmup, duration);
+  send_stamped(fd, window, gen);
   for (;;) {
-    uint64_t now = now_ns();
-    if (!measuring && now >= t_measure) {
-      measuring = 1;
-      m0 = now;
-      cpu0 = cpu_seconds();
-      say_measure();
-    }
-    if (measuring && now >= t_end) { m1 = now; cpu1 = cpu_seconds(); break; }
+    if (phase_done(&ph)) break;
     int n = recvmmsg(fd, rmsg, (unsigned)window, MSG_WAITFORONE, NULL);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ECONNREFUSED) { refused++; continue; } /* an ICMP error for one datagram: it is lost, the timeout refills */
       if (errno == EAGAIN) {
-        /* Nothing for loss_ms: whatever is in flight is lost. Refill. */
-        if (measuring) lost += (uint64_t)outstanding;
-        gen++;
-        outstanding = window;
-        SEND(window);
+        /* Nothing for loss_ms: the whole window in flight is lost. Refill. */
+        if (ph.measuring) lost += (uint64_t)window;
+        send_stamped(fd, window, ++gen);
         continue;
       }
       perror("recvmmsg");
       return 1;
     }
-    uint64_t t = now_ns();
-    int replies = 0;
-    for (int i = 0; i < n; i++) {
-      struct stamp *st = riov[i].iov_base;
-      if (rmsg[i].msg_len != (unsigned)size || st->gen != gen) { wrong += st->gen == gen; continue; }
-      if (measuring) { hist_add(t - st->sent_ns); measured++; }
-      replies++;
-    }
-    outstanding -= replies;
-    if (replies > 0) { SEND(replies); outstanding += replies; }
+    int replies = take_replies(n, size, gen, ph.measuring, now_ns());
+    if (replies > 0) send_stamped(fd, replies, gen);
   }
-  double secs = (double)(m1 - m0) / 1e9;
-  printf("{\"rate\":%.0f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"mean_us\":%.1f,\"lost\":%llu,\"refused\":%llu,\"size_errors\":%llu,\"load_cpu\":%.3f,\"seconds\":%.3f}\n",
-         measured / secs, hist_pct(0.5), hist_pct(0.99), hist_n ? hist_sum_us / (double)hist_n : -1,
-         (unsigned long long)lost, (unsigned long long)refused, (unsigned long long)wrong, (cpu1 - cpu0) / secs, secs);
+  result(&ph, 1);
+  return 0;
+}
+
+/* ------------------------------------------------------- pingpong, F flows */
+
+#define MAX_FLOWS 256
+
+struct flow {
+  int fd;
+  int window;       /* this flow's share of --window, always in flight */
+  uint32_t gen;
+  uint64_t last_rx; /* last reply (or refill): no reply for --loss-ms = lost */
+};
+
+static int pingpong_flows(int argc, char **argv, int nflows) {
+  int size = (int)opt_num(argc, argv, "size", 64);
+  int window = (int)opt_num(argc, argv, "window", 16);
+  double warmup = opt_num(argc, argv, "warmup", 1), duration = opt_num(argc, argv, "duration", 3);
+  uint64_t loss_ns = (uint64_t)opt_num(argc, argv, "loss-ms", 200) * 1000000ull;
+  if (size < (int)sizeof(struct stamp) || size > 2048 || nflows < 1 || nflows > MAX_FLOWS || window < nflows || window > MAX_WINDOW) {
+    fprintf(stderr, "udp_load: with --flows F: --size 16..2048, --flows 1..%d, --window F..%d\n", MAX_FLOWS, MAX_WINDOW);
+    return 2;
+  }
+  if (setup_buffers(size) < 0) return 1;
+  static struct flow flows[MAX_FLOWS];
+  int ep = epoll_create1(0);
+  for (int i = 0; i < nflows; i++) {
+    struct flow *f = &flows[i];
+    f->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    int bufsz = 1 << 20;
+    setsockopt(f->fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof bufsz);
+    setsockopt(f->fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof bufsz);
+    struct sockaddr_in src = {.sin_family = AF_INET, .sin_port = 0};
+    src.sin_addr.s_addr = htonl(0x7f000002u + (uint32_t)(i % 250));
+    if (bind(f->fd, (struct sockaddr *)&src, sizeof src) < 0 || connect(f->fd, (struct sockaddr *)&target, sizeof target) < 0) {
+      perror("udp_load: flow socket");
+      return 1;
+    }
+    f->window = window / nflows + (i < window % nflows);
+    f->gen = 1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = f};
+    epoll_ctl(ep, EPOLL_CTL_ADD, f->fd, &ev);
+  }
+
+  struct phase ph = phase_start(warmup, duration);
+  for (int i = 0; i < nflows; i++) {
+    flows[i].last_rx = ph.start;
+    send_stamped(flows[i].fd, flows[i].window, flows[i].gen);
+  }
+  struct epoll_event evs[MAX_FLOWS];
+  for (;;) {
+    if (phase_done(&ph)) break;
+    int n = epoll_wait(ep, evs, MAX_FLOWS, 10);
+    if (n < 0 && errno != EINTR) { perror("epoll_wait"); return 1; }
+    uint64_t t = now_ns();
+    for (int e = 0; e < n; e++) {
+      struct flow *f = evs[e].data.ptr;
+      int got = recvmmsg(f->fd, rmsg, (unsigned)f->window, MSG_DONTWAIT, NULL);
+      if (got < 0) {
+        if (errno == ECONNREFUSED) refused++; /* one datagram's ICMP error: the loss timeout refills */
+        continue;
+      }
+      int replies = take_replies(got, size, f->gen, ph.measuring, t);
+      if (replies > 0) { f->last_rx = t; send_stamped(f->fd, replies, f->gen); }
+    }
+    /* A flow with nothing back for --loss-ms: its window is lost; refill it. */
+    for (int i = 0; i < nflows; i++) {
+      struct flow *f = &flows[i];
+      if (t < f->last_rx + loss_ns) continue;
+      if (ph.measuring) lost += (uint64_t)f->window;
+      f->last_rx = t;
+      send_stamped(f->fd, f->window, ++f->gen);
+    }
+  }
+  result(&ph, nflows);
   return 0;
 }
 
@@ -281,7 +388,8 @@ int main(int argc, char **argv) {
   bench_init((unsigned)opt_num(argc, argv, "deadline", 60));
   set_target(opt_str(argc, argv, "host", "127.0.0.1"), (int)opt_num(argc, argv, "port", 0));
   const char *mode = opt_str(argc, argv, "mode", "pingpong");
-  if (strcmp(mode, "pingpong") == 0) return pingpong(argc, argv);
+  int nflows = (int)opt_num(argc, argv, "flows", 1);
+  if (strcmp(mode, "pingpong") == 0) return nflows > 1 ? pingpong_flows(argc, argv, nflows) : pingpong(argc, argv);
   if (strcmp(mode, "sessions") == 0) return sessions(argc, argv);
   fprintf(stderr, "udp_load: unknown --mode %s\n", mode);
   return 2;
