@@ -17,6 +17,10 @@ export const ENVIRONMENT: ReadonlyArray<readonly [name: string, what: string]> =
   ['L7MP_BPF_OBJECT', 'path of the tc-bpf offload object (default: next to dist/)'],
   ['L7MP_WORKER_INDEX', 'set by the gateway in its data-plane workers (-w); never by hand'],
   ['L7MP_WORKER_COUNT', 'set by the gateway in its data-plane workers (-w); never by hand'],
+  ['L7MP_OFFLOAD_MAP_FD', 'set by the gateway in its data-plane workers (-w, offload); never by hand'],
+  ['L7MP_OFFLOAD_OWNER', 'set by the gateway in its data-plane workers (-w, offload); never by hand'],
+  ['L7MP_REUSEPORT_BPF', '"off": no SO_REUSEPORT flow selector; UDP flows follow the kernel\'s spreading (-w)'],
+  ['L7MP_REUSEPORT_OBJECT', 'path of the reuseport flow selector object (default: next to dist/)'],
   ['L7MP_SCTP_KERNEL_STANDIN', '"tcp": test stand-in for kernel SCTP; never in production'],
 ];
 
