@@ -33,9 +33,10 @@ const UNIX_DGRAM_ECHO_SRC = path.resolve(HERE, '../../conformance/unix_dgram_ech
 
 let unixDgramEchoBin: string | undefined;
 
-/** Compile the Unix datagram echo peer once per process (cc, as the addon build needs anyway). */
+/** Compile the Unix datagram echo peer once per run (cc, as the addon build needs anyway). */
 function unixDgramEcho(dir: string): string {
-  if (unixDgramEchoBin === undefined) {
+  // A run removes its temporary folder at the end: a later run in this process compiles again.
+  if (unixDgramEchoBin === undefined || !fs.existsSync(unixDgramEchoBin)) {
     const out = path.join(dir, 'unix_dgram_echo');
     execFileSync('cc', ['-O2', '-o', out, UNIX_DGRAM_ECHO_SRC], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 60_000 });
     unixDgramEchoBin = out;
