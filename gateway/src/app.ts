@@ -78,6 +78,8 @@ export interface StartOptions {
   offload?: OffloadCli;
   /** -w: overrides admin.workers. */
   workers?: number | 'auto';
+  /** A data-plane worker: the main process serves the REST API and checks what exposes it. */
+  servesNoApi?: boolean;
   /** In a data-plane worker: the number of workers sharing the gateway-wide limits. */
   limitShares?: number;
   /** Called with the gateway before the config is applied (a worker's stand-ins, workers/entry.ts). */
@@ -122,7 +124,8 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     allowStaticOnly: true,
     ...(admin.stdioForkCommands ? { stdioForkCommands: admin.stdioForkCommands } : {}),
     ...(admin.fileRoot !== undefined ? { fileRoot: admin.fileRoot } : {}),
-    apiTokenSet: apiSecurity.guard.token !== undefined,
+    // A data-plane worker serves no API: the main process, which holds the token, judges exposure.
+    apiTokenSet: apiSecurity.guard.token !== undefined || opts.servesNoApi === true,
     admitApi: (ex) => apiSecurity.guard.admit(ex, isStaticPath(ex.method, ex.url)), // pages without data need no token
     ...(accessStream ? { accessLog: (line: Record<string, unknown>) => accessStream!.write(JSON.stringify(line) + '\n') } : {}),
   });

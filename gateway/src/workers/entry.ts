@@ -41,7 +41,7 @@ function send(m: FromWorker): void {
 
 function fail(gen: number, err: unknown): void {
   const e = asGatewayError(err);
-  send({ type: 'failed', gen, error: { code: e.code, message: e.message } });
+  send({ type: 'failed', gen, error: { code: e.code, message: e.message, ...(e.field !== undefined ? { field: e.field } : {}) } });
 }
 
 async function prepare(gen: number, config: WorkerConfig): Promise<void> {
@@ -52,7 +52,7 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
     // Every line this worker logs says which worker it is.
     const { log } = parseAdmin(config.admin);
     const logger = createLogger(log.level, log.file, log.format).child({ worker: index });
-    const started = await startGateway({ config: { admin: config.admin, ...config.objects }, logger, limitShares: count, beforeApply: (g) => {
+    const started = await startGateway({ config: { admin: config.admin, ...config.objects }, logger, limitShares: count, servesNoApi: true, beforeApply: (g) => {
       // Active health checks run in the main process; their results come here ('checked').
       g.healthStats.probes = false;
       // The control-plane listeners run in the main process: stand-ins here.

@@ -27,7 +27,8 @@ export type ToWorker =
   /** An active health check result of the main process (health/active.ts activeChecks). */
   | { type: 'checked'; cluster: string; endpoint: string; ok: boolean; reason: string; timedOut: boolean };
 
-export interface WorkerError { readonly code: string; readonly message: string }
+/** A worker's GatewayError, with the field it names, so the API answers as a single process would. */
+export interface WorkerError { readonly code: string; readonly message: string; readonly field?: string }
 
 export type FromWorker =
   | { type: 'prepared'; gen: number }

@@ -292,7 +292,7 @@ export class Supervisor {
   /** Send a phase message and wait for its answer; a `failed` answer rejects with the worker's error. */
   private async step(s: Slot, msg: ToWorker, ok: 'prepared' | 'committed', gen: number): Promise<void> {
     const m = await this.request(s, msg, (r) => (r.type === ok || r.type === 'failed') && 'gen' in r && r.gen === gen, STEP_TIMEOUT_MS);
-    if (m.type === 'failed') throw new GatewayError(m.error.code as ConstructorParameters<typeof GatewayError>[0], `worker ${s.index}: ${m.error.message}`);
+    if (m.type === 'failed') throw new GatewayError(m.error.code as ConstructorParameters<typeof GatewayError>[0], `worker ${s.index}: ${m.error.message}`, m.error.field);
   }
 
   private request(s: Slot, msg: ToWorker, match: (m: FromWorker) => boolean, timeoutMs: number): Promise<FromWorker> {

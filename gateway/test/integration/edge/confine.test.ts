@@ -37,7 +37,10 @@ function openFiles(): string[] {
 
 const logger = (name: string, logFile: string): unknown => ({ cluster: { name, spec: { protocol: 'Logger', log_file: logFile } } });
 
-test('fault 12: a Logger over REST names files only under admin.file_root; a refused call opens nothing; delete closes the file', async (t) => {
+// With workers (confine-workers.test.ts) each gateway is three processes: one at a time on a small machine.
+const it = process.env.L7MP_TEST_WORKERS ? test.serial : test;
+
+it('fault 12: a Logger over REST names files only under admin.file_root; a refused call opens nothing; delete closes the file', async (t) => {
   const outside = tmpDir(t, 'outside');
   const root = tmpDir(t, 'root');
   // Without file_root, REST may name no file at all.
@@ -82,7 +85,7 @@ test('fault 12: a Logger over REST names files only under admin.file_root; a ref
   t.false(openFiles().includes(file), 'no descriptor of the deleted Logger\'s file is left');
 });
 
-test('fault 13: AF_PACKET listeners and clusters and Stdio clusters are static-config only (403 over REST)', async (t) => {
+it('fault 13: AF_PACKET listeners and clusters and Stdio clusters are static-config only (403 over REST)', async (t) => {
   const g = await startGw(t, { admin: admin() });
   const port = await freePort();
   const calls: Array<[string, unknown, string]> = [
@@ -111,7 +114,7 @@ function staleSocket(p: string): void {
   if (r.status !== 0 || !fs.lstatSync(p).isSocket()) throw new Error(`cannot make a stale socket: ${String(r.stderr)}`);
 }
 
-test('fault 14: UnixDomainSocket and PIPE paths over REST stay under admin.file_root; stale sockets elsewhere are not unlinked', async (t) => {
+it('fault 14: UnixDomainSocket and PIPE paths over REST stay under admin.file_root; stale sockets elsewhere are not unlinked', async (t) => {
   const outside = tmpDir(t, 'outside');
   const root = tmpDir(t, 'root');
   const stale = path.join(outside, 'stale.sock');
@@ -181,7 +184,7 @@ function requestOn(sock: net.Socket, port: number, urlPath: string): Promise<str
   });
 }
 
-test('fault 15: a REST call may not expose the API beyond loopback without a token', async (t) => {
+it('fault 15: a REST call may not expose the API beyond loopback without a token', async (t) => {
   const g = await startGw(t, { admin: admin() });
   const wide = await freePort();
   const ctl = (name: string, address: string, port: number): unknown => ({
@@ -198,7 +201,7 @@ test('fault 15: a REST call may not expose the API beyond loopback without a tok
   t.false(await tcpListening(wide));
 });
 
-test('fault 15: the kept-alive connections of a deleted controller listener are closed, never served by a listener of the same name', async (t) => {
+it('fault 15: the kept-alive connections of a deleted controller listener are closed, never served by a listener of the same name', async (t) => {
   const g = await startGw(t, { admin: admin() });
   const ctl = (name: string, address: string, port: number): unknown => ({
     listener: { name, spec: { protocol: 'HTTP', address, port }, rules: [{ action: { route: { destination: 'controller' } } }] },
@@ -223,7 +226,7 @@ test('fault 15: the kept-alive connections of a deleted controller listener are 
   t.true(sock.destroyed, 'the kept-alive connection of the deleted listener is gone');
 });
 
-test('fault 15: with an API token, a REST controller listener beyond loopback is accepted', async (t) => {
+it('fault 15: with an API token, a REST controller listener beyond loopback is accepted', async (t) => {
   const port = await freePort();
   const gw = await startGateway({ config: controllerConfig(port, { admin: admin({ api_token: 'confine-token' }) }), logger: silentLogger(), env: {} });
   t.teardown(() => gw.stop());
@@ -236,7 +239,7 @@ test('fault 15: with an API token, a REST controller listener beyond loopback is
   t.is(res.status, 200, await res.text());
 });
 
-test('fault 16: the controller\'s own objects cannot be deleted over REST; names ".", ".." and with control characters are refused', async (t) => {
+it('fault 16: the controller\'s own objects cannot be deleted over REST; names ".", ".." and with control characters are refused', async (t) => {
   const g = await startGw(t, { admin: admin() });
   const cfg = (await api(g.base, 'GET', '/api/v1/config')).body;
   const ctl = cfg.listeners.find((l: { name: string }) => l.name === 'controller-listener');
@@ -286,7 +289,7 @@ function getWithHost(port: number, urlPath: string, host: string): Promise<numbe
   });
 }
 
-test('fault 17: a loopback API without a token answers only loopback Host names (DNS rebinding)', async (t) => {
+it('fault 17: a loopback API without a token answers only loopback Host names (DNS rebinding)', async (t) => {
   const g = await startGw(t, { admin: admin() });
   const port = Number(new URL(g.base).port);
   for (const host of ['evil.example', `evil.example:${port}`, `127.0.0.1.nip.io:${port}`, '10.0.0.1', 'localhost.evil.example']) {
@@ -298,7 +301,7 @@ test('fault 17: a loopback API without a token answers only loopback Host names 
   t.true(g.gw.refusals.total('api_host') >= 5);
 });
 
-test('fault 18: a recursive delete of a listener whose route names the shared controller cluster keeps that cluster', async (t) => {
+it('fault 18: a recursive delete of a listener whose route names the shared controller cluster keeps that cluster', async (t) => {
   const port = await freePort();
   const cfg = {
     admin: admin(),
