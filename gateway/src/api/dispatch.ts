@@ -113,7 +113,7 @@ function formatJson(v: unknown, format: string | null): string {
  */
 async function withWorkers(gw: Gateway, method: string, operationId: string, req: { params: Record<string, string>; recursive: boolean; body: unknown }, run: () => unknown): Promise<unknown> {
   const w = gw.workers;
-  // Sessions are each worker's own (DELETE of a worker's session is the next step).
+  // Session calls go to the worker that owns the session (api/handlers.ts), not to every worker.
   if (w === undefined || method === 'GET' || operationId.toLowerCase().includes('session')) return run();
   const gen = await w.prepareOp({ operationId, params: req.params, recursive: req.recursive, body: req.body });
   let result: unknown;

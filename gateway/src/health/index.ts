@@ -71,7 +71,7 @@ export class UpstreamHealth {
     // names carry the address, not the name (the name is kept where no `dns` section is given).
     this.resolveNames = this.dnsGiven && typeof c.spec.port === 'number';
     const hc = this.state.check;
-    // A data-plane worker takes the main process's results (active.ts activeChecks).
+    // A data-plane worker takes the main process's results (HealthStats.share, workers/start.ts).
     if (hc === undefined || !this.stats.probes) return;
     const probe = probeFor(c, hc);
     if (typeof probe === 'string') {

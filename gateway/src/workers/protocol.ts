@@ -24,7 +24,7 @@ export type ToWorker =
   | { type: 'metrics'; id: number; ledger?: boolean }
   /** The worker's object graph (api/dump.ts dumpConfig without admin and sessions): tests compare it with the main process's. */
   | { type: 'graph'; id: number }
-  /** An active health check result of the main process (health/active.ts activeChecks). */
+  /** An active health check result of the main process (HealthStats.share, health/cluster-health.ts). */
   | { type: 'checked'; cluster: string; endpoint: string; ok: boolean; reason: string; timedOut: boolean };
 
 /** A worker's GatewayError, with the field it names, so the API answers as a single process would. */
