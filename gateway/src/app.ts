@@ -14,6 +14,7 @@ import { startAdminListener } from './observe/probe-listener.js';
 import { createLogger, type LevelName, type Logger } from './observe/log.js';
 import { GatewayMetrics } from './observe/metrics.js';
 import { setupOffload } from './fastpath/offload/index.js';
+import { setupRawPath } from './fastpath/raw.js';
 import { setupSplice } from './fastpath/splice.js';
 import { packageVersion } from './version.js';
 import { startWorkers } from './workers/start.js';
@@ -139,6 +140,7 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   gw.admin.drain_timeout = admin.drainTimeout; // ms for SIGTERM/SIGINT (core/drain.ts)
   gw.limits.settings = admin.edge; // JSONSocket header, message buffer, YAML body bounds (core/limits.ts)
   setupOffload(gw, admin.offload); // logs why once and runs without it when it cannot
+  setupRawPath(gw); // TCP/Unix stream sessions below net.Socket; none without the addon or with L7MP_TCP_FASTPATH=off
   setupSplice(gw); // splice(2) for bulk stream sessions; none without the addon or with L7MP_SPLICE=off
   gw.admission.logLimits(log);
   opts.beforeApply?.(gw);

@@ -27,6 +27,25 @@ export interface SpliceableChannel {
   spliceEnded(err: Error | undefined): void;
 }
 
+/**
+ * A stream socket still held below Node (the raw stream path: the TCP and
+ * Unix stream listeners and clusters make these when the path is on).
+ * fastpath/raw.ts pairs two of them in the addon when the session's route
+ * needs no user-space bytes; any other use moves the socket to Node first.
+ */
+export interface RawStreamable {
+  /** The addon's RawStream handle while the socket is still raw (not paired, not moved to Node, not closed). */
+  rawHandle(): unknown;
+  /** Paired: the addon owns the socket now; closing the channel closes the pair through `path`. */
+  rawAttach(path: SpliceControl): void;
+  /** The pair ended: finish the channel (once). */
+  spliceEnded(err: Error | undefined): void;
+}
+
+export function isRawStream(ch: unknown): ch is RawStreamable {
+  return typeof (ch as Partial<RawStreamable> | undefined)?.rawAttach === 'function' && (ch as RawStreamable).rawHandle() !== undefined;
+}
+
 export interface FlowAddress {
   address: string;
   port: number;

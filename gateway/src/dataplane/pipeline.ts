@@ -14,6 +14,7 @@ import type { NewSession } from '../protocols/types.js';
 import type { Channel } from './channel.js';
 import type { SessionHookList } from './hooks.js';
 import { mayReconnect, reconnected, retriesOnDisconnect } from './reconnect-budget.js';
+import { rawEligible } from './raw-route.js';
 import { lookup, warnDowngrade, type RouteGraph } from './router.js';
 import { Session, Stage, type SessionOwner } from './session.js';
 
@@ -177,6 +178,7 @@ export class Pipeline implements SessionOwner, SessionCuts {
         session: s,
         timeoutMs,
         role: st.role === 'source' ? undefined : st.role,
+        raw: st.role === 'destination' && rawEligible(s),
       });
     } catch (err) {
       if (endpoint) {

@@ -95,6 +95,8 @@ export class Link implements ChannelSink, DrainListener {
  */
 export interface FastPath {
   readonly active: boolean;
+  /** 'raw': the raw stream path (fastpath/raw.ts) took the session from the start; shown in the dump. */
+  readonly path?: 'raw';
   sync(): void;
   /** For the session dump: state, why not offloaded, the kernel's share of the counters. */
   toJSON(): Record<string, unknown>;
@@ -258,7 +260,7 @@ export class Session implements SessionView, CloseListener {
       counters: this.counters(),
       offloaded: this.kernel?.active === true,
       ...(this.kernel ? { offload: this.kernel.toJSON() } : {}),
-      ...(this.splice ? { spliced: true, splice: this.splice.toJSON() } : {}),
+      ...(this.splice ? { spliced: true, path: this.splice.path, splice: this.splice.toJSON() } : {}),
       events: this.events,
     };
   }

@@ -50,7 +50,6 @@ export interface SpliceHandle {
   readonly state: 'failed' | 'ready' | 'active' | 'done';
 }
 
-type SpliceCtor = new (fdA: number, fdB: number, onDone: (code: string | undefined, side: number) => void) => SpliceHandle;
 
 /** Default handover point: bytes one direction has carried on the JavaScript path. */
 const DEFAULT_SPLICE_AFTER = 256 * 1024;
@@ -58,6 +57,8 @@ const DEFAULT_SPLICE_AFTER = 256 * 1024;
 function isSpliceable(ch: unknown): ch is SpliceableChannel {
   return typeof (ch as SpliceableChannel | undefined)?.spliceCheck === 'function';
 }
+
+export type SpliceCtor = new (a: number | unknown, b: number | unknown, onDone: (code: string | undefined, side: number) => void) => SpliceHandle;
 
 let ctor: SpliceCtor | undefined | null = null;
 
@@ -77,7 +78,13 @@ export function spliceUnavailable(): string | undefined {
   return undefined;
 }
 
-class SpliceSession implements FastPath, SpliceControl {
+/** A channel a kernel pair forwards for: told once when the pair is over. */
+interface PairEnd {
+  spliceEnded(err: Error | undefined): void;
+}
+
+/** A session's kernel pair (a Splice handle), as the session and its channels see it. */
+export class SpliceSession implements FastPath, SpliceControl {
   private readonly counts = new Float64Array(4);
   /** What was already folded into the links (bytes, reads per direction). */
   private readonly seen = new Float64Array(4);
@@ -86,7 +93,7 @@ class SpliceSession implements FastPath, SpliceControl {
   readonly since = Date.now();
   handle!: SpliceHandle;
 
-  constructor(private readonly s: Session, private readonly a: SpliceableChannel, private readonly b: SpliceableChannel) {}
+  constructor(private readonly s: Session, private readonly a: PairEnd, private readonly b: PairEnd, readonly path?: 'raw') {}
 
   get active(): boolean {
     return this.state === 'active';

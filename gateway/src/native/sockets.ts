@@ -51,10 +51,29 @@ export interface SocketsAddon {
   setBuffers(fd: number, rcvbuf: number, sndbuf: number): void;
   sctpProbe(): string | undefined;
   initBatch(slab: Uint8Array, meta: Int32Array, addrs: Uint8Array): void;
+  /**
+   * mode 0: datagrams, onData(count); 1: accept, onData(fd); 2: accept TCP,
+   * onData(fd, peerAddress, peerPort); 3: as 2 plus (localAddress, localPort).
+   */
   FdSocket: new (
-    fd: number, mode: 0 | 1,
-    onData: (n: number) => void, onWritable: () => void, onError: (code: string) => void,
+    fd: number, mode: 0 | 1 | 2 | 3,
+    onData: (...args: never[]) => void, onWritable: () => void, onError: (code: string) => void,
   ) => FdSocketHandle;
+  /** Raw stream path (rawstream.cc); absent from an addon built before it. */
+  RawStream?: new (fd: number) => RawStreamHandle;
+  /** A non-blocking stream connect: (host, port, bindHost?, bindPort?) or (unixPath, -1); returns the fd. */
+  connectStream?(target: string, port: number, bindHost?: string, bindPort?: number): number;
+}
+
+/** A stream socket held by the addon below net.Socket (native/sockets/src/rawstream.cc). */
+export interface RawStreamHandle {
+  readonly fd: number;
+  /** cb(undefined) once connected, cb(code) when the connect failed. */
+  waitConnect(cb: (code: string | undefined) => void): void;
+  /** Give the fd to Node (net.Socket({ fd })); the handle is empty afterwards. */
+  release(): number;
+  /** Close the socket; `reset`: with an RST (SO_LINGER 0). */
+  close(reset?: boolean): void;
 }
 
 /** The repository root: the directory that holds native/sockets/binding.gyp. */

@@ -106,6 +106,11 @@ export interface ConnectRequest {
   readonly timeoutMs: number;
   /** Where in the session the stage sits. */
   readonly role?: 'destination' | 'ingress' | 'egress';
+  /**
+   * The session may take the raw stream path (dataplane/raw-route.ts): a
+   * stream cluster that can should connect below Node (a RawStreamable channel).
+   */
+  readonly raw?: boolean;
 }
 
 export interface ClusterContext {

@@ -33,6 +33,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   l7mp::InitSyscalls(env, exports);
   l7mp::InitFdSocket(env, exports);
   l7mp::InitSplice(env, exports);
+  l7mp::InitRawStream(env, exports);
   exports.Set("platform", Napi::String::New(env, "linux"));
 #else
   exports.Set("platform", Napi::String::New(env, "unsupported"));

@@ -2,6 +2,8 @@
 #pragma once
 #include <napi.h>
 #include <string>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 namespace l7mp {
 
@@ -13,6 +15,16 @@ Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::s
 // path as negative numbers instead of exceptions.
 const char* ErrnoName(int err);
 
+// Socket addresses from strings (syscalls.cc): a Unix path (empty: autobind)
+// or a numeric IPv4/IPv6 host. false: the string is not one.
+bool UnixAddr(const std::string& path, sockaddr_un* sa, socklen_t* len);
+bool InetAddr(const std::string& host, int port, sockaddr_storage* ss, socklen_t* len);
+
+// A RawStream's fd and poll handle, handed over to a Splice (rawstream.cc):
+// the RawStream lets go of both; poll may be null (not polled yet).
+bool TakeRawStream(Napi::Value v, int* fd, void** poll);
+
+void InitRawStream(Napi::Env env, Napi::Object exports);
 void InitSyscalls(Napi::Env env, Napi::Object exports);
 void InitFdSocket(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);

@@ -12,6 +12,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -84,6 +87,8 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
   // new FdSocket(fd, mode, onData, onWritable, onError)
   //   mode 0: data socket; onData(count) after each recvmmsg
   //   mode 1: listening socket; onData(fd) per accepted connection
+  //   mode 2: listening TCP socket; onData(fd, peerAddress, peerPort), TCP_NODELAY set
+  //   mode 3: as 2, plus (localAddress, localPort) (a wildcard listener's getsockname)
   explicit FdSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdSocket>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction() || !info[3].IsFunction() ||
@@ -96,7 +101,9 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
       Napi::TypeError::New(env, "FdSocket: bad fd").ThrowAsJavaScriptException();
       return;
     }
-    accept_ = info[1].As<Napi::Number>().Int32Value() == 1;
+    int mode = info[1].As<Napi::Number>().Int32Value();
+    accept_ = mode >= 1 && mode <= 3;
+    addresses_ = mode >= 2 ? mode - 1 : 0;
     onData_ = Napi::Persistent(info[2].As<Napi::Function>());
     onWritable_ = Napi::Persistent(info[3].As<Napi::Function>());
     onError_ = Napi::Persistent(info[4].As<Napi::Function>());
@@ -319,7 +326,10 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
 
   void DoAccept(Napi::Env env) {
     for (int i = 0; i < kBatch && reading_ && fd_ >= 0; i++) {
-      int c = accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_storage peer;
+      socklen_t plen = sizeof(peer);
+      int c = accept4(fd_, addresses_ > 0 ? reinterpret_cast<sockaddr*>(&peer) : nullptr, addresses_ > 0 ? &plen : nullptr,
+                      SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (c < 0) {
         int err = errno;
         if (err == EINTR || err == ECONNABORTED) continue;
@@ -331,13 +341,53 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
         Call(onError_, Napi::String::New(env, ErrnoName(err)));
         return;
       }
-      Call(onData_, Napi::Number::New(env, c));
+      if (addresses_ == 0) {
+        Call(onData_, Napi::Number::New(env, c));
+        continue;
+      }
+      int one = 1;
+      setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // best effort, as net's noDelay
+      napi_value args[5];
+      args[0] = Napi::Number::New(env, c);
+      SetAddress(env, peer, &args[1]);
+      size_t argc = 3;
+      if (addresses_ == 2) {
+        sockaddr_storage local;
+        socklen_t llen = sizeof(local);
+        if (getsockname(c, reinterpret_cast<sockaddr*>(&local), &llen) != 0) memset(&local, 0, sizeof(local));
+        SetAddress(env, local, &args[3]);
+        argc = 5;
+      }
+      Napi::Env e = Env();
+      onData_.MakeCallback(Value(), argc, args);
+      if (e.IsExceptionPending()) {
+        Napi::Error ex = e.GetAndClearPendingException();
+        napi_fatal_exception(e, ex.Value());
+      }
     }
+  }
+
+  // An IP address as (string, port) in out[0], out[1], as net.Socket shows it.
+  static void SetAddress(Napi::Env env, const sockaddr_storage& ss, napi_value* out) {
+    char buf[INET6_ADDRSTRLEN] = {0};
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+      auto* v4 = reinterpret_cast<const sockaddr_in*>(&ss);
+      inet_ntop(AF_INET, &v4->sin_addr, buf, sizeof(buf));
+      port = ntohs(v4->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+      inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof(buf));
+      port = ntohs(v6->sin6_port);
+    }
+    out[0] = Napi::String::New(env, buf);
+    out[1] = Napi::Number::New(env, port);
   }
 
   int fd_ = -1;
   uv_poll_t* poll_ = nullptr;
   bool accept_ = false;
+  int addresses_ = 0;  // 0: none, 1: peer, 2: peer and local
   bool reading_ = false;
   bool writing_ = false;
   int events_ = 0;

@@ -41,8 +41,12 @@ constexpr int kPipeSize = 256 * 1024;
 // Bytes one direction may move per poll callback before yielding to the loop
 // (level-triggered polling calls it again on the next turn).
 constexpr size_t kBudget = 1024 * 1024;
+// Copy mode's buffer (one per process): what one read() may take.
+constexpr size_t kCopyChunk = 64 * 1024;
 
 class Splice : public Napi::ObjectWrap<Splice> {
+  struct Dir;
+
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Splice", {
@@ -58,15 +62,14 @@ class Splice : public Napi::ObjectWrap<Splice> {
   // new Splice(fdA, fdB, onDone(code?: string, side: 0 | 1 | -1))
   // Duplicates fdA and fdB (the caller keeps and closes its own) and makes
   // one pipe per direction (0: A -> B, 1: B -> A). Nothing moves until start().
+  //
+  // new Splice(rawA, rawB, onDone): two RawStreams (rawstream.cc), taken over
+  // with their fds and poll handles: no dup, and no pipe until a direction
+  // needs one (copy mode below).
   explicit Splice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Splice>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction()) {
+    if (info.Length() < 3 || !info[2].IsFunction()) {
       Napi::TypeError::New(env, "Splice(fdA, fdB, onDone)").ThrowAsJavaScriptException();
-      return;
-    }
-    int fds[2] = {info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value()};
-    if (fds[0] < 0 || fds[1] < 0 || fds[0] == fds[1]) {
-      Napi::TypeError::New(env, "Splice: bad fd").ThrowAsJavaScriptException();
       return;
     }
     if (napi_get_uv_event_loop(env, &loop_) != napi_ok || loop_ == nullptr) {
@@ -74,23 +77,16 @@ class Splice : public Napi::ObjectWrap<Splice> {
       return;
     }
     onDone_ = Napi::Persistent(info[2].As<Napi::Function>());
-    for (int i = 0; i < 2; i++) {
-      // F_DUPFD_CLOEXEC: a forked child (STDIO-fork clusters) must not keep
-      // the connection open.
-      int d = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
-      if (d < 0) { Fail(env, errno, "fcntl(F_DUPFD_CLOEXEC)"); return; }
-      side_[i].fd = d;
-      int fl = fcntl(d, F_GETFL);
-      if (fl < 0 || ((fl & O_NONBLOCK) == 0 && fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0)) { Fail(env, errno, "fcntl(O_NONBLOCK)"); return; }
-      int p[2];
-      if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) { Fail(env, errno, "pipe2"); return; }
-      dir_[i].pr = p[0];
-      dir_[i].pw = p[1];
-      fcntl(p[1], F_SETPIPE_SZ, kPipeSize);  // best effort, see kPipeSize
-      int sz = fcntl(p[1], F_GETPIPE_SZ);
-      dir_[i].cap = sz > 0 ? static_cast<size_t>(sz) : 65536;
+    if (info[0].IsObject() && info[1].IsObject()) {
+      if (!TakeRaw(env, info[0], info[1])) return;
+    } else if (!DupFds(env, info)) {
+      return;
     }
     for (int i = 0; i < 2; i++) {
+      if (side_[i].poll != nullptr) {
+        side_[i].poll->data = this;
+        continue;
+      }
       auto* h = new uv_poll_t();
       int r = uv_poll_init(loop_, h, side_[i].fd);
       if (r != 0) {
@@ -105,6 +101,64 @@ class Splice : public Napi::ObjectWrap<Splice> {
     // The poll handles are on the loop from here on: the wrapper must not be
     // collected before close() or the end of the pair releases them.
     Ref();
+  }
+
+  bool DupFds(Napi::Env env, const Napi::CallbackInfo& info) {
+    if (!info[0].IsNumber() || !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "Splice(fdA, fdB, onDone)").ThrowAsJavaScriptException();
+      return false;
+    }
+    int fds[2] = {info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value()};
+    if (fds[0] < 0 || fds[1] < 0 || fds[0] == fds[1]) {
+      Napi::TypeError::New(env, "Splice: bad fd").ThrowAsJavaScriptException();
+      return false;
+    }
+    for (int i = 0; i < 2; i++) {
+      // F_DUPFD_CLOEXEC: a forked child (STDIO-fork clusters) must not keep
+      // the connection open.
+      int d = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+      if (d < 0) return Fail(env, errno, "fcntl(F_DUPFD_CLOEXEC)"), false;
+      side_[i].fd = d;
+      int fl = fcntl(d, F_GETFL);
+      if (fl < 0 || ((fl & O_NONBLOCK) == 0 && fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0)) return Fail(env, errno, "fcntl(O_NONBLOCK)"), false;
+      int e = MakePipe(dir_[i]);
+      if (e != 0) return Fail(env, e, "pipe2"), false;
+    }
+    return true;
+  }
+
+  bool TakeRaw(Napi::Env env, Napi::Value a, Napi::Value b) {
+    void* pa = nullptr;
+    void* pb = nullptr;
+    int fa = -1, fb = -1;
+    // Both or neither: a RawStream taken here is ours to close.
+    if (!TakeRawStream(a, &fa, &pa)) {
+      Napi::TypeError::New(env, "Splice: the first RawStream is closed or not a RawStream").ThrowAsJavaScriptException();
+      return false;
+    }
+    side_[0].fd = fa;
+    side_[0].poll = static_cast<uv_poll_t*>(pa);
+    if (!TakeRawStream(b, &fb, &pb)) {
+      Fail(env, EBADF, "Splice(RawStream)");
+      return false;
+    }
+    side_[1].fd = fb;
+    side_[1].poll = static_cast<uv_poll_t*>(pb);
+    // A connect's poll may still be armed for writable; Settle sets what we wait for.
+    for (auto& s : side_) s.events = s.poll != nullptr ? -1 : 0;  // unknown: Settle always sets it
+    return true;
+  }
+
+  // A pipe for direction d; 0 or the errno.
+  static int MakePipe(Dir& x) {
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) return errno;
+    x.pr = p[0];
+    x.pw = p[1];
+    fcntl(p[1], F_SETPIPE_SZ, kPipeSize);  // best effort, see kPipeSize
+    int sz = fcntl(p[1], F_GETPIPE_SZ);
+    x.cap = sz > 0 ? static_cast<size_t>(sz) : 65536;
+    return 0;
   }
 
   ~Splice() override {
@@ -154,7 +208,7 @@ class Splice : public Napi::ObjectWrap<Splice> {
       Napi::RangeError::New(env, "prime: dir must be 0 or 1").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    if (state_ != kReady) return Napi::Number::New(env, -EBADF);
+    if (state_ != kReady || dir_[d].pw < 0) return Napi::Number::New(env, -EBADF);
     Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
     const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
     size_t len = ta.ByteLength();
@@ -237,10 +291,104 @@ class Splice : public Napi::ObjectWrap<Splice> {
   // passed on, or the budget is spent. false: an error, *side tells whose.
   bool Pump(int d, int* err, int* side) {
     Dir& x = dir_[d];
-    int src = side_[d].fd, dst = side_[1 - d].fd;
-    size_t moved = 0;
     x.wantRead = x.wantWrite = false;
     if (x.shut) return true;
+    return x.pr < 0 ? Copy(d, err, side) : SplicePipe(d, err, side);
+  }
+
+  // Copy mode (a direction without a pipe, RawStream pairs): read into one
+  // process-wide buffer and write it straight out; two system calls per
+  // chunk, like splice, without the pipe's four descriptors per session.
+  // A write the destination cannot take whole, or a full buffer (a bulk
+  // transfer), moves the direction to a pipe for good: the rest of the chunk
+  // goes into the fresh pipe (it fits: a pipe holds at least 64 KiB).
+  bool Copy(int d, int* err, int* side) {
+    static uint8_t buf[kCopyChunk];
+    Dir& x = dir_[d];
+    int src = side_[d].fd, dst = side_[1 - d].fd;
+    size_t moved = 0;
+    for (;;) {
+      if (x.eof) return PassEof(d, err, side);
+      if (moved >= kBudget) {
+        x.wantRead = true;
+        return true;
+      }
+      ssize_t n = read(src, buf, sizeof(buf));
+      if (n == 0) {
+        x.eof = true;
+        continue;
+      }
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          x.wantRead = true;
+          return true;
+        }
+        *err = errno;
+        *side = d;
+        return false;
+      }
+      x.bytes += static_cast<double>(n);
+      x.reads++;
+      moved += static_cast<size_t>(n);
+      size_t done = 0;
+      while (done < static_cast<size_t>(n)) {
+        ssize_t w = send(dst, buf + done, static_cast<size_t>(n) - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+          done += static_cast<size_t>(w);
+          continue;
+        }
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        *err = w < 0 ? errno : EIO;
+        *side = 1 - d;
+        return false;
+      }
+      if (done == static_cast<size_t>(n) && static_cast<size_t>(n) < sizeof(buf)) continue;
+      int e = MakePipe(x);
+      if (e != 0) {
+        if (done == static_cast<size_t>(n)) continue;  // nothing held: stay in copy mode
+        *err = e;
+        *side = d;
+        return false;
+      }
+      for (size_t off = done; off < static_cast<size_t>(n);) {
+        ssize_t w = write(x.pw, buf + off, static_cast<size_t>(n) - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+          *err = w < 0 ? errno : EIO;
+          *side = d;
+          return false;
+        }
+        off += static_cast<size_t>(w);
+        x.inPipe += static_cast<size_t>(w);
+      }
+      return SplicePipe(d, err, side);
+    }
+  }
+
+  // The source's EOF, once nothing is held for the destination, becomes a
+  // half-close (shutdown(SHUT_WR)) of the destination.
+  bool PassEof(int d, int* err, int* side) {
+    Dir& x = dir_[d];
+    bool blocked = x.inPipe > 0;
+    if (!blocked) {
+      // ENOTCONN: the peer is gone already; the other direction will see it.
+      if (shutdown(side_[1 - d].fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+        *err = errno;
+        *side = 1 - d;
+        return false;
+      }
+      x.shut = true;
+    }
+    x.wantWrite = blocked;
+    return true;
+  }
+
+  bool SplicePipe(int d, int* err, int* side) {
+    Dir& x = dir_[d];
+    int src = side_[d].fd, dst = side_[1 - d].fd;
+    size_t moved = 0;
     for (;;) {
       while (x.inPipe > 0) {
         ssize_t n = splice(x.pr, nullptr, dst, nullptr, x.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -255,19 +403,7 @@ class Splice : public Napi::ObjectWrap<Splice> {
         return false;
       }
       bool blocked = x.inPipe > 0;
-      if (x.eof) {
-        if (!blocked) {
-          // ENOTCONN: the peer is gone already; the other direction will see it.
-          if (shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN) {
-            *err = errno;
-            *side = 1 - d;
-            return false;
-          }
-          x.shut = true;
-        }
-        x.wantWrite = blocked;
-        return true;
-      }
+      if (x.eof) return PassEof(d, err, side);
       if (blocked && x.inPipe >= x.cap) {
         x.wantWrite = true;
         return true;
@@ -358,6 +494,13 @@ class Splice : public Napi::ObjectWrap<Splice> {
   // The pair is over: release everything, then tell JavaScript once.
   void Finish(Napi::Env env, int err, int side) {
     if (state_ != kActive) return;
+    // A peer that reset its connection gets the other peer reset too, as the
+    // JavaScript path does (stream/channel.ts): a FIN would read as a
+    // complete stream.
+    if ((err == ECONNRESET || err == EPIPE) && (side == 0 || side == 1) && side_[1 - side].fd >= 0) {
+      struct linger lg = {1, 0};
+      setsockopt(side_[1 - side].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
     Release();
     state_ = kDone;
     Napi::Value code = err != 0 ? Napi::String::New(env, ErrnoName(err)) : env.Undefined();

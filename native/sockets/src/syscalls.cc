@@ -17,20 +17,6 @@
 #include <unistd.h>
 
 namespace l7mp {
-namespace {
-
-bool ArgInt(const Napi::CallbackInfo& info, size_t i, int64_t min, int64_t max, int64_t* out) {
-  if (info.Length() <= i || !info[i].IsNumber()) return false;
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max)) || d != static_cast<double>(static_cast<int64_t>(d))) return false;
-  *out = static_cast<int64_t>(d);
-  return true;
-}
-
-Napi::Value TypeErr(Napi::Env env, const char* what) {
-  Napi::TypeError::New(env, what).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
 
 // A sockaddr_un from a path. An empty path means "autobind" (Linux assigns an
 // abstract name), so that a datagram client can receive replies without a file.
@@ -61,6 +47,21 @@ bool InetAddr(const std::string& host, int port, sockaddr_storage* ss, socklen_t
     return true;
   }
   return false;
+}
+
+namespace {
+
+bool ArgInt(const Napi::CallbackInfo& info, size_t i, int64_t min, int64_t max, int64_t* out) {
+  if (info.Length() <= i || !info[i].IsNumber()) return false;
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max)) || d != static_cast<double>(static_cast<int64_t>(d))) return false;
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+Napi::Value TypeErr(Napi::Env env, const char* what) {
+  Napi::TypeError::New(env, what).ThrowAsJavaScriptException();
+  return env.Undefined();
 }
 
 // socket(family, type, protocol): always non-blocking and close-on-exec, so a

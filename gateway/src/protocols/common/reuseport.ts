@@ -41,13 +41,26 @@ export function listenTarget(address: string, port: number): { fd: number } | { 
  * joining the group). Throws a Node-style system error from bind.
  */
 export function reusePortSocket(kind: 'tcp' | 'udp', address: string, port: number, listen = true): number {
+  return boundSocket(kind, address, port, true, kind === 'tcp' && listen ? 511 : 0);
+}
+
+/**
+ * A listening TCP socket made by the addon (the raw stream path): SO_REUSEADDR
+ * as Node sets it, and in a worker SO_REUSEPORT (the port's group).
+ */
+export function streamListenSocket(address: string, port: number, backlog: number): number {
+  return boundSocket('tcp', address, port, portSharing.on, backlog);
+}
+
+/** backlog 0: bound, not listening. */
+function boundSocket(kind: 'tcp' | 'udp', address: string, port: number, reusePort: boolean, backlog: number): number {
   const addon = socketsAddon();
   if (addon === undefined) throw new GatewayError('NOT_SUPPORTED', 'sharing a port across workers needs the native sockets addon');
   const c = addon.constants;
   const fd = addon.socket(isIPv6(address) ? c.AF_INET6 : c.AF_INET, kind === 'tcp' ? c.SOCK_STREAM : c.SOCK_DGRAM, 0);
   try {
-    addon.bindInet(fd, address, port, true, true);
-    if (kind === 'tcp' && listen) addon.listen(fd, 511);
+    addon.bindInet(fd, address, port, true, reusePort);
+    if (backlog > 0) addon.listen(fd, backlog);
   } catch (err) {
     addon.close(fd);
     throw err;

@@ -2,8 +2,11 @@
 
 import net from 'node:net';
 import { GatewayError } from '../../core/errors.js';
+import { rawAddon } from '../../native/rawstream.js';
 import type { ClusterContext, ClusterImpl, ConnectRequest } from '../types.js';
 import { SocketChannel } from './channel.js';
+import type { RawStreamChannel } from './raw-channel.js';
+import { rawConnect } from './raw-connect.js';
 
 function connectSocket(opts: net.NetConnectOpts, timeoutMs: number, what: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -33,9 +36,17 @@ export class TcpCluster implements ClusterImpl {
     private readonly ctx: ClusterContext,
   ) {}
 
-  async connect(req: ConnectRequest): Promise<SocketChannel> {
+  async connect(req: ConnectRequest): Promise<SocketChannel | RawStreamChannel> {
     const ep = req.endpoint;
     if (!ep) throw new GatewayError('CONNECT_FAILED', `cluster "${this.ctx.clusterName}" has no endpoint`);
+    // A host name (not resolved by health checks) takes Node's connect, which resolves it.
+    const addon = req.raw === true && net.isIP(ep.address) !== 0 ? rawAddon() : undefined;
+    if (addon !== undefined) {
+      const peer = `${ep.address}:${this.port}`;
+      return rawConnect(addon, {
+        host: ep.address, port: this.port, bindHost: this.bindAddress, bindPort: this.bindPort, what: `TCP ${peer}`, peer,
+      }, req.timeoutMs);
+    }
     const sock = await connectSocket({
       host: ep.address, port: this.port, localAddress: this.bindAddress, localPort: this.bindPort, noDelay: true,
     } as net.NetConnectOpts, req.timeoutMs, `TCP ${ep.address}:${this.port}`);
@@ -44,9 +55,13 @@ export class TcpCluster implements ClusterImpl {
 }
 
 export class UnixCluster implements ClusterImpl {
-  async connect(req: ConnectRequest): Promise<SocketChannel> {
+  async connect(req: ConnectRequest): Promise<SocketChannel | RawStreamChannel> {
     const ep = req.endpoint;
     if (!ep) throw new GatewayError('CONNECT_FAILED', 'UnixDomainSocket cluster has no endpoint');
+    const addon = req.raw === true ? rawAddon() : undefined;
+    if (addon !== undefined) {
+      return rawConnect(addon, { host: ep.address, port: -1, what: `UnixDomainSocket ${ep.address}`, peer: ep.address }, req.timeoutMs);
+    }
     const sock = await connectSocket({ path: ep.address }, req.timeoutMs, `UnixDomainSocket ${ep.address}`);
     return new SocketChannel(sock, ep.address);
   }

@@ -2,9 +2,19 @@
 
 import net from 'node:net';
 import type { ListenerContext, ListenerImpl } from '../types.js';
-import { bindError, clearStaleSocket } from '../common/socket.js';
+import { bindError, clearStaleSocket, unlinkSocket } from '../common/socket.js';
 import { SocketChannel } from './channel.js';
-import { portSharing, reusePortSocket } from '../common/reuseport.js';
+import { portSharing, reusePortSocket, streamListenSocket } from '../common/reuseport.js';
+import { rawAddon, type RawAddon } from '../../native/rawstream.js';
+import { RawAcceptor } from './raw-accept.js';
+import { RawStreamChannel } from './raw-channel.js';
+
+/** Listen backlog of the raw path's sockets: what net.Server asks for. */
+const BACKLOG = 511;
+
+function wildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
+}
 
 /** `{ fd }`: a socket already bound and listening (a worker's SO_REUSEPORT socket). */
 function listen(server: net.Server, opts: net.ListenOptions | { fd: number }): Promise<void> {
@@ -28,11 +38,19 @@ function closeServer(server: net.Server): void {
 
 export class TcpListener implements ListenerImpl {
   private server: net.Server | undefined;
+  private acceptor: RawAcceptor | undefined;
   private seq = 0;
+  /** The port accepted connections arrive on (the bound one when the spec says 0). */
+  private localPort: number;
 
-  constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext) {}
+  constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext) {
+    this.localPort = port;
+  }
 
   async start(): Promise<void> {
+    // The raw stream path needs a numeric address (Node resolves a host name).
+    const addon = net.isIP(this.address) !== 0 ? rawAddon() : undefined;
+    if (addon !== undefined) return this.startRaw(addon);
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onConnection(sock));
     try {
       // In a worker every worker listens on the port (common/reuseport.ts).
@@ -42,6 +60,31 @@ export class TcpListener implements ListenerImpl {
     }
     server.on('error', (err) => this.ctx.log.warn({ listener: this.ctx.listenerName, err: err.message }, 'TCP listener error'));
     this.server = server;
+  }
+
+  private startRaw(addon: RawAddon): void {
+    let fd: number;
+    try {
+      fd = streamListenSocket(this.address, this.port, BACKLOG);
+      if (this.port === 0) this.localPort = addon.localAddress(fd).port ?? 0;
+    } catch (err) {
+      throw bindError(err, `TCP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}`);
+    }
+    const local = wildcard(this.address);
+    this.acceptor = new RawAcceptor(addon, fd, local ? 2 : 1, (cfd, rAddr, rPort, lAddr, lPort) => {
+      this.emitRaw(addon, cfd, rAddr, rPort, local ? lAddr! : this.address, local ? lPort! : this.localPort);
+    }, this.ctx.log, this.ctx.listenerName);
+  }
+
+  private emitRaw(addon: RawAddon, fd: number, rAddr: string, rPort: number, lAddr: string, lPort: number): void {
+    this.ctx.emit({
+      name: `TCP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`,
+      channel: new RawStreamChannel(new addon.RawStream(fd), `${rAddr}:${rPort}`),
+      metadata: {
+        IP: { src_addr: rAddr, dst_addr: lAddr },
+        TCP: { src_port: rPort, dst_port: lPort },
+      },
+    });
   }
 
   private onConnection(sock: net.Socket): void {
@@ -66,10 +109,12 @@ export class TcpListener implements ListenerImpl {
 
   stopAccepting(): void {
     if (this.server) closeServer(this.server);
+    this.acceptor?.close();
+    this.acceptor = undefined;
   }
 
   bound(): boolean {
-    return this.server?.listening === true;
+    return this.server?.listening === true || this.acceptor !== undefined;
   }
 }
 
@@ -85,6 +130,7 @@ function streamSocketLive(path: string): Promise<boolean> {
 
 export class UnixListener implements ListenerImpl {
   private server: net.Server | undefined;
+  private acceptor: RawAcceptor | undefined;
   private seq = 0;
 
   constructor(private readonly filename: string, private readonly ctx: ListenerContext) {}
@@ -93,6 +139,8 @@ export class UnixListener implements ListenerImpl {
     const what = `UnixDomainSocket listener "${this.ctx.listenerName}" cannot listen on ${this.filename}`;
     // Replace a stale socket left by a crashed process; never any other file.
     await clearStaleSocket(this.filename, what, streamSocketLive);
+    const addon = rawAddon();
+    if (addon !== undefined) return this.startRaw(addon, what);
     const server = net.createServer({ allowHalfOpen: true }, (sock) => this.onConnection(sock));
     try {
       await listen(server, { path: this.filename });
@@ -100,6 +148,25 @@ export class UnixListener implements ListenerImpl {
       throw bindError(err, what);
     }
     this.server = server;
+  }
+
+  private startRaw(addon: RawAddon, what: string): void {
+    const c = addon.constants;
+    const fd = addon.socket(c.AF_UNIX, c.SOCK_STREAM, 0);
+    try {
+      addon.bindUnix(fd, this.filename);
+      addon.listen(fd, BACKLOG);
+    } catch (err) {
+      addon.close(fd);
+      throw bindError(err, what);
+    }
+    this.acceptor = new RawAcceptor(addon, fd, 0, (cfd) => {
+      this.ctx.emit({
+        name: `UNIX:${this.ctx.listenerName}-${this.seq++}`,
+        channel: new RawStreamChannel(new addon.RawStream(cfd), this.filename),
+        metadata: { UNIX: { filename: this.filename } },
+      });
+    }, this.ctx.log, this.ctx.listenerName);
   }
 
   private onConnection(sock: net.Socket): void {
@@ -117,9 +184,14 @@ export class UnixListener implements ListenerImpl {
 
   stopAccepting(): void {
     if (this.server) closeServer(this.server); // unlinks the socket file
+    if (this.acceptor !== undefined) {
+      this.acceptor.close();
+      this.acceptor = undefined;
+      unlinkSocket(this.filename); // as net.Server does on close
+    }
   }
 
   bound(): boolean {
-    return this.server?.listening === true;
+    return this.server?.listening === true || this.acceptor !== undefined;
   }
 }

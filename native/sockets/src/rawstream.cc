@@ -1,0 +1,259 @@
+// RawStream: a TCP or Unix stream socket held below net.Socket, for the raw
+// stream path (gateway/src/fastpath/raw.ts).
+//
+// Why: a proxied connection on net.Socket costs two Socket objects, their
+// stream machinery and about 27 system calls; nginx needs 17. A session whose
+// route needs no user-space bytes can go from accept4 to a Splice pair (which
+// copies or splices in C) with one small object per socket and one epoll
+// registration per fd: the poll handle that waited for the connect is the one
+// the Splice keeps polling (TakeRawStream), so no DEL/ADD in between.
+//
+// A RawStream either ends in a Splice (TakeRawStream), or gives its fd to
+// Node (release(): a session that turned out to need the JavaScript path), or
+// is closed (close(reset)).
+#include "common.h"
+
+#include <cerrno>
+#include <cstring>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+#include <uv.h>
+
+namespace l7mp {
+namespace {
+
+// Tags RawStream objects so that TakeRawStream never unwraps anything else.
+constexpr napi_type_tag kRawTag = {0x6c376d7072617731ULL, 0x73747265616d0001ULL};
+
+void ClosePoll(uv_poll_t* p) {
+  // uv_close stops the poll (epoll DEL while the fd is still open); the
+  // handle is freed once libuv is done with it.
+  p->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(p), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+}
+
+class RawStream : public Napi::ObjectWrap<RawStream> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "RawStream", {
+      InstanceMethod<&RawStream::WaitConnect>("waitConnect"),
+      InstanceMethod<&RawStream::Release>("release"),
+      InstanceMethod<&RawStream::Close>("close"),
+      InstanceAccessor<&RawStream::Fd>("fd"),
+    });
+  }
+
+  // new RawStream(fd): the socket (connected, or connecting) belongs to this
+  // object from here on.
+  explicit RawStream(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RawStream>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 0) {
+      Napi::TypeError::New(env, "RawStream(fd)").ThrowAsJavaScriptException();
+      return;
+    }
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+    napi_type_tag_object(env, info.This(), &kRawTag);
+  }
+
+  ~RawStream() override {
+    // Collected with the fd still ours (JavaScript dropped it without close):
+    // release the descriptor. A poll handle only exists while connecting, and
+    // then the object holds a reference, so none is left here.
+    if (fd_ >= 0) close(fd_);
+  }
+
+  // Hand fd and poll to a Splice; false if this stream no longer has an fd.
+  bool Take(int* fd, uv_poll_t** poll) {
+    if (fd_ < 0) return false;
+    *fd = fd_;
+    *poll = poll_;
+    fd_ = -1;
+    poll_ = nullptr;
+    EndWait();
+    return true;
+  }
+
+ private:
+  Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+
+  // waitConnect(cb(code?)): once the non-blocking connect is over, cb gets
+  // undefined (connected) or the error's code (SO_ERROR).
+  Napi::Value WaitConnect(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) {
+      Napi::TypeError::New(env, "waitConnect(cb)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (fd_ < 0 || waiting_) {
+      Napi::Error::New(env, "waitConnect: the stream is closed or already waiting").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    if (poll_ == nullptr) {
+      uv_loop_t* loop = nullptr;
+      if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+        Napi::Error::New(env, "RawStream: no event loop").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      poll_ = new uv_poll_t();
+      int r = uv_poll_init(loop, poll_, fd_);
+      if (r != 0) {
+        delete poll_;
+        poll_ = nullptr;
+        ErrnoError(env, -r, "uv_poll_init").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+    }
+    poll_->data = this;
+    int r = uv_poll_start(poll_, UV_WRITABLE, OnPoll);
+    if (r != 0) {
+      ErrnoError(env, -r, "uv_poll_start").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    onConnect_ = Napi::Persistent(info[0].As<Napi::Function>());
+    waiting_ = true;
+    Ref();  // the poll is live: keep the wrapper until it reports
+    return env.Undefined();
+  }
+
+  static void OnPoll(uv_poll_t* h, int status, int /*events*/) {
+    auto* self = static_cast<RawStream*>(h->data);
+    if (self == nullptr) return;
+    if (!self->waiting_) {
+      // Connected and not taken over in the same turn: stop the level-triggered
+      // writable event until someone wants it.
+      uv_poll_stop(h);
+      return;
+    }
+    int err = 0;
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+    if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) err = errno;
+    else if (soerr != 0) err = soerr;
+    else if (status < 0) err = -status;
+    // A failed connect stops polling; a good one keeps its registration for
+    // the Splice that normally takes this socket over in this same turn.
+    if (err != 0) uv_poll_stop(h);
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    Napi::Object recv = self->Value();  // a handle: keeps the wrapper alive through the call
+    Napi::FunctionReference cb = std::move(self->onConnect_);
+    self->EndWait();
+    cb.MakeCallback(recv, {err != 0 ? Napi::Value(Napi::String::New(env, ErrnoName(err))) : env.Undefined()});
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
+  }
+
+  void EndWait() {
+    if (!waiting_) return;
+    waiting_ = false;
+    onConnect_.Reset();
+    Unref();
+  }
+
+  void DropPoll() {
+    if (poll_ == nullptr) return;
+    ClosePoll(poll_);
+    poll_ = nullptr;
+  }
+
+  // release() -> fd: Node takes the socket over (net.Socket({ fd })).
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    int fd = fd_;
+    DropPoll();
+    EndWait();
+    fd_ = -1;
+    return Napi::Number::New(info.Env(), fd);
+  }
+
+  // close(reset?): with reset, SO_LINGER 0 first, so the peer gets an RST.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (fd_ >= 0) {
+      if (info.Length() > 0 && info[0].ToBoolean().Value()) {
+        struct linger lg = {1, 0};
+        setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+      }
+      DropPoll();
+      close(fd_);
+      fd_ = -1;
+    }
+    EndWait();
+    return info.Env().Undefined();
+  }
+
+  int fd_ = -1;
+  uv_poll_t* poll_ = nullptr;
+  bool waiting_ = false;
+  Napi::FunctionReference onConnect_;
+};
+
+Napi::Value Fail(Napi::Env env, int fd, int err, const char* syscall, const std::string& what) {
+  if (fd >= 0) close(fd);
+  ErrnoError(env, err, syscall, what).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// connectStream(host, port, bindHost?, bindPort?) -> fd, or
+// connectStream(path, -1) for a Unix stream socket. The connect is
+// non-blocking (EINPROGRESS is normal: waitConnect says how it ended); TCP
+// sockets get TCP_NODELAY, as the net.Socket path sets noDelay.
+Napi::Value ConnectStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "connectStream(host, port, bindHost?, bindPort?)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string target = info[0].As<Napi::String>().Utf8Value();
+  int port = info[1].As<Napi::Number>().Int32Value();
+  if (port < 0) {
+    sockaddr_un sa;
+    socklen_t len;
+    if (!UnixAddr(target, &sa, &len) || target.empty()) return Fail(env, -1, ENAMETOOLONG, "connect", target);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return Fail(env, -1, errno, "socket", target);
+    // A Unix connect completes at once or fails (EAGAIN: the backlog is full), as in libuv.
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 && errno != EINPROGRESS) return Fail(env, fd, errno, "connect", target);
+    return Napi::Number::New(env, fd);
+  }
+  sockaddr_storage ss;
+  socklen_t len;
+  if (port > 65535 || !InetAddr(target, port, &ss, &len)) return Fail(env, -1, EINVAL, "connect", target);
+  std::string what = target + ":" + std::to_string(port);
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Fail(env, -1, errno, "socket", what);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // best effort, as Node's setNoDelay
+  bool hasBindHost = info.Length() > 2 && info[2].IsString();
+  int bindPort = info.Length() > 3 && info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 0;
+  if (hasBindHost || bindPort > 0) {
+    std::string bh = hasBindHost ? info[2].As<Napi::String>().Utf8Value() : (ss.ss_family == AF_INET6 ? "::" : "0.0.0.0");
+    sockaddr_storage bs;
+    socklen_t blen;
+    if (bindPort < 0 || bindPort > 65535 || !InetAddr(bh, bindPort, &bs, &blen)) return Fail(env, fd, EINVAL, "bind", bh);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&bs), blen) != 0) return Fail(env, fd, errno, "bind", bh + ":" + std::to_string(bindPort));
+  }
+  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) return Fail(env, fd, errno, "connect", what);
+  return Napi::Number::New(env, fd);
+}
+
+}  // namespace
+
+bool TakeRawStream(Napi::Value v, int* fd, void** poll) {
+  if (!v.IsObject()) return false;
+  bool tagged = false;
+  if (napi_check_object_type_tag(v.Env(), v, &kRawTag, &tagged) != napi_ok || !tagged) return false;
+  RawStream* r = RawStream::Unwrap(v.As<Napi::Object>());
+  uv_poll_t* p = nullptr;
+  if (r == nullptr || !r->Take(fd, &p)) return false;
+  *poll = p;
+  return true;
+}
+
+void InitRawStream(Napi::Env env, Napi::Object exports) {
+  exports.Set("RawStream", RawStream::Define(env));
+  exports.Set("connectStream", Napi::Function::New(env, ConnectStream, "connectStream"));
+}
+
+}  // namespace l7mp
