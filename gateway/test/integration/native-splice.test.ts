@@ -8,6 +8,11 @@
 // The handover point is lowered to 64 KiB (L7MP_SPLICE_AFTER, read when the
 // gateway starts) so that every transfer here spends most of its bytes on the
 // kernel path.
+//
+// These sessions would otherwise take the raw stream path from their first
+// byte (fastpath/raw.ts, tested in stream-path.test.ts); this file is about
+// the handover from net.Socket, so it turns that path off (read when the
+// first gateway of this process starts).
 
 import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
@@ -16,6 +21,8 @@ import net from 'node:net';
 import { spliceUnavailable } from '../../src/fastpath/splice.js';
 import { api, freePort, startGw, tmpPath, waitFor } from './helpers.js';
 import { needCapability } from './native-helpers.js';
+
+process.env.L7MP_TCP_FASTPATH = 'off';
 
 process.env.L7MP_SPLICE_AFTER = String(64 * 1024);
 

@@ -1,6 +1,7 @@
-// The splice(2) fast path in a data-plane worker (docs/workers.md): a TCP
-// bulk session through a 2-worker gateway is handed to the kernel past the
-// 256 KiB handover point, in whichever worker the kernel gave the connection.
+// The kernel pair in a data-plane worker (docs/workers.md): a TCP bulk
+// session through a 2-worker gateway is forwarded by the addon (the raw
+// stream path from its first byte; with L7MP_TCP_FASTPATH=off, the splice
+// handover past 256 KiB), in whichever worker the kernel gave the connection.
 
 import test from 'ava';
 import crypto from 'node:crypto';

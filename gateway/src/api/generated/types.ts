@@ -557,6 +557,18 @@ export type Session = {
     kernel?: SessionCounters;
     [key: string]: unknown;
   };
+  /** `raw`: a TCP or Unix stream session on the raw socket path: accepted and connected by the native addon, its bytes moved in C (copy or splice) from the start, never through JavaScript. Absent on the net.Socket path (`L7MP_TCP_FASTPATH=off`, or a route that needs the bytes in user space). */
+  path?: "raw";
+  /** Whether a kernel pair (splice or the raw socket path) forwards the session's bytes. */
+  spliced?: boolean;
+  /** Present while or after a kernel pair forwards the session: `state` (`active`, `done`, `closed`), `since`, `error` (the errno code that ended it), `kernel` (the part of `counters` it moved). */
+  splice?: {
+    state?: "active" | "done" | "closed";
+    since?: string;
+    error?: string;
+    kernel?: SessionCounters;
+    [key: string]: unknown;
+  };
   [key: string]: unknown;
 };
 
