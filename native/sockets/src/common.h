@@ -1,6 +1,7 @@
 // Shared helpers for the sockets addon: errno-carrying JS errors.
 #pragma once
 #include <napi.h>
+#include <cstdint>
 #include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -20,9 +21,11 @@ const char* ErrnoName(int err);
 bool UnixAddr(const std::string& path, sockaddr_un* sa, socklen_t* len);
 bool InetAddr(const std::string& host, int port, sockaddr_storage* ss, socklen_t* len);
 
-// A RawStream's fd and poll handle, handed over to a Splice (rawstream.cc):
-// the RawStream lets go of both; poll may be null (not polled yet).
-bool TakeRawStream(Napi::Value v, int* fd, void** poll);
+// A RawStream's fd and its reactor registration, handed over to a Splice
+// (rawstream.cc): the RawStream lets go of both; token 0: not registered yet.
+// *readable: an edge that may mean data or EOF was reported to the RawStream
+// (edge-triggered, it will not come again).
+bool TakeRawStream(Napi::Value v, int* fd, uint64_t* token, bool* readable);
 
 void InitRawStream(Napi::Env env, Napi::Object exports);
 void InitSyscalls(Napi::Env env, Napi::Object exports);

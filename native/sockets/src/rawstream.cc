@@ -5,18 +5,20 @@
 // stream machinery and about 27 system calls; nginx needs 17. A session whose
 // route needs no user-space bytes can go from accept4 to a Splice pair (which
 // copies or splices in C) with one small object per socket and one epoll
-// registration per fd: the poll handle that waited for the connect is the one
-// the Splice keeps polling (TakeRawStream), so no DEL/ADD in between.
+// registration per fd (reactor.cc): the registration that waited for the
+// connect is the one the Splice keeps (TakeRawStream).
 //
 // A RawStream either ends in a Splice (TakeRawStream), or gives its fd to
 // Node (release(): a session that turned out to need the JavaScript path), or
 // is closed (close(reset)).
 #include "common.h"
+#include "reactor.h"
 
 #include <cerrno>
 #include <cstring>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -26,14 +28,7 @@ namespace {
 // Tags RawStream objects so that TakeRawStream never unwraps anything else.
 constexpr napi_type_tag kRawTag = {0x6c376d7072617731ULL, 0x73747265616d0001ULL};
 
-void ClosePoll(uv_poll_t* p) {
-  // uv_close stops the poll (epoll DEL while the fd is still open); the
-  // handle is freed once libuv is done with it.
-  p->data = nullptr;
-  uv_close(reinterpret_cast<uv_handle_t*>(p), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-}
-
-class RawStream : public Napi::ObjectWrap<RawStream> {
+class RawStream : public Napi::ObjectWrap<RawStream>, public ReactorClient {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "RawStream", {
@@ -58,18 +53,22 @@ class RawStream : public Napi::ObjectWrap<RawStream> {
 
   ~RawStream() override {
     // Collected with the fd still ours (JavaScript dropped it without close):
-    // release the descriptor. A poll handle only exists while connecting, and
-    // then the object holds a reference, so none is left here.
-    if (fd_ >= 0) close(fd_);
+    // release the descriptor and its registration.
+    if (fd_ >= 0) {
+      ReactorForget(token_, fd_, false);
+      close(fd_);
+    }
   }
 
-  // Hand fd and poll to a Splice; false if this stream no longer has an fd.
-  bool Take(int* fd, uv_poll_t** poll) {
+  // Hand the fd and its registration (token 0: none yet) to a Splice; false
+  // if this stream no longer has an fd.
+  bool Take(int* fd, uint64_t* token, bool* readable) {
     if (fd_ < 0) return false;
     *fd = fd_;
-    *poll = poll_;
+    *token = token_;
+    *readable = readable_;
     fd_ = -1;
-    poll_ = nullptr;
+    token_ = 0;
     EndWait();
     return true;
   }
@@ -89,56 +88,36 @@ class RawStream : public Napi::ObjectWrap<RawStream> {
       Napi::Error::New(env, "waitConnect: the stream is closed or already waiting").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    if (poll_ == nullptr) {
-      uv_loop_t* loop = nullptr;
-      if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-        Napi::Error::New(env, "RawStream: no event loop").ThrowAsJavaScriptException();
+    if (token_ == 0) {
+      int err = 0;
+      token_ = ReactorAdd(env, fd_, this, &err);
+      if (token_ == 0) {
+        ErrnoError(env, err, "epoll_ctl").ThrowAsJavaScriptException();
         return env.Undefined();
       }
-      poll_ = new uv_poll_t();
-      int r = uv_poll_init(loop, poll_, fd_);
-      if (r != 0) {
-        delete poll_;
-        poll_ = nullptr;
-        ErrnoError(env, -r, "uv_poll_init").ThrowAsJavaScriptException();
-        return env.Undefined();
-      }
-    }
-    poll_->data = this;
-    int r = uv_poll_start(poll_, UV_WRITABLE, OnPoll);
-    if (r != 0) {
-      ErrnoError(env, -r, "uv_poll_start").ThrowAsJavaScriptException();
-      return env.Undefined();
     }
     onConnect_ = Napi::Persistent(info[0].As<Napi::Function>());
     waiting_ = true;
-    Ref();  // the poll is live: keep the wrapper until it reports
+    Ref();  // registered: keep the wrapper until it reports
+    // A connect that is over already (Unix sockets) reported its edge when
+    // the socket was added; one that ends later reports one then.
     return env.Undefined();
   }
 
-  static void OnPoll(uv_poll_t* h, int status, int /*events*/) {
-    auto* self = static_cast<RawStream*>(h->data);
-    if (self == nullptr) return;
-    if (!self->waiting_) {
-      // Connected and not taken over in the same turn: stop the level-triggered
-      // writable event until someone wants it.
-      uv_poll_stop(h);
-      return;
-    }
+  void OnEvents(Napi::Env env, uint64_t, uint32_t events) override {
+    // Edge-triggered: data (or EOF) from a peer that speaks first is left
+    // for the Splice, which is told to read at start.
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) readable_ = true;
+    if (!waiting_ || (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0) return;
     int err = 0;
     int soerr = 0;
     socklen_t len = sizeof(soerr);
-    if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) err = errno;
+    if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) err = errno;
     else if (soerr != 0) err = soerr;
-    else if (status < 0) err = -status;
-    // A failed connect stops polling; a good one keeps its registration for
-    // the Splice that normally takes this socket over in this same turn.
-    if (err != 0) uv_poll_stop(h);
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    Napi::Object recv = self->Value();  // a handle: keeps the wrapper alive through the call
-    Napi::FunctionReference cb = std::move(self->onConnect_);
-    self->EndWait();
+    else if ((events & EPOLLERR) != 0) err = ECONNREFUSED;
+    Napi::Object recv = Value();  // a handle: keeps the wrapper alive through the call
+    Napi::FunctionReference cb = std::move(onConnect_);
+    EndWait();
     cb.MakeCallback(recv, {err != 0 ? Napi::Value(Napi::String::New(env, ErrnoName(err))) : env.Undefined()});
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();
@@ -153,16 +132,11 @@ class RawStream : public Napi::ObjectWrap<RawStream> {
     Unref();
   }
 
-  void DropPoll() {
-    if (poll_ == nullptr) return;
-    ClosePoll(poll_);
-    poll_ = nullptr;
-  }
-
   // release() -> fd: Node takes the socket over (net.Socket({ fd })).
   Napi::Value Release(const Napi::CallbackInfo& info) {
     int fd = fd_;
-    DropPoll();
+    ReactorForget(token_, fd_, true);  // the fd stays open: out of our set before libuv adds it to its own
+    token_ = 0;
     EndWait();
     fd_ = -1;
     return Napi::Number::New(info.Env(), fd);
@@ -175,8 +149,9 @@ class RawStream : public Napi::ObjectWrap<RawStream> {
         struct linger lg = {1, 0};
         setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
       }
-      DropPoll();
-      close(fd_);
+      ReactorForget(token_, fd_, false);
+      token_ = 0;
+      close(fd_);  // takes it out of the epoll set
       fd_ = -1;
     }
     EndWait();
@@ -184,8 +159,9 @@ class RawStream : public Napi::ObjectWrap<RawStream> {
   }
 
   int fd_ = -1;
-  uv_poll_t* poll_ = nullptr;
+  uint64_t token_ = 0;
   bool waiting_ = false;
+  bool readable_ = false;
   Napi::FunctionReference onConnect_;
 };
 
@@ -240,18 +216,16 @@ Napi::Value ConnectStream(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
-bool TakeRawStream(Napi::Value v, int* fd, void** poll) {
+bool TakeRawStream(Napi::Value v, int* fd, uint64_t* token, bool* readable) {
   if (!v.IsObject()) return false;
   bool tagged = false;
   if (napi_check_object_type_tag(v.Env(), v, &kRawTag, &tagged) != napi_ok || !tagged) return false;
   RawStream* r = RawStream::Unwrap(v.As<Napi::Object>());
-  uv_poll_t* p = nullptr;
-  if (r == nullptr || !r->Take(fd, &p)) return false;
-  *poll = p;
-  return true;
+  return r != nullptr && r->Take(fd, token, readable);
 }
 
 void InitRawStream(Napi::Env env, Napi::Object exports) {
+  ReactorInit(env);
   exports.Set("RawStream", RawStream::Define(env));
   exports.Set("connectStream", Napi::Function::New(env, ConnectStream, "connectStream"));
 }

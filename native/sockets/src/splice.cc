@@ -8,11 +8,12 @@
 // called once, when the session is over.
 //
 // How it fits the loop: the sockets are dup()s of the fds Node had (the
-// caller closes its own copies right after), each watched by a uv_poll_t on
-// Node's loop, level-triggered. Per direction we keep how many bytes sit in
-// its pipe, so EAGAIN from splice() is never ambiguous about "pipe full" vs
-// "socket empty": a direction waits either for its source to be readable
-// (pipe empty) or for its destination to be writable (pipe not empty). EOF
+// caller closes its own copies right after), or RawStreams' fds, each in the
+// reactor's edge-triggered epoll set (reactor.cc). Per direction we keep how
+// many bytes sit in its pipe, so EAGAIN from splice() is never ambiguous
+// about "pipe full" vs "socket empty": a direction waits either for its
+// source to be readable (pipe empty) or for its destination to be writable
+// (pipe not empty), and every wait ends in EAGAIN, so the next edge comes. EOF
 // from a source, once its pipe is drained, becomes shutdown(SHUT_WR) on the
 // destination (half-close); the other direction carries on. Both directions
 // finished, or an error on either socket, closes everything and calls
@@ -23,10 +24,12 @@
 // Errors end this pair only: every syscall result is checked, and nothing
 // here throws after construction.
 #include "common.h"
+#include "reactor.h"
 
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -38,13 +41,13 @@ namespace {
 // Unprivileged users past fs.pipe-user-pages-soft get EPERM; the default
 // pipe (64 KiB) is then used as is.
 constexpr int kPipeSize = 256 * 1024;
-// Bytes one direction may move per poll callback before yielding to the loop
-// (level-triggered polling calls it again on the next turn).
+// Bytes one direction may move per event before yielding to the loop (the
+// reactor runs the pair again on a later turn: Defer).
 constexpr size_t kBudget = 1024 * 1024;
 // Copy mode's buffer (one per process): what one read() may take.
 constexpr size_t kCopyChunk = 64 * 1024;
 
-class Splice : public Napi::ObjectWrap<Splice> {
+class Splice : public Napi::ObjectWrap<Splice>, public ReactorClient {
   struct Dir;
 
  public:
@@ -64,16 +67,12 @@ class Splice : public Napi::ObjectWrap<Splice> {
   // one pipe per direction (0: A -> B, 1: B -> A). Nothing moves until start().
   //
   // new Splice(rawA, rawB, onDone): two RawStreams (rawstream.cc), taken over
-  // with their fds and poll handles: no dup, and no pipe until a direction
+  // with their fds and registrations: no dup, and no pipe until a direction
   // needs one (copy mode below).
   explicit Splice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Splice>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[2].IsFunction()) {
       Napi::TypeError::New(env, "Splice(fdA, fdB, onDone)").ThrowAsJavaScriptException();
-      return;
-    }
-    if (napi_get_uv_event_loop(env, &loop_) != napi_ok || loop_ == nullptr) {
-      Napi::Error::New(env, "Splice: no event loop").ThrowAsJavaScriptException();
       return;
     }
     onDone_ = Napi::Persistent(info[2].As<Napi::Function>());
@@ -83,23 +82,20 @@ class Splice : public Napi::ObjectWrap<Splice> {
       return;
     }
     for (int i = 0; i < 2; i++) {
-      if (side_[i].poll != nullptr) {
-        side_[i].poll->data = this;
+      if (side_[i].token != 0) {
+        ReactorRebind(side_[i].token, this);
         continue;
       }
-      auto* h = new uv_poll_t();
-      int r = uv_poll_init(loop_, h, side_[i].fd);
-      if (r != 0) {
-        delete h;
-        Fail(env, -r, "uv_poll_init");
+      int err = 0;
+      side_[i].token = ReactorAdd(env, side_[i].fd, this, &err);
+      if (side_[i].token == 0) {
+        Fail(env, err, "epoll_ctl");
         return;
       }
-      h->data = this;
-      side_[i].poll = h;
     }
     state_ = kReady;
-    // The poll handles are on the loop from here on: the wrapper must not be
-    // collected before close() or the end of the pair releases them.
+    // Registered from here on: the wrapper must not be collected before
+    // close() or the end of the pair releases the sockets.
     Ref();
   }
 
@@ -128,24 +124,21 @@ class Splice : public Napi::ObjectWrap<Splice> {
   }
 
   bool TakeRaw(Napi::Env env, Napi::Value a, Napi::Value b) {
-    void* pa = nullptr;
-    void* pb = nullptr;
+    uint64_t ta = 0, tb = 0;
     int fa = -1, fb = -1;
     // Both or neither: a RawStream taken here is ours to close.
-    if (!TakeRawStream(a, &fa, &pa)) {
+    if (!TakeRawStream(a, &fa, &ta, &side_[0].readable)) {
       Napi::TypeError::New(env, "Splice: the first RawStream is closed or not a RawStream").ThrowAsJavaScriptException();
       return false;
     }
     side_[0].fd = fa;
-    side_[0].poll = static_cast<uv_poll_t*>(pa);
-    if (!TakeRawStream(b, &fb, &pb)) {
+    side_[0].token = ta;
+    if (!TakeRawStream(b, &fb, &tb, &side_[1].readable)) {
       Fail(env, EBADF, "Splice(RawStream)");
       return false;
     }
     side_[1].fd = fb;
-    side_[1].poll = static_cast<uv_poll_t*>(pb);
-    // A connect's poll may still be armed for writable; Settle sets what we wait for.
-    for (auto& s : side_) s.events = s.poll != nullptr ? -1 : 0;  // unknown: Settle always sets it
+    side_[1].token = tb;
     return true;
   }
 
@@ -175,8 +168,8 @@ class Splice : public Napi::ObjectWrap<Splice> {
   enum StateKind { kFailed, kReady, kActive, kDone };
   struct Side {
     int fd = -1;
-    uv_poll_t* poll = nullptr;
-    int events = 0;
+    uint64_t token = 0;  // the reactor registration
+    bool readable = false;  // an edge for data or EOF came before we registered
   };
   struct Dir {
     int pr = -1, pw = -1;
@@ -185,6 +178,7 @@ class Splice : public Napi::ObjectWrap<Splice> {
     bool eof = false;   // the source sent FIN
     bool shut = false;  // EOF passed on: shutdown(SHUT_WR) on the destination
     bool wantRead = false, wantWrite = false;
+    bool more = false;  // stopped at the budget with work left: run again from the reactor
     double bytes = 0, reads = 0;  // doubles: exact to 2^53, what JavaScript reads anyway
   };
 
@@ -239,12 +233,13 @@ class Splice : public Napi::ObjectWrap<Splice> {
     Napi::Env env = info.Env();
     if (state_ != kReady) return env.Undefined();
     state_ = kActive;
-    for (int i = 0; i < 2; i++) dir_[i].wantRead = true;
-    // Move what is already there (primed bytes, data that arrived meanwhile);
-    // the first poll callback would do the same one loop turn later.
+    // Move what is already there: primed bytes, and data whose edge went to
+    // a RawStream before the pair took its socket over. A socket this pair
+    // added to the reactor needs nothing here: adding it reported whatever
+    // was ready, as an event on the next loop turn.
     for (int i = 0; i < 2 && state_ == kActive; i++) {
       int err = 0, side = -1;
-      if (!Pump(i, &err, &side)) return Finish(env, err, side), env.Undefined();
+      if ((dir_[i].inPipe > 0 || side_[i].readable) && !Pump(i, 0, &err, &side)) return Finish(env, err, side), env.Undefined();
     }
     Settle(env);
     return env.Undefined();
@@ -289,11 +284,13 @@ class Splice : public Napi::ObjectWrap<Splice> {
 
   // Move bytes for direction d until both ends would block, EOF has been
   // passed on, or the budget is spent. false: an error, *side tells whose.
-  bool Pump(int d, int* err, int* side) {
+  // `events`: what the reactor reported for the source (0: none, read until
+  // EAGAIN).
+  bool Pump(int d, uint32_t events, int* err, int* side) {
     Dir& x = dir_[d];
-    x.wantRead = x.wantWrite = false;
+    x.wantRead = x.wantWrite = x.more = false;
     if (x.shut) return true;
-    return x.pr < 0 ? Copy(d, err, side) : SplicePipe(d, err, side);
+    return x.pr < 0 ? Copy(d, events, err, side) : SplicePipe(d, err, side);
   }
 
   // Copy mode (a direction without a pipe, RawStream pairs): read into one
@@ -302,7 +299,12 @@ class Splice : public Napi::ObjectWrap<Splice> {
   // A write the destination cannot take whole, or a full buffer (a bulk
   // transfer), moves the direction to a pipe for good: the rest of the chunk
   // goes into the fresh pipe (it fits: a pipe holds at least 64 KiB).
-  bool Copy(int d, int* err, int* side) {
+  //
+  // A short read after an edge with no hang-up in it has drained the socket:
+  // more data, or the FIN, brings a new edge, so the read that would only
+  // say EAGAIN is skipped (nginx does the same with EPOLLRDHUP).
+  bool Copy(int d, uint32_t events, int* err, int* side) {
+    bool drainedOnShort = events != 0 && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) == 0;
     static uint8_t buf[kCopyChunk];
     Dir& x = dir_[d];
     int src = side_[d].fd, dst = side_[1 - d].fd;
@@ -310,7 +312,7 @@ class Splice : public Napi::ObjectWrap<Splice> {
     for (;;) {
       if (x.eof) return PassEof(d, err, side);
       if (moved >= kBudget) {
-        x.wantRead = true;
+        x.wantRead = x.more = true;
         return true;
       }
       ssize_t n = read(src, buf, sizeof(buf));
@@ -344,7 +346,13 @@ class Splice : public Napi::ObjectWrap<Splice> {
         *side = 1 - d;
         return false;
       }
-      if (done == static_cast<size_t>(n) && static_cast<size_t>(n) < sizeof(buf)) continue;
+      if (done == static_cast<size_t>(n) && static_cast<size_t>(n) < sizeof(buf)) {
+        if (drainedOnShort) {
+          x.wantRead = true;
+          return true;
+        }
+        continue;
+      }
       int e = MakePipe(x);
       if (e != 0) {
         if (done == static_cast<size_t>(n)) continue;  // nothing held: stay in copy mode
@@ -372,6 +380,12 @@ class Splice : public Napi::ObjectWrap<Splice> {
   bool PassEof(int d, int* err, int* side) {
     Dir& x = dir_[d];
     bool blocked = x.inPipe > 0;
+    // The other direction is over too: closing both sockets (Finish) sends
+    // this FIN; a shutdown first would be one more system call for nothing.
+    if (!blocked && dir_[1 - d].shut) {
+      x.shut = true;
+      return true;
+    }
     if (!blocked) {
       // ENOTCONN: the peer is gone already; the other direction will see it.
       if (shutdown(side_[1 - d].fd, SHUT_WR) < 0 && errno != ENOTCONN) {
@@ -411,6 +425,7 @@ class Splice : public Napi::ObjectWrap<Splice> {
       if (moved >= kBudget) {
         x.wantRead = !blocked;
         x.wantWrite = blocked;
+        x.more = true;
         return true;
       }
       ssize_t n = splice(src, nullptr, x.pw, nullptr, x.cap - x.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -440,46 +455,43 @@ class Splice : public Napi::ObjectWrap<Splice> {
     }
   }
 
-  // After pumping: finish when both directions are done, else watch what
-  // each direction waits for.
+  // After pumping: finish when both directions are done; a direction that
+  // stopped at its budget runs again on a later loop turn.
   void Settle(Napi::Env env) {
     if (state_ != kActive) return;
     if (dir_[0].shut && dir_[1].shut) return Finish(env, 0, -1);
-    for (int i = 0; i < 2; i++) {
-      Side& s = side_[i];
-      int ev = (dir_[i].wantRead ? UV_READABLE : 0) | (dir_[1 - i].wantWrite ? UV_WRITABLE : 0);
-      if (ev == s.events) continue;
-      int r = ev == 0 ? uv_poll_stop(s.poll) : uv_poll_start(s.poll, ev, OnPoll);
-      if (r != 0) return Finish(env, -r, i);
-      s.events = ev;
+    if ((dir_[0].more || dir_[1].more) && !deferred_) {
+      deferred_ = true;
+      ReactorDefer(side_[0].token);
     }
   }
 
-  static void OnPoll(uv_poll_t* h, int status, int events) {
-    auto* self = static_cast<Splice*>(h->data);
-    if (self == nullptr || self->state_ != kActive) return;
-    Napi::Env env = self->Env();
-    Napi::HandleScope scope(env);
-    int i = h == self->side_[0].poll ? 0 : 1;
+  void OnEvents(Napi::Env env, uint64_t token, uint32_t events) override {
+    if (state_ != kActive) return;  // before start(): start() reads until EAGAIN
     int err = 0, side = -1;
-    if (status < 0) return self->Finish(env, -status, i);
-    // Readable: the direction this socket feeds; writable: the one it drains.
-    if ((events & (UV_READABLE | UV_DISCONNECT)) != 0 && !self->Pump(i, &err, &side)) return self->Finish(env, err, side);
-    if ((events & UV_WRITABLE) != 0 && !self->Pump(1 - i, &err, &side)) return self->Finish(env, err, side);
-    self->Settle(env);
+    if (events == kDeferred) {
+      deferred_ = false;
+      for (int d = 0; d < 2 && state_ == kActive; d++) {
+        if (dir_[d].more && !Pump(d, 0, &err, &side)) return Finish(env, err, side);
+      }
+      return Settle(env);
+    }
+    int i = token == side_[0].token ? 0 : 1;
+    bool hup = (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) != 0;
+    // Readable (or hung up): the direction this socket feeds, unless it waits
+    // for its destination. Writable: the direction it drains, if that waits.
+    if (((events & EPOLLIN) != 0 || hup) && !dir_[i].wantWrite && !Pump(i, events, &err, &side)) return Finish(env, err, side);
+    if (((events & EPOLLOUT) != 0 || hup) && dir_[1 - i].wantWrite && !Pump(1 - i, 0, &err, &side)) return Finish(env, err, side);
+    Settle(env);
   }
 
-  // Stop polling and close every fd we own (idempotent).
+  // Leave the reactor and close every fd we own (idempotent). Closing a
+  // socket takes it out of the epoll set (it was never dup()ed after being
+  // added).
   void Release() {
     for (auto& s : side_) {
-      if (s.poll != nullptr) {
-        // uv_close stops the poll and takes the fd out of epoll while it is
-        // still open; only then may it be closed.
-        s.poll->data = nullptr;
-        uv_close(reinterpret_cast<uv_handle_t*>(s.poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-        s.poll = nullptr;
-      }
-      s.events = 0;
+      ReactorForget(s.token, s.fd, false);
+      s.token = 0;
       if (s.fd >= 0) close(s.fd);
       s.fd = -1;
     }
@@ -514,8 +526,8 @@ class Splice : public Napi::ObjectWrap<Splice> {
     Unref();  // last: JavaScript may drop its last reference in the callback
   }
 
-  uv_loop_t* loop_ = nullptr;
   StateKind state_ = kFailed;
+  bool deferred_ = false;
   Side side_[2];
   Dir dir_[2];
   Napi::FunctionReference onDone_;
