@@ -255,6 +255,7 @@ async function churn(front: Addr, total: number, budgetMs: number): Promise<void
   const deadline = Date.now() + budgetMs;
   const payload = crypto.randomBytes(64);
   let started = 0;
+  let failed = false;
   const one = async (): Promise<void> => {
     const c = await connect({ teardown: () => undefined }, front);
     try {
@@ -269,10 +270,10 @@ async function churn(front: Addr, total: number, budgetMs: number): Promise<void
     }
   };
   const lane = async (): Promise<void> => {
-    while (started < total) {
+    while (started < total && !failed) {
       if (Date.now() > deadline) throw new Error(`${started} of ${total} connections started in ${budgetMs} ms`);
       started++;
-      await one();
+      await one().catch((err: unknown) => { failed = true; throw err; }); // the other lanes stop too
     }
   };
   await Promise.all(Array.from({ length: 64 }, lane));
