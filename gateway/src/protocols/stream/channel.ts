@@ -23,6 +23,17 @@ const GRACEFUL_CLOSE_MS = 5000;
  */
 const WRITE_HIGH_WATER = 256 * 1024;
 
+/**
+ * Whether closing for `err` must reset the connection (RST) rather than end
+ * it with a FIN that would read as a complete stream: a cut (core/drain.ts
+ * SessionCut), or the other peer's own reset passed on.
+ */
+export function resetsPeer(err: Error | undefined): boolean {
+  if (err === undefined) return false;
+  const code = (err as NodeJS.ErrnoException).code;
+  return (err as { reset?: boolean }).reset === true || code === 'ECONNRESET' || code === 'EPIPE';
+}
+
 export class SocketChannel extends BaseChannel implements SpliceableChannel {
   readonly kind: ChannelKind = 'byte';
   private error: Error | undefined;
@@ -102,7 +113,7 @@ export class SocketChannel extends BaseChannel implements SpliceableChannel {
   protected doClose(err: Error | undefined): void {
     const s = this.socket;
     if (this.spliced !== undefined) {
-      this.spliced.close((err as { reset?: boolean } | undefined)?.reset === true); // both sockets of the pair (idempotent)
+      this.spliced.close(resetsPeer(err)); // both sockets of the pair (idempotent)
       this.finish(err);
       return;
     }
@@ -112,10 +123,10 @@ export class SocketChannel extends BaseChannel implements SpliceableChannel {
     }
     if (err && (err as { graceful?: boolean }).graceful !== true) {
       this.error ??= err;
-      // A cut (core/drain.ts SessionCut) resets, so the peer cannot take it
+      // A cut or the other peer's reset resets, so the peer cannot take it
       // for a complete stream. Not after our FIN: libuv refuses to reset a
       // socket that is shutting down, and Node then leaves the handle open.
-      if ((err as { reset?: boolean }).reset === true && !s.connecting && !s.writableEnded && s.remotePort !== undefined) s.resetAndDestroy();
+      if (resetsPeer(err) && !s.connecting && !s.writableEnded && s.remotePort !== undefined) s.resetAndDestroy();
       else s.destroy();
       return;
     }

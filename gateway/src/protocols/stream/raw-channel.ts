@@ -18,11 +18,7 @@ import net from 'node:net';
 import type { Channel, ChannelKind, ChannelSink, CloseListener, DrainListener } from '../../dataplane/channel.js';
 import type { RawStreamable, SpliceableChannel, SpliceControl } from '../../dataplane/capabilities.js';
 import type { RawStreamHandle } from '../../native/rawstream.js';
-import { SocketChannel } from './channel.js';
-
-function isReset(err: Error | undefined): boolean {
-  return (err as { reset?: boolean } | undefined)?.reset === true;
-}
+import { SocketChannel, resetsPeer } from './channel.js';
 
 export class RawStreamChannel implements Channel, SpliceableChannel, RawStreamable {
   readonly kind: ChannelKind = 'byte';
@@ -122,8 +118,8 @@ export class RawStreamChannel implements Channel, SpliceableChannel, RawStreamab
       return;
     }
     if (this.done) return;
-    if (this.pair !== undefined) this.pair.close(isReset(err)); // both sockets of the pair (idempotent)
-    else this.raw?.close(isReset(err));
+    if (this.pair !== undefined) this.pair.close(resetsPeer(err)); // both sockets of the pair (idempotent)
+    else this.raw?.close(resetsPeer(err));
     this.raw = undefined;
     this.finish(err);
   }
