@@ -1,3 +1,4 @@
+// Long file: the light and heavy cases share the pair's setup, contexts and session helpers (the path check is in path-check.ts).
 // The cases run on one cell of the matrix, all against one gateway per pair.
 //
 // Light cases run on every runnable pair:

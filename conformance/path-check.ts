@@ -20,7 +20,7 @@
 
 import { apiOk } from './util.js';
 
-/** How the gateway under test was started: 'on' the raw path is on (default), 'off' L7MP_TCP_FASTPATH=off; undefined: not ours, nothing checked. */
+/** How the gateway under test was started: 'on' the raw path is on (the default), 'off' with L7MP_TCP_FASTPATH=off. */
 export type TcpFastpath = 'on' | 'off';
 
 /** What a case's sessions must show: `raw`; `socket` (no `path`); `not-raw` (anything but `raw`). */
@@ -57,8 +57,8 @@ function routesOf(listener: Record<string, unknown>, rulelists: readonly unknown
 
 /**
  * What a listener's sessions must show. `sides`: whether the listener's and
- * the destination cluster's protocols can take the raw path; neither: no
- * check (undefined), as for the gateway's own-path off.
+ * the destination cluster's protocols can take the raw path. Undefined (no
+ * check) when neither can, or when the gateway under test is not ours.
  */
 export function expectPath(fastpath: TcpFastpath | undefined, sides: { listener: boolean; cluster: boolean }, listener: Record<string, unknown>, rulelists: readonly unknown[] = []): PathExpectation | undefined {
   if (fastpath === undefined || (!sides.listener && !sides.cluster)) return undefined;

@@ -1,3 +1,4 @@
+// Long file: the peer tables of every protocol, kept in one place so that a protocol's listener and cluster peers are read together.
 // What each protocol needs to be exercised, keyed by the registry's protocol
 // name. The matrix itself comes from the registry (matrix.ts); this file only
 // says, for a protocol:

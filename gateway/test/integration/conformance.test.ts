@@ -149,7 +149,7 @@ run('conformance: with 2 data-plane workers (-w 2), process mode, runs the same 
   t.deepEqual(ran(r).filter((c) => !ran(processResult!).includes(c)), [], 'ran with workers only');
   t.deepEqual(ran(processResult).filter((c) => !ran(r).includes(c)), [], 'ran with one worker, skipped with two');
   checkOnRun(t, r);
-  t.log(`2 workers: ${summaryLine(r)} in ${(r.durationMs / 1000).toFixed(1)} s`);
+  t.log(`2 workers: ${summaryLine(r)} in ${(r.durationMs / 1000).toFixed(1)} s; ${pathLine(r)}`);
 });
 
 // Container mode needs a Docker engine: without one it is skipped with the
