@@ -1,3 +1,4 @@
+// Long file: the light and heavy cases share the pair's setup, contexts and session helpers (the path check is in path-check.ts).
 // The cases run on one cell of the matrix, all against one gateway per pair.
 //
 // Light cases run on every runnable pair:
@@ -25,6 +26,7 @@ import type { Driver, GatewayHandle, L2Link } from './driver.js';
 import { healthDef } from './health-case.js';
 import { framedListener } from './l2.js';
 import type { RunCell } from './matrix.js';
+import { expectPath, PathCheck, type PathExpectation, type TcpFastpath } from './path-check.js';
 import type { ListenerPeer, RequestListenerPeer, SessionListenerPeer, Upstreams } from './peers.js';
 import { api, apiOk, delay, diff, fmtBytes, payload, pool, uid, waitFor, withTimeout } from './util.js';
 
@@ -35,6 +37,8 @@ export interface CaseResult {
   readonly reason?: string;
   /** What a passing case measured (distribution, convergence time...). */
   readonly note?: string;
+  /** The data path its sessions were checked to show (path-check.ts), where the pair has a TCP or Unix stream side. */
+  readonly path?: PathExpectation;
   readonly ms: number;
 }
 
@@ -68,6 +72,10 @@ interface PairContext {
   readonly effect: 'identity' | 'drop';
   /** The transform chain's id (log prefixes). */
   readonly chainId: string;
+  /** What the light listener's sessions must show (path-check.ts); undefined: nothing to check. */
+  readonly pathExpect: PathExpectation | undefined;
+  /** The running case's path check (one per case). */
+  readonly path?: PathCheck;
 }
 
 interface CaseDef {
@@ -107,7 +115,9 @@ async function open(c: PairContext | HeavyContext, source?: string): Promise<Cli
 async function withSession<T>(c: PairContext | HeavyContext, fn: (s: ClientSession) => Promise<T>, source?: string): Promise<T> {
   const s = await open(c, source);
   try {
-    return await fn(s);
+    const r = await fn(s);
+    await c.path?.whileLive(); // the case's first session that got this far: still open
+    return r;
   } finally {
     await s.close().catch(() => undefined);
   }
@@ -361,6 +371,7 @@ function concurrentCase(c: { cell: RunCell; effect: string }): CaseDef {
           else if (!got.equals(msgs[i]!)) problems.push(`session ${i} got ${JSON.stringify(got.toString('latin1', 0, 80))}, sent ${JSON.stringify(msgs[i]!.toString())}`);
         });
         if (problems.length > 0) throw new Error(`${problems.length} of ${msgs.length} concurrent sessions: ${problems.slice(0, 3).join('; ')}`);
+        await ctx.path?.whileLive();
       } finally {
         await Promise.all(sessions.map((s) => s.close().catch(() => undefined)));
       }
@@ -461,11 +472,19 @@ function framed(cell: RunCell): RunCell {
   return { ...cell, listener: framedListener(cell.listener, cell.row.protocol.kind) };
 }
 
-async function timed(name: string, ms: number, fn: () => Promise<string | void>): Promise<CaseResult> {
+async function timed(name: string, ms: number, fn: () => Promise<string | void>, path?: PathCheck): Promise<CaseResult> {
   const t0 = Date.now();
   try {
-    const note = await withTimeout(fn(), ms, name);
-    return { name, status: 'pass', ms: Date.now() - t0, ...(note ? { note } : {}) };
+    const note = await withTimeout((async () => {
+      const n = await fn();
+      // A case that opened no session of its own through withSession (HTTP
+      // requests) checks after it ran: the light listener keeps its ended
+      // sessions (options.track). A heavy listener does not: a positive
+      // check there fails, so that every such case checks while live.
+      if (path !== undefined && !path.done) await path.whileLive();
+      return n;
+    })(), ms, name);
+    return { name, status: 'pass', ms: Date.now() - t0, ...(note ? { note } : {}), ...(path !== undefined ? { path: path.expect } : {}) };
   } catch (err) {
     return { name, status: 'fail', reason: oneLine((err as Error).message), ms: Date.now() - t0 };
   }
@@ -492,8 +511,8 @@ function withGatewayLog(gw: GatewayHandle, r: CaseResult, from: number): CaseRes
   return { ...r, reason: oneLine(`${r.reason ?? ''} [gateway log: ${msgs.join('; ')}${lines.length > 3 ? `; +${lines.length - 3} more` : ''}]`) };
 }
 
-/** Run every case of a runnable cell; never throws. */
-export async function runCell(plainCell: RunCell, driver: Driver): Promise<CaseResult[]> {
+/** Run every case of a runnable cell; never throws. `fastpath`: how the gateway under test runs (path-check.ts), undefined for a gateway not ours. */
+export async function runCell(plainCell: RunCell, driver: Driver, fastpath?: TcpFastpath): Promise<CaseResult[]> {
   const cell = framed(plainCell);
   const results: CaseResult[] = [];
   const defs = lightCases(cell);
@@ -513,8 +532,18 @@ export async function runCell(plainCell: RunCell, driver: Driver): Promise<CaseR
   const t0 = Date.now();
   let env: PairEnv | undefined;
   try {
-    env = await setupPair(cell, driver, heavyRunnable);
-    const { gw, ctx } = env;
+    env = await setupPair(cell, driver, heavyRunnable, fastpath);
+    const { gw } = env;
+    const pathCheck = (listener: string, expect: PathExpectation | undefined) => (expect === undefined ? undefined : new PathCheck(gw.apiBase, listener, expect));
+    /** The pair's context with a path check of the case's own. */
+    const caseCtx = (): PairContext => ({ ...env!.ctx, path: pathCheck(LISTENER, env!.ctx.pathExpect) });
+    const runCase = (d: CaseDef, before?: () => Promise<unknown>): Promise<CaseResult> => {
+      const c = caseCtx();
+      return timed(d.name, LIGHT_CASE_MS, async () => {
+        await before?.();
+        return d.run!(c);
+      }, c.path);
+    };
     // A cluster whose sessions see each other's traffic (an AF_PACKET session
     // reads every frame on its interface) behind a listener whose sessions
     // share one reply path (HTTP cases run at once; PIPE sessions share the
@@ -527,10 +556,7 @@ export async function runCell(plainCell: RunCell, driver: Driver): Promise<CaseR
     if (isolate) {
       for (const [i, d] of runnable.entries()) {
         const from = gw.logs().length;
-        results.push(withGatewayLog(gw, await timed(d.name, LIGHT_CASE_MS, async () => {
-          if (i > 0) await settle();
-          return d.run!(ctx);
-        }), from));
+        results.push(withGatewayLog(gw, await runCase(d, i > 0 ? settle : undefined), from));
       }
     } else if (cell.listener.mode === 'request') {
       // One session per request, each found by its own id: the cases can run
@@ -540,18 +566,21 @@ export async function runCell(plainCell: RunCell, driver: Driver): Promise<CaseR
       const stagger = cell.cluster.fragileFlowStart ? 200 : 0;
       results.push(...(await Promise.all(runnable.map(async (d, i) => {
         await delay(i * stagger);
-        return withGatewayLog(gw, await timed(d.name, LIGHT_CASE_MS, () => d.run!(ctx)), from);
+        return withGatewayLog(gw, await runCase(d), from);
       }))));
     } else {
       for (const d of runnable) {
         const from = gw.logs().length;
-        results.push(withGatewayLog(gw, await timed(d.name, LIGHT_CASE_MS, () => d.run!(ctx)), from));
+        results.push(withGatewayLog(gw, await runCase(d), from));
       }
     }
     for (const [i, h] of heavyRunnable.entries()) {
-      const hc: HeavyContext = { cell, gw, target: targetOf(gw, env.heavyAt[i]!.at), listener: env.heavyAt[i]!.name, ups: h.tagged ? env.tagged! : env.plain };
+      const at = env.heavyAt[i]!;
+      const hc: HeavyContext = {
+        cell, gw, target: targetOf(gw, at.at), listener: at.name, ups: h.tagged ? env.tagged! : env.plain, path: pathCheck(at.name, at.pathExpect),
+      };
       const from = gw.logs().length;
-      results.push(withGatewayLog(gw, await timed(h.name, HEAVY_CASE_MS, () => h.run!(hc)), from));
+      results.push(withGatewayLog(gw, await timed(h.name, HEAVY_CASE_MS, () => h.run!(hc), hc.path), from));
     }
   } catch (err) {
     const reason = `pair setup failed: ${oneLine((err as Error).message)}`;
@@ -571,7 +600,7 @@ interface PairEnv {
   readonly tagged: Upstreams | undefined;
   readonly gw: GatewayHandle;
   readonly ctx: PairContext;
-  readonly heavyAt: readonly { readonly at: ListenerAtPort; readonly name: string }[];
+  readonly heavyAt: readonly { readonly at: ListenerAtPort; readonly name: string; readonly pathExpect: PathExpectation | undefined }[];
   stop(): Promise<void>;
 }
 
@@ -581,17 +610,17 @@ function addressInUse(err: unknown): boolean {
 }
 
 /** Upstreams and the pair's gateway; retried on fresh ports when a port was taken meanwhile. */
-async function setupPair(cell: RunCell, driver: Driver, heavy: readonly HeavyDef[]): Promise<PairEnv> {
+async function setupPair(cell: RunCell, driver: Driver, heavy: readonly HeavyDef[], fastpath: TcpFastpath | undefined): Promise<PairEnv> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await setupPairOnce(cell, driver, heavy);
+      return await setupPairOnce(cell, driver, heavy, fastpath);
     } catch (err) {
       if (attempt >= 3 || !addressInUse(err)) throw err;
     }
   }
 }
 
-async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly HeavyDef[]): Promise<PairEnv> {
+async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly HeavyDef[], fastpath: TcpFastpath | undefined): Promise<PairEnv> {
   let plain: Upstreams | undefined;
   let tagged: Upstreams | undefined;
   let gw: GatewayHandle | undefined;
@@ -608,15 +637,17 @@ async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly Heav
     const at = await listenerAt(driver, cell.listener, links);
     const chainId = uid('t');
     const chains = cell.transform?.chains(cell.row.protocol.kind, chainId) ?? { ingress: [], egress: [] };
-    const listeners: unknown[] = [{
+    const light = {
       name: LISTENER,
       spec: cell.listener.spec(at),
       options: { track: TRACK_SECONDS },
       rules: [{ action: { route: { destination: CLUSTER, ingress: chains.ingress, egress: chains.egress } } }],
-    }];
+    };
+    const listeners: unknown[] = [light];
+    const sides = { listener: cell.listener.rawPath === true, cluster: cell.cluster.rawPath === true };
     const clusters: unknown[] = [clusterObject(CLUSTER, plain)];
     const rulelists: unknown[] = [];
-    const heavyAt: { at: ListenerAtPort; name: string }[] = [];
+    const heavyAt: { at: ListenerAtPort; name: string; pathExpect: PathExpectation | undefined }[] = [];
     for (const h of heavy) {
       const hat = await listenerAt(driver, cell.listener, links);
       const name = `${h.name}-listener`;
@@ -624,7 +655,7 @@ async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly Heav
       listeners.push(part.listener);
       clusters.push(...part.clusters);
       rulelists.push(...(part.rulelists ?? []));
-      heavyAt.push({ at: hat, name });
+      heavyAt.push({ at: hat, name, pathExpect: expectPath(fastpath, sides, part.listener, part.rulelists) });
     }
     gw = await driver.startGateway({ listeners, clusters, ...(rulelists.length > 0 ? { rulelists } : {}), ...(plain.admin ? { admin: plain.admin } : {}) }, { name: pairLabel(cell) });
     const ctx: PairContext = {
@@ -638,6 +669,7 @@ async function setupPairOnce(cell: RunCell, driver: Driver, heavy: readonly Heav
       limit: pairLimit(cell),
       effect: cell.transform?.effect ?? 'identity',
       chainId,
+      pathExpect: expectPath(fastpath, sides, light),
     };
     return { plain, tagged, gw, ctx, heavyAt, stop };
   } catch (err) {
@@ -657,6 +689,8 @@ export interface HeavyContext {
   readonly target: Target;
   readonly listener: string;
   readonly ups: Upstreams;
+  /** The case's path check (path-check.ts), run while one of its sessions is live. */
+  readonly path?: PathCheck;
 }
 
 export interface HeavyPart {

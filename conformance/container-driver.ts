@@ -81,6 +81,8 @@ export interface ContainerDriverOptions {
   readonly localPeers?: boolean;
   /** Where build output goes (default: stderr). */
   readonly progress?: (line: string) => void;
+  /** Environment variables of the gateway container (L7MP_TCP_FASTPATH). */
+  readonly gatewayEnv?: Readonly<Record<string, string>>;
 }
 
 // testcontainers reads these when it first talks to the engine: no Ryuk, and
@@ -214,6 +216,7 @@ export class ContainerDriver implements Driver {
   private readonly gatewayCommand: string[];
   private readonly peersImage: string;
   private readonly localPeers: boolean;
+  private readonly gatewayEnv: Readonly<Record<string, string>>;
   private readonly runId = `${process.pid}-${Date.now().toString(36)}`;
   private readonly boxes = new Set<Box>();
   private readonly udpPeer = udpEchoPeer();
@@ -231,6 +234,7 @@ export class ContainerDriver implements Driver {
     this.gatewayCommand = containerCommand(opts.gatewayCmd);
     this.peersImage = opts.peersImage ?? PEERS_IMAGE;
     this.localPeers = opts.localPeers ?? false;
+    this.gatewayEnv = opts.gatewayEnv ?? {};
     // Local peers serve a gateway that runs as another user (the image's).
     this.local = new ProcessDriver(undefined, this.localPeers);
     const progress = opts.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -318,7 +322,7 @@ export class ContainerDriver implements Driver {
       const raw = /"protocol": "AF_PACKET"/.test(text);
       await this.start(box, this.gatewayImage, this.gatewayCommand,
         (gc) => {
-          const c = gc.withCopyContentToContainer([{ content: text, target: CONTAINER_CONFIG_PATH, mode: 0o644 }]);
+          const c = gc.withCopyContentToContainer([{ content: text, target: CONTAINER_CONFIG_PATH, mode: 0o644 }]).withEnvironment({ ...this.gatewayEnv });
           return raw ? c.withUser('0:0').withAddedCapabilities('NET_RAW') : c;
         }, this.ownGateway ? CONTAINER_USER : undefined);
       await waitFor(async () => {

@@ -105,6 +105,7 @@ async function healthCase(h: HeavyContext): Promise<string> {
       await s.inbox.until(() => s.inbox.bytes >= msg.length, REPLY_MS, `the echo of session ${i + 1} of ${SESSIONS} after the dead endpoint was found out`);
       const got = s.inbox.concat();
       if (!got.equals(msg)) throw new Error(`session ${i + 1} of ${SESSIONS} got ${JSON.stringify(got.toString('latin1', 0, 80))}`);
+      await h.path?.whileLive();
     } finally {
       await s.close().catch(() => undefined);
     }

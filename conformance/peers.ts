@@ -1,3 +1,4 @@
+// Long file: the peer tables of every protocol, kept in one place so that a protocol's listener and cluster peers are read together.
 // What each protocol needs to be exercised, keyed by the registry's protocol
 // name. The matrix itself comes from the registry (matrix.ts); this file only
 // says, for a protocol:
@@ -74,6 +75,8 @@ interface ListenerPeerBase {
   readonly frames?: boolean;
   /** Bytes the gateway sees on top of each payload the client sends (a frame header); the counters case adds them. */
   readonly frameOverhead?: number;
+  /** This gateway's raw socket path can take the listener's sessions (TCP, Unix stream): the cases check which path they took (path-check.ts). */
+  readonly rawPath?: boolean;
 }
 
 export interface SessionListenerPeer extends ListenerPeerBase {
@@ -110,6 +113,8 @@ export interface Upstreams {
 export interface ClusterPeer {
   readonly maxMessage: number;
   readonly halfClose: boolean;
+  /** This gateway's raw socket path can connect the cluster's upstreams (TCP, Unix stream): see ListenerPeer.rawPath. */
+  readonly rawPath?: boolean;
   /**
    * The gateway holds a connection to the upstream and sees it go (TCP,
    * WebSocket...): the retry case then expects a reconnect event. Over UDP a
@@ -271,6 +276,7 @@ export const LISTENER_PEERS: Readonly<Record<string, ListenerPeer>> = {
     hashKey: 'IP/src_addr',
     sources: LOOPBACK_SOURCES,
     representative: 'TCP',
+    rawPath: true,
     open: tcpClient,
   },
   UnixDomainSocket: {
@@ -282,6 +288,7 @@ export const LISTENER_PEERS: Readonly<Record<string, ListenerPeer>> = {
     hashKey: 'UNIX/filename',
     sources: [],
     representative: 'UnixDomainSocket',
+    rawPath: true,
     open: unixClient,
   },
   HTTP: {
@@ -427,10 +434,11 @@ const AF_PACKET_PEER: ClusterPeer = {
 export const CLUSTER_PEERS: Readonly<Record<string, ClusterPeer>> = {
   // Only socat's fork-per-flow echo needs flows started one at a time (udp-echo.ts).
   UDP: ipPeer('UDP', 'udp-echo', { maxMessage: UDP_MAX_PAYLOAD, connectionOriented: false, fragileFlowStart: udpEchoPeer() === 'socat' }),
-  TCP: ipPeer('TCP', 'tcp-echo', { halfClose: true }),
+  TCP: ipPeer('TCP', 'tcp-echo', { halfClose: true, rawPath: true }),
   UnixDomainSocket: {
     maxMessage: Infinity,
     halfClose: true,
+    rawPath: true,
     connectionOriented: true,
     canTag: true,
     fragileFlowStart: false,

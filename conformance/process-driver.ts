@@ -134,9 +134,9 @@ class Child {
   }
 }
 
-function spawnChild(label: string, cmd: string, args: string[]): Child {
+function spawnChild(label: string, cmd: string, args: string[], env?: Readonly<Record<string, string>>): Child {
   installExitHook();
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...(env !== undefined ? { env: { ...process.env, ...env } } : {}) });
   return new Child(label, proc);
 }
 
@@ -176,8 +176,10 @@ export class ProcessDriver implements Driver {
    * @param forOtherUsers the peers' sockets and FIFOs must be usable by a
    *   gateway running as another user (a gateway container next to local
    *   peers): peers start with umask 0 and FIFOs are made 0666.
+   * @param gatewayEnv variables set for the gateway on top of this process's
+   *   environment (L7MP_TCP_FASTPATH; see DriverOptions in driver.ts).
    */
-  constructor(private readonly gatewayCmd?: string, private readonly forOtherUsers = false) {
+  constructor(private readonly gatewayCmd?: string, private readonly forOtherUsers = false, private readonly gatewayEnv?: Readonly<Record<string, string>>) {
     // Short: Unix socket paths must stay under 108 bytes.
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7c-'));
   }
@@ -211,8 +213,8 @@ export class ProcessDriver implements Driver {
     const file = this.tmpPath(`${name.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 40)}.json`);
     fs.writeFileSync(file, JSON.stringify(full, null, 2));
     const child = this.gatewayCmd !== undefined
-      ? spawnChild(`gateway ${name}`, '/bin/sh', ['-c', processCommand(this.gatewayCmd, file)])
-      : spawnChild(`gateway ${name}`, process.execPath, [GATEWAY_MAIN, '-c', file]);
+      ? spawnChild(`gateway ${name}`, '/bin/sh', ['-c', processCommand(this.gatewayCmd, file)], this.gatewayEnv)
+      : spawnChild(`gateway ${name}`, process.execPath, [GATEWAY_MAIN, '-c', file], this.gatewayEnv);
     this.children.add(child);
     const apiBase = `http://127.0.0.1:${apiPort}`;
     try {

@@ -23,6 +23,8 @@ export interface RunResult {
   readonly mode: string;
   /** The gateway under test: its command (process mode) or image (container mode). */
   readonly gateway?: string;
+  /** The raw stream path the gateway ran with (L7MP_TCP_FASTPATH), when the cases checked it. */
+  readonly tcpFastpath?: 'on' | 'off';
   readonly only: string | undefined;
   readonly rows: readonly string[];
   /** Columns, with the registry protocols behind each (several for a transform group). */
@@ -56,6 +58,13 @@ export function cellText(p: PairResult | undefined): string {
   const star = p.representative ? '*' : '';
   if (p.status === 'fail') return `FAIL ${fail}/${fail + pass + skip}${star}`;
   return `pass ${pass}${skip > 0 ? ` +${skip}s` : ''}${star}`;
+}
+
+/** Which stream path the run checked, and on how many passing cases each answer was seen; undefined when unchecked. */
+export function pathLine(r: RunResult): string | undefined {
+  if (r.tcpFastpath === undefined) return undefined;
+  const n = (e: string) => r.pairs.reduce((a, p) => a + p.cases.filter((c) => c.status === 'pass' && c.path === e).length, 0);
+  return `TCP/Unix stream path: ${r.tcpFastpath === 'on' ? 'raw socket path on' : 'off (L7MP_TCP_FASTPATH=off)'}; checked on ${n('raw')} case(s) that must show "path": "raw", ${n('socket')} that must show none, ${n('not-raw')} that must not show "raw"`;
 }
 
 export function summaryLine(r: RunResult): string {
@@ -121,6 +130,8 @@ export function renderText(r: RunResult): string {
   const widths = cols.map((c) => Math.max(c.id.length, ...rows.map((row) => cellText(pairAt(r, row, c.id)).length)) + 2);
   out.push(`Conformance matrix (${r.mode} mode${r.only ? `, only ${r.only}` : ''}): rows are listener protocols, columns cluster protocols and transforms`);
   if (r.gateway !== undefined) out.push(`Gateway under test: ${r.gateway}`);
+  const paths = pathLine(r);
+  if (paths !== undefined) out.push(paths);
   out.push(head.padEnd(w0) + cols.map((c, i) => c.id.padEnd(widths[i]!)).join('').trimEnd());
   for (const row of rows) {
     out.push(row.padEnd(w0) + cols.map((c, i) => cellText(pairAt(r, row, c.id)).padEnd(widths[i]!)).join('').trimEnd());
@@ -163,6 +174,8 @@ export function renderMarkdown(r: RunResult): string {
   out.push('# Conformance report', '');
   out.push(`Mode: ${r.mode}${r.only ? `, only ${mdEscape(r.only)}` : ''}. Ran in ${(r.durationMs / 1000).toFixed(1)} s.`, '');
   if (r.gateway !== undefined) out.push(`Gateway under test: \`${r.gateway.replace(/`/g, "'")}\``, '');
+  const paths = pathLine(r);
+  if (paths !== undefined) out.push(mdEscape(paths), '');
   out.push(`**${summaryLine(r)}**`, '');
   out.push('Rows are listener protocols, columns cluster protocols and transforms.', '');
   out.push(`| listener \\ cluster | ${cols.map((c) => mdEscape(c.id)).join(' | ')} |`);

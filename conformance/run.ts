@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // npm run conformance [-- --only PATTERNS] [--mode process|container] [--concurrency N]
 //                       [--gateway-cmd 'CMD {config}'] [--gateway-image IMAGE] [--out DIR]
+//                       [--tcp-fastpath on|off]
 //
 // Prints the matrix and the failing/skipped cases, ends with
 // "N passed, N failed, N skipped", writes report.md, report.html, junit.xml
@@ -28,6 +29,11 @@ const USAGE = `usage: node dist/conformance/run.js [options]
   --gateway-image IMAGE the gateway image under test (implies --mode container and
                         --local-peers; never built or pulled by the suite)
   --local-peers         container mode: run the echo peers as local processes
+  --tcp-fastpath on|off start the gateway with its raw TCP/Unix stream path on, or off
+                        (L7MP_TCP_FASTPATH=off), and check on every pair with a TCP or
+                        UnixDomainSocket side that the sessions took that path (default:
+                        this build, as L7MP_TCP_FASTPATH says; not checked with
+                        --gateway-cmd or --gateway-image unless given)
   --out DIR             write report.md, report.html, junit.xml and report.json into DIR
                         (default: conformance/ of this tree)
   --concurrency N       pairs run at the same time (default 2)
@@ -44,6 +50,7 @@ async function main(): Promise<number> {
         'gateway-cmd': { type: 'string' },
         'gateway-image': { type: 'string' },
         'local-peers': { type: 'boolean' },
+        'tcp-fastpath': { type: 'string' },
         out: { type: 'string' },
         concurrency: { type: 'string', default: '2' },
         'no-report': { type: 'boolean', default: false },
@@ -66,6 +73,11 @@ async function main(): Promise<number> {
     process.stderr.write(`conformance: --mode must be process or container, got "${mode}"\n${USAGE}`);
     return 2;
   }
+  const fastpath = values['tcp-fastpath'];
+  if (fastpath !== undefined && fastpath !== 'on' && fastpath !== 'off') {
+    process.stderr.write(`conformance: --tcp-fastpath must be on or off, got "${fastpath}"\n${USAGE}`);
+    return 2;
+  }
   const concurrency = Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 16) {
     process.stderr.write(`conformance: --concurrency must be an integer between 1 and 16\n${USAGE}`);
@@ -79,6 +91,7 @@ async function main(): Promise<number> {
       ...(values.only !== undefined ? { only: values.only } : {}),
       ...(values['gateway-cmd'] !== undefined ? { gatewayCmd: values['gateway-cmd'] } : {}),
       ...(image !== undefined ? { gatewayImage: image } : {}),
+      ...(fastpath !== undefined ? { tcpFastpath: fastpath } : {}),
       // Someone else's image comes without our peers image: the peers run here.
       ...(values['local-peers'] !== undefined || image !== undefined ? { localPeers: values['local-peers'] ?? true } : {}),
       progress: (line) => process.stderr.write(`${line}\n`),

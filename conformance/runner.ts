@@ -11,6 +11,7 @@ import { buildMatrix, cellKey, type Cell, type Matrix } from './matrix.js';
 import { ContainerDriver } from './container-driver.js';
 import { ProcessDriver } from './process-driver.js';
 import { checkGatewayCmd } from './gateway-under-test.js';
+import type { TcpFastpath } from './path-check.js';
 import { renderJson, renderJunit } from './junit.js';
 import { pairStatus, renderHtml, renderMarkdown, type PairResult, type RunResult } from './report.js';
 import { selectCells } from './select.js';
@@ -28,6 +29,15 @@ export interface RunOptions {
   readonly gatewayImage?: string;
   /** Container mode: run the echo peers as local processes, not as containers of the peers image. */
   readonly localPeers?: boolean;
+  /**
+   * The raw stream path of the gateway under test: 'off' starts it with
+   * L7MP_TCP_FASTPATH=off, 'on' with the path on; the cases of pairs with a
+   * TCP or Unix stream side check which path their sessions took
+   * (path-check.ts). Default: this build follows L7MP_TCP_FASTPATH of the
+   * suite's own environment; a gateway named by gatewayCmd or gatewayImage is
+   * not checked unless this is given.
+   */
+  readonly tcpFastpath?: TcpFastpath;
   /** Pairs run at the same time (default 2). */
   readonly concurrency?: number;
   /** Use this driver instead of the mode's. */
@@ -41,17 +51,28 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** dist/conformance/ -> conformance/ in the source tree, where the reports go. */
 export const REPORT_DIR = path.resolve(HERE, '../../conformance');
 
-export function createDriver(mode: Mode, opts: Pick<RunOptions, 'gatewayCmd' | 'gatewayImage' | 'localPeers'> = {}): Driver {
+/** The raw stream path the run expects (RunOptions.tcpFastpath), or undefined: a gateway not ours, not checked. */
+export function resolveFastpath(opts: Pick<RunOptions, 'tcpFastpath' | 'gatewayCmd' | 'gatewayImage'>): TcpFastpath | undefined {
+  if (opts.tcpFastpath !== undefined) return opts.tcpFastpath;
+  if (opts.gatewayCmd !== undefined || opts.gatewayImage !== undefined) return undefined;
+  return process.env.L7MP_TCP_FASTPATH === 'off' ? 'off' : 'on';
+}
+
+export function createDriver(mode: Mode, opts: Pick<RunOptions, 'gatewayCmd' | 'gatewayImage' | 'localPeers' | 'tcpFastpath'> = {}): Driver {
   if (opts.gatewayCmd !== undefined) checkGatewayCmd(opts.gatewayCmd);
+  // Set explicitly, so that what the cases expect is what the gateway was told, in either mode.
+  const fastpath = resolveFastpath(opts);
+  const gatewayEnv = fastpath !== undefined ? { L7MP_TCP_FASTPATH: fastpath } : undefined;
   if (mode === 'process') {
     if (opts.gatewayImage !== undefined) throw new DriverUnavailableError('--gateway-image needs container mode (--mode container)');
-    return new ProcessDriver(opts.gatewayCmd);
+    return new ProcessDriver(opts.gatewayCmd, false, gatewayEnv);
   }
   if (mode === 'container') {
     return new ContainerDriver({
       ...(opts.gatewayImage !== undefined ? { gatewayImage: opts.gatewayImage } : {}),
       ...(opts.gatewayCmd !== undefined ? { gatewayCmd: opts.gatewayCmd } : {}),
       ...(opts.localPeers !== undefined ? { localPeers: opts.localPeers } : {}),
+      ...(gatewayEnv !== undefined ? { gatewayEnv } : {}),
     });
   }
   throw new DriverUnavailableError(`no driver for mode "${String(mode)}"`);
@@ -68,6 +89,7 @@ export async function runConformance(opts: RunOptions = {}): Promise<RunResult> 
   const matrix = opts.matrix ?? buildMatrix();
   const cells = opts.only !== undefined ? selectCells(matrix.cells, opts.only) : matrix.cells;
   const driver = opts.driver ?? createDriver(mode, opts);
+  const fastpath = resolveFastpath(opts);
   const t0 = Date.now();
   const results = new Map<Cell, PairResult>();
   try {
@@ -89,7 +111,7 @@ export async function runConformance(opts: RunOptions = {}): Promise<RunResult> 
       .sort((a, b) => cost(b) - cost(a));
     await pool(runnable, opts.concurrency ?? 2, async (c) => {
       const started = Date.now();
-      const cases = await runCell(c, driver);
+      const cases = await runCell(c, driver, fastpath);
       const r: PairResult = {
         key: cellKey(c), row: c.row.id, col: c.col.id, type: 'run', status: pairStatus(cases), representative: c.representative, cases, ms: Date.now() - started,
       };
@@ -105,6 +127,7 @@ export async function runConformance(opts: RunOptions = {}): Promise<RunResult> 
   return {
     mode,
     gateway: gatewayLabel(mode, opts),
+    ...(fastpath !== undefined ? { tcpFastpath: fastpath } : {}),
     only: opts.only,
     rows: matrix.rows.map((r) => r.id),
     cols: matrix.cols.map((c) => ({ id: c.id, kind: c.kind, protocols: c.protocols.map((p) => p.name) })),
