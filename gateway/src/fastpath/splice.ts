@@ -87,7 +87,7 @@ interface PairEnd {
 export class SpliceSession implements FastPath, SpliceControl {
   private readonly counts = new Float64Array(4);
   /** What was already folded into the links (bytes, reads per direction). */
-  private readonly seen = new Float64Array(4);
+  private readonly seen = [0, 0, 0, 0];
   state: 'active' | 'done' | 'closed' = 'active';
   endCode: string | undefined;
   readonly since = Date.now();
