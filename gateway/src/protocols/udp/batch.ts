@@ -85,7 +85,9 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
       if (o.bind) addon.bindInet(fd, o.bind.address, o.bind.port, o.bind.reuse);
       addon.connectInet(fd, o.remote.address, o.remote.port);
       // Bursts are what batching is for: a deeper receive queue drops fewer of them.
-      addon.setBuffers(fd, 1 << 20, 1 << 20);
+      // The send side keeps the default: a full send buffer is EAGAIN, which
+      // queues in NativeSocket, never a drop, and the option is a system call per session.
+      addon.setBuffers(fd, 1 << 20, 0);
     } catch (err) {
       addon.close(fd);
       throw err;
@@ -177,9 +179,9 @@ export class SharedUdpSocket implements NativeSocketHandler {
     else if (!this.closing) this.owner.newFlow(this, key, msg, slot);
   }
 
-  /** Add a flow for the source of `slot` in the current batch. */
-  open(key: number, slot: number): SharedUdpFlow {
-    const f = new SharedUdpFlow(this, key, Buffer.from(sourceAddress(slot)));
+  /** Add a flow for the source of `slot` in the current batch; `peer` is its address:port. */
+  open(key: number, slot: number, peer: string): SharedUdpFlow {
+    const f = new SharedUdpFlow(this, key, Buffer.from(sourceAddress(slot)), peer);
     this.flows.set(key, f);
     return f;
   }
@@ -259,10 +261,9 @@ export class SharedUdpFlow extends BaseChannel {
   lastActive = flowClock.now;
   replied = false;
 
-  constructor(private readonly shared: SharedUdpSocket, readonly key: number, readonly addr: Uint8Array) {
+  constructor(private readonly shared: SharedUdpSocket, readonly key: number, readonly addr: Uint8Array, peer: string) {
     super();
-    const r = keyAddress(key);
-    this.peer = flat(`${r.address}:${r.port}`);
+    this.peer = peer;
   }
 
   receive(msg: Uint8Array): void {
