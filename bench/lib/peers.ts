@@ -28,6 +28,8 @@ export interface Env {
   lifetime: number;
   /** Extra node flags for the gateway process (bench/profile.ts: --cpu-prof). */
   gatewayNodeArgs?: string[];
+  /** Extra admin settings for the gateway (bench/profile.ts: drain_timeout 0, so that it exits, and writes its profile, within stop()'s grace). */
+  gatewayAdmin?: Record<string, unknown>;
   /** Data-plane workers: the gateway's admin.workers and nginx's worker_processes (default 1; docs/workers.md). */
   workers?: number;
   /** taskset CPU lists (bench/run.ts --pin): proxies, and load generators with the echo servers. */
@@ -62,7 +64,7 @@ function gatewayConfig(c: Carriage, port: number, env: Env, metricsPort: number 
     });
   }
   const workers = env.workers ?? 1;
-  return { admin: { log_level: 'warn', log_file: 'stderr', ...(workers > 1 ? { workers } : {}) }, listeners, clusters: [c === 'tcp' ? tcpCluster : udpCluster] };
+  return { admin: { log_level: 'warn', log_file: 'stderr', ...(workers > 1 ? { workers } : {}), ...env.gatewayAdmin }, listeners, clusters: [c === 'tcp' ? tcpCluster : udpCluster] };
 }
 
 function nginxConfig(c: 'udp' | 'tcp', port: number, env: Env): string {

@@ -18,15 +18,18 @@
 // The limit is RLIMIT_NOFILE. Node raises the soft limit to the hard limit
 // at start (as nginx's worker_rlimit_nofile would), so the soft limit read
 // here is already the highest the process may have. The usage is sampled
-// from /proc/self/fd at most every SAMPLE_MS (longer when many are open), not per packet; between samples
+// from /proc/self/fd at most every SAMPLE_MS, not per packet; between samples
 // each admitted data-plane session is assumed to take FDS_PER_SESSION more
 // (and each ended one to give them back), so a burst between two samples
-// cannot overshoot.
+// cannot overshoot. Linux 6.2 and later report the count as the size of
+// /proc/self/fd (one stat, a few µs at any count); older kernels list the
+// directory, and then samples are spaced out as the count grows.
 
 import fs from 'node:fs';
 
 /**
- * At most one /proc/self/fd scan per this many ms, or per (descriptors open / 20) ms
+ * At most one /proc/self/fd count per this many ms. Where the count needs a
+ * directory scan (kernels before 6.2), at most one per (descriptors open / 20) ms
  * when that is longer: a scan costs up to ~0.7 µs per descriptor (measured on a
  * loaded machine), so the scans never take more than ~1.5 % of a core; at 100k
  * open descriptors one runs every 5 s and the per-session estimate carries the rest.
@@ -52,9 +55,18 @@ export function readFdLimit(file = '/proc/self/limits'): number | undefined {
   }
 }
 
+/** Whether stat() of /proc/self/fd gives the count (Linux >= 6.2); unknown until the first count. */
+let statCounts: boolean | undefined;
+
 /** Descriptors open now, or undefined if they cannot be counted (no /proc). EMFILE itself counts as "all of them". */
 function countOpenFds(limit: number): number | undefined {
   try {
+    if (statCounts !== false) {
+      // The size is the number of open descriptors; 0 where the kernel does not report it (a process always has some).
+      const n = fs.statSync('/proc/self/fd').size;
+      statCounts = n > 0;
+      if (statCounts) return n;
+    }
     return fs.readdirSync('/proc/self/fd').length - 1; // minus the descriptor readdir itself held
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -87,7 +99,9 @@ export class FdBudget {
   /** The estimated usage now (sampled at most every SAMPLE_MS). */
   usage(): number {
     const t = this.now();
-    if (this.limit !== undefined && t - this.sampledAt >= Math.max(SAMPLE_MS, this.sampled / 20)) {
+    // A scan's cost grows with the count, a stat's does not.
+    const every = this.count === countOpenFds && statCounts === true ? SAMPLE_MS : Math.max(SAMPLE_MS, this.sampled / 20);
+    if (this.limit !== undefined && t - this.sampledAt >= every) {
       const n = this.count(this.limit);
       if (n !== undefined) {
         this.sampled = n;

@@ -81,11 +81,11 @@ export class Pipeline implements SessionOwner, SessionCuts {
     s.event('INIT', 'Session created');
     this.hooks.onSessionStart(s);
     this.log.verbose({ session: name, listener }, 'new session');
-    void this.setup(s);
+    this.setup(s);
   }
 
   /** Route the session, connect every stage of its route, link them. */
-  private async setup(s: Session): Promise<void> {
+  private setup(s: Session): void {
     let route: RouteObj;
     try {
       route = lookup(this.graph, s);
@@ -102,7 +102,18 @@ export class Pipeline implements SessionOwner, SessionCuts {
     const retry = route.retry;
     const attempts = retry.retry_on === 'connect-failure' || retry.retry_on === 'always' ? 1 + retry.num_retries : 1;
     const stages = [...s.ingress, ...s.egress, s.destination];
-    const results = await Promise.allSettled(stages.map((st) => this.connectStage(s, st, attempts)));
+    const pending = stages.map((st) => this.connectStage(s, st, attempts));
+    if (pending.every((p) => p === undefined)) {
+      // Every stage connected at once (connectNow): linked after the
+      // listener's emit returns, as when a connect resolves, with one promise.
+      void Promise.resolve().then(() => this.linkStages(s, stages, []));
+      return;
+    }
+    void Promise.allSettled(pending).then((results) => this.linkStages(s, stages, results));
+  }
+
+  /** Every stage's connect settled: link the session, or fail it with the first error. */
+  private linkStages(s: Session, stages: Stage[], results: PromiseSettledResult<void>[]): void {
     if (s.status !== 'INIT') {
       // Ended while connecting (deleted from the API, listener removed...).
       for (const st of stages) st.channel?.close();
@@ -126,32 +137,53 @@ export class Pipeline implements SessionOwner, SessionCuts {
     s.status = 'CONNECTED'; // before link(): a stage that closes while linking must be seen
     s.event('CONNECT', 'Session connected');
     s.link();
-    this.log.verbose({ session: s.name, route: route.name, destination: s.destination.channel?.peer }, 'session connected');
+    this.log.verbose({ session: s.name, route: s.route, destination: s.destination!.channel?.peer }, 'session connected');
     if (closedEarly !== undefined && !isOver(s)) this.stageClosed(s, closedEarly, undefined);
     else this.hooks.onSessionLinked(s);
   }
 
-  private async connectStage(s: Session, st: Stage, attempts: number): Promise<void> {
+  /**
+   * Connect one stage, retrying per the route's policy. undefined: connected
+   * at once by its first attempt (connectNow); else the outcome to wait for.
+   */
+  private connectStage(s: Session, st: Stage, attempts: number): Promise<void> | undefined {
+    if (s.status !== 'INIT' && s.status !== 'CONNECTED') return Promise.reject(new GatewayError('CONNECT_FAILED', 'session ended while connecting'));
     const timeout = s.retry!.timeout > 0 ? s.retry!.timeout : 2000;
     const failedEndpoints = new Set<string>();
+    let first: Channel | Promise<Channel>;
+    try {
+      first = this.connectOnce(s, st, timeout, failedEndpoints);
+    } catch (err) {
+      first = Promise.reject(err);
+    }
+    if (!(first instanceof Promise) && !isOver(s)) {
+      try {
+        this.stageConnected(s, st, first);
+        return undefined;
+      } catch (err) {
+        first = Promise.reject(err); // a hook failed: an attempt that failed, as when it runs after an await
+      }
+    }
+    return this.connectAttempts(s, st, attempts, timeout, failedEndpoints, first);
+  }
+
+  /** connectStage's attempts from the first on, whose channel (or its promise) is `first`. */
+  private async connectAttempts(s: Session, st: Stage, attempts: number, timeout: number, failedEndpoints: Set<string>, first: Channel | Promise<Channel>): Promise<void> {
     let last: unknown;
     for (let i = 0; i < attempts; i++) {
       if (i > 0) {
         st.status = 'RETRYING';
         this.hooks.onRetry(s, st, 'connect');
         await delay(s.retry!.timeout);
+        if (s.status !== 'INIT' && s.status !== 'CONNECTED') throw new GatewayError('CONNECT_FAILED', 'session ended while connecting');
       }
-      if (s.status !== 'INIT' && s.status !== 'CONNECTED') throw new GatewayError('CONNECT_FAILED', 'session ended while connecting');
       try {
-        const ch = await this.connectOnce(s, st, timeout, failedEndpoints);
+        const ch = await (i === 0 ? first : this.connectOnce(s, st, timeout, failedEndpoints));
         if (isOver(s)) {
           ch.close();
           throw new GatewayError('CONNECT_FAILED', 'session ended while connecting');
         }
-        st.channel = ch;
-        st.status = 'CONNECTED';
-        ch.setCloseListener(s);
-        this.hooks.onStageConnect(s, st, false);
+        this.stageConnected(s, st, ch);
         return;
       } catch (err) {
         last = err;
@@ -163,7 +195,15 @@ export class Pipeline implements SessionOwner, SessionCuts {
     throw last;
   }
 
-  private async connectOnce(s: Session, st: Stage, timeoutMs: number, failed: Set<string>): Promise<Channel> {
+  private stageConnected(s: Session, st: Stage, ch: Channel): void {
+    st.channel = ch;
+    st.status = 'CONNECTED';
+    ch.setCloseListener(s);
+    this.hooks.onStageConnect(s, st, false);
+  }
+
+  /** One attempt: the channel at once where the cluster has connectNow, else its promise; a failure throws or rejects. */
+  private connectOnce(s: Session, st: Stage, timeoutMs: number, failed: Set<string>): Channel | Promise<Channel> {
     const c = this.graph.clusters.get(st.origin);
     if (!c) throw new GatewayError('NOT_FOUND', `cluster "${st.origin}" does not exist`);
     let endpoint: EndpointObj | undefined;
@@ -172,20 +212,26 @@ export class Pipeline implements SessionOwner, SessionCuts {
       if (!endpoint) throw new GatewayError('CONNECT_FAILED', `No endpoint in cluster "${c.name}"`);
     }
     st.endpoint = endpoint;
-    try {
-      return await c.impl.connect({
-        endpoint: endpoint && c.health ? c.health.target(endpoint) : endpoint,
-        session: s,
-        timeoutMs,
-        role: st.role === 'source' ? undefined : st.role,
-        raw: st.role === 'destination' && rawEligible(s),
-      });
-    } catch (err) {
+    const failure = (err: unknown): never => {
       if (endpoint) {
         failed.add(endpoint.name);
         if (!isOver(s)) c.health?.state.failure(endpoint.name, `connect failed: ${(err as Error).message}`);
       }
       throw err;
+    };
+    const req = {
+      endpoint: endpoint && c.health ? c.health.target(endpoint) : endpoint,
+      session: s,
+      timeoutMs,
+      role: st.role === 'source' ? undefined : st.role,
+      raw: st.role === 'destination' && rawEligible(s),
+    };
+    try {
+      const now = c.impl.connectNow?.(req);
+      if (now !== undefined) return now;
+      return c.impl.connect(req).catch(failure);
+    } catch (err) {
+      return failure(err);
     }
   }
 

@@ -1,14 +1,22 @@
 // NativeSocket: the TypeScript side of the addon's FdSocket. Reads arrive in
 // batches (one call per recvmmsg); sends made in one turn of the event loop
 // are queued and leave in one sendmmsg per socket from a setImmediate, i.e.
-// right after the poll phase. Sends made while a received batch is handed
-// out leave earlier, after its 1st, 2nd, 4th, 8th... datagram and at its end:
-// held until the whole batch was processed, a batch travels as one convoy
-// (proxy, then upstream, then client, each idle while another works), and a
-// closed-loop client of 16 datagrams in flight got 90k/s at 65 % proxy CPU
-// against 150k/s at 97 % with the early flushes (bench/README.md, "the batch
-// convoy"); the growing steps keep a full batch of 64 at 7 sendmmsg calls
-// per destination socket. Not from a microtask: uWebSockets.js and node's
+// right after the poll phase. Sends made while a batch of more than
+// SMALL_BATCH datagrams is handed out leave earlier, after its 1st, 2nd, 4th,
+// 8th... datagram and at its end: held until the whole batch was processed,
+// a batch travels as one convoy (proxy, then upstream, then client, each idle
+// while another works), and a closed-loop client of 16 datagrams in flight
+// got 90k/s at 65 % proxy CPU against 150k/s at 97 % with the early flushes
+// (bench/README.md, "the batch convoy"); the growing steps keep a full batch
+// of 64 at 7 sendmmsg calls per destination socket. A small batch is not
+// flushed by itself: with many sockets ready in one poll phase (the upstream
+// sockets of UDP sessions, a datagram or two each) what their batches queue
+// for one socket (the listener's, to every client) leaves in one sendmmsg
+// instead of one each, and each sendmmsg to a sleeping receiver pays its
+// wake-up (perf: try_to_wake_up's _raw_spin_unlock_irqrestore is the top
+// kernel symbol of the proxy). Measured with 16 ping-pong flows: see the
+// commit that made batches of up to SMALL_BATCH wait.
+// Not from a microtask: uWebSockets.js and node's
 // stream callbacks run microtasks after every message callback, so a
 // microtask flush would send one datagram per system call (measured in one
 // bench run: 48k WebSocket -> UDP messages/s flushing per microtask against
@@ -39,6 +47,8 @@ export interface NativeSocketHandler {
 
 /** Datagrams held while the socket buffer is full, beyond which new ones are dropped. */
 const MAX_QUEUE = 4096;
+/** Batches up to this long leave their sends to the per-turn immediate (see the header). */
+const SMALL_BATCH = 4;
 
 interface Area { slab: Buffer; meta: Int32Array; addrs: Buffer; slot: number; addr: number }
 let area: Area | undefined;
@@ -165,10 +175,10 @@ export class NativeSocket {
       const msg = Buffer.allocUnsafe(len);
       slab.copy(msg, 0, i * slot, i * slot + len);
       this.handler.message(msg, i);
-      // After datagram 1, 2, 4, 8, ... (i + 1 a power of two): see the header.
-      if ((i & (i + 1)) === 0 && toFlush.length > 0) flushNow();
+      // After datagram 1, 2, 4, 8, ... (i + 1 a power of two) of a batch that is not small: see the header.
+      if (n > SMALL_BATCH && (i & (i + 1)) === 0 && toFlush.length > 0) flushNow();
     }
-    if (toFlush.length > 0) flushNow();
+    if (n > SMALL_BATCH && toFlush.length > 0) flushNow();
   }
 
   /** Queue one datagram. false: the socket buffer is full (or the queue is), wait for drained(). */

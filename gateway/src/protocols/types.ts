@@ -153,6 +153,12 @@ export interface GatewayServices {
 export interface ClusterImpl {
   connect(req: ConnectRequest): Promise<Channel>;
   /**
+   * Optional: connect at once where the channel needs no waiting (a UDP
+   * socket): the channel, a throw as connect() would reject, or undefined to
+   * use connect(). Spares a session the promises of an asynchronous connect.
+   */
+  connectNow?(req: ConnectRequest): Channel | undefined;
+  /**
    * Take the host resources the cluster needs (open its log file, ...) once
    * the change that adds it is about to commit, after listeners bound: a
    * rejected change must never create or open a file. close() releases them.

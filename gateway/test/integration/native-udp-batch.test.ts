@@ -2,7 +2,7 @@
 // IPv4 session sockets when the addon is built, with the Channel semantics of
 // the plain path (dataplane/retry/loadbalance tests run on it too).
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import dgram from 'node:dgram';
 import { BatchedUdpChannel, SharedUdpFlow } from '../../src/protocols/udp/batch.js';
 import { UdpChannel } from '../../src/protocols/udp/channel.js';
@@ -110,19 +110,25 @@ test('shared listener socket: a second listener on the port is refused; a sessio
   await waitFor(async () => !(await udpBound(port)), 3000, 'the port released after the last session ended');
 });
 
+/** The far end of a forwarder: a plain socket that collects what it is sent, and a native socket connected to it. */
+async function forwardedTo(t: ExecutionContext, collect: (m: Buffer) => void): Promise<NativeSocket> {
+  const addon = socketsAddon()!;
+  const sink = await udpClient();
+  t.teardown(() => sink.close());
+  sink.on('message', collect);
+  const outFd = addon.socket(addon.constants.AF_INET, addon.constants.SOCK_DGRAM, 0);
+  addon.connectInet(outFd, '127.0.0.1', sink.address().port);
+  const out = new NativeSocket(addon, outFd, 'data', { message() {}, error: (code) => t.fail(`out: ${code}`) });
+  t.teardown(() => out.close());
+  return out;
+}
+
 test('a received batch is forwarded while it is handed out: the first datagram leaves before the second is processed, and the whole batch leaves in order', async (t) => {
   if (!needAddon(t)) return;
   const addon = socketsAddon()!;
   const { AF_INET, SOCK_DGRAM } = addon.constants;
-  // The far end: a plain socket that collects what the forwarder sends.
-  const sink = await udpClient();
-  t.teardown(() => sink.close());
   const got: number[] = [];
-  sink.on('message', (m: Buffer) => got.push(m.readUInt32BE(0)));
-  const outFd = addon.socket(AF_INET, SOCK_DGRAM, 0);
-  addon.connectInet(outFd, '127.0.0.1', sink.address().port);
-  const out = new NativeSocket(addon, outFd, 'data', { message() {}, error: (code) => t.fail(`out: ${code}`) });
-  t.teardown(() => out.close());
+  const out = await forwardedTo(t, (m) => got.push(m.readUInt32BE(0)));
   // The forwarder: every datagram read goes straight to `out`; what `out`
   // still holds when the next one is handed out is recorded.
   const seen: { slot: number; held: number }[] = [];
@@ -153,4 +159,40 @@ test('a received batch is forwarded while it is handed out: the first datagram l
   // Held back until the batch was done, datagram i would find i others waiting.
   t.is(seen[1]!.held, 0, 'the first datagram left before the second was handed out');
   t.true(seen.every((s) => s.slot === 0 || s.held < s.slot), `held per slot: ${seen.map((s) => s.held).join(',')}`);
+});
+
+test('small batches read from several sockets in one poll phase leave together: what they send to one socket waits for the turn\'s flush', async (t) => {
+  if (!needAddon(t)) return;
+  const addon = socketsAddon()!;
+  const { AF_INET, SOCK_DGRAM } = addon.constants;
+  const got: string[] = [];
+  const out = await forwardedTo(t, (m) => got.push(m.toString()));
+  // Two forwarders (as two upstream sockets of UDP sessions answering through the
+  // listener's one socket): what `out` holds when each hands its datagram on.
+  const held: number[] = [];
+  const client = await udpClient();
+  t.teardown(() => client.close());
+  const forwarders = ['a', 'b'].map((tag) => {
+    const fd = addon.socket(AF_INET, SOCK_DGRAM, 0);
+    addon.bindInet(fd, '127.0.0.1', 0, false);
+    const port = addon.localAddress(fd).port!;
+    const f = new NativeSocket(addon, fd, 'data', {
+      message(msg) {
+        held.push(out.queued);
+        out.send(msg);
+      },
+      error: (code) => t.fail(`${tag}: ${code}`),
+    });
+    t.teardown(() => f.close());
+    return { f, port, tag };
+  });
+  // Both readable before either is watched, so that one epoll wait reports both.
+  for (const { port, tag } of forwarders) {
+    await new Promise<void>((resolve, reject) => client.send(tag, port, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+  }
+  for (const { f } of forwarders) f.readStart();
+  await waitFor(() => got.length >= 2, 5000, 'both datagrams at the sink');
+  t.deepEqual([...got].sort(), ['a', 'b']);
+  // Flushed at the end of each batch, the second would find nothing held.
+  t.deepEqual(held, [0, 1], 'the first batch\'s datagram was still queued when the second batch was handed out');
 });

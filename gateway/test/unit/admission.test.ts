@@ -3,6 +3,7 @@
 // refuses (which flow goes is unit/flows.test.ts), the descriptor
 // estimate between samples, and the settings' validation.
 
+import fs from 'node:fs';
 import test from 'ava';
 import { Admission, parseListenerMaxSessions, DEFAULT_LIMITS, type AdmissionGraph } from '../../src/core/admission.js';
 import { parseAdmin } from '../../src/config/admin.js';
@@ -61,6 +62,7 @@ test('a full listener evicts through evictIdle before it refuses; the count come
 
 test('the descriptor budget refuses at limit minus reserve, counts sessions admitted between samples, and samples at most every 100 ms', (t) => {
   t.true((new FdBudget(100_000, 100).usage()) > 0, 'descriptors are counted from /proc/self/fd');
+  t.is(new FdBudget(100_000, 100).usage(), fs.readdirSync('/proc/self/fd').length - 1, 'the count is the descriptors open (stat of /proc/self/fd where the kernel reports it, else a scan)');
   let now = 0;
   let open = 50;
   let samples = 0;

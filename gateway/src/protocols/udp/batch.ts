@@ -40,13 +40,9 @@ function ipv4Key(address: string, port: number): number {
 
 export function keyAddress(key: number): { address: string; port: number } {
   const port = key % 65536;
-  let ip = Math.floor(key / 65536);
-  const parts: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    parts.unshift(ip % 256);
-    ip = Math.floor(ip / 256);
-  }
-  return { address: parts.join('.'), port };
+  const ip = (key - port) / 65536; // < 2^32: the shifts below read it as uint32
+  // One template, no array and join: this runs for every new flow.
+  return { address: `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`, port };
 }
 
 export interface BatchedUdpOptions {
@@ -57,6 +53,20 @@ export interface BatchedUdpOptions {
   readonly eofLingerMs: number;
 }
 
+/** BatchedUdpOptions with what every channel to that remote shares, worked out once (a cluster keeps one per endpoint address). */
+export interface BatchedUdpTarget extends BatchedUdpOptions {
+  /** address:port */
+  readonly peer: string;
+  /** What the session's error names (NativeChannelOptions). */
+  readonly what: string;
+  readonly remoteKey: number;
+}
+
+export function batchedUdpTarget(o: BatchedUdpOptions): BatchedUdpTarget {
+  const peer = flat(`${o.remote.address}:${o.remote.port}`);
+  return { ...o, peer, what: `UDP ${peer}`, remoteKey: ipv4Key(o.remote.address, o.remote.port) };
+}
+
 export class BatchedUdpChannel extends NativeDatagramChannel {
   /** The kernel may forward this flow in our stead, as on UdpChannel. */
   readonly kernelOffload: boolean = true;
@@ -65,15 +75,19 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
   /** Called once when the socket closes (cluster side: its source port goes into quarantine, ports.ts). */
   onRelease: (() => void) | undefined;
   private readonly remoteKey: number;
+  /** The local port, read once (getsockname): the quarantine asks for it twice per session (ports.ts). */
+  private port: number | undefined;
 
   /** Open, bind and connect a non-blocking UDP socket; throws a Node-style system error. */
-  static open(addon: SocketsAddon, o: BatchedUdpOptions): BatchedUdpChannel {
+  static open(addon: SocketsAddon, o: BatchedUdpTarget): BatchedUdpChannel {
     const fd = addon.socket(addon.constants.AF_INET, addon.constants.SOCK_DGRAM, 0);
     try {
       if (o.bind) addon.bindInet(fd, o.bind.address, o.bind.port, o.bind.reuse);
       addon.connectInet(fd, o.remote.address, o.remote.port);
       // Bursts are what batching is for: a deeper receive queue drops fewer of them.
-      addon.setBuffers(fd, 1 << 20, 1 << 20);
+      // The send side keeps the default: a full send buffer is EAGAIN, which
+      // queues in NativeSocket, never a drop, and the option is a system call per session.
+      addon.setBuffers(fd, 1 << 20, 0);
     } catch (err) {
       addon.close(fd);
       throw err;
@@ -81,23 +95,23 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
     return new BatchedUdpChannel(addon, fd, o);
   }
 
-  private constructor(private readonly udpAddon: SocketsAddon, fd: number, o: BatchedUdpOptions) {
-    super(udpAddon, fd, `${o.remote.address}:${o.remote.port}`, { eofLingerMs: o.eofLingerMs, what: `UDP ${o.remote.address}:${o.remote.port}` });
-    this.remoteKey = ipv4Key(o.remote.address, o.remote.port);
+  private constructor(private readonly udpAddon: SocketsAddon, fd: number, o: BatchedUdpTarget) {
+    super(udpAddon, fd, o.peer, o); // the target is the channel's options (eofLingerMs, what): no object per session
+    this.remoteKey = o.remoteKey;
   }
 
   override send(chunk: Uint8Array): boolean {
     if (chunk.byteLength <= MAX_UDP_PAYLOAD) return super.send(chunk);
-    return sendInPieces(chunk, MAX_UDP_PAYLOAD, this.sendPiece);
+    return sendInPieces(chunk, MAX_UDP_PAYLOAD, (piece) => super.send(piece));
   }
-
-  private readonly sendPiece = (piece: Uint8Array): boolean => super.send(piece);
 
   /** The socket's local port (undefined once closed). */
   get localPort(): number | undefined {
     if (this.sock.closed) return undefined;
+    if (this.port !== undefined) return this.port;
     try {
-      return this.udpAddon.localAddress(this.sock.fd).port;
+      this.port = this.udpAddon.localAddress(this.sock.fd).port;
+      return this.port;
     } catch {
       return undefined;
     }
@@ -165,9 +179,9 @@ export class SharedUdpSocket implements NativeSocketHandler {
     else if (!this.closing) this.owner.newFlow(this, key, msg, slot);
   }
 
-  /** Add a flow for the source of `slot` in the current batch. */
-  open(key: number, slot: number): SharedUdpFlow {
-    const f = new SharedUdpFlow(this, key, Buffer.from(sourceAddress(slot)));
+  /** Add a flow for the source of `slot` in the current batch; `peer` is its address:port. */
+  open(key: number, slot: number, peer: string): SharedUdpFlow {
+    const f = new SharedUdpFlow(this, key, Buffer.from(sourceAddress(slot)), peer);
     this.flows.set(key, f);
     return f;
   }
@@ -247,10 +261,9 @@ export class SharedUdpFlow extends BaseChannel {
   lastActive = flowClock.now;
   replied = false;
 
-  constructor(private readonly shared: SharedUdpSocket, readonly key: number, readonly addr: Uint8Array) {
+  constructor(private readonly shared: SharedUdpSocket, readonly key: number, readonly addr: Uint8Array, peer: string) {
     super();
-    const r = keyAddress(key);
-    this.peer = flat(`${r.address}:${r.port}`);
+    this.peer = peer;
   }
 
   receive(msg: Uint8Array): void {
@@ -265,10 +278,8 @@ export class SharedUdpFlow extends BaseChannel {
     this.lastActive = flowClock.now;
     this.replied = true;
     if (chunk.byteLength <= MAX_UDP_PAYLOAD) return this.shared.send(this, chunk);
-    return sendInPieces(chunk, MAX_UDP_PAYLOAD, this.sendPiece);
+    return sendInPieces(chunk, MAX_UDP_PAYLOAD, (piece) => this.shared.send(this, piece));
   }
-
-  private readonly sendPiece = (piece: Uint8Array): boolean => this.shared.send(this, piece);
 
   /** UDP has no half-close: the flow keeps receiving until its session ends. */
   end(): void {}

@@ -6,9 +6,9 @@ import dgram from 'node:dgram';
 import { GatewayError } from '../../core/errors.js';
 import type { ClusterContext, ClusterImpl, ConnectRequest } from '../types.js';
 import { EOF_LINGER_MS, bindDgram, closeDgram, connectDgram, dgramType } from '../common/datagram.js';
-import { BatchedUdpChannel, canBatch, udpBatchAddon } from './batch.js';
+import { BatchedUdpChannel, batchedUdpTarget, canBatch, udpBatchAddon, type BatchedUdpOptions, type BatchedUdpTarget } from './batch.js';
 import { UdpChannel, type UdpFlowChannel } from './channel.js';
-import { drawUnbarred, udpSourcePorts } from './ports.js';
+import { drawUnbarred, drawUnbarredNow, udpSourcePorts } from './ports.js';
 
 export interface UdpClusterConfig {
   port: number;
@@ -16,31 +16,73 @@ export interface UdpClusterConfig {
   bindPort: number | undefined;
 }
 
+/** An endpoint address's batched path: its options and how to open a socket to it. */
+interface BatchTarget extends BatchedUdpTarget {
+  readonly open: () => BatchedUdpChannel;
+}
+
 export class UdpCluster implements ClusterImpl {
+  /** Endpoint address -> its batched path, or null where it takes node:dgram. */
+  private readonly targets = new Map<string, BatchTarget | null>();
+
   constructor(private readonly cfg: UdpClusterConfig, private readonly ctx: ClusterContext) {}
 
+  /** The batched path (an IPv4 endpoint, the addon built) opens and connects its socket at once: no promise. */
+  connectNow(req: ConnectRequest): UdpFlowChannel | undefined {
+    const ep = req.endpoint;
+    const t = ep === undefined ? undefined : this.batchTarget(ep.address);
+    if (t === undefined) return undefined;
+    try {
+      // A fixed source port is the user's choice; only kernel-chosen ones are quarantined (ports.ts).
+      if (!this.ephemeral) return t.open();
+      const ch = drawUnbarredNow(t.peer, t.open, localPortOfChannel, closeChannel);
+      releaseOnClose(ch, t.peer, ch.localPort);
+      return ch;
+    } catch (err) {
+      throw connectFailed(t.peer, err);
+    }
+  }
+
+  /**
+   * The batched path's options for an endpoint address, worked out once per
+   * address (the addon, canBatch's address checks, the peer strings); undefined: node:dgram.
+   */
+  private batchTarget(address: string): BatchTarget | undefined {
+    let t = this.targets.get(address);
+    if (t === undefined) {
+      if (this.targets.size >= 256) this.targets.clear(); // endpoints come and go: bounded by the recent ones
+      const addon = canBatch(this.cfg.bindAddress, address) ? udpBatchAddon() : undefined;
+      if (addon === undefined) {
+        t = null;
+      } else {
+        const target = batchedUdpTarget(this.batchedOptions(address));
+        t = { ...target, open: () => BatchedUdpChannel.open(addon, target) };
+      }
+      this.targets.set(address, t);
+    }
+    return t ?? undefined;
+  }
+
   async connect(req: ConnectRequest): Promise<UdpFlowChannel> {
+    const now = this.connectNow(req);
+    if (now !== undefined) return now;
     const ep = req.endpoint;
     if (!ep) throw new GatewayError('CONNECT_FAILED', `cluster "${this.ctx.clusterName}" has no endpoint`);
-    const { bindAddress, bindPort, port } = this.cfg;
-    const remote = `${ep.address}:${port}`;
-    // A fixed source port is the user's choice; only kernel-chosen ones are quarantined (ports.ts).
-    const ephemeral = bindPort === undefined || bindPort === 0;
+    const remote = `${ep.address}:${this.cfg.port}`;
+    const ephemeral = this.ephemeral;
     try {
-      if (canBatch(bindAddress, ep.address)) {
-        const open = (): BatchedUdpChannel => this.openBatched(ep.address);
-        const ch = ephemeral ? await drawUnbarred(remote, open, (c) => c.localPort, (c) => c.close()) : open();
-        if (ephemeral) releaseOnClose(ch, remote, ch.localPort);
-        return ch;
-      }
       const open = (): Promise<dgram.Socket> => this.openDgram(ep.address, req.timeoutMs);
       const sock = ephemeral ? await drawUnbarred(remote, open, localPortOf, closeDgram) : await open();
       const ch = new UdpChannel(sock, remote, true, EOF_LINGER_MS);
       if (ephemeral) releaseOnClose(ch, remote, localPortOf(sock));
       return ch;
     } catch (err) {
-      throw new GatewayError('CONNECT_FAILED', `UDP ${remote}: ${(err as Error).message}`, undefined, { cause: err });
+      throw connectFailed(remote, err);
     }
+  }
+
+  private get ephemeral(): boolean {
+    return this.cfg.bindPort === undefined || this.cfg.bindPort === 0;
   }
 
   private async openDgram(address: string, timeoutMs: number): Promise<dgram.Socket> {
@@ -57,14 +99,21 @@ export class UdpCluster implements ClusterImpl {
   }
 
   /** The batched path (batch.ts): an IPv4 endpoint and the addon built. */
-  private openBatched(address: string): BatchedUdpChannel {
+  private batchedOptions(address: string): BatchedUdpOptions {
     const { bindAddress, bindPort, port } = this.cfg;
     const bind = bindAddress !== undefined || bindPort !== undefined
       ? { address: bindAddress ?? '0.0.0.0', port: bindPort ?? 0, reuse: bindPort !== undefined && bindPort !== 0 }
       : undefined;
-    return BatchedUdpChannel.open(udpBatchAddon()!, { ...(bind ? { bind } : {}), remote: { address, port }, eofLingerMs: EOF_LINGER_MS });
+    return { ...(bind ? { bind } : {}), remote: { address, port }, eofLingerMs: EOF_LINGER_MS };
   }
 }
+
+function connectFailed(remote: string, err: unknown): GatewayError {
+  return new GatewayError('CONNECT_FAILED', `UDP ${remote}: ${(err as Error).message}`, undefined, { cause: err });
+}
+
+const localPortOfChannel = (c: BatchedUdpChannel): number | undefined => c.localPort;
+const closeChannel = (c: BatchedUdpChannel): void => c.close();
 
 function localPortOf(sock: dgram.Socket): number | undefined {
   try {

@@ -48,11 +48,14 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
   /** The shared socket's flow table, kept for the idle sweep after stop() (sessions outlive the listener). */
   private sharedFlows: Map<number, SharedUdpFlow> | undefined;
   private seq = 0;
+  /** address:port of the listener, for session names. */
+  private readonly localName: string;
   private readonly idle: IdleSweep<ServerFlow>;
   private stopped = false;
   private pendingSingleton: (() => void) | undefined;
 
   constructor(private readonly cfg: UdpListenerConfig, private readonly ctx: ListenerContext) {
+    this.localName = `${cfg.address}:${cfg.port}`;
     this.idle = new IdleSweep<ServerFlow>(cfg.idleTimeout, {
       table: () => this.sharedFlows ?? this.flows,
       flow: (entry) => (isFlow(entry) ? entry : undefined),
@@ -142,9 +145,11 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
     // Admitted before the flow exists: a refused datagram of a flood costs no flow object.
     const metadata = udpMetadata(r.address, r.port, this.cfg.address, this.cfg.port);
     if (!this.ctx.admit({ metadata })) return;
-    const f = shared.open(key, slot);
+    const peer = flat(`${r.address}:${r.port}`);
+    const f = shared.open(key, slot, peer);
     f.receive(msg);
-    this.emit(f, metadata, true);
+    // The name as emit() builds it, from the strings at hand.
+    this.ctx.emit({ name: flat(`UDP:${peer}-${this.localName}-${this.seq++}`), channel: f, metadata, admitted: true });
   }
 
   /** SharedUdpOwner: the socket failed; its flows are closed with the error. */

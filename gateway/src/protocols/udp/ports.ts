@@ -66,6 +66,33 @@ export class PortQuarantine {
 export const udpSourcePorts = new PortQuarantine();
 
 /**
+ * drawUnbarred for sockets that open synchronously (the batched path,
+ * batch.ts): no promise per session, so that a session whose every stage
+ * connects at once is set up without waiting (dataplane/pipeline.ts).
+ */
+export function drawUnbarredNow<S>(
+  remote: string,
+  open: () => S,
+  port: (s: S) => number | undefined,
+  close: (s: S) => void,
+  q: PortQuarantine = udpSourcePorts,
+): S {
+  let rejected: S[] | undefined;
+  try {
+    let s = open();
+    for (let i = 1; i < QUARANTINE_TRIES; i++) {
+      const p = port(s);
+      if (p === undefined || !q.barred(remote, p)) break;
+      (rejected ??= []).push(s);
+      s = open();
+    }
+    return s;
+  } finally {
+    if (rejected !== undefined) for (const r of rejected) close(r);
+  }
+}
+
+/**
  * Open sockets with `open` until one has a port that is not barred for
  * `remote` (at most QUARANTINE_TRIES draws), close the others, and return it.
  * `port` reads a socket's local port; `close` discards one.
