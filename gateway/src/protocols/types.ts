@@ -189,6 +189,12 @@ export interface ListenerSide {
   readonly modes: readonly ProtocolMode[];
   /** Absent: `one` (the safe choice for a protocol that does not say). */
   readonly workers?: WorkerPlacement | ((spec: Spec) => WorkerPlacement);
+  /**
+   * The socket a listener binds on `spec.port` (and `spec.address`) when
+   * workers share it: the main process checks that the port is free
+   * (workers/stand-in.ts). Absent: the listener binds no shared port.
+   */
+  readonly portKind?: 'tcp' | 'udp';
   /** Validate the spec (throw GatewayError naming the field) and build the listener; do not bind yet. */
   create(spec: Spec, ctx: ListenerContext, field: string): ListenerImpl;
 }

@@ -13,17 +13,16 @@ import { GatewayError } from '../core/errors.js';
 import { isObject } from '../core/is-object.js';
 import { bindError } from '../protocols/common/socket.js';
 import { probeSharedPort } from '../protocols/common/reuseport.js';
+import { findProtocol } from '../protocols/registry.js';
 import type { ListenerImpl } from '../protocols/types.js';
 
 /** TCP/UDP addresses held by the main process's stand-ins: kind:address:port -> listener. */
 const held = new Map<string, string>();
 
-/** The protocols whose listeners share a port across workers, by socket type. */
-const KIND: Record<string, 'tcp' | 'udp'> = { TCP: 'tcp', HTTP: 'tcp', WebSocket: 'tcp', WS: 'tcp', UDP: 'udp' };
-
 function sharedAddress(raw: Record<string, unknown>): { kind: 'tcp' | 'udp'; address: string; port: number } | undefined {
   const spec = isObject(raw.spec) ? raw.spec : undefined;
-  const kind = typeof spec?.protocol === 'string' ? KIND[spec.protocol] : undefined;
+  // The registry says which socket the protocol's listener binds (ListenerSide.portKind).
+  const kind = typeof spec?.protocol === 'string' ? findProtocol(spec.protocol)?.listener?.portKind : undefined;
   if (kind === undefined || typeof spec?.port !== 'number') return undefined;
   return { kind, address: typeof spec.address === 'string' ? spec.address : '0.0.0.0', port: spec.port };
 }

@@ -73,6 +73,11 @@ test('two workers share a TCP and a UDP port; a worker killed under load takes o
   const graphs = await (gw.workers as unknown as { graphs(): Promise<Record<string, unknown>[]> }).graphs();
   for (const g of graphs) t.false(JSON.stringify(g.listeners).includes('tcp-any'), 'no worker kept the refused listener');
   t.is(await ready(probes), 200, 'a refused change leaves every worker ready');
+  // A port another listener of this gateway holds is refused before any worker binds it (SO_REUSEPORT
+  // would share it silently), whatever the protocol name's case: the registry says which socket it takes.
+  const taken = await api(base, 'POST', '/api/v1/listeners', { listener: { name: 'tcp-taken', spec: { protocol: 'tcp', address: '127.0.0.1', port: tcpRest }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] } });
+  t.is(taken.status, 409, taken.text);
+  t.regex((taken.body as { content: string }).content, /listener "tcp-rest" holds it/);
   const restSessions = ((await api(base, 'GET', '/api/v1/sessions')).body as SessionDump[]).filter((s) => s.name.includes(`:${tcpRest}-`));
   t.deepEqual([...new Set(restSessions.map((s) => s.worker))].sort(), [1, 2], 'the REST-added listener runs in both workers');
 

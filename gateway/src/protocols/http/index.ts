@@ -55,6 +55,7 @@ export const httpProtocol: ProtocolDef = {
   listener: {
     modes: ['server'],
     workers: 'every',
+    portKind: 'tcp',
     create(spec: Spec, ctx, field) {
       const port = v.port(spec, 'port', field, true)!;
       const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';

@@ -48,6 +48,7 @@ export const udpProtocol: ProtocolDef = {
     // Server mode on the batched path reads every flow from one socket, so
     // each worker can hold one in the port's group; a singleton (one remote)
     // or per-flow sockets cannot be shared (docs/workers.md).
+    portKind: 'udp',
     workers(spec) {
       try {
         const cfg = parseListenerSpec(spec, 'spec');

@@ -47,6 +47,7 @@ export const websocketProtocol: ProtocolDef = {
   listener: {
     modes: ['server'],
     workers: 'every',
+    portKind: 'tcp',
     create(spec, ctx, field) {
       const path = v.optString(spec, 'path', field);
       // uws (default): uWebSockets.js; ws: the pure-JS `ws` library (ws-engine.ts).
