@@ -107,9 +107,9 @@ export const handlers: Record<OperationId, Handler> = {
   getSession: async (gw, req) => {
     const s = gw.sessions.get(req.params.name!);
     if (s) return dumpSession(s);
-    const remote = (await gw.workers?.sessions() ?? []).find((x) => (x as { name?: unknown }).name === req.params.name);
-    if (!remote) throw new GatewayError('NOT_FOUND', 'No such session');
-    return remote;
+    // A worker's session: asked of the worker its name names (workers/supervisor.ts).
+    if (gw.workers === undefined) throw new GatewayError('NOT_FOUND', 'No such session');
+    return gw.workers.session(req.params.name!);
   },
   // A worker's session is ended by its worker.
   deleteSession: (gw, req) => (gw.workers !== undefined && !gw.sessions.has(req.params.name!) ? gw.workers.deleteSession(req.params.name!) : gw.deleteSession(req.params.name!)),

@@ -39,6 +39,8 @@ export interface RemoteOp {
 export interface RemoteDataPlane {
   readinessReasons(): string[];
   sessions(): Promise<unknown[]>;
+  /** One worker's session (its name carries the worker), asked of that worker only; throws NOT_FOUND. */
+  session(name: string): Promise<unknown>;
   /** End a worker's session (its name carries the worker); throws NOT_FOUND. */
   deleteSession(name: string): Promise<void>;
   /** A REST change: prepared in every worker before the main process applies it, then committed or aborted. */

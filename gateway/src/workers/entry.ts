@@ -7,7 +7,7 @@ import { startGateway } from '../app.js';
 import { parseAdmin } from '../config/admin.js';
 import { createLogger } from '../observe/log.js';
 import { checkSchema } from '../api/dispatch.js';
-import { dumpConfig, dumpSessions } from '../api/dump.js';
+import { dumpConfig, dumpSession, dumpSessions } from '../api/dump.js';
 import { handlers } from '../api/handlers.js';
 import { GatewayError, asGatewayError } from '../core/errors.js';
 import { drainAndStop } from '../core/drain.js';
@@ -178,11 +178,21 @@ function onMessage(m: ToWorker): void {
     }
     case 'sessions': {
       // Names carry the worker so that they stay unique across workers.
-      const sessions = gw === undefined ? [] : dumpSessions(gw).map((s) => ({ ...(s as Record<string, unknown>), name: `w${index}-${String((s as { name?: unknown }).name)}`, worker: index }));
+      const sessions = gw === undefined ? [] : dumpSessions(gw).map(named);
       send({ type: 'sessions', id: m.id, sessions });
       break;
     }
+    case 'session': {
+      const s = gw?.sessions.get(m.name);
+      send({ type: 'sessions', id: m.id, sessions: s === undefined ? [] : [named(dumpSession(s))] });
+      break;
+    }
   }
+}
+
+/** A session dump as the API shows it: its name carries the worker, so names stay unique across workers. */
+function named(s: unknown): Record<string, unknown> {
+  return { ...(s as Record<string, unknown>), name: `w${index}-${String((s as { name?: unknown }).name)}`, worker: index };
 }
 
 process.on('message', (m: ToWorker) => onMessage(m));

@@ -19,6 +19,8 @@ export type ToWorker =
   | { type: 'commit'; gen: number }
   | { type: 'abort'; gen: number }
   | { type: 'sessions'; id: number }
+  /** One session, by its name inside the worker (no `w<i>-` prefix): GET /api/v1/sessions/{name}. */
+  | { type: 'session'; id: number; name: string }
   | { type: 'deleteSession'; id: number; name: string }
   /** `ledger`: only what the main process keeps of a worker (workers/metrics-ledger.ts), for its periodic poll. */
   | { type: 'metrics'; id: number; ledger?: boolean }

@@ -190,12 +190,31 @@ export class Supervisor {
     return [...out, ...this.ledger.bases()];
   }
 
-  async deleteSession(name: string): Promise<void> {
+  /**
+   * One session, asked of the worker its name says owns it (`w<i>-`): one
+   * lookup in one worker, not every worker's whole list.
+   */
+  async session(name: string): Promise<unknown> {
+    const { s, inner } = this.owner(name);
+    const id = ++this.seq;
+    const r = await this.request(s, { type: 'session', id, name: inner }, (x) => x.type === 'sessions' && x.id === id, SESSIONS_TIMEOUT_MS);
+    const found = r.type === 'sessions' ? r.sessions[0] : undefined;
+    if (found === undefined) throw new GatewayError('NOT_FOUND', 'No such session');
+    return found;
+  }
+
+  /** The live worker a session name (`w<i>-<name in the worker>`) belongs to, or NOT_FOUND. */
+  private owner(name: string): { s: Slot; inner: string } {
     const m = /^w(\d+)-(.+)$/.exec(name);
     const s = m ? this.slots[Number(m[1]) - 1] : undefined;
     if (m === null || s?.child === undefined) throw new GatewayError('NOT_FOUND', 'No such session');
+    return { s, inner: m[2]! };
+  }
+
+  async deleteSession(name: string): Promise<void> {
+    const { s, inner } = this.owner(name);
     const id = ++this.seq;
-    const r = await this.request(s, { type: 'deleteSession', id, name: m[2]! }, (x) => x.type === 'deleted' && x.id === id, SESSIONS_TIMEOUT_MS);
+    const r = await this.request(s, { type: 'deleteSession', id, name: inner }, (x) => x.type === 'deleted' && x.id === id, SESSIONS_TIMEOUT_MS);
     if (r.type === 'deleted' && r.error !== undefined) throw new GatewayError(r.error.code as ConstructorParameters<typeof GatewayError>[0], r.error.message);
   }
 

@@ -55,6 +55,10 @@ test('two workers share a TCP and a UDP port; a worker killed under load takes o
   t.is(new Set(sessions.map((s) => s.name)).size, sessions.length, 'session names are unique across workers');
   const one = sessions.find((s) => s.worker === 2)!;
   t.is((await api(base, 'GET', `/api/v1/sessions/${encodeURIComponent(one.name)}`)).body.name, one.name);
+  // The name routes the lookup to its worker: an unknown name there, a worker that does not exist, no prefix: 404.
+  for (const missing of ['w2-no-such-session', 'w9-' + one.name.slice(3), 'no-such-session']) {
+    t.is((await api(base, 'GET', `/api/v1/sessions/${encodeURIComponent(missing)}`)).status, 404, missing);
+  }
 
   // The main process holds the whole graph: the data-plane listeners too.
   const names = ((await api(base, 'GET', '/api/v1/listeners')).body as { name: string }[]).map((l) => l.name).sort();
