@@ -305,3 +305,40 @@ for (const [p, total] of [[PAIRS[0]!, 10_000], [PAIRS[1]!, 2_000]] as const) {
     t.log(`descriptors: ${before} before, ${gw.fds()} after`);
   });
 }
+
+for (const p of [PAIRS[0]!, PAIRS[1]!]) {
+  it(`${label(p)}: admin.limits.max_sessions bounds the sessions: the ones beyond are closed before they reach the upstream, counted and logged once, while the admitted ones keep working, the REST API answers and no descriptor is left`, async (t) => {
+    let upstreamConnections = 0;
+    const up = await upstream(t, p.back, (w) => { upstreamConnections++; w.sock.pipe(w.sock); });
+    const gw = await streamGateway(t, p.front, [up.addr], { admin: { log_level: 'warn', limits: { max_sessions: 4, flow_rate: 0 } } });
+    const before = gw.fds();
+    const admitted = [];
+    for (let i = 0; i < 4; i++) {
+      const c = await connect(t, gw.front);
+      c.sock.write(`hello ${i}`);
+      await c.next(`hello ${i}`.length);
+      admitted.push(c);
+    }
+    t.is((await gw.sessions()).length, 4);
+    if (expectedPath !== undefined) t.true((await gw.sessions()).every((s) => s.path === expectedPath), 'the admitted sessions are on the raw path');
+    // 40 more: each is closed by the gateway with nothing read and no upstream connection.
+    const refused = await Promise.all(Array.from({ length: 40 }, () => connect(t, gw.front)));
+    for (const c of refused) {
+      c.sock.write('x');
+      await c.ended(5000); // EOF or reset: the gateway closed it
+      t.is(c.bytes, 0, 'a refused connection gets no bytes');
+    }
+    t.is(upstreamConnections, 4, 'only the admitted sessions reached the upstream');
+    t.is(await gw.metric('l7mp_refusals_total{reason="max_sessions",listener="in"}'), 40);
+    const logged = gw.child.output().split('\n').filter((l) => l.includes('max_sessions')).length;
+    t.true(logged >= 1 && logged <= 2, `logged once per interval, not per connection (${logged} lines)`);
+    t.is((await api(gw.child.base, 'GET', '/api/v1/listeners')).status, 200, 'the REST API answers at the cap');
+    for (const [i, c] of admitted.entries()) {
+      c.sock.write(`again ${i}`);
+      await c.next(`hello ${i}again ${i}`.length);
+    }
+    for (const c of admitted) c.sock.end();
+    await gw.noSessions();
+    await waitFor(() => gw.fds() <= before + 4, 10_000, `the gateway's descriptors back to ${before} + 4`);
+  });
+}
