@@ -275,8 +275,13 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
   // queue afterwards (the batched sends flush there); an exception becomes an
   // uncaught exception, as it would from any Node event handler.
   void Call(Napi::FunctionReference& fn, Napi::Value arg) {
+    napi_value a = arg;
+    Call(fn, 1, &a);
+  }
+
+  void Call(Napi::FunctionReference& fn, size_t argc, const napi_value* args) {
     Napi::Env env = Env();
-    fn.MakeCallback(Value(), {arg});
+    fn.MakeCallback(Value(), argc, args);
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();
       napi_fatal_exception(env, e.Value());
@@ -358,12 +363,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
         SetAddress(env, local, &args[3]);
         argc = 5;
       }
-      Napi::Env e = Env();
-      onData_.MakeCallback(Value(), argc, args);
-      if (e.IsExceptionPending()) {
-        Napi::Error ex = e.GetAndClearPendingException();
-        napi_fatal_exception(e, ex.Value());
-      }
+      Call(onData_, argc, args);
     }
   }
 
