@@ -51,13 +51,24 @@ export interface DrainSummary {
   durationMs: number;
 }
 
+export interface DrainOptions {
+  /**
+   * Called once this gateway's own sessions have ended before the timeout;
+   * the stop waits for the promise it returns (or the timeout). A worker
+   * (workers/entry.ts) waits there for the others: otherwise the one without
+   * sessions would stop first and close the kept-alive connections it holds
+   * without the 503 that a single process gives a request on them.
+   */
+  hold?: () => Promise<void>;
+}
+
 /**
  * Drain, then stop: `/ready` turns 503 (the gateway is `draining`), the
  * listeners stop accepting (new sessions on connections they still hold are
  * refused with 503), the live sessions get `timeoutMs` to end by themselves,
  * the rest are cut, and the gateway stops.
  */
-export async function drainAndStop(gw: Gateway, timeoutMs: number): Promise<DrainSummary> {
+export async function drainAndStop(gw: Gateway, timeoutMs: number, opts: DrainOptions = {}): Promise<DrainSummary> {
   const began = Date.now();
   gw.draining = true;
   const start = live(gw);
@@ -72,6 +83,11 @@ export async function drainAndStop(gw: Gateway, timeoutMs: number): Promise<Drai
   const deadline = began + timeoutMs;
   while (timeoutMs > 0 && Date.now() < deadline && live(gw).length > 0) {
     await new Promise((r) => setTimeout(r, Math.min(POLL_MS, Math.max(1, deadline - Date.now()))));
+  }
+  if (opts.hold !== undefined && timeoutMs > 0 && Date.now() < deadline) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([opts.hold(), new Promise((r) => { timer = setTimeout(r, deadline - Date.now()); })]);
+    clearTimeout(timer);
   }
   const rest = live(gw);
   const kind: EndKind = timeoutMs > 0 ? 'drain_timeout' : 'shutdown';

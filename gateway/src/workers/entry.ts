@@ -168,6 +168,7 @@ function onMessage(m: ToWorker): void {
       json.then((metrics) => send({ type: 'metrics', id: m.id, metrics: m.ledger === true ? ledgerPart(metrics) : metrics }), () => send({ type: 'metrics', id: m.id, metrics: [] }));
       break;
     }
+    case 'release': release(); break;
     case 'checked':
       gw?.clusters.get(m.cluster)?.health?.state.checked(m.endpoint, m.ok, m.reason, m.timedOut, false);
       break;
@@ -198,10 +199,13 @@ function named(s: unknown): Record<string, unknown> {
 process.on('message', (m: ToWorker) => onMessage(m));
 // The main process is gone: a worker never runs without its control plane.
 process.on('disconnect', () => process.exit(0));
+/** Resolves the drain's hold once the main process says every worker has drained. */
+let release: () => void = () => undefined;
 process.on('SIGTERM', () => {
   const g = gw;
   if (g === undefined) process.exit(0);
-  drainAndStop(g, g.admin.drain_timeout).finally(() => process.exit(0));
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  drainAndStop(g, g.admin.drain_timeout, { hold: () => { send({ type: 'drained' }); return released; } }).finally(() => process.exit(0));
   setTimeout(() => process.exit(0), g.admin.drain_timeout + 3000).unref();
 });
 // A bug in one session must not take the worker down, as in main.ts.

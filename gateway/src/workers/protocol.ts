@@ -27,7 +27,9 @@ export type ToWorker =
   /** The worker's object graph (api/dump.ts dumpConfig without admin and sessions): tests compare it with the main process's. */
   | { type: 'graph'; id: number }
   /** An active health check result of the main process (HealthStats.share, health/cluster-health.ts). */
-  | { type: 'checked'; cluster: string; endpoint: string; ok: boolean; reason: string; timedOut: boolean };
+  | { type: 'checked'; cluster: string; endpoint: string; ok: boolean; reason: string; timedOut: boolean }
+  /** Every worker has drained its sessions (or exited): stop now (core/drain.ts `hold`). */
+  | { type: 'release' };
 
 /** A worker's GatewayError, with the field it names, so the API answers as a single process would. */
 export interface WorkerError { readonly code: string; readonly message: string; readonly field?: string }
@@ -42,7 +44,9 @@ export type FromWorker =
   | { type: 'metrics'; id: number; metrics: unknown[] }
   | { type: 'graph'; id: number; graph: Record<string, unknown> }
   /** A shared UDP socket this worker bound: the main process slots it in the port's selector (workers/sticky-udp.ts). */
-  | { type: 'udpShared'; fd: number; address: string; port: number };
+  | { type: 'udpShared'; fd: number; address: string; port: number }
+  /** During a drain: this worker's own sessions have ended; it keeps its connections open until `release`. */
+  | { type: 'drained' };
 
 /** The environment variable that carries a worker's index (1-based). */
 export const WORKER_INDEX_ENV = 'L7MP_WORKER_INDEX';

@@ -238,17 +238,28 @@ export class Supervisor {
 
   /**
    * SIGTERM every worker: each drains its sessions for `drainMs` (its own
-   * drain_timeout) and exits; one still running well past that is killed.
+   * drain_timeout). The gateway drains as one: a worker whose sessions have
+   * ended keeps its connections (a request on a kept-alive one gets 503)
+   * until every worker has drained or exited, then all are released to stop.
+   * One still running well past the drain is killed.
    */
   async stop(drainMs = 0): Promise<void> {
     this.stopping = true;
     this.sticky.close();
     clearInterval(this.pollTimer);
+    const pending = new Set<Slot>();
+    const settle = (s: Slot) => {
+      if (!pending.delete(s) || pending.size > 0) return;
+      for (const o of this.slots) this.post(o, { type: 'release' });
+    };
     await Promise.all(this.slots.map((s) => new Promise<void>((resolve) => {
       const c = s.child;
       if (c === undefined || c.exitCode !== null || c.signalCode !== null) return resolve();
+      pending.add(s);
+      const drained = (m: FromWorker) => { if (m.type === 'drained') settle(s); };
       const t = setTimeout(() => c.kill('SIGKILL'), drainMs + STEP_TIMEOUT_MS).unref();
-      c.once('exit', () => { clearTimeout(t); resolve(); });
+      c.on('message', drained);
+      c.once('exit', () => { clearTimeout(t); c.off('message', drained); settle(s); resolve(); });
       c.kill('SIGTERM');
     })));
   }

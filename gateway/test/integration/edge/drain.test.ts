@@ -272,18 +272,25 @@ it('SIGTERM: a new request on a kept-alive connection during the drain gets 503,
   const gw = await startChild(t, { listeners: [httpRoute(port, up.port)] }, { drain_timeout: 5000 });
   const inFlight = httpRequest(`http://127.0.0.1:${port}/slow`);
   await waitFor(() => up.requests() === 1, 5000, 'request upstream');
-  // A connection the listener already holds: it accepted it before the signal.
-  const c = net.connect({ port, host: '127.0.0.1' });
-  let out = '';
-  c.on('data', (d) => { out += String(d); });
-  c.on('error', () => undefined);
-  await new Promise((r) => c.once('connect', r));
+  // Connections the listener holds before the signal. Several, so that with
+  // workers some sit on a worker with no session of its own: the gateway
+  // drains as one, and that worker answers them too.
+  const conns = await Promise.all(Array.from({ length: 6 }, async () => {
+    const c = net.connect({ port, host: '127.0.0.1' });
+    const conn = { c, out: '' };
+    c.on('data', (d) => { conn.out += String(d); });
+    c.on('error', () => undefined);
+    await new Promise((r) => c.once('connect', r));
+    return conn;
+  }));
   gw.signal('SIGTERM');
   await waitFor(async () => (await fetch(`${gw.adminBase}/ready`).catch(() => undefined))?.status === 503, 3000, 'draining');
-  c.write('GET /late HTTP/1.1\r\nHost: x\r\n\r\n');
-  await waitFor(() => /^HTTP\/1\.1 \d{3}/.test(out), 3000, 'an answer to the late request');
-  t.regex(out, /^HTTP\/1\.1 503 /);
-  c.destroy();
+  for (const { c } of conns) c.write('GET /late HTTP/1.1\r\nHost: x\r\n\r\n');
+  await waitFor(() => conns.every(({ out }) => /^HTTP\/1\.1 \d{3}/.test(out)), 3000, 'an answer to every late request');
+  for (const { c, out } of conns) {
+    t.regex(out, /^HTTP\/1\.1 503 /);
+    c.destroy();
+  }
   const o = await inFlight.outcome;
   t.is(o.status, 200);
   t.is(o.body.toString(), 'answer /slow');
