@@ -3,17 +3,20 @@
 // fd to listenOn(), and make a session of each accepted fd.
 
 import type { ListenerContext, ListenerImpl } from '../protocols/types.js';
+import { AcceptRetry } from './accept-retry.js';
 import { NativeSocket, type NativeSocketHandler } from './fdsocket.js';
 import type { SocketsAddon } from './sockets.js';
 
 export abstract class NativeAcceptListener implements ListenerImpl, NativeSocketHandler {
   private main: NativeSocket | undefined;
-  private retry: NodeJS.Timeout | undefined;
+  private readonly retry: AcceptRetry;
   /** Session numbers, for the names. */
   protected seq = 0;
 
   /** @param what the protocol, for the log line of a failed accept */
-  constructor(protected readonly addon: SocketsAddon, protected readonly ctx: ListenerContext, private readonly what: string) {}
+  constructor(protected readonly addon: SocketsAddon, protected readonly ctx: ListenerContext, what: string) {
+    this.retry = new AcceptRetry(ctx.log, ctx.listenerName, what, () => this.main?.readStart());
+  }
 
   abstract start(): Promise<void>;
 
@@ -32,10 +35,7 @@ export abstract class NativeAcceptListener implements ListenerImpl, NativeSocket
   message(): void { /* listening sockets only accept */ }
 
   error(code: string): void {
-    // EMFILE and the like: the addon stopped watching; try again shortly.
-    this.ctx.log.warn({ listener: this.ctx.listenerName, code }, `${this.what} accept failed; retrying in 100 ms`);
-    this.retry = setTimeout(() => { this.retry = undefined; this.main?.readStart(); }, 100);
-    this.retry.unref();
+    this.retry.failure(code);
   }
 
   bound(): boolean {
@@ -43,7 +43,7 @@ export abstract class NativeAcceptListener implements ListenerImpl, NativeSocket
   }
 
   async stop(): Promise<void> {
-    if (this.retry) clearTimeout(this.retry);
+    this.retry.cancel();
     this.main?.close();
     this.main = undefined;
     this.stopped();

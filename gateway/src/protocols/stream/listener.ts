@@ -73,7 +73,7 @@ export class TcpListener implements ListenerImpl {
     const local = wildcard(this.address);
     this.acceptor = new RawAcceptor(addon, fd, local ? 2 : 1, (cfd, rAddr, rPort, lAddr, lPort) => {
       this.emitRaw(addon, cfd, rAddr, rPort, local ? lAddr! : this.address, local ? lPort! : this.localPort);
-    }, this.ctx.log, this.ctx.listenerName);
+    }, this.ctx.log, this.ctx.listenerName, 'TCP');
   }
 
   private emitRaw(addon: RawAddon, fd: number, rAddr: string, rPort: number, lAddr: string, lPort: number): void {
@@ -166,7 +166,7 @@ export class UnixListener implements ListenerImpl {
         channel: new RawStreamChannel(new addon.RawStream(cfd), this.filename),
         metadata: { UNIX: { filename: this.filename } },
       });
-    }, this.ctx.log, this.ctx.listenerName);
+    }, this.ctx.log, this.ctx.listenerName, 'UNIX stream');
   }
 
   private onConnection(sock: net.Socket): void {
