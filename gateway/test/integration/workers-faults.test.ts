@@ -76,6 +76,20 @@ test('a dead worker\'s counters and live sessions stay in the summed metrics', a
   let hung: Map<string, number>;
   try {
     hung = await scrape(probes);
+    // One session's lookup asks only the worker its name names: a session of
+    // worker 2 is answered at once, without waiting out the hung worker 1
+    // (2 s); a session of worker 1 gets an error that names it.
+    const onTwo = sessions.find((x) => x.worker === 2)!;
+    const t0 = Date.now();
+    const got = await api(base, 'GET', `/api/v1/sessions/${encodeURIComponent(onTwo.name)}`);
+    const ms = Date.now() - t0;
+    t.is(got.status, 200, got.text);
+    t.is((got.body as SessionDump).name, onTwo.name);
+    t.true(ms < 2000, `a worker 2 session was looked up in ${ms} ms while worker 1 was stopped`);
+    const onOne = sessions.find((x) => x.worker === 1)!;
+    const stuck = await api(base, 'GET', `/api/v1/sessions/${encodeURIComponent(onOne.name)}`);
+    t.is(stuck.status, 500, stuck.text);
+    t.regex(stuck.text, /worker 1 did not answer/);
   } finally {
     process.kill(pid, 'SIGCONT');
   }
