@@ -235,6 +235,13 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
     fd_ = -1;
     reading_ = writing_ = false;
     events_ = 0;
+    // The callbacks close over the JavaScript side that holds this wrapper:
+    // strong references kept past the close are a cycle through a GC root
+    // (the socket's session would never be collected). Close may run inside
+    // one of them; Call() skips an empty one.
+    onData_.Reset();
+    onWritable_.Reset();
+    onError_.Reset();
     Unref();
     return info.Env().Undefined();
   }
@@ -280,6 +287,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
   }
 
   void Call(Napi::FunctionReference& fn, size_t argc, const napi_value* args) {
+    if (fn.IsEmpty()) return;  // closed
     Napi::Env env = Env();
     fn.MakeCallback(Value(), argc, args);
     if (env.IsExceptionPending()) {

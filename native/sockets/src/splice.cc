@@ -273,6 +273,10 @@ class Splice : public Napi::ObjectWrap<Splice>, public ReactorClient {
     }
     Release();
     if (state_ != kFailed) state_ = kDone;
+    // The callback closes over the JavaScript side that holds this wrapper:
+    // a strong reference kept past the end is a cycle through a GC root, and
+    // the session it reaches would never be collected.
+    onDone_.Reset();
     if (held) Unref();
     return info.Env().Undefined();
   }
@@ -516,9 +520,12 @@ class Splice : public Napi::ObjectWrap<Splice>, public ReactorClient {
     Release();
     state_ = kDone;
     Napi::Value code = err != 0 ? Napi::String::New(env, ErrnoName(err)) : env.Undefined();
+    // Released by the end of this call (see Close): the callback reaches the
+    // wrapper through the JavaScript side, and must not outlive the pair.
+    Napi::FunctionReference done = std::move(onDone_);
     // MakeCallback: microtasks run afterwards, as after any Node event. A
     // throw becomes an uncaught exception, as from any event handler.
-    onDone_.MakeCallback(Value(), {code, Napi::Number::New(env, side)});
+    done.MakeCallback(Value(), {code, Napi::Number::New(env, side)});
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();
       napi_fatal_exception(env, e.Value());
