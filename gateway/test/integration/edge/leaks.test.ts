@@ -1,0 +1,118 @@
+// Memory is bounded over time, not only per live session: once a session has
+// ended, nothing of it may stay reachable, whichever protocol carried it and
+// whichever path it took (the raw stream path, net.Socket, uWS, the node
+// HTTP engine, WebSocket, batched UDP). A session kept by a stray reference
+// is a leak that only shows after days at the edge; here it shows after 60
+// sessions: each kind's sessions are watched with WeakRefs from the
+// onSessionStart hook and must all be collected once the gateway lists none.
+
+import test from 'ava';
+import dgram from 'node:dgram';
+import http from 'node:http';
+import WebSocket from 'ws';
+import type { Session } from '../../../src/dataplane/session.js';
+import { allCollected } from '../gc-helpers.js';
+import { freePort, startGw, tcpRoundTrip, tmpPath, unixRoundTrip, waitFor } from '../helpers.js';
+import { slowHttpUpstream, tcpEchoUpstream } from './edge-helpers.js';
+
+const N = 60;
+
+function listener(name: string, spec: Record<string, unknown>, destination: unknown, route: Record<string, unknown> = {}) {
+  return { name, spec: { address: '127.0.0.1', ...spec }, rules: [{ action: { route: { destination, ...route } } }] };
+}
+
+function httpGet(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += String(d); });
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+}
+
+function wsEcho(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+    ws.on('open', () => ws.send(text));
+    ws.on('message', (m) => { ws.close(); resolve(String(m)); });
+    ws.on('error', reject);
+  });
+}
+
+async function udpEcho(port: number, text: string): Promise<string> {
+  const s = dgram.createSocket('udp4');
+  try {
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    const reply = new Promise<string>((resolve) => s.once('message', (m) => resolve(String(m))));
+    s.send(text, port, '127.0.0.1');
+    return await reply;
+  } finally {
+    s.close();
+  }
+}
+
+test('sessions that ended leave nothing reachable, on every path', async (t) => {
+  t.timeout(60_000);
+  const tcpUp = await tcpEchoUpstream(t);
+  const httpUp = await slowHttpUpstream(t, 0, (req) => `answer ${req.url}`);
+  const udpUp = dgram.createSocket('udp4');
+  udpUp.on('message', (m, r) => udpUp.send(m, r.port, r.address));
+  await new Promise<void>((r) => udpUp.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => udpUp.close());
+  const p = { tcp: await freePort(), tcpJs: await freePort(), http: await freePort(), httpNode: await freePort(), ws: await freePort(), wsJs: await freePort(), udp: await freePort() };
+  const uds = tmpPath('leaks.sock');
+  const tcpCluster = { name: 'tcp-echo', spec: { protocol: 'TCP', port: tcpUp.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] };
+  const httpCluster = { name: 'http-up', spec: { protocol: 'HTTP', port: httpUp.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] };
+  const udpCluster = { name: 'udp-echo', spec: { protocol: 'UDP', port: (udpUp.address()).port }, endpoints: [{ spec: { address: '127.0.0.1' } }] };
+  const { gw } = await startGw(t, {
+    clusters: [tcpCluster, httpCluster, udpCluster],
+    listeners: [
+      listener('tcp-raw', { protocol: 'TCP', port: p.tcp }, 'tcp-echo'),
+      // A retry policy that relinks keeps the session on net.Socket.
+      listener('tcp-js', { protocol: 'TCP', port: p.tcpJs }, 'tcp-echo', { retry: { retry_on: 'disconnect', num_retries: 1, timeout: 500 } }),
+      { name: 'uds', spec: { protocol: 'UnixDomainSocket', filename: uds }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] },
+      listener('http-uws', { protocol: 'HTTP', port: p.http }, 'http-up'),
+      listener('http-node', { protocol: 'HTTP', port: p.httpNode, engine: 'node' }, 'http-up'),
+      listener('ws', { protocol: 'WebSocket', port: p.ws }, 'tcp-echo'),
+      listener('ws-js', { protocol: 'WebSocket', port: p.wsJs, engine: 'ws' }, 'udp-echo'),
+      listener('udp', { protocol: 'UDP', port: p.udp, idle_timeout: 1 }, 'udp-echo'),
+    ],
+  });
+  const refs = new Map<string, WeakRef<object>[]>();
+  // Sessions that took the raw stream path, by listener: each path is really exercised.
+  const raw = new Map<string, number>();
+  gw.hooks.add({
+    onSessionStart(s: Session) {
+      let l = refs.get(s.listener);
+      if (l === undefined) refs.set(s.listener, (l = []));
+      l.push(new WeakRef(s));
+      if (s.source.channel !== undefined) l.push(new WeakRef(s.source.channel));
+    },
+    onSessionEnd(s: Session) {
+      if (s.splice?.path === 'raw') raw.set(s.listener, (raw.get(s.listener) ?? 0) + 1);
+    },
+  });
+  for (let i = 0; i < N; i++) {
+    const m = Buffer.from(`m${i}`);
+    t.is(String(await tcpRoundTrip(p.tcp, m)), `m${i}`);
+    t.is(String(await tcpRoundTrip(p.tcpJs, m)), `m${i}`);
+    t.is(String(await unixRoundTrip(uds, m)), `m${i}`);
+    t.is(await httpGet(p.http, `/u${i}`), `answer /u${i}`);
+    t.is(await httpGet(p.httpNode, `/n${i}`), `answer /n${i}`);
+    t.is(await wsEcho(p.ws, `w${i}`), `w${i}`);
+    t.is(await wsEcho(p.wsJs, `j${i}`), `j${i}`);
+    t.is(await udpEcho(p.udp, `d${i}`), `d${i}`);
+  }
+  // UDP flows end at their idle timeout (1 s); the rest as their clients close.
+  await waitFor(() => [...gw.sessions.values()].every((s) => s.status === 'DESTROYED') || undefined, 10_000, 'every session over');
+  await waitFor(() => gw.sessions.size === 0 || undefined, 10_000, 'no session listed');
+  t.deepEqual([...refs.keys()].sort(), ['http-node', 'http-uws', 'tcp-js', 'tcp-raw', 'udp', 'uds', 'ws', 'ws-js']);
+  for (const [name, l] of refs) {
+    t.true(l.length >= N, `${name}: ${l.length} references`);
+    await t.notThrowsAsync(allCollected(l, `${name} sessions and channels`), name);
+  }
+  t.is(raw.get('tcp-raw'), N, 'the tcp-raw sessions took the raw stream path');
+  t.is(raw.get('uds'), N, 'the uds sessions took the raw stream path');
+  t.is(raw.get('tcp-js') ?? 0, 0, 'the tcp-js sessions stayed on net.Socket');
+});
