@@ -283,3 +283,64 @@ test.serial('gateway image: REST API from the host, UDP and TCP round trips to s
     throw err;
   }
 });
+
+test.serial('gateway image with 2 workers: UDP flows reach both workers, TCP round trips pass, and the sticky UDP selector is attached or why not is logged once', async (t) => {
+  t.timeout(3 * 60_000, 'the 2-worker container did not finish');
+  if (gate(t)) return;
+  const { GenericContainer } = await import('testcontainers');
+  // Echo peers in this process: the container shares the host's loopback.
+  const udpEcho = dgram.createSocket('udp4');
+  udpEcho.on('message', (m, r) => udpEcho.send(m, r.port, r.address));
+  await new Promise<void>((r) => udpEcho.bind(0, '127.0.0.1', () => r()));
+  const tcpEcho = net.createServer((s) => { s.on('error', () => undefined); s.pipe(s); });
+  await new Promise<void>((r) => tcpEcho.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => { udpEcho.close(); tcpEcho.close(); });
+  const [apiPort, udpPort, tcpPort] = [await freePort(), await freePort(), await freePort()];
+  const endpoint = [{ spec: { address: '127.0.0.1' } }];
+  const config = {
+    admin: { log_level: 'info', workers: 2 },
+    listeners: [
+      { name: 'controller-listener', spec: { protocol: 'HTTP', address: '127.0.0.1', port: apiPort }, rules: [{ action: { route: { destination: { name: 'l7mp-controller', spec: { protocol: 'L7mpController' } } } } }] },
+      { name: 'udp-in', spec: { protocol: 'UDP', address: '127.0.0.1', port: udpPort }, rules: [{ action: { route: { destination: { name: 'udp-echo', spec: { protocol: 'UDP', port: (udpEcho.address()).port }, endpoints: endpoint } } } }] },
+      { name: 'tcp-in', spec: { protocol: 'TCP', address: '127.0.0.1', port: tcpPort }, rules: [{ action: { route: { destination: { name: 'tcp-echo', spec: { protocol: 'TCP', port: (tcpEcho.address() as net.AddressInfo).port }, endpoints: endpoint } } } }] },
+    ],
+  };
+  const gw = await new GenericContainer('l7mp/gateway:local')
+    .withNetworkMode('host')
+    .withCopyContentToContainer([{ content: JSON.stringify(config), target: '/config/gateway.json', mode: 0o644 }])
+    .withCommand(['-c', '/config/gateway.json'])
+    .withStartupTimeout(START_TIMEOUT_MS)
+    .start();
+  t.teardown(() => gw.stop({ timeout: 1, remove: true }).catch(() => undefined));
+  const base = `http://127.0.0.1:${apiPort}`;
+  try {
+    await poll(`the gateway's REST API on ${base}`, async () => (await fetch(`${base}/api/v1/admin`, { signal: AbortSignal.timeout(1000) })).ok, START_TIMEOUT_MS);
+    // 24 flows and 24 connections from distinct source ports: the kernel's hash puts each on one worker.
+    const flows: dgram.Socket[] = [];
+    t.teardown(() => { for (const s of flows) s.close(); });
+    for (let i = 0; i < 24; i++) {
+      const s = dgram.createSocket('udp4');
+      await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+      flows.push(s);
+      const echo = new Promise<Buffer>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`flow ${i}: no UDP echo within ${IO_TIMEOUT_MS} ms`)), IO_TIMEOUT_MS);
+        s.once('message', (m) => { clearTimeout(timer); resolve(m); });
+      });
+      s.send(`flow ${i}`, udpPort, '127.0.0.1');
+      t.is(String(await echo), `flow ${i}`);
+      t.is(String(await tcpRoundTrip(tcpPort, Buffer.from(`conn ${i}`))), `conn ${i}`);
+    }
+    const sessions = (await (await fetch(`${base}/api/v1/sessions`, { signal: AbortSignal.timeout(IO_TIMEOUT_MS) })).json()) as { name: string; worker: number }[];
+    const workers = (listener: string) => [...new Set(sessions.filter((s) => s.name.includes(listener)).map((s) => s.worker))].sort();
+    t.deepEqual(workers('UDP:'), [1, 2], 'UDP flows on both workers');
+    const logs = await containerLogs(gw);
+    const sticky = logs.split('\n').filter((l) => l.includes('UDP flows stay on their worker across worker restarts'));
+    const fallback = logs.split('\n').filter((l) => l.includes('UDP flows are not sticky across worker restarts'));
+    // Which one depends on the engine's privileges (the image runs without CAP_BPF); either way it is said once.
+    t.is(sticky.length + fallback.length, 1, `one line about the selector: ${sticky.length} attached, ${fallback.length} fallback`);
+    t.log(sticky.length === 1 ? 'selector attached in the container' : `selector not attached in the container: ${fallback[0]!.slice(0, 400)}`);
+  } catch (err) {
+    t.log(`--- gateway container logs ---\n${(await containerLogs(gw)).slice(-4000)}`);
+    throw err;
+  }
+});
