@@ -339,6 +339,8 @@ test.serial('gateway image with 2 workers: UDP flows reach both workers, TCP rou
     // Which one depends on the engine's privileges (the image runs without CAP_BPF); either way it is said once.
     t.is(sticky.length + fallback.length, 1, `one line about the selector: ${sticky.length} attached, ${fallback.length} fallback`);
     t.log(sticky.length === 1 ? 'selector attached in the container' : `selector not attached in the container: ${fallback[0]!.slice(0, 400)}`);
+    // The plain image has no bpf addon: the line says which image has it.
+    if (fallback.length === 1) t.regex(fallback[0]!, /not in the l7mp\/gateway image.*l7mp\/gateway-offload/);
   } catch (err) {
     t.log(`--- gateway container logs ---\n${(await containerLogs(gw)).slice(-4000)}`);
     throw err;

@@ -67,12 +67,16 @@ export function objectPath(): string {
 export function loadBpf(obj = objectPath()): BpfLoad {
   const file = addonPath();
   if (!fs.existsSync(file)) {
-    const marker = path.join(rootDir(), 'native', 'bpf', 'build', 'BUILD_FAILED');
+    const dir = path.join(rootDir(), 'native', 'bpf', 'build');
     let why = 'it was not built (npm run build:native; needs libbpf-dev, libelf-dev, zlib1g-dev)';
     try {
-      const text = fs.readFileSync(marker, 'utf8').trim().split('\n').slice(-3).join(' | ');
+      const text = fs.readFileSync(path.join(dir, 'BUILD_FAILED'), 'utf8').trim().split('\n').slice(-3).join(' | ');
       why = `its build failed: ${text}`;
     } catch { /* no marker: never built */ }
+    try {
+      // Left on purpose (images/gateway/Dockerfile): say where it is instead.
+      why = fs.readFileSync(path.join(dir, 'ABSENT'), 'utf8').trim();
+    } catch { /* not an image without it */ }
     return { ok: false, reason: `the bpf addon ${file} is missing: ${why}` };
   }
   if (!fs.existsSync(obj)) {
