@@ -138,6 +138,9 @@ export class IdleSweep<F extends IdleFlow> {
   /** Keep sweeping the flows that are left, and stop once there are none. */
   retire(): void {
     this.retiring = true;
+    // Nothing left: stop now. A pending interval holds the owner (a deleted
+    // listener) until its next tick, up to 10 s.
+    if (this.ops.table().size === 0) this.stop();
   }
 
   sweep(now = Date.now()): void {

@@ -112,3 +112,23 @@ export function listenUws(uws: Uws, app: UwsTypes.TemplatedApp, address: string,
     });
   });
 }
+
+/**
+ * uWS.js never frees an App, closed or not (both builds we load: the App
+ * object stays in V8's template instantiation cache), so whatever its
+ * handlers close over lives as long as the process. A listener's handlers
+ * reach it through one of these and nothing else; the listener empties it
+ * once its App can no longer call them, and a deleted listener leaves only
+ * the App's own memory behind (edge/leaks.test.ts).
+ */
+export class UwsTarget<T extends object> {
+  constructor(private target: T | undefined) {}
+
+  get(): T | undefined {
+    return this.target;
+  }
+
+  release(): void {
+    this.target = undefined;
+  }
+}

@@ -8,7 +8,7 @@ import type { ListenerContext, ListenerImpl, SessionPriv } from '../types.js';
 import { ExchangeBase } from '../common/http-exchange.js';
 import { httpMetadata, readHead, refusePath, type RequestHead } from '../common/http-head.js';
 import type { TlsFiles } from '../common/tls.js';
-import { copyBuffer, listenUws, requireUws, type Uws } from '../common/uws.js';
+import { copyBuffer, listenUws, requireUws, UwsTarget, type Uws } from '../common/uws.js';
 
 class UwsExchange extends ExchangeBase {
   private sent = false;
@@ -126,6 +126,8 @@ export class HttpListener implements ListenerImpl {
   /** Deleted: requests still arriving on kept-alive connections are refused, never routed. */
   private stopped = false;
   private inFlight = 0;
+  /** What the App's handler reaches this listener through (UwsTarget). */
+  private target: UwsTarget<HttpListener> | undefined;
 
   constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext, private readonly tls?: TlsFiles) {
     this.uws = requireUws();
@@ -144,10 +146,20 @@ export class HttpListener implements ListenerImpl {
   }
 
   async start(): Promise<void> {
-    const app = this.newApp().any('/*', (res, req) => this.onRequest(res, req));
+    this.target = new UwsTarget<HttpListener>(this);
+    const app = this.newApp().any('/*', HttpListener.handler(this.target));
     this.app = app;
     this.token = await listenUws(this.uws, app, this.address, this.port, `HTTP listener "${this.ctx.listenerName}"`);
     this.localPort = this.uws.us_socket_local_port(this.token);
+  }
+
+  /** The App's handler, made outside any instance method so that it closes over the target alone. */
+  private static handler(target: UwsTarget<HttpListener>): (res: U.HttpResponse, req: U.HttpRequest) => void {
+    return (res, req) => {
+      const l = target.get();
+      if (l !== undefined) l.onRequest(res, req);
+      else res.writeStatus('503 Service Unavailable').end('', true); // cannot happen: released after the App closed
+    };
   }
 
   private onRequest(res: U.HttpResponse, req: U.HttpRequest): void {
@@ -204,7 +216,12 @@ export class HttpListener implements ListenerImpl {
     const app = this.app;
     this.app = undefined;
     // After the answer just written went out: close() would cut what uWS still buffers.
-    if (app) setImmediate(() => (app as unknown as { close?: () => void }).close?.());
+    const target = this.target;
+    this.target = undefined;
+    if (app) setImmediate(() => {
+      (app as unknown as { close?: () => void }).close?.();
+      target?.release();
+    });
   }
 
   /** Keep-alive connections stay: their requests in flight finish, new ones get 503 from the gateway. */

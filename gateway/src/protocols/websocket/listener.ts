@@ -5,7 +5,7 @@ import type * as U from '@trufflesuite/uws-js-unofficial';
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
 import type { ListenerContext, ListenerImpl } from '../types.js';
 import { httpMetadata, readHead, refusePath, type RequestHead } from '../common/http-head.js';
-import { copyBuffer, listenUws, requireUws, text, type Uws } from '../common/uws.js';
+import { copyBuffer, listenUws, requireUws, text, UwsTarget, type Uws } from '../common/uws.js';
 import { NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type FrameMode, type WsListenerConfig } from './frames.js';
 
 interface WsData {
@@ -157,6 +157,9 @@ export class WsListener implements ListenerImpl {
   private readonly open = new Set<U.WebSocket<WsData>>();
   /** Held for the listener's lifetime: uWS closes an App that is garbage-collected. */
   private app: U.TemplatedApp | undefined;
+  /** What the App's handlers reach this listener through (common/uws.ts UwsTarget). */
+  private target: UwsTarget<WsListener> | undefined;
+  private stopping = false;
 
   constructor(
     private readonly cfg: WsListenerConfig,
@@ -167,75 +170,116 @@ export class WsListener implements ListenerImpl {
   }
 
   async start(): Promise<void> {
-    const { cfg, ctx } = this;
     const app = this.uws.App();
     this.app = app;
+    this.target = new UwsTarget<WsListener>(this);
+    const h = WsListener.handlers(this.target);
     app.ws<WsData>('/*', {
-      maxPayloadLength: cfg.maxMessage,
-      idleTimeout: cfg.idleTimeout,
-      sendPingsAutomatically: cfg.idleTimeout > 0,
+      maxPayloadLength: this.cfg.maxMessage,
+      idleTimeout: this.cfg.idleTimeout,
+      sendPingsAutomatically: this.cfg.idleTimeout > 0,
       maxBackpressure: 4 * 1024 * 1024,
       closeOnBackpressureLimit: 0,
-      upgrade: (res, req, context) => {
-        const head = readHead(res, req);
-        const key = req.getHeader('sec-websocket-key');
-        const offered = req.getHeader('sec-websocket-protocol');
-        const ext = req.getHeader('sec-websocket-extensions');
-        if (head.pathError !== undefined) {
-          res.writeStatus('400 Bad Request').end(refusePath(ctx, head), true);
-          return;
-        }
-        if (cfg.path !== undefined && head.path !== cfg.path) {
-          ctx.log.info({ listener: ctx.listenerName, path: head.path }, 'WebSocket upgrade for an unknown path refused');
-          res.writeStatus('404 Not Found').end('no WebSocket service at this path\n');
-          return;
-        }
-        const protocol = chooseSubprotocol(offered, cfg.subprotocols);
-        if (protocol === undefined) {
-          ctx.log.info({ listener: ctx.listenerName, offered }, 'WebSocket upgrade refused: no acceptable subprotocol');
-          res.writeStatus('400 Bad Request').end('no acceptable WebSocket subprotocol\n');
-          return;
-        }
-        res.upgrade<WsData>({ head, protocol }, key, protocol, ext, context);
-      },
-      open: (ws) => {
-        const data = ws.getUserData();
-        // uWS buffers an unfinished message (a frame still arriving, or
-        // fragments) inside C++, out of our sight, up to maxPayloadLength. The
-        // only sound bound on that memory is to reserve a whole message per
-        // connection from the gateway-wide budget; a connection that does not
-        // fit is closed at once with 1013 (Try Again Later). The `ws` engine
-        // counts the bytes really held instead (ws-engine.ts).
-        if (!ctx.limits.messages.reserve(cfg.maxMessage)) {
-          ctx.refusals.refuse('message_buffer', ctx.listenerName, { remote: data.head.remoteAddress, reserve: cfg.maxMessage, held: ctx.limits.messages.used });
-          ws.end(1013, 'message buffer budget exhausted, try again later');
-          return;
-        }
-        data.reserved = cfg.maxMessage;
-        this.open.add(ws);
-        const ch = new WsServerChannel(ws, cfg.frame, data.head.remoteAddress);
-        data.channel = ch;
-        const metadata = httpMetadata(data.head, cfg.address, this.localPort);
-        if (data.protocol) (metadata.WebSocket as unknown) = { protocol: data.protocol };
-        ctx.emit({ name: `WS:${data.head.remoteAddress}-${cfg.address}:${this.localPort}-${this.seq++}`, channel: ch, metadata });
-      },
+      upgrade: h.upgrade,
+      open: h.open,
       message: (ws, msg, isBinary) => ws.getUserData().channel?.onMessage(msg, isBinary),
       drain: (ws) => ws.getUserData().channel?.onDrain(),
-      close: (ws, code, msg) => {
-        this.open.delete(ws);
-        const data = ws.getUserData();
-        ctx.limits.messages.release(data.reserved ?? 0);
-        data.reserved = 0;
-        data.channel?.onClosed(code, text(msg));
-      },
+      close: h.close,
     });
-    app.any('/*', (res, req) => {
-      const head = readHead(res, req);
-      ctx.log.info({ listener: ctx.listenerName, method: head.method, path: head.path, remote: head.remoteAddress }, 'non-WebSocket request to a WebSocket listener refused');
-      res.writeStatus('426 Upgrade Required').writeHeader('upgrade', 'websocket').end('this is a WebSocket endpoint\n');
-    });
-    this.token = await listenUws(this.uws, app, cfg.address, cfg.port, `WebSocket listener "${ctx.listenerName}"`);
+    app.any('/*', h.any);
+    this.token = await listenUws(this.uws, app, this.cfg.address, this.cfg.port, `WebSocket listener "${this.ctx.listenerName}"`);
     this.localPort = this.uws.us_socket_local_port(this.token);
+  }
+
+  /** The App's handlers, made outside any instance method so that they close over the target alone. */
+  private static handlers(target: UwsTarget<WsListener>) {
+    // Released only once no connection is left (stop), so these cannot run without it.
+    const gone = (res: U.HttpResponse) => res.writeStatus('503 Service Unavailable').end('', true);
+    return {
+      upgrade: (res: U.HttpResponse, req: U.HttpRequest, context: U.us_socket_context_t) => {
+        const l = target.get();
+        if (l !== undefined) l.onUpgrade(res, req, context);
+        else gone(res);
+      },
+      open: (ws: U.WebSocket<WsData>) => {
+        const l = target.get();
+        if (l !== undefined) l.onOpen(ws);
+        else ws.end(1001, 'listener removed');
+      },
+      close: (ws: U.WebSocket<WsData>, code: number, msg: ArrayBuffer) => target.get()?.onClose(ws, code, msg),
+      any: (res: U.HttpResponse, req: U.HttpRequest) => {
+        const l = target.get();
+        if (l !== undefined) l.onPlainRequest(res, req);
+        else gone(res);
+      },
+    };
+  }
+
+  private onUpgrade(res: U.HttpResponse, req: U.HttpRequest, context: U.us_socket_context_t): void {
+    const { cfg, ctx } = this;
+    const head = readHead(res, req);
+    const key = req.getHeader('sec-websocket-key');
+    const offered = req.getHeader('sec-websocket-protocol');
+    const ext = req.getHeader('sec-websocket-extensions');
+    if (head.pathError !== undefined) {
+      res.writeStatus('400 Bad Request').end(refusePath(ctx, head), true);
+      return;
+    }
+    if (cfg.path !== undefined && head.path !== cfg.path) {
+      ctx.log.info({ listener: ctx.listenerName, path: head.path }, 'WebSocket upgrade for an unknown path refused');
+      res.writeStatus('404 Not Found').end('no WebSocket service at this path\n');
+      return;
+    }
+    const protocol = chooseSubprotocol(offered, cfg.subprotocols);
+    if (protocol === undefined) {
+      ctx.log.info({ listener: ctx.listenerName, offered }, 'WebSocket upgrade refused: no acceptable subprotocol');
+      res.writeStatus('400 Bad Request').end('no acceptable WebSocket subprotocol\n');
+      return;
+    }
+    res.upgrade<WsData>({ head, protocol }, key, protocol, ext, context);
+  }
+
+  private onOpen(ws: U.WebSocket<WsData>): void {
+    const { cfg, ctx } = this;
+    const data = ws.getUserData();
+    // uWS buffers an unfinished message (a frame still arriving, or
+    // fragments) inside C++, out of our sight, up to maxPayloadLength. The
+    // only sound bound on that memory is to reserve a whole message per
+    // connection from the gateway-wide budget; a connection that does not
+    // fit is closed at once with 1013 (Try Again Later). The `ws` engine
+    // counts the bytes really held instead (ws-engine.ts).
+    if (!ctx.limits.messages.reserve(cfg.maxMessage)) {
+      ctx.refusals.refuse('message_buffer', ctx.listenerName, { remote: data.head.remoteAddress, reserve: cfg.maxMessage, held: ctx.limits.messages.used });
+      ws.end(1013, 'message buffer budget exhausted, try again later');
+      return;
+    }
+    data.reserved = cfg.maxMessage;
+    this.open.add(ws);
+    const ch = new WsServerChannel(ws, cfg.frame, data.head.remoteAddress);
+    data.channel = ch;
+    const metadata = httpMetadata(data.head, cfg.address, this.localPort);
+    if (data.protocol) (metadata.WebSocket as unknown) = { protocol: data.protocol };
+    ctx.emit({ name: `WS:${data.head.remoteAddress}-${cfg.address}:${this.localPort}-${this.seq++}`, channel: ch, metadata });
+  }
+
+  private onClose(ws: U.WebSocket<WsData>, code: number, msg: ArrayBuffer): void {
+    this.open.delete(ws);
+    const data = ws.getUserData();
+    this.ctx.limits.messages.release(data.reserved ?? 0);
+    data.reserved = 0;
+    data.channel?.onClosed(code, text(msg));
+    if (this.stopping && this.open.size === 0) this.releaseTarget();
+  }
+
+  private onPlainRequest(res: U.HttpResponse, req: U.HttpRequest): void {
+    const head = readHead(res, req);
+    this.ctx.log.info({ listener: this.ctx.listenerName, method: head.method, path: head.path, remote: head.remoteAddress }, 'non-WebSocket request to a WebSocket listener refused');
+    res.writeStatus('426 Upgrade Required').writeHeader('upgrade', 'websocket').end('this is a WebSocket endpoint\n');
+  }
+
+  private releaseTarget(): void {
+    this.target?.release();
+    this.target = undefined;
   }
 
   bound(): boolean {
@@ -250,9 +294,12 @@ export class WsListener implements ListenerImpl {
 
   async stop(): Promise<void> {
     this.stopAccepting();
-    // uWS keeps accepted connections after the listen socket closes: end them.
+    this.stopping = true;
+    // uWS keeps accepted connections after the listen socket closes: end
+    // them. Their close handlers release the budget; the last one (or this,
+    // when none is open) lets the App's handlers go.
     for (const ws of [...this.open]) ws.end(1001, 'listener removed');
-    this.open.clear();
+    if (this.open.size === 0) this.releaseTarget();
     this.app = undefined;
   }
 }

@@ -12,7 +12,7 @@ import http from 'node:http';
 import WebSocket from 'ws';
 import type { Session } from '../../../src/dataplane/session.js';
 import { allCollected } from '../gc-helpers.js';
-import { freePort, startGw, tcpRoundTrip, tmpPath, unixRoundTrip, waitFor } from '../helpers.js';
+import { api, freePort, startGw, tcpRoundTrip, tmpPath, unixRoundTrip, waitFor } from '../helpers.js';
 import { slowHttpUpstream, tcpEchoUpstream } from './edge-helpers.js';
 
 const N = 60;
@@ -115,4 +115,37 @@ test('sessions that ended leave nothing reachable, on every path', async (t) => 
   t.is(raw.get('tcp-raw'), N, 'the tcp-raw sessions took the raw stream path');
   t.is(raw.get('uds'), N, 'the uds sessions took the raw stream path');
   t.is(raw.get('tcp-js') ?? 0, 0, 'the tcp-js sessions stayed on net.Socket');
+});
+
+test('listeners and clusters created and deleted over REST leave nothing reachable', async (t) => {
+  t.timeout(60_000);
+  const tcpUp = await tcpEchoUpstream(t);
+  const { base, gw } = await startGw(t, {});
+  const refs = new Map<string, WeakRef<object>[]>();
+  const kinds: Array<[string, Record<string, unknown>]> = [
+    ['TCP', { protocol: 'TCP' }],
+    ['UDP', { protocol: 'UDP' }],
+    ['HTTP', { protocol: 'HTTP' }],
+    ['HTTP-node', { protocol: 'HTTP', engine: 'node' }],
+    ['WebSocket', { protocol: 'WebSocket' }],
+  ];
+  for (let i = 0; i < 12; i++) {
+    for (const [kind, spec] of kinds) {
+      const port = await freePort();
+      const name = `churn-${kind}-${i}`;
+      const cluster = `up-${kind}-${i}`;
+      const add = await api(base, 'POST', '/api/v1/listeners', { listener: { name, spec: { ...spec, address: '127.0.0.1', port }, rules: [{ action: { route: { destination: { name: cluster, spec: { protocol: 'TCP', port: tcpUp.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }] } });
+      t.is(add.status, 200, `${name}: ${add.text}`);
+      // A session through the raw TCP listener, so that its acceptor has run.
+      if (kind === 'TCP') t.is(String(await tcpRoundTrip(port, Buffer.from(name))), name);
+      if (!refs.has(kind)) refs.set(kind, []);
+      refs.get(kind)!.push(new WeakRef(gw.listeners.get(name)!), new WeakRef(gw.listeners.get(name)!.impl), new WeakRef(gw.clusters.get(cluster)!));
+      t.is((await api(base, 'DELETE', `/api/v1/listeners/${name}?recursive=true`)).status, 200);
+      // The recursive delete takes the inline cluster along; delete it otherwise.
+      if (gw.clusters.has(cluster)) t.is((await api(base, 'DELETE', `/api/v1/clusters/${cluster}`)).status, 200);
+      t.false(gw.listeners.has(name) || gw.clusters.has(cluster), `${name} and ${cluster} are gone`);
+    }
+  }
+  await waitFor(() => gw.sessions.size === 0 || undefined, 10_000, 'no session listed');
+  for (const [kind, l] of refs) await t.notThrowsAsync(allCollected(l, `deleted ${kind} listeners, their implementations and clusters`), kind);
 });
