@@ -8,27 +8,16 @@
 
 import test from 'ava';
 import dgram from 'node:dgram';
-import http from 'node:http';
 import WebSocket from 'ws';
 import type { Session } from '../../../src/dataplane/session.js';
 import { allCollected } from '../gc-helpers.js';
-import { api, freePort, startGw, tcpRoundTrip, tmpPath, unixRoundTrip, waitFor } from '../helpers.js';
-import { slowHttpUpstream, tcpEchoUpstream } from './edge-helpers.js';
+import { api, freePort, nextMessage, startGw, tcpRoundTrip, tmpPath, udpClient, unixRoundTrip, waitFor } from '../helpers.js';
+import { httpRequest, slowHttpUpstream, tcpEchoUpstream } from './edge-helpers.js';
 
 const N = 60;
 
 function listener(name: string, spec: Record<string, unknown>, destination: unknown, route: Record<string, unknown> = {}) {
   return { name, spec: { address: '127.0.0.1', ...spec }, rules: [{ action: { route: { destination, ...route } } }] };
-}
-
-function httpGet(port: number, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (d) => { body += String(d); });
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
 }
 
 function wsEcho(port: number, text: string): Promise<string> {
@@ -41,15 +30,19 @@ function wsEcho(port: number, text: string): Promise<string> {
 }
 
 async function udpEcho(port: number, text: string): Promise<string> {
-  const s = dgram.createSocket('udp4');
+  const s = await udpClient();
   try {
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-    const reply = new Promise<string>((resolve) => s.once('message', (m) => resolve(String(m))));
+    const reply = nextMessage(s);
     s.send(text, port, '127.0.0.1');
-    return await reply;
+    return String(await reply);
   } finally {
     s.close();
   }
+}
+
+/** One request on its own connection (edge-helpers httpRequest), its body. */
+async function httpGet(port: number, path: string): Promise<string> {
+  return (await httpRequest(`http://127.0.0.1:${port}${path}`).outcome).body.toString();
 }
 
 test('sessions that ended leave nothing reachable, on every path', async (t) => {
