@@ -27,6 +27,8 @@
 // cluster_requests_total{clusterName,protocol},
 // session_byte_counter_total / session_packet_counter_total{sessionName,clusterName}
 // (Metric clusters; a session's series disappear when it ends).
+// The series of a deleted listener or cluster go once it has been deleted and
+// idle for a retention (observe/retired-series.ts).
 
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Gateway } from '../core/gateway.js';
@@ -34,6 +36,7 @@ import { END_KINDS, endKindOf } from '../core/drain.js';
 import type { GatewayObserver } from '../dataplane/observer.js';
 import type { Session, Stage } from '../dataplane/session.js';
 import { MetricChannel } from '../protocols/prometheus/index.js';
+import { RetiredSeries } from './retired-series.js';
 
 interface Traffic {
   rxBytes: number;
@@ -70,6 +73,9 @@ export const DURATION_BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 
 export interface MetricsOptions {
   /** Process and Node.js metrics (collectDefaultMetrics); default true. */
   defaultMetrics?: boolean;
+  /** How long the series of a deleted listener or cluster stay, and how often that is checked (observe/retired-series.ts); for tests. */
+  retiredSeriesMs?: number;
+  retireCheckMs?: number;
 }
 
 export class GatewayMetrics implements GatewayObserver {
@@ -82,6 +88,7 @@ export class GatewayMetrics implements GatewayObserver {
   private readonly listenerProto = new Map<string, string>();
   private readonly clusterProto = new Map<string, string>();
   private snap: Snapshot | undefined;
+  private readonly retired: RetiredSeries;
 
   private readonly listenerRequests: Counter<'listenerName' | 'protocol'>;
   private readonly clusterRequests: Counter<'clusterName' | 'protocol'>;
@@ -97,6 +104,7 @@ export class GatewayMetrics implements GatewayObserver {
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
+    this.retired = new RetiredSeries(opts.retiredSeriesMs, opts.retireCheckMs);
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     const self = this;
 
@@ -309,6 +317,7 @@ export class GatewayMetrics implements GatewayObserver {
     }
     const ended = s.ended ?? Date.now();
     this.durations.observe({ listener: s.listener, cluster: s.destination?.origin ?? '' }, Math.max(0, ended - s.started) / 1000);
+    if (this.retired.due(ended)) this.retire(ended).catch((err: unknown) => this.gw?.log.warn({ err: (err as Error).message }, 'metrics: retiring series failed'));
   }
 
   onApiCall(operationId: string, status: number): void {
@@ -328,9 +337,62 @@ export class GatewayMetrics implements GatewayObserver {
   }
 
   async exposition(): Promise<{ contentType: string; body: string }> {
+    const now = Date.now();
+    if (this.retired.due(now)) await this.retire(now);
     if (this.remote === undefined) return { contentType: this.registry.contentType, body: await this.registry.metrics() };
     const all = [await this.registry.getMetricsAsJSON(), ...await this.remote()];
     return { contentType: this.registry.contentType, body: await AggregatorRegistry.aggregate(all).metrics() };
+  }
+
+  // -------------------------------------------------------------- retiring
+
+  /** Remove the series of deleted listeners and clusters whose retention is over (observe/retired-series.ts). */
+  async retire(now = Date.now()): Promise<void> {
+    this.retired.checked(now);
+    const gw = this.gw;
+    if (gw === undefined) return;
+    const liveListeners = new Set<string>();
+    const liveClusters = new Set<string>();
+    for (const s of gw.sessions.values()) {
+      if (!isLive(s)) continue;
+      liveListeners.add(s.listener);
+      for (const st of s.stages()) if (st.role !== 'source') liveClusters.add(st.origin);
+    }
+    const listeners = new Set([...this.listenerProto.keys(), ...this.endedListeners.keys(), ...gw.refusals.listeners()]);
+    const clusters = new Set([...this.clusterProto.keys(), ...this.endedClusters.keys()]);
+    const retiredL = this.retired.pick('listener', listeners, (n) => gw.listeners.has(n) || liveListeners.has(n), now);
+    const retiredC = this.retired.pick('cluster', clusters, (n) => gw.clusters.has(n) || liveClusters.has(n), now);
+    if (retiredL.length === 0 && retiredC.length === 0) return;
+    for (const name of retiredL) {
+      const protocol = this.listenerProto.get(name) ?? 'unknown';
+      this.listenerRequests.remove({ listenerName: name, protocol });
+      for (const c of [this.listenerSessions, this.listenerFailures, this.listenerRetries]) c.remove({ listener: name, protocol });
+      this.endedListeners.delete(name);
+      this.listenerProto.delete(name);
+      gw.refusals.forget(name);
+    }
+    for (const name of retiredC) {
+      const protocol = this.clusterProto.get(name) ?? 'unknown';
+      this.clusterRequests.remove({ clusterName: name, protocol });
+      for (const c of [this.clusterSessions, this.clusterFailures, this.clusterRetries]) c.remove({ cluster: name, protocol });
+      this.endedClusters.delete(name);
+      this.clusterProto.delete(name);
+    }
+    // Histogram series are keyed by both names: those of either retired name go.
+    const goneL = new Set(retiredL);
+    const goneC = new Set(retiredC);
+    const seen = new Set<string>();
+    for (const v of (await this.durations.get()).values) {
+      const listener = String(v.labels.listener ?? '');
+      const cluster = String(v.labels.cluster ?? '');
+      const key = `${listener}\0${cluster}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      // Read after an await: a name created again meanwhile keeps its series.
+      if ((goneL.has(listener) && !gw.listeners.has(listener)) || (goneC.has(cluster) && !gw.clusters.has(cluster))) this.durations.remove({ listener, cluster });
+    }
+    gw.log.info({ listeners: retiredL.length, clusters: retiredC.length, names: [...retiredL, ...retiredC].slice(0, 10), after_ms: this.retired.afterMs },
+      'metrics: the series of deleted listeners and clusters are retired');
   }
 
   // --------------------------------------------------------------- scraping

@@ -65,6 +65,18 @@ export class Refusals {
     return n;
   }
 
+  /** The listeners that have a count. */
+  listeners(): Set<string> {
+    const out = new Set<string>();
+    for (const m of this.counts.values()) for (const l of m.keys()) if (l !== '') out.add(l);
+    return out;
+  }
+
+  /** Drop a deleted listener's counts (observe/metrics.ts retires its series). */
+  forget(listener: string): void {
+    for (const m of this.counts.values()) m.delete(listener);
+  }
+
   /** Every (reason, listener, count) row, for the metrics exposition. */
   *rows(): Iterable<{ reason: RefusalReason; listener: string; count: number }> {
     for (const [reason, m] of this.counts) for (const [listener, count] of m) yield { reason, listener, count };

@@ -449,3 +449,59 @@ test('Metric cluster spec: counter names must be Prometheus names', async (t) =>
   t.is((await api(g.base, 'POST', '/api/v1/clusters', { cluster: { name: 'm', spec: { protocol: 'Metric' } } })).status, 200);
   t.is((await api(g.base, 'POST', '/api/v1/clusters', { cluster: { name: 'p', spec: { protocol: 'Prometheus' } } })).status, 200);
 });
+
+test('the series of a deleted listener and cluster stay while a session lives and for the retention after, then go; configured ones stay', async (t) => {
+  const RETAIN_MS = 600;
+  const metrics = new GatewayMetrics({ defaultMetrics: false, retiredSeriesMs: RETAIN_MS, retireCheckMs: 0 });
+  const gw = new Gateway({ log: silentLogger(), version: 'test', api: handleApi, observer: metrics });
+  metrics.attach(gw);
+  t.teardown(() => gw.stop());
+  const echoPort = await freePort();
+  await peer(t, echo.tcp(echoPort));
+  const gonePort = await freePort();
+  const keptPort = await freePort();
+  await gw.applyConfig({
+    clusters: [cluster('gone-echo', 'TCP', echoPort), cluster('kept-echo', 'TCP', echoPort)],
+    listeners: [listener('gone-in', 'TCP', gonePort, { destination: 'gone-echo' }), listener('kept-in', 'TCP', keptPort, { destination: 'kept-echo' })],
+  }, true);
+  const read = async () => { const text = (await gw.exposition()).body; return new Scrape(text, parse(text)); };
+  const has = (m: Scrape, name: string) => m.text.includes(`"${name}"`);
+
+  t.is((await tcpRoundTrip(gonePort, Buffer.from('x'))).toString(), 'x');
+  t.is((await tcpRoundTrip(keptPort, Buffer.from('y'))).toString(), 'y');
+  const open = await tcpOpen(gonePort); // lives on after its listener is deleted
+  t.teardown(() => open.sock.destroy());
+  await waitFor(() => [...gw.sessions.values()].filter((s) => s.status === 'CONNECTED').length === 1, 5000, 'the open session to connect');
+  await gw.deleteListener('gone-in', false);
+  await gw.deleteCluster('gone-echo', false).catch(() => undefined); // in use by the live session: it may stay configured until it ends
+
+  // Past the retention, the live session still keeps them.
+  await new Promise((r) => setTimeout(r, RETAIN_MS + 200));
+  let m = await read();
+  t.is(m.get('listener_requests_total', { listenerName: 'gone-in', protocol: 'TCP' }), 2);
+  t.is(m.get('l7mp_cluster_sessions_total', { cluster: 'gone-echo', protocol: 'TCP' }), 2);
+
+  // It ends: the series stay for the retention (one scrape at least sees the final counts), then go.
+  open.sock.end();
+  await waitFor(() => gw.sessions.size === 0, 5000, 'the session to end');
+  await gw.deleteCluster('gone-echo', false).catch(() => undefined);
+  t.false(gw.clusters.has('gone-echo'), 'the cluster is gone from the configuration');
+  const ended = Date.now();
+  m = await read();
+  t.is(m.get('l7mp_listener_sessions_total', { listener: 'gone-in', protocol: 'TCP' }), 2, 'the final count is shown');
+  t.true(m.get('l7mp_listener_bytes_total', { listener: 'gone-in', protocol: 'TCP', direction: 'rx' })! >= 1);
+  m = await waitFor(async () => { const x = await read(); return has(x, 'gone-in') || has(x, 'gone-echo') ? undefined : x; }, 10_000, 'the deleted objects\' series to go');
+  t.true(Date.now() - ended >= RETAIN_MS, `not before the retention (${Date.now() - ended} ms)`);
+  t.is(m.all('l7mp_session_duration_seconds_count', { listener: 'gone-in' }).length, 0);
+
+  // The configured ones keep theirs.
+  t.is(m.get('listener_requests_total', { listenerName: 'kept-in', protocol: 'TCP' }), 1);
+  t.is(m.get('l7mp_cluster_sessions_total', { cluster: 'kept-echo', protocol: 'TCP' }), 1);
+  t.is(m.get('l7mp_session_duration_seconds_count', { listener: 'kept-in', cluster: 'kept-echo' }), 1);
+
+  // A name created again counts from zero.
+  await gw.addListener(listener('gone-in', 'TCP', gonePort, { destination: 'kept-echo' }));
+  t.is((await tcpRoundTrip(gonePort, Buffer.from('z'))).toString(), 'z');
+  m = await read();
+  t.is(m.get('listener_requests_total', { listenerName: 'gone-in', protocol: 'TCP' }), 1);
+});

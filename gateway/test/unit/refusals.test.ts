@@ -19,3 +19,15 @@ test('a flood of refusals is counted in full and logged once per reason per inte
   t.is(flow[1]!.suppressed_since_last_log, 4999, 'the second line says how many were not logged');
   t.deepEqual([...r.rows()].map((x) => [x.reason, x.listener, x.count]), [['flow_rate', 'udp-in', 5001], ['header_depth', 'js-in', 1]]);
 });
+
+test('a deleted listener\'s counts can be forgotten; the others stay', (t) => {
+  const { log } = capture();
+  const r = new Refusals(log, 10_000, () => 0);
+  r.refuse('flow_rate', 'gone');
+  r.refuse('listener_sessions', 'gone');
+  r.refuse('flow_rate', 'kept');
+  r.refuse('body_size');
+  t.deepEqual([...r.listeners()].sort(), ['gone', 'kept']);
+  r.forget('gone');
+  t.deepEqual([...r.rows()].map((x) => [x.reason, x.listener, x.count]), [['flow_rate', 'kept', 1], ['body_size', '', 1]]);
+});
