@@ -38,8 +38,8 @@ export interface BuildContext {
   readonly fileRoot: string | undefined;
   /** A listener emitted a session. */
   emit(listener: string, s: NewSession): void;
-  /** A stand-in when this listener's data plane runs in worker processes (workers/start.ts). */
-  remoteListener?(raw: Record<string, unknown>): ListenerImpl | undefined;
+  /** A stand-in when this listener's data plane runs in worker processes (workers/start.ts); `tx` is the change that adds it. */
+  remoteListener?(raw: Record<string, unknown>, tx: Transaction): ListenerImpl | undefined;
   /** Admission of a new flow before a listener spends a descriptor on it. */
   admit(listener: string, candidate: { readonly metadata: Record<string, unknown> }): boolean;
 }
@@ -91,7 +91,7 @@ export class Builder {
       emit: (s) => ctx.emit(name, s),
       admit: (c) => ctx.admit(name, c),
     }, `${field}.spec`);
-    const impl = ctx.remoteListener?.(raw) ?? created;
+    const impl = ctx.remoteListener?.(raw, tx) ?? created;
     const options = maxSessions === undefined ? { track } : { track, max_sessions: maxSessions };
     tx.stage({ kind: 'listener', name, spec, protocol, rules, options, impl, inlineRuleList: inline }, field);
   }

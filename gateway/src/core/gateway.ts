@@ -20,7 +20,8 @@ import { DEFAULT_DRAIN_TIMEOUT_MS, SessionCut } from './drain.js';
 import { GatewayError, invalid } from './errors.js';
 import { edgeLimits, type EdgeLimitSettings, type MessageBudget } from './limits.js';
 import type { ClusterObj, EndpointObj, ListenerObj, ObjKind, RouteObj, RuleListObj, RuleObj } from './model.js';
-import { checkApiExposure, guardApi } from './policy.js';
+import { checkApiExposure, guardApi, withChange, type LiveGraph, type StagedChange } from './policy.js';
+import type { GraphView } from './apiobjects.js';
 import type { GatewayOptions } from './options.js';
 import { Store, type Transaction } from './store.js';
 import { isObject } from './is-object.js';
@@ -65,8 +66,14 @@ export class Gateway implements GatewayServices {
   configApplied = false;
   /** With admin.workers > 1: the data plane's worker processes (workers/supervisor.ts). */
   workers: RemoteDataPlane | undefined;
-  /** With workers: the stand-in for a listener that runs in them, undefined for one that runs here. */
-  remoteListener: ((raw: Record<string, unknown>) => ListenerImpl | undefined) | undefined;
+  /**
+   * With workers: the stand-in for a listener that runs in them, undefined
+   * for one that runs here. `graph`: the live graph with the change that
+   * adds the listener on top, so a placement sees what comes with it.
+   */
+  remoteListener: ((raw: Record<string, unknown>, graph: GraphView) => ListenerImpl | undefined) | undefined;
+  /** With workers: refuse a change the placement of a live listener cannot take (workers/split.ts checkPlacement). */
+  checkChange: ((live: LiveGraph, tx: StagedChange) => void) | undefined;
   /** Admits new data-plane sessions: caps, flow rate, descriptor budget (admission.ts). */
   readonly admission: Admission;
   /** Health check and ejection counters of every cluster (gateway/src/health). */
@@ -96,7 +103,7 @@ export class Gateway implements GatewayServices {
       allowStaticOnly: opts.allowStaticOnly === true, fileRoot: opts.fileRoot,
       emit: (listener, s) => this.pipeline.open(listener, s),
       admit: (listener, c) => this.admission.admit(listener, c),
-      remoteListener: (raw) => this.remoteListener?.(raw),
+      remoteListener: (raw, tx) => this.remoteListener?.(raw, withChange(this.store, tx)),
     });
     if (opts.accessLog) this.hooks.add(accessLogHooks(opts.accessLog));
     if (opts.observer) this.hooks.add(opts.observer);
@@ -238,6 +245,7 @@ export class Gateway implements GatewayServices {
     return this.store.apply(fromStaticConfig, (tx) => {
       build(tx);
       if (!fromStaticConfig && !this.opts.apiTokenSet) checkApiExposure(this.store, tx);
+      this.checkChange?.(this.store, tx);
     });
   }
 

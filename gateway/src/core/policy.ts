@@ -42,7 +42,7 @@ export function checkStaticOnly(spec: Spec, field: string, allowed: boolean): vo
 }
 
 /** The live graph with a change's objects staged on top. */
-function withChange(live: GraphView, tx: StagedChange): GraphView {
+export function withChange(live: GraphView, tx: StagedChange): GraphView {
   return { get: (kind, name) => tx.objects.get(key(kind, name)) ?? tx.preview.get(key(kind, name)) ?? live.get(kind, name) };
 }
 

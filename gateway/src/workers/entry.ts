@@ -57,8 +57,8 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
       g.healthStats.probes = false;
       // The control-plane listeners run in the main process: stand-ins here.
       // Listeners that cannot share their resource run on worker 1 only.
-      g.remoteListener = (raw) => {
-        const where = placementOf(raw, g, config.objects);
+      g.remoteListener = (raw, graph) => {
+        const where = placementOf(raw, graph, config.objects);
         return where === 'main' || (where === 'one' && index !== 1) ? standInListener() : undefined;
       };
     } });

@@ -6,7 +6,8 @@ import type { Gateway } from '../core/gateway.js';
 import { GatewayMetrics } from '../observe/metrics.js';
 import { isObject } from '../core/is-object.js';
 import { sharedFlowTable } from '../fastpath/offload/shared.js';
-import { dataPlaneListeners, placementOf } from './split.js';
+import { checkPlacement, dataPlaneListeners, placementOf, type Placement } from './split.js';
+import { withChange } from '../core/policy.js';
 import { standInListener } from './stand-in.js';
 import { Supervisor } from './supervisor.js';
 
@@ -26,10 +27,16 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
   const { admin: _admin, ...objects } = cfg;
   const sup = new Supervisor(count, { objects, admin: workerAdmin(rawAdmin, gw.log.level) }, gw.log, sharedFlowTable(gw));
   // The main process builds the data-plane listeners as stand-ins: the workers run them.
-  gw.remoteListener = (raw) => {
-    const where = placementOf(raw, gw, cfg);
-    return where === 'main' ? undefined : standInListener(raw, where === 'every');
+  const placed = new WeakMap<object, Placement>(); // stand-in -> where its listener runs
+  gw.remoteListener = (raw, graph) => {
+    const where = placementOf(raw, graph, cfg);
+    if (where === 'main') return undefined;
+    const impl = standInListener(raw, where === 'every');
+    placed.set(impl, where);
+    return impl;
   };
+  // A live listener stays where it was placed: a change that would need it elsewhere is refused.
+  gw.checkChange = (live, tx) => checkPlacement(live.listeners.values(), (l) => placed.get(l.impl) ?? 'main', live, withChange(live, tx));
   gw.workers = sup;
   gw.admin.workers = count;
   // Metrics: the workers' summed into this process's exposition, same names and labels.
