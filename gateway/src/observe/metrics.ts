@@ -332,7 +332,10 @@ export class GatewayMetrics implements GatewayObserver {
   remote: (() => Promise<MetricObjectWithValues<MetricValue<string>>[][]>) | undefined;
 
   /** This process's metrics as prom-client JSON (what a worker hands to the main process). */
-  metricsJson(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
+  async metricsJson(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
+    // A worker is asked every 2 s (workers/metrics-ledger.ts): its retirements run from here too.
+    const now = Date.now();
+    if (this.retired.due(now)) await this.retire(now);
     return this.registry.getMetricsAsJSON();
   }
 
