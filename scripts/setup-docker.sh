@@ -32,7 +32,16 @@ if ! pgrep -x dockerd >/dev/null 2>&1; then
   # A stale pid file from an engine that died would stop the new one.
   $SUDO rm -f /var/run/docker.pid
   # setsid + nohup: the engine outlives this script and the shell that ran it.
-  $SUDO setsid nohup dockerd --bridge=none --iptables=false >>"$LOG" 2>&1 </dev/null &
+  # It keeps only stdin/stdout/stderr: any other descriptor it inherited (a
+  # caller's lock, a CI runner's pipe) would stay open as long as the engine
+  # runs, holding the lock or keeping the runner waiting for EOF.
+  (
+    for fd in /proc/self/fd/*; do
+      n=${fd##*/}
+      if [ "$n" -gt 2 ] && [ "$n" -ne 255 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
+    done
+    exec $SUDO setsid nohup dockerd --bridge=none --iptables=false >>"$LOG" 2>&1 </dev/null
+  ) &
 fi
 
 for ((i = 0; i < WAIT_SECONDS * 2; i++)); do
