@@ -215,7 +215,11 @@ it('retry_on disconnect: an upstream that accepts and resets at once is reconnec
   await new Promise<void>((r) => server.listen(upPort, '127.0.0.1', () => r()));
   t.teardown(() => server.close());
   const port = await freePort();
-  const { base } = await startGw(t, { listeners: [tcpRoute(port, upPort, 'tcp', { retry_on: 'disconnect', num_retries: 3, timeout: 50 })] });
+  // timeout is also each attempt's connect timeout: at 50 ms a loaded CI
+  // machine let a connect the upstream had accepted time out, and the extra
+  // attempt counted as a fifth connection. A reconnect after a drop does not
+  // wait for it, so 2 s costs nothing here.
+  const { base } = await startGw(t, { listeners: [tcpRoute(port, upPort, 'tcp', { retry_on: 'disconnect', num_retries: 3, timeout: 2000 })] });
   const c = await tcpClient(port);
   c.sock.on('error', () => undefined);
   const end = await Promise.race([c.ended, new Promise<undefined>((r) => setTimeout(r, 5000))]);
