@@ -91,6 +91,8 @@ function protocolOf(obj: Raw): ProtocolDef | undefined {
   return typeof spec?.protocol === 'string' ? findProtocol(spec.protocol) : undefined;
 }
 
+export type Placement = 'main' | WorkerPlacement;
+
 /**
  * Where a listener about to be built runs: `main` (it serves the control
  * plane: a route to an L7mpController or Prometheus cluster), on `every`
@@ -101,8 +103,6 @@ function protocolOf(obj: Raw): ProtocolDef | undefined {
 export function placementOf(listener: Raw, graph: GraphView | undefined, cfg: Raw = {}): Placement {
   return placementIn(listener, new Names(cfg, graph)).where;
 }
-
-export type Placement = 'main' | WorkerPlacement;
 
 /** Where a listener runs on the graph `names` reads, and the cluster that decides it when one does. */
 function placementIn(listener: Raw, names: Names): { where: Placement; cluster?: Raw } {
@@ -127,12 +127,12 @@ function fits(was: Placement, now: Placement): boolean {
  * cluster that keeps its sessions in one process (PIPE, AF_PACKET, Sync),
  * or the control plane. Moving a live listener between processes would cut
  * its sessions; the user deletes it and adds it again instead. `placed`:
- * where a listener was built (undefined: as on `before`).
+ * where a listener was built; `after`: the graph with the change on top.
  */
-export function checkPlacement(listeners: Iterable<ListenerObj>, placed: (l: ListenerObj) => Placement | undefined, before: GraphView, after: GraphView): void {
+export function checkPlacement(listeners: Iterable<ListenerObj>, placed: (l: ListenerObj) => Placement, after: GraphView): void {
   for (const l of listeners) {
     const raw = { name: l.name, spec: l.spec, rules: l.rules };
-    const was = placed(l) ?? placementIn(raw, new Names({}, before)).where;
+    const was = placed(l);
     const now = placementIn(raw, new Names({}, after));
     if (fits(was, now.where)) continue;
     const c = now.cluster;

@@ -36,7 +36,7 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
     return impl;
   };
   // A live listener stays where it was placed: a change that would need it elsewhere is refused.
-  gw.checkChange = (live, tx) => checkPlacement(live.listeners.values(), (l) => placed.get(l.impl) ?? 'main', live, withChange(live, tx));
+  gw.checkChange = (live, tx) => checkPlacement(live.listeners.values(), (l) => placed.get(l.impl) ?? 'main', withChange(live, tx)); // no stand-in: it runs here
   gw.workers = sup;
   gw.admin.workers = count;
   // Metrics: the workers' summed into this process's exposition, same names and labels.
