@@ -384,13 +384,9 @@ export class GatewayMetrics implements GatewayObserver {
     // Histogram series are keyed by both names: those of either retired name go.
     const goneL = new Set(retiredL);
     const goneC = new Set(retiredC);
-    const seen = new Set<string>();
-    for (const v of (await this.durations.get()).values) {
+    for (const v of (await this.durations.get()).values) { // a series' buckets repeat its labels: remove() is idempotent
       const listener = String(v.labels.listener ?? '');
       const cluster = String(v.labels.cluster ?? '');
-      const key = `${listener}\0${cluster}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
       // Read after an await: a name created again meanwhile keeps its series.
       if ((goneL.has(listener) && !gw.listeners.has(listener)) || (goneC.has(cluster) && !gw.clusters.has(cluster))) this.durations.remove({ listener, cluster });
     }

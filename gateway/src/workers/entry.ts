@@ -58,7 +58,7 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
       // The control-plane listeners run in the main process: stand-ins here.
       // Listeners that cannot share their resource run on worker 1 only.
       g.remoteListener = (raw, graph) => {
-        const where = placementOf(raw, graph, config.objects);
+        const where = placementOf(raw, graph);
         return where === 'main' || (where === 'one' && index !== 1) ? standInListener() : undefined;
       };
     } });

@@ -98,7 +98,8 @@ export type Placement = 'main' | WorkerPlacement;
  * plane: a route to an L7mpController or Prometheus cluster), on `every`
  * worker (its protocol shares the port), or on `one` worker (its protocol
  * cannot share, or a cluster it routes to keeps its sessions in one process).
- * `cfg` is the config it comes with, if any.
+ * `graph`: the live graph with the change that adds the listener on top;
+ * `cfg`: a config to look names up in where there is no graph (the start log).
  */
 export function placementOf(listener: Raw, graph: GraphView | undefined, cfg: Raw = {}): Placement {
   return placementIn(listener, new Names(cfg, graph)).where;

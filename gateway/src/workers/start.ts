@@ -29,7 +29,7 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
   // The main process builds the data-plane listeners as stand-ins: the workers run them.
   const placed = new WeakMap<object, Placement>(); // stand-in -> where its listener runs
   gw.remoteListener = (raw, graph) => {
-    const where = placementOf(raw, graph, cfg);
+    const where = placementOf(raw, graph);
     if (where === 'main') return undefined;
     const impl = standInListener(raw, where === 'every');
     placed.set(impl, where);
