@@ -180,6 +180,21 @@ for (const engine of ['uws', 'ws'] as const) {
   });
 }
 
+/** One complete masked WebSocket frame at the start of `b` (unmasked payload and its size on the wire), or undefined. */
+function clientFrame(b: Buffer): { opcode: number; payload: Buffer; size: number } | undefined {
+  if (b.length < 2) return undefined;
+  let len = b[1]! & 0x7f;
+  let off = 2;
+  if (len === 126) { if (b.length < 4) return undefined; len = b.readUInt16BE(2); off = 4; }
+  else if (len === 127) { if (b.length < 10) return undefined; len = Number(b.readBigUInt64BE(2)); off = 10; }
+  const masked = (b[1]! & 0x80) !== 0;
+  const start = off + (masked ? 4 : 0);
+  if (b.length < start + len) return undefined;
+  const payload = Buffer.from(b.subarray(start, start + len));
+  if (masked) for (let i = 0; i < len; i++) payload[i]! ^= b[off + (i % 4)]!;
+  return { opcode: b[0]! & 0x0f, payload, size: start + len };
+}
+
 test('fault 5 (WebSocket cluster): an upstream that sends an unfinished message beyond the budget is closed with 1013', async (t) => {
   const MiB = 1024 * 1024;
   // A raw WebSocket upstream: accepts the upgrade, then sends 1.5 MiB of a 2 MiB message and stops.
@@ -207,9 +222,14 @@ test('fault 5 (WebSocket cluster): an upstream that sends an unfinished message 
         sock.write(head);
         sock.write(Buffer.alloc(1.5 * MiB, 0x61));
       }
-      // A masked close frame from the gateway: 0x88, 0x80|len, 4-byte mask, masked code.
-      const i = buf.indexOf(0x88);
-      if (i >= 0 && buf.length >= i + 8) closeCodes.push(((buf[i + 6]! ^ buf[i + 2]!) << 8) | (buf[i + 7]! ^ buf[i + 3]!));
+      // The gateway's frames, one by one (masked, as a client's): a byte
+      // search for 0x88 also hit the masked bytes of its data frame.
+      for (;;) {
+        const f = clientFrame(buf);
+        if (f === undefined) break;
+        buf = buf.subarray(f.size);
+        if (f.opcode === 8 && f.payload.length >= 2) closeCodes.push(f.payload.readUInt16BE(0));
+      }
     });
   });
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', () => r()));
