@@ -42,7 +42,7 @@ import { DriverUnavailableError, type Driver, type GatewayHandle, type GatewaySt
 import { CONTAINER_CONFIG_PATH, containerCommand } from './gateway-under-test.js';
 import { ETHERTYPE } from './l2.js';
 import { ProcessDriver } from './process-driver.js';
-import { tcpBindable, udpBindable } from './ports.js';
+import { tcpBindable, udpBindable, udpBound } from './ports.js';
 import { sctpUdpEchoArgs } from './sctp-peer.js';
 import { UDP_ECHO, udpEchoPeer } from './udp-echo.js';
 import { api, fifoHasReader, isSocketFile, waitFor } from './util.js';
@@ -367,7 +367,7 @@ export class ContainerDriver implements Driver {
         command = this.udpPeer === 'socat'
           ? ['/usr/bin/socat', '-b', '65536', '-T', '10', `UDP-LISTEN:${port},bind=${host},reuseaddr,fork`, tagged('PIPE')]
           : ['/usr/bin/node', '-e', UDP_ECHO, host, String(port), args.tag ?? ''];
-        ready = async () => !(await udpBindable(port, host));
+        ready = async () => udpBound(port);
         break;
       case 'tcp-echo':
         command = ['/usr/bin/socat', '-t', '10', `TCP-LISTEN:${port},bind=${host},reuseaddr,fork,backlog=128`, tagged('EXEC:cat')];

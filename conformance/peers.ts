@@ -13,6 +13,7 @@
 // A protocol in the registry without an entry here still shows in the matrix,
 // as "skipped: no conformance peer for X". See CONTRIBUTING.md, "Adding a protocol".
 
+import { execFile } from 'node:child_process';
 import type { Driver, L2Link, PeerHandle, PeerKind } from './driver.js';
 import {
   curlPost, curlPostMany, jsonSocketClient, tcpClient, udpClient, unixClient, wsClient,
@@ -216,13 +217,38 @@ async function startAll(
       await h?.stop();
     },
     async restore(i) {
-      if (handles[i] === undefined) handles[i] = await starters[i]!();
+      if (handles[i] === undefined) handles[i] = await restart(starters[i]!, endpoints[i]!.address);
     },
     async stop() {
       await Promise.all(handles.map((h) => h?.stop()));
       handles.fill(undefined);
     },
   };
+}
+
+/**
+ * A peer started again on the port it had. The port was free to anyone while
+ * the peer was down; if its bind fails, the error names what holds the port.
+ */
+async function restart(start: () => Promise<{ stop(): Promise<void> }>, address: string): Promise<{ stop(): Promise<void> }> {
+  try {
+    return await start();
+  } catch (err) {
+    const msg = (err as Error).message;
+    const port = /EADDRINUSE [^\s]*:(\d+)/.exec(msg)?.[1];
+    if (port === undefined) throw err;
+    throw new Error(`${msg}; the port is held by: ${await portHolders(Number(port), address)}`);
+  }
+}
+
+/** Who holds a local port (ss), for an error message; best effort. */
+function portHolders(port: number, address: string): Promise<string> {
+  return new Promise((resolve) => {
+    execFile('ss', ['-Hantup', `sport = :${port}`], { timeout: 2_000 }, (err, stdout) => {
+      const lines = stdout?.trim();
+      resolve(err !== null ? `(ss failed: ${err.message})` : lines ? lines.replace(/\s+/g, ' ') : `nothing listed on ${address}:${port} (gone by now)`);
+    });
+  });
 }
 
 /** A loopback address no peer binds (the drivers' peers use 127.0.0.1-4): connects are refused, datagrams answered by ICMP. */

@@ -6,6 +6,7 @@
 // port 0 and closing it races with every client socket on the machine.
 
 import dgram from 'node:dgram';
+import fs from 'node:fs';
 import net from 'node:net';
 
 export const PORT_MIN = 20_000;
@@ -32,6 +33,31 @@ export function udpBindable(port: number, host: string): Promise<boolean> {
     s.once('error', () => { try { s.close(); } catch { /* not open */ } resolve(false); });
     s.bind({ port, address: host, exclusive: true }, () => s.close(() => resolve(true)));
   });
+}
+
+/**
+ * Whether some UDP socket has `port` as its local port, read from the
+ * kernel's tables without binding anything. A readiness check for a peer that
+ * is about to bind the port must not bind it itself: a probe bind that falls
+ * between the peer's start and its bind makes the peer's bind fail with
+ * EADDRINUSE (seen in a suite run: a restarted udp-echo exited at once).
+ * Host network only: the drivers' containers share it.
+ */
+export function udpBound(port: number): boolean {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(table, 'utf8');
+    } catch {
+      continue; // no IPv6
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const local = line.trim().split(/\s+/)[1];
+      if (local?.endsWith(hex) === true) return true;
+    }
+  }
+  return false;
 }
 
 /** Hands out ports free for TCP and UDP on every one of `hosts`, each at most once. */

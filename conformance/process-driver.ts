@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import type { Driver, GatewayHandle, GatewayStartOptions, L2Link, PeerArgs, PeerHandle, PeerKind } from './driver.js';
 import { processCommand } from './gateway-under-test.js';
 import { createLink, ETHERTYPE, packetPeer } from './l2.js';
-import { PortAllocator, tcpBindable, udpBindable } from './ports.js';
+import { PortAllocator, tcpBindable, udpBindable, udpBound } from './ports.js';
 import { sctpUdpEcho, sctpUdpEchoArgs } from './sctp-peer.js';
 import { UDP_ECHO, udpEchoPeer } from './udp-echo.js';
 import { api, delay, fifoHasReader, isSocketFile, waitFor } from './util.js';
@@ -156,10 +156,6 @@ function unixAccepts(p: string): Promise<boolean> {
   });
 }
 
-async function udpTaken(host: string, port: number): Promise<boolean> {
-  return !(await udpBindable(port, host));
-}
-
 export class ProcessDriver implements Driver {
   readonly mode = 'process' as const;
   readonly listenAddress = '127.0.0.1';
@@ -268,7 +264,7 @@ export class ProcessDriver implements Driver {
           // One socket, no fork per flow (see udp-echo.ts for why not socat).
           cmd = process.execPath;
           argv = ['-e', UDP_ECHO, host, String(port), args.tag ?? ''];
-          ready = () => udpTaken(host, port);
+          ready = async (c) => c.logs().includes('ready\n');
           break;
         }
         // L7MP_UDP_PEER=socat: one child per flow (UDP-LISTEN,fork), talking
@@ -278,7 +274,7 @@ export class ProcessDriver implements Driver {
         // 65507-byte datagram in one read. -T 3: the children of finished flows go.
         cmd = 'socat';
         argv = ['-b', '65536', '-T', '3', `UDP-LISTEN:${port},bind=${host},reuseaddr,fork`, `${tagged('EXEC:cat')},socktype=2`];
-        ready = () => udpTaken(host, port);
+        ready = async () => udpBound(port);
         break;
       case 'tcp-echo':
         cmd = 'socat';
