@@ -119,13 +119,19 @@ export function listenUws(uws: Uws, app: UwsTypes.TemplatedApp, address: string,
  * handlers close over lives as long as the process. A listener's handlers
  * reach it through one of these and nothing else; the listener empties it
  * once its App can no longer call them, and a deleted listener leaves only
- * the App's own memory behind (edge/leaks.test.ts).
+ * the App's own memory behind (edge/leaks.test.ts), and the App itself waits
+ * for the next listener in uws-pool.ts.
  */
 export class UwsTarget<T extends object> {
   constructor(private target: T | undefined) {}
 
   get(): T | undefined {
     return this.target;
+  }
+
+  /** A reused App's next user (uws-pool.ts). */
+  set(target: T): void {
+    this.target = target;
   }
 
   release(): void {

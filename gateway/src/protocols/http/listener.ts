@@ -9,6 +9,7 @@ import { ExchangeBase } from '../common/http-exchange.js';
 import { httpMetadata, readHead, refusePath, type RequestHead } from '../common/http-head.js';
 import type { TlsFiles } from '../common/tls.js';
 import { copyBuffer, listenUws, requireUws, UwsTarget, type Uws } from '../common/uws.js';
+import { UwsAppPool, type PooledApp } from '../common/uws-pool.js';
 
 class UwsExchange extends ExchangeBase {
   private sent = false;
@@ -116,17 +117,22 @@ class HttpServerChannel extends BaseChannel {
   }
 }
 
+/** Plain (not TLS) Apps of deleted HTTP listeners, for the next ones (uws-pool.ts). */
+export const httpApps = new UwsAppPool<HttpListener>();
+
 export class HttpListener implements ListenerImpl {
   private token: U.us_listen_socket | undefined;
   /** Held for the listener's lifetime: uWS closes an App that is garbage-collected. */
   private app: U.TemplatedApp | undefined;
+  /** The App when it came from httpApps, to give back once it is closed. */
+  private pooled: PooledApp<HttpListener> | undefined;
   private seq = 0;
   private localPort: number;
   private readonly uws: Uws;
   /** Deleted: requests still arriving on kept-alive connections are refused, never routed. */
   private stopped = false;
   private inFlight = 0;
-  /** What the App's handler reaches this listener through (UwsTarget). */
+  /** What a TLS App's handler reaches this listener through (UwsTarget); a pooled App has its own. */
   private target: UwsTarget<HttpListener> | undefined;
 
   constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext, private readonly tls?: TlsFiles) {
@@ -134,9 +140,7 @@ export class HttpListener implements ListenerImpl {
     this.localPort = port;
   }
 
-  private newApp(): U.TemplatedApp {
-    if (!this.tls) return this.uws.App();
-    const t = this.tls;
+  private newTlsApp(t: TlsFiles): U.TemplatedApp {
     try {
       return this.uws.SSLApp({ cert_file_name: t.cert_file, key_file_name: t.key_file, ...(t.passphrase !== undefined ? { passphrase: t.passphrase } : {}) });
     } catch (err) {
@@ -146,10 +150,25 @@ export class HttpListener implements ListenerImpl {
   }
 
   async start(): Promise<void> {
-    this.target = new UwsTarget<HttpListener>(this);
-    const app = this.newApp().any('/*', HttpListener.handler(this.target));
+    let app: U.TemplatedApp;
+    if (this.tls) {
+      this.target = new UwsTarget<HttpListener>(this);
+      app = this.newTlsApp(this.tls).any('/*', HttpListener.handler(this.target));
+    } else {
+      const uws = this.uws; // not `this` in the factory: see HttpListener.handler
+      this.pooled = httpApps.take('http', this, (target) => uws.App().any('/*', HttpListener.handler(target)));
+      app = this.pooled.app;
+    }
     this.app = app;
-    this.token = await listenUws(this.uws, app, this.address, this.port, `HTTP listener "${this.ctx.listenerName}"`);
+    try {
+      this.token = await listenUws(this.uws, app, this.address, this.port, `HTTP listener "${this.ctx.listenerName}"`);
+    } catch (err) {
+      // Nothing was opened on it: the App can go back at once.
+      this.app = undefined;
+      if (this.pooled) httpApps.give(this.pooled);
+      this.pooled = undefined;
+      throw err;
+    }
     this.localPort = this.uws.us_socket_local_port(this.token);
   }
 
@@ -218,7 +237,13 @@ export class HttpListener implements ListenerImpl {
     // After the answer just written went out: close() would cut what uWS still buffers.
     const target = this.target;
     this.target = undefined;
+    const pooled = this.pooled;
+    this.pooled = undefined;
     if (app) setImmediate(() => {
+      if (pooled) {
+        httpApps.give(pooled);
+        return;
+      }
       (app as unknown as { close?: () => void }).close?.();
       target?.release();
     });

@@ -5,7 +5,8 @@ import type * as U from '@trufflesuite/uws-js-unofficial';
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
 import type { ListenerContext, ListenerImpl } from '../types.js';
 import { httpMetadata, readHead, refusePath, type RequestHead } from '../common/http-head.js';
-import { copyBuffer, listenUws, requireUws, text, UwsTarget, type Uws } from '../common/uws.js';
+import { copyBuffer, listenUws, requireUws, text, type UwsTarget, type Uws } from '../common/uws.js';
+import { UwsAppPool, type PooledApp } from '../common/uws-pool.js';
 import { NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type FrameMode, type WsListenerConfig } from './frames.js';
 
 interface WsData {
@@ -149,16 +150,17 @@ class WsServerChannel extends BaseChannel {
   }
 }
 
+/** Apps of deleted WebSocket listeners, for the next ones with the same message size and idle timeout (uws-pool.ts). */
+export const wsApps = new UwsAppPool<WsListener>();
+
 export class WsListener implements ListenerImpl {
   private token: U.us_listen_socket | undefined;
   private seq = 0;
   private localPort: number;
   private readonly uws: Uws;
   private readonly open = new Set<U.WebSocket<WsData>>();
-  /** Held for the listener's lifetime: uWS closes an App that is garbage-collected. */
-  private app: U.TemplatedApp | undefined;
-  /** What the App's handlers reach this listener through (common/uws.ts UwsTarget). */
-  private target: UwsTarget<WsListener> | undefined;
+  /** The listener's App, from wsApps; held while in use (uWS closes an App that is garbage-collected). */
+  private pooled: PooledApp<WsListener> | undefined;
   private stopping = false;
 
   constructor(
@@ -170,14 +172,32 @@ export class WsListener implements ListenerImpl {
   }
 
   async start(): Promise<void> {
-    const app = this.uws.App();
-    this.app = app;
-    this.target = new UwsTarget<WsListener>(this);
-    const h = WsListener.handlers(this.target);
+    const { maxMessage, idleTimeout } = this.cfg;
+    const uws = this.uws;
+    // The App's WebSocket options are fixed when it is made: they are its pool key.
+    this.pooled = wsApps.take(`${maxMessage}/${idleTimeout}`, this, (target) => WsListener.makeApp(uws, maxMessage, idleTimeout, target));
+    try {
+      this.token = await listenUws(this.uws, this.pooled.app, this.cfg.address, this.cfg.port, `WebSocket listener "${this.ctx.listenerName}"`);
+    } catch (err) {
+      this.giveBack(); // nothing was opened on it
+      throw err;
+    }
+    this.localPort = this.uws.us_socket_local_port(this.token);
+  }
+
+  /**
+   * An App with this listener kind's handlers, outside any instance method:
+   * uWS keeps the handlers for the life of the process, and they must reach
+   * a listener through the target alone (a closure made in an instance
+   * method can hold `this`).
+   */
+  private static makeApp(uws: Uws, maxMessage: number, idleTimeout: number, target: UwsTarget<WsListener>): U.TemplatedApp {
+    const app = uws.App();
+    const h = WsListener.handlers(target);
     app.ws<WsData>('/*', {
-      maxPayloadLength: this.cfg.maxMessage,
-      idleTimeout: this.cfg.idleTimeout,
-      sendPingsAutomatically: this.cfg.idleTimeout > 0,
+      maxPayloadLength: maxMessage,
+      idleTimeout,
+      sendPingsAutomatically: idleTimeout > 0,
       maxBackpressure: 4 * 1024 * 1024,
       closeOnBackpressureLimit: 0,
       upgrade: h.upgrade,
@@ -186,9 +206,7 @@ export class WsListener implements ListenerImpl {
       drain: (ws) => ws.getUserData().channel?.onDrain(),
       close: h.close,
     });
-    app.any('/*', h.any);
-    this.token = await listenUws(this.uws, app, this.cfg.address, this.cfg.port, `WebSocket listener "${this.ctx.listenerName}"`);
-    this.localPort = this.uws.us_socket_local_port(this.token);
+    return app.any('/*', h.any);
   }
 
   /** The App's handlers, made outside any instance method so that they close over the target alone. */
@@ -242,6 +260,11 @@ export class WsListener implements ListenerImpl {
   private onOpen(ws: U.WebSocket<WsData>): void {
     const { cfg, ctx } = this;
     const data = ws.getUserData();
+    if (this.stopping) {
+      // Upgraded after stop() ended the others: its App is about to be closed and reused.
+      ws.end(1001, 'listener removed');
+      return;
+    }
     // uWS buffers an unfinished message (a frame still arriving, or
     // fragments) inside C++, out of our sight, up to maxPayloadLength. The
     // only sound bound on that memory is to reserve a whole message per
@@ -268,7 +291,8 @@ export class WsListener implements ListenerImpl {
     this.ctx.limits.messages.release(data.reserved ?? 0);
     data.reserved = 0;
     data.channel?.onClosed(code, text(msg));
-    if (this.stopping && this.open.size === 0) this.releaseTarget();
+    // Out of this callback: close() runs the App's close handlers.
+    if (this.stopping && this.open.size === 0) setImmediate(() => this.giveBack());
   }
 
   private onPlainRequest(res: U.HttpResponse, req: U.HttpRequest): void {
@@ -277,9 +301,11 @@ export class WsListener implements ListenerImpl {
     res.writeStatus('426 Upgrade Required').writeHeader('upgrade', 'websocket').end('this is a WebSocket endpoint\n');
   }
 
-  private releaseTarget(): void {
-    this.target?.release();
-    this.target = undefined;
+  /** No WebSocket of this listener is left: its handlers let go of it, and the App (closed) waits for the next listener. */
+  private giveBack(): void {
+    const p = this.pooled;
+    this.pooled = undefined;
+    if (p) wsApps.give(p);
   }
 
   bound(): boolean {
@@ -299,7 +325,6 @@ export class WsListener implements ListenerImpl {
     // them. Their close handlers release the budget; the last one (or this,
     // when none is open) lets the App's handlers go.
     for (const ws of [...this.open]) ws.end(1001, 'listener removed');
-    if (this.open.size === 0) this.releaseTarget();
-    this.app = undefined;
+    if (this.open.size === 0) setImmediate(() => this.giveBack());
   }
 }

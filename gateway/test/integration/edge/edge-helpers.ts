@@ -8,6 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
 import { controllerConfig, freePort, tcpListening, tmpPath, waitFor } from '../helpers.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../..');
@@ -174,4 +175,14 @@ export function metricValue(text: string, sample: string): number | undefined {
     if (line.startsWith(sample + ' ')) return Number(line.slice(sample.length + 1));
   }
   return undefined;
+}
+
+/** One message to a WebSocket listener on its own connection, and the first message back. */
+export function wsEcho(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
+    ws.on('open', () => ws.send(text));
+    ws.on('message', (m) => { ws.close(); resolve(String(m)); });
+    ws.on('error', reject);
+  });
 }

@@ -8,25 +8,15 @@
 
 import test from 'ava';
 import dgram from 'node:dgram';
-import WebSocket from 'ws';
 import type { Session } from '../../../src/dataplane/session.js';
 import { allCollected } from '../gc-helpers.js';
 import { api, freePort, nextMessage, startGw, tcpRoundTrip, tmpPath, udpClient, unixRoundTrip, waitFor } from '../helpers.js';
-import { httpRequest, slowHttpUpstream, tcpEchoUpstream } from './edge-helpers.js';
+import { httpRequest, slowHttpUpstream, tcpEchoUpstream, wsEcho } from './edge-helpers.js';
 
 const N = 60;
 
 function listener(name: string, spec: Record<string, unknown>, destination: unknown, route: Record<string, unknown> = {}) {
   return { name, spec: { address: '127.0.0.1', ...spec }, rules: [{ action: { route: { destination, ...route } } }] };
-}
-
-function wsEcho(port: number, text: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/`);
-    ws.on('open', () => ws.send(text));
-    ws.on('message', (m) => { ws.close(); resolve(String(m)); });
-    ws.on('error', reject);
-  });
 }
 
 async function udpEcho(port: number, text: string): Promise<string> {

@@ -1,0 +1,102 @@
+// uWebSockets.js never frees an App, so HTTP and WebSocket listeners that come
+// and go over REST reuse their Apps (protocols/common/uws-pool.ts). Reuse must
+// be invisible: each listener serves its own routes, and a connection that a
+// deleted listener accepted is closed, never handed to the next user of its App.
+
+import test from 'ava';
+import net from 'node:net';
+import WebSocket from 'ws';
+import { httpApps } from '../../../src/protocols/http/listener.js';
+import { wsApps } from '../../../src/protocols/websocket/listener.js';
+import { api, freePort, startGw, waitFor } from '../helpers.js';
+import { httpRequest, slowHttpUpstream, tcpEchoUpstream, wsEcho } from './edge-helpers.js';
+
+const cluster = (name: string, protocol: string, port: number) => ({ name, spec: { protocol, port }, endpoints: [{ spec: { address: '127.0.0.1' } }] });
+const listener = (name: string, spec: Record<string, unknown>, destination: string) => ({ name, spec: { address: '127.0.0.1', ...spec }, rules: [{ action: { route: { destination } } }] });
+
+test.serial('HTTP and WebSocket listeners added and deleted over REST reuse one App each, and every one serves its own route', async (t) => {
+  t.timeout(60_000);
+  const upA = await slowHttpUpstream(t, 0, (req) => `A ${req.url}`);
+  const upB = await slowHttpUpstream(t, 0, (req) => `B ${req.url}`);
+  const tcpUp = await tcpEchoUpstream(t);
+  const { base } = await startGw(t, { clusters: [cluster('up-a', 'HTTP', upA.port), cluster('up-b', 'HTTP', upB.port), cluster('tcp-echo', 'TCP', tcpUp.port)] });
+  const made = { http: httpApps.made, ws: wsApps.made };
+  for (let i = 0; i < 10; i++) {
+    const up = i % 2 === 0 ? 'A' : 'B';
+    const [hp, wp] = [await freePort(), await freePort()];
+    const add = await api(base, 'POST', '/api/v1/config', {
+      listeners: [
+        listener(`h${i}`, { protocol: 'HTTP', port: hp }, up === 'A' ? 'up-a' : 'up-b'),
+        listener(`w${i}`, { protocol: 'WebSocket', port: wp }, 'tcp-echo'),
+      ],
+    });
+    t.is(add.status, 200, add.text);
+    const got = await httpRequest(`http://127.0.0.1:${hp}/r${i}`).outcome;
+    t.is(`${got.status} ${got.body.toString()}`, `200 ${up} /r${i}`, `listener h${i}`);
+    t.is(await wsEcho(wp, `m${i}`), `m${i}`, `listener w${i}`);
+    for (const name of [`h${i}`, `w${i}`]) t.is((await api(base, 'DELETE', `/api/v1/listeners/${name}`)).status, 200);
+    // An App goes back once its sockets are closed (after the turn that answered).
+    await waitFor(() => (httpApps.waiting > 0 && wsApps.waiting > 0) || undefined, 5000, `h${i} and w${i} to give their Apps back`);
+  }
+  t.is(httpApps.made - made.http, 1, 'HTTP listeners made one App between them');
+  t.is(wsApps.made - made.ws, 1, 'WebSocket listeners made one App between them');
+  // Two at once need two Apps; a different message size needs its own.
+  const ports = [await freePort(), await freePort(), await freePort()];
+  t.is((await api(base, 'POST', '/api/v1/config', {
+    listeners: [
+      listener('h-x', { protocol: 'HTTP', port: ports[0] }, 'up-a'),
+      listener('h-y', { protocol: 'HTTP', port: ports[1] }, 'up-b'),
+      listener('w-big', { protocol: 'WebSocket', port: ports[2], max_message_size: 4096 }, 'tcp-echo'),
+    ],
+  })).status, 200);
+  t.is(httpApps.made - made.http, 2);
+  t.is(wsApps.made - made.ws, 2);
+  t.is((await httpRequest(`http://127.0.0.1:${ports[0]}/x`).outcome).body.toString(), 'A /x');
+  t.is((await httpRequest(`http://127.0.0.1:${ports[1]}/y`).outcome).body.toString(), 'B /y');
+  t.is(await wsEcho(ports[2], 'big'), 'big');
+});
+
+test.serial('a kept-alive connection of a deleted HTTP listener is closed; the listener that takes its App over never answers it', async (t) => {
+  const upA = await slowHttpUpstream(t, 0, () => 'from A');
+  const upB = await slowHttpUpstream(t, 0, () => 'from B');
+  const { base } = await startGw(t, { clusters: [cluster('up-a', 'HTTP', upA.port), cluster('up-b', 'HTTP', upB.port)] });
+  const [pa, pb] = [await freePort(), await freePort()];
+  t.is((await api(base, 'POST', '/api/v1/listeners', { listener: listener('a', { protocol: 'HTTP', port: pa }, 'up-a') })).status, 200);
+  const sock = net.connect(pa, '127.0.0.1');
+  let received = '';
+  sock.on('data', (d) => { received += d.toString(); });
+  sock.on('error', () => undefined); // a reset is one of the outcomes the test accepts
+  const closed = new Promise<void>((resolve) => sock.once('close', () => resolve()));
+  sock.write('GET /1 HTTP/1.1\r\nhost: a\r\n\r\n');
+  await waitFor(() => received.includes('from A') || undefined, 5000, 'the first answer, from A');
+  const waitingBefore = httpApps.waiting;
+  t.is((await api(base, 'DELETE', '/api/v1/listeners/a')).status, 200);
+  await waitFor(() => httpApps.waiting > waitingBefore || undefined, 5000, 'listener a to give its App back');
+  const made = httpApps.made;
+  t.is((await api(base, 'POST', '/api/v1/listeners', { listener: listener('b', { protocol: 'HTTP', port: pb }, 'up-b') })).status, 200);
+  t.is(httpApps.made, made, 'listener b took the App of listener a');
+  if (!sock.destroyed) sock.write('GET /2 HTTP/1.1\r\nhost: a\r\n\r\n');
+  await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the kept-alive connection of the deleted listener stayed open')), 5000))]);
+  t.false(received.includes('from B'), `the old connection got: ${JSON.stringify(received)}`);
+  t.is((await httpRequest(`http://127.0.0.1:${pb}/3`).outcome).body.toString(), 'from B');
+});
+
+test.serial('a WebSocket of a deleted listener is closed with 1001 before its App serves the next listener', async (t) => {
+  const tcpUp = await tcpEchoUpstream(t);
+  const { base } = await startGw(t, { clusters: [cluster('tcp-echo', 'TCP', tcpUp.port)] });
+  const [pa, pb] = [await freePort(), await freePort()];
+  t.is((await api(base, 'POST', '/api/v1/listeners', { listener: listener('wa', { protocol: 'WebSocket', port: pa }, 'tcp-echo') })).status, 200);
+  const ws = new WebSocket(`ws://127.0.0.1:${pa}/`);
+  const code = new Promise<number>((resolve) => ws.once('close', (c) => resolve(c)));
+  await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject); });
+  const waitingBefore = wsApps.waiting;
+  t.is((await api(base, 'DELETE', '/api/v1/listeners/wa')).status, 200);
+  t.is(await code, 1001);
+  await waitFor(() => wsApps.waiting > waitingBefore || undefined, 5000, 'listener wa to give its App back');
+  const made = wsApps.made;
+  t.is((await api(base, 'POST', '/api/v1/listeners', { listener: listener('wb', { protocol: 'WebSocket', port: pb }, 'tcp-echo') })).status, 200);
+  t.is(wsApps.made, made, 'listener wb took the App of listener wa');
+  t.is(await wsEcho(pb, 'hello'), 'hello');
+  // The old port is closed with it.
+  await t.throwsAsync(wsEcho(pa, 'x'));
+});
