@@ -142,7 +142,8 @@ export function dumpConfig(gw: Gateway, exclude?: string): Record<string, unknow
     rulelists: [...gw.rulelists.values()].map((r) => dumpRuleList(gw, r, false)),
     rules: [...gw.rules.values()].map((r) => dumpRule(gw, r, false)),
     routes: [...gw.routes.values()].map((r) => dumpRoute(gw, r, false)),
-    endpoints: [...gw.endpoints.values()].map((e) => dumpEndpoint(e, gw.clusters.get(e.cluster)?.health)),
+    // Each with its cluster, so that the dump loads back (core/dumped-endpoints.ts).
+    endpoints: [...gw.endpoints.values()].map((e) => ({ ...dumpEndpoint(e, gw.clusters.get(e.cluster)?.health), cluster: e.cluster })),
     sessions: dumpSessions(gw, exclude),
   };
 }

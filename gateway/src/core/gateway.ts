@@ -25,6 +25,7 @@ import type { GraphView } from './apiobjects.js';
 import type { GatewayOptions } from './options.js';
 import { Store, type Transaction } from './store.js';
 import { isObject } from './is-object.js';
+import { withDumpedEndpoints } from './dumped-endpoints.js';
 
 export type { GatewayOptions } from './options.js';
 
@@ -224,9 +225,10 @@ export class Gateway implements GatewayServices {
   applyConfig(raw: unknown, fromStaticConfig: boolean): Promise<void> {
     return this.store.mutate(() => {
       if (!isObject(raw)) throw invalid('config', 'must be an object');
+      const cfg = withDumpedEndpoints(raw);
       return this.apply(fromStaticConfig, (tx) => {
         const list = (key: string): unknown[] => {
-          const v = raw[key];
+          const v = cfg[key];
           if (v === undefined || v === null) return [];
           if (!Array.isArray(v)) throw invalid(key, 'must be an array');
           return v;

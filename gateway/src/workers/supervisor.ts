@@ -101,7 +101,7 @@ export class Supervisor {
     await prev;
     if (this.ops.length >= MAX_OPS) {
       this.releaseOp?.();
-      throw new GatewayError('NOT_SUPPORTED', `more than ${MAX_OPS} changes since the start: restart the gateway with the current config (GET /api/v1/config)`);
+      throw new GatewayError('NOT_SUPPORTED', `more than ${MAX_OPS} changes since the start: a worker gateway replays every change into a worker it restarts, and keeps at most this many; restart it with the objects of GET /api/v1/config in its config file (and the file's own admin section)`);
     }
     const gen = ++this.gen;
     const live = this.slots.filter((s) => s.child !== undefined);

@@ -334,6 +334,14 @@ export const ClusterRequest = Type.Object({
   cluster: NamedCluster,
 });
 
+/** An endpoint in a config dump's top-level list. */
+export const DumpedEndPoint = Type.Intersect([
+  EndPoint,
+  Type.Object({
+    cluster: Type.Optional(Type.String()),
+  }),
+]);
+
 /** Body of addEndPoint. */
 export const EndPointRequest = Type.Object({
   endpoint: EndPoint,
@@ -444,7 +452,7 @@ export const Config = Type.Object({
   rulelists: Type.Optional(Type.Array(RuleList)),
   rules: Type.Optional(Type.Array(NamedRule)),
   routes: Type.Optional(Type.Array(NamedRoute)),
-  endpoints: Type.Optional(Type.Array(EndPoint)),
+  endpoints: Type.Optional(Type.Array(DumpedEndPoint)),
   sessions: Type.Optional(Type.Array(Session)),
 });
 

@@ -352,7 +352,7 @@ export type EndPointStatus = {
 export type Cluster = {
   name?: Name;
   spec: ClusterSpec;
-  /** Endpoints to create with the cluster. Dumps without recursion show their number instead. */
+  /** Endpoints to create with the cluster. Dumps without recursion show their number instead; a config (static or setConf) that gives a number takes that many endpoints from its top-level `endpoints` that name this cluster, so that a config dump loads back (400 when the number differs). */
   endpoints?: Array<EndPoint> | number;
   loadbalancer?: LoadBalancer;
   outlier_detection?: OutlierDetection;
@@ -393,6 +393,12 @@ export type EndPoint = {
   /** Load-balancing weight (default 1). */
   weight?: number;
   status?: EndPointStatus;
+};
+
+/** An endpoint in a config dump's top-level list. */
+export type DumpedEndPoint = EndPoint & {
+  /** The cluster the endpoint belongs to. */
+  cluster?: string;
 };
 
 /** Body of addEndPoint. */
@@ -580,8 +586,8 @@ export type Config = {
   rulelists?: Array<RuleList>;
   rules?: Array<NamedRule>;
   routes?: Array<NamedRoute>;
-  /** All endpoints, each named (dump only; ignored on input). */
-  endpoints?: Array<EndPoint>;
+  /** All endpoints, each named and with its cluster. On input, only for a cluster whose `endpoints` is a number (a config dump loaded back); ignored otherwise. */
+  endpoints?: Array<DumpedEndPoint>;
   /** Live sessions (dump only; ignored on input). */
   sessions?: Array<Session>;
 };
