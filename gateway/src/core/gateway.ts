@@ -25,6 +25,7 @@ import type { GraphView } from './apiobjects.js';
 import type { GatewayOptions } from './options.js';
 import { Store, type Transaction } from './store.js';
 import { isObject } from './is-object.js';
+import { applyProvenance, provenanceOf, type Provenance } from './provenance.js';
 import { withDumpedEndpoints } from './dumped-endpoints.js';
 
 export type { GatewayOptions } from './options.js';
@@ -129,6 +130,10 @@ export class Gateway implements GatewayServices {
   get rules(): Map<string, RuleObj> { return this.store.rules; }
   get routes(): Map<string, RouteObj> { return this.store.routes; }
   get sessions(): Map<string, Session> { return this.pipeline.sessions; }
+  /** What a dump of the graph cannot say about how its objects came to be (core/provenance.ts). */
+  provenance(): Provenance { return provenanceOf(this.store); }
+  /** Take over another gateway's provenance, right after building its dump (workers/snapshot.ts). */
+  applyProvenance(p: Provenance): void { applyProvenance(this.store, p); }
 
   // ---------------------------------------------------------------- services
 

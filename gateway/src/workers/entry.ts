@@ -52,16 +52,20 @@ async function prepare(gen: number, config: WorkerConfig): Promise<void> {
     // Every line this worker logs says which worker it is.
     const { log } = parseAdmin(config.admin);
     const logger = createLogger(log.level, log.file, log.format).child({ worker: index });
+    // A snapshot of the control plane's graph says where its listeners were placed; later adds are placed as usual.
+    let placed = config.snapshot?.placement;
     const started = await startGateway({ config: { admin: config.admin, ...config.objects }, logger, limitShares: count, servesNoApi: true, beforeApply: (g) => {
       // Active health checks run in the main process; their results come here ('checked').
       g.healthStats.probes = false;
       // The control-plane listeners run in the main process: stand-ins here.
       // Listeners that cannot share their resource run on worker 1 only.
       g.remoteListener = (raw, graph) => {
-        const where = placementOf(raw, graph);
+        const where = (placed !== undefined && typeof raw.name === 'string' && Object.hasOwn(placed, raw.name) ? placed[raw.name] : undefined) ?? placementOf(raw, graph);
         return where === 'main' || (where === 'one' && index !== 1) ? standInListener() : undefined;
       };
     } });
+    placed = undefined;
+    if (config.snapshot !== undefined) started.applyProvenance(config.snapshot.provenance);
     pending = { gen, started };
   } else {
     // Later changes are validated here and built at commit. Building them

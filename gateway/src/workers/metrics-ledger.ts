@@ -13,7 +13,8 @@
 // active gauges lose them.
 //
 // Size: per slot one copy and one base, each with the series of the
-// configured objects (and the process metrics). Per-session series
+// configured objects (and the process metrics); a deleted object's series
+// leave the bases when the live workers no longer show them (`retire`). Per-session series
 // (session_byte_counter_total / session_packet_counter_total, l7mp's Metric
 // cluster) are left out of the base: they vanish when their session ends,
 // and keeping a dead worker's would grow the base with every death.
@@ -99,4 +100,42 @@ export class WorkerMetricsLedger {
   bases(): MetricJson[][] {
     return [...this.base.values()];
   }
+
+  /**
+   * Drop from the bases the series of a deleted listener or cluster once no
+   * live worker's copy shows that name any more: the workers retire a
+   * deleted object's series after the retention (observe/retired-series.ts),
+   * and what dead workers counted for it goes with them. Without this a base
+   * would keep every name a dead worker ever counted. `exists` says whether
+   * the control plane still has the object. Returns the series dropped.
+   */
+  retire(exists: (kind: 'listener' | 'cluster', name: string) => boolean): number {
+    const shown = new Set<string>();
+    for (const copy of this.copies.values()) {
+      for (const m of copy) for (const v of m.values) for (const [label, kind] of NAME_LABELS) {
+        const n = v.labels[label];
+        if (typeof n === 'string') shown.add(`${kind}\0${n}`);
+      }
+    }
+    const gone = (v: MetricValue<string>): boolean => NAME_LABELS.some(([label, kind]) => {
+      const n = v.labels[label];
+      return typeof n === 'string' && !exists(kind, n) && !shown.has(`${kind}\0${n}`);
+    });
+    let dropped = 0;
+    for (const [slot, base] of this.base) {
+      const kept: MetricJson[] = [];
+      for (const m of base) {
+        const values = m.values.filter((v) => !gone(v));
+        dropped += m.values.length - values.length;
+        if (values.length > 0) kept.push(values.length === m.values.length ? m : { ...m, values });
+      }
+      this.base.set(slot, kept);
+    }
+    return dropped;
+  }
 }
+
+/** The labels that name a listener or a cluster (ours and l7mp's). */
+const NAME_LABELS: ReadonlyArray<readonly [string, 'listener' | 'cluster']> = [
+  ['listener', 'listener'], ['listenerName', 'listener'], ['cluster', 'cluster'], ['clusterName', 'cluster'],
+];

@@ -7,9 +7,17 @@ export interface WorkerConfig {
   readonly objects: Record<string, unknown>;
   /** What the worker's own admin section keeps: log level and the data-plane limits. */
   readonly admin: Record<string, unknown>;
+  /** Set when `objects` is the control plane's graph rather than the static config (workers/snapshot.ts). */
+  readonly snapshot?: {
+    readonly provenance: Provenance;
+    /** Where each listener runs, as placed when it was added. */
+    readonly placement: Readonly<Record<string, Placement>>;
+  };
 }
 
 import type { RemoteOp } from '../core/gateway.js';
+import type { Provenance } from '../core/provenance.js';
+import type { Placement } from './split.js';
 
 export type WorkerOp = RemoteOp;
 

@@ -8,6 +8,7 @@ import { isObject } from '../core/is-object.js';
 import { sharedFlowTable } from '../fastpath/offload/shared.js';
 import { checkPlacement, dataPlaneListeners, placementOf, type Placement } from './split.js';
 import { withChange } from '../core/policy.js';
+import { snapshotOf } from './snapshot.js';
 import { standInListener } from './stand-in.js';
 import { Supervisor } from './supervisor.js';
 
@@ -38,6 +39,9 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
   // A live listener stays where it was placed: a change that would need it elsewhere is refused.
   gw.checkChange = (live, tx) => checkPlacement(live.listeners.values(), (l) => placed.get(l.impl) ?? 'main', withChange(live, tx)); // no stand-in: it runs here
   gw.workers = sup;
+  sup.exists = (kind, name) => (kind === 'listener' ? gw.listeners.has(name) : gw.clusters.has(name));
+  // The admin settings as they are then: REST changes log_level and strict, and the snapshot replaces those changes.
+  sup.snapshot = () => snapshotOf(gw, (l) => placed.get(l.impl) ?? 'main', { ...workerAdmin(rawAdmin, gw.log.level), strict: gw.admin.strict });
   gw.admin.workers = count;
   // Metrics: the workers' summed into this process's exposition, same names and labels.
   if (gw.observer instanceof GatewayMetrics) gw.observer.remote = () => sup.metrics() as ReturnType<NonNullable<GatewayMetrics['remote']>>;

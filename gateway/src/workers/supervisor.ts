@@ -23,10 +23,11 @@ const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 30_000;
 /**
  * REST changes kept to bring a restarted worker to the current config (the
- * static config, then these in order). Past the bound a restart would miss
- * changes, so further changes are refused; compacting them into a config
- * dump is docs/workers.md's next step.
+ * static config, then these in order). At COMPACT_AT a snapshot of the graph
+ * replaces them (workers/snapshot.ts); MAX_OPS only bounds a supervisor
+ * without one: past it a restart would miss changes, so they are refused.
  */
+const COMPACT_AT = 1_000;
 const MAX_OPS = 10_000;
 
 interface Slot {
@@ -49,8 +50,14 @@ export class Supervisor {
   private current = 0;
   private stopping = false;
   private seq = 0;
-  /** The REST changes committed since the start, replayed into a restarted worker. */
+  /** The REST changes committed since the start (or the last snapshot), replayed into a restarted worker. */
   private readonly ops: WorkerOp[] = [];
+  /** The control plane's graph as a worker config (workers/start.ts); without it the log only grows, up to MAX_OPS. */
+  snapshot: (() => WorkerConfig) | undefined;
+  /** Whether the control plane still has a listener or cluster (workers/start.ts): the ledger's bases retire the others' series. */
+  exists: ((kind: 'listener' | 'cluster', name: string) => boolean) | undefined;
+  /** How long the log may grow before a snapshot replaces it; a setting for tests. */
+  compactAt = COMPACT_AT;
   /** One REST change at a time: prepare holds it until commit or abort. */
   private opLock: Promise<void> = Promise.resolve();
   private releaseOp: (() => void) | undefined;
@@ -121,6 +128,8 @@ export class Supervisor {
       if (this.pendingOp !== undefined) this.ops.push(this.pendingOp);
       this.pendingOp = undefined;
       this.current = gen;
+      // The main process has applied this change: its graph is the configuration in force.
+      if (this.snapshot !== undefined && this.ops.length >= this.compactAt) this.compact(this.snapshot);
       await Promise.all(this.slots.filter((s) => s.child !== undefined).map(async (s) => {
         try {
           await this.step(s, { type: 'commit', gen }, 'committed', gen);
@@ -133,6 +142,18 @@ export class Supervisor {
     } finally {
       this.releaseOp?.();
     }
+  }
+
+  /**
+   * A restarted worker starts from the graph as it is now, not from the
+   * static config and every change since. A restart already under way keeps
+   * what it copied, and gets the changes after it posted as before.
+   */
+  private compact(snapshot: () => WorkerConfig): void {
+    const replaced = this.ops.length;
+    this.config = snapshot();
+    this.ops.length = 0;
+    this.log.info({ changes: replaced, listeners: (this.config.objects.listeners as unknown[]).length }, 'worker restarts now start from a snapshot of the current configuration instead of replaying the changes since the last one');
   }
 
   /** The main process refused the change: every worker drops it. */
@@ -187,6 +208,10 @@ export class Supervisor {
       const last = this.ledger.last(s.index);
       if (last !== undefined) out.push(last);
     });
+    if (poll && this.exists !== undefined) {
+      const dropped = this.ledger.retire(this.exists);
+      if (dropped > 0) this.log.info({ series: dropped }, 'metrics: dead workers\' series of deleted listeners and clusters retired');
+    }
     return [...out, ...this.ledger.bases()];
   }
 

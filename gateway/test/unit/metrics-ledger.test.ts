@@ -57,3 +57,38 @@ test('the poll\'s part holds the monotonic series and the active gauge only', as
   const part = ledgerPart(await worker(2, 1).getMetricsAsJSON() as MetricJson[]).map((m) => m.name).sort();
   t.deepEqual(part, ['l7mp_listener_sessions_active', 'l7mp_listener_sessions_total', 'l7mp_session_duration_seconds', 'l7mp_sessions_ended_total']);
 });
+
+test('a base drops the series of a deleted listener or cluster once no live worker shows the name; others stay', async (t) => {
+  const registry = new Registry();
+  const registers = [registry];
+  const listeners = new Counter({ name: 'l7mp_listener_sessions_total', help: 'h', labelNames: ['listener'], registers });
+  const clusters = new Counter({ name: 'cluster_requests_total', help: 'h', labelNames: ['clusterName'], registers });
+  const durations = new Histogram({ name: 'l7mp_session_duration_seconds', help: 'h', labelNames: ['listener', 'cluster'], buckets: [1], registers });
+  for (const l of ['kept', 'gone', 'shown']) listeners.inc({ listener: l }, 2);
+  clusters.inc({ clusterName: 'gone-c' }, 3);
+  clusters.inc({ clusterName: 'kept-c' }, 3);
+  durations.observe({ listener: 'kept', cluster: 'gone-c' }, 0.5);
+  const ledger = new WorkerMetricsLedger();
+  ledger.record(1, await registry.getMetricsAsJSON() as MetricJson[]);
+  ledger.died(1);
+  // The live worker 2 still shows "shown" (deleted, within its retention).
+  const live = new Registry();
+  new Counter({ name: 'l7mp_listener_sessions_total', help: 'h', labelNames: ['listener'], registers: [live] }).inc({ listener: 'shown' }, 1);
+  ledger.record(2, await live.getMetricsAsJSON() as MetricJson[]);
+  const existing = new Set(['listener\0kept', 'cluster\0kept-c']);
+  const dropped = ledger.retire((kind, name) => existing.has(`${kind}\0${name}`));
+  const text = await exposed(ledger.bases());
+  t.is(sample(text, 'l7mp_listener_sessions_total{listener="kept"}'), 2);
+  t.is(sample(text, 'l7mp_listener_sessions_total{listener="shown"}'), 2, 'a deleted name a live worker still shows stays');
+  t.is(sample(text, 'l7mp_listener_sessions_total{listener="gone"}'), undefined);
+  t.is(sample(text, 'cluster_requests_total{clusterName="gone-c"}'), undefined);
+  t.is(sample(text, 'cluster_requests_total{clusterName="kept-c"}'), 3);
+  t.false(text.includes('cluster="gone-c"'), 'a histogram row with a deleted cluster goes, though its listener lives');
+  t.is(sample(text, 'l7mp_sessions_ended_total{reason="error"}'), 0, 'series without a listener or cluster stay');
+  // gone, gone-c, and the histogram's bucket rows (le=1, +Inf), sum and count of the gone-c row.
+  t.is(dropped, 2 + 4);
+  // Once the live worker no longer shows it either, it goes too.
+  ledger.record(2, []);
+  t.is(ledger.retire((kind, name) => existing.has(`${kind}\0${name}`)), 1);
+  t.is(sample(await exposed(ledger.bases()), 'l7mp_listener_sessions_total{listener="shown"}'), undefined);
+});
