@@ -96,3 +96,37 @@ test('a worker restarted after the change log gave way to a snapshot holds the s
   t.is(await ready(probes), 200);
   t.false(logText().includes('cannot apply a change'), 'no worker refused a change');
 });
+
+test('a listener added over REST stays deletable over REST in a worker restarted from a snapshot (static listeners come along)', async (t) => {
+  t.timeout(60_000);
+  const [apiPort, probes, api2, up] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  await peer(t, echo.tcp(up));
+  const logs = captureLogger();
+  const logText = () => logs.lines.map((l) => String(l.msg)).join('\n');
+  const token = 'snapshot-test-token';
+  const gw = await startGateway({
+    config: workersConfig(2, apiPort, probes, { listeners: [], clusters: [] }, { log_level: 'info', log_file: tmpPath('workers2.log'), api_token: token }),
+    logger: logs.log,
+  });
+  t.teardown(() => gw.stop());
+  const sup = gw.workers as unknown as Sup;
+  sup.compactAt = 2;
+  const call = async (method: string, p: string, body?: unknown) => {
+    const r = await fetch(`http://127.0.0.1:${apiPort}${p}`, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+    t.is(r.status, 200, `${method} ${p}: ${await r.text()}`);
+  };
+  // A second API listener, added over REST (allowed with a token): not static, so REST may delete it.
+  await call('POST', '/api/v1/listeners', { listener: { name: 'api2', spec: { protocol: 'HTTP', address: '127.0.0.1', port: api2 }, rules: [{ action: { route: { destination: 'controller' } } }] } });
+  await call('POST', '/api/v1/clusters', { cluster: { name: 'echo', spec: { protocol: 'TCP', port: up }, endpoints: [{ spec: { address: '127.0.0.1' } }] } });
+  await waitFor(() => logText().includes('start from a snapshot') || undefined, 5000, 'the snapshot');
+  const pid = sup.pids()[1]!;
+  process.kill(pid, 'SIGKILL');
+  await waitFor(async () => (await ready(probes)) === 503 || undefined, 5000, '/ready 503 after the kill');
+  await waitFor(async () => (await ready(probes)) === 200 || undefined, 15_000, 'worker 2 back');
+  await call('DELETE', '/api/v1/listeners/api2');
+  t.false(logText().includes('cannot apply a change'), 'no worker refused the delete');
+  t.is(await ready(probes), 200);
+  const graphs = await sup.graphs();
+  t.is(graphs.length, 2);
+  for (const g of graphs) t.false(JSON.stringify(g.listeners).includes('api2'), 'every worker deleted it');
+});
