@@ -7,7 +7,7 @@
 import test from 'ava';
 import net from 'node:net';
 import { startGateway } from '../../src/app.js';
-import { api, echo, freePort, peer, waitFor } from './helpers.js';
+import { api, echo, freePort, peer, tmpPath, unixRoundTrip, waitFor } from './helpers.js';
 import { openEchoed, ready, workerPids, workersConfig } from './workers-helpers.js';
 
 interface SessionDump { name: string; worker?: number }
@@ -112,4 +112,29 @@ test('a dead worker\'s counters and live sessions stay in the summed metrics', a
   notBelow(t, dead, restarted, 'after the restart');
   t.is(restarted.get(endedError), dead.get(endedError));
   t.is(restarted.get(active), onW2.length + 10);
+});
+
+test('what a dead worker counted for a listener goes from the sums once the listener is deleted and no live worker shows it', async (t) => {
+  const [api1, probes, tcpEcho] = await Promise.all([freePort(), freePort(), freePort()]);
+  await peer(t, echo.tcp(tcpEcho));
+  const sock = tmpPath('faults-one.sock');
+  const gw = await startGateway({
+    config: workersConfig(2, api1, probes, {
+      // A Unix listener runs on worker 1 only: worker 2 never counts it.
+      listeners: [{ name: 'one', spec: { protocol: 'UnixDomainSocket', filename: sock }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] }],
+      clusters: [{ name: 'tcp-echo', spec: { protocol: 'TCP', port: tcpEcho }, endpoints: [{ spec: { address: '127.0.0.1' } }] }],
+    }),
+  });
+  t.teardown(() => gw.stop());
+  for (let i = 0; i < 5; i++) t.is(String(await unixRoundTrip(sock, Buffer.from(`m${i}`))), `m${i}`);
+  const series = 'l7mp_listener_sessions_total{listener="one",protocol="UnixDomainSocket"}';
+  await waitFor(async () => (await scrape(probes)).get(series) === 5 || undefined, 5000, 'the 5 sessions counted');
+  // That scrape recorded worker 1's copy: its counts live on in its slot's base when it dies.
+  process.kill(workerPids(gw)[0]!, 'SIGKILL');
+  await waitFor(async () => (await ready(probes)) === 200 || undefined, 15_000, 'worker 1 back');
+  t.is((await scrape(probes)).get(series), 5, 'the dead worker\'s count stays while the listener exists');
+  t.is((await api(`http://127.0.0.1:${api1}`, 'DELETE', '/api/v1/listeners/one')).status, 200);
+  // The next poll (every 2 s) retires it: no live worker shows the name.
+  await waitFor(async () => !(await scrape(probes)).has(series) || undefined, 8000, 'the deleted listener\'s series to leave the sums');
+  t.is((await scrape(probes)).get('l7mp_cluster_sessions_total{cluster="tcp-echo",protocol="TCP"}'), 5, 'the cluster, which still exists, keeps the dead worker\'s count');
 });
