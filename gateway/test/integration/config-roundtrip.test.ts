@@ -5,6 +5,7 @@
 
 import test from 'ava';
 import fs from 'node:fs';
+import path from 'node:path';
 import YAML from 'yaml';
 import { api, freePort, startGw, tcpRoundTrip, tmpPath, waitFor } from './helpers.js';
 import { tcpEchoUpstream } from './edge/edge-helpers.js';
@@ -113,4 +114,20 @@ test('a dump whose endpoints do not name their cluster (l7mp\'s) is refused with
   t.is(r.status, 400);
   t.regex(r.text, /clusters\[0\]\.endpoints.*is a count \(2\).*name this cluster 0 times/);
   t.is((await api(base, 'GET', '/api/v1/config')).text, before.text);
+});
+
+test('endpoints taken from a dump\'s top-level list are confined as if given in their cluster: a path outside file_root is refused', async (t) => {
+  const root = path.dirname(tmpPath('root.sock'));
+  const { base } = await startGw(t, { admin: { file_root: root } });
+  const before = await api(base, 'GET', '/api/v1/config');
+  const dumped = (address: string) => ({
+    clusters: [{ name: 'uds', spec: { protocol: 'UnixDomainSocket' }, endpoints: 1 }],
+    endpoints: [{ name: 'uds-EndPoint-0', cluster: 'uds', spec: { address }, weight: 1 }],
+  });
+  const outside = await api(base, 'POST', '/api/v1/config', dumped('/run/outside-the-root.sock'));
+  t.is(outside.status, 403, outside.text);
+  t.regex(outside.text, /clusters\[0\]\.endpoints\[0\]/, 'the error names the endpoint where it landed');
+  t.is((await api(base, 'GET', '/api/v1/config')).text, before.text, 'nothing changed');
+  const inside = await api(base, 'POST', '/api/v1/config', dumped(path.join(root, 'up.sock')));
+  t.is(inside.status, 200, inside.text);
 });
