@@ -11,7 +11,7 @@
 // where it was placed when it was added, workers/split.ts, even where the
 // graph now would place it elsewhere).
 
-import { dumpCluster, dumpRule, dumpRoute, dumpRuleList } from '../api/dump.js';
+import { dumpCluster, dumpEndpoint, dumpRule, dumpRoute, dumpRuleList } from '../api/dump.js';
 import type { Gateway } from '../core/gateway.js';
 import type { ListenerObj } from '../core/model.js';
 import type { WorkerConfig } from './protocol.js';
@@ -24,8 +24,8 @@ export function snapshotOf(gw: Gateway, placed: (l: ListenerObj) => Placement, a
     listeners: [...gw.listeners.values()].map((l) => ({ name: l.name, spec: l.spec, rules: l.rules, options: l.options })),
     clusters: [...gw.clusters.values()].map((c) => ({
       ...dumpCluster(c, false),
-      // Virtual clusters have none; the recursive dump would show a stand-in.
-      endpoints: c.endpoints.map((e) => ({ name: e.name, spec: e.spec, weight: e.weight })),
+      // Without health (state, not configuration); virtual clusters have none (a recursive dump would show a stand-in).
+      endpoints: c.endpoints.map((e) => dumpEndpoint(e)),
     })),
     rulelists: [...gw.rulelists.values()].map((r) => dumpRuleList(gw, r, false)),
     rules: [...gw.rules.values()].map((r) => dumpRule(gw, r, false)),

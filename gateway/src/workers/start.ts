@@ -3,6 +3,7 @@
 // applies it too, with stand-ins for the listeners the workers run.
 
 import type { Gateway } from '../core/gateway.js';
+import type { ListenerObj } from '../core/model.js';
 import { GatewayMetrics } from '../observe/metrics.js';
 import { isObject } from '../core/is-object.js';
 import { sharedFlowTable } from '../fastpath/offload/shared.js';
@@ -37,11 +38,12 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
     return impl;
   };
   // A live listener stays where it was placed: a change that would need it elsewhere is refused.
-  gw.checkChange = (live, tx) => checkPlacement(live.listeners.values(), (l) => placed.get(l.impl) ?? 'main', withChange(live, tx)); // no stand-in: it runs here
+  const placeOf = (l: ListenerObj): Placement => placed.get(l.impl) ?? 'main'; // no stand-in: it runs here
+  gw.checkChange = (live, tx) => checkPlacement(live.listeners.values(), placeOf, withChange(live, tx));
   gw.workers = sup;
   sup.exists = (kind, name) => (kind === 'listener' ? gw.listeners.has(name) : gw.clusters.has(name));
   // The admin settings as they are then: REST changes log_level and strict, and the snapshot replaces those changes.
-  sup.snapshot = () => snapshotOf(gw, (l) => placed.get(l.impl) ?? 'main', { ...workerAdmin(rawAdmin, gw.log.level), strict: gw.admin.strict });
+  sup.snapshot = () => snapshotOf(gw, placeOf, { ...workerAdmin(rawAdmin, gw.log.level), strict: gw.admin.strict });
   gw.admin.workers = count;
   // Metrics: the workers' summed into this process's exposition, same names and labels.
   if (gw.observer instanceof GatewayMetrics) gw.observer.remote = () => sup.metrics() as ReturnType<NonNullable<GatewayMetrics['remote']>>;

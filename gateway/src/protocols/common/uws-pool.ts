@@ -17,8 +17,8 @@ export interface PooledApp<T extends object> {
   readonly app: U.TemplatedApp;
   /** What the App's handlers reach their listener through; empty while the App waits. */
   readonly target: UwsTarget<T>;
-  /** The settings the App was made with (its handlers' options): only a listener with the same ones takes it. */
-  readonly key: string;
+  /** The settings the App was made with (its handlers' options): only a listener with the same ones takes it; undefined: never reused. */
+  readonly key: string | undefined;
 }
 
 export class UwsAppPool<T extends object> {
@@ -28,11 +28,12 @@ export class UwsAppPool<T extends object> {
   /**
    * An App for `owner`: a waiting one made with the same `key`, or a new one
    * from `make`, which registers the handlers over the target it is given.
+   * Without a key the App is made, and closed when given back, never kept.
    */
-  take(key: string, owner: T, make: (target: UwsTarget<T>) => U.TemplatedApp): PooledApp<T> {
-    const waiting = this.idle.get(key);
+  take(key: string | undefined, owner: T, make: (target: UwsTarget<T>) => U.TemplatedApp): PooledApp<T> {
+    const waiting = key === undefined ? undefined : this.idle.get(key);
     const reused = waiting?.pop();
-    if (waiting !== undefined && waiting.length === 0) this.idle.delete(key);
+    if (key !== undefined && waiting !== undefined && waiting.length === 0) this.idle.delete(key);
     if (reused !== undefined) {
       reused.target.set(owner);
       return reused;
@@ -54,6 +55,7 @@ export class UwsAppPool<T extends object> {
     const close = (p.app as unknown as { close?: () => void }).close;
     if (typeof close !== 'function') return;
     close.call(p.app);
+    if (p.key === undefined) return;
     const waiting = this.idle.get(p.key);
     if (waiting === undefined) this.idle.set(p.key, [p]);
     else waiting.push(p);

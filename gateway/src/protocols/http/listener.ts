@@ -8,7 +8,7 @@ import type { ListenerContext, ListenerImpl, SessionPriv } from '../types.js';
 import { ExchangeBase } from '../common/http-exchange.js';
 import { httpMetadata, readHead, refusePath, type RequestHead } from '../common/http-head.js';
 import type { TlsFiles } from '../common/tls.js';
-import { copyBuffer, listenUws, requireUws, UwsTarget, type Uws } from '../common/uws.js';
+import { copyBuffer, listenUws, requireUws, type UwsTarget, type Uws } from '../common/uws.js';
 import { UwsAppPool, type PooledApp } from '../common/uws-pool.js';
 
 class UwsExchange extends ExchangeBase {
@@ -117,14 +117,12 @@ class HttpServerChannel extends BaseChannel {
   }
 }
 
-/** Plain (not TLS) Apps of deleted HTTP listeners, for the next ones (uws-pool.ts). */
+/** Every HTTP listener's App; plain ones are kept for the next listener once deleted (uws-pool.ts). */
 export const httpApps = new UwsAppPool<HttpListener>();
 
 export class HttpListener implements ListenerImpl {
   private token: U.us_listen_socket | undefined;
-  /** Held for the listener's lifetime: uWS closes an App that is garbage-collected. */
-  private app: U.TemplatedApp | undefined;
-  /** The App when it came from httpApps, to give back once it is closed. */
+  /** The listener's App, from httpApps; held while in use (uWS closes an App that is garbage-collected). */
   private pooled: PooledApp<HttpListener> | undefined;
   private seq = 0;
   private localPort: number;
@@ -132,15 +130,15 @@ export class HttpListener implements ListenerImpl {
   /** Deleted: requests still arriving on kept-alive connections are refused, never routed. */
   private stopped = false;
   private inFlight = 0;
-  /** What a TLS App's handler reaches this listener through (UwsTarget); a pooled App has its own. */
-  private target: UwsTarget<HttpListener> | undefined;
 
   constructor(private readonly address: string, private readonly port: number, private readonly ctx: ListenerContext, private readonly tls?: TlsFiles) {
     this.uws = requireUws();
     this.localPort = port;
   }
 
-  private newTlsApp(t: TlsFiles): U.TemplatedApp {
+  private newApp(): U.TemplatedApp {
+    const t = this.tls;
+    if (t === undefined) return this.uws.App();
     try {
       return this.uws.SSLApp({ cert_file_name: t.cert_file, key_file_name: t.key_file, ...(t.passphrase !== undefined ? { passphrase: t.passphrase } : {}) });
     } catch (err) {
@@ -150,23 +148,16 @@ export class HttpListener implements ListenerImpl {
   }
 
   async start(): Promise<void> {
-    let app: U.TemplatedApp;
-    if (this.tls) {
-      this.target = new UwsTarget<HttpListener>(this);
-      app = this.newTlsApp(this.tls).any('/*', HttpListener.handler(this.target));
-    } else {
-      const uws = this.uws; // not `this` in the factory: see HttpListener.handler
-      this.pooled = httpApps.take('http', this, (target) => uws.App().any('/*', HttpListener.handler(target)));
-      app = this.pooled.app;
-    }
-    this.app = app;
+    // A TLS App is never reused (no key): it read its certificate when it was made.
+    // The factory is not kept: uWS keeps only the handler, which reaches this listener through the target alone.
+    const pooled = httpApps.take(this.tls ? undefined : 'http', this, (target) => this.newApp().any('/*', HttpListener.handler(target)));
+    this.pooled = pooled;
     try {
-      this.token = await listenUws(this.uws, app, this.address, this.port, `HTTP listener "${this.ctx.listenerName}"`);
+      this.token = await listenUws(this.uws, pooled.app, this.address, this.port, `HTTP listener "${this.ctx.listenerName}"`);
     } catch (err) {
-      // Nothing was opened on it: the App can go back at once.
-      this.app = undefined;
-      if (this.pooled) httpApps.give(this.pooled);
+      // Nothing was opened on it: the App can go at once.
       this.pooled = undefined;
+      httpApps.give(pooled);
       throw err;
     }
     this.localPort = this.uws.us_socket_local_port(this.token);
@@ -232,21 +223,10 @@ export class HttpListener implements ListenerImpl {
 
   /** Close every connection of the app (uWS App.close(): the listen socket and all connections). */
   private closeConnections(): void {
-    const app = this.app;
-    this.app = undefined;
-    // After the answer just written went out: close() would cut what uWS still buffers.
-    const target = this.target;
-    this.target = undefined;
     const pooled = this.pooled;
     this.pooled = undefined;
-    if (app) setImmediate(() => {
-      if (pooled) {
-        httpApps.give(pooled);
-        return;
-      }
-      (app as unknown as { close?: () => void }).close?.();
-      target?.release();
-    });
+    // After the answer just written went out: close() would cut what uWS still buffers.
+    if (pooled) setImmediate(() => httpApps.give(pooled));
   }
 
   /** Keep-alive connections stay: their requests in flight finish, new ones get 503 from the gateway. */
