@@ -290,6 +290,11 @@ it('SIGTERM: a new request on a kept-alive connection during the drain gets 503,
   const signalled = Date.now();
   gw.signal('SIGTERM');
   await waitFor(async () => (await fetch(`${gw.adminBase}/ready`).catch(() => undefined))?.status === 503, 3000, 'draining');
+  // /ready turns 503 as soon as the main process has the signal; a worker
+  // learns of the drain a moment later (a request in that moment is simply
+  // served). A refused connect means every process has stopped accepting,
+  // which each does in the same step as it starts to drain.
+  await waitFor(async () => !(await tcpListening(port)), 3000, 'every listener stopped accepting');
   for (const { c } of conns) c.write('GET /late HTTP/1.1\r\nHost: x\r\n\r\n');
   await waitFor(() => conns.every(({ out }) => /^HTTP\/1\.1 \d{3}/.test(out)), 3000, 'an answer to every late request');
   for (const { c, out } of conns) {
