@@ -1,12 +1,13 @@
 // What the protocols share in protocols/common, without sockets: the idle
 // sweep of flow tables (UDP, SCTP over UDP, UNIX/dgram), datagram splitting,
-// and bind errors in words.
+// bind errors in words, and the uWS App pool's keys.
 
 import test from 'ava';
 import { GatewayError } from '../../src/core/errors.js';
 import { MAX_UDP_PAYLOAD, sendInPieces } from '../../src/protocols/common/datagram.js';
 import { IdleSweep, sweepEvery } from '../../src/protocols/common/flows.js';
 import { bindError } from '../../src/protocols/common/socket.js';
+import { UwsAppPool } from '../../src/protocols/common/uws-pool.js';
 
 interface Flow { id: string; closed: boolean; activity: number; close(): void }
 const flow = (id: string): Flow => ({ id, closed: false, activity: 0, close() { this.closed = true; } });
@@ -78,4 +79,23 @@ test('bind errors say why in words and keep the cause; a GatewayError passes thr
   t.is(bindError(errno('EINVAL'), 'x').message, 'x: bind EINVAL 0.0.0.0:1');
   const own = new GatewayError('BIND_FAILED', 'the path exists and is not a socket');
   t.is(bindError(own, 'x'), own);
+});
+
+test('App pool: an App is kept for its key, never without one, and not when its key changed while it was made', (t) => {
+  const pool = new UwsAppPool<object>();
+  let closed = 0;
+  const make = () => ({ close() { closed++; } }) as never;
+  // A key confirmed after make: kept, and the next taker with that key gets it.
+  const a = pool.take('k', {}, make, () => 'k');
+  pool.give(a);
+  t.is(pool.waiting, 1);
+  t.is(pool.take('k', {}, make), a);
+  t.is(pool.made, 1);
+  // The files changed between the key and make(): the App holds something else, so it is closed and dropped.
+  pool.give(pool.take('k2', {}, make, () => 'k2-rotated'));
+  // No key (a TLS file that could not be read): the same.
+  pool.give(pool.take(undefined, {}, make));
+  t.is(pool.waiting, 0);
+  t.is(pool.made, 3);
+  t.is(closed, 3, 'every App given back has its sockets closed, kept or not');
 });

@@ -11,7 +11,7 @@
 // be readable, the certificate and key must parse (with the passphrase), and
 // the key must belong to the certificate.
 
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { invalid } from '../../core/errors.js';
@@ -73,6 +73,25 @@ export function parseTls(spec: Spec, field: string): TlsFiles | undefined {
   }
   if (!x509.checkPrivateKey(privateKey)) throw invalid(`${tf}.key_file`, 'does not match the certificate in cert_file');
   return { cert_file: cert.file, key_file: key.file, ...(passphrase !== undefined ? { passphrase } : {}) };
+}
+
+/**
+ * What an App made from these files would serve: a digest of the paths, the
+ * files' bytes and the passphrase (uws-pool.ts keys reused TLS Apps by it).
+ * undefined when a file cannot be read: the App is then made, never reused.
+ */
+export function tlsAppKey(t: TlsFiles): string | undefined {
+  const h = createHash('sha256');
+  try {
+    for (const f of [t.cert_file, t.key_file]) {
+      const pem = fs.readFileSync(f);
+      h.update(`${f}\0${pem.length}\0`).update(pem);
+    }
+  } catch {
+    return undefined;
+  }
+  h.update(t.passphrase === undefined ? '\0' : `\x01${t.passphrase}`);
+  return `tls:${h.digest('base64')}`;
 }
 
 /** A copy of a listener spec fit for dumps: the TLS passphrase replaced. */

@@ -6,8 +6,10 @@
 // handlers at itself: the Apps a process holds are at most the most such
 // listeners it had at once.
 //
-// TLS Apps are not reused: an SSLApp reads its certificate when it is made,
-// and a listener added later must serve the files as they are then.
+// An SSLApp reads its certificate when it is made, and a listener added
+// later must serve the files as they are then: TLS Apps are keyed by what
+// the files held (common/tls.ts tlsAppKey), so a rotated certificate makes
+// a new App and an unchanged one takes the waiting App.
 
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import { UwsTarget } from './uws.js';
@@ -29,8 +31,10 @@ export class UwsAppPool<T extends object> {
    * An App for `owner`: a waiting one made with the same `key`, or a new one
    * from `make`, which registers the handlers over the target it is given.
    * Without a key the App is made, and closed when given back, never kept.
+   * A key worked out from files before `make` read them is confirmed after
+   * (`keyNow`): if the files changed in between, the App is never kept.
    */
-  take(key: string | undefined, owner: T, make: (target: UwsTarget<T>) => U.TemplatedApp): PooledApp<T> {
+  take(key: string | undefined, owner: T, make: (target: UwsTarget<T>) => U.TemplatedApp, keyNow?: () => string | undefined): PooledApp<T> {
     const waiting = key === undefined ? undefined : this.idle.get(key);
     const reused = waiting?.pop();
     if (key !== undefined && waiting !== undefined && waiting.length === 0) this.idle.delete(key);
@@ -39,8 +43,9 @@ export class UwsAppPool<T extends object> {
       return reused;
     }
     const target = new UwsTarget<T>(owner);
+    const app = make(target);
     this.madeCount++;
-    return { app: make(target), target, key };
+    return { app, target, key: key !== undefined && keyNow !== undefined && keyNow() !== key ? undefined : key };
   }
 
   /**

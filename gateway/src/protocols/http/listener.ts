@@ -7,7 +7,7 @@ import { GatewayError, reasonPhrase } from '../../core/errors.js';
 import type { ListenerContext, ListenerImpl, SessionPriv } from '../types.js';
 import { ExchangeBase } from '../common/http-exchange.js';
 import { httpMetadata, readHead, refusePath, type RequestHead } from '../common/http-head.js';
-import type { TlsFiles } from '../common/tls.js';
+import { tlsAppKey, type TlsFiles } from '../common/tls.js';
 import { copyBuffer, listenUws, requireUws, type UwsTarget, type Uws } from '../common/uws.js';
 import { UwsAppPool, type PooledApp } from '../common/uws-pool.js';
 
@@ -117,7 +117,7 @@ class HttpServerChannel extends BaseChannel {
   }
 }
 
-/** Every HTTP listener's App; plain ones are kept for the next listener once deleted (uws-pool.ts). */
+/** Every HTTP listener's App, kept for the next listener with the same TLS files (or none) once deleted (uws-pool.ts). */
 export const httpApps = new UwsAppPool<HttpListener>();
 
 export class HttpListener implements ListenerImpl {
@@ -148,9 +148,11 @@ export class HttpListener implements ListenerImpl {
   }
 
   async start(): Promise<void> {
-    // A TLS App is never reused (no key): it read its certificate when it was made.
+    // A TLS App read its certificate when it was made: reused only for the same files holding the same bytes.
     // The factory is not kept: uWS keeps only the handler, which reaches this listener through the target alone.
-    const pooled = httpApps.take(this.tls ? undefined : 'http', this, (target) => this.newApp().any('/*', HttpListener.handler(target)));
+    const tls = this.tls;
+    const keyNow = tls === undefined ? undefined : () => tlsAppKey(tls);
+    const pooled = httpApps.take(keyNow === undefined ? 'http' : keyNow(), this, (target) => this.newApp().any('/*', HttpListener.handler(target)), keyNow);
     this.pooled = pooled;
     try {
       this.token = await listenUws(this.uws, pooled.app, this.address, this.port, `HTTP listener "${this.ctx.listenerName}"`);

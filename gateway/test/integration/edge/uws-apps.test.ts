@@ -1,10 +1,17 @@
 // uWebSockets.js never frees an App, so HTTP and WebSocket listeners that come
 // and go over REST reuse their Apps (protocols/common/uws-pool.ts). Reuse must
-// be invisible: each listener serves its own routes, and a connection that a
-// deleted listener accepted is closed, never handed to the next user of its App.
+// be invisible: each listener serves its own routes (HTTPS ones the certificate
+// their files hold now), and a connection that a deleted listener accepted is
+// closed, never handed to the next user of its App.
 
 import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
 import WebSocket from 'ws';
 import { httpApps } from '../../../src/protocols/http/listener.js';
 import { wsApps } from '../../../src/protocols/websocket/listener.js';
@@ -99,4 +106,73 @@ test.serial('a WebSocket of a deleted listener is closed with 1001 before its Ap
   t.is(await wsEcho(pb, 'hello'), 'hello');
   // The old port is closed with it.
   await t.throwsAsync(wsEcho(pa, 'x'));
+});
+
+/** The certificate an HTTPS listener presents (compared by fingerprint, not trusted), and its answer to one GET. */
+function httpsGet(port: number, urlPath: string): Promise<{ fingerprint: string; text: string }> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false });
+    let text = '';
+    const timer = setTimeout(() => { s.destroy(); reject(new Error(`no answer from ${port} within 5 s: ${JSON.stringify(text)}`)); }, 5000);
+    s.once('secureConnect', () => s.write(`GET ${urlPath} HTTP/1.1\r\nHost: localhost\r\n\r\n`));
+    s.on('data', (d) => {
+      text += String(d);
+      if (!/\r\n\r\n[\s\S]*\S/.test(text)) return;
+      clearTimeout(timer);
+      const fingerprint = s.getPeerCertificate().fingerprint256;
+      s.destroy();
+      resolve({ fingerprint, text });
+    });
+    s.once('error', (err) => { clearTimeout(timer); reject(err); });
+  });
+}
+
+test.serial('HTTPS listeners reuse an App while their files hold the same certificate; a rotated certificate gets an App of its own', async (t) => {
+  t.timeout(60_000);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-apps-tls-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const pems: Array<{ cert: Buffer; key: Buffer; fingerprint: string }> = [];
+  for (const n of [1, 2]) {
+    const [key, cert] = [path.join(dir, `key${n}.pem`), path.join(dir, `cert${n}.pem`)];
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-days', '1', '-nodes', '-subj', '/CN=localhost',
+        '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'pipe' });
+    } catch (err) {
+      if (process.env.CI === 'true') throw err;
+      t.log(`skipped: openssl could not make a test certificate: ${(err as Error).message.split('\n')[0]}`);
+      t.pass();
+      return;
+    }
+    pems.push({ cert: fs.readFileSync(cert), key: fs.readFileSync(key), fingerprint: new X509Certificate(fs.readFileSync(cert)).fingerprint256 });
+  }
+  // The listeners' files: one path, whose contents are rotated between listeners.
+  const files = { cert_file: path.join(dir, 'tls.crt'), key_file: path.join(dir, 'tls.key') };
+  const install = (n: 0 | 1) => { fs.writeFileSync(files.cert_file, pems[n]!.cert); fs.writeFileSync(files.key_file, pems[n]!.key); };
+  install(0);
+  const up = await slowHttpUpstream(t, 0, (req) => `up ${req.url}`);
+  const { base } = await startGw(t, {
+    admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 }, file_root: dir },
+    clusters: [cluster('up', 'HTTP', up.port)],
+  });
+  const made = httpApps.made;
+  /** Add an HTTPS listener, check what it serves, delete it, wait for its App to go back. */
+  const round = async (name: string, cert: 0 | 1) => {
+    const port = await freePort();
+    const add = await api(base, 'POST', '/api/v1/listeners', { listener: listener(name, { protocol: 'HTTP', port, tls: files }, 'up') });
+    t.is(add.status, 200, add.text);
+    const got = await httpsGet(port, `/${name}`);
+    t.is(got.fingerprint, pems[cert]!.fingerprint, `${name} presents certificate ${cert + 1}`);
+    t.regex(got.text, new RegExp(`^HTTP/1\\.1 200 [\\s\\S]*up /${name}`), name);
+    const waiting = httpApps.waiting;
+    t.is((await api(base, 'DELETE', `/api/v1/listeners/${name}`)).status, 200);
+    await waitFor(() => httpApps.waiting > waiting || undefined, 5000, `${name} to give its App back`);
+  };
+  for (let i = 0; i < 4; i++) await round(`s${i}`, 0);
+  t.is(httpApps.made - made, 1, 'four HTTPS listeners on unchanged files made one App between them');
+  install(1);
+  await round('rotated', 1);
+  t.is(httpApps.made - made, 2, 'the rotated certificate made an App of its own');
+  install(0);
+  await round('back', 0);
+  t.is(httpApps.made - made, 2, 'the first certificate again takes its waiting App');
 });
