@@ -383,6 +383,11 @@ test('TLS: an encrypted key needs its passphrase, which dumps redact; bad TLS se
   const g = await start(t, { admin: { log_level: 'silent', file_root: p.dir } });
   const listener = (name: string, port: number, tls: unknown) => ({ listener: { name, spec: { protocol: 'HTTP', address: '127.0.0.1', port, tls }, rules: CONTROLLER_RULES } });
   const port = await freePort();
+  // Neither is read: a file past the PEM size bound, and a FIFO (a read would block the event loop).
+  const big = path.join(p.dir, 'big.pem');
+  fs.writeFileSync(big, Buffer.concat([fs.readFileSync(p.cert), Buffer.alloc(2 << 20, 0x41)]));
+  const fifo = path.join(p.dir, 'fifo.pem');
+  if (!fs.existsSync(fifo)) execFileSync('mkfifo', [fifo]);
   const before = await configOf(g.base);
   const bad: Array<[unknown, string]> = [
     [{ cert_file: `${p.dir}/nonexistent-cert.pem`, key_file: p.key }, 'listener.spec.tls.cert_file'],
@@ -394,6 +399,8 @@ test('TLS: an encrypted key needs its passphrase, which dumps redact; bad TLS se
     [{ cert_file: p.encCert, key_file: p.encKey }, 'listener.spec.tls.key_file'],
     [{ cert_file: p.encCert, key_file: p.encKey, passphrase: 'wrong' }, 'listener.spec.tls.key_file'],
     ['yes', 'listener.spec.tls'],
+    [{ cert_file: big, key_file: p.key }, 'listener.spec.tls.cert_file'],
+    [{ cert_file: p.cert, key_file: fifo }, 'listener.spec.tls.key_file'],
   ];
   for (const [tls, field] of bad) {
     const r = await call(g.base, 'POST', '/api/v1/listeners', { body: listener('tls-bad', port, tls) });
@@ -404,6 +411,8 @@ test('TLS: an encrypted key needs its passphrase, which dumps redact; bad TLS se
   t.is(outside.status, 403, outside.text);
   t.is(outside.body.field, 'listener.spec.tls.cert_file');
   t.deepEqual(await configOf(g.base), before, 'the refused listeners changed nothing');
+  const tooBig = await call(g.base, 'POST', '/api/v1/listeners', { body: listener('tls-bad', port, { cert_file: big, key_file: p.key }) });
+  t.regex(tooBig.body.content, /more than a PEM file's 1048576/);
   const noPass = await call(g.base, 'POST', '/api/v1/listeners', { body: listener('tls-bad', port, { cert_file: p.encCert, key_file: p.encKey }) });
   t.regex(noPass.body.content, /passphrase/);
 

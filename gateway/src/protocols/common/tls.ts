@@ -27,6 +27,33 @@ export interface TlsFiles {
 const KEYS = new Set(['cert_file', 'key_file', 'passphrase']);
 export const REDACTED = '<redacted>';
 
+/** A certificate chain or key is a few KiB; a larger file is not one, and is not read into memory. */
+export const MAX_PEM_BYTES = 1 << 20;
+
+/**
+ * A PEM file's bytes. Opened non-blocking and checked on the open descriptor:
+ * a path swapped for a FIFO after a check by name would block the event loop
+ * in the read, and a huge file would be read whole.
+ */
+function readPem(file: string): Buffer {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > MAX_PEM_BYTES) throw new Error(`${st.size} bytes, more than a PEM file's ${MAX_PEM_BYTES}`);
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = fs.readSync(fd, buf, off, buf.length - off, off);
+      if (n === 0) break; // truncated meanwhile
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 function readFile(tls: Spec, key: 'cert_file' | 'key_file', field: string): { file: string; pem: Buffer } {
   const v = tls[key];
   const f = `${field}.${key}`;
@@ -35,8 +62,7 @@ function readFile(tls: Spec, key: 'cert_file' | 'key_file', field: string): { fi
   const file = path.resolve(v);
   let pem: Buffer;
   try {
-    if (!fs.statSync(file).isFile()) throw new Error('not a regular file');
-    pem = fs.readFileSync(file);
+    pem = readPem(file);
   } catch (err) {
     throw invalid(f, `cannot read "${v}": ${(err as Error).message}`);
   }
@@ -84,7 +110,7 @@ export function tlsAppKey(t: TlsFiles): string | undefined {
   const h = createHash('sha256');
   try {
     for (const f of [t.cert_file, t.key_file]) {
-      const pem = fs.readFileSync(f);
+      const pem = readPem(f);
       h.update(`${f}\0${pem.length}\0`).update(pem);
     }
   } catch {
