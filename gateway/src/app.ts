@@ -145,9 +145,10 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
   gw.admission.logLimits(log);
   opts.beforeApply?.(gw);
   // With workers the data-plane listeners run in them, the rest here (workers/start.ts).
-  const applied = admin.workers > 1 ? await startWorkers(gw, cfg as Record<string, unknown>, admin.workers, rawAdmin) : cfg;
+  const workers = admin.workers > 1 ? await startWorkers(gw, cfg as Record<string, unknown>, admin.workers, rawAdmin) : undefined;
   // A config that does not apply still ran setupOffload: stop() detaches the program again.
-  await gw.applyConfig(applied, true).catch(async (err: unknown) => { await gw.stop(); throw err; });
+  await gw.applyConfig(workers?.config ?? cfg, true).catch(async (err: unknown) => { await gw.stop(); throw err; });
+  workers?.applied();
   // Routes to clusters that do not exist: refused in strict mode; otherwise
   // warned about here and named by /ready until they exist (dangling-routes.ts).
   const dangling = danglingClusterRefs(gw);

@@ -5,8 +5,8 @@
 // WorkerPlacement). Both sides hold the whole
 // graph; each builds a stand-in for the listeners the other side runs
 // (workers/start.ts, workers/entry.ts). Decided on the raw listener, looking
-// names up in the config being applied and then in the gateway's store,
-// because the listener is not built yet when the choice is made. A listener
+// names up in the graph with the change being applied on top, because the
+// listener is not built yet when the choice is made. A listener
 // stays where it was placed: a later change that would need it elsewhere
 // (a shared listener that comes to reach a PIPE cluster) is refused
 // (checkPlacement).
@@ -26,30 +26,19 @@ function list(cfg: Raw, key: string): unknown[] {
   return Array.isArray(v) ? v : [];
 }
 
-function byName(items: unknown[]): Map<string, Raw> {
-  const m = new Map<string, Raw>();
-  for (const x of items) if (isObject(x) && typeof x.name === 'string') m.set(x.name, x);
-  return m;
-}
-
-/** Raw objects by name: from a config being applied, else from a built graph (in raw shape). */
+/** Raw objects by name, from a graph (in raw shape): the live one with the change being applied on top. */
 class Names {
-  private readonly cfg: Record<string, Map<string, Raw>>;
-
-  constructor(cfg: Raw, private readonly view: GraphView | undefined) {
-    this.cfg = { clusters: byName(list(cfg, 'clusters')), rules: byName(list(cfg, 'rules')), routes: byName(list(cfg, 'routes')), rulelists: byName(list(cfg, 'rulelists')) };
-  }
+  constructor(private readonly view: GraphView) {}
 
   /** An inline object, or the named one. */
   get(kind: 'clusters' | 'rules' | 'routes' | 'rulelists', v: unknown): Raw | undefined {
     if (isObject(v)) return v;
     if (typeof v !== 'string') return undefined;
-    // The graph first: once applied it is the truth; the config fills in what is being added with it.
-    return this.stored(kind, v) ?? this.cfg[kind]!.get(v);
+    return this.stored(kind, v);
   }
 
   private stored(kind: 'clusters' | 'rules' | 'routes' | 'rulelists', v: string): Raw | undefined {
-    const o = this.view?.get(kind.slice(0, -1) as 'cluster' | 'rule' | 'route' | 'rulelist', v);
+    const o = this.view.get(kind.slice(0, -1) as 'cluster' | 'rule' | 'route' | 'rulelist', v);
     switch (o?.kind) {
       case 'cluster': return { name: o.name, spec: { protocol: o.protocol.name } };
       case 'rule': return { action: { route: o.action.route, apply: o.action.apply } };
@@ -98,11 +87,10 @@ export type Placement = 'main' | WorkerPlacement;
  * plane: a route to an L7mpController or Prometheus cluster), on `every`
  * worker (its protocol shares the port), or on `one` worker (its protocol
  * cannot share, or a cluster it routes to keeps its sessions in one process).
- * `graph`: the live graph with the change that adds the listener on top;
- * `cfg`: a config to look names up in where there is no graph (the start log).
+ * `graph`: the live graph with the change that adds the listener on top.
  */
-export function placementOf(listener: Raw, graph: GraphView | undefined, cfg: Raw = {}): Placement {
-  return placementIn(listener, new Names(cfg, graph)).where;
+export function placementOf(listener: Raw, graph: GraphView): Placement {
+  return placementIn(listener, new Names(graph)).where;
 }
 
 /** Where a listener runs on the graph `names` reads, and the cluster that decides it when one does. */
@@ -134,7 +122,7 @@ export function checkPlacement(listeners: Iterable<ListenerObj>, placed: (l: Lis
   for (const l of listeners) {
     const raw = { name: l.name, spec: l.spec, rules: l.rules };
     const was = placed(l);
-    const now = placementIn(raw, new Names({}, after));
+    const now = placementIn(raw, new Names(after));
     if (fits(was, now.where)) continue;
     const c = now.cluster;
     const cluster = c === undefined ? '' : ` cluster "${String(c.name ?? '(inline)')}" (${String((c.spec as Raw | undefined)?.protocol)}), which`;
@@ -143,15 +131,4 @@ export function checkPlacement(listeners: Iterable<ListenerObj>, placed: (l: Lis
       `listener "${l.name}" runs on ${was === 'every' ? 'every worker' : 'one worker'}; after this change it would reach${cluster || ' a cluster that'} ${needs}: ` +
       'a listener is placed when it is added, so delete it and add it again with this route (admin.workers > 1, docs/workers.md)');
   }
-}
-
-/** The names of a config's data-plane listeners and where they run (for the log). */
-export function dataPlaneListeners(cfg: Raw): Record<string, WorkerPlacement> {
-  const out: Record<string, WorkerPlacement> = {};
-  for (const l of list(cfg, 'listeners')) {
-    if (!isObject(l)) continue;
-    const p = placementOf(l, undefined, cfg);
-    if (p !== 'main') out[String(l.name)] = p;
-  }
-  return out;
 }

@@ -7,7 +7,7 @@ import type { ListenerObj } from '../core/model.js';
 import { GatewayMetrics } from '../observe/metrics.js';
 import { isObject } from '../core/is-object.js';
 import { sharedFlowTable } from '../fastpath/offload/shared.js';
-import { checkPlacement, dataPlaneListeners, placementOf, type Placement } from './split.js';
+import { checkPlacement, placementOf, type Placement } from './split.js';
 import { withChange } from '../core/policy.js';
 import { snapshotOf } from './snapshot.js';
 import { standInListener } from './stand-in.js';
@@ -25,7 +25,14 @@ function workerAdmin(raw: unknown, logLevel: string): Record<string, unknown> {
   return { ...keep, log_level: logLevel, metrics: false };
 }
 
-export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, count: number, rawAdmin: unknown): Promise<Record<string, unknown>> {
+/** Workers started: the config for the main process to apply, and what to call once it has. */
+export interface StartedWorkers {
+  readonly config: Record<string, unknown>;
+  /** Logs where each data-plane listener of the applied config runs. */
+  applied(): void;
+}
+
+export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, count: number, rawAdmin: unknown): Promise<StartedWorkers> {
   const { admin: _admin, ...objects } = cfg;
   const sup = new Supervisor(count, { objects, admin: workerAdmin(rawAdmin, gw.log.level) }, gw.log, sharedFlowTable(gw));
   // The main process builds the data-plane listeners as stand-ins: the workers run them.
@@ -56,6 +63,12 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
     await sup.stop();
     throw err;
   }
-  gw.log.info({ workers: count, listeners: dataPlaneListeners(cfg) }, 'data-plane listeners run in the workers (every: each worker shares the port; one: worker 1 only)');
-  return cfg;
+  return {
+    config: cfg,
+    applied: () => {
+      const listeners: Record<string, Placement> = {};
+      for (const l of gw.listeners.values()) if (placeOf(l) !== 'main') listeners[l.name] = placeOf(l);
+      gw.log.info({ workers: count, listeners }, 'data-plane listeners run in the workers (every: each worker shares the port; one: worker 1 only)');
+    },
+  };
 }
