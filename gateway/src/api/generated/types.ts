@@ -168,12 +168,12 @@ export type ListenerSpec = {
   transport_spec?: ListenerTransportSpec;
   options?: SocketOptions;
   tls?: TlsSpec;
-  /** HTTP and WebSocket listeners: the server engine. `uws` (default, uWebSockets.js) for both; `ws` for WebSocket; `node` (node:http) for HTTP, which answers pipelined requests in order and a request followed by a half-close (uWS closes such connections). No TLS with `node` yet. */
+  /** HTTP and WebSocket listeners: the server engine. `uws` (default, uWebSockets.js) for both; `ws` for WebSocket; `node` (node:http) for HTTP, which answers pipelined requests in order and a request followed by a half-close (uWS closes such connections). No TLS with `node` or `ws` yet. */
   engine?: "uws" | "ws" | "node";
   [key: string]: unknown;
 };
 
-/** HTTP listeners: serve HTTPS with this certificate. Paths of PEM files, checked when the listener is added (readable, parseable, the key matches the certificate), else 400 naming the field. The passphrase is shown as `<redacted>` in dumps. */
+/** HTTP and WebSocket listeners (engine `uws`): serve HTTPS or wss with this certificate. Paths of PEM files, checked when the listener is added (readable, parseable, the key matches the certificate), else 400 naming the field. The passphrase is shown as `<redacted>` in dumps. */
 export type TlsSpec = {
   /** Certificate chain (PEM), leaf first. */
   cert_file: string;

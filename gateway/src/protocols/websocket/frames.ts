@@ -2,6 +2,8 @@
 // outgoing messages are framed, how close codes travel as session end
 // reasons, which subprotocol a listener picks, and a listener's settings.
 
+import type { TlsFiles } from '../common/tls.js';
+
 /** How outgoing messages are framed. */
 export type FrameMode = 'binary' | 'text' | 'mirror';
 
@@ -48,4 +50,6 @@ export interface WsListenerConfig {
   maxMessage: number;
   idleTimeout: number;
   frame: FrameMode;
+  /** Serve wss: (uWS SSLApp, engine uws only); common/tls.ts. */
+  tls?: TlsFiles;
 }

@@ -3,10 +3,12 @@
 // library (ws-engine.ts); the cluster is a `ws` client (cluster.ts), since
 // uWebSockets.js has no client. One message is one datagram both ways. Close
 // codes travel as session end reasons, and a session ended by a WebSocket
-// close passes the code on to the other side (frames.ts).
+// close passes the code on to the other side (frames.ts). With `spec.tls` the
+// uws listener serves wss: (common/tls.ts, as HTTPS does).
 
-import { invalid } from '../../core/errors.js';
+import { GatewayError, invalid } from '../../core/errors.js';
 import type { ProtocolDef, Spec } from '../types.js';
+import { parseTls } from '../common/tls.js';
 import * as v from '../common/validate.js';
 import { WsCluster } from './cluster.js';
 import type { FrameMode, WsListenerConfig } from './frames.js';
@@ -44,6 +46,7 @@ export const websocketProtocol: ProtocolDef = {
   aliases: ['WS'],
   kind: 'datagram',
   summary: 'WebSocket messages: listener on uWebSockets.js, cluster on the ws client; one message per datagram',
+  files: { listener: [{ key: 'tls.cert_file' }, { key: 'tls.key_file' }] },
   listener: {
     modes: ['server'],
     workers: 'every',
@@ -53,6 +56,9 @@ export const websocketProtocol: ProtocolDef = {
       // uws (default): uWebSockets.js; ws: the pure-JS `ws` library (ws-engine.ts).
       const engine = v.optString(spec, 'engine', field) ?? 'uws';
       if (engine !== 'uws' && engine !== 'ws') throw invalid(`${field}.engine`, `must be "uws" or "ws", got "${engine}"`);
+      // Checked for either engine: a tls the listener would ignore must not pass for wss.
+      const tls = parseTls(spec, field);
+      if (tls !== undefined && engine === 'ws') throw new GatewayError('NOT_SUPPORTED', `${field}.engine: "ws" does not serve TLS (wss) yet; use the uws engine`, `${field}.engine`);
       const cfg: WsListenerConfig = {
         address: v.host(spec, 'address', field, false) ?? '0.0.0.0',
         port: v.port(spec, 'port', field, true)!,
@@ -61,6 +67,7 @@ export const websocketProtocol: ProtocolDef = {
         maxMessage: v.optNumber(spec, 'max_message_size', field, 1, 1 << 30) ?? DEFAULT_LISTENER_MAX_MESSAGE,
         idleTimeout: v.optNumber(spec, 'idle_timeout', field, 0, 960) ?? 120,
         frame: parseFrameMode(spec, field),
+        ...(tls !== undefined ? { tls } : {}),
       };
       return engine === 'ws' ? new WsEngineListener(cfg, ctx) : new WsListener(cfg, ctx);
     },

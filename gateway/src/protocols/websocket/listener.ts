@@ -3,8 +3,10 @@
 
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
+import { GatewayError } from '../../core/errors.js';
 import type { ListenerContext, ListenerImpl } from '../types.js';
 import { httpMetadata, readHead, refusePath, type RequestHead } from '../common/http-head.js';
+import { tlsAppKey } from '../common/tls.js';
 import { copyBuffer, listenUws, requireUws, text, type UwsTarget, type Uws } from '../common/uws.js';
 import { UwsAppPool, type PooledApp } from '../common/uws-pool.js';
 import { NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type FrameMode, type WsListenerConfig } from './frames.js';
@@ -150,7 +152,7 @@ class WsServerChannel extends BaseChannel {
   }
 }
 
-/** Apps of deleted WebSocket listeners, for the next ones with the same message size and idle timeout (uws-pool.ts). */
+/** Apps of deleted WebSocket listeners, for the next ones with the same message size, idle timeout and TLS files (uws-pool.ts). */
 export const wsApps = new UwsAppPool<WsListener>();
 
 export class WsListener implements ListenerImpl {
@@ -172,10 +174,15 @@ export class WsListener implements ListenerImpl {
   }
 
   async start(): Promise<void> {
-    const { maxMessage, idleTimeout } = this.cfg;
-    const uws = this.uws;
-    // The App's WebSocket options are fixed when it is made: they are its pool key.
-    this.pooled = wsApps.take(`${maxMessage}/${idleTimeout}`, this, (target) => WsListener.makeApp(uws, maxMessage, idleTimeout, target));
+    const { maxMessage, idleTimeout, tls } = this.cfg;
+    // The App's WebSocket options and its certificate are fixed when it is made: they are its pool key.
+    const keyNow = tls === undefined ? undefined : () => {
+      const files = tlsAppKey(tls);
+      return files === undefined ? undefined : `${files}/${maxMessage}/${idleTimeout}`;
+    };
+    // The factory is not kept: uWS keeps only the handlers, which reach this listener through the target alone.
+    const make = (target: UwsTarget<WsListener>) => WsListener.withHandlers(this.newApp(), maxMessage, idleTimeout, target);
+    this.pooled = wsApps.take(keyNow === undefined ? `${maxMessage}/${idleTimeout}` : keyNow(), this, make, keyNow);
     try {
       this.token = await listenUws(this.uws, this.pooled.app, this.cfg.address, this.cfg.port, `WebSocket listener "${this.ctx.listenerName}"`);
     } catch (err) {
@@ -185,14 +192,25 @@ export class WsListener implements ListenerImpl {
     this.localPort = this.uws.us_socket_local_port(this.token);
   }
 
+  /** A bare App: plain, or serving wss: with the certificate the listener's files hold now. */
+  private newApp(): U.TemplatedApp {
+    const t = this.cfg.tls;
+    if (t === undefined) return this.uws.App();
+    try {
+      return this.uws.SSLApp({ cert_file_name: t.cert_file, key_file_name: t.key_file, ...(t.passphrase !== undefined ? { passphrase: t.passphrase } : {}) });
+    } catch (err) {
+      // The files were checked when the listener was added; they may have changed since.
+      throw new GatewayError('INVALID_INPUT', `WebSocket listener "${this.ctx.listenerName}": TLS setup failed (${(err as Error).message}): check tls.cert_file and tls.key_file`);
+    }
+  }
+
   /**
-   * An App with this listener kind's handlers, outside any instance method:
+   * An App given this listener kind's handlers, outside any instance method:
    * uWS keeps the handlers for the life of the process, and they must reach
    * a listener through the target alone (a closure made in an instance
    * method can hold `this`).
    */
-  private static makeApp(uws: Uws, maxMessage: number, idleTimeout: number, target: UwsTarget<WsListener>): U.TemplatedApp {
-    const app = uws.App();
+  private static withHandlers(app: U.TemplatedApp, maxMessage: number, idleTimeout: number, target: UwsTarget<WsListener>): U.TemplatedApp {
     const h = WsListener.handlers(target);
     app.ws<WsData>('/*', {
       maxPayloadLength: maxMessage,
@@ -280,7 +298,7 @@ export class WsListener implements ListenerImpl {
     this.open.add(ws);
     const ch = new WsServerChannel(ws, cfg.frame, data.head.remoteAddress);
     data.channel = ch;
-    const metadata = httpMetadata(data.head, cfg.address, this.localPort);
+    const metadata = httpMetadata(data.head, cfg.address, this.localPort, cfg.tls !== undefined ? 'https' : 'http');
     if (data.protocol) (metadata.WebSocket as unknown) = { protocol: data.protocol };
     ctx.emit({ name: `WS:${data.head.remoteAddress}-${cfg.address}:${this.localPort}-${this.seq++}`, channel: ch, metadata });
   }

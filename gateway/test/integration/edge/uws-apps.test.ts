@@ -4,7 +4,7 @@
 // their files hold now), and a connection that a deleted listener accepted is
 // closed, never handed to the next user of its App.
 
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
@@ -127,11 +127,17 @@ function httpsGet(port: number, urlPath: string): Promise<{ fingerprint: string;
   });
 }
 
-test.serial('HTTPS listeners reuse an App while their files hold the same certificate; a rotated certificate gets an App of its own', async (t) => {
-  t.timeout(60_000);
+interface Pem { cert: Buffer; key: Buffer; fingerprint: string }
+
+/**
+ * Two self-signed certificates, and the one pair of files listeners use,
+ * whose contents `install` rotates. undefined (after a pass) where openssl
+ * cannot make them outside CI.
+ */
+function rotatingCerts(t: ExecutionContext): { dir: string; pems: Pem[]; files: { cert_file: string; key_file: string }; install(n: 0 | 1): void } | undefined {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-apps-tls-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const pems: Array<{ cert: Buffer; key: Buffer; fingerprint: string }> = [];
+  const pems: Pem[] = [];
   for (const n of [1, 2]) {
     const [key, cert] = [path.join(dir, `key${n}.pem`), path.join(dir, `cert${n}.pem`)];
     try {
@@ -141,38 +147,92 @@ test.serial('HTTPS listeners reuse an App while their files hold the same certif
       if (process.env.CI === 'true') throw err;
       t.log(`skipped: openssl could not make a test certificate: ${(err as Error).message.split('\n')[0]}`);
       t.pass();
-      return;
+      return undefined;
     }
     pems.push({ cert: fs.readFileSync(cert), key: fs.readFileSync(key), fingerprint: new X509Certificate(fs.readFileSync(cert)).fingerprint256 });
   }
-  // The listeners' files: one path, whose contents are rotated between listeners.
   const files = { cert_file: path.join(dir, 'tls.crt'), key_file: path.join(dir, 'tls.key') };
   const install = (n: 0 | 1) => { fs.writeFileSync(files.cert_file, pems[n]!.cert); fs.writeFileSync(files.key_file, pems[n]!.key); };
   install(0);
+  return { dir, pems, files, install };
+}
+
+/** The admin section of a gateway whose REST API may name TLS files under `dir`. */
+const tlsAdmin = (dir: string) => ({ log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 }, file_root: dir });
+
+/** Add `l` on a free port, `check` what it serves, delete it, and wait for its App to go back to `pool`. */
+async function tlsRound(t: ExecutionContext, base: string, pool: { waiting: number }, l: { name: string; spec: Record<string, unknown> }, check: (port: number) => Promise<void>): Promise<void> {
+  const port = await freePort();
+  const add = await api(base, 'POST', '/api/v1/listeners', { listener: { ...l, spec: { ...l.spec, port } } });
+  t.is(add.status, 200, add.text);
+  await check(port);
+  const waiting = pool.waiting;
+  t.is((await api(base, 'DELETE', `/api/v1/listeners/${l.name}`)).status, 200);
+  await waitFor(() => pool.waiting > waiting || undefined, 5000, `${l.name} to give its App back`);
+}
+
+test.serial('HTTPS listeners reuse an App while their files hold the same certificate; a rotated certificate gets an App of its own', async (t) => {
+  t.timeout(60_000);
+  const c = rotatingCerts(t);
+  if (c === undefined) return;
   const up = await slowHttpUpstream(t, 0, (req) => `up ${req.url}`);
-  const { base } = await startGw(t, {
-    admin: { log_level: 'silent', metrics: { enabled: false }, limits: { api_rate: 0 }, file_root: dir },
-    clusters: [cluster('up', 'HTTP', up.port)],
-  });
+  const { base } = await startGw(t, { admin: tlsAdmin(c.dir), clusters: [cluster('up', 'HTTP', up.port)] });
   const made = httpApps.made;
-  /** Add an HTTPS listener, check what it serves, delete it, wait for its App to go back. */
-  const round = async (name: string, cert: 0 | 1) => {
-    const port = await freePort();
-    const add = await api(base, 'POST', '/api/v1/listeners', { listener: listener(name, { protocol: 'HTTP', port, tls: files }, 'up') });
-    t.is(add.status, 200, add.text);
+  const round = (name: string, cert: 0 | 1) => tlsRound(t, base, httpApps, listener(name, { protocol: 'HTTP', tls: c.files }, 'up'), async (port) => {
     const got = await httpsGet(port, `/${name}`);
-    t.is(got.fingerprint, pems[cert]!.fingerprint, `${name} presents certificate ${cert + 1}`);
+    t.is(got.fingerprint, c.pems[cert]!.fingerprint, `${name} presents certificate ${cert + 1}`);
     t.regex(got.text, new RegExp(`^HTTP/1\\.1 200 [\\s\\S]*up /${name}`), name);
-    const waiting = httpApps.waiting;
-    t.is((await api(base, 'DELETE', `/api/v1/listeners/${name}`)).status, 200);
-    await waitFor(() => httpApps.waiting > waiting || undefined, 5000, `${name} to give its App back`);
-  };
+  });
   for (let i = 0; i < 4; i++) await round(`s${i}`, 0);
   t.is(httpApps.made - made, 1, 'four HTTPS listeners on unchanged files made one App between them');
-  install(1);
+  c.install(1);
   await round('rotated', 1);
   t.is(httpApps.made - made, 2, 'the rotated certificate made an App of its own');
-  install(0);
+  c.install(0);
   await round('back', 0);
   t.is(httpApps.made - made, 2, 'the first certificate again takes its waiting App');
+});
+
+/** One message over wss: (the certificate compared by fingerprint, not trusted): the echo, the certificate, the session's URL scheme. */
+function wssEcho(port: number, text: string): Promise<{ echo: string; fingerprint: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`wss://127.0.0.1:${port}/`, { rejectUnauthorized: false });
+    const timer = setTimeout(() => { ws.terminate(); reject(new Error(`no echo from ${port} within 5 s`)); }, 5000);
+    ws.on('open', () => ws.send(text));
+    ws.on('message', (m) => {
+      clearTimeout(timer);
+      const fingerprint = ((ws as unknown as { _socket: tls.TLSSocket })._socket).getPeerCertificate().fingerprint256;
+      ws.close();
+      resolve({ echo: String(m), fingerprint });
+    });
+    ws.on('error', (err) => { clearTimeout(timer); reject(err); });
+  });
+}
+
+test.serial('a WebSocket listener with tls serves wss: with the certificate its files hold, reusing its App while they are unchanged; engine ws and files outside file_root are refused', async (t) => {
+  t.timeout(60_000);
+  const c = rotatingCerts(t);
+  if (c === undefined) return;
+  const tcpUp = await tcpEchoUpstream(t);
+  const { base } = await startGw(t, { admin: tlsAdmin(c.dir), clusters: [cluster('tcp-echo', 'TCP', tcpUp.port)] });
+  const made = wsApps.made;
+  const round = (name: string, cert: 0 | 1) => tlsRound(t, base, wsApps, listener(name, { protocol: 'WebSocket', tls: c.files }, 'tcp-echo'), async (port) => {
+    const got = await wssEcho(port, `m-${name}`);
+    t.deepEqual(got, { echo: `m-${name}`, fingerprint: c.pems[cert]!.fingerprint }, `${name} echoes over wss with certificate ${cert + 1}`);
+    // Plain ws: on the wss port gets no upgrade.
+    await t.throwsAsync(wsEcho(port, 'plain'), undefined, `${name} answered plain ws:`);
+  });
+  for (let i = 0; i < 3; i++) await round(`wss${i}`, 0);
+  t.is(wsApps.made - made, 1, 'three wss listeners on unchanged files made one App between them');
+  c.install(1);
+  await round('wss-rotated', 1);
+  t.is(wsApps.made - made, 2, 'the rotated certificate made an App of its own');
+  const before = (await api(base, 'GET', '/api/v1/config')).text;
+  const port = await freePort();
+  const wsEngine = await api(base, 'POST', '/api/v1/listeners', { listener: listener('wss-ws', { protocol: 'WebSocket', port, engine: 'ws', tls: c.files }, 'tcp-echo') });
+  t.is(wsEngine.status, 400, wsEngine.text);
+  t.is((wsEngine.body as { field?: string }).field, 'listener.spec.engine');
+  const outside = await api(base, 'POST', '/api/v1/listeners', { listener: listener('wss-out', { protocol: 'WebSocket', port, tls: { cert_file: '/etc/ssl/l7mp-none.pem', key_file: c.files.key_file } }, 'tcp-echo') });
+  t.is(outside.status, 403, outside.text);
+  t.is((await api(base, 'GET', '/api/v1/config')).text, before, 'the refused listeners changed nothing');
 });
