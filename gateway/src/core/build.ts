@@ -6,6 +6,7 @@ import { createBalancer } from '../balancer/index.js';
 import { HealthStats, UpstreamHealth } from '../health/index.js';
 import type { Logger } from '../observe/log.js';
 import type { Refusals } from '../observe/refusals.js';
+import { refuseUnservedTls } from '../protocols/common/tls.js';
 import { protocolFor } from '../protocols/registry.js';
 import type { GatewayServices, ListenerContext, ListenerImpl, NewSession, Spec } from '../protocols/types.js';
 import { compileMatch, compileRewrite } from '../routing/predicate.js';
@@ -54,6 +55,7 @@ export class Builder {
     const spec = clone(raw.spec) as Spec;
     checkStaticOnly(spec, `${field}.spec`, this.staticOnlyAllowed(tx));
     const protocol = protocolFor(spec.protocol, 'listener', `${field}.spec.protocol`);
+    refuseUnservedTls(protocol, spec, `${field}.spec`);
     if (!tx.fromStaticConfig) confineSpec(this.ctx.fileRoot, protocol, 'listener', spec, `${field}.spec`);
     // The REST controller binds to loopback unless told otherwise.
     if (spec.address === undefined && servesController(raw.rules)) spec.address = '127.0.0.1';

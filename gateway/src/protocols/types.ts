@@ -195,6 +195,8 @@ export interface ListenerSide {
    * (workers/stand-in.ts). Absent: the listener binds no shared port.
    */
   readonly portKind?: 'tcp' | 'udp';
+  /** Serves TLS with `spec.tls` (common/tls.ts). Absent: a spec with `tls` is refused, never served in the clear. */
+  readonly tls?: true;
   /** Validate the spec (throw GatewayError naming the field) and build the listener; do not bind yet. */
   create(spec: Spec, ctx: ListenerContext, field: string): ListenerImpl;
 }

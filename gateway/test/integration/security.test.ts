@@ -23,7 +23,7 @@ import {
 import type { GatewayError } from '../../src/core/errors.js';
 import type { Gateway } from '../../src/core/gateway.js';
 import { LEVELS, silentLogger, type Logger } from '../../src/observe/log.js';
-import { controllerConfig, freePort } from './helpers.js';
+import { controllerConfig, freePort, tcpListening } from './helpers.js';
 
 const TOKEN = 'k7-Secret.token_0123456789abcdef';
 const NO_ENV: NodeJS.ProcessEnv = {};
@@ -374,6 +374,28 @@ test('TLS controller: HTTPS with a self-signed certificate, token required, plai
   await t.throwsAsync(call(`http://127.0.0.1:${port}`, 'GET', '/api/v1/config', { token: TOKEN }));
   const raw = await rawExchange(port, 'GET /api/v1/config HTTP/1.1\r\nHost: x\r\n\r\n', () => false).catch((e: Error) => e.message);
   t.notRegex(raw, /HTTP\/1\.1 200/);
+});
+
+test('TLS: a listener whose protocol serves no TLS is refused with tls, not opened in the clear (TCP, UDP, a JSONSocket transport)', async (t) => {
+  const p = needPki(t);
+  if (!p) return;
+  const g = await start(t, { admin: { log_level: 'silent', file_root: p.dir } });
+  const tls = { cert_file: p.cert, key_file: p.key };
+  const port = await freePort();
+  const before = await configOf(g.base);
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ protocol: 'TCP', address: '127.0.0.1', port, tls }, 'listener.spec.tls'],
+    [{ protocol: 'UDP', address: '127.0.0.1', port, tls }, 'listener.spec.tls'],
+    [{ protocol: 'JSONSocket', transport: { protocol: 'UDP', address: '127.0.0.1', port, tls } }, 'listener.spec.transport.tls'],
+  ];
+  for (const [spec, field] of cases) {
+    const r = await call(g.base, 'POST', '/api/v1/listeners', { body: { listener: { name: 'plain', spec, rules: CONTROLLER_RULES } } });
+    t.is(r.status, 400, `${JSON.stringify(spec)}: ${r.text}`);
+    t.is(r.body.field, field, r.text);
+    t.regex(r.body.content, /listeners do not serve TLS/);
+  }
+  t.false(await tcpListening(port), 'nothing listens on the port');
+  t.deepEqual(await configOf(g.base), before, 'the refused listeners changed nothing');
 });
 
 test('TLS: an encrypted key needs its passphrase, which dumps redact; bad TLS settings get 400 naming the field', async (t) => {

@@ -118,7 +118,7 @@ export const ListenerTransportSpec = Type.Object({
   options: Type.Optional(SocketOptions),
 }, { additionalProperties: true });
 
-/** HTTP and WebSocket listeners (engine `uws`): serve HTTPS or wss with this certificate. Paths of PEM files, checked when the listener is added (readable, parseable, the key matches the certificate), else 400 naming the field. The passphrase is shown as `<redacted>` in dumps. */
+/** HTTP and WebSocket listeners (engine `uws`): serve HTTPS or wss with this certificate; other listeners refuse it (400). Paths of PEM files, checked when the listener is added (readable, parseable, the key matches the certificate), else 400 naming the field. The passphrase is shown as `<redacted>` in dumps. */
 export const TlsSpec = Type.Object({
   cert_file: Type.String(),
   key_file: Type.String(),

@@ -173,7 +173,7 @@ export type ListenerSpec = {
   [key: string]: unknown;
 };
 
-/** HTTP and WebSocket listeners (engine `uws`): serve HTTPS or wss with this certificate. Paths of PEM files, checked when the listener is added (readable, parseable, the key matches the certificate), else 400 naming the field. The passphrase is shown as `<redacted>` in dumps. */
+/** HTTP and WebSocket listeners (engine `uws`): serve HTTPS or wss with this certificate; other listeners refuse it (400). Paths of PEM files, checked when the listener is added (readable, parseable, the key matches the certificate), else 400 naming the field. The passphrase is shown as `<redacted>` in dumps. */
 export type TlsSpec = {
   /** Certificate chain (PEM), leaf first. */
   cert_file: string;

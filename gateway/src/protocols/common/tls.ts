@@ -14,8 +14,8 @@
 import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { invalid } from '../../core/errors.js';
-import type { Spec } from '../types.js';
+import { GatewayError, invalid } from '../../core/errors.js';
+import type { ProtocolDef, Spec } from '../types.js';
 
 export interface TlsFiles {
   /** Absolute paths, as uWS opens them when the listener binds. */
@@ -67,6 +67,16 @@ function readFile(tls: Spec, key: 'cert_file' | 'key_file', field: string): { fi
     throw invalid(f, `cannot read "${v}": ${(err as Error).message}`);
   }
   return { file, pem };
+}
+
+/**
+ * A listener spec that asks for TLS from a protocol that does not serve it
+ * is refused: left unread, `tls` would put the listener in the clear while
+ * its user believes it encrypted.
+ */
+export function refuseUnservedTls(p: ProtocolDef, spec: Spec, field: string): void {
+  if (spec.tls === undefined || spec.tls === null || p.listener?.tls === true) return;
+  throw new GatewayError('NOT_SUPPORTED', `${field}.tls: ${p.name} listeners do not serve TLS (the README's protocol table says which do)`, `${field}.tls`);
 }
 
 /** Parse and check `spec.tls`; undefined when the listener is plain text. */

@@ -56,6 +56,7 @@ export const httpProtocol: ProtocolDef = {
     modes: ['server'],
     workers: 'every',
     portKind: 'tcp',
+    tls: true,
     create(spec: Spec, ctx, field) {
       const port = v.port(spec, 'port', field, true)!;
       const address = v.host(spec, 'address', field, false) ?? '0.0.0.0';

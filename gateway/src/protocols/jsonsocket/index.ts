@@ -28,6 +28,7 @@
 
 import { invalid } from '../../core/errors.js';
 import type { ProtocolDef, ProtocolLookup, Spec } from '../types.js';
+import { refuseUnservedTls } from '../common/tls.js';
 import * as v from '../common/validate.js';
 import { JsonSocketCluster, compileHeaderRecipe } from './cluster.js';
 import { JsonSocketListener, type Transport } from './listener.js';
@@ -62,6 +63,7 @@ function readTransport(lookup: ProtocolLookup, spec: Spec, field: string, role: 
   const protocol = lookup(raw.protocol, role, `${tf}.protocol`);
   const problem = transportProblem(protocol, role);
   if (problem) throw invalid(`${tf}.protocol`, problem);
+  if (role === 'listener') refuseUnservedTls(protocol, raw, tf);
   return { protocol, spec: structuredClone(raw) as Spec, field: tf };
 }
 

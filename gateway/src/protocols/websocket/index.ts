@@ -51,6 +51,7 @@ export const websocketProtocol: ProtocolDef = {
     modes: ['server'],
     workers: 'every',
     portKind: 'tcp',
+    tls: true,
     create(spec, ctx, field) {
       const path = v.optString(spec, 'path', field);
       // uws (default): uWebSockets.js; ws: the pure-JS `ws` library (ws-engine.ts).
