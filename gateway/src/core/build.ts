@@ -187,6 +187,7 @@ export class Builder {
     const spec = clone(raw.spec) as Spec;
     checkStaticOnly(spec, `${field}.spec`, this.staticOnlyAllowed(tx));
     const protocol = protocolFor(spec.protocol, 'cluster', `${field}.spec.protocol`);
+    refuseUnservedTls(protocol, spec, `${field}.spec`, 'cluster');
     const ctx = this.ctx;
     if (!tx.fromStaticConfig) confineSpec(ctx.fileRoot, protocol, 'cluster', spec, `${field}.spec`);
     const balancer = createBalancer(raw.loadbalancer, `${field}.loadbalancer`);

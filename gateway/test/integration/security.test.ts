@@ -376,7 +376,7 @@ test('TLS controller: HTTPS with a self-signed certificate, token required, plai
   t.notRegex(raw, /HTTP\/1\.1 200/);
 });
 
-test('TLS: a listener whose protocol serves no TLS is refused with tls, not opened in the clear (TCP, UDP, a JSONSocket transport)', async (t) => {
+test('TLS: a listener whose protocol serves no TLS, or any cluster, is refused with tls, not opened in the clear (TCP, UDP, JSONSocket transports, HTTP and WebSocket clusters)', async (t) => {
   const p = needPki(t);
   if (!p) return;
   const g = await start(t, { admin: { log_level: 'silent', file_root: p.dir } });
@@ -395,7 +395,21 @@ test('TLS: a listener whose protocol serves no TLS is refused with tls, not open
     t.regex(r.body.content, /listeners do not serve TLS/);
   }
   t.false(await tcpListening(port), 'nothing listens on the port');
-  t.deepEqual(await configOf(g.base), before, 'the refused listeners changed nothing');
+  const clusters: Array<[Record<string, unknown>, string]> = [
+    [{ protocol: 'HTTP', port, tls: true }, 'cluster.spec.tls'],
+    [{ protocol: 'WebSocket', port, tls: true }, 'cluster.spec.tls'],
+    [{ protocol: 'TCP', port, tls: {} }, 'cluster.spec.tls'],
+    [{ protocol: 'JSONSocket', transport: { protocol: 'WebSocket', port, tls: true } }, 'cluster.spec.transport.tls'],
+  ];
+  for (const [spec, field] of clusters) {
+    const r = await call(g.base, 'POST', '/api/v1/clusters', { body: { cluster: { name: 'up', spec, endpoints: [{ spec: { address: '127.0.0.1' } }] } } });
+    t.is(r.status, 400, `${JSON.stringify(spec)}: ${r.text}`);
+    t.is(r.body.field, field, r.text);
+    t.regex(r.body.content, /clusters do not connect with TLS/);
+  }
+  t.deepEqual(await configOf(g.base), before, 'the refused listeners and clusters changed nothing');
+  // Saying no TLS is fine.
+  t.is((await call(g.base, 'POST', '/api/v1/clusters', { body: { cluster: { name: 'up', spec: { protocol: 'HTTP', port, tls: false }, endpoints: [] } } })).status, 200);
 });
 
 test('TLS: an encrypted key needs its passphrase, which dumps redact; bad TLS settings get 400 naming the field', async (t) => {

@@ -70,12 +70,18 @@ function readFile(tls: Spec, key: 'cert_file' | 'key_file', field: string): { fi
 }
 
 /**
- * A listener spec that asks for TLS from a protocol that does not serve it
- * is refused: left unread, `tls` would put the listener in the clear while
- * its user believes it encrypted.
+ * A spec that asks for TLS from a protocol that does not speak it is
+ * refused: left unread, `tls` would put the listener or the upstream
+ * connection in the clear while its user believes it encrypted.
  */
-export function refuseUnservedTls(p: ProtocolDef, spec: Spec, field: string): void {
-  if (spec.tls === undefined || spec.tls === null || p.listener?.tls === true) return;
+export function refuseUnservedTls(p: ProtocolDef, spec: Spec, field: string, role: 'listener' | 'cluster' = 'listener'): void {
+  if (spec.tls === undefined || spec.tls === null) return;
+  if (role === 'listener' && p.listener?.tls === true) return;
+  // No cluster connects with TLS; `tls: false` says so and is accepted.
+  if (role === 'cluster') {
+    if (spec.tls === false) return;
+    throw new GatewayError('NOT_SUPPORTED', `${field}.tls: ${p.name} clusters do not connect with TLS yet`, `${field}.tls`);
+  }
   throw new GatewayError('NOT_SUPPORTED', `${field}.tls: ${p.name} listeners do not serve TLS (the README's protocol table says which do)`, `${field}.tls`);
 }
 

@@ -35,11 +35,7 @@ const httpClusterSide: ClusterSide = {
   create(spec, ctx, field) {
     const port = v.port(spec, 'port', field, true)!;
     const prefix = pathPrefix(spec, field);
-    const tls = spec.tls;
-    if (tls !== undefined && tls !== null && tls !== false) {
-      if (tls === true) throw new GatewayError('NOT_SUPPORTED', `${field}.tls: HTTPS upstreams are not supported yet`, `${field}.tls`);
-      throw invalid(`${field}.tls`, 'must be false');
-    }
+    // spec.tls other than false is refused for every cluster (common/tls.ts refuseUnservedTls).
     return new HttpCluster(port, prefix, ctx);
   },
   checkEndpoint(spec, field) {

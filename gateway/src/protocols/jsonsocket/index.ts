@@ -63,7 +63,7 @@ function readTransport(lookup: ProtocolLookup, spec: Spec, field: string, role: 
   const protocol = lookup(raw.protocol, role, `${tf}.protocol`);
   const problem = transportProblem(protocol, role);
   if (problem) throw invalid(`${tf}.protocol`, problem);
-  if (role === 'listener') refuseUnservedTls(protocol, raw, tf);
+  refuseUnservedTls(protocol, raw, tf, role);
   return { protocol, spec: structuredClone(raw) as Spec, field: tf };
 }
 
