@@ -13,13 +13,13 @@
 // A protocol in the registry without an entry here still shows in the matrix,
 // as "skipped: no conformance peer for X". See CONTRIBUTING.md, "Adding a protocol".
 
-import { execFile } from 'node:child_process';
 import type { Driver, L2Link, PeerHandle, PeerKind } from './driver.js';
 import {
   curlPost, curlPostMany, jsonSocketClient, tcpClient, udpClient, unixClient, wsClient,
   type ClientSession, type HttpResult, type OpenOptions, type RequestOptions, type Target,
 } from './clients.js';
 import { pipeClient, unixDgramClient, unixSeqpacketClient } from './native-clients.js';
+import { portHolders } from './ports.js';
 import { sctpUdpClient } from './sctp-client.js';
 import { FRAME_MTU, packetClient } from './l2.js';
 import { udpEchoPeer } from './udp-echo.js';
@@ -239,16 +239,6 @@ async function restart(start: () => Promise<{ stop(): Promise<void> }>, address:
     if (port === undefined) throw err;
     throw new Error(`${msg}; the port is held by: ${await portHolders(Number(port), address)}`);
   }
-}
-
-/** Who holds a local port (ss), for an error message; best effort. */
-function portHolders(port: number, address: string): Promise<string> {
-  return new Promise((resolve) => {
-    execFile('ss', ['-Hantup', `sport = :${port}`], { timeout: 2_000 }, (err, stdout) => {
-      const lines = stdout?.trim();
-      resolve(err !== null ? `(ss failed: ${err.message})` : lines ? lines.replace(/\s+/g, ' ') : `nothing listed on ${address}:${port} (gone by now)`);
-    });
-  });
 }
 
 /** A loopback address no peer binds (the drivers' peers use 127.0.0.1-4): connects are refused, datagrams answered by ICMP. */

@@ -5,6 +5,7 @@
 // a port is never handed out twice by one process. Asking the kernel for
 // port 0 and closing it races with every client socket on the machine.
 
+import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -102,4 +103,14 @@ export function clientPort(): number {
   const p = nextClientPort;
   nextClientPort = p + 1 >= PORT_MAX ? CLIENT_PORT_MIN : p + 1;
   return p;
+}
+
+/** Who holds a local port (ss), for an error message; best effort. */
+export function portHolders(port: number, address: string): Promise<string> {
+  return new Promise((resolve) => {
+    execFile('ss', ['-Hantup', `sport = :${port}`], { timeout: 2_000 }, (err, stdout) => {
+      const lines = stdout?.trim();
+      resolve(err !== null ? `(ss failed: ${err.message})` : lines ? lines.replace(/\s+/g, ' ') : `nothing listed on ${address}:${port} (gone by now)`);
+    });
+  });
 }

@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
-import { PortAllocator } from '../../../conformance/ports.js';
+import { PortAllocator, portHolders } from '../../../conformance/ports.js';
 import { waitFor as suiteWaitFor } from '../../../conformance/util.js';
 import { startGateway } from '../../src/app.js';
 import type { Gateway } from '../../src/core/gateway.js';
@@ -103,18 +103,43 @@ export interface Peer {
   stop(): Promise<void>;
 }
 
-/** Start socat with the given address pair and wait until `ready` holds. */
-export async function socat(args: string[], ready: () => Promise<boolean>): Promise<Peer> {
+/**
+ * Start socat with the given address pair and wait until `ready` holds. A
+ * bind that finds its port taken is tried twice more, and the error then
+ * names the holder: the port was free when it was handed out (PortAllocator),
+ * so a holder is something that bound it since (seen once in CI, its
+ * holder unknown).
+ */
+export async function socat(args: string[], ready: () => Promise<boolean> | boolean): Promise<Peer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await socatOnce(args, ready);
+    } catch (err) {
+      const port = /EADDRINUSE|Address already in use/.test((err as Error).message) ? /:(\d+)[,}]/.exec(args.join(' '))?.[1] : undefined;
+      if (port === undefined) throw err;
+      const holders = await portHolders(Number(port), '127.0.0.1');
+      if (attempt >= 3) throw new Error(`${(err as Error).message}; after ${attempt} attempts the port is held by: ${holders}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+async function socatOnce(args: string[], ready: () => Promise<boolean> | boolean): Promise<Peer> {
   // Its own process group, so that stop() also ends the children `fork` makes.
   const proc = spawn('socat', args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   let stderr = '';
   proc.stderr!.on('data', (d) => { stderr += String(d); });
   let exited = false;
   proc.on('exit', () => { exited = true; });
-  await waitFor(async () => {
-    if (exited) throw new Error(`socat ${args.join(' ')} exited: ${stderr}`);
-    return ready();
-  }, 5000, `socat ${args.join(' ')}`);
+  // A socat that exits before it is ready fails the start at once ('close': its stderr is complete then).
+  const early = new Promise<never>((_, reject) => proc.once('close', () => reject(new Error(`socat ${args.join(' ')} exited: ${stderr}`))));
+  early.catch(() => undefined); // after a start, the exit is stop()'s
+  try {
+    await Promise.race([waitFor(() => ready(), 5000, `socat ${args.join(' ')}`), early]);
+  } catch (err) {
+    try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ }
+    throw err;
+  }
   return {
     proc,
     stop: () => new Promise<void>((resolve) => {
