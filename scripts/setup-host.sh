@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Host packages the tests need: real peers (socat, curl), the BPF toolchain
+# Host packages the tests need: real peers (socat, curl), openssl (test
+# certificates for the TLS listeners), the BPF toolchain
 # for the offload (clang, libbpf, bpftool), build tools for the native addon,
 # and Chromium for the dashboard test. Idempotent; needs root (or sudo).
 set -euo pipefail
-PKGS=(socat curl iproute2 ethtool clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ python3 chromium libusrsctp-dev)
+PKGS=(socat curl openssl iproute2 ethtool clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ python3 chromium libusrsctp-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -67,7 +67,10 @@ export async function startWorkers(gw: Gateway, cfg: Record<string, unknown>, co
     config: cfg,
     applied: () => {
       const listeners: Record<string, Placement> = {};
-      for (const l of gw.listeners.values()) if (placeOf(l) !== 'main') listeners[l.name] = placeOf(l);
+      for (const l of gw.listeners.values()) {
+        const where = placeOf(l);
+        if (where !== 'main') listeners[l.name] = where;
+      }
       gw.log.info({ workers: count, listeners }, 'data-plane listeners run in the workers (every: each worker shares the port; one: worker 1 only)');
     },
   };

@@ -3,6 +3,9 @@
 // bind errors in words, and the uWS App pool's keys.
 
 import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { GatewayError } from '../../src/core/errors.js';
 import { MAX_UDP_PAYLOAD, sendInPieces } from '../../src/protocols/common/datagram.js';
 import { IdleSweep, sweepEvery } from '../../src/protocols/common/flows.js';
@@ -81,21 +84,44 @@ test('bind errors say why in words and keep the cause; a GatewayError passes thr
   t.is(bindError(own, 'x'), own);
 });
 
-test('App pool: an App is kept for its key, never without one, and not when its key changed while it was made', (t) => {
-  const pool = new UwsAppPool<object>();
+test('App pool: an App is kept for its settings and TLS files\' bytes; not when the files changed while it was made, nor when they cannot be read', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-pool-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const tls = { cert_file: path.join(dir, 'c.pem'), key_file: path.join(dir, 'k.pem') };
+  fs.writeFileSync(tls.cert_file, 'cert 1');
+  fs.writeFileSync(tls.key_file, 'key 1');
   let closed = 0;
-  const make = () => ({ close() { closed++; } }) as never;
-  // A key confirmed after make: kept, and the next taker with that key gets it.
-  const a = pool.take('k', {}, make, () => 'k');
+  const made = { plain: 0, ssl: 0 };
+  let duringMake: (() => void) | undefined;
+  const app = () => ({ close() { closed++; } });
+  // Stands in for uWS: no socket is opened until listen, which the pool never does.
+  const uws = { App: () => { made.plain++; return app(); }, SSLApp: () => { made.ssl++; duringMake?.(); return app(); } } as never;
+  const pool = new UwsAppPool<object>();
+  const register = <A>(a: A): A => a;
+  const spec = (settings: string, files?: typeof tls) => ({ uws, settings, tls: files, what: 'test listener' });
+  // Plain: kept for its settings only.
+  const a = pool.take(spec('s'), {}, register);
   pool.give(a);
-  t.is(pool.waiting, 1);
-  t.is(pool.take('k', {}, make), a);
-  t.is(pool.made, 1);
-  // The files changed between the key and make(): the App holds something else, so it is closed and dropped.
-  pool.give(pool.take('k2', {}, make, () => 'k2-rotated'));
-  // No key (a TLS file that could not be read): the same.
-  pool.give(pool.take(undefined, {}, make));
-  t.is(pool.waiting, 0);
-  t.is(pool.made, 3);
-  t.is(closed, 3, 'every App given back has its sockets closed, kept or not');
+  t.is(pool.take(spec('s'), {}, register), a);
+  t.not(pool.take(spec('other'), {}, register), a);
+  // TLS: kept while the files hold the same bytes.
+  const b = pool.take(spec('s', tls), {}, register);
+  pool.give(b);
+  t.is(pool.take(spec('s', tls), {}, register), b, 'unchanged files take the waiting App');
+  pool.give(b);
+  fs.writeFileSync(tls.cert_file, 'cert 2');
+  const c = pool.take(spec('s', tls), {}, register);
+  t.not(c, b, 'rotated files make a new App');
+  t.deepEqual(made, { plain: 2, ssl: 2 });
+  // Rotated while the App was being made: it may hold either, so it is never kept.
+  duringMake = () => fs.writeFileSync(tls.cert_file, 'cert 3');
+  const waiting = pool.waiting;
+  pool.give(pool.take(spec('s', tls), {}, register));
+  duringMake = undefined;
+  t.is(pool.waiting, waiting, 'an App made while its files changed is not kept');
+  // Unreadable files: made, never kept.
+  fs.rmSync(tls.key_file);
+  pool.give(pool.take(spec('s', tls), {}, register));
+  t.is(pool.waiting, waiting);
+  t.is(closed, 5, 'every App given back has its sockets closed, kept or not');
 });

@@ -15,7 +15,7 @@ import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { GatewayError, invalid } from '../../core/errors.js';
-import type { ProtocolDef, Spec } from '../types.js';
+import type { FileKey, ProtocolDef, Spec } from '../types.js';
 
 export interface TlsFiles {
   /** Absolute paths, as uWS opens them when the listener binds. */
@@ -25,6 +25,8 @@ export interface TlsFiles {
 }
 
 const KEYS = new Set(['cert_file', 'key_file', 'passphrase']);
+/** The files a listener with `spec.tls` reads: its protocol's `files.listener` (REST confinement, core/confine.ts). */
+export const TLS_FILE_KEYS: readonly FileKey[] = [{ key: 'tls.cert_file' }, { key: 'tls.key_file' }];
 export const REDACTED = '<redacted>';
 
 /** A certificate chain or key is a few KiB; a larger file is not one, and is not read into memory. */

@@ -12,14 +12,44 @@
 // a new App and an unchanged one takes the waiting App.
 
 import type * as U from '@trufflesuite/uws-js-unofficial';
-import { UwsTarget } from './uws.js';
+import { GatewayError } from '../../core/errors.js';
+import { tlsAppKey, type TlsFiles } from './tls.js';
+import { UwsTarget, type Uws } from './uws.js';
 
-/** An App whose handlers were registered once, over a target each user sets. */
+/** What an App is made from. */
+export interface AppSpec {
+  readonly uws: Uws;
+  /** The handlers' options the App is made with, as a string: only a listener with the same ones takes it. */
+  readonly settings: string;
+  /** Serve TLS from these files (an SSLApp). */
+  readonly tls: TlsFiles | undefined;
+  /** The listener, for errors: `HTTP listener "x"`. */
+  readonly what: string;
+}
+
+/** The pool key of an App made from `spec` now; undefined when its TLS files cannot be read (made, never kept). */
+function keyOf(spec: AppSpec): string | undefined {
+  if (spec.tls === undefined) return spec.settings;
+  const files = tlsAppKey(spec.tls);
+  return files === undefined ? undefined : `${files}/${spec.settings}`;
+}
+
+/** A bare App: plain, or an SSLApp reading the certificate the files hold now. */
+function bareApp({ uws, tls, what }: AppSpec): U.TemplatedApp {
+  if (tls === undefined) return uws.App();
+  try {
+    return uws.SSLApp({ cert_file_name: tls.cert_file, key_file_name: tls.key_file, ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}) });
+  } catch (err) {
+    // The files were checked when the listener was added; they may have changed since.
+    throw new GatewayError('INVALID_INPUT', `${what}: TLS setup failed (${(err as Error).message}): check tls.cert_file and tls.key_file`);
+  }
+}
+
 export interface PooledApp<T extends object> {
   readonly app: U.TemplatedApp;
   /** What the App's handlers reach their listener through; empty while the App waits. */
   readonly target: UwsTarget<T>;
-  /** The settings the App was made with (its handlers' options): only a listener with the same ones takes it; undefined: never reused. */
+  /** The spec the App was made from (keyOf); undefined: never reused. */
   readonly key: string | undefined;
 }
 
@@ -28,13 +58,14 @@ export class UwsAppPool<T extends object> {
   private madeCount = 0;
 
   /**
-   * An App for `owner`: a waiting one made with the same `key`, or a new one
-   * from `make`, which registers the handlers over the target it is given.
-   * Without a key the App is made, and closed when given back, never kept.
-   * A key worked out from files before `make` read them is confirmed after
-   * (`keyNow`): if the files changed in between, the App is never kept.
+   * An App for `owner`: a waiting one made from the same spec (settings, and
+   * TLS files holding the same bytes), or a new one, given its handlers by
+   * `register` over the target it is given. The files are read for the key
+   * before the App reads them and again after: if they changed in between,
+   * the App is never kept.
    */
-  take(key: string | undefined, owner: T, make: (target: UwsTarget<T>) => U.TemplatedApp, keyNow?: () => string | undefined): PooledApp<T> {
+  take(spec: AppSpec, owner: T, register: (app: U.TemplatedApp, target: UwsTarget<T>) => U.TemplatedApp): PooledApp<T> {
+    const key = keyOf(spec);
     const waiting = key === undefined ? undefined : this.idle.get(key);
     const reused = waiting?.pop();
     if (key !== undefined && waiting !== undefined && waiting.length === 0) this.idle.delete(key);
@@ -43,9 +74,9 @@ export class UwsAppPool<T extends object> {
       return reused;
     }
     const target = new UwsTarget<T>(owner);
-    const app = make(target);
+    const app = register(bareApp(spec), target);
     this.madeCount++;
-    return { app, target, key: key !== undefined && keyNow !== undefined && keyNow() !== key ? undefined : key };
+    return { app, target, key: spec.tls !== undefined && key !== undefined && keyOf(spec) !== key ? undefined : key };
   }
 
   /**

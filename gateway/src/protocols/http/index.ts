@@ -13,7 +13,7 @@
 
 import { GatewayError, invalid } from '../../core/errors.js';
 import type { ClusterSide, ProtocolDef, Spec } from '../types.js';
-import { parseTls } from '../common/tls.js';
+import { TLS_FILE_KEYS, parseTls } from '../common/tls.js';
 import * as v from '../common/validate.js';
 import { HttpCluster } from './cluster.js';
 import { HttpListener } from './listener.js';
@@ -47,7 +47,7 @@ export const httpProtocol: ProtocolDef = {
   name: 'HTTP',
   kind: 'byte',
   summary: 'HTTP/1.1 server on uWebSockets.js; one session per request, the request body is the ingress stream',
-  files: { listener: [{ key: 'tls.cert_file' }, { key: 'tls.key_file' }] },
+  files: { listener: TLS_FILE_KEYS },
   listener: {
     modes: ['server'],
     workers: 'every',

@@ -7,7 +7,7 @@ import { GatewayError, reasonPhrase } from '../../core/errors.js';
 import type { ListenerContext, ListenerImpl, SessionPriv } from '../types.js';
 import { ExchangeBase } from '../common/http-exchange.js';
 import { httpMetadata, readHead, refusePath, type RequestHead } from '../common/http-head.js';
-import { tlsAppKey, type TlsFiles } from '../common/tls.js';
+import type { TlsFiles } from '../common/tls.js';
 import { copyBuffer, listenUws, requireUws, type UwsTarget, type Uws } from '../common/uws.js';
 import { UwsAppPool, type PooledApp } from '../common/uws-pool.js';
 
@@ -136,23 +136,10 @@ export class HttpListener implements ListenerImpl {
     this.localPort = port;
   }
 
-  private newApp(): U.TemplatedApp {
-    const t = this.tls;
-    if (t === undefined) return this.uws.App();
-    try {
-      return this.uws.SSLApp({ cert_file_name: t.cert_file, key_file_name: t.key_file, ...(t.passphrase !== undefined ? { passphrase: t.passphrase } : {}) });
-    } catch (err) {
-      // The files were checked when the listener was added; they may have changed since.
-      throw new GatewayError('INVALID_INPUT', `HTTP listener "${this.ctx.listenerName}": TLS setup failed (${(err as Error).message}): check tls.cert_file and tls.key_file`);
-    }
-  }
-
   async start(): Promise<void> {
-    // A TLS App read its certificate when it was made: reused only for the same files holding the same bytes.
-    // The factory is not kept: uWS keeps only the handler, which reaches this listener through the target alone.
-    const tls = this.tls;
-    const keyNow = tls === undefined ? undefined : () => tlsAppKey(tls);
-    const pooled = httpApps.take(keyNow === undefined ? 'http' : keyNow(), this, (target) => this.newApp().any('/*', HttpListener.handler(target)), keyNow);
+    // uWS keeps the handler for good: it reaches this listener through the target alone.
+    const spec = { uws: this.uws, settings: 'http', tls: this.tls, what: `HTTP listener "${this.ctx.listenerName}"` };
+    const pooled = httpApps.take(spec, this, (app, target) => app.any('/*', HttpListener.handler(target)));
     this.pooled = pooled;
     try {
       this.token = await listenUws(this.uws, pooled.app, this.address, this.port, `HTTP listener "${this.ctx.listenerName}"`);

@@ -8,7 +8,7 @@
 
 import { GatewayError, invalid } from '../../core/errors.js';
 import type { ProtocolDef, Spec } from '../types.js';
-import { parseTls } from '../common/tls.js';
+import { TLS_FILE_KEYS, parseTls } from '../common/tls.js';
 import * as v from '../common/validate.js';
 import { WsCluster } from './cluster.js';
 import type { FrameMode, WsListenerConfig } from './frames.js';
@@ -46,7 +46,7 @@ export const websocketProtocol: ProtocolDef = {
   aliases: ['WS'],
   kind: 'datagram',
   summary: 'WebSocket messages: listener on uWebSockets.js, cluster on the ws client; one message per datagram',
-  files: { listener: [{ key: 'tls.cert_file' }, { key: 'tls.key_file' }] },
+  files: { listener: TLS_FILE_KEYS },
   listener: {
     modes: ['server'],
     workers: 'every',

@@ -3,10 +3,8 @@
 
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
-import { GatewayError } from '../../core/errors.js';
 import type { ListenerContext, ListenerImpl } from '../types.js';
 import { httpMetadata, readHead, refusePath, type RequestHead } from '../common/http-head.js';
-import { tlsAppKey } from '../common/tls.js';
 import { copyBuffer, listenUws, requireUws, text, type UwsTarget, type Uws } from '../common/uws.js';
 import { UwsAppPool, type PooledApp } from '../common/uws-pool.js';
 import { NORMAL_CLOSES, WebSocketCloseError, chooseSubprotocol, closeCodeFor, closeReason, type FrameMode, type WsListenerConfig } from './frames.js';
@@ -175,14 +173,9 @@ export class WsListener implements ListenerImpl {
 
   async start(): Promise<void> {
     const { maxMessage, idleTimeout, tls } = this.cfg;
-    // The App's WebSocket options and its certificate are fixed when it is made: they are its pool key.
-    const keyNow = tls === undefined ? undefined : () => {
-      const files = tlsAppKey(tls);
-      return files === undefined ? undefined : `${files}/${maxMessage}/${idleTimeout}`;
-    };
-    // The factory is not kept: uWS keeps only the handlers, which reach this listener through the target alone.
-    const make = (target: UwsTarget<WsListener>) => WsListener.withHandlers(this.newApp(), maxMessage, idleTimeout, target);
-    this.pooled = wsApps.take(keyNow === undefined ? `${maxMessage}/${idleTimeout}` : keyNow(), this, make, keyNow);
+    // The App's WebSocket options are fixed when it is made: they are part of its pool key.
+    const spec = { uws: this.uws, settings: `${maxMessage}/${idleTimeout}`, tls, what: `WebSocket listener "${this.ctx.listenerName}"` };
+    this.pooled = wsApps.take(spec, this, (app, target) => WsListener.withHandlers(app, maxMessage, idleTimeout, target));
     try {
       this.token = await listenUws(this.uws, this.pooled.app, this.cfg.address, this.cfg.port, `WebSocket listener "${this.ctx.listenerName}"`);
     } catch (err) {
@@ -190,18 +183,6 @@ export class WsListener implements ListenerImpl {
       throw err;
     }
     this.localPort = this.uws.us_socket_local_port(this.token);
-  }
-
-  /** A bare App: plain, or serving wss: with the certificate the listener's files hold now. */
-  private newApp(): U.TemplatedApp {
-    const t = this.cfg.tls;
-    if (t === undefined) return this.uws.App();
-    try {
-      return this.uws.SSLApp({ cert_file_name: t.cert_file, key_file_name: t.key_file, ...(t.passphrase !== undefined ? { passphrase: t.passphrase } : {}) });
-    } catch (err) {
-      // The files were checked when the listener was added; they may have changed since.
-      throw new GatewayError('INVALID_INPUT', `WebSocket listener "${this.ctx.listenerName}": TLS setup failed (${(err as Error).message}): check tls.cert_file and tls.key_file`);
-    }
   }
 
   /**
