@@ -9,19 +9,25 @@
 // Everything is checked when the listener is added, so a REST call gets a 400
 // that names the field instead of a listener that fails later: the files must
 // be readable, the certificate and key must parse (with the passphrase), and
-// the key must belong to the certificate.
+// the key must belong to the certificate. The files are read once, there: the
+// listener's App is made from those checked bytes (withCheckedPem), never
+// from what the paths hold by the time uWS opens them.
 
 import { X509Certificate, createHash, createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { GatewayError, invalid } from '../../core/errors.js';
 import type { FileKey, ProtocolDef, Spec } from '../types.js';
 
 export interface TlsFiles {
-  /** Absolute paths, as uWS opens them when the listener binds. */
+  /** Absolute paths, as configured. */
   readonly cert_file: string;
   readonly key_file: string;
   readonly passphrase?: string;
+  /** The files' bytes as checked when the listener was added: what its App serves. */
+  readonly cert: Buffer;
+  readonly key: Buffer;
 }
 
 const KEYS = new Set(['cert_file', 'key_file', 'passphrase']);
@@ -116,26 +122,69 @@ export function parseTls(spec: Spec, field: string): TlsFiles | undefined {
     throw invalid(`${tf}.key_file`, encrypted ? 'cannot be decrypted with tls.passphrase' : `is not a PEM private key: ${(err as Error).message}`);
   }
   if (!x509.checkPrivateKey(privateKey)) throw invalid(`${tf}.key_file`, 'does not match the certificate in cert_file');
-  return { cert_file: cert.file, key_file: key.file, ...(passphrase !== undefined ? { passphrase } : {}) };
+  return { cert_file: cert.file, key_file: key.file, ...(passphrase !== undefined ? { passphrase } : {}), cert: cert.pem, key: key.pem };
 }
 
 /**
- * What an App made from these files would serve: a digest of the paths, the
- * files' bytes and the passphrase (uws-pool.ts keys reused TLS Apps by it).
- * undefined when a file cannot be read: the App is then made, never reused.
+ * What an App made from these settings serves: a digest of the paths, the
+ * checked bytes and the passphrase (uws-pool.ts keys reused TLS Apps by it).
  */
-export function tlsAppKey(t: TlsFiles): string | undefined {
+export function tlsAppKey(t: TlsFiles): string {
   const h = createHash('sha256');
-  try {
-    for (const f of [t.cert_file, t.key_file]) {
-      const pem = readPem(f);
-      h.update(`${f}\0${pem.length}\0`).update(pem);
-    }
-  } catch {
-    return undefined;
-  }
+  for (const [f, pem] of [[t.cert_file, t.cert], [t.key_file, t.key]] as const) h.update(`${f}\0${pem.length}\0`).update(pem);
   h.update(t.passphrase === undefined ? '\0' : `\x01${t.passphrase}`);
   return `tls:${h.digest('base64')}`;
+}
+
+/** open(2)'s O_TMPFILE, which includes O_DIRECTORY: an unnamed file on the directory's filesystem. */
+const O_TMPFILE = 0o20000000 | fs.constants.O_DIRECTORY;
+/** Where the unnamed files go: tmpfs first, so that key bytes never reach a disk. */
+const UNNAMED_DIRS = ['/dev/shm', os.tmpdir()];
+
+/** An unnamed file holding `bytes` (mode 0600), or undefined where no directory allows one. */
+function unnamedFile(bytes: Buffer): number | undefined {
+  for (const dir of UNNAMED_DIRS) {
+    let fd: number;
+    try {
+      fd = fs.openSync(dir, O_TMPFILE | fs.constants.O_RDWR, 0o600);
+    } catch {
+      continue; // no O_TMPFILE on this filesystem or kernel, or no such directory
+    }
+    try {
+      let off = 0;
+      while (off < bytes.length) off += fs.writeSync(fd, bytes, off, bytes.length - off, off);
+      return fd;
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Call `use` with file names that read exactly the bytes checked in `t`.
+ * uWS takes only file names and opens them itself, later: by then a path
+ * may hold other bytes (a certificate rotated after the check, a key that no
+ * longer matches) or a FIFO that blocks the open. So each PEM goes into an
+ * unnamed file, named through /proc/self/fd, closed (and gone) when `use`
+ * returns. `exact` false: no directory allowed an unnamed file (a kernel or
+ * filesystem without O_TMPFILE, no /proc), and `use` got the configured
+ * paths, which uWS reads again.
+ */
+export function withCheckedPem<R>(t: TlsFiles, use: (cert: string, key: string, exact: boolean) => R): R {
+  const fds: number[] = [];
+  try {
+    for (const pem of [t.cert, t.key]) {
+      const fd = unnamedFile(pem);
+      if (fd === undefined) break;
+      fds.push(fd);
+    }
+    const named = fds.length === 2 && fs.existsSync(`/proc/self/fd/${fds[0]}`);
+    return named ? use(`/proc/self/fd/${fds[0]}`, `/proc/self/fd/${fds[1]}`, true) : use(t.cert_file, t.key_file, false);
+  } finally {
+    for (const fd of fds) fs.closeSync(fd);
+  }
 }
 
 /** A copy of a listener spec fit for dumps: the TLS passphrase replaced. */

@@ -7,13 +7,14 @@
 // listeners it had at once.
 //
 // An SSLApp reads its certificate when it is made, and a listener added
-// later must serve the files as they are then: TLS Apps are keyed by what
-// the files held (common/tls.ts tlsAppKey), so a rotated certificate makes
-// a new App and an unchanged one takes the waiting App.
+// later must serve the files as they are then: TLS Apps are made from the
+// bytes checked when their listener was added (common/tls.ts withCheckedPem)
+// and keyed by them (tlsAppKey), so a rotated certificate makes a new App
+// and an unchanged one takes the waiting App.
 
 import type * as U from '@trufflesuite/uws-js-unofficial';
 import { GatewayError } from '../../core/errors.js';
-import { tlsAppKey, type TlsFiles } from './tls.js';
+import { tlsAppKey, withCheckedPem, type TlsFiles } from './tls.js';
 import { UwsTarget, type Uws } from './uws.js';
 
 /** What an App is made from. */
@@ -21,26 +22,30 @@ export interface AppSpec {
   readonly uws: Uws;
   /** The handlers' options the App is made with, as a string: only a listener with the same ones takes it. */
   readonly settings: string;
-  /** Serve TLS from these files (an SSLApp). */
+  /** Serve TLS with these checked files' bytes (an SSLApp). */
   readonly tls: TlsFiles | undefined;
   /** The listener, for errors: `HTTP listener "x"`. */
   readonly what: string;
 }
 
-/** The pool key of an App made from `spec` now; undefined when its TLS files cannot be read (made, never kept). */
-function keyOf(spec: AppSpec): string | undefined {
-  if (spec.tls === undefined) return spec.settings;
-  const files = tlsAppKey(spec.tls);
-  return files === undefined ? undefined : `${files}/${spec.settings}`;
+/** The pool key of an App made from `spec`. */
+function keyOf(spec: AppSpec): string {
+  return spec.tls === undefined ? spec.settings : `${tlsAppKey(spec.tls)}/${spec.settings}`;
 }
 
-/** A bare App: plain, or an SSLApp reading the certificate the files hold now. */
-function bareApp({ uws, tls, what }: AppSpec): U.TemplatedApp {
-  if (tls === undefined) return uws.App();
+/**
+ * A bare App: plain, or an SSLApp serving the checked bytes. `exact` false:
+ * the SSLApp read the configured paths again (withCheckedPem), which may
+ * hold other bytes than the key says by now, so it is never kept.
+ */
+function bareApp({ uws, tls, what }: AppSpec): { app: U.TemplatedApp; exact: boolean } {
+  if (tls === undefined) return { app: uws.App(), exact: true };
   try {
-    return uws.SSLApp({ cert_file_name: tls.cert_file, key_file_name: tls.key_file, ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}) });
+    return withCheckedPem(tls, (cert, key, exact) => ({
+      app: uws.SSLApp({ cert_file_name: cert, key_file_name: key, ...(tls.passphrase !== undefined ? { passphrase: tls.passphrase } : {}) }),
+      exact,
+    }));
   } catch (err) {
-    // The files were checked when the listener was added; they may have changed since.
     throw new GatewayError('INVALID_INPUT', `${what}: TLS setup failed (${(err as Error).message}): check tls.cert_file and tls.key_file`);
   }
 }
@@ -59,24 +64,23 @@ export class UwsAppPool<T extends object> {
 
   /**
    * An App for `owner`: a waiting one made from the same spec (settings, and
-   * TLS files holding the same bytes), or a new one, given its handlers by
-   * `register` over the target it is given. The files are read for the key
-   * before the App reads them and again after: if they changed in between,
-   * the App is never kept.
+   * TLS files that held the same bytes when checked), or a new one, given its
+   * handlers by `register` over the target it is given.
    */
   take(spec: AppSpec, owner: T, register: (app: U.TemplatedApp, target: UwsTarget<T>) => U.TemplatedApp): PooledApp<T> {
     const key = keyOf(spec);
-    const waiting = key === undefined ? undefined : this.idle.get(key);
+    const waiting = this.idle.get(key);
     const reused = waiting?.pop();
-    if (key !== undefined && waiting !== undefined && waiting.length === 0) this.idle.delete(key);
+    if (waiting !== undefined && waiting.length === 0) this.idle.delete(key);
     if (reused !== undefined) {
       reused.target.set(owner);
       return reused;
     }
     const target = new UwsTarget<T>(owner);
-    const app = register(bareApp(spec), target);
+    const made = bareApp(spec);
+    const app = register(made.app, target);
     this.madeCount++;
-    return { app, target, key: spec.tls !== undefined && key !== undefined && keyOf(spec) !== key ? undefined : key };
+    return { app, target, key: made.exact ? key : undefined };
   }
 
   /**
