@@ -20,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { rawAddon } from '../gateway/src/native/rawstream.js';
 import { uwsStatus } from '../gateway/src/protocols/common/uws.js';
 import { guard, killAll, start, stop, waitLine, type Proc } from './lib/procs.js';
 import type { Env, Peer } from './lib/peers.js';
@@ -116,6 +117,7 @@ function missingPeers(): Map<Peer, string> {
   else if (!fs.existsSync('/usr/lib/nginx/modules/ngx_stream_module.so')) miss.set('nginx', 'nginx stream module missing (libnginx-mod-stream; bench/setup.sh)');
   if (!has('haproxy', ['-v'])) miss.set('haproxy', 'haproxy not installed (bench/setup.sh)');
   if (!has('socat', ['-V'])) miss.set('socat', 'socat not installed (bench/setup.sh)');
+  if (rawAddon() === undefined) miss.set('bare', 'the sockets addon is not built, or L7MP_TCP_FASTPATH=off (npm run build:native)');
   return miss;
 }
 
@@ -207,7 +209,7 @@ async function main(): Promise<void> {
         `${rounds} round${rounds > 1 ? 's' : ''}; in each, every workload runs against every target, forward order in odd rounds and reversed in even ones. Figures are medians over rounds.`,
         `Each run: a fresh proxy process, ${params.warmup} s warm-up, ${params.duration} s measured. Load generators are C (bench/load/*.c, cc -O2, epoll + recvmmsg/sendmmsg) except WebSocket (bench/ws-load.ts, raw frames on a TCP socket).`,
         'Echo servers: C (bench/echo/udp_echo.c with recvmmsg/sendmmsg, bench/echo/tcp_echo.c with epoll), one process each for the whole run; "direct" is the load generator against them with no proxy.',
-        'Peers: gateway = node dist/gateway/src/main.js, one JavaScript thread; nginx stream with master_process off (one process = one worker); haproxy nbthread 1, mode tcp (no UDP in haproxy 2.6); socat forking per connection / per UDP peer (skipped for session setup and idle memory, where it would fork thousands of processes).',
+        'Peers: gateway = node dist/gateway/src/main.js, one JavaScript thread; nginx stream with master_process off (one process = one worker); haproxy nbthread 1, mode tcp (no UDP in haproxy 2.6); socat forking per connection / per UDP peer (skipped for session setup and idle memory, where it would fork thousands of processes); bare (session setup only) = node dist/bench/bare-proxy.js, the gateway\'s native primitives with the least JavaScript a session decided in JavaScript can have: the floor under the gateway (bench/README.md).',
         `UDP sessions: gateway idle_timeout and nginx proxy_timeout 60 s; the session-rate run stops after ${params.maxNewSessions} new sessions; the idle-memory run opens ${params.idleSessions} sessions after as many warm-up ones and 3 s of ping-pong (the young generation's one-time growth is not a per-session cost), from source addresses 127.0.0.2-251.`,
         `All traffic is on 127.0.0.0/8. CPU: ${pin.text}; on a busy machine single runs differ by up to several times: compare the proxy CPU and per-CPU-second columns.`,
       ],

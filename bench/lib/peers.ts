@@ -8,12 +8,15 @@
 //   haproxy  nbthread 1, mode tcp (haproxy has no UDP proxying)
 //   socat    fork per connection / per UDP peer (its only concurrency model)
 //   direct   no proxy: the load generator talks to the echo server
+//   bare     the gateway's native primitives with the least JavaScript per
+//            session (bench/bare-proxy.ts): the floor under a session decided
+//            in JavaScript, for session setup (tcp-connrate, udp-sessions)
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { freeDualPort, start, waitReady, type Proc } from './procs.js';
 
-export type Peer = 'direct' | 'gateway' | 'nginx' | 'haproxy' | 'socat';
+export type Peer = 'direct' | 'gateway' | 'bare' | 'nginx' | 'haproxy' | 'socat';
 /** What the proxy forwards: UDP datagrams, TCP bytes, or WebSocket messages to UDP. */
 export type Carriage = 'udp' | 'tcp' | 'ws-uws' | 'ws-ws';
 
@@ -141,6 +144,12 @@ export async function startPeer(peer: Peer, c: Carriage, env: Env, opts: { metri
       const cfg = path.join(dir, 'gateway.json');
       fs.writeFileSync(cfg, JSON.stringify(gatewayConfig(c, port, env, metricsPort), null, 2));
       proc = start(process.execPath, [...(env.gatewayNodeArgs ?? []), path.join(env.root, 'dist/gateway/src/main.js'), '-c', cfg, '-l', 'warn'], 'gateway', { cpus: env.proxyCpus });
+      break;
+    }
+    case 'bare': {
+      if (c !== 'udp' && c !== 'tcp') throw new Error('the bare proxy carries only udp and tcp');
+      const upstream = c === 'udp' ? env.udpEcho : env.tcpEcho;
+      proc = start(process.execPath, [path.join(env.root, 'dist/bench/bare-proxy.js'), c, String(port), String(upstream), String(UDP_IDLE_TIMEOUT_S)], 'bare', { cpus: env.proxyCpus });
       break;
     }
     case 'nginx': {

@@ -55,6 +55,9 @@ export interface Workload {
 
 export const T = (peer: Peer, carriage: Carriage, key: string = peer, label: string = peer, workers?: number): Target => ({ peer, carriage, key, label, workers });
 
+/** The floor under a JavaScript-decided session (bench/bare-proxy.ts): session-setup workloads only. */
+const bare = (c: 'udp' | 'tcp'): Target => T('bare', c, 'bare', 'bare (least JavaScript)');
+
 /** The run's environment for target t (its own worker count, if it has one). */
 export function envFor(t: Target, env: Env): Env {
   return t.workers === undefined ? env : { ...env, workers: t.workers };
@@ -152,7 +155,7 @@ export const udpSessions: Workload = {
   unit: 'sessions/s',
   higherIsBetter: true,
   // socat forks a process per UDP peer: thousands of forks would measure fork(), and load a shared machine.
-  targets: [T('direct', 'udp'), T('gateway', 'udp'), T('nginx', 'udp')],
+  targets: [T('direct', 'udp'), T('gateway', 'udp'), bare('udp'), T('nginx', 'udp')],
   run: (t, env, p) => simple(t, env, p, bin(env, 'udp_load'), (port) => [
     '--mode', 'sessions', '--port', String(port), '--concurrency', '16', '--max', String(p.maxNewSessions), '--timeout-ms', '1000',
     ...timing({ ...p, warmup: Math.min(p.warmup, 0.3) }),
@@ -255,7 +258,7 @@ export const tcpConnrate: Workload = {
   title: 'TCP connection rate (connect, 64 B echo, close), 16 concurrent',
   unit: 'connections/s',
   higherIsBetter: true,
-  targets: tcpPeers(),
+  targets: [T('direct', 'tcp'), T('gateway', 'tcp'), bare('tcp'), T('nginx', 'tcp'), T('haproxy', 'tcp'), T('socat', 'tcp')],
   run: (t, env, p) => simple(t, env, p, bin(env, 'tcp_load'), (port) => ['--mode', 'connrate', '--port', String(port), '--concurrency', '16', '--size', '64', ...timing(p)]),
 };
 

@@ -1,0 +1,102 @@
+// The "bare" bench peer: a proxy on the gateway's own native primitives with
+// the least JavaScript a per-session decision in JavaScript can have. It
+// answers one question: with the system calls the gateway already makes, how
+// far is a JavaScript-decided session from nginx on this machine? The gap
+// between the gateway and this is what the session machinery costs; the gap
+// between this and nginx is what no JavaScript-side change can close
+// (bench/README.md, "Session setup: the floor under JavaScript").
+//
+//   tcp  accept4 (FdSocket), connectStream + waitConnect, one Splice (copy
+//        mode, in C): three callbacks and three small objects per connection,
+//        as the raw stream path (gateway/src/fastpath/raw.ts) without its
+//        session, route, balancer, timers, metrics or access log.
+//   udp  one listener socket read with recvmmsg (NativeSocket); a new source
+//        address gets a connected upstream socket (socket, connect, receive
+//        buffer: the gateway's calls) and a map entry; replies go back
+//        through the listener with sendmmsg; idle flows are swept once a
+//        second. No session object, no route, no quarantine, no metrics.
+//
+// Not a proxy to run: no limits, no errors reported, IPv4 loopback only.
+// Usage: node dist/bench/bare-proxy.js tcp|udp PORT UPSTREAM_PORT [IDLE_SECONDS=60]
+
+import { NativeSocket, sourceAddress, sourceIPv4Key } from '../gateway/src/native/fdsocket.js';
+import { rawAddon } from '../gateway/src/native/rawstream.js';
+import { socketsAddon } from '../gateway/src/native/sockets.js';
+import { reusePortSocket, streamListenSocket } from '../gateway/src/protocols/common/reuseport.js';
+
+const [kind, portArg, upstreamArg, idleArg] = process.argv.slice(2);
+const port = Number(portArg);
+const upstream = Number(upstreamArg);
+if ((kind !== 'tcp' && kind !== 'udp') || !(port > 0) || !(upstream > 0)) {
+  console.error('usage: bare-proxy.js tcp|udp PORT UPSTREAM_PORT [IDLE_SECONDS]');
+  process.exit(2);
+}
+
+if (kind === 'tcp') {
+  const a = rawAddon();
+  if (a === undefined) throw new Error('bare-proxy: the sockets addon is not built (npm run build:native)');
+  const accepted = (fd: number): void => {
+    const down = new a.RawStream(fd);
+    const up = new a.RawStream(a.connectStream('127.0.0.1', upstream));
+    up.waitConnect((code) => {
+      if (code !== undefined) {
+        up.close();
+        down.close(true);
+        return;
+      }
+      const Splice = (a as unknown as { Splice: new (x: unknown, y: unknown, done: () => void) => { start(): void } }).Splice;
+      new Splice(down, up, () => {}).start();
+    });
+  };
+  const h = new a.FdSocket(streamListenSocket('127.0.0.1', port, 4096), 2, accepted as (...args: never[]) => void, () => {}, (code: string) => {
+    console.error(`bare-proxy: accept: ${code}`);
+  });
+  h.readStart();
+} else {
+  const a = socketsAddon();
+  if (a === undefined) throw new Error('bare-proxy: the sockets addon is not built (npm run build:native)');
+  const idleMs = Number(idleArg ?? 60) * 1000;
+  interface Flow { up: NativeSocket; addr: Buffer; last: number }
+  const flows = new Map<number, Flow>();
+  let now = Date.now();
+  const listener: NativeSocket = new NativeSocket(a, reusePortSocket('udp', '127.0.0.1', port, false), 'data', {
+    message(msg, slot) {
+      const key = sourceIPv4Key(slot);
+      let f = flows.get(key);
+      if (f === undefined) {
+        const fd = a.socket(a.constants.AF_INET, a.constants.SOCK_DGRAM, 0);
+        a.connectInet(fd, '127.0.0.1', upstream);
+        a.setBuffers(fd, 1 << 20, 0);
+        const flow: Flow = { up: undefined as unknown as NativeSocket, addr: Buffer.from(sourceAddress(slot)), last: now };
+        flow.up = new NativeSocket(a, fd, 'data', {
+          message(reply) {
+            flow.last = now;
+            listener.send(reply, flow.addr);
+          },
+          error() {
+            flow.up.close();
+            flows.delete(key);
+          },
+        });
+        flow.up.readStart();
+        flows.set(key, flow);
+        f = flow;
+      }
+      f.last = now;
+      f.up.send(msg);
+    },
+    error(code) {
+      console.error(`bare-proxy: listener: ${code}`);
+    },
+  }, true);
+  listener.readStart();
+  setInterval(() => {
+    now = Date.now();
+    for (const [key, f] of flows) {
+      if (now - f.last < idleMs) continue;
+      f.up.close();
+      flows.delete(key);
+    }
+  }, 1000);
+}
+process.on('SIGTERM', () => process.exit(0));
