@@ -45,18 +45,53 @@ export function udpBindable(port: number, host: string): Promise<boolean> {
  * Host network only: the drivers' containers share it.
  */
 export function udpBound(port: number): boolean {
+  return socketInodes(port, 'udp').size > 0;
+}
+
+/** Inodes of the sockets whose local port is `port`, from the kernel's tables (TCP: listening ones only). */
+function socketInodes(port: number, proto: 'tcp' | 'udp'): Set<string> {
   const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
-  for (const table of ['/proc/net/udp', '/proc/net/udp6']) {
+  const inodes = new Set<string>();
+  for (const table of [`/proc/net/${proto}`, `/proc/net/${proto}6`]) {
     let text: string;
     try {
       text = fs.readFileSync(table, 'utf8');
     } catch {
       continue; // no IPv6
     }
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
     for (const line of text.split('\n').slice(1)) {
-      const local = line.trim().split(/\s+/)[1];
-      if (local?.endsWith(hex) === true) return true;
+      const f = line.trim().split(/\s+/);
+      if (f[1]?.endsWith(hex) !== true || (proto === 'tcp' && f[3] !== '0A')) continue; // 0A: LISTEN
+      if (f[9] !== undefined) inodes.add(f[9]);
     }
+  }
+  return inodes;
+}
+
+/**
+ * Whether process `pid` itself holds a socket on local port `port` (TCP:
+ * listening on it). A readiness check by port alone is also true when some
+ * other process holds the port, while the peer being started fails its bind.
+ */
+export function portHeldBy(pid: number, port: number, proto: 'tcp' | 'udp'): boolean {
+  const inodes = socketInodes(port, proto);
+  if (inodes.size === 0) return false;
+  let fds: string[];
+  try {
+    fds = fs.readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false; // gone
+  }
+  for (const fd of fds) {
+    let target: string;
+    try {
+      target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue; // closed meanwhile
+    }
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m !== null && inodes.has(m[1]!)) return true;
   }
   return false;
 }

@@ -17,7 +17,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { StartedTestContainer } from 'testcontainers';
-import { freePort } from './helpers.js';
+import { freePort, udpBound } from './helpers.js';
 
 /** dist/gateway/test/ -> the repository root. */
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
@@ -96,13 +96,6 @@ function tcpAccepts(port: number): Promise<boolean> {
   });
 }
 
-function udpBound(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => { s.close(); resolve(true); });
-    s.bind({ port, address: '127.0.0.1', exclusive: true }, () => s.close(() => resolve(false)));
-  });
-}
 
 async function containerLogs(c: StartedTestContainer): Promise<string> {
   const stream = await c.logs();

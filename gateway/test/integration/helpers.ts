@@ -7,7 +7,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import fs from 'node:fs';
-import { PortAllocator, portHolders } from '../../../conformance/ports.js';
+import { PortAllocator, portHeldBy, portHolders, udpBound as udpBoundInTables } from '../../../conformance/ports.js';
 import { waitFor as suiteWaitFor } from '../../../conformance/util.js';
 import { startGateway } from '../../src/app.js';
 import type { Gateway } from '../../src/core/gateway.js';
@@ -134,8 +134,12 @@ async function socatOnce(args: string[], ready: () => Promise<boolean> | boolean
   // A socat that exits before it is ready fails the start at once ('close': its stderr is complete then).
   const early = new Promise<never>((_, reject) => proc.once('close', () => reject(new Error(`socat ${args.join(' ')} exited: ${stderr}`))));
   early.catch(() => undefined); // after a start, the exit is stop()'s
+  // Ready only once socat itself holds its port: the caller's check alone also
+  // passes when another process holds it, while socat's bind is failing.
+  const listen = /\b(TCP|UDP)[46]?-(?:LISTEN|RECVFROM|RECV):(\d+)/.exec(args.join(' '));
+  const own = listen === null ? () => true : () => portHeldBy(proc.pid!, Number(listen[2]), listen[1] === 'TCP' ? 'tcp' : 'udp');
   try {
-    await Promise.race([waitFor(() => ready(), 5000, `socat ${args.join(' ')}`), early]);
+    await Promise.race([waitFor(async () => (await ready()) && own(), 5000, `socat ${args.join(' ')}`), early]);
   } catch (err) {
     try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* gone */ }
     throw err;
@@ -167,12 +171,13 @@ export function unixListening(p: string): Promise<boolean> {
 }
 
 /** UDP port bound by someone (a bind attempt fails). */
+/**
+ * Whether a UDP socket is bound to `port`, read from the kernel's tables. Not
+ * by binding a probe: a probe that falls between a peer's start and its bind
+ * makes the peer's bind fail (EADDRINUSE, as conformance/ports.ts says).
+ */
 export function udpBound(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => { s.close(); resolve(true); });
-    s.bind(port, '127.0.0.1', () => s.close(() => resolve(false)));
-  });
+  return Promise.resolve(udpBoundInTables(port));
 }
 
 /** Echo peers built from socat: the real thing, not a mock. */

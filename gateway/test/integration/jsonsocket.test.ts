@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { startGateway } from '../../src/app.js';
 import { LEVELS, silentLogger, type Logger } from '../../src/observe/log.js';
 import { JSONSocketClient, JSONSocketError } from '../../src/tools/jsonsocket-client.js';
-import { api, controllerConfig, echo, freePort, nextMessage, udpClient, waitFor, type Peer } from './helpers.js';
+import { api, controllerConfig, echo, freePort, nextMessage, type Peer, udpBound, udpClient, waitFor } from './helpers.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(HERE, '../../src/tools/jsonsocket-client.js');
@@ -140,13 +140,6 @@ async function assertServes(t: ExecutionContext, port: number, header: Record<st
   await c.close();
 }
 
-function udpPortBound(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => { s.close(); resolve(true); });
-    s.bind(port, '127.0.0.1', () => s.close(() => resolve(false)));
-  });
-}
 
 // ------------------------------------------------------------------ listener
 
@@ -315,14 +308,14 @@ test('silence: the handshake times out, the flow is closed with a log line, and 
       jsListener('js-in', serverPort, [routeTo('udp-echo')]),
     ],
   }, logger);
-  t.true(await udpPortBound(lport));
+  t.true(await udpBound(lport));
   const started = Date.now();
   const line = await waitFor(() => lines().find((l) => l.msg === 'JSONSocket handshake timed out: no request header, flow closed'), 5000, 'the handshake timeout log line');
   t.is(line.listener, 'js-silent');
   t.is(line.timeout_ms, 300);
   t.true(Date.now() - started < 3000);
   // The flow's socket is closed (the singleton transport owned the port) and nothing reached the router.
-  await waitFor(async () => !(await udpPortBound(lport)), 3000, 'the timed-out flow closed');
+  await waitFor(async () => !(await udpBound(lport)), 3000, 'the timed-out flow closed');
   t.deepEqual(await sessionsOf(gw, 'js-silent'), []);
   await assertServes(t, serverPort);
 });
