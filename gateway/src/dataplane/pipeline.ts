@@ -228,7 +228,7 @@ export class Pipeline implements SessionOwner, SessionCuts {
     };
     try {
       const now = c.impl.connectNow?.(req);
-      if (now !== undefined) return now;
+      if (now !== undefined) return now instanceof Promise ? now.catch(failure) : now;
       return c.impl.connect(req).catch(failure);
     } catch (err) {
       return failure(err);

@@ -68,6 +68,8 @@ export interface SocketsAddon {
 /** A stream socket held by the addon below net.Socket (native/sockets/src/rawstream.cc). */
 export interface RawStreamHandle {
   readonly fd: number;
+  /** true: the connect is over and succeeded; a code: it failed; undefined: still in progress (waitConnect). */
+  connectedNow(): true | string | undefined;
   /** cb(undefined) once connected, cb(code) when the connect failed. */
   waitConnect(cb: (code: string | undefined) => void): void;
   /** Give the fd to Node (net.Socket({ fd })); the handle is empty afterwards. */

@@ -154,10 +154,13 @@ export interface ClusterImpl {
   connect(req: ConnectRequest): Promise<Channel>;
   /**
    * Optional: connect at once where the channel needs no waiting (a UDP
-   * socket): the channel, a throw as connect() would reject, or undefined to
-   * use connect(). Spares a session the promises of an asynchronous connect.
+   * socket, a raw stream connect that was over when connect() returned): the
+   * channel, a throw as connect() would reject, or undefined to use
+   * connect(). A connect it started that has to wait after all is its
+   * promise instead (connect() is not called then). Spares a session the
+   * promises of an asynchronous connect.
    */
-  connectNow?(req: ConnectRequest): Channel | undefined;
+  connectNow?(req: ConnectRequest): Channel | Promise<Channel> | undefined;
   /**
    * Take the host resources the cluster needs (open its log file, ...) once
    * the change that adds it is about to commit, after listeners bound: a

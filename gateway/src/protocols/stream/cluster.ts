@@ -36,17 +36,23 @@ export class TcpCluster implements ClusterImpl {
     private readonly ctx: ClusterContext,
   ) {}
 
+  /** The raw path (raw-connect.ts): the channel at once where the connect is over already, else its promise; undefined: connect(). */
+  connectNow(req: ConnectRequest): RawStreamChannel | Promise<RawStreamChannel> | undefined {
+    const ep = req.endpoint;
+    // A host name (not resolved by health checks) takes Node's connect, which resolves it.
+    const addon = ep !== undefined && req.raw === true && net.isIP(ep.address) !== 0 ? rawAddon() : undefined;
+    if (addon === undefined) return undefined;
+    const peer = `${ep!.address}:${this.port}`;
+    return rawConnect(addon, {
+      host: ep!.address, port: this.port, bindHost: this.bindAddress, bindPort: this.bindPort, what: `TCP ${peer}`, peer,
+    }, req.timeoutMs);
+  }
+
   async connect(req: ConnectRequest): Promise<SocketChannel | RawStreamChannel> {
     const ep = req.endpoint;
     if (!ep) throw new GatewayError('CONNECT_FAILED', `cluster "${this.ctx.clusterName}" has no endpoint`);
-    // A host name (not resolved by health checks) takes Node's connect, which resolves it.
-    const addon = req.raw === true && net.isIP(ep.address) !== 0 ? rawAddon() : undefined;
-    if (addon !== undefined) {
-      const peer = `${ep.address}:${this.port}`;
-      return rawConnect(addon, {
-        host: ep.address, port: this.port, bindHost: this.bindAddress, bindPort: this.bindPort, what: `TCP ${peer}`, peer,
-      }, req.timeoutMs);
-    }
+    const raw = this.connectNow(req);
+    if (raw !== undefined) return raw;
     const sock = await connectSocket({
       host: ep.address, port: this.port, localAddress: this.bindAddress, localPort: this.bindPort, noDelay: true,
     } as net.NetConnectOpts, req.timeoutMs, `TCP ${ep.address}:${this.port}`);
@@ -55,13 +61,19 @@ export class TcpCluster implements ClusterImpl {
 }
 
 export class UnixCluster implements ClusterImpl {
+  /** The raw path, as TcpCluster's: a Unix connect is over at once, so the channel comes at once. */
+  connectNow(req: ConnectRequest): RawStreamChannel | Promise<RawStreamChannel> | undefined {
+    const ep = req.endpoint;
+    const addon = ep !== undefined && req.raw === true ? rawAddon() : undefined;
+    if (addon === undefined) return undefined;
+    return rawConnect(addon, { host: ep!.address, port: -1, what: `UnixDomainSocket ${ep!.address}`, peer: ep!.address }, req.timeoutMs);
+  }
+
   async connect(req: ConnectRequest): Promise<SocketChannel | RawStreamChannel> {
     const ep = req.endpoint;
     if (!ep) throw new GatewayError('CONNECT_FAILED', 'UnixDomainSocket cluster has no endpoint');
-    const addon = req.raw === true ? rawAddon() : undefined;
-    if (addon !== undefined) {
-      return rawConnect(addon, { host: ep.address, port: -1, what: `UnixDomainSocket ${ep.address}`, peer: ep.address }, req.timeoutMs);
-    }
+    const raw = this.connectNow(req);
+    if (raw !== undefined) return raw;
     const sock = await connectSocket({ path: ep.address }, req.timeoutMs, `UnixDomainSocket ${ep.address}`);
     return new SocketChannel(sock, ep.address);
   }

@@ -1,6 +1,9 @@
 // Connecting an upstream stream socket below Node (the raw stream path): the
-// addon makes the socket and starts a non-blocking connect; its poll handle
-// waits for the outcome and is the one the pair keeps polling afterwards.
+// addon makes the socket and starts a non-blocking connect. One that is over
+// at once gives the session its channel without a wait (no promise, timer or
+// callback: dataplane/pipeline.ts links such a session straight away);
+// otherwise the reactor waits for the outcome, and its registration is the
+// one the pair keeps afterwards.
 
 import { GatewayError } from '../../core/errors.js';
 import type { RawAddon } from '../../native/rawstream.js';
@@ -17,16 +20,27 @@ export interface RawTarget {
   readonly peer: string;
 }
 
-export function rawConnect(addon: RawAddon, t: RawTarget, timeoutMs: number): Promise<RawStreamChannel> {
+/**
+ * Connect below Node: the channel at once where the connect is over when
+ * connect() returns (a loopback upstream, whose handshake runs inside the
+ * call, or a Unix socket), else its promise. A failure throws or rejects.
+ */
+export function rawConnect(addon: RawAddon, t: RawTarget, timeoutMs: number): RawStreamChannel | Promise<RawStreamChannel> {
   let fd: number;
   try {
     fd = addon.connectStream(t.host, t.port, t.bindHost, t.bindPort);
   } catch (err) {
     // Same wording as the net.Socket path: "<what>: connect ECONNREFUSED <target>".
     const e = err as NodeJS.ErrnoException;
-    return Promise.reject(new GatewayError('CONNECT_FAILED', `${t.what}: ${e.syscall ?? 'connect'} ${e.code ?? e.message} ${t.peer}`, undefined, { cause: err }));
+    throw new GatewayError('CONNECT_FAILED', `${t.what}: ${e.syscall ?? 'connect'} ${e.code ?? e.message} ${t.peer}`, undefined, { cause: err });
   }
   const raw = new addon.RawStream(fd);
+  const now = raw.connectedNow();
+  if (now === true) return new RawStreamChannel(raw, t.peer);
+  if (now !== undefined) {
+    raw.close();
+    throw new GatewayError('CONNECT_FAILED', `${t.what}: connect ${now} ${t.peer}`);
+  }
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       raw.close();
