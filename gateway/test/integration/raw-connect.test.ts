@@ -63,9 +63,14 @@ test('a refused connect throws CONNECT_FAILED naming the error and the upstream,
   const a = addon(t);
   if (a === undefined) return;
   const port = await freePort(); // nothing listens
-  const err = t.throws(() => rawConnect(a, { host: '127.0.0.1', port, what: `TCP 127.0.0.1:${port}`, peer: `127.0.0.1:${port}` }, 1000), { instanceOf: GatewayError });
+  const target = { host: '127.0.0.1', port, what: `TCP 127.0.0.1:${port}`, peer: `127.0.0.1:${port}` };
+  const err = t.throws(() => rawConnect(a, target, 1000), { instanceOf: GatewayError });
   t.is(err?.code, 'CONNECT_FAILED');
   t.regex(err?.message ?? '', new RegExp(`^TCP 127\\.0\\.0\\.1:${port}: connect ECONNREFUSED 127\\.0\\.0\\.1:${port}$`));
+  // A refused connect keeps no descriptor.
+  const fds = fs.readdirSync('/proc/self/fd').length;
+  for (let i = 0; i < 200; i++) t.throws(() => rawConnect(a, target, 1000));
+  t.is(fs.readdirSync('/proc/self/fd').length, fds, '200 refused connects, no descriptor left');
 });
 
 test('a connect that has to wait (the listener\'s queue is full, its SYN dropped) gets a promise, which times out with CONNECT_FAILED', async (t) => {
