@@ -59,6 +59,20 @@ interface Snapshot {
 
 const zero = (): Traffic => ({ rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0 });
 
+/**
+ * A listener's or cluster's event counts. The hooks run once or twice per
+ * session: a prom-client inc() there (label hashing and validation per call)
+ * was a measurable share of a short session's cost, so the hooks count here
+ * and the counters are made from these rows at scrape time, like the byte
+ * counters. A series appears with its first event, as with inc().
+ */
+interface Events {
+  readonly protocol: string;
+  sessions: number;
+  failures: number;
+  retries: number;
+}
+
 function add(to: Traffic, rxB: number, txB: number, rxP: number, txP: number): void {
   to.rxBytes += rxB;
   to.txBytes += txB;
@@ -84,23 +98,19 @@ export class GatewayMetrics implements GatewayObserver {
   /** Traffic of ended sessions, by listener and by cluster. */
   private readonly endedListeners = new Map<string, Traffic>();
   private readonly endedClusters = new Map<string, Traffic>();
+  private readonly listenerEvents = new Map<string, Events>();
+  private readonly clusterEvents = new Map<string, Events>();
+  private readonly endedBy = new Map<string, number>();
+  /** One labels object per listener and cluster pair: the histogram's observe() takes it as is. */
+  private readonly durationLabels = new Map<string, Map<string, { listener: string; cluster: string }>>();
   /** Protocol names seen, so that a deleted object's series keep their labels. */
   private readonly listenerProto = new Map<string, string>();
   private readonly clusterProto = new Map<string, string>();
   private snap: Snapshot | undefined;
   private readonly retired: RetiredSeries;
 
-  private readonly listenerRequests: Counter<'listenerName' | 'protocol'>;
-  private readonly clusterRequests: Counter<'clusterName' | 'protocol'>;
-  private readonly listenerSessions: Counter<'listener' | 'protocol'>;
-  private readonly clusterSessions: Counter<'cluster' | 'protocol'>;
-  private readonly listenerFailures: Counter<'listener' | 'protocol'>;
-  private readonly clusterFailures: Counter<'cluster' | 'protocol'>;
-  private readonly listenerRetries: Counter<'listener' | 'protocol'>;
-  private readonly clusterRetries: Counter<'cluster' | 'protocol'>;
   private readonly durations: Histogram<'listener' | 'cluster'>;
   private readonly restCalls: Counter<'operationId' | 'status'>;
-  private readonly sessionsEnded: Counter<'reason'>;
 
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -109,12 +119,10 @@ export class GatewayMetrics implements GatewayObserver {
     const self = this;
 
     // l7mp's names, labels and help texts.
-    this.listenerRequests = new Counter({
-      name: 'listener_requests_total', help: 'Total number of requests', labelNames: ['listenerName', 'protocol'], registers,
-    });
-    this.clusterRequests = new Counter({
-      name: 'cluster_requests_total', help: 'Total number of requests', labelNames: ['clusterName', 'protocol'], registers,
-    });
+    const listeners = () => this.listenerEvents;
+    const clusters = () => this.clusterEvents;
+    eventCounter('listener_requests_total', 'Total number of requests', 'listenerName', 'sessions', listeners, registers);
+    eventCounter('cluster_requests_total', 'Total number of requests', 'clusterName', 'sessions', clusters, registers);
     new Counter({
       name: 'session_byte_counter_total', help: 'Total number of bytes that flows trough the cluster',
       labelNames: ['sessionName', 'clusterName'], registers,
@@ -174,16 +182,18 @@ export class GatewayMetrics implements GatewayObserver {
       },
     });
     // How sessions ended: on their own (completed, error) or cut by the gateway (core/drain.ts).
-    this.sessionsEnded = new Counter({
+    for (const reason of END_KINDS) this.endedBy.set(reason, 0);
+    new Counter({
       name: 'l7mp_sessions_ended_total', help: 'Sessions ended, by reason: completed, error, or cut by the gateway (deleted, drain_timeout, shutdown)',
       labelNames: ['reason'], registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of self.endedBy) this.inc({ reason }, n);
+      },
     });
-    for (const reason of END_KINDS) this.sessionsEnded.inc({ reason }, 0);
 
     // Per listener.
-    this.listenerSessions = new Counter({
-      name: 'l7mp_listener_sessions_total', help: 'Sessions accepted by the listener', labelNames: ['listener', 'protocol'], registers,
-    });
+    eventCounter('l7mp_listener_sessions_total', 'Sessions accepted by the listener', 'listener', 'sessions', listeners, registers);
     new Gauge({
       name: 'l7mp_listener_sessions_active', help: 'Sessions of the listener that have not ended',
       labelNames: ['listener', 'protocol'], registers,
@@ -214,20 +224,11 @@ export class GatewayMetrics implements GatewayObserver {
         }
       },
     });
-    this.listenerFailures = new Counter({
-      name: 'l7mp_listener_connect_failures_total', help: 'Failed cluster connect attempts of sessions from the listener',
-      labelNames: ['listener', 'protocol'], registers,
-    });
-    this.listenerRetries = new Counter({
-      name: 'l7mp_listener_retries_total', help: 'Cluster connect retries (setup retries and reconnects) of sessions from the listener',
-      labelNames: ['listener', 'protocol'], registers,
-    });
+    eventCounter('l7mp_listener_connect_failures_total', 'Failed cluster connect attempts of sessions from the listener', 'listener', 'failures', listeners, registers);
+    eventCounter('l7mp_listener_retries_total', 'Cluster connect retries (setup retries and reconnects) of sessions from the listener', 'listener', 'retries', listeners, registers);
 
     // Per cluster (every stage: destination and transforms).
-    this.clusterSessions = new Counter({
-      name: 'l7mp_cluster_sessions_total', help: 'Session stages connected to the cluster (reconnects not counted)',
-      labelNames: ['cluster', 'protocol'], registers,
-    });
+    eventCounter('l7mp_cluster_sessions_total', 'Session stages connected to the cluster (reconnects not counted)', 'cluster', 'sessions', clusters, registers);
     new Gauge({
       name: 'l7mp_cluster_sessions_active', help: 'Live session stages connected to the cluster',
       labelNames: ['cluster', 'protocol'], registers,
@@ -258,14 +259,8 @@ export class GatewayMetrics implements GatewayObserver {
         }
       },
     });
-    this.clusterFailures = new Counter({
-      name: 'l7mp_cluster_connect_failures_total', help: 'Failed connect attempts to the cluster (each attempt counts)',
-      labelNames: ['cluster', 'protocol'], registers,
-    });
-    this.clusterRetries = new Counter({
-      name: 'l7mp_cluster_retries_total', help: 'Connect retries to the cluster (setup retries and reconnects after a disconnect)',
-      labelNames: ['cluster', 'protocol'], registers,
-    });
+    eventCounter('l7mp_cluster_connect_failures_total', 'Failed connect attempts to the cluster (each attempt counts)', 'cluster', 'failures', clusters, registers);
+    eventCounter('l7mp_cluster_retries_total', 'Connect retries to the cluster (setup retries and reconnects after a disconnect)', 'cluster', 'retries', clusters, registers);
 
     this.durations = new Histogram({
       name: 'l7mp_session_duration_seconds', help: 'Session duration from creation to end, by listener and destination cluster',
@@ -285,30 +280,27 @@ export class GatewayMetrics implements GatewayObserver {
   // ------------------------------------------------------------------ hooks
 
   onSessionStart(s: Session): void {
-    const protocol = this.listenerProtocol(s.listener);
-    this.listenerRequests.inc({ listenerName: s.listener, protocol });
-    this.listenerSessions.inc({ listener: s.listener, protocol });
+    this.listenerRow(s.listener).sessions++;
   }
 
   onStageConnect(_s: Session, st: Stage, reconnect: boolean): void {
     if (reconnect) return; // as l7mp: streams of sessions still in INIT only
-    const protocol = this.clusterProtocol(st.origin);
-    this.clusterRequests.inc({ clusterName: st.origin, protocol });
-    this.clusterSessions.inc({ cluster: st.origin, protocol });
+    this.clusterRow(st.origin).sessions++;
   }
 
   onConnectFailure(s: Session, st: Stage): void {
-    this.listenerFailures.inc({ listener: s.listener, protocol: this.listenerProtocol(s.listener) });
-    this.clusterFailures.inc({ cluster: st.origin, protocol: this.clusterProtocol(st.origin) });
+    this.listenerRow(s.listener).failures++;
+    this.clusterRow(st.origin).failures++;
   }
 
   onRetry(s: Session, st: Stage): void {
-    this.listenerRetries.inc({ listener: s.listener, protocol: this.listenerProtocol(s.listener) });
-    this.clusterRetries.inc({ cluster: st.origin, protocol: this.clusterProtocol(st.origin) });
+    this.listenerRow(s.listener).retries++;
+    this.clusterRow(st.origin).retries++;
   }
 
   onSessionEnd(s: Session): void {
-    this.sessionsEnded.inc({ reason: endKindOf(s) });
+    const reason = endKindOf(s);
+    this.endedBy.set(reason, (this.endedBy.get(reason) ?? 0) + 1);
     const c = s.counters();
     add(entry(this.endedListeners, s.listener), c.ingress.bytes, c.egress.bytes, c.ingress.packets, c.egress.packets);
     for (const st of s.stages()) {
@@ -316,7 +308,7 @@ export class GatewayMetrics implements GatewayObserver {
       add(entry(this.endedClusters, st.origin), st.outLink?.bytes ?? 0, st.inLink?.bytes ?? 0, st.outLink?.packets ?? 0, st.inLink?.packets ?? 0);
     }
     const ended = s.ended ?? Date.now();
-    this.durations.observe({ listener: s.listener, cluster: s.destination?.origin ?? '' }, Math.max(0, ended - s.started) / 1000);
+    this.durations.observe(this.durationLabelsOf(s.listener, s.destination?.origin ?? ''), Math.max(0, ended - s.started) / 1000);
     if (this.retired.due(ended)) this.retire(ended).catch((err: unknown) => this.gw?.log.warn({ err: (err as Error).message }, 'metrics: retiring series failed'));
   }
 
@@ -361,23 +353,21 @@ export class GatewayMetrics implements GatewayObserver {
       liveListeners.add(s.listener);
       for (const st of s.stages()) if (st.role !== 'source') liveClusters.add(st.origin);
     }
-    const listeners = new Set([...this.listenerProto.keys(), ...this.endedListeners.keys(), ...gw.refusals.listeners()]);
-    const clusters = new Set([...this.clusterProto.keys(), ...this.endedClusters.keys()]);
+    const listeners = new Set([...this.listenerProto.keys(), ...this.listenerEvents.keys(), ...this.endedListeners.keys(), ...gw.refusals.listeners()]);
+    const clusters = new Set([...this.clusterProto.keys(), ...this.clusterEvents.keys(), ...this.endedClusters.keys()]);
     const retiredL = this.retired.pick('listener', listeners, (n) => gw.listeners.has(n) || liveListeners.has(n), now);
     const retiredC = this.retired.pick('cluster', clusters, (n) => gw.clusters.has(n) || liveClusters.has(n), now);
     if (retiredL.length === 0 && retiredC.length === 0) return;
     for (const name of retiredL) {
-      const protocol = this.listenerProto.get(name) ?? 'unknown';
-      this.listenerRequests.remove({ listenerName: name, protocol });
-      for (const c of [this.listenerSessions, this.listenerFailures, this.listenerRetries]) c.remove({ listener: name, protocol });
+      this.listenerEvents.delete(name);
+      this.durationLabels.delete(name);
       this.endedListeners.delete(name);
       this.listenerProto.delete(name);
       gw.refusals.forget(name);
     }
     for (const name of retiredC) {
-      const protocol = this.clusterProto.get(name) ?? 'unknown';
-      this.clusterRequests.remove({ clusterName: name, protocol });
-      for (const c of [this.clusterSessions, this.clusterFailures, this.clusterRetries]) c.remove({ cluster: name, protocol });
+      this.clusterEvents.delete(name);
+      for (const m of this.durationLabels.values()) m.delete(name);
       this.endedClusters.delete(name);
       this.clusterProto.delete(name);
     }
@@ -395,6 +385,34 @@ export class GatewayMetrics implements GatewayObserver {
   }
 
   // --------------------------------------------------------------- scraping
+
+  private listenerRow(name: string): Events {
+    return this.listenerEvents.get(name) ?? this.newRow(this.listenerEvents, name, this.listenerProtocol(name));
+  }
+
+  private clusterRow(name: string): Events {
+    return this.clusterEvents.get(name) ?? this.newRow(this.clusterEvents, name, this.clusterProtocol(name));
+  }
+
+  private newRow(m: Map<string, Events>, name: string, protocol: string): Events {
+    const r: Events = { protocol, sessions: 0, failures: 0, retries: 0 };
+    m.set(name, r);
+    return r;
+  }
+
+  private durationLabelsOf(listener: string, cluster: string): { listener: string; cluster: string } {
+    let byCluster = this.durationLabels.get(listener);
+    if (byCluster === undefined) {
+      byCluster = new Map();
+      this.durationLabels.set(listener, byCluster);
+    }
+    let l = byCluster.get(cluster);
+    if (l === undefined) {
+      l = { listener, cluster };
+      byCluster.set(cluster, l);
+    }
+    return l;
+  }
 
   private listenerProtocol(name: string): string {
     let p = this.listenerProto.get(name);
@@ -474,6 +492,17 @@ export class GatewayMetrics implements GatewayObserver {
     queueMicrotask(() => { this.snap = undefined; });
     return this.snap;
   }
+}
+
+/** A counter made at scrape time from event rows: a series per name whose `field` has counted anything. */
+function eventCounter(name: string, help: string, nameLabel: string, field: 'sessions' | 'failures' | 'retries', rows: () => Map<string, Events>, registers: Registry[]): void {
+  new Counter({
+    name, help, labelNames: [nameLabel, 'protocol'], registers,
+    collect() {
+      this.reset();
+      for (const [n, r] of rows()) if (r[field] > 0) this.inc({ [nameLabel]: n, protocol: r.protocol }, r[field]);
+    },
+  });
 }
 
 function entry(m: Map<string, Traffic>, name: string): Traffic {
