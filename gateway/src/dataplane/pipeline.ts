@@ -10,7 +10,7 @@ import { dedupe } from '../core/names.js';
 import type { SessionCuts } from '../core/store.js';
 import { noteSessionEnd, noteStageClosed, pickEndpoint } from '../health/index.js';
 import type { Logger } from '../observe/log.js';
-import type { NewSession } from '../protocols/types.js';
+import type { NewSession, SessionPriv } from '../protocols/types.js';
 import type { Channel } from './channel.js';
 import type { SessionHookList } from './hooks.js';
 import { mayReconnect, reconnected, retriesOnDisconnect } from './reconnect-budget.js';
@@ -75,12 +75,12 @@ export class Pipeline implements SessionOwner, SessionCuts {
     // spread a hidden class of its own (~170 B per session in a heap snapshot).
     const metadata: Record<string, unknown> = Object.assign({}, ns.metadata);
     metadata.name = name;
-    const s = new Session(name, listener, metadata, ns.channel, ns.priv ?? {}, this);
+    const s = new Session(name, listener, metadata, ns.channel, ns.priv ?? NO_PRIV, this);
     this.sessions.set(name, s);
     s.admitted = this.admission.opened(listener);
     s.event('INIT', 'Session created');
     this.hooks.onSessionStart(s);
-    this.log.verbose({ session: name, listener }, 'new session');
+    if (this.log.isLevelEnabled('verbose')) this.log.verbose({ session: name, listener }, 'new session');
     this.setup(s);
   }
 
@@ -95,25 +95,28 @@ export class Pipeline implements SessionOwner, SessionCuts {
     }
     s.route = route.name;
     s.retry = route.retry;
-    s.event('LOOKUP SUCCESS', `Route "${route.name}" selected`);
-    s.destination = new Stage('destination', route.destination);
-    s.ingress = route.ingress.map((c) => new Stage('ingress', c));
-    s.egress = route.egress.map((c) => new Stage('egress', c));
+    s.event('LOOKUP SUCCESS', selectedMessage(route));
+    s.setStages(new Stage('destination', route.destination),
+      route.ingress.map((c) => new Stage('ingress', c)), route.egress.map((c) => new Stage('egress', c)));
     const retry = route.retry;
     const attempts = retry.retry_on === 'connect-failure' || retry.retry_on === 'always' ? 1 + retry.num_retries : 1;
-    const stages = [...s.ingress, ...s.egress, s.destination];
-    const pending = stages.map((st) => this.connectStage(s, st, attempts));
-    if (pending.every((p) => p === undefined)) {
+    const stages = s.stages().slice(1); // all but the source
+    let pending: (Promise<void> | undefined)[] | undefined;
+    for (let i = 0; i < stages.length; i++) {
+      const p = this.connectStage(s, stages[i]!, attempts);
+      if (p !== undefined) (pending ??= new Array<Promise<void> | undefined>(stages.length))[i] = p;
+    }
+    if (pending === undefined) {
       // Every stage connected at once (connectNow): linked after the
       // listener's emit returns, as when a connect resolves, with one promise.
-      void Promise.resolve().then(() => this.linkStages(s, stages, []));
+      void Promise.resolve().then(() => this.linkStages(s, stages, NONE_SETTLED));
       return;
     }
     void Promise.allSettled(pending).then((results) => this.linkStages(s, stages, results));
   }
 
   /** Every stage's connect settled: link the session, or fail it with the first error. */
-  private linkStages(s: Session, stages: Stage[], results: PromiseSettledResult<void>[]): void {
+  private linkStages(s: Session, stages: readonly Stage[], results: readonly PromiseSettledResult<void>[]): void {
     if (s.status !== 'INIT') {
       // Ended while connecting (deleted from the API, listener removed...).
       for (const st of stages) st.channel?.close();
@@ -137,7 +140,7 @@ export class Pipeline implements SessionOwner, SessionCuts {
     s.status = 'CONNECTED'; // before link(): a stage that closes while linking must be seen
     s.event('CONNECT', 'Session connected');
     s.link();
-    this.log.verbose({ session: s.name, route: s.route, destination: s.destination!.channel?.peer }, 'session connected');
+    if (this.log.isLevelEnabled('verbose')) this.log.verbose({ session: s.name, route: s.route, destination: s.destination!.channel?.peer }, 'session connected');
     if (closedEarly !== undefined && !isOver(s)) this.stageClosed(s, closedEarly, undefined);
     else this.hooks.onSessionLinked(s);
   }
@@ -311,7 +314,7 @@ export class Pipeline implements SessionOwner, SessionCuts {
     if (s.status === 'FINALIZING' || s.status === 'DESTROYED') return;
     s.failed ||= failed;
     s.event(failed ? 'ERROR' : 'END', reason);
-    this.log.info({ session: s.name, reason, counters: s.counters() }, 'session ended');
+    if (this.log.isLevelEnabled('info')) this.log.info({ session: s.name, reason, counters: s.counters() }, 'session ended');
     this.finalize(s, reason, cause ?? (failed ? new Error(reason) : undefined));
   }
 
@@ -365,6 +368,21 @@ export class Pipeline implements SessionOwner, SessionCuts {
       }
     }
   }
+}
+
+/** A session whose listener keeps nothing private: one object for all of them. */
+const NO_PRIV: SessionPriv = Object.freeze({});
+const NONE_SETTLED: readonly PromiseSettledResult<void>[] = Object.freeze([]);
+
+/** One "Route ... selected" string per route object, not one per session: an idle session keeps its events. */
+const selected = new WeakMap<RouteObj, string>();
+function selectedMessage(route: RouteObj): string {
+  let m = selected.get(route);
+  if (m === undefined) {
+    m = `Route "${route.name}" selected`;
+    selected.set(route, m);
+  }
+  return m;
 }
 
 /** Read through a call so that TypeScript does not narrow a status that changes across awaits. */

@@ -112,6 +112,9 @@ export interface Splicer {
   offer(s: Session, link: Link, chunk: Uint8Array | undefined): boolean;
 }
 
+/** The ingress or egress chain of a route without transforms: shared, never written to. */
+const NO_STAGES: readonly Stage[] = Object.freeze([]);
+
 export class Session implements SessionView, CloseListener {
   status: SessionStatus = 'INIT';
   /**
@@ -124,8 +127,10 @@ export class Session implements SessionView, CloseListener {
   ended: number | undefined;
   readonly source: Stage;
   destination: Stage | undefined;
-  ingress: Stage[] = [];
-  egress: Stage[] = [];
+  ingress: readonly Stage[] = NO_STAGES;
+  egress: readonly Stage[] = NO_STAGES;
+  /** Every stage once routed (setStages), in the order stages() gives. */
+  private all: Stage[] | undefined;
   route: string | undefined;
   retry: RetryPolicy | undefined;
   /** All links in order: ingress links then egress links. */
@@ -178,7 +183,17 @@ export class Session implements SessionView, CloseListener {
     return out;
   }
 
-  stages(): Stage[] {
+  /** The route's stages (router.ts): set once, before any is connected. */
+  setStages(destination: Stage, ingress: readonly Stage[], egress: readonly Stage[]): void {
+    this.destination = destination;
+    this.ingress = ingress.length === 0 ? NO_STAGES : ingress;
+    this.egress = egress.length === 0 ? NO_STAGES : egress;
+    this.all = [this.source, ...this.ingress, ...this.egress, destination];
+  }
+
+  /** Source, ingress, egress, destination; the same array every time once routed: do not change it. */
+  stages(): readonly Stage[] {
+    if (this.all !== undefined) return this.all;
     const all = [this.source, ...this.ingress, ...this.egress];
     if (this.destination) all.push(this.destination);
     return all;
@@ -196,21 +211,24 @@ export class Session implements SessionView, CloseListener {
 
   /** Build and attach the links once every stage has a channel. */
   link(): void {
-    const ing = [this.source, ...this.ingress, this.destination!];
-    const eg = [this.destination!, ...this.egress, this.source];
+    const dst = this.destination!;
     this.links = [];
-    for (const chain of [ing, eg]) {
-      for (let i = 0; i + 1 < chain.length; i++) {
-        const from = chain[i]!;
-        const to = chain[i + 1]!;
-        const l = new Link(from.channel!, to.channel!, from, this);
-        from.outLink = l;
-        to.inLink = l;
-        this.links.push(l);
-      }
-    }
+    let from = this.source;
+    for (const to of this.ingress) from = this.addLink(from, to);
+    this.addLink(from, dst);
+    from = dst;
+    for (const to of this.egress) from = this.addLink(from, to);
+    this.addLink(from, this.source);
     for (const s of this.stages()) s.status = 'READY';
     for (const l of this.links) l.attach();
+  }
+
+  private addLink(from: Stage, to: Stage): Stage {
+    const l = new Link(from.channel!, to.channel!, from, this);
+    from.outLink = l;
+    to.inLink = l;
+    this.links.push(l);
+    return to;
   }
 
   /** Point the links around `stage` at its new channel. */

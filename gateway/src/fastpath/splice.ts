@@ -83,9 +83,16 @@ interface PairEnd {
   spliceEnded(err: Error | undefined): void;
 }
 
+/**
+ * Where handle.counts() writes; read right away, so one serves every pair
+ * (a typed array per session was an ArrayBuffer per connection to sweep).
+ */
+const scratch = new Float64Array(4);
+
 /** A session's kernel pair (a Splice handle), as the session and its channels see it. */
 export class SpliceSession implements FastPath, SpliceControl {
-  private readonly counts = new Float64Array(4);
+  /** The pair's counts as last read: [bytes A->B, reads A->B, bytes B->A, reads B->A]. */
+  private readonly counts = [0, 0, 0, 0];
   /** What was already folded into the links (bytes, reads per direction). */
   private readonly seen = [0, 0, 0, 0];
   state: 'active' | 'done' | 'closed' = 'active';
@@ -99,8 +106,14 @@ export class SpliceSession implements FastPath, SpliceControl {
     return this.state === 'active';
   }
 
+  /** The addon's counts into this.counts: kept there after its fds are closed, so valid in any state but failed. */
+  private read(): void {
+    this.handle.counts(scratch);
+    for (let i = 0; i < 4; i++) this.counts[i] = scratch[i]!;
+  }
+
   sync(): void {
-    if (this.state === 'active') this.handle.counts(this.counts);
+    if (this.state === 'active') this.read();
     const c = this.counts;
     const seen = this.seen;
     for (let d = 0; d < 2; d++) {
@@ -116,7 +129,7 @@ export class SpliceSession implements FastPath, SpliceControl {
   /** From the addon, once: both directions ended cleanly, or `code` hit socket `side`. */
   done(code: string | undefined, side: number): void {
     if (this.state !== 'active') return;
-    this.handle.counts(this.counts); // final counts: kept in the addon after the fds are closed
+    this.read(); // final counts: kept in the addon after the fds are closed
     this.sync();
     this.state = 'done';
     this.endCode = code;
@@ -143,7 +156,7 @@ export class SpliceSession implements FastPath, SpliceControl {
 
   close(reset = false): void {
     if (this.state !== 'active') return;
-    this.handle.counts(this.counts);
+    this.read();
     this.sync();
     this.state = 'closed';
     this.handle.close(reset);

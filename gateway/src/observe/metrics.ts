@@ -37,6 +37,7 @@ import type { GatewayObserver } from '../dataplane/observer.js';
 import type { Session, Stage } from '../dataplane/session.js';
 import { MetricChannel } from '../protocols/prometheus/index.js';
 import { RetiredSeries } from './retired-series.js';
+import { eventCounter, type Events } from './event-counters.js';
 
 interface Traffic {
   rxBytes: number;
@@ -59,19 +60,6 @@ interface Snapshot {
 
 const zero = (): Traffic => ({ rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0 });
 
-/**
- * A listener's or cluster's event counts. The hooks run once or twice per
- * session: a prom-client inc() there (label hashing and validation per call)
- * was a measurable share of a short session's cost, so the hooks count here
- * and the counters are made from these rows at scrape time, like the byte
- * counters. A series appears with its first event, as with inc().
- */
-interface Events {
-  readonly protocol: string;
-  sessions: number;
-  failures: number;
-  retries: number;
-}
 
 function add(to: Traffic, rxB: number, txB: number, rxP: number, txP: number): void {
   to.rxBytes += rxB;
@@ -492,17 +480,6 @@ export class GatewayMetrics implements GatewayObserver {
     queueMicrotask(() => { this.snap = undefined; });
     return this.snap;
   }
-}
-
-/** A counter made at scrape time from event rows: a series per name whose `field` has counted anything. */
-function eventCounter(name: string, help: string, nameLabel: string, field: 'sessions' | 'failures' | 'retries', rows: () => Map<string, Events>, registers: Registry[]): void {
-  new Counter({
-    name, help, labelNames: [nameLabel, 'protocol'], registers,
-    collect() {
-      this.reset();
-      for (const [n, r] of rows()) if (r[field] > 0) this.inc({ [nameLabel]: n, protocol: r.protocol }, r[field]);
-    },
-  });
 }
 
 function entry(m: Map<string, Traffic>, name: string): Traffic {

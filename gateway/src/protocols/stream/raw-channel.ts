@@ -20,6 +20,15 @@ import type { RawStreamable, SpliceableChannel, SpliceControl } from '../../data
 import type { RawStreamHandle } from '../../native/rawstream.js';
 import { SocketChannel, resetsPeer } from './channel.js';
 
+/** Channels whose move setSink queued: one microtask for all of them (two channels per session). */
+const toMove: RawStreamChannel[] = [];
+
+function moveQueued(): void {
+  // A move may queue more (a session relinking): the length is re-read.
+  for (let i = 0; i < toMove.length; i++) toMove[i]!.moveIfUnpaired();
+  toMove.length = 0;
+}
+
 export class RawStreamChannel implements Channel, SpliceableChannel, RawStreamable {
   readonly kind: ChannelKind = 'byte';
   private raw: RawStreamHandle | undefined;
@@ -85,8 +94,14 @@ export class RawStreamChannel implements Channel, SpliceableChannel, RawStreamab
     // it to Node.
     if (sink !== undefined && !this.moveQueued && this.raw !== undefined) {
       this.moveQueued = true;
-      queueMicrotask(() => { if (this.raw !== undefined && this.pair === undefined && !this.done) this.node(); });
+      toMove.push(this);
+      if (toMove.length === 1) queueMicrotask(moveQueued);
     }
+  }
+
+  /** The microtask setSink queued: to Node unless paired (or closed) meanwhile. */
+  moveIfUnpaired(): void {
+    if (this.raw !== undefined && this.pair === undefined && !this.done) this.node();
   }
 
   setDrainListener(l: DrainListener | undefined): void {
