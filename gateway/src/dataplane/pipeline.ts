@@ -77,8 +77,7 @@ export class Pipeline implements SessionOwner, SessionCuts {
     metadata.name = name;
     const s = new Session(name, listener, metadata, ns.channel, ns.priv ?? NO_PRIV, this);
     this.sessions.set(name, s);
-    s.admitted = this.admission.opened(listener);
-    s.event('INIT', 'Session created');
+    s.admitted = this.admission.opened(listener); // the session's INIT event is its creation
     this.hooks.onSessionStart(s);
     if (this.log.isLevelEnabled('verbose')) this.log.verbose({ session: name, listener }, 'new session');
     this.setup(s);
@@ -95,7 +94,7 @@ export class Pipeline implements SessionOwner, SessionCuts {
     }
     s.route = route.name;
     s.retry = route.retry;
-    s.event('LOOKUP SUCCESS', selectedMessage(route));
+    s.lookedUp(selectedMessage(route));
     s.setStages(new Stage('destination', route.destination),
       route.ingress.map((c) => new Stage('ingress', c)), route.egress.map((c) => new Stage('egress', c)));
     const retry = route.retry;
@@ -138,7 +137,7 @@ export class Pipeline implements SessionOwner, SessionCuts {
     const closedEarly = s.stages().find((st) => st.channel?.closed);
     s.priv.connected?.(); // before link(): the listener's answer must precede anything the destination sends
     s.status = 'CONNECTED'; // before link(): a stage that closes while linking must be seen
-    s.event('CONNECT', 'Session connected');
+    s.connectedAll();
     s.link();
     if (this.log.isLevelEnabled('verbose')) this.log.verbose({ session: s.name, route: s.route, destination: s.destination!.channel?.peer }, 'session connected');
     if (closedEarly !== undefined && !isOver(s)) this.stageClosed(s, closedEarly, undefined);

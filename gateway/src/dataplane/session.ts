@@ -118,11 +118,18 @@ const NO_STAGES: readonly Stage[] = Object.freeze([]);
 export class Session implements SessionView, CloseListener {
   status: SessionStatus = 'INIT';
   /**
-   * The event log, flat: [event, ms since start, message, content] per event.
-   * An idle session holds three events for its whole life; as objects with
-   * ISO timestamps they were ~300 B of its memory. toJSON() expands them.
+   * The event log. Every session has INIT (at `started`), and a routed one
+   * LOOKUP SUCCESS and CONNECT: those are kept as two numbers (ms after
+   * start, -1: not logged) and the route's message, so that an idle session
+   * holds no log at all. Any other event goes into `log`, flat: [event, ms
+   * since start, message, content] each, made by the first. `events`
+   * expands them all, in order (nothing is logged between the lookup and
+   * the setup's CONNECT: pipeline.ts).
    */
-  private readonly log: unknown[] = [];
+  private lookupAt = -1;
+  private connectAt = -1;
+  private lookupMessage = '';
+  private log: unknown[] | undefined;
   readonly started = Date.now();
   ended: number | undefined;
   readonly source: Stage;
@@ -168,15 +175,40 @@ export class Session implements SessionView, CloseListener {
   event(event: string, message: string, content?: unknown): void {
     // Messages are often templates: flatten the rope (see udp-batch.ts flat()).
     message.charCodeAt(0);
-    this.log.push(event, Date.now() - this.started, message, content);
-    if (this.log.length > 64 * 4) this.log.splice(4, 4); // keep INIT, bound the rest
+    const log = (this.log ??= []);
+    log.push(event, this.sinceStart(), message, content);
+    // At most 64 events: INIT stays, the oldest of the others go.
+    if (1 + (this.lookupAt >= 0 ? 1 : 0) + (this.connectAt >= 0 ? 1 : 0) + log.length / 4 <= 64) return;
+    if (this.lookupAt >= 0) this.lookupAt = -1;
+    else if (this.connectAt >= 0) this.connectAt = -1;
+    else log.splice(0, 4);
+  }
+
+  /** LOOKUP SUCCESS: the route was chosen (`message` names it; one string per route). */
+  lookedUp(message: string): void {
+    this.lookupAt = this.sinceStart();
+    this.lookupMessage = message;
+  }
+
+  /** The setup's CONNECT: every stage connected and linked. */
+  connectedAll(): void {
+    this.connectAt = this.sinceStart();
+  }
+
+  /** ms since start, as a small integer where it is one (a double in a field or array is a heap object). */
+  private sinceStart(): number {
+    const ms = Date.now() - this.started;
+    return ms < 0x3fffffff ? ms | 0 : ms;
   }
 
   get events(): SessionEvent[] {
-    const out: SessionEvent[] = [];
-    const l = this.log;
+    const at = (ms: number) => new Date(this.started + ms).toISOString();
+    const out: SessionEvent[] = [{ event: 'INIT', timestamp: at(0), message: 'Session created' }];
+    if (this.lookupAt >= 0) out.push({ event: 'LOOKUP SUCCESS', timestamp: at(this.lookupAt), message: this.lookupMessage });
+    if (this.connectAt >= 0) out.push({ event: 'CONNECT', timestamp: at(this.connectAt), message: 'Session connected' });
+    const l = this.log ?? [];
     for (let i = 0; i < l.length; i += 4) {
-      const e: SessionEvent = { event: l[i] as string, timestamp: new Date(this.started + (l[i + 1] as number)).toISOString(), message: l[i + 2] as string };
+      const e: SessionEvent = { event: l[i] as string, timestamp: at(l[i + 1] as number), message: l[i + 2] as string };
       if (l[i + 3] !== undefined) e.content = l[i + 3];
       out.push(e);
     }
@@ -212,22 +244,24 @@ export class Session implements SessionView, CloseListener {
   /** Build and attach the links once every stage has a channel. */
   link(): void {
     const dst = this.destination!;
-    this.links = [];
+    // Sized up front: an array grown by push() keeps room for 17.
+    this.links = new Array<Link>(this.ingress.length + this.egress.length + 2);
+    let n = 0;
     let from = this.source;
-    for (const to of this.ingress) from = this.addLink(from, to);
-    this.addLink(from, dst);
+    for (const to of this.ingress) from = this.addLink(n++, from, to);
+    this.addLink(n++, from, dst);
     from = dst;
-    for (const to of this.egress) from = this.addLink(from, to);
-    this.addLink(from, this.source);
+    for (const to of this.egress) from = this.addLink(n++, from, to);
+    this.addLink(n, from, this.source);
     for (const s of this.stages()) s.status = 'READY';
     for (const l of this.links) l.attach();
   }
 
-  private addLink(from: Stage, to: Stage): Stage {
+  private addLink(i: number, from: Stage, to: Stage): Stage {
     const l = new Link(from.channel!, to.channel!, from, this);
     from.outLink = l;
     to.inLink = l;
-    this.links.push(l);
+    this.links[i] = l;
     return to;
   }
 

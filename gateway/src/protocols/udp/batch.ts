@@ -21,6 +21,7 @@ import { NativeSocket, sourceAddress, sourceIPv4Key, type NativeSocketHandler } 
 import { socketsAddon, type SocketsAddon } from '../../native/sockets.js';
 import { MAX_UDP_PAYLOAD, sendInPieces } from '../common/datagram.js';
 import { flowClock } from '../common/flows.js';
+import { releaseSourcePort } from './ports.js';
 
 /** The addon unless batching is turned off (L7MP_UDP_BATCH=off) or the addon is not built. */
 export function udpBatchAddon(): SocketsAddon | undefined {
@@ -72,8 +73,9 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
   readonly kernelOffload: boolean = true;
   /** Kernel offload hook, as on UdpChannel. */
   kernelActivity: (() => number) | undefined;
-  /** Called once when the socket closes (cluster side: its source port goes into quarantine, ports.ts). */
-  onRelease: (() => void) | undefined;
+  /** The source port to quarantine when the socket closes (ports.ts). */
+  releaseRemote: string | undefined;
+  releasePort = 0;
   private readonly remoteKey: number;
   /** The local port, read once (getsockname): the quarantine asks for it twice per session (ports.ts). */
   private port: number | undefined;
@@ -119,9 +121,7 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
 
   protected override doClose(err: Error | undefined): void {
     super.doClose(err);
-    const release = this.onRelease;
-    this.onRelease = undefined;
-    release?.();
+    releaseSourcePort(this);
   }
 
   /** Kernel offload hook: the connected socket's local and remote address. */
@@ -255,8 +255,9 @@ export class SharedUdpFlow extends BaseChannel {
   activity = 0;
   /** Kernel offload hook, as on UdpChannel. */
   kernelActivity: (() => number) | undefined;
-  /** Unused (cluster sockets only); here so that every UdpFlowChannel has it. */
-  onRelease: (() => void) | undefined;
+  /** Unused (cluster sockets only); here so that every UdpFlowChannel has them. */
+  releaseRemote: string | undefined;
+  releasePort = 0;
   /** For early drop (common/flows.ts): when a datagram last went either way, and whether one went to the client. */
   lastActive = flowClock.now;
   replied = false;

@@ -11,6 +11,7 @@ import { EofLinger } from '../../dataplane/linger.js';
 import { MAX_UDP_PAYLOAD, sendInPieces } from '../common/datagram.js';
 import { flowClock } from '../common/flows.js';
 import type { BatchedUdpChannel, SharedUdpFlow } from './batch.js';
+import { releaseSourcePort } from './ports.js';
 
 /** A session's UDP channel: node:dgram, or the batched recvmmsg/sendmmsg path (batch.ts). */
 export type UdpFlowChannel = UdpChannel | BatchedUdpChannel | SharedUdpFlow;
@@ -27,8 +28,9 @@ export class UdpChannel extends BaseChannel {
    * for the packets the kernel forwarded since the last call.
    */
   kernelActivity: (() => number) | undefined;
-  /** Called once when the socket has closed (cluster side: its source port goes into quarantine, ports.ts). */
-  onRelease: (() => void) | undefined;
+  /** Cluster side: the source port to quarantine when the socket has closed (ports.ts). */
+  releaseRemote: string | undefined;
+  releasePort = 0;
   /** For early drop of server-mode flows (common/flows.ts): when a datagram last went either way, and whether one went to the client. */
   lastActive = flowClock.now;
   replied = false;
@@ -63,7 +65,7 @@ export class UdpChannel extends BaseChannel {
     });
     socket.on('error', (err) => this.close(err));
     socket.on('close', () => {
-      this.onRelease?.();
+      releaseSourcePort(this);
       this.finish();
     });
   }

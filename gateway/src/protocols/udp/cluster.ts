@@ -8,7 +8,7 @@ import type { ClusterContext, ClusterImpl, ConnectRequest } from '../types.js';
 import { EOF_LINGER_MS, bindDgram, closeDgram, connectDgram, dgramType } from '../common/datagram.js';
 import { BatchedUdpChannel, batchedUdpTarget, canBatch, udpBatchAddon, type BatchedUdpOptions, type BatchedUdpTarget } from './batch.js';
 import { UdpChannel, type UdpFlowChannel } from './channel.js';
-import { drawUnbarred, drawUnbarredNow, udpSourcePorts } from './ports.js';
+import { drawUnbarred, drawUnbarredNow } from './ports.js';
 
 export interface UdpClusterConfig {
   port: number;
@@ -125,5 +125,7 @@ function localPortOf(sock: dgram.Socket): number | undefined {
 
 /** When the session's socket closes, its port goes into quarantine for this upstream. */
 function releaseOnClose(ch: UdpFlowChannel, remote: string, localPort: number | undefined): void {
-  if (localPort !== undefined) ch.onRelease = () => udpSourcePorts.release(remote, localPort);
+  if (localPort === undefined) return;
+  ch.releaseRemote = remote;
+  ch.releasePort = localPort;
 }

@@ -66,6 +66,24 @@ export class PortQuarantine {
 export const udpSourcePorts = new PortQuarantine();
 
 /**
+ * A cluster socket whose kernel-chosen source port goes into quarantine when
+ * it closes: two fields on the channel, not a closure and its context per session.
+ */
+export interface SourcePortHolder {
+  /** The upstream (address:port) the port is barred for; undefined: nothing to release. */
+  releaseRemote: string | undefined;
+  releasePort: number;
+}
+
+/** The holder's socket closed: quarantine its port (once). */
+export function releaseSourcePort(h: SourcePortHolder): void {
+  const remote = h.releaseRemote;
+  if (remote === undefined) return;
+  h.releaseRemote = undefined;
+  udpSourcePorts.release(remote, h.releasePort);
+}
+
+/**
  * drawUnbarred for sockets that open synchronously (the batched path,
  * batch.ts): no promise per session, so that a session whose every stage
  * connects at once is set up without waiting (dataplane/pipeline.ts).
