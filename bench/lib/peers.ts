@@ -29,6 +29,8 @@ export interface Env {
   echoPids?: number[];
   /** Seconds a proxy process may live (its own deadline where it has one). */
   lifetime: number;
+  /** The tree whose build the gateway runs from (bench/ab.ts: another revision's); default `root`. */
+  gatewayRoot?: string;
   /** Extra node flags for the gateway process (bench/profile.ts: --cpu-prof). */
   gatewayNodeArgs?: string[];
   /** Extra admin settings for the gateway (bench/profile.ts: drain_timeout 0, so that it exits, and writes its profile, within stop()'s grace). */
@@ -143,7 +145,7 @@ export async function startPeer(peer: Peer, c: Carriage, env: Env, opts: { metri
       if (opts.metrics) metricsPort = await freeDualPort();
       const cfg = path.join(dir, 'gateway.json');
       fs.writeFileSync(cfg, JSON.stringify(gatewayConfig(c, port, env, metricsPort), null, 2));
-      proc = start(process.execPath, [...(env.gatewayNodeArgs ?? []), path.join(env.root, 'dist/gateway/src/main.js'), '-c', cfg, '-l', 'warn'], 'gateway', { cpus: env.proxyCpus });
+      proc = start(process.execPath, [...(env.gatewayNodeArgs ?? []), path.join(env.gatewayRoot ?? env.root, 'dist/gateway/src/main.js'), '-c', cfg, '-l', 'warn'], 'gateway', { cpus: env.proxyCpus });
       break;
     }
     case 'bare': {
