@@ -24,9 +24,21 @@ import { SocketChannel, resetsPeer } from './channel.js';
 const toMove: RawStreamChannel[] = [];
 
 function moveQueued(): void {
-  // A move may queue more (a session relinking): the length is re-read.
-  for (let i = 0; i < toMove.length; i++) toMove[i]!.moveIfUnpaired();
-  toMove.length = 0;
+  // A move may queue more (a session relinking): the length is re-read. One
+  // that fails ends its own session only; the queue is emptied whatever
+  // happens, or no later channel would queue a microtask again.
+  try {
+    for (let i = 0; i < toMove.length; i++) {
+      const ch = toMove[i]!;
+      try {
+        ch.moveIfUnpaired();
+      } catch (err) {
+        ch.close(err as Error);
+      }
+    }
+  } finally {
+    toMove.length = 0;
+  }
 }
 
 export class RawStreamChannel implements Channel, SpliceableChannel, RawStreamable {
