@@ -23,7 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { matrixWorkloads } from './lib/matrix.js';
 import type { Env } from './lib/peers.js';
-import { guard, killAll, start, stop, waitLine } from './lib/procs.js';
+import { compileBins, startEcho } from './lib/bins.js';
+import { guard, killAll, stop } from './lib/procs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -73,21 +74,14 @@ async function main(): Promise<void> {
   if (workloads.length !== ids.length) throw new Error(`--only takes ${matrixWorkloads([1], 16).map((w) => w.id).join(', ')}`);
   guard(pairs * workloads.length * 2 * (params.warmup + params.duration + 40) * 1000 + 300_000, 'ab');
 
-  const bin = path.join(root, 'dist/bench/bin');
-  fs.mkdirSync(bin, { recursive: true });
-  for (const [src, name] of [['echo/udp_echo.c', 'udp_echo'], ['echo/tcp_echo.c', 'tcp_echo'], ['load/udp_load.c', 'udp_load'], ['load/tcp_load.c', 'tcp_load']]) {
-    run('cc', ['-O2', '-o', path.join(bin, name!), path.join(root, 'bench', src!)], root);
-  }
+  const bin = compileBins(root);
   process.stdout.write(`building ${a.base} in a worktree...\n`);
   const base = buildBase(a.base);
   const builds = [{ name: `base ${a.base}`, root: base }, { name: 'head (this tree)', root }];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-ab-run-'));
-  const echo = async (name: string) => {
-    const p = start(path.join(bin, name), ['0', String(pairs * workloads.length * 2 * 60 + 120)], name);
-    return { p, port: Number((await waitLine(p, /PORT (\d+)/, 5000))[1]) };
-  };
-  const u = await echo('udp_echo');
-  const t = await echo('tcp_echo');
+  const lifetime = pairs * workloads.length * 2 * 60 + 120;
+  const u = await startEcho(bin, 'udp_echo', lifetime);
+  const t = await startEcho(bin, 'tcp_echo', lifetime);
   try {
     for (const w of workloads) {
       const target = w.targets.find((x) => x.peer === 'gateway')!;
@@ -109,8 +103,8 @@ async function main(): Promise<void> {
         + `${median(rb!.us).toFixed(1)} -> ${median(rh!.us).toFixed(1)} CPU-µs per operation (${(median(rh!.us) / median(rb!.us)).toFixed(3)}x)\n\n`);
     }
   } finally {
-    await stop(u.p);
-    await stop(t.p);
+    await stop(u.proc);
+    await stop(t.proc);
     if (!a.keep) {
       spawnSync('git', ['worktree', 'remove', '--force', base], { cwd: root });
       fs.rmSync(base, { recursive: true, force: true });

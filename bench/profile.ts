@@ -8,14 +8,14 @@
 // Workloads: the ids of bench/lib/workloads.ts (udp-pingpong, udp-sessions,
 // tcp-pingpong, tcp-bulk, tcp-connrate, ws-rate; ws-rate-ws for engine ws).
 
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { rank } from './lib/cpuprofile.js';
-import { guard, killAll, start, stop, waitLine } from './lib/procs.js';
+import { compileBins, startEcho } from './lib/bins.js';
+import { guard, killAll, stop } from './lib/procs.js';
 import type { Env } from './lib/peers.js';
 import { WORKLOADS } from './lib/workloads.js';
 
@@ -41,25 +41,16 @@ async function main(): Promise<void> {
   const warmup = Number(a.warmup);
   const duration = Number(a.duration);
   guard((warmup + duration + 90) * 1000, 'profile');
-  const bin = path.join(root, 'dist/bench/bin');
-  fs.mkdirSync(bin, { recursive: true });
-  for (const [src, name] of [['echo/udp_echo.c', 'udp_echo'], ['echo/tcp_echo.c', 'tcp_echo'], ['load/udp_load.c', 'udp_load'], ['load/tcp_load.c', 'tcp_load']]) {
-    const r = spawnSync('cc', ['-O2', '-o', path.join(bin, name!), path.join(root, 'bench', src!)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`cc ${src}: ${r.error?.message ?? r.stderr}`);
-  }
-  const echo = async (name: string) => {
-    const p = start(path.join(bin, name), ['0', '300'], name);
-    return { p, port: Number((await waitLine(p, /PORT (\d+)/, 5000))[1]) };
-  };
-  const u = await echo('udp_echo');
-  const t = await echo('tcp_echo');
+  const bin = compileBins(root);
+  const u = await startEcho(bin, 'udp_echo', 300);
+  const t = await startEcho(bin, 'tcp_echo', 300);
   const env: Env = { root, tmp: out, udpEcho: u.port, tcpEcho: t.port, lifetime: 300, gatewayNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`],
     // Sessions still open at the stop (udp-sessions leaves thousands) would hold the drain past stop()'s 2 s grace: no profile.
     gatewayAdmin: { drain_timeout: 0 } };
   const before = new Set(fs.readdirSync(out));
   const s = await w.run(target, env, { warmup, duration, idleSessions: 0, maxNewSessions: 6000 });
-  await stop(u.p);
-  await stop(t.p);
+  await stop(u.proc);
+  await stop(t.proc);
   process.stdout.write(`${w.id} through the gateway${engineWs ? ' (engine ws)' : ''}: ${Math.round(s.value).toLocaleString('en-US')} ${w.unit}, gateway CPU ${Math.round(s.proxyCpu * 100)} %\n`);
   const file = fs.readdirSync(out).find((f) => f.endsWith('.cpuprofile') && !before.has(f));
   if (!file) throw new Error(`no .cpuprofile in ${out} (did the gateway exit cleanly on SIGTERM?)`);

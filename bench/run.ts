@@ -22,7 +22,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { rawAddon } from '../gateway/src/native/rawstream.js';
 import { uwsStatus } from '../gateway/src/protocols/common/uws.js';
-import { guard, killAll, start, stop, waitLine, type Proc } from './lib/procs.js';
+import { compileBins, startEcho } from './lib/bins.js';
+import { guard, killAll, stop } from './lib/procs.js';
 import type { Env, Peer } from './lib/peers.js';
 import { consoleTable, fmt, goalLine, goals, machine, markdown, type RunRecord } from './lib/report.js';
 import { WORKLOADS, type Params } from './lib/workloads.js';
@@ -79,20 +80,6 @@ const watchdog = guard(TOTAL_MS, 'bench');
 
 // ---- build the C parts ----
 
-function compile(): void {
-  const out = path.join(root, 'dist/bench/bin');
-  fs.mkdirSync(out, { recursive: true });
-  const units: [string, string][] = [
-    ['bench/echo/udp_echo.c', 'udp_echo'], ['bench/echo/tcp_echo.c', 'tcp_echo'],
-    ['bench/load/udp_load.c', 'udp_load'], ['bench/load/tcp_load.c', 'tcp_load'],
-  ];
-  for (const [src, name] of units) {
-    const r = spawnSync('cc', ['-O2', '-Wall', '-o', path.join(out, name), path.join(root, src)], { encoding: 'utf8' });
-    if (r.error) throw new Error(`no C compiler (${r.error.message}): run bench/setup.sh`);
-    if (r.status !== 0) throw new Error(`cc ${src} failed:\n${r.stderr}`);
-  }
-}
-
 function toolVersions(): Record<string, string> {
   const v = (cmd: string, args: string[], re: RegExp) => {
     const r = spawnSync(cmd, args, { encoding: 'utf8' });
@@ -121,23 +108,17 @@ function missingPeers(): Map<Peer, string> {
   return miss;
 }
 
-async function startEcho(name: string, lifetime: number): Promise<{ proc: Proc; port: number }> {
-  const proc = start(path.join(root, 'dist/bench/bin', name), ['0', String(lifetime)], name, { cpus: pin.loadCpus });
-  const m = await waitLine(proc, /PORT (\d+)/, 5000);
-  return { proc, port: Number(m[1]) };
-}
-
 async function main(): Promise<void> {
   for (const f of ['dist/gateway/src/main.js', 'dist/bench/ws-load.js', 'dist/bench/uws-echo.js']) {
     if (!fs.existsSync(path.join(root, f))) throw new Error(`${f} is missing: run "npm run build" first`);
   }
   const loadStart = os.loadavg();
-  compile();
+  const bin = compileBins(root);
   const missing = missingPeers();
   for (const [p, why] of missing) process.stdout.write(`skipping ${p}: ${why}\n`);
   const lifetime = Math.ceil(TOTAL_MS / 1000);
-  const udpEcho = await startEcho('udp_echo', lifetime);
-  const tcpEcho = await startEcho('tcp_echo', lifetime);
+  const udpEcho = await startEcho(bin, 'udp_echo', lifetime, pin.loadCpus);
+  const tcpEcho = await startEcho(bin, 'tcp_echo', lifetime, pin.loadCpus);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-bench-'));
   // Config files go with the run, however it ends (signal, watchdog, error).
   process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
