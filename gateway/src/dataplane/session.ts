@@ -133,9 +133,10 @@ export class Session implements SessionView, CloseListener {
   readonly started = Date.now();
   ended: number | undefined;
   readonly source: Stage;
-  destination: Stage | undefined;
-  ingress: readonly Stage[] = NO_STAGES;
-  egress: readonly Stage[] = NO_STAGES;
+  /** The route's stages: set together, once, by setStages (stages() keeps them in one array). */
+  private dst: Stage | undefined;
+  private ing: readonly Stage[] = NO_STAGES;
+  private eg: readonly Stage[] = NO_STAGES;
   /** Every stage once routed (setStages), in the order stages() gives. */
   private all: Stage[] | undefined;
   route: string | undefined;
@@ -217,18 +218,27 @@ export class Session implements SessionView, CloseListener {
 
   /** The route's stages (router.ts): set once, before any is connected. */
   setStages(destination: Stage, ingress: readonly Stage[], egress: readonly Stage[]): void {
-    this.destination = destination;
-    this.ingress = ingress.length === 0 ? NO_STAGES : ingress;
-    this.egress = egress.length === 0 ? NO_STAGES : egress;
-    this.all = [this.source, ...this.ingress, ...this.egress, destination];
+    this.dst = destination;
+    this.ing = ingress.length === 0 ? NO_STAGES : ingress;
+    this.eg = egress.length === 0 ? NO_STAGES : egress;
+    this.all = [this.source, ...this.ing, ...this.eg, destination];
+  }
+
+  get destination(): Stage | undefined {
+    return this.dst;
+  }
+
+  get ingress(): readonly Stage[] {
+    return this.ing;
+  }
+
+  get egress(): readonly Stage[] {
+    return this.eg;
   }
 
   /** Source, ingress, egress, destination; the same array every time once routed: do not change it. */
   stages(): readonly Stage[] {
-    if (this.all !== undefined) return this.all;
-    const all = [this.source, ...this.ingress, ...this.egress];
-    if (this.destination) all.push(this.destination);
-    return all;
+    return this.all ?? [this.source];
   }
 
   stageOf(channel: Channel): Stage | undefined {

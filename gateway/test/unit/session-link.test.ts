@@ -24,10 +24,9 @@ function session(opts: { ingress?: Channel[]; egress?: Channel[] } = {}) {
   const dst = new ProbeChannel('byte', 'server');
   const own = owner();
   const s = new Session('s1', 'listener', {}, src, {}, own);
-  s.destination = new Stage('destination', 'cluster');
-  s.destination.channel = dst;
-  s.ingress = (opts.ingress ?? []).map((ch, i) => Object.assign(new Stage('ingress', `in${i}`), { channel: ch }));
-  s.egress = (opts.egress ?? []).map((ch, i) => Object.assign(new Stage('egress', `eg${i}`), { channel: ch }));
+  s.setStages(Object.assign(new Stage('destination', 'cluster'), { channel: dst }),
+    (opts.ingress ?? []).map((ch, i) => Object.assign(new Stage('ingress', `in${i}`), { channel: ch })),
+    (opts.egress ?? []).map((ch, i) => Object.assign(new Stage('egress', `eg${i}`), { channel: ch })));
   s.link();
   return { s, src, dst, own };
 }
@@ -51,7 +50,7 @@ test('link(): data that arrived before the session linked is delivered, in order
   src.push(chunk(2));
   const s = new Session('s1', 'listener', {}, src, {}, owner());
   const dst = new ProbeChannel('byte', 'server');
-  s.destination = Object.assign(new Stage('destination', 'cluster'), { channel: dst });
+  s.setStages(Object.assign(new Stage('destination', 'cluster'), { channel: dst }), [], []);
   s.link();
   t.deepEqual(seqs(dst), [1, 2]);
 });
