@@ -260,6 +260,20 @@ export class GatewayMetrics implements GatewayObserver {
     });
   }
 
+  /**
+   * Names the session hooks keep rows for, and listener/cluster pairs of the
+   * duration histogram: every one goes when its name is retired, so REST
+   * churn through new names cannot grow them without bound.
+   */
+  get tracked(): { listeners: string[]; clusters: string[]; durationPairs: string[] } {
+    const pairs: string[] = [];
+    for (const [l, byCluster] of this.durationLabels) {
+      if (byCluster.size === 0) pairs.push(`${l}/`);
+      for (const c of byCluster.keys()) pairs.push(`${l}/${c}`);
+    }
+    return { listeners: [...this.listenerEvents.keys()], clusters: [...this.clusterEvents.keys()], durationPairs: pairs };
+  }
+
   /** Read live sessions from this gateway at scrape time. */
   attach(gw: Gateway): void {
     this.gw = gw;

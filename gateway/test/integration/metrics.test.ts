@@ -496,6 +496,9 @@ test('the series of a deleted listener and cluster stay while a session lives an
   t.true(has(m, 'gone-in') && has(m, 'gone-echo'), 'still shown within the retention');
   m = await waitFor(async () => { const x = await read(); return has(x, 'gone-in') || has(x, 'gone-echo') ? undefined : x; }, 10_000, 'the deleted objects\' series to go');
   t.is(m.all('l7mp_session_duration_seconds_count', { listener: 'gone-in' }).length, 0);
+  // Nor do the hooks keep rows for them (REST churn through new names must not grow memory).
+  const kept = metrics.tracked;
+  t.deepEqual([kept.listeners.sort(), kept.clusters.sort(), kept.durationPairs.sort()], [['kept-in'], ['kept-echo'], ['kept-in/kept-echo']]);
 
   // The configured ones keep theirs.
   t.is(m.get('listener_requests_total', { listenerName: 'kept-in', protocol: 'TCP' }), 1);
