@@ -260,17 +260,9 @@ export class GatewayMetrics implements GatewayObserver {
     });
   }
 
-  /**
-   * Names the session hooks keep rows for, and listener/cluster pairs of the
-   * duration histogram: every one goes when its name is retired, so REST
-   * churn through new names cannot grow them without bound.
-   */
+  /** Names the hooks keep rows for, and duration label pairs ("l/" for an empty map): all go at retirement. */
   get tracked(): { listeners: string[]; clusters: string[]; durationPairs: string[] } {
-    const pairs: string[] = [];
-    for (const [l, byCluster] of this.durationLabels) {
-      if (byCluster.size === 0) pairs.push(`${l}/`);
-      for (const c of byCluster.keys()) pairs.push(`${l}/${c}`);
-    }
+    const pairs = [...this.durationLabels].flatMap(([l, m]) => (m.size === 0 ? [`${l}/`] : [...m.keys()].map((c) => `${l}/${c}`)));
     return { listeners: [...this.listenerEvents.keys()], clusters: [...this.clusterEvents.keys()], durationPairs: pairs };
   }
 
