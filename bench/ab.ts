@@ -11,9 +11,12 @@
 //
 // Usage (after a build): node dist/bench/ab.js --base <rev> [--pairs 3]
 //   [--only tcp-connrate,udp-sessions] [--warmup 1] [--duration 3] [--keep]
+//   [--base-native]
 // Workloads: the worker matrix's (bench/lib/matrix.ts) at one worker:
 // udp-pingpong-flows, udp-sessions (8000 warm-up sessions), tcp-connrate,
-// ws-rate. The base must build with this tree's node_modules and addons.
+// ws-rate. The base must build with this tree's node_modules and addons;
+// with --base-native its addons are built from its own sources instead (for
+// a change to the addons themselves).
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -36,6 +39,7 @@ const { values: a } = parseArgs({
     warmup: { type: 'string', default: '1' },
     duration: { type: 'string', default: '3' },
     keep: { type: 'boolean', default: false },
+    'base-native': { type: 'boolean', default: false },
   },
 });
 
@@ -45,15 +49,19 @@ function run(cmd: string, args: string[], cwd: string): string {
   return r.stdout.trim();
 }
 
-/** The base revision built in a worktree, with this tree's dependencies and native addons. */
-function buildBase(rev: string): string {
+/** The base revision built in a worktree, with this tree's dependencies and native addons (or its own, `native`). */
+function buildBase(rev: string, native: boolean): string {
   const sha = run('git', ['rev-parse', '--verify', `${rev}^{commit}`], root);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-ab-'));
   run('git', ['worktree', 'add', '--detach', dir, sha], root);
   fs.symlinkSync(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
-  for (const addon of ['sockets', 'bpf']) {
-    const from = path.join(root, 'native', addon, 'build');
-    if (fs.existsSync(from)) fs.cpSync(from, path.join(dir, 'native', addon, 'build'), { recursive: true });
+  if (native) {
+    run(process.execPath, [path.join(dir, 'scripts/build-native.mjs')], dir);
+  } else {
+    for (const addon of ['sockets', 'bpf']) {
+      const from = path.join(root, 'native', addon, 'build');
+      if (fs.existsSync(from)) fs.cpSync(from, path.join(dir, 'native', addon, 'build'), { recursive: true });
+    }
   }
   run(process.execPath, [path.join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], dir);
   return dir;
@@ -76,7 +84,7 @@ async function main(): Promise<void> {
 
   const bin = compileBins(root);
   process.stdout.write(`building ${a.base} in a worktree...\n`);
-  const base = buildBase(a.base);
+  const base = buildBase(a.base, a['base-native'] === true);
   const builds = [{ name: `base ${a.base}`, root: base }, { name: 'head (this tree)', root }];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-ab-run-'));
   const lifetime = pairs * workloads.length * 2 * 60 + 120;
