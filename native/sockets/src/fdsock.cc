@@ -1,5 +1,5 @@
-// FdSocket: one non-blocking socket fd watched by libuv (uv_poll_t), read and
-// written in batches.
+// FdSocket: one non-blocking socket fd, read and written in batches, watched
+// in the reactor's edge-triggered epoll set (reactor.cc).
 //
 // Why batches: the gateway's cost per datagram is dominated by the trip into
 // JavaScript, not by the system call. A readable event drains up to
@@ -8,21 +8,36 @@
 // The receive buffers are one process-wide slab shared with JavaScript
 // (initBatch): callbacks are synchronous, so the slab is free again as soon as
 // the callback returns, and no per-packet allocation happens here.
+//
+// Why the reactor and not a uv_poll_t: libuv's uv_poll_init sets O_NONBLOCK
+// again (ioctl) and tries the fd in its epoll set (an add and a delete), its
+// start adds it again, and its close deletes it: 5 system calls a UDP
+// session's upstream socket pays beyond nginx's one epoll_ctl (strace -c,
+// bench/README.md). In the reactor's set the fd is added once and closing it
+// takes it out. Edge-triggered, so this side remembers what an edge said
+// (`readable_`, until a read finds the socket drained); a readStart that
+// finds it set runs from the reactor's idle turn, never inside the
+// JavaScript call that asked. Writability is waited for only on request
+// (watchWritable adds EPOLLOUT, the edge after removes it): a UDP socket
+// signals it for every datagram the peer takes off its queue, an event per
+// datagram sent.
 #include "common.h"
+#include "reactor.h"
 
 #include <cerrno>
 #include <cstring>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <uv.h>
 #include <vector>
 
 namespace l7mp {
 namespace {
 
+constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP;
 constexpr int kBatch = 64;              // datagrams per recvmmsg/sendmmsg
 constexpr size_t kSlot = 65536;         // bytes per receive slot (largest UDP payload fits)
 constexpr size_t kAddr = 128;           // bytes per source address slot (sockaddr_storage)
@@ -71,7 +86,7 @@ Napi::Value InitBatch(const Napi::CallbackInfo& info) {
   return Napi::Object::New(env);
 }
 
-class FdSocket : public Napi::ObjectWrap<FdSocket> {
+class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "FdSocket", {
@@ -107,20 +122,12 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
     onData_ = Napi::Persistent(info[2].As<Napi::Function>());
     onWritable_ = Napi::Persistent(info[3].As<Napi::Function>());
     onError_ = Napi::Persistent(info[4].As<Napi::Function>());
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-      Napi::Error::New(env, "FdSocket: no event loop").ThrowAsJavaScriptException();
+    int err = 0;
+    token_ = ReactorAddFor(env, fd, this, &err, kReadEvents);
+    if (token_ == 0) {
+      ErrnoError(env, err, "epoll_ctl").ThrowAsJavaScriptException();
       return;
     }
-    poll_ = new uv_poll_t();
-    int r = uv_poll_init(loop, poll_, fd);
-    if (r != 0) {
-      delete poll_;
-      poll_ = nullptr;
-      ErrnoError(env, -r, "uv_poll_init").ThrowAsJavaScriptException();
-      return;
-    }
-    poll_->data = this;
     fd_ = fd;
     // The fd belongs to this object from here on; keep the wrapper alive while
     // the fd is open, as Node keeps a handle alive while it is active.
@@ -129,8 +136,12 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
 
   ~FdSocket() override {
     // Only reached at environment teardown with an open fd (open sockets hold a
-    // reference). The loop may be gone: release the fd, leave libuv alone.
-    if (fd_ >= 0) close(fd_);
+    // reference): release the fd and its registration.
+    if (fd_ >= 0) {
+      ReactorForget(token_, fd_, false);
+      if (held_) ReactorHold(-1);
+      close(fd_);
+    }
   }
 
  private:
@@ -151,16 +162,34 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
     return Update(info.Env());
   }
 
+  // EPOLLOUT in the registration while writing_; adding it reports the
+  // current state at once (a socket that is writable already gets its edge).
+  void ArmWritable(Napi::Env env) {
+    if (writing_ == outArmed_ || fd_ < 0) return;
+    int err = ReactorModify(token_, fd_, writing_ ? kReadEvents | EPOLLOUT : kReadEvents);
+    if (err != 0) {
+      reading_ = writing_ = outArmed_ = false;
+      Update(env);
+      Call(onError_, Napi::String::New(env, ErrnoName(err)));
+      return;
+    }
+    outArmed_ = writing_;
+  }
+
+  // Hold the loop while waiting for something, as a started uv_poll_t does;
+  // a start whose edge came already runs from the reactor's idle turn.
   Napi::Value Update(Napi::Env env) {
     if (fd_ < 0) return env.Undefined();
-    int events = (reading_ ? UV_READABLE : 0) | (writing_ ? UV_WRITABLE : 0);
-    if (events == events_) return env.Undefined();
-    int r = events == 0 ? uv_poll_stop(poll_) : uv_poll_start(poll_, events, OnPoll);
-    if (r != 0) {
-      ErrnoError(env, -r, "uv_poll_start").ThrowAsJavaScriptException();
-      return env.Undefined();
+    bool want = reading_ || writing_;
+    if (want != held_) {
+      held_ = want;
+      ReactorHold(want ? 1 : -1);
     }
-    events_ = events;
+    if (writing_ != outArmed_) ArmWritable(env);
+    if (reading_ && readable_ && !deferred_) {
+      deferred_ = true;
+      ReactorDefer(token_);
+    }
     return env.Undefined();
   }
 
@@ -225,16 +254,13 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     if (fd_ < 0) return info.Env().Undefined();
-    // libuv wants the poll stopped before the fd is closed; the handle itself
-    // is freed once libuv has closed it.
-    uv_poll_stop(poll_);
-    poll_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    poll_ = nullptr;
-    close(fd_);
+    ReactorForget(token_, fd_, false);
+    token_ = 0;
+    if (held_) ReactorHold(-1);
+    held_ = false;
+    close(fd_);  // takes it out of the epoll set
     fd_ = -1;
     reading_ = writing_ = false;
-    events_ = 0;
     // The callbacks close over the JavaScript side that holds this wrapper:
     // strong references kept past the close are a cycle through a GC root
     // (the socket's session would never be collected). Close may run inside
@@ -246,39 +272,48 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
     return info.Env().Undefined();
   }
 
-  static void OnPoll(uv_poll_t* h, int status, int events) {
-    auto* self = static_cast<FdSocket*>(h->data);
-    if (self == nullptr) return;
-    Napi::Env env = self->Env();
+  void OnEvents(Napi::Env env, uint64_t, uint32_t events) override {
     Napi::HandleScope scope(env);
-    if (status < 0) {
-      // libuv reports POLLERR as UV_EBADF; the socket's pending error (a
-      // refused connect, an ICMP error on a connected datagram socket) says
-      // what happened.
-      int err = -status;
-      if (status == UV_EBADF && self->fd_ >= 0) {
-        int soerr = 0;
-        socklen_t len = sizeof(soerr);
-        if (getsockopt(self->fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0) err = soerr;
+    if (events == kDeferred) {
+      deferred_ = false;
+    } else {
+      // Remember what the edge said even when nobody waits for it: it will
+      // not come again.
+      if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) readable_ = true;
+      if ((events & EPOLLERR) != 0) errored_ = true;
+    }
+    if (fd_ < 0 || !(reading_ || writing_)) return;
+    if (errored_) {
+      // A refused connect, an ICMP error on a connected datagram socket: the
+      // socket's pending error says what happened.
+      errored_ = false;
+      int soerr = 0;
+      socklen_t len = sizeof(soerr);
+      if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0) {
+        reading_ = writing_ = false;
+        Update(env);
+        Call(onError_, Napi::String::New(env, ErrnoName(soerr)));
+        return;
       }
-      self->reading_ = self->writing_ = false;
-      self->Update(env);
-      self->Call(self->onError_, Napi::String::New(env, ErrnoName(err)));
-      return;
     }
-    if ((events & UV_WRITABLE) != 0 && self->writing_) {
-      self->writing_ = false;  // one-shot: JavaScript re-arms it if it fills the buffer again
-      self->Update(env);
-      self->Call(self->onWritable_, env.Undefined());
-      if (self->fd_ < 0) return;
+    if (writing_ && events != kDeferred && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) {
+      writing_ = false;  // one-shot: JavaScript re-arms it if it fills the buffer again
+      Update(env);
+      Call(onWritable_, env.Undefined());
+      if (fd_ < 0) return;
     }
-    if ((events & (UV_READABLE | UV_DISCONNECT)) != 0 && self->reading_) {
-      if (self->accept_) self->DoAccept(env);
-      else self->DoRead(env);
+    if (reading_ && readable_) {
+      if (accept_) DoAccept(env);
+      else DoRead(env, events != kDeferred && (events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) == 0);
+      // Stopped at the round limit with more to read: go on from the idle turn.
+      if (fd_ >= 0 && reading_ && readable_ && !deferred_) {
+        deferred_ = true;
+        ReactorDefer(token_);
+      }
     }
   }
 
-  // Invoke a JavaScript callback from libuv. MakeCallback runs the microtask
+  // Invoke a JavaScript callback from the reactor. MakeCallback runs the microtask
   // queue afterwards (the batched sends flush there); an exception becomes an
   // uncaught exception, as it would from any Node event handler.
   void Call(Napi::FunctionReference& fn, Napi::Value arg) {
@@ -296,7 +331,10 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
     }
   }
 
-  void DoRead(Napi::Env env) {
+  // `shortDrains`: the edge had no error or hang-up in it, so a short batch
+  // means the queue is empty (a new datagram brings a new edge), and the
+  // recvmmsg that would only say EAGAIN is skipped.
+  void DoRead(Napi::Env env, bool shortDrains) {
     BatchArea* a = Area(env);
     if (a == nullptr || a->slab == nullptr) {
       reading_ = false;
@@ -318,7 +356,10 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
       if (n < 0) {
         int err = errno;
         if (err == EINTR) continue;
-        if (err == EAGAIN || err == EWOULDBLOCK) return;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+          readable_ = false;
+          return;
+        }
         // ECONNREFUSED and friends (ICMP errors on connected datagram
         // sockets) end this socket's session, never the process.
         reading_ = false;
@@ -326,7 +367,11 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
         Call(onError_, Napi::String::New(env, ErrnoName(err)));
         return;
       }
-      if (n == 0) return;
+      if (n == 0) {
+        readable_ = false;
+        return;
+      }
+      if (n < kBatch && shortDrains) readable_ = false;
       for (int i = 0; i < n; i++) {
         bool trunc = (a->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
         a->meta[2 * i] = trunc ? -1 : static_cast<int32_t>(a->msgs[i].msg_len);
@@ -346,7 +391,10 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
       if (c < 0) {
         int err = errno;
         if (err == EINTR || err == ECONNABORTED) continue;
-        if (err == EAGAIN || err == EWOULDBLOCK) return;
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+          readable_ = false;
+          return;
+        }
         // EMFILE and the like: the fd stays readable, so stop watching it and
         // let JavaScript retry later instead of spinning.
         reading_ = false;
@@ -393,12 +441,16 @@ class FdSocket : public Napi::ObjectWrap<FdSocket> {
   }
 
   int fd_ = -1;
-  uv_poll_t* poll_ = nullptr;
+  uint64_t token_ = 0;
   bool accept_ = false;
   int addresses_ = 0;  // 0: none, 1: peer, 2: peer and local
   bool reading_ = false;
   bool writing_ = false;
-  int events_ = 0;
+  bool held_ = false;      // holding the loop (ReactorHold)
+  bool deferred_ = false;  // a run from the idle turn is queued
+  bool readable_ = false;  // an edge said data, EOF or an error, and no read has found the socket drained since
+  bool outArmed_ = false;  // EPOLLOUT is in the registration
+  bool errored_ = false;   // an edge carried EPOLLERR not yet looked into
   Napi::FunctionReference onData_, onWritable_, onError_;
 };
 

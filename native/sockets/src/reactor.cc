@@ -1,11 +1,12 @@
-// The reactor: the raw stream path's and splice pairs' sockets live in one
-// epoll set of the addon's own, edge-triggered, and that set's fd is the only
-// thing libuv polls for them.
+// The reactor: the addon's sockets (the raw stream path's, splice pairs',
+// FdSockets') live in one epoll set of its own per environment,
+// edge-triggered, and that set's fd is the only thing libuv polls for them.
 //
 // Why: libuv polls level-triggered and re-registers an fd each time what it
 // waits for changes (a connect's writable, then readable; stopped at EOF),
 // with uv_poll_init setting O_NONBLOCK again (ioctl) on the way: 13
-// epoll_ctl and 2 ioctl calls per proxied connection, measured with strace.
+// epoll_ctl and 2 ioctl calls per proxied connection, 5 calls per UDP
+// session socket, measured with strace.
 // Here each socket is added once, for everything, edge-triggered (as nginx
 // does), and closing it removes it; the clients read until EAGAIN, so no
 // edge is lost. A client that stops early to let others run asks to be run
@@ -31,20 +32,30 @@ namespace {
 
 constexpr int kEvents = 256;
 
+struct Registration {
+  ReactorClient* client;
+  bool hold;
+};
+
 struct Reactor {
   int epfd = -1;
   uv_poll_t poll;
   uv_idle_t idle;
   bool idling = false;
   uint64_t next = 1;
-  std::unordered_map<uint64_t, ReactorClient*> clients;
+  size_t holds = 0;  // registrations and clients keeping the loop alive
+  int open = 0;      // libuv handles not yet closed (teardown)
+  napi_async_cleanup_hook_handle cleanup = nullptr;
+  std::unordered_map<uint64_t, Registration> clients;
   std::vector<uint64_t> deferred;
   napi_env env = nullptr;
 };
 
-Reactor* gReactor = nullptr;  // one per process: the addon is loaded by the main thread only
+// One per thread: an environment (the main thread's, a worker thread's) runs
+// on one thread with its own loop, and every call here comes from it.
+thread_local Reactor* gReactor = nullptr;
 
-// Ref the poll handle while any socket is registered.
+// Ref the poll handle while anything holds the loop.
 void Hold(size_t before, size_t after) {
   if (before == 0 && after > 0) uv_ref(reinterpret_cast<uv_handle_t*>(&gReactor->poll));
   if (before > 0 && after == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&gReactor->poll));
@@ -53,7 +64,7 @@ void Hold(size_t before, size_t after) {
 void Dispatch(uint64_t token, uint32_t events) {
   auto it = gReactor->clients.find(token);
   if (it == gReactor->clients.end()) return;  // closed earlier in this batch
-  it->second->OnEvents(Napi::Env(gReactor->env), token, events);
+  it->second.client->OnEvents(Napi::Env(gReactor->env), token, events);
 }
 
 void OnReady(uv_poll_t*, int, int) {
@@ -80,6 +91,29 @@ void OnIdle(uv_idle_t* h) {
   for (uint64_t t : run) Dispatch(t, kDeferred);
 }
 
+// The environment is going away (a worker thread ending, process exit):
+// close the set and libuv's handles for it, or the thread's loop would end
+// with open handles, which aborts the process. An async cleanup hook, so the
+// environment waits for the closes: the close callbacks are this addon's
+// code, which a worker thread unloads once its cleanup is over.
+void Closed(uv_handle_t* h) {
+  auto* r = static_cast<Reactor*>(h->data);
+  if (--r->open > 0) return;
+  napi_remove_async_cleanup_hook(r->cleanup);
+  delete r;
+}
+
+void Teardown(napi_async_cleanup_hook_handle handle, void* arg) {
+  auto* r = static_cast<Reactor*>(arg);
+  if (gReactor == r) gReactor = nullptr;
+  r->cleanup = handle;
+  r->open = 2;
+  uv_close(reinterpret_cast<uv_handle_t*>(&r->poll), Closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&r->idle), Closed);
+  close(r->epfd);  // after the poll handle stopped watching it
+  r->epfd = -1;
+}
+
 bool Init(Napi::Env env, int* err) {
   if (gReactor != nullptr) return true;
   uv_loop_t* loop = nullptr;
@@ -103,12 +137,15 @@ bool Init(Napi::Env env, int* err) {
     return false;
   }
   uv_idle_init(loop, &r->idle);
+  r->poll.data = r;
+  r->idle.data = r;
   // The set keeps the loop alive while it holds sockets (Hold), as libuv's
   // own handles would; the idle handle only runs deferred work.
   uv_unref(reinterpret_cast<uv_handle_t*>(&r->poll));
   uv_unref(reinterpret_cast<uv_handle_t*>(&r->idle));
   r->env = env;
   gReactor = r;
+  napi_add_async_cleanup_hook(env, Teardown, r, nullptr);
   return true;
 }
 
@@ -119,33 +156,61 @@ void ReactorInit(Napi::Env env) {
   Init(env, &err);  // a failure is reported by the first ReactorAdd
 }
 
-uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err) {
+namespace {
+
+uint64_t Add(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events, bool hold) {
   if (!Init(env, err)) return 0;
   uint64_t token = gReactor->next++;
   epoll_event ev;
-  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.events = events | EPOLLET;
   ev.data.u64 = token;
   if (epoll_ctl(gReactor->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
     *err = errno;
     return 0;
   }
-  size_t before = gReactor->clients.size();
-  gReactor->clients[token] = c;
-  Hold(before, gReactor->clients.size());
+  gReactor->clients[token] = Registration{c, hold};
+  if (hold) ReactorHold(1);
   return token;
+}
+
+}  // namespace
+
+uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err, bool hold) {
+  return Add(env, fd, c, err, EPOLLIN | EPOLLOUT | EPOLLRDHUP, hold);
+}
+
+uint64_t ReactorAddFor(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events) {
+  return Add(env, fd, c, err, events, false);
+}
+
+int ReactorModify(uint64_t token, int fd, uint32_t events) {
+  if (gReactor == nullptr || token == 0) return EBADF;
+  epoll_event ev;
+  ev.events = events | EPOLLET;
+  ev.data.u64 = token;
+  return epoll_ctl(gReactor->epfd, EPOLL_CTL_MOD, fd, &ev) == 0 ? 0 : errno;
+}
+
+void ReactorHold(int delta) {
+  if (gReactor == nullptr) return;
+  size_t before = gReactor->holds;
+  gReactor->holds = delta > 0 ? before + 1 : (before > 0 ? before - 1 : 0);
+  Hold(before, gReactor->holds);
 }
 
 void ReactorRebind(uint64_t token, ReactorClient* c) {
   if (gReactor == nullptr || token == 0) return;
   auto it = gReactor->clients.find(token);
-  if (it != gReactor->clients.end()) it->second = c;
+  if (it != gReactor->clients.end()) it->second.client = c;
 }
 
 void ReactorForget(uint64_t token, int fd, bool del) {
   if (gReactor == nullptr || token == 0) return;
-  size_t before = gReactor->clients.size();
-  gReactor->clients.erase(token);
-  Hold(before, gReactor->clients.size());
+  auto it = gReactor->clients.find(token);
+  if (it == gReactor->clients.end()) return;
+  bool held = it->second.hold;
+  gReactor->clients.erase(it);
+  if (held) ReactorHold(-1);
   if (del && fd >= 0) {
     epoll_event ev{};
     epoll_ctl(gReactor->epfd, EPOLL_CTL_DEL, fd, &ev);

@@ -1,5 +1,5 @@
-// The reactor: one edge-triggered epoll set of the addon's own, for the
-// stream sockets of the raw path and of splice pairs (reactor.cc).
+// The reactor: one edge-triggered epoll set of the addon's own per
+// environment, for every socket the addon watches (reactor.cc).
 #pragma once
 #include <napi.h>
 #include <cstdint>
@@ -21,13 +21,24 @@ constexpr uint32_t kDeferred = 1u << 31;
 void ReactorInit(Napi::Env env);
 
 // Register fd (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) once; the token
-// names the registration until Forget. 0 and errno on failure.
-uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err);
+// names the registration until Forget. 0 and errno on failure. `hold`: the
+// registration keeps the event loop alive until Forget; a client that is
+// sometimes idle (an FdSocket that is not reading) passes false and holds
+// the loop with ReactorHold while it waits for something.
+uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err, bool hold = true);
+// Register fd for `events` (edge-triggered is added), not holding the loop.
+uint64_t ReactorAddFor(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events);
+// Change what fd's registration waits for (EPOLL_CTL_MOD, edge-triggered is
+// added): the socket's current state is reported at once as an edge. errno, or 0.
+int ReactorModify(uint64_t token, int fd, uint32_t events);
+// +1 / -1: one more / one fewer reason to keep the loop alive.
+void ReactorHold(int delta);
 // Events for `token` go to another client from now on (a RawStream's
 // registration taken over by a Splice).
 void ReactorRebind(uint64_t token, ReactorClient* c);
 // The client is done with `token`. Closing the fd removes it from the set;
 // `del`: the fd stays open (handed to Node), so take it out explicitly.
+// A registration made with hold = true stops holding the loop here.
 void ReactorForget(uint64_t token, int fd, bool del);
 // Run c->OnEvents(kDeferred) on a later loop turn.
 void ReactorDefer(uint64_t token);

@@ -1,0 +1,156 @@
+// The addon's FdSocket in the reactor's edge-triggered epoll set: an edge
+// comes once, so what it said must not be lost while nobody reads, a read
+// that stops at its budget must go on by itself, and a wait for writable
+// must end when the peer makes room. Real sockets (Unix datagram, UDP on
+// loopback), no mocks.
+
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NativeSocket, type NativeSocketHandler } from '../../src/native/fdsocket.js';
+import { socketsAddon, type SocketsAddon } from '../../src/native/sockets.js';
+import { waitFor } from './helpers.js';
+import { needAddon } from './native-helpers.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+
+function collector(): NativeSocketHandler & { got: string[]; errors: string[]; drains: number } {
+  const h = {
+    got: [] as string[],
+    errors: [] as string[],
+    drains: 0,
+    message(msg: Buffer) { h.got.push(msg.toString()); },
+    error(code: string) { h.errors.push(code); },
+    drained() { h.drains++; },
+  };
+  return h;
+}
+
+/** Two loop turns: any edge the reactor has for us is dispatched by then. */
+const turns = () => new Promise<void>((r) => setImmediate(() => setImmediate(r)));
+
+function unixPair(addon: SocketsAddon, dir: string): { rx: number; tx: number } {
+  const c = addon.constants as Record<string, number>;
+  const rx = addon.socket(c.AF_UNIX!, c.SOCK_DGRAM!, 0);
+  addon.bindUnix(rx, path.join(dir, 'rx.sock'));
+  const tx = addon.socket(c.AF_UNIX!, c.SOCK_DGRAM!, 0);
+  addon.connectUnix(tx, path.join(dir, 'rx.sock'));
+  return { rx, tx };
+}
+
+test('datagrams that arrive while reading is stopped are read at readStart, with nothing else arriving after', async (t) => {
+  if (!needAddon(t)) return;
+  const addon = socketsAddon()!;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-fdsock-'));
+  const { rx, tx } = unixPair(addon, dir);
+  const h = collector();
+  const r = new NativeSocket(addon, rx, 'data', h);
+  const s = new NativeSocket(addon, tx, 'data', collector());
+  try {
+    r.readStart();
+    for (const m of ['a', 'b']) s.send(Buffer.from(m));
+    s.flush(); // a Unix datagram is in the receiver's queue when send returns
+    await waitFor(() => h.got.length === 2, 5000, 'the first two datagrams');
+    r.readStop();
+    for (const m of ['c', 'd', 'e']) s.send(Buffer.from(m));
+    s.flush();
+    await turns();
+    t.deepEqual(h.got, ['a', 'b'], 'nothing is read while stopped');
+    r.readStart(); // the edge for c, d, e came while stopped and will not come again
+    await waitFor(() => h.got.length === 5, 5000, 'the datagrams queued while stopped');
+    t.deepEqual(h.got, ['a', 'b', 'c', 'd', 'e']);
+    t.deepEqual(h.errors, []);
+  } finally {
+    r.close();
+    s.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a queue longer than one event\'s read budget (8 reads of 64) is read to the end without another datagram arriving', async (t) => {
+  if (!needAddon(t)) return;
+  const addon = socketsAddon()!;
+  const c = addon.constants as Record<string, number>;
+  const fd = addon.socket(c.AF_INET!, c.SOCK_DGRAM!, 0);
+  addon.bindInet(fd, '127.0.0.1', 0, false);
+  addon.setBuffers(fd, 4 << 20, 1 << 16);
+  const port = addon.localAddress(fd).port!;
+  const h = collector();
+  const r = new NativeSocket(addon, fd, 'data', h);
+  const tx = dgram.createSocket('udp4');
+  const N = 1500;
+  try {
+    // Loopback UDP is queued at the receiver by the time send's callback runs.
+    for (let i = 0; i < N; i++) await new Promise<void>((res, rej) => tx.send(String(i), port, '127.0.0.1', (e) => (e ? rej(e) : res())));
+    r.readStart();
+    await waitFor(() => h.got.length === N, 5000, `all ${N} datagrams (got ${h.got.length})`);
+    t.is(h.got[N - 1], String(N - 1));
+    t.true(h.got.every((m, i) => m === String(i)), 'in order');
+  } finally {
+    r.close();
+    tx.close();
+  }
+});
+
+test('a send that fills the peer\'s queue waits for writable, and drained() comes once the peer reads; every datagram arrives, in order', async (t) => {
+  if (!needAddon(t)) return;
+  const addon = socketsAddon()!;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-fdsock-'));
+  const { rx, tx } = unixPair(addon, dir);
+  const hr = collector();
+  const hs = collector();
+  const r = new NativeSocket(addon, rx, 'data', hr);
+  const s = new NativeSocket(addon, tx, 'data', hs);
+  const N = 3000; // more than a Unix datagram queue holds (net.unix.max_dgram_qlen, 512 by default)
+  try {
+    for (let i = 0; i < N; i++) s.send(Buffer.from(String(i)));
+    s.flush();
+    t.true(s.queued > 0, 'the peer\'s queue is full: the rest waits');
+    await turns();
+    t.is(hs.drains, 0, 'no drained() while the peer does not read');
+    r.readStart();
+    await waitFor(() => hr.got.length === N, 5000, `all ${N} datagrams (got ${hr.got.length})`);
+    t.true(hr.got.every((m, i) => m === String(i)), 'in order');
+    await waitFor(() => hs.drains > 0, 5000, 'drained()');
+    t.deepEqual([...hr.errors, ...hs.errors], []);
+  } finally {
+    r.close();
+    s.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('an ICMP error on a connected UDP socket (port unreachable) ends it with ECONNREFUSED', async (t) => {
+  if (!needAddon(t)) return;
+  const addon = socketsAddon()!;
+  const c = addon.constants as Record<string, number>;
+  const probe = dgram.createSocket('udp4');
+  await new Promise<void>((res) => probe.bind(0, '127.0.0.1', res));
+  const closedPort = probe.address().port;
+  await new Promise<void>((res) => probe.close(() => res()));
+  const fd = addon.socket(c.AF_INET!, c.SOCK_DGRAM!, 0);
+  addon.connectInet(fd, '127.0.0.1', closedPort);
+  const h = collector();
+  const s = new NativeSocket(addon, fd, 'data', h);
+  try {
+    s.readStart();
+    s.send(Buffer.from('x'));
+    await waitFor(() => h.errors.length > 0, 5000, 'the socket error');
+    t.deepEqual(h.errors, ['ECONNREFUSED']);
+  } finally {
+    s.close();
+  }
+});
+
+test('a worker thread ending with an addon socket still open does not take the process down (the reactor closes with its environment)', (t) => {
+  if (!needAddon(t)) return;
+  const r = spawnSync(process.execPath, [path.join(root, 'bench/workers/probe-addon-threads.mjs'), '200', 'open'], { encoding: 'utf8', timeout: 60_000 });
+  t.is(r.status, 0, `probe exited ${r.status} (${r.signal ?? ''}): ${r.stderr.slice(0, 400)}`);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { afterTerminateAndRestart: { got: number }[]; processAlive: boolean };
+  t.true(out.processAlive);
+  t.deepEqual(out.afterTerminateAndRestart.map((x) => x.got), [200, 200]);
+});
