@@ -1,8 +1,9 @@
 // Entry point of the l7mp sockets addon: what Node.js lacks (Unix datagram
 // and seqpacket sockets, mkfifo, AF_PACKET, SCTP probing, recvmmsg/sendmmsg
 // batching, splice(2) forwarding of bulk TCP/Unix stream sessions). Every fd
-// is non-blocking and watched by libuv, never read in a blocking call, so the
-// gateway's single thread never stalls.
+// is non-blocking and watched through the reactor (one epoll set whose fd
+// libuv polls, reactor.cc), never read in a blocking call, so the gateway's
+// single thread never stalls.
 #include "common.h"
 
 #include <cerrno>
