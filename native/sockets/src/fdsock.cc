@@ -123,7 +123,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     onWritable_ = Napi::Persistent(info[3].As<Napi::Function>());
     onError_ = Napi::Persistent(info[4].As<Napi::Function>());
     int err = 0;
-    token_ = ReactorAddFor(env, fd, this, &err, kReadEvents);
+    token_ = ReactorAdd(env, fd, this, &err, kReadEvents, false);
     if (token_ == 0) {
       ErrnoError(env, err, "epoll_ctl").ThrowAsJavaScriptException();
       return;
@@ -164,29 +164,29 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
 
   // EPOLLOUT in the registration while writing_; adding it reports the
   // current state at once (a socket that is writable already gets its edge).
-  void ArmWritable(Napi::Env env) {
+  // A failure (not with an open, registered fd) is reported from the idle
+  // turn, never inside the JavaScript call that asked.
+  void ArmWritable() {
     if (writing_ == outArmed_ || fd_ < 0) return;
     int err = ReactorModify(token_, fd_, writing_ ? kReadEvents | EPOLLOUT : kReadEvents);
-    if (err != 0) {
-      reading_ = writing_ = outArmed_ = false;
-      Update(env);
-      Call(onError_, Napi::String::New(env, ErrnoName(err)));
-      return;
-    }
     outArmed_ = writing_;
+    if (err != 0) {
+      failed_ = err;
+      reading_ = writing_ = false;
+    }
   }
 
   // Hold the loop while waiting for something, as a started uv_poll_t does;
   // a start whose edge came already runs from the reactor's idle turn.
   Napi::Value Update(Napi::Env env) {
     if (fd_ < 0) return env.Undefined();
+    ArmWritable();
     bool want = reading_ || writing_;
     if (want != held_) {
       held_ = want;
       ReactorHold(want ? 1 : -1);
     }
-    if (writing_ != outArmed_) ArmWritable(env);
-    if (reading_ && readable_ && !deferred_) {
+    if ((failed_ != 0 || (reading_ && readable_)) && !deferred_) {
       deferred_ = true;
       ReactorDefer(token_);
     }
@@ -273,7 +273,6 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
   }
 
   void OnEvents(Napi::Env env, uint64_t, uint32_t events) override {
-    Napi::HandleScope scope(env);
     if (events == kDeferred) {
       deferred_ = false;
     } else {
@@ -282,7 +281,14 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
       if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) readable_ = true;
       if ((events & EPOLLERR) != 0) errored_ = true;
     }
-    if (fd_ < 0 || !(reading_ || writing_)) return;
+    if (fd_ < 0) return;
+    if (failed_ != 0) {
+      int err = failed_;
+      failed_ = 0;
+      Call(onError_, Napi::String::New(env, ErrnoName(err)));
+      return;
+    }
+    if (!(reading_ || writing_)) return;
     if (errored_) {
       // A refused connect, an ICMP error on a connected datagram socket: the
       // socket's pending error says what happened.
@@ -296,7 +302,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
         return;
       }
     }
-    if (writing_ && events != kDeferred && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) {
+    if (writing_ && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) {  // kDeferred has none of these bits
       writing_ = false;  // one-shot: JavaScript re-arms it if it fills the buffer again
       Update(env);
       Call(onWritable_, env.Undefined());
@@ -450,6 +456,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
   bool deferred_ = false;  // a run from the idle turn is queued
   bool readable_ = false;  // an edge said data, EOF or an error, and no read has found the socket drained since
   bool outArmed_ = false;  // EPOLLOUT is in the registration
+  int failed_ = 0;         // the registration could not be changed: reported from the idle turn
   bool errored_ = false;   // an edge carried EPOLLERR not yet looked into
   Napi::FunctionReference onData_, onWritable_, onError_;
 };

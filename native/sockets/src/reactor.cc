@@ -156,9 +156,8 @@ void ReactorInit(Napi::Env env) {
   Init(env, &err);  // a failure is reported by the first ReactorAdd
 }
 
-namespace {
-
-uint64_t Add(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events, bool hold) {
+uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events, bool hold) {
+  static_assert(kStreamEvents == (EPOLLIN | EPOLLOUT | EPOLLRDHUP), "kStreamEvents");
   if (!Init(env, err)) return 0;
   uint64_t token = gReactor->next++;
   epoll_event ev;
@@ -171,16 +170,6 @@ uint64_t Add(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events,
   gReactor->clients[token] = Registration{c, hold};
   if (hold) ReactorHold(1);
   return token;
-}
-
-}  // namespace
-
-uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err, bool hold) {
-  return Add(env, fd, c, err, EPOLLIN | EPOLLOUT | EPOLLRDHUP, hold);
-}
-
-uint64_t ReactorAddFor(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events) {
-  return Add(env, fd, c, err, events, false);
 }
 
 int ReactorModify(uint64_t token, int fd, uint32_t events) {

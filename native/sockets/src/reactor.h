@@ -20,14 +20,15 @@ constexpr uint32_t kDeferred = 1u << 31;
 // life, there before any session counts descriptors.
 void ReactorInit(Napi::Env env);
 
-// Register fd (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET) once; the token
-// names the registration until Forget. 0 and errno on failure. `hold`: the
+// What a stream socket waits for: everything, for good.
+constexpr uint32_t kStreamEvents = 0x001 | 0x004 | 0x2000;  // EPOLLIN | EPOLLOUT | EPOLLRDHUP
+
+// Register fd once for `events` (edge-triggered is added); the token names
+// the registration until Forget. 0 and errno on failure. `hold`: the
 // registration keeps the event loop alive until Forget; a client that is
 // sometimes idle (an FdSocket that is not reading) passes false and holds
 // the loop with ReactorHold while it waits for something.
-uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err, bool hold = true);
-// Register fd for `events` (edge-triggered is added), not holding the loop.
-uint64_t ReactorAddFor(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events);
+uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events = kStreamEvents, bool hold = true);
 // Change what fd's registration waits for (EPOLL_CTL_MOD, edge-triggered is
 // added): the socket's current state is reported at once as an edge. errno, or 0.
 int ReactorModify(uint64_t token, int fd, uint32_t events);
