@@ -33,23 +33,47 @@ function collector(): NativeSocketHandler & { got: string[]; errors: string[]; d
 /** Two loop turns: any edge the reactor has for us is dispatched by then. */
 const turns = () => new Promise<void>((r) => setImmediate(() => setImmediate(r)));
 
-function unixPair(addon: SocketsAddon, dir: string): { rx: number; tx: number } {
+/** A Unix datagram receiver (not reading yet) and a sender connected to it, each with a collecting handler. */
+function unixPair(addon: SocketsAddon) {
   const c = addon.constants as Record<string, number>;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-fdsock-'));
   const rx = addon.socket(c.AF_UNIX!, c.SOCK_DGRAM!, 0);
   addon.bindUnix(rx, path.join(dir, 'rx.sock'));
   const tx = addon.socket(c.AF_UNIX!, c.SOCK_DGRAM!, 0);
   addon.connectUnix(tx, path.join(dir, 'rx.sock'));
-  return { rx, tx };
+  const hr = collector();
+  const hs = collector();
+  const r = new NativeSocket(addon, rx, 'data', hr);
+  const s = new NativeSocket(addon, tx, 'data', hs);
+  return {
+    r, s, hr, hs,
+    close() {
+      r.close();
+      s.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A UDP socket on 127.0.0.1 with a deep receive queue, not reading yet. */
+function udpReceiver(addon: SocketsAddon) {
+  const c = addon.constants as Record<string, number>;
+  const fd = addon.socket(c.AF_INET!, c.SOCK_DGRAM!, 0);
+  addon.bindInet(fd, '127.0.0.1', 0, false);
+  addon.setBuffers(fd, 4 << 20, 1 << 16);
+  const port = addon.localAddress(fd).port!;
+  const h = collector();
+  return { port, h, sock: new NativeSocket(addon, fd, 'data', h) };
+}
+
+/** Loopback UDP is queued at the receiver by the time send's callback runs. */
+async function sendAll(tx: dgram.Socket, port: number, msgs: string[]): Promise<void> {
+  for (const m of msgs) await new Promise<void>((res, rej) => tx.send(m, port, '127.0.0.1', (e) => (e ? rej(e) : res())));
 }
 
 test('datagrams that arrive while reading is stopped are read at readStart, with nothing else arriving after', async (t) => {
   if (!needAddon(t)) return;
-  const addon = socketsAddon()!;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-fdsock-'));
-  const { rx, tx } = unixPair(addon, dir);
-  const h = collector();
-  const r = new NativeSocket(addon, rx, 'data', h);
-  const s = new NativeSocket(addon, tx, 'data', collector());
+  const { r, s, hr: h, close } = unixPair(socketsAddon()!);
   try {
     r.readStart();
     for (const m of ['a', 'b']) s.send(Buffer.from(m));
@@ -65,30 +89,19 @@ test('datagrams that arrive while reading is stopped are read at readStart, with
     t.deepEqual(h.got, ['a', 'b', 'c', 'd', 'e']);
     t.deepEqual(h.errors, []);
   } finally {
-    r.close();
-    s.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    close();
   }
 });
 
 test('a queue longer than one event\'s read budget (8 reads of 64) is read to the end without another datagram arriving', async (t) => {
   if (!needAddon(t)) return;
-  const addon = socketsAddon()!;
-  const c = addon.constants as Record<string, number>;
-  const fd = addon.socket(c.AF_INET!, c.SOCK_DGRAM!, 0);
-  addon.bindInet(fd, '127.0.0.1', 0, false);
-  addon.setBuffers(fd, 4 << 20, 1 << 16);
-  const port = addon.localAddress(fd).port!;
-  const h = collector();
-  const r = new NativeSocket(addon, fd, 'data', h);
+  const { port, h, sock: r } = udpReceiver(socketsAddon()!);
   const tx = dgram.createSocket('udp4');
   const N = 1500;
   try {
-    // Loopback UDP is queued at the receiver by the time send's callback runs.
-    for (let i = 0; i < N; i++) await new Promise<void>((res, rej) => tx.send(String(i), port, '127.0.0.1', (e) => (e ? rej(e) : res())));
+    await sendAll(tx, port, Array.from({ length: N }, (_, i) => String(i)));
     r.readStart();
     await waitFor(() => h.got.length === N, 5000, `all ${N} datagrams (got ${h.got.length})`);
-    t.is(h.got[N - 1], String(N - 1));
     t.true(h.got.every((m, i) => m === String(i)), 'in order');
   } finally {
     r.close();
@@ -96,15 +109,35 @@ test('a queue longer than one event\'s read budget (8 reads of 64) is read to th
   }
 });
 
-test('a send that fills the peer\'s queue waits for writable, and drained() comes once the peer reads; every datagram arrives, in order', async (t) => {
+test('a socket with a deep queue does not starve another: a datagram on a second socket is read while the first\'s backlog is still being read', async (t) => {
   if (!needAddon(t)) return;
   const addon = socketsAddon()!;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-fdsock-'));
-  const { rx, tx } = unixPair(addon, dir);
-  const hr = collector();
-  const hs = collector();
-  const r = new NativeSocket(addon, rx, 'data', hr);
-  const s = new NativeSocket(addon, tx, 'data', hs);
+  const busy = udpReceiver(addon);
+  const quiet = udpReceiver(addon);
+  const order: string[] = [];
+  busy.h.message = (m) => { order.push(`busy:${m.toString()}`); };
+  quiet.h.message = (m) => { order.push(`quiet:${m.toString()}`); };
+  const tx = dgram.createSocket('udp4');
+  const N = 3000;
+  try {
+    await sendAll(tx, busy.port, Array.from({ length: N }, (_, i) => String(i)));
+    await sendAll(tx, quiet.port, ['x']);
+    busy.sock.readStart();
+    quiet.sock.readStart();
+    await waitFor(() => order.length === N + 1, 5000, `every datagram (got ${order.length})`);
+    const at = order.indexOf('quiet:x');
+    // One turn reads at most 8 batches of 64 from a socket, then the others get theirs.
+    t.true(at >= 0 && at <= 8 * 64 * 2, `the quiet socket's datagram came at ${at} of ${N + 1}`);
+  } finally {
+    busy.sock.close();
+    quiet.sock.close();
+    tx.close();
+  }
+});
+
+test('a send that fills the peer\'s queue waits for writable, and drained() comes once the peer reads; every datagram arrives, in order', async (t) => {
+  if (!needAddon(t)) return;
+  const { r, s, hr, hs, close } = unixPair(socketsAddon()!);
   const N = 3000; // more than a Unix datagram queue holds (net.unix.max_dgram_qlen, 512 by default)
   try {
     for (let i = 0; i < N; i++) s.send(Buffer.from(String(i)));
@@ -118,9 +151,7 @@ test('a send that fills the peer\'s queue waits for writable, and drained() come
     await waitFor(() => hs.drains > 0, 5000, 'drained()');
     t.deepEqual([...hr.errors, ...hs.errors], []);
   } finally {
-    r.close();
-    s.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    close();
   }
 });
 
@@ -153,4 +184,25 @@ test('a worker thread ending with an addon socket still open does not take the p
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { afterTerminateAndRestart: { got: number }[]; processAlive: boolean };
   t.true(out.processAlive);
   t.deepEqual(out.afterTerminateAndRestart.map((x) => x.got), [200, 200]);
+});
+
+test('a socket keeps the process alive while it reads or waits to write, as a libuv handle would, and not once stopped or closed', (t) => {
+  if (!needAddon(t)) return;
+  // Each child exits on its own only if nothing holds its event loop; a hold
+  // the reactor forgot to release would keep it running until the timeout.
+  const mod = path.join(root, 'dist/gateway/src/native');
+  const run = (body: string) => spawnSync(process.execPath, ['--input-type=module', '-e', `
+    import { NativeSocket } from '${mod}/fdsocket.js';
+    import { socketsAddon } from '${mod}/sockets.js';
+    const a = socketsAddon(); const c = a.constants;
+    const fd = a.socket(c.AF_INET, c.SOCK_DGRAM, 0); a.bindInet(fd, '127.0.0.1', 0, false);
+    const h = { message() {}, error() {} };
+    const s = new NativeSocket(a, fd, 'data', h);
+    ${body}`], { encoding: 'utf8', timeout: 3000 });
+  for (const body of ['s.readStart(); s.readStop();', 's.readStart(); s.close();', 's.awaitWritable(); s.close();', '']) {
+    const r = run(body);
+    t.is(r.status, 0, `"${body}" exits by itself: ${r.signal ?? ''} ${r.stderr.slice(0, 300)}`);
+  }
+  const held = run('s.readStart();');
+  t.is(held.signal, 'SIGTERM', 'a reading socket keeps the process running (ended by the timeout)');
 });
