@@ -40,6 +40,8 @@ export interface SocketsAddon {
   bindInet(fd: number, host: string, port: number, reuseAddr: boolean, reusePort?: boolean): void;
   connectInet(fd: number, host: string, port: number): void;
   localAddress(fd: number): SockAddress;
+  /** The bound port of an IP socket (getsockname), without localAddress's object; throws on any other. */
+  localPort(fd: number): number;
   /** getpeername(2); throws ENOTCONN on a socket that is not connected. */
   peerAddress(fd: number): SockAddress;
   /** The pending error (SO_ERROR) as a code, e.g. how a non-blocking connect failed; undefined if none. */

@@ -32,6 +32,23 @@ test('the table is bounded: the oldest entries go first, expired ones on the nex
   t.true(q.barred('u:1', 5, 1900));
 });
 
+test('upstreams are numbered, not spelled out, in the keys: no two upstreams share a port\'s entry, and past the numbering\'s bound the table starts over', (t) => {
+  const q = new PortQuarantine(1000, 100_000);
+  // Port 65535 of one upstream and port 0 of the next are adjacent keys: neither may read as the other.
+  q.release('10.0.0.1:53', 65535, 0);
+  t.false(q.barred('10.0.0.2:53', 0, 1));
+  t.false(q.barred('10.0.0.2:53', 65535, 1));
+  t.true(q.barred('10.0.0.1:53', 65535, 1));
+  // Many upstreams: each keeps its own entry until the numbering wraps.
+  for (let i = 0; i < 16_000; i++) q.release(`10.1.${i >> 8}.${i & 255}:53`, 40000, 2);
+  t.true(q.barred('10.1.0.0:53', 40000, 3));
+  t.true(q.barred('10.1.62.127:53', 40000, 3));
+  t.false(q.barred('10.1.62.128:53', 40000, 3), 'an upstream that never released that port');
+  for (let i = 0; i < 1_000; i++) q.release(`10.2.${i >> 8}.${i & 255}:53`, 40000, 4);
+  t.true(q.size <= 1_000, `started over once the upstreams were too many to number (${q.size} entries)`);
+  t.true(q.barred('10.2.3.231:53', 40000, 5), 'the entries made after the restart are kept');
+});
+
 function bound(): Promise<dgram.Socket> {
   const s = dgram.createSocket('udp4');
   return new Promise((resolve, reject) => {

@@ -223,6 +223,23 @@ Napi::Value SockAddress(const Napi::CallbackInfo& info, bool peer) {
 }
 
 Napi::Value LocalAddress(const Napi::CallbackInfo& info) { return SockAddress(info, false); }
+
+// localPort(fd) -> the bound port of an IPv4 or IPv6 socket: a number, not an
+// address object and its strings (the UDP port quarantine asks once per session).
+Napi::Value LocalPort(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t fd;
+  if (!ArgInt(info, 0, 0, INT32_MAX, &fd)) return TypeErr(env, "localPort(fd): fd expected");
+  sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    ErrnoError(env, errno, "getsockname").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (ss.ss_family == AF_INET) return Napi::Number::New(env, ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port));
+  if (ss.ss_family == AF_INET6) return Napi::Number::New(env, ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port));
+  return TypeErr(env, "localPort(fd): not an IP socket");
+}
 Napi::Value PeerAddress(const Napi::CallbackInfo& info) { return SockAddress(info, true); }
 
 // socketError(fd) -> the pending error's code (SO_ERROR; how a non-blocking
@@ -355,6 +372,7 @@ void InitSyscalls(Napi::Env env, Napi::Object exports) {
   exports.Set("bindInet", Napi::Function::New(env, BindInet, "bindInet"));
   exports.Set("connectInet", Napi::Function::New(env, ConnectInet, "connectInet"));
   exports.Set("localAddress", Napi::Function::New(env, LocalAddress, "localAddress"));
+  exports.Set("localPort", Napi::Function::New(env, LocalPort, "localPort"));
   exports.Set("peerAddress", Napi::Function::New(env, PeerAddress, "peerAddress"));
   exports.Set("socketError", Napi::Function::New(env, SocketError, "socketError"));
   exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));

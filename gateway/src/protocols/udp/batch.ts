@@ -112,7 +112,7 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
     if (this.sock.closed) return undefined;
     if (this.port !== undefined) return this.port;
     try {
-      this.port = this.udpAddon.localAddress(this.sock.fd).port;
+      this.port = this.udpAddon.localPort(this.sock.fd);
       return this.port;
     } catch {
       return undefined;

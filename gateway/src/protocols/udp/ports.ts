@@ -23,20 +23,39 @@ export const QUARANTINE_MS = 10_000;
 export const QUARANTINE_MAX = 4096;
 /** Draws before a barred port is taken anyway (the range is nearly all barred, or tiny). */
 export const QUARANTINE_TRIES = 8;
+/** Upstreams numbered at most (PortQuarantine.key): keeps every key a small integer. */
+const REMOTES_MAX = 16_384;
 
 export class PortQuarantine {
-  /** key → release time; Map order is release order, so the oldest entry is first. */
-  private readonly released = new Map<string, number>();
+  /** (upstream, port) key → release time; Map order is release order, so the oldest entry is first. */
+  private readonly released = new Map<number, number>();
+  /**
+   * Upstream (address:port) → a small number for the keys, so that a session
+   * builds no string to look its port up (the upstream strings are the
+   * clusters' own, their hashes cached). Bounded: past REMOTES_MAX upstreams
+   * both tables start over, and the ports barred until then are free early.
+   */
+  private readonly remotes = new Map<string, number>();
 
   constructor(private readonly ms = QUARANTINE_MS, private readonly max = QUARANTINE_MAX) {}
 
-  private static key(remote: string, localPort: number): string {
-    return `${localPort}>${remote}`;
+  /** A small integer (a V8 Smi): upstream number × 65536 + port. */
+  private key(remote: string, localPort: number): number {
+    let id = this.remotes.get(remote);
+    if (id === undefined) {
+      if (this.remotes.size >= REMOTES_MAX) {
+        this.remotes.clear();
+        this.released.clear();
+      }
+      id = this.remotes.size;
+      this.remotes.set(remote, id);
+    }
+    return id * 65536 + localPort;
   }
 
   /** A session to `remote` (address:port) stopped using `localPort`. */
   release(remote: string, localPort: number, now = Date.now()): void {
-    const k = PortQuarantine.key(remote, localPort);
+    const k = this.key(remote, localPort);
     this.released.delete(k); // re-inserted last: its order is its new release time
     this.released.set(k, now);
     for (const [old, at] of this.released) {
@@ -47,7 +66,7 @@ export class PortQuarantine {
 
   /** Whether a new session to `remote` should not use `localPort` yet. */
   barred(remote: string, localPort: number, now = Date.now()): boolean {
-    const k = PortQuarantine.key(remote, localPort);
+    const k = this.key(remote, localPort);
     const at = this.released.get(k);
     if (at === undefined) return false;
     if (now - at >= this.ms) {
