@@ -30,13 +30,14 @@
 // The series of a deleted listener or cluster go once it has been deleted and
 // idle for a retention (observe/retired-series.ts).
 
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Gateway } from '../core/gateway.js';
 import { END_KINDS, endKindOf } from '../core/drain.js';
 import type { GatewayObserver } from '../dataplane/observer.js';
 import type { Session, Stage } from '../dataplane/session.js';
 import { MetricChannel } from '../protocols/prometheus/index.js';
 import { RetiredSeries } from './retired-series.js';
+import { DurationHistogram } from './duration-histogram.js';
 import { eventCounter, type Events } from './event-counters.js';
 
 interface Traffic {
@@ -89,15 +90,13 @@ export class GatewayMetrics implements GatewayObserver {
   private readonly listenerEvents = new Map<string, Events>();
   private readonly clusterEvents = new Map<string, Events>();
   private readonly endedBy = new Map<string, number>();
-  /** One labels object per listener and cluster pair: the histogram's observe() takes it as is. */
-  private readonly durationLabels = new Map<string, Map<string, { listener: string; cluster: string }>>();
   /** Protocol names seen, so that a deleted object's series keep their labels. */
   private readonly listenerProto = new Map<string, string>();
   private readonly clusterProto = new Map<string, string>();
   private snap: Snapshot | undefined;
   private readonly retired: RetiredSeries;
 
-  private readonly durations: Histogram<'listener' | 'cluster'>;
+  private readonly durations: DurationHistogram;
   private readonly restCalls: Counter<'operationId' | 'status'>;
 
   constructor(opts: MetricsOptions = {}) {
@@ -250,10 +249,8 @@ export class GatewayMetrics implements GatewayObserver {
     eventCounter('l7mp_cluster_connect_failures_total', 'Failed connect attempts to the cluster (each attempt counts)', 'cluster', 'failures', clusters, registers);
     eventCounter('l7mp_cluster_retries_total', 'Connect retries to the cluster (setup retries and reconnects after a disconnect)', 'cluster', 'retries', clusters, registers);
 
-    this.durations = new Histogram({
-      name: 'l7mp_session_duration_seconds', help: 'Session duration from creation to end, by listener and destination cluster',
-      labelNames: ['listener', 'cluster'], buckets: DURATION_BUCKETS, registers,
-    });
+    this.durations = new DurationHistogram('l7mp_session_duration_seconds',
+      'Session duration from creation to end, by listener and destination cluster', DURATION_BUCKETS, registers);
     this.restCalls = new Counter({
       name: 'l7mp_rest_requests_total', help: 'REST API calls by operationId and HTTP status',
       labelNames: ['operationId', 'status'], registers,
@@ -262,8 +259,7 @@ export class GatewayMetrics implements GatewayObserver {
 
   /** Names the hooks keep rows for, and duration label pairs ("l/" for an empty map): all go at retirement. */
   get tracked(): { listeners: string[]; clusters: string[]; durationPairs: string[] } {
-    const pairs = [...this.durationLabels].flatMap(([l, m]) => (m.size === 0 ? [`${l}/`] : [...m.keys()].map((c) => `${l}/${c}`)));
-    return { listeners: [...this.listenerEvents.keys()], clusters: [...this.clusterEvents.keys()], durationPairs: pairs };
+    return { listeners: [...this.listenerEvents.keys()], clusters: [...this.clusterEvents.keys()], durationPairs: this.durations.pairs() };
   }
 
   /** Read live sessions from this gateway at scrape time. */
@@ -302,7 +298,7 @@ export class GatewayMetrics implements GatewayObserver {
       add(entry(this.endedClusters, st.origin), st.outLink?.bytes ?? 0, st.inLink?.bytes ?? 0, st.outLink?.packets ?? 0, st.inLink?.packets ?? 0);
     }
     const ended = s.ended ?? Date.now();
-    this.durations.observe(this.durationLabelsOf(s.listener, s.destination?.origin ?? ''), Math.max(0, ended - s.started) / 1000);
+    this.durations.observe(this.durations.seriesOf(s.listener, s.destination?.origin ?? ''), Math.max(0, ended - s.started) / 1000);
     if (this.retired.due(ended)) this.retire(ended).catch((err: unknown) => this.gw?.log.warn({ err: (err as Error).message }, 'metrics: retiring series failed'));
   }
 
@@ -354,25 +350,16 @@ export class GatewayMetrics implements GatewayObserver {
     if (retiredL.length === 0 && retiredC.length === 0) return;
     for (const name of retiredL) {
       this.listenerEvents.delete(name);
-      this.durationLabels.delete(name);
+      this.durations.removeListener(name);
       this.endedListeners.delete(name);
       this.listenerProto.delete(name);
       gw.refusals.forget(name);
     }
     for (const name of retiredC) {
       this.clusterEvents.delete(name);
-      for (const m of this.durationLabels.values()) m.delete(name);
+      this.durations.removeCluster(name);
       this.endedClusters.delete(name);
       this.clusterProto.delete(name);
-    }
-    // Histogram series are keyed by both names: those of either retired name go.
-    const goneL = new Set(retiredL);
-    const goneC = new Set(retiredC);
-    for (const v of (await this.durations.get()).values) { // a series' buckets repeat its labels: remove() is idempotent
-      const listener = String(v.labels.listener ?? '');
-      const cluster = String(v.labels.cluster ?? '');
-      // Read after an await: a name created again meanwhile keeps its series.
-      if ((goneL.has(listener) && !gw.listeners.has(listener)) || (goneC.has(cluster) && !gw.clusters.has(cluster))) this.durations.remove({ listener, cluster });
     }
     gw.log.info({ listeners: retiredL.length, clusters: retiredC.length, names: [...retiredL, ...retiredC].slice(0, 10), after_ms: this.retired.afterMs },
       'metrics: the series of deleted listeners and clusters are retired');
@@ -392,20 +379,6 @@ export class GatewayMetrics implements GatewayObserver {
     const r: Events = { protocol, sessions: 0, failures: 0, retries: 0 };
     m.set(name, r);
     return r;
-  }
-
-  private durationLabelsOf(listener: string, cluster: string): { listener: string; cluster: string } {
-    let byCluster = this.durationLabels.get(listener);
-    if (byCluster === undefined) {
-      byCluster = new Map();
-      this.durationLabels.set(listener, byCluster);
-    }
-    let l = byCluster.get(cluster);
-    if (l === undefined) {
-      l = { listener, cluster };
-      byCluster.set(cluster, l);
-    }
-    return l;
   }
 
   private listenerProtocol(name: string): string {
