@@ -38,12 +38,34 @@ export interface SessionHooks {
   onSessionEnd?(session: Session): void;
 }
 
-/** The registered hooks, called in registration order. */
+type Method = keyof SessionHooks;
+type Fn<M extends Method> = NonNullable<SessionHooks[M]>;
+
+/**
+ * The registered hooks, called in registration order. Each milestone keeps
+ * the bound methods of the hooks that have it: a call walks only those, with
+ * no optional-method lookup per hook (the pipeline calls these a few times
+ * per session, on every session).
+ */
 export class SessionHookList implements Required<SessionHooks> {
   private readonly hooks: SessionHooks[] = [];
+  private readonly start: Fn<'onSessionStart'>[] = [];
+  private readonly connectFailure: Fn<'onConnectFailure'>[] = [];
+  private readonly retry: Fn<'onRetry'>[] = [];
+  private readonly stageConnect: Fn<'onStageConnect'>[] = [];
+  private readonly linked: Fn<'onSessionLinked'>[] = [];
+  private readonly unlinking: Fn<'onSessionUnlinking'>[] = [];
+  private readonly end: Fn<'onSessionEnd'>[] = [];
 
   add(hooks: SessionHooks): void {
     this.hooks.push(hooks);
+    if (hooks.onSessionStart) this.start.push(hooks.onSessionStart.bind(hooks));
+    if (hooks.onConnectFailure) this.connectFailure.push(hooks.onConnectFailure.bind(hooks));
+    if (hooks.onRetry) this.retry.push(hooks.onRetry.bind(hooks));
+    if (hooks.onStageConnect) this.stageConnect.push(hooks.onStageConnect.bind(hooks));
+    if (hooks.onSessionLinked) this.linked.push(hooks.onSessionLinked.bind(hooks));
+    if (hooks.onSessionUnlinking) this.unlinking.push(hooks.onSessionUnlinking.bind(hooks));
+    if (hooks.onSessionEnd) this.end.push(hooks.onSessionEnd.bind(hooks));
   }
 
   /** What is registered (for tests and diagnostics). */
@@ -52,30 +74,30 @@ export class SessionHookList implements Required<SessionHooks> {
   }
 
   onSessionStart(s: Session): void {
-    for (const h of this.hooks) h.onSessionStart?.(s);
+    for (const f of this.start) f(s);
   }
 
   onConnectFailure(s: Session, st: Stage, err: unknown): void {
-    for (const h of this.hooks) h.onConnectFailure?.(s, st, err);
+    for (const f of this.connectFailure) f(s, st, err);
   }
 
   onRetry(s: Session, st: Stage, phase: 'connect' | 'reconnect'): void {
-    for (const h of this.hooks) h.onRetry?.(s, st, phase);
+    for (const f of this.retry) f(s, st, phase);
   }
 
   onStageConnect(s: Session, st: Stage, reconnect: boolean): void {
-    for (const h of this.hooks) h.onStageConnect?.(s, st, reconnect);
+    for (const f of this.stageConnect) f(s, st, reconnect);
   }
 
   onSessionLinked(s: Session): void {
-    for (const h of this.hooks) h.onSessionLinked?.(s);
+    for (const f of this.linked) f(s);
   }
 
   onSessionUnlinking(s: Session): void {
-    for (const h of this.hooks) h.onSessionUnlinking?.(s);
+    for (const f of this.unlinking) f(s);
   }
 
   onSessionEnd(s: Session): void {
-    for (const h of this.hooks) h.onSessionEnd?.(s);
+    for (const f of this.end) f(s);
   }
 }
