@@ -61,6 +61,9 @@ interface Bucket {
 
 export type Take = { ok: true } | { ok: false; retryAfterSec: number };
 
+/** The one answer for an admitted take: no object per request or new flow. */
+const TAKEN: Take = Object.freeze({ ok: true });
+
 /**
  * Token buckets keyed by client address: each holds up to `burst` requests and
  * refills at `rate` per second. The map is bounded: when it is full, buckets
@@ -96,7 +99,7 @@ export class RateLimiter {
     this.buckets.set(key, b);
     if (b.tokens >= 1) {
       b.tokens -= 1;
-      return { ok: true };
+      return TAKEN;
     }
     return { ok: false, retryAfterSec: Math.max(1, Math.ceil((1 - b.tokens) / this.rate)) };
   }
