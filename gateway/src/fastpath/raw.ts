@@ -26,7 +26,7 @@ import { isRawStream } from '../dataplane/capabilities.js';
 import type { SessionHooks } from '../dataplane/hooks.js';
 import { rawEligible } from '../dataplane/raw-route.js';
 import type { Session } from '../dataplane/session.js';
-import { rawAddon } from '../native/rawstream.js';
+import { BareStream, rawAddon } from '../native/rawstream.js';
 import { SpliceSession, type SpliceCtor } from './splice.js';
 
 class RawPairer implements SessionHooks {
@@ -39,7 +39,8 @@ class RawPairer implements SessionHooks {
     if (!isRawStream(a) || !isRawStream(b)) return; // an upstream on Node: both take the JavaScript path
     const path = new SpliceSession(s, a, b, 'raw');
     try {
-      path.handle = new this.Splice(a.rawHandle(), b.rawHandle(), (code, side) => path.done(code, side));
+      // Owned: the Splice closes both sockets from here on, even if it throws.
+      path.handle = new this.Splice(spliceArg(a.rawHandle()), spliceArg(b.rawHandle()), (code, side) => path.done(code, side), true);
     } catch (err) {
       // Cannot happen with two open RawStreams; if it does, end the session
       // with the error (closing what the Splice did not take), never hang.
@@ -53,6 +54,11 @@ class RawPairer implements SessionHooks {
     s.spliceAt = Infinity;
     path.handle.start();
   }
+}
+
+/** What a Splice takes for a raw socket: a bare stream's fd (the stream is empty afterwards), or the addon's RawStream. */
+function spliceArg(h: unknown): unknown {
+  return h instanceof BareStream ? h.take() : h;
 }
 
 /** Register the raw stream path on the gateway's session hooks, when this process has it. */

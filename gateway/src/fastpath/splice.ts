@@ -58,7 +58,8 @@ function isSpliceable(ch: unknown): ch is SpliceableChannel {
   return typeof (ch as SpliceableChannel | undefined)?.spliceCheck === 'function';
 }
 
-export type SpliceCtor = new (a: number | unknown, b: number | unknown, onDone: (code: string | undefined, side: number) => void) => SpliceHandle;
+/** owned: a and b are RawStreams or bare fds the pair takes over (fastpath/raw.ts); else fds it duplicates. */
+export type SpliceCtor = new (a: number | unknown, b: number | unknown, onDone: (code: string | undefined, side: number) => void, owned?: boolean) => SpliceHandle;
 
 let ctor: SpliceCtor | undefined | null = null;
 

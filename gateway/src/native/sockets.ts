@@ -65,6 +65,10 @@ export interface SocketsAddon {
   RawStream?: new (fd: number) => RawStreamHandle;
   /** A non-blocking stream connect: (host, port, bindHost?, bindPort?) or (unixPath, -1); returns the fd. */
   connectStream?(target: string, port: number, bindHost?: string, bindPort?: number): number;
+  /** RawStreamHandle.connectedNow for a bare stream fd. */
+  connectedNow?(fd: number): true | string | undefined;
+  /** Close a bare stream fd; `reset`: with an RST (SO_LINGER 0). */
+  closeStream?(fd: number, reset?: boolean): void;
 }
 
 /** A stream socket held by the addon below net.Socket (native/sockets/src/rawstream.cc). */

@@ -94,3 +94,25 @@ test('a connect that has to wait (the listener\'s queue is full, its SYN dropped
   t.regex(err?.message ?? '', /^TCP 127\.0\.0\.1:\d+: connect timed out after 300 ms$/);
   t.true(Date.now() - started < 3000);
 });
+
+test('a Splice that owns bare fds closes them even when it refuses them (the same fd twice, or a bad one), once each', async (t) => {
+  const a = addon(t);
+  if (a === undefined) return;
+  const Splice = (a as unknown as { Splice: new (x: unknown, y: unknown, done: () => void, owned: boolean) => unknown }).Splice;
+  const port = await freePort();
+  const server = net.createServer();
+  await listen(t, server, port);
+  const open = (): number => a.connectStream('127.0.0.1', port);
+  const isOpen = (fd: number): boolean => fs.existsSync(`/proc/self/fd/${fd}`);
+  const fd = open();
+  t.throws(() => new Splice(fd, fd, () => {}, true), { message: /EBADF/ });
+  t.false(isOpen(fd), 'the fd given twice was closed');
+  const other = open();
+  t.throws(() => new Splice(other, -1, () => {}, true), { message: /EBADF/ });
+  t.false(isOpen(other), 'the good side of a refused pair was closed');
+  // A later fd may take the same number: it must not be closed by anything left over.
+  const again = open();
+  t.true(isOpen(again));
+  a.closeStream(again);
+  t.false(isOpen(again));
+});

@@ -26,6 +26,56 @@
 namespace l7mp {
 namespace {
 
+// How a non-blocking connect stands: true when it is over and succeeded, the
+// error's code when it failed, undefined while it is in progress. A loopback
+// connect is usually over by the time connect() returns (the handshake runs
+// in the caller's softirq), and then the session needs no wait for an edge:
+// one poll() instead of the SO_ERROR read the wait would end with.
+Napi::Value ConnectState(Napi::Env env, int fd) {
+  if (fd < 0) return Napi::String::New(env, ErrnoName(EBADF));
+  pollfd p = {fd, POLLOUT, 0};
+  int n = poll(&p, 1, 0);
+  if (n < 0) return Napi::String::New(env, ErrnoName(errno));
+  if (n == 0 || (p.revents & (POLLOUT | POLLERR | POLLHUP)) == 0) return env.Undefined();
+  if ((p.revents & POLLERR) != 0) {
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) soerr = errno;
+    return Napi::String::New(env, ErrnoName(soerr != 0 ? soerr : ECONNREFUSED));
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+// Close a stream socket; with reset, SO_LINGER 0 first, so the peer gets an RST.
+void CloseStream(int fd, bool reset) {
+  if (reset) {
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  }
+  close(fd);
+}
+
+// The same for a bare fd (the raw path's sockets before a Splice takes them):
+// connectedNow(fd) and closeStream(fd, reset?).
+Napi::Value ConnectedNowFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) {
+    Napi::TypeError::New(env, "connectedNow(fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return ConnectState(env, info[0].As<Napi::Number>().Int32Value());
+}
+
+Napi::Value CloseStreamFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int32Value() < 0) {
+    Napi::TypeError::New(env, "closeStream(fd, reset?)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  CloseStream(info[0].As<Napi::Number>().Int32Value(), info.Length() > 1 && info[1].ToBoolean().Value());
+  return env.Undefined();
+}
+
 // Tags RawStream objects so that TakeRawStream never unwraps anything else.
 constexpr napi_type_tag kRawTag = {0x6c376d7072617731ULL, 0x73747265616d0001ULL};
 
@@ -78,27 +128,8 @@ class RawStream : public Napi::ObjectWrap<RawStream>, public ReactorClient {
  private:
   Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
 
-  // connectedNow() -> true when the non-blocking connect is over and
-  // succeeded, the error's code when it failed, undefined while it is in
-  // progress. A loopback connect is usually over by the time connect()
-  // returns (the handshake runs in the caller's softirq), and then the
-  // session needs no wait for an edge: one poll() instead of the SO_ERROR
-  // read the wait would end with.
-  Napi::Value ConnectedNow(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (fd_ < 0) return Napi::String::New(env, ErrnoName(EBADF));
-    pollfd p = {fd_, POLLOUT, 0};
-    int n = poll(&p, 1, 0);
-    if (n < 0) return Napi::String::New(env, ErrnoName(errno));
-    if (n == 0 || (p.revents & (POLLOUT | POLLERR | POLLHUP)) == 0) return env.Undefined();
-    if ((p.revents & POLLERR) != 0) {
-      int soerr = 0;
-      socklen_t len = sizeof(soerr);
-      if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) soerr = errno;
-      return Napi::String::New(env, ErrnoName(soerr != 0 ? soerr : ECONNREFUSED));
-    }
-    return Napi::Boolean::New(env, true);
-  }
+  // connectedNow(): ConnectState of this stream's fd.
+  Napi::Value ConnectedNow(const Napi::CallbackInfo& info) { return ConnectState(info.Env(), fd_); }
 
   // waitConnect(cb(code?)): once the non-blocking connect is over, cb gets
   // undefined (connected) or the error's code (SO_ERROR).
@@ -169,13 +200,9 @@ class RawStream : public Napi::ObjectWrap<RawStream>, public ReactorClient {
   // close(reset?): with reset, SO_LINGER 0 first, so the peer gets an RST.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     if (fd_ >= 0) {
-      if (info.Length() > 0 && info[0].ToBoolean().Value()) {
-        struct linger lg = {1, 0};
-        setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-      }
       ReactorForget(token_, fd_, false);
       token_ = 0;
-      close(fd_);  // takes it out of the epoll set
+      CloseStream(fd_, info.Length() > 0 && info[0].ToBoolean().Value());  // takes it out of the epoll set
       fd_ = -1;
     }
     EndWait();
@@ -252,6 +279,8 @@ void InitRawStream(Napi::Env env, Napi::Object exports) {
   ReactorInit(env);
   exports.Set("RawStream", RawStream::Define(env));
   exports.Set("connectStream", Napi::Function::New(env, ConnectStream, "connectStream"));
+  exports.Set("connectedNow", Napi::Function::New(env, ConnectedNowFd, "connectedNow"));
+  exports.Set("closeStream", Napi::Function::New(env, CloseStreamFd, "closeStream"));
 }
 
 }  // namespace l7mp

@@ -69,6 +69,12 @@ class Splice : public Napi::ObjectWrap<Splice>, public ReactorClient {
   // new Splice(rawA, rawB, onDone): two RawStreams (rawstream.cc), taken over
   // with their fds and registrations: no dup, and no pipe until a direction
   // needs one (copy mode below).
+  //
+  // new Splice(a, b, onDone, true): each of a and b is a RawStream or a bare
+  // stream fd (connected, never registered) that the pair owns from here on,
+  // even when the constructor throws: the raw path hands accepted sockets and
+  // upstreams connected at once over as numbers, without a wrapped object
+  // (and its reference and finalizer) per socket.
   explicit Splice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Splice>(info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[2].IsFunction()) {
@@ -76,7 +82,9 @@ class Splice : public Napi::ObjectWrap<Splice>, public ReactorClient {
       return;
     }
     onDone_ = Napi::Persistent(info[2].As<Napi::Function>());
-    if (info[0].IsObject() && info[1].IsObject()) {
+    if (info.Length() > 3 && info[3].ToBoolean().Value()) {
+      if (!TakeOwned(env, info)) return;
+    } else if (info[0].IsObject() && info[1].IsObject()) {
       if (!TakeRaw(env, info[0], info[1])) return;
     } else if (!DupFds(env, info)) {
       return;
@@ -119,6 +127,27 @@ class Splice : public Napi::ObjectWrap<Splice>, public ReactorClient {
       if (fl < 0 || ((fl & O_NONBLOCK) == 0 && fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0)) return Fail(env, errno, "fcntl(O_NONBLOCK)"), false;
       int e = MakePipe(dir_[i]);
       if (e != 0) return Fail(env, e, "pipe2"), false;
+    }
+    return true;
+  }
+
+  bool TakeOwned(Napi::Env env, const Napi::CallbackInfo& info) {
+    // Take both sides before anything can fail, so that Fail() closes both.
+    bool ok[2];
+    for (int i = 0; i < 2; i++) {
+      Napi::Value v = info[i];
+      if (v.IsNumber()) {
+        int fd = v.As<Napi::Number>().Int32Value();
+        ok[i] = fd >= 0;
+        if (ok[i]) side_[i].fd = fd;
+      } else {
+        ok[i] = TakeRawStream(v, &side_[i].fd, &side_[i].token, &side_[i].readable);
+      }
+    }
+    if (!ok[0] || !ok[1] || side_[0].fd == side_[1].fd) {
+      if (ok[0] && ok[1]) side_[1].fd = -1;  // the same fd twice: close it once
+      Fail(env, EBADF, "Splice(owned)");
+      return false;
     }
     return true;
   }

@@ -5,7 +5,7 @@ import type { ListenerContext, ListenerImpl } from '../types.js';
 import { bindError, clearStaleSocket, unlinkSocket } from '../common/socket.js';
 import { SocketChannel } from './channel.js';
 import { portSharing, reusePortSocket, streamListenSocket } from '../common/reuseport.js';
-import { rawAddon, type RawAddon } from '../../native/rawstream.js';
+import { BareStream, rawAddon, type RawAddon } from '../../native/rawstream.js';
 import { RawAcceptor } from './raw-accept.js';
 import { RawStreamChannel } from './raw-channel.js';
 
@@ -79,7 +79,7 @@ export class TcpListener implements ListenerImpl {
   private emitRaw(addon: RawAddon, fd: number, rAddr: string, rPort: number, lAddr: string, lPort: number): void {
     this.ctx.emit({
       name: `TCP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`,
-      channel: new RawStreamChannel(new addon.RawStream(fd), `${rAddr}:${rPort}`),
+      channel: new RawStreamChannel(new BareStream(addon, fd), `${rAddr}:${rPort}`),
       metadata: {
         IP: { src_addr: rAddr, dst_addr: lAddr },
         TCP: { src_port: rPort, dst_port: lPort },
@@ -163,7 +163,7 @@ export class UnixListener implements ListenerImpl {
     this.acceptor = new RawAcceptor(addon, fd, 0, (cfd) => {
       this.ctx.emit({
         name: `UNIX:${this.ctx.listenerName}-${this.seq++}`,
-        channel: new RawStreamChannel(new addon.RawStream(cfd), this.filename),
+        channel: new RawStreamChannel(new BareStream(addon, cfd), this.filename),
         metadata: { UNIX: { filename: this.filename } },
       });
     }, this.ctx.log, this.ctx.listenerName, 'UNIX stream');

@@ -1,8 +1,9 @@
 // A TCP or Unix stream connection held below Node: the raw stream path.
 //
 // The listener accepts with accept4 in the addon and the cluster connects
-// there too (raw-connect.ts); the channel starts holding just the addon's
-// RawStream. Then one of three things happens:
+// there too (raw-connect.ts); the channel starts holding just the socket: a
+// bare fd (native/rawstream.ts BareStream), or the addon's RawStream while
+// its connect was waited for. Then one of three things happens:
 // - fastpath/raw.ts pairs it with the session's other raw channel
 //   (rawAttach): the addon moves the bytes, JavaScript hears once at the end;
 // - the session needs the bytes in JavaScript after all (a transform, a

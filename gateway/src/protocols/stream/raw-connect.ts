@@ -6,7 +6,7 @@
 // one the pair keeps afterwards.
 
 import { GatewayError } from '../../core/errors.js';
-import type { RawAddon } from '../../native/rawstream.js';
+import { BareStream, type RawAddon } from '../../native/rawstream.js';
 import { RawStreamChannel } from './raw-channel.js';
 
 export interface RawTarget {
@@ -34,13 +34,13 @@ export function rawConnect(addon: RawAddon, t: RawTarget, timeoutMs: number): Ra
     const e = err as NodeJS.ErrnoException;
     throw new GatewayError('CONNECT_FAILED', `${t.what}: ${e.syscall ?? 'connect'} ${e.code ?? e.message} ${t.peer}`, undefined, { cause: err });
   }
-  const raw = new addon.RawStream(fd);
-  const now = raw.connectedNow();
-  if (now === true) return new RawStreamChannel(raw, t.peer);
+  const now = addon.connectedNow(fd);
+  if (now === true) return new RawStreamChannel(new BareStream(addon, fd), t.peer);
   if (now !== undefined) {
-    raw.close();
+    addon.closeStream(fd);
     throw new GatewayError('CONNECT_FAILED', `${t.what}: connect ${now} ${t.peer}`);
   }
+  const raw = new addon.RawStream(fd); // registered in the reactor while it waits, a registration its Splice keeps
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       raw.close();
