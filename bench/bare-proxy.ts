@@ -6,10 +6,11 @@
 // between this and nginx is what no JavaScript-side change can close
 // (bench/README.md, "Session setup: the floor under JavaScript").
 //
-//   tcp  accept4 (FdSocket), connectStream + waitConnect, one Splice (copy
-//        mode, in C): three callbacks and three small objects per connection,
-//        as the raw stream path (gateway/src/fastpath/raw.ts) without its
-//        session, route, balancer, timers, metrics or access log.
+//   tcp  accept4 (FdSocket), connectStream, connectedNow (else a RawStream
+//        and waitConnect), one Splice (copy mode, in C) that owns both fds:
+//        two callbacks and one wrapped object per connection, as the raw
+//        stream path (gateway/src/fastpath/raw.ts) without its session,
+//        route, balancer, timers, metrics or access log.
 //   udp  one listener socket read with recvmmsg (NativeSocket); a new source
 //        address gets a connected upstream socket (socket, connect, receive
 //        buffer: the gateway's calls) and a map entry; replies go back
@@ -35,17 +36,27 @@ if ((kind !== 'tcp' && kind !== 'udp') || !(port > 0) || !(upstream > 0)) {
 if (kind === 'tcp') {
   const a = rawAddon();
   if (a === undefined) throw new Error('bare-proxy: the sockets addon is not built (npm run build:native)');
+  const Splice = (a as unknown as { Splice: new (x: unknown, y: unknown, done: () => void, owned: boolean) => { start(): void } }).Splice;
   const accepted = (fd: number): void => {
-    const down = new a.RawStream(fd);
-    const up = new a.RawStream(a.connectStream('127.0.0.1', upstream));
+    const ufd = a.connectStream('127.0.0.1', upstream);
+    const now = a.connectedNow(ufd);
+    if (now === true) {
+      new Splice(fd, ufd, () => {}, true).start();
+      return;
+    }
+    if (now !== undefined) {
+      a.closeStream(ufd);
+      a.closeStream(fd, true);
+      return;
+    }
+    const up = new a.RawStream(ufd);
     up.waitConnect((code) => {
       if (code !== undefined) {
         up.close();
-        down.close(true);
+        a.closeStream(fd, true);
         return;
       }
-      const Splice = (a as unknown as { Splice: new (x: unknown, y: unknown, done: () => void) => { start(): void } }).Splice;
-      new Splice(down, up, () => {}).start();
+      new Splice(fd, up, () => {}, true).start();
     });
   };
   const h = new a.FdSocket(streamListenSocket('127.0.0.1', port, 4096), 2, accepted as (...args: never[]) => void, () => {}, (code: string) => {
