@@ -40,8 +40,17 @@ const { values: a } = parseArgs({
     duration: { type: 'string', default: '3' },
     keep: { type: 'boolean', default: false },
     'base-native': { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
+if (a.help) {
+  // The usage is this file's header, from "Usage" to the end of its comment.
+  const src = fs.readFileSync(path.join(root, 'bench', 'ab.ts'), 'utf8').split('\n');
+  const from = src.findIndex((l) => l.startsWith('// Usage'));
+  const to = src.findIndex((l, i) => i > from && !l.startsWith('//'));
+  process.stdout.write(`${src.slice(from, to).map((l) => l.replace(/^\/\/ ?/, '')).join('\n')}\n`);
+  process.exit(0);
+}
 
 function run(cmd: string, args: string[], cwd: string): string {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8' });
