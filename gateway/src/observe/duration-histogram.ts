@@ -72,11 +72,12 @@ export class DurationHistogram {
     s.count++;
   }
 
-  /** Drop the series of a listener (all its clusters), or of every listener's pair with a cluster. */
+  /** Drop a listener's series (all its clusters). */
   removeListener(listener: string): void {
     this.series.delete(listener);
   }
 
+  /** Drop every listener's series with this cluster. */
   removeCluster(cluster: string): void {
     for (const m of this.series.values()) m.delete(cluster);
   }
