@@ -7,6 +7,7 @@ import type { ClusterContext, ClusterImpl, ConnectRequest } from '../types.js';
 import { SocketChannel } from './channel.js';
 import type { RawStreamChannel } from './raw-channel.js';
 import { rawConnect, type RawTarget } from './raw-connect.js';
+import { AddressMemo } from '../common/address-memo.js';
 
 function connectSocket(opts: net.NetConnectOpts, timeoutMs: number, what: string): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
@@ -36,27 +37,18 @@ export class TcpCluster implements ClusterImpl {
     private readonly ctx: ClusterContext,
   ) {}
 
-  /** Endpoint address -> its raw connect target, or null for a host name; worked out once per address. */
-  private readonly targets = new Map<string, RawTarget | null>();
+  /** Endpoint address -> its raw connect target, or null for a host name (which takes Node's connect, which resolves it). */
+  private readonly targets = new AddressMemo<RawTarget | null>((address) => {
+    const peer = `${address}:${this.port}`;
+    return net.isIP(address) === 0 ? null : { host: address, port: this.port, bindHost: this.bindAddress, bindPort: this.bindPort, what: `TCP ${peer}`, peer };
+  });
 
   /** The raw path (raw-connect.ts): the channel at once where the connect is over already, else its promise; undefined: connect(). */
   connectNow(req: ConnectRequest): RawStreamChannel | Promise<RawStreamChannel> | undefined {
     const ep = req.endpoint;
     const addon = ep !== undefined && req.raw === true ? rawAddon() : undefined;
-    const t = addon === undefined ? undefined : this.target(ep!.address);
-    return t === undefined ? undefined : rawConnect(addon!, t, req.timeoutMs);
-  }
-
-  private target(address: string): RawTarget | undefined {
-    let t = this.targets.get(address);
-    if (t === undefined) {
-      if (this.targets.size >= 256) this.targets.clear(); // endpoints come and go: bounded by the recent ones
-      // A host name (not resolved by health checks) takes Node's connect, which resolves it.
-      const peer = `${address}:${this.port}`;
-      t = net.isIP(address) === 0 ? null : { host: address, port: this.port, bindHost: this.bindAddress, bindPort: this.bindPort, what: `TCP ${peer}`, peer };
-      this.targets.set(address, t);
-    }
-    return t ?? undefined;
+    const t = addon === undefined ? null : this.targets.get(ep!.address);
+    return t === null ? undefined : rawConnect(addon!, t, req.timeoutMs);
   }
 
   async connect(req: ConnectRequest): Promise<SocketChannel | RawStreamChannel> {

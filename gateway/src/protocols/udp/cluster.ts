@@ -9,6 +9,7 @@ import { EOF_LINGER_MS, bindDgram, closeDgram, connectDgram, dgramType } from '.
 import { BatchedUdpChannel, batchedUdpTarget, canBatch, udpBatchAddon, type BatchedUdpOptions, type BatchedUdpTarget } from './batch.js';
 import { UdpChannel, type UdpFlowChannel } from './channel.js';
 import { drawUnbarred, drawUnbarredNow } from './ports.js';
+import { AddressMemo } from '../common/address-memo.js';
 
 export interface UdpClusterConfig {
   port: number;
@@ -23,7 +24,7 @@ interface BatchTarget extends BatchedUdpTarget {
 
 export class UdpCluster implements ClusterImpl {
   /** Endpoint address -> its batched path, or null where it takes node:dgram. */
-  private readonly targets = new Map<string, BatchTarget | null>();
+  private readonly targets = new AddressMemo<BatchTarget | null>((address) => this.makeBatchTarget(address));
 
   constructor(private readonly cfg: UdpClusterConfig, private readonly ctx: ClusterContext) {}
 
@@ -48,19 +49,14 @@ export class UdpCluster implements ClusterImpl {
    * address (the addon, canBatch's address checks, the peer strings); undefined: node:dgram.
    */
   private batchTarget(address: string): BatchTarget | undefined {
-    let t = this.targets.get(address);
-    if (t === undefined) {
-      if (this.targets.size >= 256) this.targets.clear(); // endpoints come and go: bounded by the recent ones
-      const addon = canBatch(this.cfg.bindAddress, address) ? udpBatchAddon() : undefined;
-      if (addon === undefined) {
-        t = null;
-      } else {
-        const target = batchedUdpTarget(this.batchedOptions(address));
-        t = { ...target, open: () => BatchedUdpChannel.open(addon, target) };
-      }
-      this.targets.set(address, t);
-    }
-    return t ?? undefined;
+    return this.targets.get(address) ?? undefined;
+  }
+
+  private makeBatchTarget(address: string): BatchTarget | null {
+    const addon = canBatch(this.cfg.bindAddress, address) ? udpBatchAddon() : undefined;
+    if (addon === undefined) return null;
+    const target = batchedUdpTarget(this.batchedOptions(address));
+    return { ...target, open: () => BatchedUdpChannel.open(addon, target) };
   }
 
   async connect(req: ConnectRequest): Promise<UdpFlowChannel> {
