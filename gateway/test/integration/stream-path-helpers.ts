@@ -160,12 +160,12 @@ export interface StreamGateway {
  * with one endpoint per address in `endpoints` (TCP endpoints share one
  * port: a cluster's port is the cluster's), an access log in a temp dir.
  */
-export async function streamGateway(t: { teardown(fn: () => unknown): void }, front: Kind, endpoints: Addr[], opts: { retry?: Record<string, unknown>; admin?: Record<string, unknown>; accessLog?: boolean } = {}): Promise<StreamGateway> {
+export async function streamGateway(t: { teardown(fn: () => unknown): void }, front: Kind, endpoints: Addr[], opts: { retry?: Record<string, unknown>; admin?: Record<string, unknown>; accessLog?: boolean; frontHost?: string } = {}): Promise<StreamGateway> {
   const first = endpoints[0]!;
   const cluster = 'port' in first
     ? { name: 'up', spec: { protocol: 'TCP', port: first.port }, endpoints: endpoints.map((e, i) => ({ name: `ep${i}`, spec: { address: (e as { host: string }).host } })) }
     : { name: 'up', spec: { protocol: 'UnixDomainSocket' }, endpoints: endpoints.map((e, i) => ({ name: `ep${i}`, spec: { address: (e as { path: string }).path } })) };
-  const frontAddr: Addr = front === 'TCP' ? { host: '127.0.0.1', port: await freePort() } : { path: tmpPath('front.sock') };
+  const frontAddr: Addr = front === 'TCP' ? { host: opts.frontHost ?? '127.0.0.1', port: await freePort() } : { path: tmpPath('front.sock') };
   const spec = 'port' in frontAddr ? { protocol: 'TCP', address: frontAddr.host, port: frontAddr.port } : { protocol: 'UnixDomainSocket', filename: frontAddr.path };
   const route = { destination: 'up', ...(opts.retry ? { retry: opts.retry } : {}) };
   const log = opts.accessLog === false ? undefined : tmpPath('access.log');

@@ -9,6 +9,8 @@
 
 import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
 import { api, freePort, waitFor } from './helpers.js';
 import {
   connect, deadAddr, echoUpstream, isReset, streamGateway, upstream, type Addr, type Kind, type StreamGateway, type Watched,
@@ -344,5 +346,35 @@ for (const p of [PAIRS[0]!, PAIRS[1]!]) {
     for (const c of admitted) c.sock.end();
     await gw.noSessions();
     await waitFor(() => gw.fds() <= before + 4, 10_000, `the gateway's descriptors back to ${before} + 4`);
+  });
+}
+
+// ------------------------------------------------- the accepted connection's addresses
+
+// [listener address, address dialled, client's source, source seen, destination seen]:
+// a wildcard listener reads its side of each connection from the socket; an
+// IPv4 client of a dual-stack listener shows as an IPv4-mapped IPv6 address.
+const ADDRESSES = [
+  ['127.0.0.1', '127.0.0.1', '127.0.0.5', '127.0.0.5', '127.0.0.1'],
+  ['0.0.0.0', '127.0.0.1', '127.0.0.3', '127.0.0.3', '127.0.0.1'],
+  ['::', '::1', '::1', '::1', '::1'],
+  ['::', '127.0.0.1', '127.0.0.4', '::ffff:127.0.0.4', '::ffff:127.0.0.1'],
+] as const;
+
+for (const [front, dial, from, src, dst] of ADDRESSES) {
+  it(`TCP listener on ${front}, a client from ${from} to ${dial}: the session's metadata and source peer name both ends as net.Socket does`, async (t) => {
+    const up = await echoUpstream(t, 'TCP');
+    const gw = await streamGateway(t, 'TCP', [up.addr], { frontHost: front });
+    const port = (gw.front as { port: number }).port;
+    const sock = net.connect({ host: dial, port, localAddress: from, allowHalfOpen: true });
+    t.teardown(() => sock.destroy());
+    await once(sock, 'connect');
+    sock.write('x');
+    await once(sock, 'data');
+    const s = await gw.session();
+    t.is(s.path, expectedPath);
+    t.deepEqual(s.metadata.IP, { src_addr: src, dst_addr: dst });
+    t.deepEqual(s.metadata.TCP, { src_port: sock.localPort, dst_port: port });
+    t.is(s.source.peer, `${src}:${sock.localPort}`);
   });
 }

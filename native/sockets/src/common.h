@@ -20,6 +20,9 @@ const char* ErrnoName(int err);
 // or a numeric IPv4/IPv6 host. false: the string is not one.
 bool UnixAddr(const std::string& path, sockaddr_un* sa, socklen_t* len);
 bool InetAddr(const std::string& host, int port, sockaddr_storage* ss, socklen_t* len);
+// And back (syscalls.cc): an IPv4 or IPv6 address's text into buf (at least
+// INET6_ADDRSTRLEN bytes) and its port. false: another family.
+bool IpText(const sockaddr_storage& ss, char* buf, int* port);
 
 // A RawStream's fd and its reactor registration, handed over to a Splice
 // (rawstream.cc): the RawStream lets go of both; token 0: not registered yet.

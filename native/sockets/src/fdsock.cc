@@ -429,32 +429,11 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     }
   }
 
-  // Dotted quad into buf (at least 16 bytes): glibc's inet_ntop formats IPv4
-  // with sprintf, which was a visible part of accepting a connection.
-  static void FormatIPv4(uint32_t a, char* buf) {
-    char* p = buf;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      unsigned v = (a >> shift) & 255;
-      if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
-      if (v >= 10) *p++ = static_cast<char>('0' + (v / 10) % 10);
-      *p++ = static_cast<char>('0' + v % 10);
-      *p++ = shift > 0 ? '.' : '\0';
-    }
-  }
-
   // An IP address as (string, port) in out[0], out[1], as net.Socket shows it.
   static void SetAddress(Napi::Env env, const sockaddr_storage& ss, napi_value* out) {
     char buf[INET6_ADDRSTRLEN] = {0};
     int port = 0;
-    if (ss.ss_family == AF_INET) {
-      auto* v4 = reinterpret_cast<const sockaddr_in*>(&ss);
-      FormatIPv4(ntohl(v4->sin_addr.s_addr), buf);
-      port = ntohs(v4->sin_port);
-    } else if (ss.ss_family == AF_INET6) {
-      auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-      inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof(buf));
-      port = ntohs(v6->sin6_port);
-    }
+    IpText(ss, buf, &port);
     out[0] = Napi::String::New(env, buf);
     out[1] = Napi::Number::New(env, port);
   }

@@ -49,6 +49,35 @@ bool InetAddr(const std::string& host, int port, sockaddr_storage* ss, socklen_t
   return false;
 }
 
+// Dotted quad into buf (at least 16 bytes): glibc's inet_ntop formats IPv4
+// with sprintf, which was a visible part of accepting a connection.
+static void FormatIPv4(uint32_t a, char* buf) {
+  char* p = buf;
+  for (int shift = 24; shift >= 0; shift -= 8) {
+    unsigned v = (a >> shift) & 255;
+    if (v >= 100) *p++ = static_cast<char>('0' + v / 100);
+    if (v >= 10) *p++ = static_cast<char>('0' + (v / 10) % 10);
+    *p++ = static_cast<char>('0' + v % 10);
+    *p++ = shift > 0 ? '.' : '\0';
+  }
+}
+
+bool IpText(const sockaddr_storage& ss, char* buf, int* port) {
+  if (ss.ss_family == AF_INET) {
+    auto* v4 = reinterpret_cast<const sockaddr_in*>(&ss);
+    FormatIPv4(ntohl(v4->sin_addr.s_addr), buf);
+    *port = ntohs(v4->sin_port);
+    return true;
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (inet_ntop(AF_INET6, &v6->sin6_addr, buf, INET6_ADDRSTRLEN) == nullptr) buf[0] = '\0';
+    *port = ntohs(v6->sin6_port);
+    return true;
+  }
+  return false;
+}
+
 namespace {
 
 bool ArgInt(const Napi::CallbackInfo& info, size_t i, int64_t min, int64_t max, int64_t* out) {
@@ -178,18 +207,11 @@ Napi::Value ConnectInet(const Napi::CallbackInfo& info) {
 Napi::Object AddressObject(Napi::Env env, const sockaddr_storage& ss, socklen_t len) {
   Napi::Object o = Napi::Object::New(env);
   char buf[INET6_ADDRSTRLEN] = {0};
-  if (ss.ss_family == AF_INET) {
-    auto* v4 = reinterpret_cast<const sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &v4->sin_addr, buf, sizeof(buf));
-    o.Set("family", "IPv4");
+  int port = 0;
+  if (IpText(ss, buf, &port)) {
+    o.Set("family", ss.ss_family == AF_INET ? "IPv4" : "IPv6");
     o.Set("address", buf);
-    o.Set("port", ntohs(v4->sin_port));
-  } else if (ss.ss_family == AF_INET6) {
-    auto* v6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof(buf));
-    o.Set("family", "IPv6");
-    o.Set("address", buf);
-    o.Set("port", ntohs(v6->sin6_port));
+    o.Set("port", port);
   } else if (ss.ss_family == AF_UNIX) {
     auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
     size_t n = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
