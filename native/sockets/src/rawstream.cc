@@ -247,9 +247,13 @@ Napi::Value ConnectStream(const Napi::CallbackInfo& info) {
   sockaddr_storage ss;
   socklen_t len;
   if (port > 65535 || !InetAddr(target, port, &ss, &len)) return Fail(env, -1, EINVAL, "connect", target);
-  std::string what = target + ":" + std::to_string(port);
+  // The error's detail, spelled out only for an error.
+  auto what = [&target, port]() { return target + ":" + std::to_string(port); };
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Fail(env, -1, errno, "socket", what);
+  if (fd < 0) {
+    int e = errno;
+    return Fail(env, -1, e, "socket", what());
+  }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // best effort, as Node's setNoDelay
   bool hasBindHost = info.Length() > 2 && info[2].IsString();
@@ -261,7 +265,10 @@ Napi::Value ConnectStream(const Napi::CallbackInfo& info) {
     if (bindPort < 0 || bindPort > 65535 || !InetAddr(bh, bindPort, &bs, &blen)) return Fail(env, fd, EINVAL, "bind", bh);
     if (bind(fd, reinterpret_cast<sockaddr*>(&bs), blen) != 0) return Fail(env, fd, errno, "bind", bh + ":" + std::to_string(bindPort));
   }
-  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) return Fail(env, fd, errno, "connect", what);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
+    int e = errno;
+    return Fail(env, fd, e, "connect", what());
+  }
   return Napi::Number::New(env, fd);
 }
 
