@@ -44,20 +44,29 @@ function udpPingpongFlows(flows: number): Workload {
 /**
  * New UDP sessions, with a longer warm-up than the peer comparison's (0.3 s or
  * 6000 sessions there): every worker process warms its own JIT and grows its
- * own V8 young generation, each on its share of the sessions, so with two
- * workers a short warm-up leaves that one-time cost inside the measured
- * interval. Measured (flock, alternating, 2 rounds): 0.3 s / 6000 sessions
- * gave 2 workers 111-120 CPU-µs per session against 50-60 for one worker;
- * 8000-9000 warm-up sessions gave both 52-79. Warm-up ends after --warmup
- * seconds or 8000 sessions; 8000 more are measured: 16000 sessions stay open
- * for their idle timeout, within the gateway's 20000 descriptors and nginx's
- * 40000 connections (two per session).
+ * own V8 young generation, each on its share of the sessions, so the warm-up
+ * is per worker: 8000 sessions for each of a target's workers (at most 1 s
+ * each), then 8000 are measured. Measured (flock, alternating, 2 rounds):
+ * 0.3 s / 6000 sessions gave 2 workers 111-120 CPU-µs per session against
+ * 50-60 for one worker; 8000-9000 warm-up sessions gave both 52-79. With
+ * 8000 for the pair (4000 each) the 2 workers still spent 63-68 µs per
+ * session (39-43 of it user time) where one spent 43-48 (15-20); 12000 for
+ * the pair brought them to 46.5 (28 user), one worker's figure
+ * (/proc/<pid>/stat over the process tree, 2026-12-06). Sessions stay open
+ * for their idle timeout: with 2 workers 24000, i.e. 12000 per process,
+ * within the gateway's 20000 descriptors and nginx's 40000 connections per
+ * worker (two per session).
  */
+const WARM_SESSIONS_PER_WORKER = 8000;
 const udpSessionsWarm: Workload = {
   ...udpSessions,
-  run: (t: Target, env: Env, p: Params) => simple(t, env, p, bin(env, 'udp_load'), (port) => [
-    '--mode', 'sessions', '--port', String(port), '--concurrency', '16', '--max', '8000', '--timeout-ms', '1000', ...timing(p),
-  ]),
+  run: (t: Target, env: Env, p: Params) => {
+    const n = t.workers ?? 1;
+    return simple(t, env, p, bin(env, 'udp_load'), (port) => [
+      '--mode', 'sessions', '--port', String(port), '--concurrency', '16', '--max', '8000',
+      '--warmup-max', String(WARM_SESSIONS_PER_WORKER * n), ...timing({ ...p, warmup: p.warmup * n }),
+    ]);
+  },
 };
 
 export const MATRIX_IDS = ['udp-pingpong-flows', 'udp-sessions', 'tcp-connrate', 'ws-rate'];

@@ -23,13 +23,16 @@
  *             over. Reports completed new sessions/s. Source addresses rotate
  *             over 127.0.0.2-127.0.0.251, so a port the kernel hands out again
  *             rarely lands on a session the proxy still keeps.
+ *             Warm-up ends after --warmup seconds or --warmup-max sessions
+ *             (default --max), then --max sessions are measured.
  *             With --keep 1 the sockets stay open instead and it stops after
  *             --max sessions: it prints "READY <n>" once all have had their
  *             echo, then holds them idle for --hold seconds (the runner reads
  *             the proxy's memory meanwhile).
  *
  * Options: --host 127.0.0.1 --port P --size 64 --window 16 --warmup 1
- *   --duration 3 --loss-ms 200 --flows 1 --concurrency 16 --max 20000 --keep 0
+ *   --duration 3 --loss-ms 200 --flows 1 --concurrency 16 --max 20000 --warmup-max
+ *   (--max) --keep 0
  *   --hold 5 --timeout-ms 1000 --deadline 60 (hard exit, seconds)
  * Output: "MEASURE" when measuring starts, then one JSON line.
  */
@@ -307,10 +310,11 @@ static int sessions(int argc, char **argv) {
   int conc = (int)opt_num(argc, argv, "concurrency", 16);
   double warmup = opt_num(argc, argv, "warmup", 1), duration = opt_num(argc, argv, "duration", 3);
   long max = (long)opt_num(argc, argv, "max", 20000);
+  long warm_max = (long)opt_num(argc, argv, "warmup-max", (double)max);
   int keep = (int)opt_num(argc, argv, "keep", 0);
   double hold = opt_num(argc, argv, "hold", 5);
   uint64_t timeout_ns = (uint64_t)opt_num(argc, argv, "timeout-ms", 1000) * 1000000ull;
-  if (conc < 1 || conc > 1024 || max < 1) { fprintf(stderr, "udp_load: bad --concurrency/--max\n"); return 2; }
+  if (conc < 1 || conc > 1024 || max < 1 || warm_max < 1) { fprintf(stderr, "udp_load: bad --concurrency/--max/--warmup-max\n"); return 2; }
   if (keep) warmup = 0; /* memory mode: count every session */
 
   int ep = epoll_create1(0);
@@ -324,16 +328,16 @@ static int sessions(int argc, char **argv) {
   uint64_t m0 = 0, m1 = 0;
   double cpu0 = 0, cpu1 = 0;
   int measuring = 0, active = (int)opened - (int)failed;
-  /* Warm-up ends after --warmup seconds or --max sessions, whichever comes
-     first (every session stays on the proxy for its idle timeout, so a run
-     holds at most 2 x --max); from the start of measuring, --max more are
-     allowed. */
+  /* Warm-up ends after --warmup seconds or --warmup-max sessions, whichever
+     comes first (every session stays on the proxy for its idle timeout, so a
+     run holds at most --warmup-max + --max); from the start of measuring,
+     --max more are allowed. */
 #define may_open(o) (!measuring || (o) < max)
   struct epoll_event evs[256];
   char rbuf[2048];
   for (;;) {
     uint64_t now = now_ns();
-    if (!measuring && (now >= t_measure || (!keep && opened >= max))) {
+    if (!measuring && (now >= t_measure || (!keep && opened >= warm_max))) {
       measuring = 1; m0 = now; cpu0 = cpu_seconds(); say_measure(); measured = 0;
       if (!keep) max += opened; /* --max bounds the measured sessions; warm-up ones come on top */
     }
