@@ -24,6 +24,11 @@ bool InetAddr(const std::string& host, int port, sockaddr_storage* ss, socklen_t
 // INET6_ADDRSTRLEN bytes) and its port. false: another family.
 bool IpText(const sockaddr_storage& ss, char* buf, int* port);
 
+// The next close() of this stream socket sends an RST, not a FIN
+// (SO_LINGER 0; rawstream.cc): a reset passed on must not read as a
+// complete stream. Best effort.
+void ResetOnClose(int fd);
+
 // A RawStream's fd and its reactor registration, handed over to a Splice
 // (rawstream.cc): the RawStream lets go of both; token 0: not registered yet.
 // *readable: an edge that may mean data or EOF was reported to the RawStream

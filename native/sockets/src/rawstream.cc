@@ -46,12 +46,9 @@ Napi::Value ConnectState(Napi::Env env, int fd) {
   return Napi::Boolean::New(env, true);
 }
 
-// Close a stream socket; with reset, SO_LINGER 0 first, so the peer gets an RST.
+// Close a stream socket; with reset, the peer gets an RST.
 void CloseStream(int fd, bool reset) {
-  if (reset) {
-    struct linger lg = {1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-  }
+  if (reset) ResetOnClose(fd);
   close(fd);
 }
 
@@ -263,7 +260,10 @@ Napi::Value ConnectStream(const Napi::CallbackInfo& info) {
     sockaddr_storage bs;
     socklen_t blen;
     if (bindPort < 0 || bindPort > 65535 || !InetAddr(bh, bindPort, &bs, &blen)) return Fail(env, fd, EINVAL, "bind", bh);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&bs), blen) != 0) return Fail(env, fd, errno, "bind", bh + ":" + std::to_string(bindPort));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&bs), blen) != 0) {
+      int e = errno;
+      return Fail(env, fd, e, "bind", bh + ":" + std::to_string(bindPort));
+    }
   }
   if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) {
     int e = errno;
@@ -273,6 +273,11 @@ Napi::Value ConnectStream(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+void ResetOnClose(int fd) {
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
 
 bool TakeRawStream(Napi::Value v, int* fd, uint64_t* token, bool* readable) {
   if (!v.IsObject()) return false;

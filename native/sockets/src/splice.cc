@@ -297,8 +297,7 @@ class Splice : public Napi::ObjectWrap<Splice>, public ReactorClient {
   Napi::Value Close(const Napi::CallbackInfo& info) {
     bool held = state_ == kReady || state_ == kActive;
     if (info.Length() > 0 && info[0].ToBoolean().Value()) {
-      struct linger lg = {1, 0};
-      for (auto& s : side_) if (s.fd >= 0) setsockopt(s.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+      for (auto& s : side_) if (s.fd >= 0) ResetOnClose(s.fd);
     }
     Release();
     if (state_ != kFailed) state_ = kDone;
@@ -542,10 +541,7 @@ class Splice : public Napi::ObjectWrap<Splice>, public ReactorClient {
     // A peer that reset its connection gets the other peer reset too, as the
     // JavaScript path does (stream/channel.ts): a FIN would read as a
     // complete stream.
-    if ((err == ECONNRESET || err == EPIPE) && (side == 0 || side == 1) && side_[1 - side].fd >= 0) {
-      struct linger lg = {1, 0};
-      setsockopt(side_[1 - side].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-    }
+    if ((err == ECONNRESET || err == EPIPE) && (side == 0 || side == 1) && side_[1 - side].fd >= 0) ResetOnClose(side_[1 - side].fd);
     Release();
     state_ = kDone;
     Napi::Value code = err != 0 ? Napi::String::New(env, ErrnoName(err)) : env.Undefined();
