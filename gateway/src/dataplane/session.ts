@@ -14,6 +14,7 @@
 // (splice(2)); `splice` then keeps the links' counters up to date.
 
 import type { ListenerCount } from '../core/admission.js';
+import { CLOCK_EPOCH, clockNow } from './clock.js';
 import type { Channel, ChannelSink, CloseListener, DrainListener } from './channel.js';
 import type { SessionPriv, SessionView } from '../protocols/types.js';
 import type { EndKind } from '../core/drain.js';
@@ -68,8 +69,8 @@ export class Link implements ChannelSink, DrainListener {
   data(chunk: Uint8Array): void {
     this.bytes += chunk.byteLength;
     this.packets++;
-    // One comparison per chunk (spliceAt is Infinity unless the session may be spliced).
-    if (this.bytes >= this.session.spliceAt && this.session.splicer!.offer(this.session, this, chunk)) return;
+    const at = this.session.spliceAt;
+    if (at !== SPLICE_NEVER && this.bytes >= at && this.session.splicer!.offer(this.session, this, chunk)) return;
     if (!this.to.send(chunk)) this.from.pause();
   }
 
@@ -80,7 +81,8 @@ export class Link implements ChannelSink, DrainListener {
 
   drain(): void {
     // A congested flow is quiescent right when its writes have drained.
-    if (this.bytes >= this.session.spliceAt && this.session.splicer!.offer(this.session, this, undefined)) return;
+    const at = this.session.spliceAt;
+    if (at !== SPLICE_NEVER && this.bytes >= at && this.session.splicer!.offer(this.session, this, undefined)) return;
     this.from.resume();
   }
 }
@@ -112,6 +114,13 @@ export interface Splicer {
   offer(s: Session, link: Link, chunk: Uint8Array | undefined): boolean;
 }
 
+/**
+ * Session.spliceAt when the session is never offered to a splicer. Not
+ * Infinity: a double in a field is a heap number of its own per session,
+ * which every session would carry for the few that splice.
+ */
+export const SPLICE_NEVER = 0;
+
 /** The ingress or egress chain of a route without transforms: shared, never written to. */
 const NO_STAGES: readonly Stage[] = Object.freeze([]);
 
@@ -130,7 +139,8 @@ export class Session implements SessionView, CloseListener {
   private connectAt = -1;
   private lookupMessage = '';
   private log: unknown[] | undefined;
-  readonly started = Date.now();
+  /** dataplane/clock.ts's ms at creation (a small integer, where a Date.now() in a field is a heap number per session). */
+  private readonly startedAt = clockNow();
   ended: number | undefined;
   readonly source: Stage;
   /** The route's stages: set together, once, by setStages (stages() keeps them in one array). */
@@ -151,8 +161,8 @@ export class Session implements SessionView, CloseListener {
   warnedDowngrade = false;
   /** Set by the offload bridge when offload is enabled. */
   kernel: FastPath | undefined;
-  /** Link byte count at which to offer the session to `splicer` (Infinity: never). */
-  spliceAt = Infinity;
+  /** Link byte count at which to offer the session to `splicer`, or SPLICE_NEVER. */
+  spliceAt = SPLICE_NEVER;
   splicer: Splicer | undefined;
   /** Set once the kernel splice path took over. */
   splice: FastPath | undefined;
@@ -196,9 +206,14 @@ export class Session implements SessionView, CloseListener {
     this.connectAt = this.sinceStart();
   }
 
+  /** Date.now() at creation. */
+  get started(): number {
+    return CLOCK_EPOCH + this.startedAt;
+  }
+
   /** ms since start, as a small integer where it is one (a double in a field or array is a heap object). */
   private sinceStart(): number {
-    const ms = Date.now() - this.started;
+    const ms = clockNow() - this.startedAt;
     return ms < 0x3fffffff ? ms | 0 : ms;
   }
 
@@ -221,7 +236,11 @@ export class Session implements SessionView, CloseListener {
     this.dst = destination;
     this.ing = ingress.length === 0 ? NO_STAGES : ingress;
     this.eg = egress.length === 0 ? NO_STAGES : egress;
-    this.all = [this.source, ...this.ing, ...this.eg, destination];
+    // A literal of the exact size: a spread builds its array by appending and
+    // leaves room for 17 stages in every session.
+    this.all = this.ing === NO_STAGES && this.eg === NO_STAGES
+      ? [this.source, destination]
+      : [this.source, ...this.ing, ...this.eg, destination];
   }
 
   get destination(): Stage | undefined {

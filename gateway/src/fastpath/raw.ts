@@ -25,7 +25,7 @@ import type { Gateway } from '../core/gateway.js';
 import { isRawStream } from '../dataplane/capabilities.js';
 import type { SessionHooks } from '../dataplane/hooks.js';
 import { rawEligible } from '../dataplane/raw-route.js';
-import type { Session } from '../dataplane/session.js';
+import { SPLICE_NEVER, type Session } from '../dataplane/session.js';
 import { BareStream, rawAddon } from '../native/rawstream.js';
 import { SpliceSession, type SpliceCtor } from './splice.js';
 
@@ -51,7 +51,7 @@ class RawPairer implements SessionHooks {
     a.rawAttach(path);
     b.rawAttach(path);
     s.splice = path;
-    s.spliceAt = Infinity;
+    s.spliceAt = SPLICE_NEVER;
     path.handle.start();
   }
 }

@@ -33,7 +33,7 @@
 import type { Gateway } from '../core/gateway.js';
 import type { SessionHooks } from '../dataplane/hooks.js';
 import { retriesOnDisconnect } from '../dataplane/reconnect-budget.js';
-import type { FastPath, Link, Session, Splicer } from '../dataplane/session.js';
+import { SPLICE_NEVER, type FastPath, type Link, type Session, type Splicer } from '../dataplane/session.js';
 import { socketsAddon } from '../native/sockets.js';
 import type { SpliceableChannel, SpliceControl } from '../dataplane/capabilities.js';
 
@@ -196,7 +196,7 @@ export class StreamSplicer implements Splicer, SessionHooks {
     if (retriesOnDisconnect(s.retry) || s.links.length !== 2 || s.ingress.length > 0 || s.egress.length > 0) return;
     if (!isSpliceable(s.source.channel) || !isSpliceable(s.destination?.channel)) return;
     s.splicer = this;
-    s.spliceAt = this.after;
+    s.spliceAt = Math.max(1, this.after); // offered once a chunk has been counted; 0 is SPLICE_NEVER
   }
 
   /**
@@ -209,7 +209,7 @@ export class StreamSplicer implements Splicer, SessionHooks {
     const a = s.source.channel;
     const b = s.destination?.channel;
     if (dir < 0 || s.status !== 'CONNECTED' || s.splice !== undefined || !isSpliceable(a) || !isSpliceable(b)) {
-      s.spliceAt = Infinity;
+      s.spliceAt = SPLICE_NEVER;
       return false;
     }
     const heldA = a.spliceCheck();
@@ -218,7 +218,7 @@ export class StreamSplicer implements Splicer, SessionHooks {
     const fdA = a.spliceFd();
     const fdB = b.spliceFd();
     if (fdA < 0 || fdB < 0) {
-      s.spliceAt = Infinity;
+      s.spliceAt = SPLICE_NEVER;
       return false;
     }
     const inHand = chunk?.byteLength ?? 0;
@@ -229,7 +229,7 @@ export class StreamSplicer implements Splicer, SessionHooks {
       h = new Splice(fdA, fdB, (code, side) => path.done(code, side));
     } catch (err) {
       // EMFILE and the like: this session stays on the JavaScript path.
-      s.spliceAt = Infinity;
+      s.spliceAt = SPLICE_NEVER;
       s.event('SPLICE', 'kernel splice unavailable, staying on the JavaScript path', (err as Error).message);
       return false;
     }
@@ -244,7 +244,7 @@ export class StreamSplicer implements Splicer, SessionHooks {
     // had read goes into the pipes behind the chunk in hand.
     path.handle = h;
     s.splice = path;
-    s.spliceAt = Infinity;
+    s.spliceAt = SPLICE_NEVER;
     // Both channels let go of their sockets whatever happens (no && short cut).
     const heldBytesA = a.spliceAttach(path);
     const heldBytesB = b.spliceAttach(path);

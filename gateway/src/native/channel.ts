@@ -40,7 +40,7 @@ export class NativeDatagramChannel extends BaseChannel implements NativeSocketHa
   /** Set while connected() waits. */
   private connectWait: ((err?: Error) => void) | undefined;
 
-  constructor(private readonly addon: SocketsAddon, fd: number, peer: string, private readonly opts: NativeChannelOptions = {}) {
+  constructor(protected readonly addon: SocketsAddon, fd: number, peer: string, protected readonly opts: NativeChannelOptions = {}) {
     super();
     this.peer = peer;
     this.sock = new NativeSocket(addon, fd, 'data', this);

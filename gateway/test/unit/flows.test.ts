@@ -76,5 +76,5 @@ test('pickEvictable reads the flow clock by default, and the clock ticks once st
   const deadline = Date.now() + 20 * CLOCK_MS;
   while (flowClock.now === start && Date.now() < deadline) await new Promise((r) => setTimeout(r, CLOCK_MS / 2));
   t.true(flowClock.now > start, 'the clock moved on its own');
-  t.true(flowClock.now <= Date.now(), 'and it reads the wall clock');
+  t.true(Number.isInteger(flowClock.now) && flowClock.now < 2 ** 30, 'a small integer: a flow holds it without a heap number');
 });

@@ -18,6 +18,8 @@
 // Idle time comes from a coarse clock (flowClock.now, refreshed every
 // CLOCK_MS by a timer) so that the per-datagram cost is one field store.
 
+import { clockNow } from '../../dataplane/clock.js';
+
 /** A flow must have been silent this long to be evicted. */
 export const EVICT_MIN_IDLE_MS = 500;
 /** Entries looked at per eviction. */
@@ -35,14 +37,15 @@ export interface EvictableFlow {
   close(err?: Error): void;
 }
 
-export const flowClock = { now: Date.now() };
+/** dataplane/clock.ts's ms: compare its readings with each other, never with Date.now(). */
+export const flowClock = { now: clockNow() };
 let clockTimer: NodeJS.Timeout | undefined;
 
 /** Keep flowClock ticking (idempotent; the timer does not hold the process). */
 export function startFlowClock(): void {
   if (clockTimer !== undefined) return;
-  flowClock.now = Date.now();
-  clockTimer = setInterval(() => { flowClock.now = Date.now(); }, CLOCK_MS);
+  flowClock.now = clockNow();
+  clockTimer = setInterval(() => { flowClock.now = clockNow(); }, CLOCK_MS);
   clockTimer.unref();
 }
 

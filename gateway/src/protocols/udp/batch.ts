@@ -40,7 +40,7 @@ function ipv4Key(address: string, port: number): number {
 }
 
 export function keyAddress(key: number): { address: string; port: number } {
-  const port = key % 65536;
+  const port = (key % 65536) | 0; // an int32: the metadata's src_port field holds it inline, not as a heap number
   const ip = (key - port) / 65536; // < 2^32: the shifts below read it as uint32
   // One template, no array and join: this runs for every new flow.
   return { address: `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`, port };
@@ -76,7 +76,6 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
   /** The source port to quarantine when the socket closes (ports.ts). */
   releaseRemote: string | undefined;
   releasePort = 0;
-  private readonly remoteKey: number;
   /** The local port, read once (getsockname): the quarantine asks for it twice per session (ports.ts). */
   private port: number | undefined;
 
@@ -97,9 +96,10 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
     return new BatchedUdpChannel(addon, fd, o);
   }
 
-  private constructor(private readonly udpAddon: SocketsAddon, fd: number, o: BatchedUdpTarget) {
-    super(udpAddon, fd, o.peer, o); // the target is the channel's options (eofLingerMs, what): no object per session
-    this.remoteKey = o.remoteKey;
+  private constructor(addon: SocketsAddon, fd: number, o: BatchedUdpTarget) {
+    // The target is the channel's options (eofLingerMs, what, remoteKey): no
+    // object per session, and no copy of remoteKey, a double, in a field.
+    super(addon, fd, o.peer, o);
   }
 
   override send(chunk: Uint8Array): boolean {
@@ -112,7 +112,7 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
     if (this.sock.closed) return undefined;
     if (this.port !== undefined) return this.port;
     try {
-      this.port = this.udpAddon.localPort(this.sock.fd);
+      this.port = this.addon.localPort(this.sock.fd);
       return this.port;
     } catch {
       return undefined;
@@ -128,8 +128,8 @@ export class BatchedUdpChannel extends NativeDatagramChannel {
   addresses(): { local: { address: string; port: number }; remote: { address: string; port: number } } | undefined {
     if (this.closed || this.sock.closed) return undefined;
     try {
-      const l = this.udpAddon.localAddress(this.sock.fd);
-      return { local: { address: l.address!, port: l.port! }, remote: keyAddress(this.remoteKey) };
+      const l = this.addon.localAddress(this.sock.fd);
+      return { local: { address: l.address!, port: l.port! }, remote: keyAddress((this.opts as BatchedUdpTarget).remoteKey) };
     } catch {
       return undefined;
     }
