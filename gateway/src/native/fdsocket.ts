@@ -50,10 +50,13 @@ const MAX_QUEUE = 4096;
 /** Batches up to this long leave their sends to the per-turn immediate (see the header). */
 const SMALL_BATCH = 4;
 
-interface Area { slab: Buffer; meta: Int32Array; addrs: Buffer; slot: number; addr: number }
+interface Area { slab: Buffer; meta: Int32Array; addrs: Buffer; slot: number; addr: number; sharedCallbacks: boolean }
 let area: Area | undefined;
 
-/** The process-wide receive slab, shared with the addon (callbacks are synchronous, so one is enough). */
+/**
+ * The process-wide receive slab, shared with the addon (callbacks are
+ * synchronous, so one is enough), and the callbacks every socket shares.
+ */
 function batchArea(addon: SocketsAddon): Area {
   if (area === undefined) {
     const { batch, slot, addr } = addon.batchLayout;
@@ -63,8 +66,10 @@ function batchArea(addon: SocketsAddon): Area {
       addrs: Buffer.alloc(batch * addr),
       slot,
       addr,
+      sharedCallbacks: typeof addon.setCallbacks === 'function',
     };
     addon.initBatch(a.slab, a.meta, a.addrs);
+    if (a.sharedCallbacks) addon.setCallbacks!(onData, onAccepted, onWritable, onError);
     area = a;
   }
   return area;
@@ -138,7 +143,10 @@ export class NativeSocket {
   ) {
     this.area = batchArea(addon);
     this.outAddrs = withAddresses ? [] : undefined;
-    this.h = new addon.FdSocket(fd, mode === 'accept' ? 1 : 0, mode === 'accept' ? onAccepted : onData, onWritable, onError) as OwnedHandle;
+    const m = mode === 'accept' ? 1 : 0;
+    this.h = (this.area.sharedCallbacks
+      ? new addon.FdSocket(fd, m)
+      : new addon.FdSocket(fd, m, mode === 'accept' ? onAccepted : onData, onWritable, onError)) as OwnedHandle;
     this.h.owner = this;
   }
 

@@ -57,10 +57,23 @@ export interface SocketsAddon {
    * mode 0: datagrams, onData(count); 1: accept, onData(fd); 2: accept TCP,
    * onData(fd, peerAddress, peerPort); 3: as 2 plus (localAddress, localPort).
    */
-  FdSocket: new (
-    fd: number, mode: 0 | 1 | 2 | 3,
-    onData: (...args: never[]) => void, onWritable: () => void, onError: (code: string) => void,
-  ) => FdSocketHandle;
+  FdSocket: {
+    new (
+      fd: number, mode: 0 | 1 | 2 | 3,
+      onData: (...args: never[]) => void, onWritable: () => void, onError: (code: string) => void,
+    ): FdSocketHandle;
+    /** With the callbacks of setCallbacks(), called with the handle as `this`. */
+    new (fd: number, mode: 0 | 1 | 2 | 3): FdSocketHandle;
+  };
+  /**
+   * The callbacks of every FdSocket made without its own (mode 0: onData,
+   * 1-3: onAccepted): no function references per socket. Absent from an
+   * addon built before it.
+   */
+  setCallbacks?(
+    onData: (...args: never[]) => void, onAccepted: (...args: never[]) => void,
+    onWritable: () => void, onError: (code: string) => void,
+  ): void;
   /** Raw stream path (rawstream.cc); absent from an addon built before it. */
   RawStream?: new (fd: number) => RawStreamHandle;
   /** A non-blocking stream connect: (host, port, bindHost?, bindPort?) or (unixPath, -1); returns the fd. */

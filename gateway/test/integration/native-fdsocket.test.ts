@@ -206,3 +206,34 @@ test('a socket keeps the process alive while it reads or waits to write, as a li
   const held = run('s.readStart();');
   t.is(held.signal, 'SIGTERM', 'a reading socket keeps the process running (ended by the timeout)');
 });
+
+test('FdSocket(fd, mode) takes the callbacks of setCallbacks(), with the handle as `this`; without them it is a TypeError', (t) => {
+  if (!needAddon(t)) return;
+  // A fresh process: setCallbacks() is per environment, and this test
+  // process's NativeSocket has set them already.
+  const mod = path.join(root, 'dist/gateway/src/native');
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+    import dgram from 'node:dgram';
+    import { socketsAddon } from '${mod}/sockets.js';
+    const a = socketsAddon(); const c = a.constants;
+    const fd = a.socket(c.AF_INET, c.SOCK_DGRAM, 0); a.bindInet(fd, '127.0.0.1', 0, false);
+    const port = a.localAddress(fd).port;
+    let before = 'constructed';
+    try { new a.FdSocket(fd, 0); } catch (e) { before = e.constructor.name + ': ' + e.message; }
+    const slab = Buffer.alloc(a.batchLayout.batch * a.batchLayout.slot);
+    const meta = new Int32Array(a.batchLayout.batch * 2);
+    a.initBatch(slab, meta, Buffer.alloc(a.batchLayout.batch * a.batchLayout.addr));
+    const calls = [];
+    const onData = function (n) { calls.push({ n, self: this === h, len: meta[0], text: slab.subarray(0, meta[0]).toString() }); this.close(); };
+    a.setCallbacks(onData, () => calls.push('accepted'), () => calls.push('writable'), (code) => calls.push(code));
+    const h = new a.FdSocket(fd, 0);
+    h.readStart();
+    const s = dgram.createSocket('udp4');
+    s.send('hello', port, '127.0.0.1', () => s.close());
+    setTimeout(() => { console.log(JSON.stringify({ before, calls })); }, 300);
+  `], { encoding: 'utf8', timeout: 10_000 });
+  t.is(r.status, 0, r.stderr.slice(0, 400));
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { before: string; calls: unknown[] };
+  t.regex(out.before, /^TypeError: .*setCallbacks/);
+  t.deepEqual(out.calls, [{ n: 1, self: true, len: 5, text: 'hello' }]);
+});

@@ -50,11 +50,23 @@ struct BatchArea {
   int32_t* meta = nullptr;   // per slot: [length or -1 if truncated, address length]
   uint8_t* addrs = nullptr;
   Napi::Reference<Napi::Value> refs[3];
+  // setCallbacks(): the one set of callbacks every FdSocket made without its
+  // own shares, so that a socket costs no function references of its own.
+  Napi::FunctionReference onData, onAccepted, onWritable, onError;
   mmsghdr msgs[kBatch];
   iovec iov[kBatch];
 };
 
 BatchArea* Area(Napi::Env env) { return env.GetInstanceData<BatchArea>(); }
+
+BatchArea* AreaOrNew(Napi::Env env) {
+  BatchArea* a = Area(env);
+  if (a == nullptr) {
+    a = new BatchArea();
+    env.SetInstanceData<BatchArea>(a);
+  }
+  return a;
+}
 
 bool ViewOf(Napi::Value v, size_t minLen, uint8_t** data) {
   if (!v.IsTypedArray()) return false;
@@ -74,16 +86,30 @@ Napi::Value InitBatch(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "initBatch(slab, meta, addrs): buffers too small").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  BatchArea* a = Area(env);
-  if (a == nullptr) {
-    a = new BatchArea();
-    env.SetInstanceData<BatchArea>(a);
-  }
+  BatchArea* a = AreaOrNew(env);
   a->slab = slab;
   a->meta = reinterpret_cast<int32_t*>(meta);
   a->addrs = addrs;
   for (int i = 0; i < 3; i++) a->refs[i] = Napi::Persistent(info[i]);
   return Napi::Object::New(env);
+}
+
+// setCallbacks(onData, onAccepted, onWritable, onError): the callbacks of
+// every FdSocket made as new FdSocket(fd, mode), called with the socket as
+// `this` (mode 0 gets onData, modes 1-3 onAccepted). Each is a function
+// reference, a global handle and a heap block: four per socket otherwise.
+Napi::Value SetCallbacks(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 4 || !info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsFunction() || !info[3].IsFunction()) {
+    Napi::TypeError::New(env, "setCallbacks(onData, onAccepted, onWritable, onError)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  BatchArea* a = AreaOrNew(env);
+  a->onData = Napi::Persistent(info[0].As<Napi::Function>());
+  a->onAccepted = Napi::Persistent(info[1].As<Napi::Function>());
+  a->onWritable = Napi::Persistent(info[2].As<Napi::Function>());
+  a->onError = Napi::Persistent(info[3].As<Napi::Function>());
+  return env.Undefined();
 }
 
 class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
@@ -99,16 +125,21 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     });
   }
 
-  // new FdSocket(fd, mode, onData, onWritable, onError)
+  // new FdSocket(fd, mode, onData, onWritable, onError), or new FdSocket(fd,
+  // mode) with the callbacks of setCallbacks()
   //   mode 0: data socket; onData(count) after each recvmmsg
   //   mode 1: listening socket; onData(fd) per accepted connection
   //   mode 2: listening TCP socket; onData(fd, peerAddress, peerPort), TCP_NODELAY set
   //   mode 3: as 2, plus (localAddress, localPort) (a wildcard listener's getsockname)
   explicit FdSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdSocket>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction() || !info[3].IsFunction() ||
-        !info[4].IsFunction()) {
-      Napi::TypeError::New(env, "FdSocket(fd, mode, onData, onWritable, onError)").ThrowAsJavaScriptException();
+    bool own = info.Length() >= 5;
+    BatchArea* shared = own ? nullptr : Area(env);
+    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber() ||
+        (own && (!info[2].IsFunction() || !info[3].IsFunction() || !info[4].IsFunction())) ||
+        (!own && (shared == nullptr || shared->onData.IsEmpty()))) {
+      Napi::TypeError::New(env, "FdSocket(fd, mode, onData, onWritable, onError), or FdSocket(fd, mode) after setCallbacks()")
+          .ThrowAsJavaScriptException();
       return;
     }
     int fd = info[0].As<Napi::Number>().Int32Value();
@@ -119,9 +150,18 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     int mode = info[1].As<Napi::Number>().Int32Value();
     accept_ = mode >= 1 && mode <= 3;
     addresses_ = mode >= 2 ? mode - 1 : 0;
-    onData_ = Napi::Persistent(info[2].As<Napi::Function>());
-    onWritable_ = Napi::Persistent(info[3].As<Napi::Function>());
-    onError_ = Napi::Persistent(info[4].As<Napi::Function>());
+    if (own) {
+      ownData_ = Napi::Persistent(info[2].As<Napi::Function>());
+      ownWritable_ = Napi::Persistent(info[3].As<Napi::Function>());
+      ownError_ = Napi::Persistent(info[4].As<Napi::Function>());
+      onData_ = &ownData_;
+      onWritable_ = &ownWritable_;
+      onError_ = &ownError_;
+    } else {
+      onData_ = accept_ ? &shared->onAccepted : &shared->onData;
+      onWritable_ = &shared->onWritable;
+      onError_ = &shared->onError;
+    }
     int err = 0;
     token_ = ReactorAdd(env, fd, this, &err, kReadEvents, false);
     if (token_ == 0) {
@@ -265,9 +305,10 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     // strong references kept past the close are a cycle through a GC root
     // (the socket's session would never be collected). Close may run inside
     // one of them; Call() skips an empty one.
-    onData_.Reset();
-    onWritable_.Reset();
-    onError_.Reset();
+    onData_ = onWritable_ = onError_ = nullptr;
+    ownData_.Reset();
+    ownWritable_.Reset();
+    ownError_.Reset();
     Unref();
     return info.Env().Undefined();
   }
@@ -322,15 +363,15 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
   // Invoke a JavaScript callback from the reactor. MakeCallback runs the microtask
   // queue afterwards (the batched sends flush there); an exception becomes an
   // uncaught exception, as it would from any Node event handler.
-  void Call(Napi::FunctionReference& fn, Napi::Value arg) {
+  void Call(Napi::FunctionReference* fn, Napi::Value arg) {
     napi_value a = arg;
     Call(fn, 1, &a);
   }
 
-  void Call(Napi::FunctionReference& fn, size_t argc, const napi_value* args) {
-    if (fn.IsEmpty()) return;  // closed
+  void Call(Napi::FunctionReference* fn, size_t argc, const napi_value* args) {
+    if (fn == nullptr || fn->IsEmpty()) return;  // closed
     Napi::Env env = Env();
-    fn.MakeCallback(Value(), argc, args);
+    fn->MakeCallback(Value(), argc, args);
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();
       napi_fatal_exception(env, e.Value());
@@ -450,7 +491,12 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
   bool outArmed_ = false;  // EPOLLOUT is in the registration
   int failed_ = 0;         // the registration could not be changed: reported from the idle turn
   bool errored_ = false;   // an edge carried EPOLLERR not yet looked into
-  Napi::FunctionReference onData_, onWritable_, onError_;
+  // The callbacks in use: this socket's own, or the env's shared ones
+  // (setCallbacks); null once closed.
+  Napi::FunctionReference* onData_ = nullptr;
+  Napi::FunctionReference* onWritable_ = nullptr;
+  Napi::FunctionReference* onError_ = nullptr;
+  Napi::FunctionReference ownData_, ownWritable_, ownError_;
 };
 
 }  // namespace
@@ -458,6 +504,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
 void InitFdSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("FdSocket", FdSocket::Define(env));
   exports.Set("initBatch", Napi::Function::New(env, InitBatch, "initBatch"));
+  exports.Set("setCallbacks", Napi::Function::New(env, SetCallbacks, "setCallbacks"));
   Napi::Object b = Napi::Object::New(env);
   b.Set("batch", Napi::Number::New(env, kBatch));
   b.Set("slot", static_cast<double>(kSlot));
