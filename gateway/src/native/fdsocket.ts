@@ -22,13 +22,15 @@
 // bench run: 48k WebSocket -> UDP messages/s flushing per microtask against
 // 170-200k per loop turn, and 85k against ~100k UDP ping-pong datagrams/s).
 // No closure or promise is created per datagram; the queue arrays are reused.
-// Nor per socket: the addon calls back with the FdSocket object as `this`, so
-// every socket shares the same four callbacks (it finds its NativeSocket
-// through `owner`), and one immediate flushes every socket that queued in a
-// turn. An idle UDP session has two sockets, and per-socket closures with
-// their contexts would be ~600 B of its memory.
+// Nor per socket: a NativeSocket's socket is a bare one of the addon's
+// (fdOpen), a number rather than a wrapped object (which costs three heap
+// objects, a global handle and a weak callback), and the addon calls the same
+// four callbacks for every socket with that number first (setCallbacks),
+// which finds the NativeSocket in `byId`; one immediate flushes every socket
+// that queued in a turn. Per-socket closures with their contexts would be
+// ~600 B of an idle UDP session's memory.
 
-import { errnoCode, type FdSocketHandle, type SocketsAddon } from './sockets.js';
+import { errnoCode, type SocketsAddon } from './sockets.js';
 
 export interface NativeSocketHandler {
   /** One datagram (a fresh copy the receiver may keep); slot: its index in the batch, for sourceAddress(). */
@@ -50,12 +52,13 @@ const MAX_QUEUE = 4096;
 /** Batches up to this long leave their sends to the per-turn immediate (see the header). */
 const SMALL_BATCH = 4;
 
-interface Area { slab: Buffer; meta: Int32Array; addrs: Buffer; slot: number; addr: number; sharedCallbacks: boolean }
+interface Area { slab: Buffer; meta: Int32Array; addrs: Buffer; slot: number; addr: number }
 let area: Area | undefined;
 
 /**
  * The process-wide receive slab, shared with the addon (callbacks are
- * synchronous, so one is enough), and the callbacks every socket shares.
+ * synchronous, so one is enough); the first call also gives the addon the
+ * callbacks of every socket.
  */
 function batchArea(addon: SocketsAddon): Area {
   if (area === undefined) {
@@ -66,10 +69,9 @@ function batchArea(addon: SocketsAddon): Area {
       addrs: Buffer.alloc(batch * addr),
       slot,
       addr,
-      sharedCallbacks: typeof addon.setCallbacks === 'function',
     };
     addon.initBatch(a.slab, a.meta, a.addrs);
-    if (a.sharedCallbacks) addon.setCallbacks!(onData, onAccepted, onWritable, onError);
+    addon.setCallbacks(onData, onAccepted, onWritable, onError);
     area = a;
   }
   return area;
@@ -90,22 +92,23 @@ export function sourceIPv4Key(slot: number): number {
   return a.addrs.readUInt32BE(off + 4) * 65536 + a.addrs.readUInt16BE(off + 2);
 }
 
-type OwnedHandle = FdSocketHandle & { owner: NativeSocket };
+/** Open NativeSockets by their addon socket's number (numbers are reused once closed). */
+const byId: (NativeSocket | undefined)[] = [];
 
-function onData(this: OwnedHandle, n: number): void {
-  this.owner.onBatch(n);
+function onData(id: number, n: number): void {
+  byId[id]?.onBatch(n);
 }
 
-function onAccepted(this: OwnedHandle, fd: number): void {
-  this.owner.handler.accepted?.(fd);
+function onAccepted(id: number, fd: number): void {
+  byId[id]?.handler.accepted?.(fd);
 }
 
-function onWritable(this: OwnedHandle): void {
-  this.owner.onWritable();
+function onWritable(id: number): void {
+  byId[id]?.onWritable();
 }
 
-function onError(this: OwnedHandle, code: string): void {
-  this.owner.handler.error(code);
+function onError(id: number, code: string): void {
+  byId[id]?.handler.error(code);
 }
 
 /** Sockets that queued sends this turn; one immediate flushes them all. */
@@ -125,7 +128,9 @@ function flushNow(): void {
 }
 
 export class NativeSocket {
-  private readonly h: OwnedHandle;
+  private readonly addon: SocketsAddon;
+  private readonly id: number;
+  private fdNum: number;
   private readonly area: Area;
   private readonly out: Uint8Array[] = [];
   private readonly outAddrs: Uint8Array[] | undefined;
@@ -141,17 +146,17 @@ export class NativeSocket {
     /** Unconnected sockets: every send names its destination. */
     withAddresses = false,
   ) {
+    this.addon = addon;
     this.area = batchArea(addon);
     this.outAddrs = withAddresses ? [] : undefined;
-    const m = mode === 'accept' ? 1 : 0;
-    this.h = (this.area.sharedCallbacks
-      ? new addon.FdSocket(fd, m)
-      : new addon.FdSocket(fd, m, mode === 'accept' ? onAccepted : onData, onWritable, onError)) as OwnedHandle;
-    this.h.owner = this;
+    this.id = addon.fdOpen(fd, mode === 'accept' ? 1 : 0);
+    this.fdNum = fd;
+    byId[this.id] = this;
   }
 
+  /** The fd, or -1 once closed. */
   get fd(): number {
-    return this.h.fd;
+    return this.fdNum;
   }
 
   get closed(): boolean {
@@ -164,11 +169,11 @@ export class NativeSocket {
   }
 
   readStart(): void {
-    if (!this._closed) this.h.readStart();
+    if (!this._closed) this.addon.fdReadStart(this.id);
   }
 
   readStop(): void {
-    if (!this._closed) this.h.readStop();
+    if (!this._closed) this.addon.fdReadStop(this.id);
   }
 
   /** @internal the addon's read callback (through onData). */
@@ -212,7 +217,7 @@ export class NativeSocket {
     const out = this.out;
     while (out.length > 0 && !this._closed && !this.waiting) {
       const addrs = this.outAddrs;
-      const r = this.h.send(out, out.length, addrs);
+      const r = this.addon.fdSend(this.id, out, out.length, addrs);
       if (r < 0) {
         const code = errnoCode(r);
         if (addrs !== undefined) {
@@ -235,7 +240,7 @@ export class NativeSocket {
       addrs?.splice(0, r);
       if (r === 0) {
         this.waiting = true;
-        this.h.watchWritable(true);
+        this.addon.fdWatchWritable(this.id, true);
       }
     }
   }
@@ -244,7 +249,7 @@ export class NativeSocket {
   awaitWritable(): void {
     if (this._closed || this.waiting) return;
     this.waiting = true;
-    this.h.watchWritable(true);
+    this.addon.fdWatchWritable(this.id, true);
   }
 
   /** @internal the addon's writable callback. */
@@ -258,6 +263,8 @@ export class NativeSocket {
     if (this._closed) return;
     this._closed = true;
     this.out.length = 0;
-    this.h.close();
+    this.fdNum = -1;
+    if (byId[this.id] === this) byId[this.id] = undefined;
+    this.addon.fdClose(this.id);
   }
 }

@@ -57,23 +57,27 @@ export interface SocketsAddon {
    * mode 0: datagrams, onData(count); 1: accept, onData(fd); 2: accept TCP,
    * onData(fd, peerAddress, peerPort); 3: as 2 plus (localAddress, localPort).
    */
-  FdSocket: {
-    new (
-      fd: number, mode: 0 | 1 | 2 | 3,
-      onData: (...args: never[]) => void, onWritable: () => void, onError: (code: string) => void,
-    ): FdSocketHandle;
-    /** With the callbacks of setCallbacks(), called with the handle as `this`. */
-    new (fd: number, mode: 0 | 1 | 2 | 3): FdSocketHandle;
-  };
+  FdSocket: new (
+    fd: number, mode: 0 | 1 | 2 | 3,
+    onData: (...args: never[]) => void, onWritable: () => void, onError: (code: string) => void,
+  ) => FdSocketHandle;
   /**
-   * The callbacks of every FdSocket made without its own (mode 0: onData,
-   * 1-3: onAccepted): no function references per socket. Absent from an
-   * addon built before it.
+   * The callbacks of every bare socket (fdOpen), called with its number
+   * first; onAccepted for modes 1-3, with FdSocket's onData arguments after it.
    */
-  setCallbacks?(
-    onData: (...args: never[]) => void, onAccepted: (...args: never[]) => void,
-    onWritable: () => void, onError: (code: string) => void,
+  setCallbacks(
+    onData: (id: number, count: number) => void, onAccepted: (id: number, ...args: never[]) => void,
+    onWritable: (id: number) => void, onError: (id: number, code: string) => void,
   ): void;
+  /** A socket named by a number instead of a wrapped FdSocket (modes as FdSocket's); after setCallbacks(). */
+  fdOpen(fd: number, mode: 0 | 1 | 2 | 3): number;
+  fdReadStart(id: number): void;
+  fdReadStop(id: number): void;
+  fdWatchWritable(id: number, on: boolean): void;
+  /** As FdSocketHandle.send; -EBADF once closed. */
+  fdSend(id: number, bufs: Uint8Array[], count: number, addrs?: Uint8Array[]): number;
+  /** Closes the fd; the number may name another socket afterwards. */
+  fdClose(id: number): void;
   /** Raw stream path (rawstream.cc); absent from an addon built before it. */
   RawStream?: new (fd: number) => RawStreamHandle;
   /** A non-blocking stream connect: (host, port, bindHost?, bindPort?) or (unixPath, -1); returns the fd. */

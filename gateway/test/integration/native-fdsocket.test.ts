@@ -207,10 +207,10 @@ test('a socket keeps the process alive while it reads or waits to write, as a li
   t.is(held.signal, 'SIGTERM', 'a reading socket keeps the process running (ended by the timeout)');
 });
 
-test('FdSocket(fd, mode) takes the callbacks of setCallbacks(), with the handle as `this`; without them it is a TypeError', (t) => {
+test('a bare socket (fdOpen) calls the callbacks of setCallbacks() with its number, may be closed from inside one, and names nothing after fdClose; before setCallbacks() fdOpen is a TypeError', (t) => {
   if (!needAddon(t)) return;
   // A fresh process: setCallbacks() is per environment, and this test
-  // process's NativeSocket has set them already.
+  // process's NativeSockets have set them already.
   const mod = path.join(root, 'dist/gateway/src/native');
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
     import dgram from 'node:dgram';
@@ -218,22 +218,33 @@ test('FdSocket(fd, mode) takes the callbacks of setCallbacks(), with the handle 
     const a = socketsAddon(); const c = a.constants;
     const fd = a.socket(c.AF_INET, c.SOCK_DGRAM, 0); a.bindInet(fd, '127.0.0.1', 0, false);
     const port = a.localAddress(fd).port;
-    let before = 'constructed';
-    try { new a.FdSocket(fd, 0); } catch (e) { before = e.constructor.name + ': ' + e.message; }
+    let before = 'opened';
+    try { a.fdOpen(fd, 0); } catch (e) { before = e.constructor.name + ': ' + e.message; }
     const slab = Buffer.alloc(a.batchLayout.batch * a.batchLayout.slot);
     const meta = new Int32Array(a.batchLayout.batch * 2);
     a.initBatch(slab, meta, Buffer.alloc(a.batchLayout.batch * a.batchLayout.addr));
     const calls = [];
-    const onData = function (n) { calls.push({ n, self: this === h, len: meta[0], text: slab.subarray(0, meta[0]).toString() }); this.close(); };
-    a.setCallbacks(onData, () => calls.push('accepted'), () => calls.push('writable'), (code) => calls.push(code));
-    const h = new a.FdSocket(fd, 0);
-    h.readStart();
+    a.setCallbacks(
+      (id, n) => { calls.push({ id, n, text: slab.subarray(0, meta[0]).toString() }); a.fdClose(id); },
+      (id) => calls.push('accepted ' + id), (id) => calls.push('writable ' + id), (id, code) => calls.push('error ' + id + ' ' + code));
+    const other = a.socket(c.AF_INET, c.SOCK_DGRAM, 0);
+    const first = a.fdOpen(other, 0);
+    const id = a.fdOpen(fd, 0);
+    a.fdReadStart(id);
     const s = dgram.createSocket('udp4');
-    s.send('hello', port, '127.0.0.1', () => s.close());
-    setTimeout(() => { console.log(JSON.stringify({ before, calls })); }, 300);
+    s.send('hello', port, '127.0.0.1', () => setTimeout(() => s.send('again', port, '127.0.0.1', () => s.close()), 100));
+    setTimeout(() => {
+      const sendAfter = a.fdSend(id, [Buffer.from('x')], 1);
+      a.fdClose(first);
+      const reused = a.fdOpen(a.socket(c.AF_INET, c.SOCK_DGRAM, 0), 0);
+      console.log(JSON.stringify({ before, first, id, calls, sendAfter, reused }));
+    }, 400);
   `], { encoding: 'utf8', timeout: 10_000 });
   t.is(r.status, 0, r.stderr.slice(0, 400));
-  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { before: string; calls: unknown[] };
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { before: string; first: number; id: number; calls: unknown[]; sendAfter: number; reused: number };
   t.regex(out.before, /^TypeError: .*setCallbacks/);
-  t.deepEqual(out.calls, [{ n: 1, self: true, len: 5, text: 'hello' }]);
+  t.not(out.id, out.first);
+  t.deepEqual(out.calls, [{ id: out.id, n: 1, text: 'hello' }], 'one call, with its number; nothing after its close');
+  t.true(out.sendAfter < 0, `a send on a closed number fails (${out.sendAfter})`);
+  t.true(out.reused === out.first || out.reused === out.id, `a closed number is reused (${out.reused})`);
 });

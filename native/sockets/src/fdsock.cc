@@ -1,5 +1,7 @@
-// FdSocket: one non-blocking socket fd, read and written in batches, watched
-// in the reactor's edge-triggered epoll set (reactor.cc).
+// One non-blocking socket fd, read and written in batches, watched in the
+// reactor's edge-triggered epoll set (reactor.cc): FdCore, behind either a
+// wrapped FdSocket with callbacks of its own or a bare socket named by a
+// number (fdOpen and the fd* functions, with the environment's callbacks).
 //
 // Why batches: the gateway's cost per datagram is dominated by the trip into
 // JavaScript, not by the system call. A readable event drains up to
@@ -45,14 +47,19 @@ constexpr int kMaxRounds = 8;           // recvmmsg calls per readable event, so
 
 // The slab, its metadata and the source addresses, owned by JavaScript
 // buffers that initBatch() pins with references.
+class BareFd;
+
 struct BatchArea {
+  ~BatchArea();
   uint8_t* slab = nullptr;
   int32_t* meta = nullptr;   // per slot: [length or -1 if truncated, address length]
   uint8_t* addrs = nullptr;
   Napi::Reference<Napi::Value> refs[3];
-  // setCallbacks(): the one set of callbacks every FdSocket made without its
-  // own shares, so that a socket costs no function references of its own.
+  // setCallbacks(): the callbacks of every bare socket (fdOpen).
   Napi::FunctionReference onData, onAccepted, onWritable, onError;
+  // The open bare sockets by number, and the numbers free for reuse.
+  std::vector<BareFd*> bare;
+  std::vector<uint32_t> freeIds;
   mmsghdr msgs[kBatch];
   iovec iov[kBatch];
 };
@@ -95,9 +102,11 @@ Napi::Value InitBatch(const Napi::CallbackInfo& info) {
 }
 
 // setCallbacks(onData, onAccepted, onWritable, onError): the callbacks of
-// every FdSocket made as new FdSocket(fd, mode), called with the socket as
-// `this` (mode 0 gets onData, modes 1-3 onAccepted). Each is a function
-// reference, a global handle and a heap block: four per socket otherwise.
+// every bare socket (fdOpen), called with its number first: onData(n,
+// count) for datagrams, onAccepted(n, fd, ...) for a listening one (the
+// arguments after the number as FdSocket's onData), onWritable(n),
+// onError(n, code). Set once per environment: a function reference each,
+// where a wrapped FdSocket keeps three of its own.
 Napi::Value SetCallbacks(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsFunction() || !info[3].IsFunction()) {
@@ -112,71 +121,16 @@ Napi::Value SetCallbacks(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
+enum Callback { kOnData, kOnWritable, kOnError };
+
+// One socket in the reactor, read and written in batches: everything but its
+// JavaScript face, which is either a wrapped FdSocket (own callbacks) or a
+// bare one named by a number (BareFd, the shared callbacks of setCallbacks).
+class FdCore : public ReactorClient {
  public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "FdSocket", {
-      InstanceMethod<&FdSocket::ReadStart>("readStart"),
-      InstanceMethod<&FdSocket::ReadStop>("readStop"),
-      InstanceMethod<&FdSocket::WatchWritable>("watchWritable"),
-      InstanceMethod<&FdSocket::Send>("send"),
-      InstanceMethod<&FdSocket::Close>("close"),
-      InstanceAccessor<&FdSocket::Fd>("fd"),
-    });
-  }
-
-  // new FdSocket(fd, mode, onData, onWritable, onError), or new FdSocket(fd,
-  // mode) with the callbacks of setCallbacks()
-  //   mode 0: data socket; onData(count) after each recvmmsg
-  //   mode 1: listening socket; onData(fd) per accepted connection
-  //   mode 2: listening TCP socket; onData(fd, peerAddress, peerPort), TCP_NODELAY set
-  //   mode 3: as 2, plus (localAddress, localPort) (a wildcard listener's getsockname)
-  explicit FdSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdSocket>(info) {
-    Napi::Env env = info.Env();
-    bool own = info.Length() >= 5;
-    BatchArea* shared = own ? nullptr : Area(env);
-    if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber() ||
-        (own && (!info[2].IsFunction() || !info[3].IsFunction() || !info[4].IsFunction())) ||
-        (!own && (shared == nullptr || shared->onData.IsEmpty()))) {
-      Napi::TypeError::New(env, "FdSocket(fd, mode, onData, onWritable, onError), or FdSocket(fd, mode) after setCallbacks()")
-          .ThrowAsJavaScriptException();
-      return;
-    }
-    int fd = info[0].As<Napi::Number>().Int32Value();
-    if (fd < 0) {
-      Napi::TypeError::New(env, "FdSocket: bad fd").ThrowAsJavaScriptException();
-      return;
-    }
-    int mode = info[1].As<Napi::Number>().Int32Value();
-    accept_ = mode >= 1 && mode <= 3;
-    addresses_ = mode >= 2 ? mode - 1 : 0;
-    if (own) {
-      ownData_ = Napi::Persistent(info[2].As<Napi::Function>());
-      ownWritable_ = Napi::Persistent(info[3].As<Napi::Function>());
-      ownError_ = Napi::Persistent(info[4].As<Napi::Function>());
-      onData_ = &ownData_;
-      onWritable_ = &ownWritable_;
-      onError_ = &ownError_;
-    } else {
-      onData_ = accept_ ? &shared->onAccepted : &shared->onData;
-      onWritable_ = &shared->onWritable;
-      onError_ = &shared->onError;
-    }
-    int err = 0;
-    token_ = ReactorAdd(env, fd, this, &err, kReadEvents, false);
-    if (token_ == 0) {
-      ErrnoError(env, err, "epoll_ctl").ThrowAsJavaScriptException();
-      return;
-    }
-    fd_ = fd;
-    // The fd belongs to this object from here on; keep the wrapper alive while
-    // the fd is open, as Node keeps a handle alive while it is active.
-    Ref();
-  }
-
-  ~FdSocket() override {
-    // Only reached at environment teardown with an open fd (open sockets hold a
-    // reference): release the fd and its registration.
+  ~FdCore() override {
+    // Only reached with an open fd at environment teardown (an open FdSocket
+    // holds a reference; an open BareFd is in the environment's table).
     if (fd_ >= 0) {
       ReactorForget(token_, fd_, false);
       if (held_) ReactorHold(-1);
@@ -184,24 +138,60 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     }
   }
 
- private:
-  Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  //   mode 0: data socket; onData(count) after each recvmmsg
+  //   mode 1: listening socket; onData(fd) per accepted connection
+  //   mode 2: listening TCP socket; onData(fd, peerAddress, peerPort), TCP_NODELAY set
+  //   mode 3: as 2, plus (localAddress, localPort) (a wildcard listener's getsockname)
+  // false with a JavaScript exception pending when the fd cannot be watched
+  // (it stays the caller's then).
+  bool Open(Napi::Env env, int fd, int mode) {
+    accept_ = mode >= 1 && mode <= 3;
+    addresses_ = mode >= 2 ? mode - 1 : 0;
+    int err = 0;
+    token_ = ReactorAdd(env, fd, this, &err, kReadEvents, false);
+    if (token_ == 0) {
+      ErrnoError(env, err, "epoll_ctl").ThrowAsJavaScriptException();
+      return false;
+    }
+    fd_ = fd;
+    return true;
+  }
 
-  Napi::Value ReadStart(const Napi::CallbackInfo& info) {
+  int fd() const { return fd_; }
+  bool accepting() const { return accept_; }
+
+  void ReadStart(Napi::Env env) {
     reading_ = true;
-    return Update(info.Env());
+    Update(env);
   }
 
-  Napi::Value ReadStop(const Napi::CallbackInfo& info) {
+  void ReadStop(Napi::Env env) {
     reading_ = false;
-    return Update(info.Env());
+    Update(env);
   }
 
-  Napi::Value WatchWritable(const Napi::CallbackInfo& info) {
-    writing_ = info.Length() > 0 && info[0].ToBoolean().Value();
-    return Update(info.Env());
+  void WatchWritable(Napi::Env env, bool on) {
+    writing_ = on;
+    Update(env);
   }
 
+  // Close the fd (which takes it out of the epoll set); no callback after this.
+  void CloseFd() {
+    if (fd_ < 0) return;
+    ReactorForget(token_, fd_, false);
+    token_ = 0;
+    if (held_) ReactorHold(-1);
+    held_ = false;
+    close(fd_);
+    fd_ = -1;
+    reading_ = writing_ = false;
+  }
+
+ protected:
+  // Call JavaScript callback `which` with args; only while the fd is open.
+  virtual void Deliver(Napi::Env env, Callback which, size_t argc, const napi_value* args) = 0;
+
+ private:
   // EPOLLOUT in the registration while writing_; adding it reports the
   // current state at once (a socket that is writable already gets its edge).
   // A failure (not with an open, registered fd) is reported from the idle
@@ -218,8 +208,8 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
 
   // Hold the loop while waiting for something, as a started uv_poll_t does;
   // a start whose edge came already runs from the reactor's idle turn.
-  Napi::Value Update(Napi::Env env) {
-    if (fd_ < 0) return env.Undefined();
+  void Update(Napi::Env env) {
+    if (fd_ < 0) return;
     ArmWritable();
     bool want = reading_ || writing_;
     if (want != held_) {
@@ -230,27 +220,27 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
       deferred_ = true;
       ReactorDefer(token_);
     }
-    return env.Undefined();
   }
 
+ public:
   // send(buffers, count, addresses?) -> datagrams sent (>= 0), or -errno when
   // the first one failed. Fewer than count with no error: the socket buffer is
   // full (EAGAIN); the caller keeps the rest and waits for onWritable.
-  Napi::Value Send(const Napi::CallbackInfo& info) {
+  Napi::Value Send(const Napi::CallbackInfo& info, size_t base) {
     Napi::Env env = info.Env();
-    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber()) {
+    if (info.Length() < base + 2 || !info[base].IsArray() || !info[base + 1].IsNumber()) {
       Napi::TypeError::New(env, "send(buffers, count, addresses?)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     if (fd_ < 0) return Napi::Number::New(env, -EBADF);
-    Napi::Array bufs = info[0].As<Napi::Array>();
-    int64_t count = info[1].As<Napi::Number>().Int64Value();
+    Napi::Array bufs = info[base].As<Napi::Array>();
+    int64_t count = info[base + 1].As<Napi::Number>().Int64Value();
     if (count < 0 || count > static_cast<int64_t>(bufs.Length())) {
       Napi::RangeError::New(env, "send: count out of range").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    bool hasAddrs = info.Length() > 2 && info[2].IsArray();
-    Napi::Array addrs = hasAddrs ? info[2].As<Napi::Array>() : Napi::Array();
+    bool hasAddrs = info.Length() > base + 2 && info[base + 2].IsArray();
+    Napi::Array addrs = hasAddrs ? info[base + 2].As<Napi::Array>() : Napi::Array();
     mmsghdr msgs[kBatch];
     iovec iov[kBatch];
     int64_t sent = 0;
@@ -292,27 +282,6 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     return Napi::Number::New(env, static_cast<double>(sent));
   }
 
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    if (fd_ < 0) return info.Env().Undefined();
-    ReactorForget(token_, fd_, false);
-    token_ = 0;
-    if (held_) ReactorHold(-1);
-    held_ = false;
-    close(fd_);  // takes it out of the epoll set
-    fd_ = -1;
-    reading_ = writing_ = false;
-    // The callbacks close over the JavaScript side that holds this wrapper:
-    // strong references kept past the close are a cycle through a GC root
-    // (the socket's session would never be collected). Close may run inside
-    // one of them; Call() skips an empty one.
-    onData_ = onWritable_ = onError_ = nullptr;
-    ownData_.Reset();
-    ownWritable_.Reset();
-    ownError_.Reset();
-    Unref();
-    return info.Env().Undefined();
-  }
-
   void OnEvents(Napi::Env env, uint64_t, uint32_t events) override {
     if (events == kDeferred) {
       deferred_ = false;
@@ -326,7 +295,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     if (failed_ != 0) {
       int err = failed_;
       failed_ = 0;
-      Call(onError_, Napi::String::New(env, ErrnoName(err)));
+      Call(env, kOnError, Napi::String::New(env, ErrnoName(err)));
       return;
     }
     if (!(reading_ || writing_)) return;
@@ -339,14 +308,14 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
       if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0) {
         reading_ = writing_ = false;
         Update(env);
-        Call(onError_, Napi::String::New(env, ErrnoName(soerr)));
+        Call(env, kOnError, Napi::String::New(env, ErrnoName(soerr)));
         return;
       }
     }
     if (writing_ && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) {  // kDeferred has none of these bits
       writing_ = false;  // one-shot: JavaScript re-arms it if it fills the buffer again
       Update(env);
-      Call(onWritable_, env.Undefined());
+      Call(env, kOnWritable, env.Undefined());
       if (fd_ < 0) return;
     }
     if (reading_ && readable_) {
@@ -360,18 +329,18 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     }
   }
 
+ private:
   // Invoke a JavaScript callback from the reactor. MakeCallback runs the microtask
   // queue afterwards (the batched sends flush there); an exception becomes an
   // uncaught exception, as it would from any Node event handler.
-  void Call(Napi::FunctionReference* fn, Napi::Value arg) {
+  void Call(Napi::Env env, Callback which, Napi::Value arg) {
     napi_value a = arg;
-    Call(fn, 1, &a);
+    Call(env, which, 1, &a);
   }
 
-  void Call(Napi::FunctionReference* fn, size_t argc, const napi_value* args) {
-    if (fn == nullptr || fn->IsEmpty()) return;  // closed
-    Napi::Env env = Env();
-    fn->MakeCallback(Value(), argc, args);
+  void Call(Napi::Env env, Callback which, size_t argc, const napi_value* args) {
+    if (fd_ < 0) return;  // closed
+    Deliver(env, which, argc, args);
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();
       napi_fatal_exception(env, e.Value());
@@ -386,7 +355,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
     if (a == nullptr || a->slab == nullptr) {
       reading_ = false;
       Update(env);
-      Call(onError_, Napi::String::New(env, "ENOBUFS"));
+      Call(env, kOnError, Napi::String::New(env, "ENOBUFS"));
       return;
     }
     for (int round = 0; round < kMaxRounds && reading_ && fd_ >= 0; round++) {
@@ -411,7 +380,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
         // sockets) end this socket's session, never the process.
         reading_ = false;
         Update(env);
-        Call(onError_, Napi::String::New(env, ErrnoName(err)));
+        Call(env, kOnError, Napi::String::New(env, ErrnoName(err)));
         return;
       }
       if (n == 0) {
@@ -424,7 +393,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
         a->meta[2 * i] = trunc ? -1 : static_cast<int32_t>(a->msgs[i].msg_len);
         a->meta[2 * i + 1] = static_cast<int32_t>(a->msgs[i].msg_hdr.msg_namelen);
       }
-      Call(onData_, Napi::Number::New(env, n));
+      Call(env, kOnData, Napi::Number::New(env, n));
       if (n < kBatch) return;
     }
   }
@@ -446,11 +415,11 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
         // let JavaScript retry later instead of spinning.
         reading_ = false;
         Update(env);
-        Call(onError_, Napi::String::New(env, ErrnoName(err)));
+        Call(env, kOnError, Napi::String::New(env, ErrnoName(err)));
         return;
       }
       if (addresses_ == 0) {
-        Call(onData_, Napi::Number::New(env, c));
+        Call(env, kOnData, Napi::Number::New(env, c));
         continue;
       }
       int one = 1;
@@ -466,7 +435,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
         SetAddress(env, local, &args[3]);
         argc = 5;
       }
-      Call(onData_, argc, args);
+      Call(env, kOnData, argc, args);
     }
   }
 
@@ -491,13 +460,220 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public ReactorClient {
   bool outArmed_ = false;  // EPOLLOUT is in the registration
   int failed_ = 0;         // the registration could not be changed: reported from the idle turn
   bool errored_ = false;   // an edge carried EPOLLERR not yet looked into
-  // The callbacks in use: this socket's own, or the env's shared ones
-  // (setCallbacks); null once closed.
-  Napi::FunctionReference* onData_ = nullptr;
-  Napi::FunctionReference* onWritable_ = nullptr;
-  Napi::FunctionReference* onError_ = nullptr;
-  Napi::FunctionReference ownData_, ownWritable_, ownError_;
 };
+
+// new FdSocket(fd, mode, onData, onWritable, onError): a socket with its own
+// callbacks, called with the FdSocket as `this` (a listener's accept socket,
+// the bench's bare proxy, tests).
+class FdSocket : public Napi::ObjectWrap<FdSocket>, public FdCore {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FdSocket", {
+      InstanceMethod<&FdSocket::JsReadStart>("readStart"),
+      InstanceMethod<&FdSocket::JsReadStop>("readStop"),
+      InstanceMethod<&FdSocket::JsWatchWritable>("watchWritable"),
+      InstanceMethod<&FdSocket::JsSend>("send"),
+      InstanceMethod<&FdSocket::JsClose>("close"),
+      InstanceAccessor<&FdSocket::JsFd>("fd"),
+    });
+  }
+
+  explicit FdSocket(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FdSocket>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsFunction() || !info[3].IsFunction() ||
+        !info[4].IsFunction()) {
+      Napi::TypeError::New(env, "FdSocket(fd, mode, onData, onWritable, onError)").ThrowAsJavaScriptException();
+      return;
+    }
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    if (fd < 0) {
+      Napi::TypeError::New(env, "FdSocket: bad fd").ThrowAsJavaScriptException();
+      return;
+    }
+    onData_ = Napi::Persistent(info[2].As<Napi::Function>());
+    onWritable_ = Napi::Persistent(info[3].As<Napi::Function>());
+    onError_ = Napi::Persistent(info[4].As<Napi::Function>());
+    if (!Open(env, fd, info[1].As<Napi::Number>().Int32Value())) return;
+    // The fd belongs to this object from here on; keep the wrapper alive while
+    // the fd is open, as Node keeps a handle alive while it is active.
+    Ref();
+  }
+
+ protected:
+  void Deliver(Napi::Env, Callback which, size_t argc, const napi_value* args) override {
+    Napi::FunctionReference& fn = which == kOnData ? onData_ : which == kOnWritable ? onWritable_ : onError_;
+    if (!fn.IsEmpty()) fn.MakeCallback(Value(), argc, args);
+  }
+
+ private:
+  Napi::Value JsFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd()); }
+
+  Napi::Value JsReadStart(const Napi::CallbackInfo& info) {
+    ReadStart(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value JsReadStop(const Napi::CallbackInfo& info) {
+    ReadStop(info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value JsWatchWritable(const Napi::CallbackInfo& info) {
+    WatchWritable(info.Env(), info.Length() > 0 && info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value JsSend(const Napi::CallbackInfo& info) { return Send(info, 0); }
+
+  Napi::Value JsClose(const Napi::CallbackInfo& info) {
+    if (fd() < 0) return info.Env().Undefined();
+    CloseFd();
+    // The callbacks close over the JavaScript side that holds this wrapper:
+    // strong references kept past the close are a cycle through a GC root
+    // (the socket's session would never be collected). Close may run inside
+    // one of them (MakeCallback holds what it calls).
+    onData_.Reset();
+    onWritable_.Reset();
+    onError_.Reset();
+    Unref();
+    return info.Env().Undefined();
+  }
+
+  Napi::FunctionReference onData_, onWritable_, onError_;
+};
+
+// A socket named by a number (fdOpen): no JavaScript object, reference or
+// finalizer of its own, where a wrapped FdSocket costs three heap objects, a
+// global handle and a weak callback; the gateway opens one per UDP session.
+// Its callbacks are the environment's (setCallbacks), with the number first.
+// fdClose frees it, or the reactor turn it is closed in.
+class BareFd : public FdCore {
+ public:
+  explicit BareFd(uint32_t id) : id_(id) {}
+
+  void OnEvents(Napi::Env env, uint64_t token, uint32_t events) override {
+    depth_++;
+    FdCore::OnEvents(env, token, events);
+    if (--depth_ == 0 && dead_) delete this;  // closed from one of its own callbacks
+  }
+
+  // Closed and out of the table: free it, now or once its callback returns.
+  void Release() {
+    CloseFd();
+    if (depth_ > 0) dead_ = true;
+    else delete this;
+  }
+
+ protected:
+  void Deliver(Napi::Env env, Callback which, size_t argc, const napi_value* args) override {
+    BatchArea* a = Area(env);
+    Napi::FunctionReference& fn =
+        which == kOnData ? (accepting() ? a->onAccepted : a->onData) : which == kOnWritable ? a->onWritable : a->onError;
+    napi_value all[6];
+    all[0] = Napi::Number::New(env, id_);
+    for (size_t i = 0; i < argc && i < 5; i++) all[i + 1] = args[i];
+    fn.MakeCallback(env.Global(), argc + 1, all);
+  }
+
+ private:
+  uint32_t id_;
+  int depth_ = 0;      // OnEvents frames of this socket on the stack
+  bool dead_ = false;  // released inside one of them
+};
+
+// The bare socket a call names (its first argument), or null with a TypeError
+// pending for a number that is not one; a closed one's number names nothing.
+BareFd* BareArg(const Napi::CallbackInfo& info, bool* bad) {
+  *bad = false;
+  BatchArea* a = Area(info.Env());
+  if (info.Length() < 1 || !info[0].IsNumber() || a == nullptr) {
+    Napi::TypeError::New(info.Env(), "expected a socket number from fdOpen()").ThrowAsJavaScriptException();
+    *bad = true;
+    return nullptr;
+  }
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  return id < a->bare.size() ? a->bare[id] : nullptr;
+}
+
+// fdOpen(fd, mode) -> number: the fd (modes as FdSocket's) watched in the
+// reactor, its callbacks those of setCallbacks(), called with the number.
+Napi::Value FdOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  BatchArea* a = Area(env);
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber() || a == nullptr || a->onData.IsEmpty()) {
+    Napi::TypeError::New(env, "fdOpen(fd, mode) after setCallbacks()").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  if (fd < 0) {
+    Napi::TypeError::New(env, "fdOpen: bad fd").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  uint32_t id;
+  if (!a->freeIds.empty()) {
+    id = a->freeIds.back();
+    a->freeIds.pop_back();
+  } else {
+    id = static_cast<uint32_t>(a->bare.size());
+    a->bare.push_back(nullptr);
+  }
+  auto* s = new BareFd(id);
+  if (!s->Open(env, fd, info[1].As<Napi::Number>().Int32Value())) {
+    delete s;
+    a->freeIds.push_back(id);
+    return env.Undefined();
+  }
+  a->bare[id] = s;
+  return Napi::Number::New(env, id);
+}
+
+Napi::Value FdReadStart(const Napi::CallbackInfo& info) {
+  bool bad;
+  BareFd* s = BareArg(info, &bad);
+  if (s != nullptr) s->ReadStart(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value FdReadStop(const Napi::CallbackInfo& info) {
+  bool bad;
+  BareFd* s = BareArg(info, &bad);
+  if (s != nullptr) s->ReadStop(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value FdWatchWritable(const Napi::CallbackInfo& info) {
+  bool bad;
+  BareFd* s = BareArg(info, &bad);
+  if (s != nullptr) s->WatchWritable(info.Env(), info.Length() > 1 && info[1].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
+// fdSend(number, buffers, count, addresses?): as FdSocket's send.
+Napi::Value FdSend(const Napi::CallbackInfo& info) {
+  bool bad;
+  BareFd* s = BareArg(info, &bad);
+  if (bad) return info.Env().Undefined();
+  if (s == nullptr) return Napi::Number::New(info.Env(), -EBADF);
+  return s->Send(info, 1);
+}
+
+// fdClose(number): closes the fd; the number may name another socket afterwards.
+Napi::Value FdClose(const Napi::CallbackInfo& info) {
+  bool bad;
+  BareFd* s = BareArg(info, &bad);
+  if (s == nullptr) return info.Env().Undefined();
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  BatchArea* a = Area(info.Env());
+  a->bare[id] = nullptr;
+  a->freeIds.push_back(id);
+  s->Release();
+  return info.Env().Undefined();
+}
+
+BatchArea::~BatchArea() {
+  // Environment teardown: the sockets still open close with it.
+  for (BareFd* s : bare) delete s;
+}
 
 }  // namespace
 
@@ -505,6 +681,12 @@ void InitFdSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("FdSocket", FdSocket::Define(env));
   exports.Set("initBatch", Napi::Function::New(env, InitBatch, "initBatch"));
   exports.Set("setCallbacks", Napi::Function::New(env, SetCallbacks, "setCallbacks"));
+  exports.Set("fdOpen", Napi::Function::New(env, FdOpen, "fdOpen"));
+  exports.Set("fdReadStart", Napi::Function::New(env, FdReadStart, "fdReadStart"));
+  exports.Set("fdReadStop", Napi::Function::New(env, FdReadStop, "fdReadStop"));
+  exports.Set("fdWatchWritable", Napi::Function::New(env, FdWatchWritable, "fdWatchWritable"));
+  exports.Set("fdSend", Napi::Function::New(env, FdSend, "fdSend"));
+  exports.Set("fdClose", Napi::Function::New(env, FdClose, "fdClose"));
   Napi::Object b = Napi::Object::New(env);
   b.Set("batch", Napi::Number::New(env, kBatch));
   b.Set("slot", static_cast<double>(kSlot));
