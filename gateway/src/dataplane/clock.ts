@@ -11,9 +11,17 @@ export const CLOCK_EPOCH = Date.now();
 
 /** ms since CLOCK_EPOCH: compare readings with each other, or add CLOCK_EPOCH for a wall-clock time. */
 export function clockNow(): number {
-  const ms = Date.now() - CLOCK_EPOCH;
-  // `| 0` makes it a small integer even in unoptimized code, where the
-  // difference of two doubles is a heap number, and a field's first value
-  // decides whether the field holds numbers inline.
+  return small(Date.now() - CLOCK_EPOCH);
+}
+
+/** ms since an earlier clockNow() reading, as a small integer where it is one. */
+export function clockSince(t0: number): number {
+  return small(clockNow() - t0);
+}
+
+// `| 0` makes it a small integer even in unoptimized code, where the
+// difference of two doubles is a heap number, and a field's first value
+// decides whether the field holds numbers inline.
+function small(ms: number): number {
   return ms < 0x3fffffff ? ms | 0 : ms;
 }

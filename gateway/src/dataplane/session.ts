@@ -14,7 +14,7 @@
 // (splice(2)); `splice` then keeps the links' counters up to date.
 
 import type { ListenerCount } from '../core/admission.js';
-import { CLOCK_EPOCH, clockNow } from './clock.js';
+import { CLOCK_EPOCH, clockNow, clockSince } from './clock.js';
 import type { Channel, ChannelSink, CloseListener, DrainListener } from './channel.js';
 import type { SessionPriv, SessionView } from '../protocols/types.js';
 import type { EndKind } from '../core/drain.js';
@@ -213,8 +213,7 @@ export class Session implements SessionView, CloseListener {
 
   /** ms since start, as a small integer where it is one (a double in a field or array is a heap object). */
   private sinceStart(): number {
-    const ms = clockNow() - this.startedAt;
-    return ms < 0x3fffffff ? ms | 0 : ms;
+    return clockSince(this.startedAt);
   }
 
   get events(): SessionEvent[] {

@@ -2,7 +2,7 @@
 // inline, convertible to wall-clock time; a session's `started` reads it.
 
 import test from 'ava';
-import { CLOCK_EPOCH, clockNow } from '../../src/dataplane/clock.js';
+import { CLOCK_EPOCH, clockNow, clockSince } from '../../src/dataplane/clock.js';
 import { Session, type SessionOwner } from '../../src/dataplane/session.js';
 import { ProbeChannel } from './probe-channel.js';
 
@@ -21,4 +21,11 @@ test('a session\'s started is the wall-clock time of its creation', (t) => {
   const after = Date.now();
   t.true(s.started >= before && s.started <= after, `${s.started} within [${before}, ${after}]`);
   t.is(s.toJSON().started, new Date(s.started).toISOString());
+});
+
+test('clockSince(t0) is the ms since an earlier reading, as a small integer', (t) => {
+  const t0 = clockNow();
+  const d = clockSince(t0 - 500);
+  const elapsed = clockNow() - t0;
+  t.true(Number.isInteger(d) && d >= 500 && d <= 500 + elapsed, `${d} within [500, ${500 + elapsed}]`);
 });
