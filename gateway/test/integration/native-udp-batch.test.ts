@@ -4,6 +4,7 @@
 
 import test, { type ExecutionContext } from 'ava';
 import dgram from 'node:dgram';
+import fs from 'node:fs';
 import { BatchedUdpChannel, SharedUdpFlow } from '../../src/protocols/udp/batch.js';
 import { UdpChannel } from '../../src/protocols/udp/channel.js';
 import { NativeSocket } from '../../src/native/fdsocket.js';
@@ -195,4 +196,57 @@ test('small batches read from several sockets in one poll phase leave together: 
   t.deepEqual([...got].sort(), ['a', 'b']);
   // Flushed at the end of each batch, the second would find nothing held.
   t.deepEqual(held, [0, 1], 'the first batch\'s datagram was still queued when the second batch was handed out');
+});
+
+test.serial('200 UDP sessions on the batched path, deleted through the API, give back every UDP descriptor; new sessions after them reuse the addon\'s socket numbers and still echo', async (t) => {
+  if (!needAddon(t)) return;
+  const up = await freePort();
+  const echoSock = dgram.createSocket('udp4');
+  echoSock.on('message', (m, r) => echoSock.send(m, r.port, r.address));
+  await new Promise<void>((r) => echoSock.bind(up, '127.0.0.1', () => r()));
+  t.teardown(() => echoSock.close());
+  const port = await freePort();
+  const { base, gw } = await startGw(t, { listeners: [{ name: 'u', spec: { protocol: 'UDP', address: '127.0.0.1', port }, rules: udpRoute(up) }] });
+  // This process's UDP sockets (the gateway runs in it): its descriptors
+  // whose socket inode /proc/net/udp lists. HTTP connections of the API
+  // calls come and go on their own and are not counted; serial, so that no
+  // other test of this file opens UDP sockets meanwhile.
+  const udpFds = () => {
+    const inodes = new Set(fs.readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/)[9]).filter(Boolean));
+    let n = 0;
+    for (const f of fs.readdirSync('/proc/self/fd')) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${f}`));
+        if (m !== null && inodes.has(m[1]!)) n++;
+      } catch { /* closed meanwhile */ }
+    }
+    return n;
+  };
+  const roundTrip = async (n: number) => {
+    const clients = await Promise.all(Array.from({ length: n }, () => udpClient()));
+    await Promise.all(clients.map((c, i) => waitFor(async () => {
+      c.send(`s${i}`, port, '127.0.0.1');
+      return nextMessage(c, 1000).catch(() => undefined);
+    }, 8000, `echo ${i}`)));
+    await Promise.all(clients.map((c) => new Promise<void>((r) => c.close(() => r()))));
+  };
+  const deleteAll = async () => {
+    for (const s of [...gw.sessions.values()]) t.is((await api(base, 'DELETE', `/api/v1/sessions/${encodeURIComponent(s.name)}`)).status, 200);
+    await waitFor(() => gw.sessions.size === 0, 5000, 'every session gone');
+  };
+  await roundTrip(1); // the first session makes what the listener and the addon keep for good
+  await deleteAll();
+  const before = udpFds();
+  const N = 200;
+  await roundTrip(N);
+  t.is(gw.sessions.size, N, 'one session per client');
+  t.is(udpFds(), before + N, 'an upstream socket each while open');
+  await deleteAll();
+  t.is(udpFds(), before, 'every upstream socket closed with its session');
+  // The freed numbers serve new sockets: they read, send and close as the first ones did.
+  await roundTrip(20);
+  t.is(gw.sessions.size, 20);
+  t.is(udpFds(), before + 20);
+  await deleteAll();
+  t.is(udpFds(), before);
 });
