@@ -13,6 +13,16 @@ import { api, echo, freePort, nextMessage, peer, startGw, udpBound, udpClient, w
 import { needAddon } from './native-helpers.js';
 
 
+/** A datagram echo in this process on a free port, closed with the test (socat's flow echo merges a burst: its PIPE is a byte stream). */
+async function datagramEcho(t: ExecutionContext): Promise<number> {
+  const port = await freePort();
+  const sock = dgram.createSocket('udp4');
+  sock.on('message', (m, r) => sock.send(m, r.port, r.address));
+  await new Promise<void>((r) => sock.bind(port, '127.0.0.1', () => r()));
+  t.teardown(() => sock.close());
+  return port;
+}
+
 function udpRoute(port: number): unknown {
   return [{ action: { route: { destination: { name: 'up', spec: { protocol: 'UDP', port }, endpoints: [{ spec: { address: '127.0.0.1' } }] } } } }];
 }
@@ -25,12 +35,7 @@ test('UDP sessions run on the batched path: the listener side is a flow of the s
     else { t.log('skipped: L7MP_UDP_BATCH=off'); t.pass(); }
     return;
   }
-  // A datagram echo in this process (socat's flow echo merges a burst: its PIPE is a byte stream).
-  const up = await freePort();
-  const echoSock = dgram.createSocket('udp4');
-  echoSock.on('message', (m, r) => echoSock.send(m, r.port, r.address));
-  await new Promise<void>((r) => echoSock.bind(up, '127.0.0.1', () => r()));
-  t.teardown(() => echoSock.close());
+  const up = await datagramEcho(t);
   const port = await freePort();
   const { gw } = await startGw(t, { listeners: [{ name: 'u', spec: { protocol: 'UDP', address: '127.0.0.1', port }, rules: udpRoute(up) }] });
   const c = await udpClient();
@@ -200,11 +205,7 @@ test('small batches read from several sockets in one poll phase leave together: 
 
 test.serial('200 UDP sessions on the batched path, deleted through the API, give back every UDP descriptor; new sessions after them reuse the addon\'s socket numbers and still echo', async (t) => {
   if (!needAddon(t)) return;
-  const up = await freePort();
-  const echoSock = dgram.createSocket('udp4');
-  echoSock.on('message', (m, r) => echoSock.send(m, r.port, r.address));
-  await new Promise<void>((r) => echoSock.bind(up, '127.0.0.1', () => r()));
-  t.teardown(() => echoSock.close());
+  const up = await datagramEcho(t);
   const port = await freePort();
   const { base, gw } = await startGw(t, { listeners: [{ name: 'u', spec: { protocol: 'UDP', address: '127.0.0.1', port }, rules: udpRoute(up) }] });
   // This process's UDP sockets (the gateway runs in it): its descriptors
