@@ -1,5 +1,6 @@
-// The benchmarks' C parts: echo servers and load generators, compiled into
-// dist/bench/bin, and an echo server started on a free port.
+// The benchmarks' C parts: echo servers, load generators and the C reference
+// proxy, compiled into dist/bench/bin, and an echo server started on a free
+// port.
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -9,6 +10,7 @@ import { start, waitLine, type Proc } from './procs.js';
 const UNITS: [string, string][] = [
   ['bench/echo/udp_echo.c', 'udp_echo'], ['bench/echo/tcp_echo.c', 'tcp_echo'],
   ['bench/load/udp_load.c', 'udp_load'], ['bench/load/tcp_load.c', 'tcp_load'],
+  ['bench/cref/tcp_cref.c', 'tcp_cref'],
 ];
 
 /** Compile every C part of `root` into root/dist/bench/bin; returns that directory. */

@@ -11,12 +11,15 @@
 //   bare     the gateway's native primitives with the least JavaScript per
 //            session (bench/bare-proxy.ts): the floor under a session decided
 //            in JavaScript, for session setup (tcp-connrate, udp-sessions)
+//   cref     a C proxy making the raw TCP path's system calls, with no Node
+//            (bench/cref/tcp_cref.c): the machine's floor for those calls, on
+//            tcp-connrate and tcp-pingpong
 
 import fs from 'node:fs';
 import path from 'node:path';
 import { freeDualPort, start, waitReady, type Proc } from './procs.js';
 
-export type Peer = 'direct' | 'gateway' | 'bare' | 'nginx' | 'haproxy' | 'socat';
+export type Peer = 'direct' | 'gateway' | 'bare' | 'cref' | 'nginx' | 'haproxy' | 'socat';
 /** What the proxy forwards: UDP datagrams, TCP bytes, or WebSocket messages to UDP. */
 export type Carriage = 'udp' | 'tcp' | 'ws-uws' | 'ws-ws';
 
@@ -152,6 +155,11 @@ export async function startPeer(peer: Peer, c: Carriage, env: Env, opts: { metri
       if (c !== 'udp' && c !== 'tcp') throw new Error('the bare proxy carries only udp and tcp');
       const upstream = c === 'udp' ? env.udpEcho : env.tcpEcho;
       proc = start(process.execPath, [path.join(env.root, 'dist/bench/bare-proxy.js'), c, String(port), String(upstream), String(UDP_IDLE_TIMEOUT_S)], 'bare', { cpus: env.proxyCpus });
+      break;
+    }
+    case 'cref': {
+      if (c !== 'tcp') throw new Error('the C reference proxy carries only tcp');
+      proc = start(path.join(env.root, 'dist/bench/bin/tcp_cref'), [String(port), String(env.tcpEcho), String(env.lifetime)], 'cref', { cpus: env.proxyCpus });
       break;
     }
     case 'nginx': {

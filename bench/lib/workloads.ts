@@ -57,6 +57,8 @@ export const T = (peer: Peer, carriage: Carriage, key: string = peer, label: str
 
 /** The floor under a JavaScript-decided session (bench/bare-proxy.ts): session-setup workloads only. */
 const bare = (c: 'udp' | 'tcp'): Target => T('bare', c, 'bare', 'bare (least JavaScript)');
+/** The floor for the raw TCP path's system calls without Node (bench/cref/tcp_cref.c): small-message TCP workloads only (it never buffers). */
+const cref: Target = T('cref', 'tcp', 'cref', 'cref (C, no Node)');
 
 /** The run's environment for target t (its own worker count, if it has one). */
 export function envFor(t: Target, env: Env): Env {
@@ -240,7 +242,7 @@ const tcpPingpong: Workload = {
   title: 'TCP 64 B ping-pong, 16 connections × 1 in flight',
   unit: 'messages/s',
   higherIsBetter: true,
-  targets: tcpPeers(),
+  targets: [...tcpPeers(), cref],
   run: (t, env, p) => simple(t, env, p, bin(env, 'tcp_load'), (port) => ['--mode', 'pingpong', '--port', String(port), '--connections', '16', '--window', '1', '--size', '64', ...timing(p)]),
 };
 
@@ -258,7 +260,7 @@ export const tcpConnrate: Workload = {
   title: 'TCP connection rate (connect, 64 B echo, close), 16 concurrent',
   unit: 'connections/s',
   higherIsBetter: true,
-  targets: [T('direct', 'tcp'), T('gateway', 'tcp'), bare('tcp'), T('nginx', 'tcp'), T('haproxy', 'tcp'), T('socat', 'tcp')],
+  targets: [T('direct', 'tcp'), T('gateway', 'tcp'), bare('tcp'), cref, T('nginx', 'tcp'), T('haproxy', 'tcp'), T('socat', 'tcp')],
   run: (t, env, p) => simple(t, env, p, bin(env, 'tcp_load'), (port) => ['--mode', 'connrate', '--port', String(port), '--concurrency', '16', '--size', '64', ...timing(p)]),
 };
 
