@@ -14,7 +14,7 @@ import { drainAndStop } from '../core/drain.js';
 import type { Gateway } from '../core/gateway.js';
 import { portSharing } from '../protocols/common/reuseport.js';
 import { GatewayMetrics } from '../observe/metrics.js';
-import { ledgerPart } from './metrics-ledger.js';
+import { ledgerKeeps } from './metrics-ledger.js';
 import { placementOf } from './split.js';
 import { standInListener } from './stand-in.js';
 import { WORKER_COUNT_ENV, WORKER_INDEX_ENV, type FromWorker, type ToWorker, type WorkerConfig, type WorkerOp } from './protocol.js';
@@ -168,8 +168,9 @@ function onMessage(m: ToWorker): void {
       break;
     case 'metrics': {
       const observer = gw?.observer;
-      const json = observer instanceof GatewayMetrics ? observer.metricsJson() : Promise.resolve([]);
-      json.then((metrics) => send({ type: 'metrics', id: m.id, metrics: m.ledger === true ? ledgerPart(metrics) : metrics }), () => send({ type: 'metrics', id: m.id, metrics: [] }));
+      // The periodic poll collects only what the ledger keeps; a scrape, everything.
+      const json = observer instanceof GatewayMetrics ? observer.metricsJson(m.ledger === true ? ledgerKeeps : undefined) : Promise.resolve([]);
+      json.then((metrics) => send({ type: 'metrics', id: m.id, metrics }), () => send({ type: 'metrics', id: m.id, metrics: [] }));
       break;
     }
     case 'release': release(); break;

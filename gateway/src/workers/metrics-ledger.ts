@@ -29,8 +29,20 @@ export const METRICS_POLL_MS = 2000;
 const PER_SESSION = new Set(['session_byte_counter_total', 'session_packet_counter_total']);
 const ENDED = 'l7mp_sessions_ended_total';
 
-// getMetricsAsJSON() gives the type as text ('counter'), whatever prom-client's typings say.
-const monotonic = (m: MetricJson): boolean => ['counter', 'histogram'].includes(String(m.type)) && !PER_SESSION.has(m.name);
+const ACTIVE = 'l7mp_listener_sessions_active';
+
+/**
+ * Whether the ledger keeps a metric: its monotonic series (counters and
+ * histograms, per-session ones aside) and the active gauge. By type and name
+ * only, so that a worker collects just these for the poll (GatewayMetrics
+ * metricsJson). prom-client gives the type as text ('counter') at run time,
+ * whatever its typings say.
+ */
+export function ledgerKeeps(type: string, name: string): boolean {
+  return ((type === 'counter' || type === 'histogram') && !PER_SESSION.has(name)) || name === ACTIVE;
+}
+
+const monotonic = (m: MetricJson): boolean => m.name !== ACTIVE && ledgerKeeps(String(m.type), m.name);
 
 function seriesKey(v: MetricValue<string> & { metricName?: string }): string {
   const labels = Object.entries(v.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -56,11 +68,9 @@ function sum(a: MetricJson[], b: MetricJson[]): MetricJson[] {
   return [...out.values()];
 }
 
-const ACTIVE = 'l7mp_listener_sessions_active';
-
 /** What the ledger uses of a worker's metrics: what a worker's answer to the periodic poll holds. */
 export function ledgerPart(metrics: MetricJson[]): MetricJson[] {
-  return metrics.filter((m) => monotonic(m) || m.name === ACTIVE);
+  return metrics.filter((m) => ledgerKeeps(String(m.type), m.name));
 }
 
 /** The number of live sessions in a copy: the listener gauge's series summed. */

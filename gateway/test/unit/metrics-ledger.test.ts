@@ -4,7 +4,8 @@
 
 import test from 'ava';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { WorkerMetricsLedger, ledgerPart, type MetricJson } from '../../src/workers/metrics-ledger.js';
+import { GatewayMetrics } from '../../src/observe/metrics.js';
+import { WorkerMetricsLedger, ledgerKeeps, ledgerPart, type MetricJson } from '../../src/workers/metrics-ledger.js';
 
 function worker(sessions: number, active: number) {
   const registry = new Registry();
@@ -56,6 +57,24 @@ test('a dead worker\'s counters stay, its gauges go, its live sessions end with 
 test('the poll\'s part holds the monotonic series and the active gauge only', async (t) => {
   const part = ledgerPart(await worker(2, 1).getMetricsAsJSON() as MetricJson[]).map((m) => m.name).sort();
   t.deepEqual(part, ['l7mp_listener_sessions_active', 'l7mp_listener_sessions_total', 'l7mp_session_duration_seconds', 'l7mp_sessions_ended_total']);
+});
+
+test('a worker collects for the poll only what the ledger keeps: the same series as the full set filtered, and no gauge is collected', async (t) => {
+  const m = new GatewayMetrics(); // with prom-client's process metrics, process_open_fds among them
+  let gaugeCollects = 0;
+  new Gauge({ name: 'probe_gauge', help: 'h', registers: [m.registry], collect() { gaugeCollects++; } });
+  const full = await m.metricsJson();
+  t.is(gaugeCollects, 1);
+  t.true(full.some((x) => x.name === 'process_open_fds'));
+  const polled = await m.metricsJson(ledgerKeeps);
+  t.is(gaugeCollects, 1, 'the poll ran no gauge\'s collect()');
+  const names = (l: MetricJson[]) => l.map((x) => x.name).sort();
+  t.deepEqual(names(polled), names(ledgerPart(full)));
+  t.true(polled.some((x) => x.name === 'l7mp_listener_sessions_active'));
+  t.false(polled.some((x) => x.name === 'process_open_fds' || x.name === 'session_byte_counter_total'));
+  // The l7mp series themselves (no traffic here: their values do not move between the two collections).
+  const l7mp = (l: MetricJson[]) => l.filter((x) => x.name.startsWith('l7mp_')).map((x) => [x.name, x.type, x.values]);
+  t.deepEqual(l7mp(polled), l7mp(ledgerPart(full)));
 });
 
 test('a base drops the series of a deleted listener or cluster once no live worker shows the name; others stay', async (t) => {
