@@ -68,10 +68,6 @@ function sum(a: MetricJson[], b: MetricJson[]): MetricJson[] {
   return [...out.values()];
 }
 
-/** What the ledger uses of a worker's metrics: what a worker's answer to the periodic poll holds. */
-export function ledgerPart(metrics: MetricJson[]): MetricJson[] {
-  return metrics.filter((m) => ledgerKeeps(String(m.type), m.name));
-}
 
 /** The number of live sessions in a copy: the listener gauge's series summed. */
 export function liveSessions(metrics: MetricJson[]): number {

@@ -5,7 +5,10 @@
 import test from 'ava';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { GatewayMetrics } from '../../src/observe/metrics.js';
-import { WorkerMetricsLedger, ledgerKeeps, ledgerPart, type MetricJson } from '../../src/workers/metrics-ledger.js';
+import { WorkerMetricsLedger, ledgerKeeps, type MetricJson } from '../../src/workers/metrics-ledger.js';
+
+/** A full collection filtered as the poll's answer is (the worker collects only these). */
+const ledgerPart = (metrics: MetricJson[]): MetricJson[] => metrics.filter((m) => ledgerKeeps(String(m.type), m.name));
 
 function worker(sessions: number, active: number) {
   const registry = new Registry();
