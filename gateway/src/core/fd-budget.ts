@@ -58,8 +58,11 @@ export function readFdLimit(file = '/proc/self/limits'): number | undefined {
 /** Whether stat() of /proc/self/fd gives the count (Linux >= 6.2); unknown until the first count. */
 let statCounts: boolean | undefined;
 
-/** Descriptors open now, or undefined if they cannot be counted (no /proc). EMFILE itself counts as "all of them". */
-function countOpenFds(limit: number): number | undefined {
+/**
+ * Descriptors open now, or undefined if they cannot be counted (no /proc).
+ * EMFILE itself counts as "all of them" (`limit`), or as unknown without one.
+ */
+export function countOpenFds(limit?: number): number | undefined {
   try {
     if (statCounts !== false) {
       // The size is the number of open descriptors; 0 where the kernel does not report it (a process always has some).
