@@ -286,6 +286,14 @@ export class GatewayMetrics implements GatewayObserver {
   /** Read live sessions from this gateway at scrape time. */
   attach(gw: Gateway): void {
     this.gw = gw;
+    // A first collection now, before any traffic. A process's first
+    // collection invalidates optimized code of the session path (V8 marks it
+    // for deoptimization, "code dependencies"), once. Later, on a loaded
+    // gateway, that sends session setup back to the interpreter until
+    // TurboFan has compiled it again: with 10,000 UDP sessions live, 6,000
+    // new ones during the first scrape cost 43-56 CPU-us each, 40-42 with
+    // this collection at start, 33-37 with no scrape.
+    this.registry.metrics().catch((err: unknown) => gw.log.warn({ err: (err as Error).message }, 'metrics: the first collection failed'));
   }
 
   // ------------------------------------------------------------------ hooks

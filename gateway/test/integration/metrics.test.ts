@@ -4,6 +4,7 @@
 import test, { type ExecutionContext } from 'ava';
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { Gauge } from 'prom-client';
 import { handleApi } from '../../src/api/dispatch.js';
 import { startGateway } from '../../src/app.js';
 import { Gateway } from '../../src/core/gateway.js';
@@ -510,4 +511,18 @@ test('the series of a deleted listener and cluster stay while a session lives an
   t.is((await tcpRoundTrip(gonePort, Buffer.from('z'))).toString(), 'z');
   m = await read();
   t.is(m.get('listener_requests_total', { listenerName: 'gone-in', protocol: 'TCP' }), 1);
+});
+
+test('attaching the metrics to a gateway runs one collection at once, before any traffic', async (t) => {
+  // The first collection in a process invalidates optimized code of the session path (observe/metrics.ts, attach).
+  const metrics = new GatewayMetrics({ defaultMetrics: false });
+  let collects = 0;
+  new Gauge({ name: 'probe_first_collection', help: 'h', registers: [metrics.registry], collect() { collects++; } });
+  const gw = new Gateway({ log: silentLogger(), version: 'test', api: handleApi, observer: metrics });
+  t.teardown(() => gw.stop());
+  t.is(collects, 0);
+  metrics.attach(gw);
+  t.is(collects, 1, 'attach() collected every metric once');
+  await metrics.exposition();
+  t.is(collects, 2);
 });
