@@ -374,15 +374,18 @@ export class GatewayMetrics implements GatewayObserver {
     this.retired.checked(now);
     const gw = this.gw;
     if (gw === undefined) return;
-    const liveListeners = new Set<string>();
-    const liveClusters = new Set<string>();
-    for (const s of gw.sessions.values()) {
-      if (!isLive(s)) continue;
-      liveListeners.add(s.listener);
-      for (const st of s.stages()) if (st.role !== 'source') liveClusters.add(st.origin);
-    }
     const listeners = new Set([...this.listenerProto.keys(), ...this.listenerEvents.keys(), ...this.endedListeners.keys(), ...gw.refusals.listeners()]);
     const clusters = new Set([...this.clusterProto.keys(), ...this.clusterEvents.keys(), ...this.endedClusters.keys()]);
+    const liveListeners = new Set<string>();
+    const liveClusters = new Set<string>();
+    // The pass over the sessions only where a name is gone from the configuration (a worker runs this on its first poll, with every session live).
+    if ([...listeners].some((n) => !gw.listeners.has(n)) || [...clusters].some((n) => !gw.clusters.has(n))) {
+      for (const s of gw.sessions.values()) {
+        if (!isLive(s)) continue;
+        liveListeners.add(s.listener);
+        for (const st of s.stages()) if (st.role !== 'source') liveClusters.add(st.origin);
+      }
+    }
     const retiredL = this.retired.pick('listener', listeners, (n) => gw.listeners.has(n) || liveListeners.has(n), now);
     const retiredC = this.retired.pick('cluster', clusters, (n) => gw.clusters.has(n) || liveClusters.has(n), now);
     if (retiredL.length === 0 && retiredC.length === 0) return;
