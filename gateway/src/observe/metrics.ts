@@ -30,13 +30,13 @@
 // The series of a deleted listener or cluster go once it has been deleted and
 // idle for a retention (observe/retired-series.ts).
 
-import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Gateway } from '../core/gateway.js';
 import { END_KINDS, endKindOf } from '../core/drain.js';
-import { countOpenFds } from '../core/fd-budget.js';
 import type { GatewayObserver } from '../dataplane/observer.js';
 import type { Session, Stage } from '../dataplane/session.js';
 import { MetricChannel } from '../protocols/prometheus/index.js';
+import { registerProcessMetrics } from './process-metrics.js';
 import { RetiredSeries } from './retired-series.js';
 import { DurationHistogram } from './duration-histogram.js';
 import { eventCounter, type Events } from './event-counters.js';
@@ -108,22 +108,7 @@ export class GatewayMetrics implements GatewayObserver {
   constructor(opts: MetricsOptions = {}) {
     const registers = [this.registry];
     this.retired = new RetiredSeries(opts.retiredSeriesMs, opts.retireCheckMs);
-    if (opts.defaultMetrics !== false) {
-      collectDefaultMetrics({ register: this.registry });
-      // prom-client counts open descriptors by listing /proc/self/fd, one string
-      // per descriptor: 20-30 ms of the event loop per scrape at 18,000 UDP
-      // sessions. The fd budget's count is one stat (Linux 6.2 and later).
-      if (this.registry.getSingleMetric('process_open_fds')) {
-        this.registry.removeSingleMetric('process_open_fds');
-        new Gauge({
-          name: 'process_open_fds', help: 'Number of open file descriptors.', registers,
-          collect() {
-            const n = countOpenFds();
-            if (n !== undefined) this.set(n);
-          },
-        });
-      }
-    }
+    if (opts.defaultMetrics !== false) registerProcessMetrics(this.registry);
     const self = this;
 
     // l7mp's names, labels and help texts.
