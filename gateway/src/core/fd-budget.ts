@@ -62,7 +62,7 @@ let statCounts: boolean | undefined;
  * Descriptors open now, or undefined if they cannot be counted (no /proc).
  * EMFILE itself counts as "all of them" (`limit`), or as unknown without one.
  */
-export function countOpenFds(limit?: number): number | undefined {
+function countOpenFds(limit?: number): number | undefined {
   try {
     if (statCounts !== false) {
       // The size is the number of open descriptors; 0 where the kernel does not report it (a process always has some).
@@ -74,6 +74,31 @@ export function countOpenFds(limit?: number): number | undefined {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'EMFILE' || code === 'ENFILE' ? limit : undefined;
+  }
+}
+
+/**
+ * The count for a metric (process_open_fds) that scrapers read at their own
+ * rate: fresh on every read where a stat gives it; where it needs a listing,
+ * reused for the same spacing as the budget's samples, so that scrapes
+ * cannot list a large directory back to back.
+ */
+export class OpenFdCount {
+  private last: { n: number; at: number } | undefined;
+
+  constructor(
+    private readonly count: () => number | undefined = () => countOpenFds(),
+    private readonly byStat: () => boolean = () => statCounts === true,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  read(): number | undefined {
+    const t = this.now();
+    const l = this.last;
+    if (l !== undefined && !this.byStat() && t - l.at < Math.max(SAMPLE_MS, l.n / 20)) return l.n;
+    const n = this.count();
+    if (n !== undefined) this.last = { n, at: t };
+    return n;
   }
 }
 

@@ -68,7 +68,6 @@ function sum(a: MetricJson[], b: MetricJson[]): MetricJson[] {
   return [...out.values()];
 }
 
-
 /** The number of live sessions in a copy: the listener gauge's series summed. */
 export function liveSessions(metrics: MetricJson[]): number {
   const g = metrics.find((m) => m.name === ACTIVE);
