@@ -17,23 +17,44 @@
 //        through the listener with sendmmsg; idle flows are swept once a
 //        second. No session object, no route, no quarantine, no metrics.
 //
+// PROCESSES > 1 (the worker matrix's bare-Nw): this process forks that many
+// copies, each with its own SO_REUSEPORT listener, as the gateway's workers
+// and nginx's worker_processes have: the same floor with N event loops.
+//
 // Not a proxy to run: no limits, no errors reported, IPv4 loopback only.
-// Usage: node dist/bench/bare-proxy.js tcp|udp PORT UPSTREAM_PORT [IDLE_SECONDS=60]
+// Usage: node dist/bench/bare-proxy.js tcp|udp PORT UPSTREAM_PORT [IDLE_SECONDS=60] [PROCESSES=1]
 
+import { fork, type ChildProcess } from 'node:child_process';
 import { NativeSocket, sourceAddress, sourceIPv4Key } from '../gateway/src/native/fdsocket.js';
 import { rawAddon } from '../gateway/src/native/rawstream.js';
 import { socketsAddon } from '../gateway/src/native/sockets.js';
-import { reusePortSocket, streamListenSocket } from '../gateway/src/protocols/common/reuseport.js';
+import { portSharing, reusePortSocket, streamListenSocket } from '../gateway/src/protocols/common/reuseport.js';
 
-const [kind, portArg, upstreamArg, idleArg] = process.argv.slice(2);
+const [kind, portArg, upstreamArg, idleArg = '60', procArg = '1'] = process.argv.slice(2);
 const port = Number(portArg);
 const upstream = Number(upstreamArg);
-if ((kind !== 'tcp' && kind !== 'udp') || !(port > 0) || !(upstream > 0)) {
-  console.error('usage: bare-proxy.js tcp|udp PORT UPSTREAM_PORT [IDLE_SECONDS]');
+const processes = Number(procArg);
+if ((kind !== 'tcp' && kind !== 'udp') || !(port > 0) || !(upstream > 0) || !(Number.isInteger(processes) && processes >= 1 && processes <= 64)) {
+  console.error('usage: bare-proxy.js tcp|udp PORT UPSTREAM_PORT [IDLE_SECONDS] [PROCESSES 1..64]');
   process.exit(2);
 }
 
-if (kind === 'tcp') {
+if (processes > 1) {
+  // The parent only holds the copies: they start, serve and stop together.
+  const kids: ChildProcess[] = [];
+  const stop = (code: number): void => {
+    for (const k of kids) k.kill('SIGTERM');
+    process.exit(code);
+  };
+  for (let i = 0; i < processes; i++) {
+    const k = fork(process.argv[1]!, [kind, portArg!, upstreamArg!, idleArg, '1'], { env: { ...process.env, BARE_SHARED: '1' }, stdio: 'inherit' });
+    k.on('exit', (code) => stop(code ?? 1));
+    kids.push(k);
+  }
+  process.on('SIGTERM', () => stop(0));
+} else if (kind === 'tcp') {
+  // A copy binds the port's SO_REUSEPORT group, as a gateway worker does.
+  portSharing.on = process.env.BARE_SHARED === '1';
   const a = rawAddon();
   if (a === undefined) throw new Error('bare-proxy: the sockets addon is not built (npm run build:native)');
   const Splice = (a as unknown as { Splice: new (x: unknown, y: unknown, done: () => void, owned: boolean) => { start(): void } }).Splice;
@@ -66,7 +87,7 @@ if (kind === 'tcp') {
 } else {
   const a = socketsAddon();
   if (a === undefined) throw new Error('bare-proxy: the sockets addon is not built (npm run build:native)');
-  const idleMs = Number(idleArg ?? 60) * 1000;
+  const idleMs = Number(idleArg) * 1000;
   interface Flow { up: NativeSocket; addr: Buffer; last: number }
   const flows = new Map<number, Flow>();
   let now = Date.now();
@@ -110,4 +131,4 @@ if (kind === 'tcp') {
     }
   }, 1000);
 }
-process.on('SIGTERM', () => process.exit(0));
+if (processes === 1) process.on('SIGTERM', () => process.exit(0));

@@ -3,9 +3,12 @@
 // worker_processes 1 and N (reuseport listeners), in one run, on the
 // workloads a multi-worker data plane should scale: multi-flow UDP
 // ping-pong, UDP session setup, TCP connection rate and WebSocket -> UDP
-// (gateway only: nginx has no WebSocket-to-UDP route). Each worker count is
-// its own target, so the runner's alternating order and medians apply to
-// the counts as to the peers.
+// (gateway only: nginx has no WebSocket-to-UDP route). On session setup the
+// `bare` peer runs with 1 and N processes too: the least a session decided
+// in JavaScript costs, at each count, so that a gap to nginx splits into
+// what the session machinery costs and what N event loops of Node cost.
+// Each worker count is its own target, so the runner's alternating order and
+// medians apply to the counts as to the peers.
 
 import type { Carriage, Env } from './peers.js';
 import { bin, simple, T, tcpConnrate, timing, udpSessions, wsRate, type Params, type Target, type Workload } from './workloads.js';
@@ -13,10 +16,11 @@ import { bin, simple, T, tcpConnrate, timing, udpSessions, wsRate, type Params, 
 /** Target key of `peer` with `n` workers, e.g. gateway-2w. */
 export const wkey = (peer: string, n: number) => `${peer}-${n}w`;
 
-function targets(counts: number[], carriage: Carriage, withNginx: boolean): Target[] {
+function targets(counts: number[], carriage: Carriage, withNginx: boolean, withBare = false): Target[] {
   const ts: Target[] = [T('direct', carriage, 'direct', carriage === 'ws-uws' ? 'direct (bare uWS echo, no UDP hop)' : 'direct (no proxy)')];
   for (const n of counts) ts.push(T('gateway', carriage, wkey('gateway', n), `gateway, ${n} worker${n > 1 ? 's' : ''}`, n));
   if (withNginx) for (const n of counts) ts.push(T('nginx', carriage, wkey('nginx', n), `nginx, worker_processes ${n}`, n));
+  if (withBare) for (const n of counts) ts.push(T('bare', carriage, wkey('bare', n), `bare, ${n} process${n > 1 ? 'es' : ''}`, n));
   return ts;
 }
 
@@ -75,8 +79,8 @@ export const MATRIX_IDS = ['udp-pingpong-flows', 'udp-sessions', 'tcp-connrate',
 export function matrixWorkloads(counts: number[], flows: number): Workload[] {
   return [
     { ...udpPingpongFlows(flows), targets: targets(counts, 'udp', true) },
-    { ...udpSessionsWarm, targets: targets(counts, 'udp', true) },
-    { ...tcpConnrate, targets: targets(counts, 'tcp', true) },
+    { ...udpSessionsWarm, targets: targets(counts, 'udp', true, true) },
+    { ...tcpConnrate, targets: targets(counts, 'tcp', true, true) },
     { ...wsRate, title: 'WebSocket → UDP 64 B messages, 8 connections × 16 in flight (engine uws)', targets: targets(counts, 'ws-uws', false) },
   ];
 }

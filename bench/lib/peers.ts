@@ -10,7 +10,8 @@
 //   direct   no proxy: the load generator talks to the echo server
 //   bare     the gateway's native primitives with the least JavaScript per
 //            session (bench/bare-proxy.ts): the floor under a session decided
-//            in JavaScript, for session setup (tcp-connrate, udp-sessions)
+//            in JavaScript, for session setup (tcp-connrate, udp-sessions);
+//            with env.workers N, N processes on one SO_REUSEPORT port
 //   cref     a C proxy making the raw TCP path's system calls, with no Node
 //            (bench/cref/tcp_cref.c): the machine's floor for those calls, on
 //            tcp-connrate and tcp-pingpong
@@ -154,7 +155,7 @@ export async function startPeer(peer: Peer, c: Carriage, env: Env, opts: { metri
     case 'bare': {
       if (c !== 'udp' && c !== 'tcp') throw new Error('the bare proxy carries only udp and tcp');
       const upstream = c === 'udp' ? env.udpEcho : env.tcpEcho;
-      proc = start(process.execPath, [path.join(env.root, 'dist/bench/bare-proxy.js'), c, String(port), String(upstream), String(UDP_IDLE_TIMEOUT_S)], 'bare', { cpus: env.proxyCpus });
+      proc = start(process.execPath, [path.join(env.root, 'dist/bench/bare-proxy.js'), c, String(port), String(upstream), String(UDP_IDLE_TIMEOUT_S), String(env.workers ?? 1)], 'bare', { cpus: env.proxyCpus });
       break;
     }
     case 'cref': {

@@ -1,8 +1,9 @@
 // Summaries of the worker matrix (bench/lib/matrix.ts): for every workload
 // and worker count, the gateway's and nginx's medians, each one's scaling
 // ratio (N workers ÷ 1), the gateway's scaling relative to nginx's, and
-// gateway-N ÷ nginx-N; the issue's acceptance lines; per-round values and
-// the CPU each process (main / master and workers) used. Written to
+// gateway-N ÷ nginx-N; the issue's acceptance lines; where `bare` ran, the
+// floor of a session decided in JavaScript at each count; per-round values
+// and the CPU each process (main / master and workers) used. Written to
 // bench/RESULTS-workers.md.
 
 import { wkey } from './matrix.js';
@@ -81,10 +82,40 @@ function table(workloads: Workload[], runs: RunRecord[], counts: number[]): stri
   return t;
 }
 
+/**
+ * The floor at each count, for the workloads `bare` ran: bare ÷ nginx is what
+ * N event loops of Node with the least per-session JavaScript reach; gateway
+ * ÷ bare is what the gateway's session machinery costs on top.
+ */
+function floorTable(workloads: Workload[], runs: RunRecord[], counts: number[]): string[][] {
+  const t: string[][] = [['workload', 'unit', 'workers', 'gateway', 'bare', 'nginx', 'bare ÷ nginx', 'gateway ÷ bare', `bare ÷ ${counts[0]!}w`, 'proxy CPU-µs per unit: gateway / bare / nginx']];
+  for (const w of workloads) {
+    const cs = cells(w, runs);
+    const get = (peer: string, n: number) => cs.find((c) => c.key === wkey(peer, n))?.median ?? NaN;
+    if (!counts.some((n) => Number.isFinite(get('bare', n)))) continue;
+    const perUnit = (peer: string, n: number) => us(med(w, runs, wkey(peer, n), (x) => (x.proxyCpu / x.value) * 1e6));
+    for (const n of counts) {
+      const [gw, bare, ng] = [get('gateway', n), get('bare', n), get('nginx', n)];
+      t.push([
+        w.id, w.unit, String(n), fmt(gw, w.unit), fmt(bare, w.unit), fmt(ng, w.unit), fmtRatio(bare / ng), fmtRatio(gw / bare),
+        n === counts[0] ? '–' : fmtRatio(bare / get('bare', counts[0]!)), `${perUnit('gateway', n)} / ${perUnit('bare', n)} / ${perUnit('nginx', n)}`,
+      ]);
+    }
+  }
+  return t.length > 1 ? t : [];
+}
+
+const mdTable = (t: string[][]): string[] => (t.length === 0 ? [] : [
+  `| ${t[0]!.join(' | ')} |`, `|${t[0]!.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`, ...t.slice(1).map((r) => `| ${r.join(' | ')} |`),
+]);
+
 export function matrixConsole(workloads: Workload[], runs: RunRecord[], counts: number[]): string {
-  const t = table(workloads, runs, counts);
-  const widths = t[0]!.map((_, i) => Math.max(...t.map((r) => r[i]!.length)));
-  return t.map((r) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
+  const text = (t: string[][]): string => {
+    const widths = t[0]!.map((_, i) => Math.max(...t.map((r) => r[i]!.length)));
+    return t.map((r) => r.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
+  };
+  const floor = floorTable(workloads, runs, counts);
+  return floor.length === 0 ? text(table(workloads, runs, counts)) : `${text(table(workloads, runs, counts))}\n\n${text(floor)}`;
 }
 
 /** Issue 16's acceptance, for every count above the base. */
@@ -120,14 +151,16 @@ export function matrixMarkdown(workloads: Workload[], runs: RunRecord[], counts:
   L.push(`Quiet runs only (other work under ${QUIET_REST * 100} % of a core; ${quiet.length} of ${runs.length} runs):`, '', ...matrixGoals(workloads, quiet, counts));
   L.push('', '## Results (medians over rounds)', '');
   L.push('"gateway ÷ 1w" is the scaling ratio (the figure with N workers ÷ with one); "gateway scaling ÷ nginx scaling" divides the two ratios. CPU is cores busy during the measured interval (100 % = one core), median per process: the started process first (the gateway\'s main process, nginx\'s master), then each worker.', '');
-  const t = table(workloads, runs, counts);
-  L.push(`| ${t[0]!.join(' | ')} |`, `|${t[0]!.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`);
-  for (const r of t.slice(1)) L.push(`| ${r.join(' | ')} |`);
+  L.push(...mdTable(table(workloads, runs, counts)));
+  const floor = floorTable(workloads, runs, counts);
+  if (floor.length > 0) {
+    L.push('', '## The floor under JavaScript: `bare` with 1 and N processes (medians)', '');
+    L.push('`bare` (bench/bare-proxy.ts) makes the gateway\'s system calls with the least JavaScript a per-session decision can have, one process per worker on one SO_REUSEPORT port. "bare ÷ nginx" is what N event loops of Node can reach on this machine; "gateway ÷ bare" is what the gateway\'s session machinery costs on top of that.', '');
+    L.push(...mdTable(floor));
+  }
   L.push('', `## Results, quiet runs only (medians)`, '');
   L.push(`Only the runs during which the rest of the machine (busy CPU that was neither the proxy, the load generator nor the echo servers: other jobs on this shared machine, kernel threads) stayed under ${QUIET_REST * 100} % of a core. Runs per target: ${[...new Set(runs.map((r) => `${r.workload}/${r.target}`))].map((k) => `${k} ${quiet.filter((r) => `${r.workload}/${r.target}` === k).length}`).join(', ')}.`, '');
-  const tq = table(workloads, quiet, counts);
-  L.push(`| ${tq[0]!.join(' | ')} |`, `|${tq[0]!.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`);
-  for (const r of tq.slice(1)) L.push(`| ${r.join(' | ')} |`);
+  L.push(...mdTable(table(workloads, quiet, counts)));
   L.push('', '## Per target', '');
   for (const w of workloads) {
     L.push(`### ${w.title} (${w.unit})`, '');
