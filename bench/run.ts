@@ -25,7 +25,7 @@ import { uwsStatus } from '../gateway/src/protocols/common/uws.js';
 import { compileBins, startEcho } from './lib/bins.js';
 import { guard, killAll, stop } from './lib/procs.js';
 import type { Env, Peer } from './lib/peers.js';
-import { consoleTable, fmt, goalLine, goals, machine, markdown, type RunRecord } from './lib/report.js';
+import { consoleTable, fmt, goalLine, goals, goals17, machine, markdown, type RunRecord } from './lib/report.js';
 import { WORKLOADS, type Params } from './lib/workloads.js';
 import { MATRIX_IDS, matrixWorkloads, pinning, workerCountsOf } from './lib/matrix.js';
 import { matrixConsole, matrixGoals, matrixMarkdown, quietRuns } from './lib/report-workers.js';
@@ -162,7 +162,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\nquiet runs only (${quiet.length} of ${runs.length}):\n${matrixConsole(workloads, quiet, counts)}\n\n${matrixGoals(workloads, quiet, counts).join('\n')}\n`);
   } else {
     process.stdout.write(`\n${consoleTable(workloads, runs)}\n\n`);
-    for (const g of goals(workloads, runs)) process.stdout.write(`${goalLine(g)}\n`);
+    for (const g of [...goals(workloads, runs), ...goals17(workloads, runs)]) process.stdout.write(`${goalLine(g)}\n`);
   }
   const args = process.argv.slice(2).join(' ');
   const command = process.env.npm_lifecycle_event === 'bench'

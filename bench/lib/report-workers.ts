@@ -7,7 +7,7 @@
 // bench/RESULTS-workers.md.
 
 import { wkey } from './matrix.js';
-import { cells, fmt, median, type Cell, type Meta, type RunRecord } from './report.js';
+import { cells, fmt, median, perRound, spread, type Cell, type Meta, type RunRecord } from './report.js';
 import type { Workload } from './workloads.js';
 
 const fmtRatio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '–');
@@ -116,29 +116,6 @@ export function matrixConsole(workloads: Workload[], runs: RunRecord[], counts: 
   };
   const floor = floorTable(workloads, runs, counts);
   return floor.length === 0 ? text(table(workloads, runs, counts)) : `${text(table(workloads, runs, counts))}\n\n${text(floor)}`;
-}
-
-/**
- * A ratio of targets' figures taken within each round, where the targets ran
- * minutes apart at most: the machine's drift between rounds (this VM's
- * rounds of one target differ by 20-30 %) cancels. `f` gets each target's
- * figure in the round and returns the ratio; rounds missing a target are left out.
- */
-function perRound(w: Workload, runs: RunRecord[], keys: string[], f: (v: number[]) => number): number[] {
-  const rounds = [...new Set(runs.map((r) => r.round))].sort((a, b) => a - b);
-  const out: number[] = [];
-  for (const round of rounds) {
-    const v = keys.map((k) => runs.find((r) => r.round === round && r.workload === w.id && r.target === k)?.sample?.value ?? NaN);
-    const x = f(v);
-    if (Number.isFinite(x)) out.push(x);
-  }
-  return out;
-}
-
-/** ", per round 0.91–1.04× (3 of 5 ≥ 1.00)": how steady a ratio is, and on which side of its line. */
-function spread(xs: number[], line: number): string {
-  if (xs.length < 2) return '';
-  return `; per round ${Math.min(...xs).toFixed(2)}–${fmtRatio(Math.max(...xs))} (${xs.filter((x) => x >= line).length} of ${xs.length} ≥ ${line.toFixed(2)})`;
 }
 
 /** Issue 16's acceptance, for every count above the base. */

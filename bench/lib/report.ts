@@ -89,14 +89,40 @@ export function consoleTable(workloads: Workload[], runs: RunRecord[]): string {
   return rows.map((r) => r.map((c, i) => (i < 2 || i === 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
 }
 
-export interface Goal { text: string; value: number; want: number }
+/**
+ * A ratio of targets' figures taken within each round, where the targets ran
+ * minutes apart at most: the machine's drift between rounds (this VM's
+ * rounds of one target differ by 20-30 %) cancels. `f` gets each target's
+ * figure in the round and returns the ratio; rounds missing a target are left out.
+ */
+export function perRound(w: Workload, runs: RunRecord[], keys: string[], f: (v: number[]) => number): number[] {
+  const rounds = [...new Set(runs.map((r) => r.round))].sort((a, b) => a - b);
+  const out: number[] = [];
+  for (const round of rounds) {
+    const v = keys.map((k) => runs.find((r) => r.round === round && r.workload === w.id && r.target === k)?.sample?.value ?? NaN);
+    const x = f(v);
+    if (Number.isFinite(x)) out.push(x);
+  }
+  return out;
+}
 
-/** The issue's targets, evaluated on this run's medians. */
+/** ", per round 0.91–1.04× (3 of 5 ≥ 1.00)": how steady a ratio is, and on which side of its line. */
+export function spread(xs: number[], line: number): string {
+  if (xs.length < 2) return '';
+  return `; per round ${Math.min(...xs).toFixed(2)}–${fmtRatio(Math.max(...xs))} (${xs.filter((x) => x >= line).length} of ${xs.length} ≥ ${line.toFixed(2)})`;
+}
+
+export interface Goal {
+  text: string;
+  value: number;
+  want: number;
+  /** The same ratio within each round (perRound), where it is one. */
+  rounds?: number[];
+}
+
+/** Issue 7's targets, evaluated on this run's medians. */
 export function goals(workloads: Workload[], runs: RunRecord[]): Goal[] {
-  const get = (id: string, key: string) => {
-    const w = workloads.find((x) => x.id === id);
-    return w ? cells(w, runs).find((c) => c.key === key)?.median ?? NaN : NaN;
-  };
+  const get = medianOf(workloads, runs);
   return [
     { text: 'UDP 64 B ping-pong ≥ 1.0× nginx stream', value: get('udp-pingpong', 'gateway') / get('udp-pingpong', 'nginx'), want: 1.0 },
     { text: 'TCP bulk ≥ 0.8× nginx stream', value: get('tcp-bulk', 'gateway') / get('tcp-bulk', 'nginx'), want: 0.8 },
@@ -106,10 +132,37 @@ export function goals(workloads: Workload[], runs: RunRecord[]): Goal[] {
   ];
 }
 
+/**
+ * Issue 17's targets (the raw TCP path): connection rate and ping-pong at
+ * least nginx's, bulk not below its ratio when the issue was filed (1.00-1.11×).
+ */
+export function goals17(workloads: Workload[], runs: RunRecord[]): Goal[] {
+  const get = medianOf(workloads, runs);
+  const vsNginx = (id: string, text: string, want: number): Goal => {
+    const w = workloads.find((x) => x.id === id);
+    return {
+      text, want, value: get(id, 'gateway') / get(id, 'nginx'),
+      rounds: w ? perRound(w, runs, ['gateway', 'nginx'], ([g, n]) => g! / n!) : [],
+    };
+  };
+  return [
+    vsNginx('tcp-connrate', 'TCP connection rate ≥ 1.0× nginx stream', 1.0),
+    vsNginx('tcp-pingpong', 'TCP ping-pong ≥ 1.0× nginx stream', 1.0),
+    vsNginx('tcp-bulk', 'TCP bulk ≥ 1.0× nginx stream (its ratio when issue 17 was filed: 1.00–1.11×)', 1.0),
+  ];
+}
+
+function medianOf(workloads: Workload[], runs: RunRecord[]): (id: string, key: string) => number {
+  return (id, key) => {
+    const w = workloads.find((x) => x.id === id);
+    return w ? cells(w, runs).find((c) => c.key === key)?.median ?? NaN : NaN;
+  };
+}
+
 export function goalLine(g: Goal): string {
   if (!Number.isFinite(g.value)) return `- ${g.text}: not measured`;
   if (g.want < 0) return `- ${g.text}: ${g.value.toFixed(2)} KiB — ${g.value <= -g.want ? 'met' : 'NOT met'}`;
-  return `- ${g.text}: ${g.value.toFixed(2)}× — ${g.value >= g.want ? 'met' : 'NOT met'}`;
+  return `- ${g.text}: ${g.value.toFixed(2)}× — ${g.value >= g.want ? 'met' : 'NOT met'}${spread(g.rounds ?? [], g.want)}`;
 }
 
 export interface Meta {
@@ -147,6 +200,8 @@ export function markdown(workloads: Workload[], runs: RunRecord[], meta: Meta): 
   for (const s of meta.setup) L.push(`- ${s}`);
   L.push('', '## Targets from issue 7', '');
   for (const g of goals(workloads, runs)) L.push(goalLine(g));
+  L.push('', '## Targets from issue 17', '');
+  for (const g of goals17(workloads, runs)) L.push(goalLine(g));
   L.push('', '## Results (medians)', '');
   L.push('"gateway ÷ target" > 1 means the gateway did better (for memory: used less). "direct" is the load generator against the echo server with no proxy: the ceiling of this machine and load generator. Proxy CPU is cores busy during the measured interval (100 % = one core; a forking peer counts all its processes); a proxy near 100 % is CPU-bound, well below while it is the bottleneck means other work took the CPU.', '');
   for (const w of workloads) {
