@@ -17,12 +17,17 @@
 //        through the listener with sendmmsg; idle flows are swept once a
 //        second. No session object, no route, no quarantine, no metrics.
 //
+//   tcp-forwarder  the addon's Forwarder (native/sockets/src/forward.cc):
+//        accept4, connect and the pair all in C, JavaScript not called per
+//        connection at all; the ceiling of a listener whose route is decided
+//        once, when the configuration changes (docs/compiled-listeners.md).
+//
 // PROCESSES > 1 (the worker matrix's bare-Nw): this process forks that many
 // copies, each with its own SO_REUSEPORT listener, as the gateway's workers
 // and nginx's worker_processes have: the same floor with N event loops.
 //
 // Not a proxy to run: no limits, no errors reported, IPv4 loopback only.
-// Usage: node dist/bench/bare-proxy.js tcp|udp PORT UPSTREAM_PORT [IDLE_SECONDS=60] [PROCESSES=1]
+// Usage: node dist/bench/bare-proxy.js tcp|udp|tcp-forwarder PORT UPSTREAM_PORT [IDLE_SECONDS=60] [PROCESSES=1]
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { NativeSocket, sourceAddress, sourceIPv4Key } from '../gateway/src/native/fdsocket.js';
@@ -34,8 +39,8 @@ const [kind, portArg, upstreamArg, idleArg = '60', procArg = '1'] = process.argv
 const port = Number(portArg);
 const upstream = Number(upstreamArg);
 const processes = Number(procArg);
-if ((kind !== 'tcp' && kind !== 'udp') || !(port > 0) || !(upstream > 0) || !(Number.isInteger(processes) && processes >= 1 && processes <= 64)) {
-  console.error('usage: bare-proxy.js tcp|udp PORT UPSTREAM_PORT [IDLE_SECONDS] [PROCESSES 1..64]');
+if ((kind !== 'tcp' && kind !== 'udp' && kind !== 'tcp-forwarder') || !(port > 0) || !(upstream > 0) || !(Number.isInteger(processes) && processes >= 1 && processes <= 64)) {
+  console.error('usage: bare-proxy.js tcp|udp|tcp-forwarder PORT UPSTREAM_PORT [IDLE_SECONDS] [PROCESSES 1..64]');
   process.exit(2);
 }
 
@@ -52,6 +57,17 @@ if (processes > 1) {
     kids.push(k);
   }
   process.on('SIGTERM', () => stop(0));
+} else if (kind === 'tcp-forwarder') {
+  portSharing.on = process.env.BARE_SHARED === '1';
+  const a = socketsAddon();
+  if (a?.Forwarder === undefined || a.closeStream === undefined) throw new Error('bare-proxy: the sockets addon with Forwarder is not built (npm run build:native)');
+  const close = a.closeStream.bind(a);
+  const f = new a.Forwarder(streamListenSocket('127.0.0.1', port, 4096), (fd, _addr, _port, code) => {
+    if (fd >= 0) close(fd, true); // not expected on loopback: the bench's errors show it
+    else console.error(`bare-proxy: accept: ${code}`);
+  }, { max: 1_000_000, connectTimeoutMs: 5000 });
+  f.targets([['127.0.0.1', upstream]]);
+  f.start();
 } else if (kind === 'tcp') {
   // A copy binds the port's SO_REUSEPORT group, as a gateway worker does.
   portSharing.on = process.env.BARE_SHARED === '1';

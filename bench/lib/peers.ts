@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { freeDualPort, start, waitReady, type Proc } from './procs.js';
 
-export type Peer = 'direct' | 'gateway' | 'bare' | 'cref' | 'nginx' | 'haproxy' | 'socat';
+export type Peer = 'direct' | 'gateway' | 'bare' | 'forwarder' | 'cref' | 'nginx' | 'haproxy' | 'socat';
 /** What the proxy forwards: UDP datagrams, TCP bytes, or WebSocket messages to UDP. */
 export type Carriage = 'udp' | 'tcp' | 'ws-uws' | 'ws-ws';
 
@@ -156,6 +156,11 @@ export async function startPeer(peer: Peer, c: Carriage, env: Env, opts: { metri
       if (c !== 'udp' && c !== 'tcp') throw new Error('the bare proxy carries only udp and tcp');
       const upstream = c === 'udp' ? env.udpEcho : env.tcpEcho;
       proc = start(process.execPath, [path.join(env.root, 'dist/bench/bare-proxy.js'), c, String(port), String(upstream), String(UDP_IDLE_TIMEOUT_S), String(env.workers ?? 1)], 'bare', { cpus: env.proxyCpus });
+      break;
+    }
+    case 'forwarder': {
+      if (c !== 'tcp') throw new Error('the forwarder peer carries only tcp');
+      proc = start(process.execPath, [path.join(env.root, 'dist/bench/bare-proxy.js'), 'tcp-forwarder', String(port), String(env.tcpEcho)], 'forwarder', { cpus: env.proxyCpus });
       break;
     }
     case 'cref': {

@@ -59,6 +59,8 @@ export const T = (peer: Peer, carriage: Carriage, key: string = peer, label: str
 const bare = (c: 'udp' | 'tcp'): Target => T('bare', c, 'bare', 'bare (least JavaScript)');
 /** The floor for the raw TCP path's system calls without Node (bench/cref/tcp_cref.c): small-message TCP workloads only (it never buffers). */
 const cref: Target = T('cref', 'tcp', 'cref', 'cref (C, no Node)');
+/** The addon's Forwarder in Node's loop, no JavaScript per connection: what a compiled listener could reach (docs/compiled-listeners.md). */
+const forwarder: Target = T('forwarder', 'tcp', 'forwarder', 'forwarder (C pairs in Node)');
 
 /** The run's environment for target t (its own worker count, if it has one). */
 export function envFor(t: Target, env: Env): Env {
@@ -260,7 +262,7 @@ export const tcpConnrate: Workload = {
   title: 'TCP connection rate (connect, 64 B echo, close), 16 concurrent',
   unit: 'connections/s',
   higherIsBetter: true,
-  targets: [T('direct', 'tcp'), T('gateway', 'tcp'), bare('tcp'), cref, T('nginx', 'tcp'), T('haproxy', 'tcp'), T('socat', 'tcp')],
+  targets: [T('direct', 'tcp'), T('gateway', 'tcp'), bare('tcp'), forwarder, cref, T('nginx', 'tcp'), T('haproxy', 'tcp'), T('socat', 'tcp')],
   run: (t, env, p) => simple(t, env, p, bin(env, 'tcp_load'), (port) => ['--mode', 'connrate', '--port', String(port), '--concurrency', '16', '--size', '64', ...timing(p)]),
 };
 

@@ -86,6 +86,31 @@ export interface SocketsAddon {
   connectedNow?(fd: number): true | string | undefined;
   /** Close a bare stream fd; `reset`: with an RST (SO_LINGER 0). */
   closeStream?(fd: number, reset?: boolean): void;
+  /** Accepts, connects and pairs in C (forward.cc); absent from an addon built before it. */
+  Forwarder?: new (
+    listenFd: number,
+    onHandoff: (fd: number, address: string | undefined, port: number | undefined, code: string | undefined) => void,
+    options: { max: number; connectTimeoutMs: number },
+  ) => ForwarderHandle;
+}
+
+/**
+ * A stream listener whose connections the addon accepts, connects upstream
+ * and pairs itself (native/sockets/src/forward.cc); what it does not take
+ * (no target, no room, a failed or slow connect) goes to onHandoff.
+ */
+export interface ForwarderHandle {
+  /** Where new connections go, in turn: [numeric host, port] or [unix path]; [] hands every one over. */
+  targets(list: ([string, number] | [string])[]): void;
+  start(): void;
+  /** [live, accepted, paired, handed off, ended, failed, bytes c->u, bytes u->c, pending connects, connect failures] */
+  stats(out: Float64Array): void;
+  /** Live pairs: [id, started ms (monotonic), address, port, target, bytes c->u, reads c->u, bytes u->c, reads u->c]. */
+  list(): [number, number, string, number, number, number, number, number, number][];
+  /** End one pair (FINs, or RSTs with reset); false: no live pair has that id. */
+  closePair(id: number, reset?: boolean): boolean;
+  /** Stop accepting and close the listener, every pair and pending connect. */
+  close(reset?: boolean): void;
 }
 
 /** A stream socket held by the addon below net.Socket (native/sockets/src/rawstream.cc). */

@@ -39,5 +39,6 @@ void InitRawStream(Napi::Env env, Napi::Object exports);
 void InitSyscalls(Napi::Env env, Napi::Object exports);
 void InitFdSocket(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);
+void InitForwarder(Napi::Env env, Napi::Object exports);
 
 }  // namespace l7mp
