@@ -32,7 +32,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { NativeSocket, sourceAddress, sourceIPv4Key } from '../gateway/src/native/fdsocket.js';
 import { rawAddon } from '../gateway/src/native/rawstream.js';
-import { socketsAddon } from '../gateway/src/native/sockets.js';
+import { ENDED_RECORD, socketsAddon } from '../gateway/src/native/sockets.js';
 import { portSharing, reusePortSocket, streamListenSocket } from '../gateway/src/protocols/common/reuseport.js';
 
 const [kind, portArg, upstreamArg, idleArg = '60', procArg = '1'] = process.argv.slice(2);
@@ -65,8 +65,11 @@ if (processes > 1) {
   const f = new a.Forwarder(streamListenSocket('127.0.0.1', port, 4096), (fd, _addr, _port, code) => {
     if (fd >= 0) close(fd, true); // not expected on loopback: the bench's errors show it
     else console.error(`bare-proxy: accept: ${code}`);
+  }, () => {
+    while (f.takeEnded(ended) === ended.length / ENDED_RECORD) { /* records dropped: no metrics here */ }
   }, { max: 1_000_000, connectTimeoutMs: 5000 });
-  f.targets([['127.0.0.1', upstream]]);
+  const ended = new Float64Array(256 * ENDED_RECORD);
+  f.targets([['127.0.0.1', upstream]], 1);
   f.start();
 } else if (kind === 'tcp') {
   // A copy binds the port's SO_REUSEPORT group, as a gateway worker does.

@@ -12,6 +12,7 @@ import { GatewayError, invalid } from './core/errors.js';
 import { Gateway } from './core/gateway.js';
 import { startAdminListener } from './observe/probe-listener.js';
 import { createLogger, type LevelName, type Logger } from './observe/log.js';
+import { CompiledListeners } from './fastpath/compiled.js';
 import { GatewayMetrics } from './observe/metrics.js';
 import { setupOffload } from './fastpath/offload/index.js';
 import { setupRawPath } from './fastpath/raw.js';
@@ -131,6 +132,9 @@ export async function startGateway(opts: StartOptions): Promise<Gateway> {
     ...(accessStream ? { accessLog: (line: Record<string, unknown>) => accessStream!.write(JSON.stringify(line) + '\n') } : {}),
   });
   metrics.attach(gw);
+  const compiled = new CompiledListeners(gw, gw.admission, log, accessStream ? (line) => accessStream!.write(JSON.stringify(line) + '\n') : undefined);
+  compiled.observers.add(metrics);
+  gw.useCompiled(compiled);
   gw.admin.log_level = admin.log.level;
   gw.admin.strict = admin.strict;
   if (admin.log.file !== undefined) gw.admin.log_file = admin.log.file;

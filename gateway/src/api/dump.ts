@@ -131,6 +131,7 @@ export function dumpSession(s: Session): Record<string, unknown> {
 export function dumpSessions(gw: Gateway, exclude?: string): unknown[] {
   const out: unknown[] = [];
   for (const s of gw.sessions.values()) if (s.name !== exclude) out.push(dumpSession(s));
+  for (const s of gw.compiled.dump()) out.push(s);
   return out;
 }
 

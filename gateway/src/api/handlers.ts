@@ -107,6 +107,8 @@ export const handlers: Record<OperationId, Handler> = {
   getSession: async (gw, req) => {
     const s = gw.sessions.get(req.params.name!);
     if (s) return dumpSession(s);
+    const compiled = gw.compiled.get(req.params.name!);
+    if (compiled) return compiled;
     // A worker's session: asked of the worker its name names (workers/supervisor.ts).
     if (gw.workers === undefined) throw new GatewayError('NOT_FOUND', 'No such session');
     return gw.workers.session(req.params.name!);

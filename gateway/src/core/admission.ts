@@ -22,7 +22,7 @@ import { RateLimiter } from '../api/security.js';
 import type { Logger } from '../observe/log.js';
 import type { RefusalReason, Refusals } from '../observe/refusals.js';
 import { invalid } from './errors.js';
-import { FdBudget, defaultReserve, readFdLimit } from './fd-budget.js';
+import { FD_CEILING, FdBudget, defaultReserve, readFdLimit } from './fd-budget.js';
 import { isObject } from './is-object.js';
 
 export interface AdmissionLimits {
@@ -73,11 +73,27 @@ export interface AdmissionGraph {
 /** Cluster protocols that make a listener part of the control plane. */
 export const CONTROL_PLANE_PROTOCOLS: ReadonlySet<string> = new Set(['L7mpController', 'Prometheus']);
 
-/** A listener's live data-plane sessions. Sessions hold a reference, so a listener deleted and re-added keeps its count right. */
+/**
+ * A listener's live data-plane sessions. Sessions hold a reference, so a
+ * listener deleted and re-added keeps its count right. The count is a cell
+ * the addon's Forwarder adds its own sessions to (fastpath/compiled.ts).
+ */
 export class ListenerCount {
-  live = 0;
+  readonly cell = new Float64Array(1);
   constructor(readonly name: string) {}
+
+  get live(): number {
+    return this.cell[0]!;
+  }
+
+  set live(n: number) {
+    this.cell[0] = n;
+  }
 }
+
+/** The gateway-wide cells shared with the addon's Forwarder: live sessions and max_sessions, then the descriptor budget's (fd-budget.ts). */
+export const GLOBAL_LIVE = 0;
+export const GLOBAL_MAX = 1;
 
 /** What a new session offers for admission. */
 export interface Candidate {
@@ -87,7 +103,8 @@ export interface Candidate {
 export class Admission {
   readonly fds: FdBudget;
   private readonly rate: RateLimiter | undefined;
-  private live = 0;
+  /** [live, max_sessions, then FdBudget's cells]: read and written by the Forwarder too. */
+  readonly cells = new Float64Array(FD_CEILING + 1);
   private readonly counts = new Map<string, ListenerCount>();
   /** listener -> serves the control plane; cleared by invalidate() on every change of the graph. */
   private readonly controlPlane = new Map<string, boolean>();
@@ -98,13 +115,24 @@ export class Admission {
     readonly limits: AdmissionLimits = DEFAULT_LIMITS,
     fdLimit: number | undefined = readFdLimit(),
   ) {
-    this.fds = new FdBudget(fdLimit, limits.fdReserve ?? (fdLimit === undefined ? 0 : defaultReserve(fdLimit)));
+    this.fds = new FdBudget(fdLimit, limits.fdReserve ?? (fdLimit === undefined ? 0 : defaultReserve(fdLimit)), undefined, undefined, this.cells);
+    this.cells[GLOBAL_MAX] = limits.maxSessions;
     this.rate = limits.flowRate > 0 ? new RateLimiter(limits.flowRate, limits.flowBurst, limits.flowSources) : undefined;
   }
 
   /** Live data-plane sessions (control-plane ones are not counted). */
   get dataPlaneSessions(): number {
-    return this.live;
+    return this.cells[GLOBAL_LIVE]!;
+  }
+
+  /** A listener's count (for the Forwarder to share); made on first use. */
+  countFor(listener: string): ListenerCount {
+    return this.countOf(listener);
+  }
+
+  /** A listener's cap of live sessions. */
+  listenerMax(listener: string): number {
+    return this.graph.listeners.get(listener)?.options.max_sessions ?? this.limits.listenerMaxSessions;
   }
 
   /** Log the limits once at start. */
@@ -155,7 +183,7 @@ export class Admission {
     if (this.servesControlPlane(listener)) return undefined;
     const lc = this.countOf(listener);
     lc.live++;
-    this.live++;
+    this.cells[GLOBAL_LIVE]++;
     this.fds.opened();
     return lc;
   }
@@ -163,14 +191,14 @@ export class Admission {
   /** A counted session ended. */
   closed(lc: ListenerCount): void {
     lc.live--;
-    this.live--;
+    this.cells[GLOBAL_LIVE]--;
     this.fds.closed();
     if (lc.live === 0 && !this.graph.listeners.has(lc.name)) this.counts.delete(lc.name);
   }
 
   private full(lc: ListenerCount, listener: string): RefusalReason | undefined {
     if (lc.live >= this.listenerMax(listener)) return 'listener_sessions';
-    if (this.live >= this.limits.maxSessions) return 'max_sessions';
+    if (this.dataPlaneSessions >= this.limits.maxSessions) return 'max_sessions';
     if (this.fds.exhausted()) return 'fd_budget';
     return undefined;
   }
@@ -178,13 +206,9 @@ export class Admission {
   private detail(reason: RefusalReason, lc: ListenerCount, listener: string): Record<string, unknown> {
     switch (reason) {
       case 'listener_sessions': return { live: lc.live, max: this.listenerMax(listener) };
-      case 'max_sessions': return { live: this.live, max: this.limits.maxSessions };
+      case 'max_sessions': return { live: this.dataPlaneSessions, max: this.limits.maxSessions };
       default: return { fd_in_use: this.fds.usage(), fd_limit: this.fds.limit, fd_reserve: this.fds.reserve };
     }
-  }
-
-  private listenerMax(listener: string): number {
-    return this.graph.listeners.get(listener)?.options.max_sessions ?? this.limits.listenerMaxSessions;
   }
 
   private countOf(listener: string): ListenerCount {

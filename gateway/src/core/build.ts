@@ -8,7 +8,7 @@ import type { Logger } from '../observe/log.js';
 import type { Refusals } from '../observe/refusals.js';
 import { refuseUnservedTls } from '../protocols/common/tls.js';
 import { protocolFor } from '../protocols/registry.js';
-import type { GatewayServices, ListenerContext, ListenerImpl, NewSession, Spec } from '../protocols/types.js';
+import type { CompiledSite, GatewayServices, ListenerContext, ListenerImpl, NewSession, Spec } from '../protocols/types.js';
 import { compileMatch, compileRewrite } from '../routing/predicate.js';
 import { parseListenerMaxSessions } from './admission.js';
 import { confineSpec } from './confine.js';
@@ -43,6 +43,8 @@ export interface BuildContext {
   remoteListener?(raw: Record<string, unknown>, tx: Transaction): ListenerImpl | undefined;
   /** Admission of a new flow before a listener spends a descriptor on it. */
   admit(listener: string, candidate: { readonly metadata: Record<string, unknown> }): boolean;
+  /** Where stream listeners attach a Forwarder (fastpath/compiled.ts), read when a listener is built. */
+  compiled?(): CompiledSite | undefined;
 }
 
 export class Builder {
@@ -92,6 +94,7 @@ export class Builder {
       limits: ctx.limits,
       emit: (s) => ctx.emit(name, s),
       admit: (c) => ctx.admit(name, c),
+      compiled: ctx.compiled?.(),
     }, `${field}.spec`);
     const impl = ctx.remoteListener?.(raw, tx) ?? created;
     const options = maxSessions === undefined ? { track } : { track, max_sessions: maxSessions };

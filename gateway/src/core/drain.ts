@@ -72,7 +72,8 @@ export async function drainAndStop(gw: Gateway, timeoutMs: number, opts: DrainOp
   const began = Date.now();
   gw.draining = true;
   const start = live(gw);
-  gw.log.info({ sessions: start.length, drain_timeout_ms: timeoutMs }, 'draining');
+  const compiledStart = gw.compiled.live(); // compiled sessions (fastpath/compiled.ts): counted, not listed
+  gw.log.info({ sessions: start.length + compiledStart, drain_timeout_ms: timeoutMs }, 'draining');
   for (const l of gw.listeners.values()) {
     try {
       l.impl.stopAccepting?.();
@@ -81,7 +82,7 @@ export async function drainAndStop(gw: Gateway, timeoutMs: number, opts: DrainOp
     }
   }
   const deadline = began + timeoutMs;
-  while (timeoutMs > 0 && Date.now() < deadline && live(gw).length > 0) {
+  while (timeoutMs > 0 && Date.now() < deadline && live(gw).length + gw.compiled.live() > 0) {
     await new Promise((r) => setTimeout(r, Math.min(POLL_MS, Math.max(1, deadline - Date.now()))));
   }
   if (opts.hold !== undefined && timeoutMs > 0 && Date.now() < deadline) {
@@ -90,15 +91,17 @@ export async function drainAndStop(gw: Gateway, timeoutMs: number, opts: DrainOp
     clearTimeout(timer);
   }
   const rest = live(gw);
+  const compiledCut = gw.compiled.live();
   const kind: EndKind = timeoutMs > 0 ? 'drain_timeout' : 'shutdown';
+  gw.compiled.cutAll(kind);
   for (const s of rest) {
     gw.endSession(s, timeoutMs > 0 ? `drain timeout (${timeoutMs} ms) reached` : 'gateway shutting down', false, new SessionCut(kind, 'the gateway is shutting down'));
   }
   const cutSet = new Set(rest);
   const summary: DrainSummary = {
-    sessions: start.length,
-    drained: start.filter((s) => !cutSet.has(s)).length,
-    cut: rest.length,
+    sessions: start.length + compiledStart,
+    drained: start.filter((s) => !cutSet.has(s)).length + Math.max(0, compiledStart - compiledCut),
+    cut: rest.length + compiledCut,
     durationMs: Date.now() - began,
   };
   gw.log.info({ ...summary }, `drain done: ${summary.drained} sessions drained, ${summary.cut} cut`);

@@ -102,22 +102,41 @@ export class OpenFdCount {
   }
 }
 
+/**
+ * Where the budget keeps its sample, its estimate and its ceiling: cells of a
+ * Float64Array that the addon's Forwarder (native/sockets/src/forward.cc)
+ * reads and adds its own sessions to, so that both decide from one count.
+ */
+export const FD_SAMPLED = 2;
+export const FD_DELTA = 3;
+export const FD_CEILING = 4;
+
 export class FdBudget {
-  private sampled = 0;
   private sampledAt = -Infinity;
-  /** Data-plane sessions opened minus ended since the last sample. */
-  private delta = 0;
 
   /**
    * `limit` undefined: the budget is off (no /proc or no limit).
    * `reserve`: descriptors kept for the control plane and live sessions.
+   * `cells`: shared counters (FD_SAMPLED, FD_DELTA, FD_CEILING; -1: off).
    */
   constructor(
     readonly limit: number | undefined,
     readonly reserve: number,
     private readonly now: () => number = Date.now,
     private readonly count: (limit: number) => number | undefined = countOpenFds,
-  ) {}
+    private readonly cells: Float64Array = new Float64Array(FD_CEILING + 1),
+  ) {
+    cells[FD_CEILING] = this.ceiling ?? -1;
+  }
+
+  private get sampled(): number {
+    return this.cells[FD_SAMPLED]!;
+  }
+
+  /** Data-plane sessions opened minus ended since the last sample. */
+  private get delta(): number {
+    return this.cells[FD_DELTA]!;
+  }
 
   /** The descriptors data-plane flows may use (limit - reserve), or undefined when off. */
   get ceiling(): number | undefined {
@@ -132,8 +151,8 @@ export class FdBudget {
     if (this.limit !== undefined && t - this.sampledAt >= every) {
       const n = this.count(this.limit);
       if (n !== undefined) {
-        this.sampled = n;
-        this.delta = 0;
+        this.cells[FD_SAMPLED] = n;
+        this.cells[FD_DELTA] = 0;
       }
       this.sampledAt = t;
     }
@@ -147,10 +166,10 @@ export class FdBudget {
   }
 
   opened(): void {
-    this.delta++;
+    this.cells[FD_DELTA]++;
   }
 
   closed(): void {
-    this.delta--;
+    this.cells[FD_DELTA]--;
   }
 }

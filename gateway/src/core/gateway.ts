@@ -2,6 +2,8 @@
 // it wires the store (store.ts), the builder (build.ts), the session pipeline
 // and its hook list (dataplane/), and serves what protocols ask of it.
 
+import { NO_COMPILED, type CompiledSessions } from './compiled.js';
+import type { CompiledSite } from '../protocols/types.js';
 import type { AdminSettings } from '../config/admin-settings.js';
 import type { Logger } from '../observe/log.js';
 import { accessLogHooks } from '../observe/access-log.js';
@@ -78,6 +80,10 @@ export class Gateway implements GatewayServices {
   checkChange: ((live: LiveGraph, tx: StagedChange) => void) | undefined;
   /** Admits new data-plane sessions: caps, flow rate, descriptor budget (admission.ts). */
   readonly admission: Admission;
+  /** Sessions of stream listeners the addon sets up itself (fastpath/compiled.ts, registered by useCompiled). */
+  compiled: CompiledSessions = NO_COMPILED;
+  /** Where listeners attach their Forwarder; undefined: no listener is compiled. */
+  private compiledSite: CompiledSite | undefined;
   /** Health check and ejection counters of every cluster (gateway/src/health). */
   readonly healthStats = new HealthStats();
   private readonly opts: GatewayOptions;
@@ -94,17 +100,27 @@ export class Gateway implements GatewayServices {
     this.observer = opts.observer;
     this.refusals = new Refusals(opts.log);
     const limits = opts.limits ?? DEFAULT_LIMITS;
-    this.store = new Store(opts.log, () => this.admission.invalidate()); // which listeners serve the control plane
+    // After every change: which listeners serve the control plane, and which are compiled.
+    this.store = new Store(opts.log, () => {
+      this.admission.invalidate();
+      this.compiled.refresh();
+    });
     this.admission = new Admission(this.store, this.refusals, limits);
     this.pipeline = new Pipeline({
       graph: this.store, log: opts.log, admission: this.admission, hooks: this.hooks, refusing: () => this.stopping || this.draining,
     });
-    this.store.cuts = this.pipeline;
+    const pipeline = this.pipeline;
+    this.store.cuts = {
+      cutListener: (name) => { pipeline.cutListener(name); this.compiled.cutListener(name); },
+      cutCluster: (name) => { pipeline.cutCluster(name); this.compiled.cutCluster(name); },
+      disconnectEndpoint: (e) => { pipeline.disconnectEndpoint(e); this.compiled.disconnectEndpoint(e); },
+    };
     this.build = new Builder({
       log: opts.log, refusals: this.refusals, limits: this.limits, healthStats: this.healthStats, services: this,
       allowStaticOnly: opts.allowStaticOnly === true, fileRoot: opts.fileRoot,
       emit: (listener, s) => this.pipeline.open(listener, s),
       admit: (listener, c) => this.admission.admit(listener, c),
+      compiled: () => this.compiledSite,
       remoteListener: (raw, tx) => this.remoteListener?.(raw, withChange(this.store, tx)),
     });
     if (opts.accessLog) this.hooks.add(accessLogHooks(opts.accessLog));
@@ -293,8 +309,20 @@ export class Gateway implements GatewayServices {
 
   // -------------------------------------------------------------- sessions
 
+  /**
+   * Compile listeners whose route does not look at the connection (app.ts),
+   * unless L7MP_COMPILED=off. Before the configuration: listeners started
+   * already stay as they are.
+   */
+  useCompiled(c: CompiledSessions & CompiledSite): void {
+    if (process.env.L7MP_COMPILED === 'off') return;
+    this.compiled = c;
+    this.compiledSite = c;
+  }
+
   deleteSession(name: string): void {
     const s = this.sessions.get(name);
+    if ((!s || s.status === 'DESTROYED') && this.compiled.delete(name)) return;
     if (!s || s.status === 'DESTROYED') throw new GatewayError('NOT_FOUND', 'No such session');
     this.endSession(s, 'Session removed from the API', false, new SessionCut('deleted', 'session deleted'));
   }
@@ -307,6 +335,7 @@ export class Gateway implements GatewayServices {
   async stop(): Promise<void> {
     this.stopping = true;
     for (const s of [...this.sessions.values()]) this.endSession(s, 'gateway shutting down', false, new SessionCut('shutdown', 'the gateway is shutting down'));
+    this.compiled.cutAll('shutdown');
     for (const l of this.listeners.values()) await l.impl.stop().catch(() => undefined);
     for (const c of this.clusters.values()) {
       c.impl.close?.();

@@ -10,7 +10,7 @@ import { dedupe } from '../core/names.js';
 import type { SessionCuts } from '../core/store.js';
 import { noteSessionEnd, noteStageClosed, pickEndpoint } from '../health/index.js';
 import type { Logger } from '../observe/log.js';
-import type { NewSession, SessionPriv } from '../protocols/types.js';
+import type { FailedAttempt, NewSession, SessionPriv } from '../protocols/types.js';
 import type { Channel } from './channel.js';
 import type { SessionHookList } from './hooks.js';
 import { mayReconnect, reconnected, retriesOnDisconnect } from './reconnect-budget.js';
@@ -80,11 +80,11 @@ export class Pipeline implements SessionOwner, SessionCuts {
     s.admitted = this.admission.opened(listener); // the session's INIT event is its creation
     this.hooks.onSessionStart(s);
     if (this.log.isLevelEnabled('verbose')) this.log.verbose({ session: name, listener }, 'new session');
-    this.setup(s);
+    this.setup(s, ns.failedAttempt);
   }
 
-  /** Route the session, connect every stage of its route, link them. */
-  private setup(s: Session): void {
+  /** Route the session, connect every stage of its route, link them; `failed`: the destination's first attempt, made already. */
+  private setup(s: Session, failed?: FailedAttempt): void {
     let route: RouteObj;
     try {
       route = lookup(this.graph, s);
@@ -102,7 +102,8 @@ export class Pipeline implements SessionOwner, SessionCuts {
     const stages = s.stages().slice(1); // all but the source
     let pending: (Promise<void> | undefined)[] | undefined;
     for (let i = 0; i < stages.length; i++) {
-      const p = this.connectStage(s, stages[i]!, attempts);
+      const st = stages[i]!;
+      const p = failed !== undefined && st.role === 'destination' ? this.connectAfter(s, st, attempts, failed) : this.connectStage(s, st, attempts);
       if (p !== undefined) (pending ??= new Array<Promise<void> | undefined>(stages.length))[i] = p;
     }
     if (pending === undefined) {
@@ -167,6 +168,31 @@ export class Pipeline implements SessionOwner, SessionCuts {
       }
     }
     return this.connectAttempts(s, st, attempts, timeout, failedEndpoints, first);
+  }
+
+  /**
+   * connectStage for a destination whose first attempt was made before the
+   * session existed (NewSession.failedAttempt) and failed: counted and logged
+   * as a failed attempt, then the rest of the attempts, that endpoint avoided.
+   */
+  private connectAfter(s: Session, st: Stage, attempts: number, failed: FailedAttempt): Promise<void> {
+    const err = new GatewayError('CONNECT_FAILED', failed.message);
+    this.hooks.onConnectFailure(s, st, err);
+    this.log.info({ session: s.name, cluster: st.origin, attempt: 1, of: attempts, err: failed.message }, 'connect attempt failed');
+    if (attempts <= 1) {
+      st.status = 'END';
+      return Promise.reject(err);
+    }
+    const timeout = s.retry!.timeout > 0 ? s.retry!.timeout : 2000;
+    const failedEndpoints = new Set<string>([failed.endpoint]);
+    const second = (async (): Promise<Channel> => {
+      st.status = 'RETRYING';
+      this.hooks.onRetry(s, st, 'connect');
+      await delay(s.retry!.timeout);
+      if (s.status !== 'INIT' && s.status !== 'CONNECTED') throw new GatewayError('CONNECT_FAILED', 'session ended while connecting');
+      return this.connectOnce(s, st, timeout, failedEndpoints);
+    })();
+    return this.connectAttempts(s, st, attempts - 1, timeout, failedEndpoints, second);
   }
 
   /** connectStage's attempts from the first on, whose channel (or its promise) is `first`. */

@@ -89,28 +89,61 @@ export interface SocketsAddon {
   /** Accepts, connects and pairs in C (forward.cc); absent from an addon built before it. */
   Forwarder?: new (
     listenFd: number,
-    onHandoff: (fd: number, address: string | undefined, port: number | undefined, code: string | undefined) => void,
-    options: { max: number; connectTimeoutMs: number },
+    onHandoff: (fd: number, address: string | undefined, port: number | undefined, code: string | undefined, target: number, generation: number) => void,
+    onEnded: () => void,
+    options: ForwarderOptions,
   ) => ForwarderHandle;
 }
+
+export interface ForwarderOptions {
+  /** The listener's cap of live sessions. */
+  max: number;
+  connectTimeoutMs: number;
+  /** Shared with core/admission.ts: the listener's live sessions (1 cell). */
+  listenerLive?: Float64Array;
+  /** Shared with core/admission.ts: [live sessions, max_sessions, descriptors sampled, sessions since the sample, descriptor ceiling or -1]. */
+  global?: Float64Array;
+  /** New connections per source address per second (0: no limit), the burst, and how many sources are tracked. */
+  flowRate?: number;
+  flowBurst?: number;
+  flowSources?: number;
+}
+
+/** A live pair: [id, generation, started (ms since the epoch), address, port, local address, local port, target, bytes c->u, reads c->u, bytes u->c, reads u->c]. */
+export type ForwarderPair = [number, number, number, string, number, string, number, number, number, number, number, number];
+
+/** Doubles per record of ForwarderHandle.takeEnded. */
+export const ENDED_RECORD = 12;
 
 /**
  * A stream listener whose connections the addon accepts, connects upstream
  * and pairs itself (native/sockets/src/forward.cc); what it does not take
- * (no target, no room, a failed or slow connect) goes to onHandoff.
+ * (a cap, the flow rate, no target, a failed or slow connect) goes to
+ * onHandoff with the client's socket.
  */
 export interface ForwarderHandle {
-  /** Where new connections go, in turn: [numeric host, port] or [unix path]; [] hands every one over. */
-  targets(list: ([string, number] | [string])[]): void;
+  /** Where new connections go, by weight (default 1): [numeric host, port, weight?] or [unix path, -1, weight?] or [unix path]; [] hands every one over. */
+  targets(list: ([string, number] | [string, number, number] | [string])[], generation: number, connectTimeoutMs?: number): void;
   start(): void;
+  /** Close the listening socket; live pairs go on. */
+  stopAccepting(): void;
   /** [live, accepted, paired, handed off, ended, failed, bytes c->u, bytes u->c, pending connects, connect failures] */
   stats(out: Float64Array): void;
-  /** Live pairs: [id, started ms (monotonic), address, port, target, bytes c->u, reads c->u, bytes u->c, reads u->c]. */
-  list(): [number, number, string, number, number, number, number, number, number][];
-  /** End one pair (FINs, or RSTs with reset); false: no live pair has that id. */
-  closePair(id: number, reset?: boolean): boolean;
-  /** Stop accepting and close the listener, every pair and pending connect. */
-  close(reset?: boolean): void;
+  list(): ForwarderPair[];
+  /**
+   * Ended pairs, oldest first, ENDED_RECORD doubles each: [id, generation,
+   * started, duration ms, bytes c->u, reads c->u, bytes u->c, reads u->c,
+   * errno (0: none), end kind (END_KINDS' index), target, side of the error
+   * (0 client, 1 upstream, -1)]; returns how many. In detail mode (setDetail)
+   * `detail` gets, per record, [address, port, local address, local port].
+   */
+  takeEnded(out: Float64Array, detail?: ([string, number, string, number] | undefined)[]): number;
+  /** Keep each pair's addresses for its ended record (for an access log, or ended sessions kept listed). */
+  setDetail(on: boolean): void;
+  /** End one pair (FINs, or RSTs with reset) with end kind `kind` (default 2, deleted); false: no live pair has that id. */
+  closePair(id: number, reset?: boolean, kind?: number): boolean;
+  /** Stop accepting and close the listener, every pair (end kind `kind`, default 2) and pending connect. */
+  close(reset?: boolean, kind?: number): void;
 }
 
 /** A stream socket held by the addon below net.Socket (native/sockets/src/rawstream.cc). */

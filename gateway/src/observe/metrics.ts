@@ -32,7 +32,7 @@
 
 import { AggregatorRegistry, Counter, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Gateway } from '../core/gateway.js';
-import { END_KINDS, endKindOf } from '../core/drain.js';
+import { END_KINDS, endKindOf, type EndKind } from '../core/drain.js';
 import type { GatewayObserver } from '../dataplane/observer.js';
 import type { Session, Stage } from '../dataplane/session.js';
 import { MetricChannel } from '../protocols/prometheus/index.js';
@@ -316,6 +316,21 @@ export class GatewayMetrics implements GatewayObserver {
     if (this.retired.due(ended)) this.retire(ended).catch((err: unknown) => this.gw?.log.warn({ err: (err as Error).message }, 'metrics: retiring series failed'));
   }
 
+  // ------------------------------------------- compiled sessions (fastpath/compiled.ts)
+
+  compiledStarted(listener: string, cluster: string, sessions: number): void {
+    this.listenerRow(listener).sessions += sessions;
+    this.clusterRow(cluster).sessions += sessions;
+  }
+
+  compiledEnded(listener: string, cluster: string, kind: EndKind, rx: number, tx: number, rxPackets: number, txPackets: number, seconds: number): void {
+    this.endedBy.set(kind, (this.endedBy.get(kind) ?? 0) + 1);
+    add(entry(this.endedListeners, listener), rx, tx, rxPackets, txPackets);
+    // A cluster's rx is what came from it: the session's egress.
+    if (cluster !== '') add(entry(this.endedClusters, cluster), tx, rx, txPackets, rxPackets);
+    this.durations.observe(this.durations.seriesOf(listener, cluster), seconds);
+  }
+
   onApiCall(operationId: string, status: number): void {
     this.restCalls.inc({ operationId, status: String(status) });
   }
@@ -484,6 +499,15 @@ export class GatewayMetrics implements GatewayObserver {
         }
       }
     }
+    gw?.compiled.scrape((p) => {
+      const lr = row(listeners, p.listener, () => this.listenerProtocol(p.listener));
+      lr.active++;
+      add(lr, p.rx, p.tx, p.rxPackets, p.txPackets);
+      if (p.cluster === '') return;
+      const cr = row(clusters, p.cluster, () => this.clusterProtocol(p.cluster));
+      cr.active++;
+      add(cr, p.tx, p.rx, p.txPackets, p.rxPackets);
+    });
     this.snap = { listeners, clusters, metered };
     queueMicrotask(() => { this.snap = undefined; });
     return this.snap;

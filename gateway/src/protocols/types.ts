@@ -2,6 +2,7 @@
 // lists every plug-in; the config validator, the REST API and the conformance
 // matrix read their capabilities from there.
 
+import type { ForwarderHandle, ForwarderOptions } from '../native/sockets.js';
 import type { Channel, ChannelKind } from '../dataplane/channel.js';
 import type { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
@@ -57,6 +58,18 @@ export interface NewSession {
   readonly priv?: SessionPriv;
   /** The listener asked ListenerContext.admit() already (before it spent a descriptor on the flow). */
   readonly admitted?: boolean;
+  /**
+   * The destination's first connect attempt was made already, by the addon
+   * for a compiled listener (fastpath/compiled.ts), and failed: the session
+   * goes on from there, with the retries its route allows.
+   */
+  readonly failedAttempt?: FailedAttempt;
+}
+
+/** A connect attempt made before the session existed: to which endpoint, and how it failed. */
+export interface FailedAttempt {
+  readonly endpoint: string;
+  readonly message: string;
 }
 
 export interface ListenerContext {
@@ -74,6 +87,28 @@ export interface ListenerContext {
    * already); emit it then with `admitted: true`. Others leave it to emit().
    */
   admit(candidate: { readonly metadata: Record<string, unknown> }): boolean;
+  /** Where a stream listener on the addon's Forwarder attaches it (fastpath/compiled.ts); absent: no compiling. */
+  readonly compiled?: CompiledSite;
+}
+
+/** How a compiled listener's sessions are named and their metadata filled (fastpath/compiled.ts). */
+export interface PairNaming {
+  readonly protocol: 'TCP' | 'UNIX';
+  /** The listener's address and port (TCP), or its socket file (UNIX). */
+  readonly address: string;
+  readonly port: number;
+  /** A TCP wildcard address: each session's local end is its own (getsockname). */
+  readonly wildcard: boolean;
+}
+
+/** What a listener on the addon's Forwarder needs of fastpath/compiled.ts. */
+export interface CompiledSite {
+  options(listener: string, connectTimeoutMs: number): ForwarderOptions;
+  attach(listener: string, f: ForwarderHandle, naming: PairNaming): void;
+  detach(listener: string, f: ForwarderHandle): void;
+  ended(listener: string): void;
+  /** The addon's connect to `target` of `generation` failed with `code`: which endpoint, and the message the ordinary path would give. */
+  failedAttempt(listener: string, generation: number, target: number, code: string): FailedAttempt | undefined;
 }
 
 export interface ListenerImpl {
@@ -161,6 +196,13 @@ export interface ClusterImpl {
    * promises of an asynchronous connect.
    */
   connectNow?(req: ConnectRequest): Channel | Promise<Channel> | undefined;
+  /**
+   * Optional: where the addon's Forwarder connects for this endpoint when a
+   * listener's route is compiled (fastpath/compiled.ts): [numeric host, port]
+   * or [unix path]; undefined when the addon cannot (a host name, a bind
+   * address), and then no listener routing here is compiled.
+   */
+  compiledTarget?(endpoint: { readonly address: string }): [string, number] | [string] | undefined;
   /**
    * Take the host resources the cluster needs (open its log file, ...) once
    * the change that adds it is about to commit, after listeners bound: a

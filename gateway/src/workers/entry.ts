@@ -190,7 +190,8 @@ function onMessage(m: ToWorker): void {
     }
     case 'session': {
       const s = gw?.sessions.get(m.name);
-      send({ type: 'sessions', id: m.id, sessions: s === undefined ? [] : [named(dumpSession(s))] });
+      const d = s !== undefined ? dumpSession(s) : gw?.compiled.get(m.name);
+      send({ type: 'sessions', id: m.id, sessions: d === undefined ? [] : [named(d)] });
       break;
     }
   }

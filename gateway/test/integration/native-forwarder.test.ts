@@ -13,7 +13,7 @@ import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
-import { socketsAddon, type ForwarderHandle, type SocketsAddon } from '../../src/native/sockets.js';
+import { ENDED_RECORD, socketsAddon, type ForwarderHandle, type ForwarderOptions, type SocketsAddon } from '../../src/native/sockets.js';
 import { streamListenSocket } from '../../src/protocols/common/reuseport.js';
 import { freePort, waitFor } from './helpers.js';
 import { needCapability } from './native-helpers.js';
@@ -30,13 +30,13 @@ function addon(t: ExecutionContext): Addon | undefined {
 interface Handoff { fd: number; address: string | undefined; port: number | undefined; code: string | undefined }
 
 /** A Forwarder on a fresh loopback port; handoffs are recorded (and their sockets closed unless keep). */
-async function forwarder(t: ExecutionContext, a: Addon, opts: { max?: number; connectTimeoutMs?: number; keep?: boolean } = {}) {
+async function forwarder(t: ExecutionContext, a: Addon, opts: { max?: number; connectTimeoutMs?: number; keep?: boolean; extra?: Partial<ForwarderOptions> } = {}) {
   const port = await freePort();
   const handoffs: Handoff[] = [];
   const f: ForwarderHandle = new a.Forwarder(streamListenSocket('127.0.0.1', port, 64), (fd, address, p, code) => {
     handoffs.push({ fd, address, port: p, code });
     if (fd >= 0 && opts.keep !== true) a.closeStream(fd);
-  }, { max: opts.max ?? 1000, connectTimeoutMs: opts.connectTimeoutMs ?? 2000 });
+  }, () => {}, { max: opts.max ?? 1000, connectTimeoutMs: opts.connectTimeoutMs ?? 2000, ...opts.extra });
   t.teardown(() => f.close());
   f.start();
   return { f, port, handoffs };
@@ -85,14 +85,15 @@ test('a connection is paired in C: every byte echoed in order, EOF passed on bot
   if (a === undefined) return;
   const echo = await echoServer(t);
   const { f, port, handoffs } = await forwarder(t, a);
-  f.targets([['127.0.0.1', echo.port]]);
+  f.targets([['127.0.0.1', echo.port]], 1);
   const payload = crypto.randomBytes(3 * 1024 * 1024 + 17); // past the copy buffer: the pipe takes over
   const c = await connect(port);
   const got = readAll(c);
   await waitFor(() => stats(f).live === 1, 5000, 'the pair');
   const [row] = f.list();
-  t.is(row?.[2], '127.0.0.1');
-  t.is(row?.[3], c.localPort!, 'the list names the client by its address and port');
+  t.is(row?.[3], '127.0.0.1');
+  t.is(row?.[4], c.localPort!, 'the list names the client by its address and port');
+  t.is(row?.[6], port, 'and the listener by its local port');
   c.end(payload);
   const echoed = await got;
   t.true(echoed.equals(payload), 'every byte came back, in order');
@@ -113,7 +114,7 @@ test('no target, or no room, hands the client over untried; a refused connect ha
   t.true(handoffs[0]!.fd >= 0);
   c1.destroy();
 
-  f.targets([['127.0.0.1', echo.port]]);
+  f.targets([['127.0.0.1', echo.port]], 1);
   const c2 = await connect(port);
   await waitFor(() => stats(f).live === 1, 5000, 'the first pair');
   const c3 = await connect(port);
@@ -124,7 +125,7 @@ test('no target, or no room, hands the client over untried; a refused connect ha
   c3.destroy();
   await waitFor(() => stats(f).live === 0, 5000, 'the pair to end');
   const dead = await freePort(); // nothing listens there
-  f.targets([['127.0.0.1', dead]]);
+  f.targets([['127.0.0.1', dead]], 2);
   const c4 = await connect(port);
   await waitFor(() => handoffs.length === 3, 5000, 'the handoff after a refused connect');
   t.like(handoffs[2], { port: c4.localPort, code: 'ECONNREFUSED' });
@@ -147,7 +148,7 @@ test('a connect that does not finish in time hands the client over with ETIMEDOU
     if (a.connectedNow(fd) === undefined) break;
   }
   const { f, port, handoffs } = await forwarder(t, a, { connectTimeoutMs: 200 });
-  f.targets([['127.0.0.1', slow]]);
+  f.targets([['127.0.0.1', slow]], 1);
   const c = await connect(port);
   await waitFor(() => stats(f).pending === 1, 5000, 'the connect in progress');
   const started = Date.now();
@@ -164,11 +165,11 @@ test('closePair ends one pair: with FINs the client reads EOF, with reset it get
   const echo = await echoServer(t);
   const before = fdCount();
   const { f, port } = await forwarder(t, a);
-  f.targets([['127.0.0.1', echo.port]]);
+  f.targets([['127.0.0.1', echo.port]], 1);
   const c1 = await connect(port);
   const c2 = await connect(port);
   await waitFor(() => stats(f).live === 2, 5000, 'two pairs');
-  const idOf = (c: net.Socket) => f.list().find((r) => r[3] === c.localPort)![0];
+  const idOf = (c: net.Socket) => f.list().find((r) => r[4] === c.localPort)![0];
   const ended = readAll(c1);
   t.true(f.closePair(idOf(c1)));
   t.is((await ended).length, 0, 'a clean EOF');

@@ -134,6 +134,13 @@ export function echoUpstream(t: { teardown(fn: () => unknown): void }, kind: Kin
   return upstream(t, kind, (w) => { w.keep = false; w.sock.pipe(w.sock); }, opts);
 }
 
+/**
+ * L7MP_TEST_NO_ACCESS_LOG=1 (stream-path-nolog.test.ts): the gateways run
+ * without an access log, and ends are read from the metrics instead (a
+ * compiled listener then keeps no addresses for its ended sessions).
+ */
+export const NO_ACCESS_LOG = process.env.L7MP_TEST_NO_ACCESS_LOG === '1';
+
 export interface StreamGateway {
   child: ChildGateway;
   /** Where clients connect. */
@@ -168,7 +175,7 @@ export async function streamGateway(t: { teardown(fn: () => unknown): void }, fr
   const frontAddr: Addr = front === 'TCP' ? { host: opts.frontHost ?? '127.0.0.1', port: await freePort() } : { path: tmpPath('front.sock') };
   const spec = 'port' in frontAddr ? { protocol: 'TCP', address: frontAddr.host, port: frontAddr.port } : { protocol: 'UnixDomainSocket', filename: frontAddr.path };
   const route = { destination: 'up', ...(opts.retry ? { retry: opts.retry } : {}) };
-  const log = opts.accessLog === false ? undefined : tmpPath('access.log');
+  const log = opts.accessLog === false || NO_ACCESS_LOG ? undefined : tmpPath('access.log');
   const child = await startChild(t, {
     clusters: [cluster],
     listeners: [{ name: 'in', spec, rules: [{ action: { route } }] }],

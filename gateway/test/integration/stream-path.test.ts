@@ -3,9 +3,14 @@
 // UnixDomainSocket -> UnixDomainSocket and TCP -> UnixDomainSocket (issue 17):
 // EOF and half-close in each direction, resets, connect-failure retry, DELETE
 // mid-transfer, and thousands of short connections without a leaked
-// descriptor. The raw-socket path must behave as the net.Socket path does;
-// stream-path-js.test.ts runs this file with L7MP_TCP_FASTPATH=off, and the
-// live session's `path` field says which path carried it.
+// descriptor. The raw-socket path must behave as the net.Socket path does.
+// This file runs four times: as is (compiled listeners: the addon sets up each
+// connection, fastpath/compiled.ts), with L7MP_COMPILED=off (the raw path,
+// each connection decided in JavaScript; stream-path-uncompiled.test.ts),
+// with L7MP_TCP_FASTPATH=off (net.Socket; stream-path-js.test.ts), and
+// compiled without an access log (ends read from the metrics;
+// stream-path-nolog.test.ts). The live session's `path` and
+// `splice.compiled` say which path carried it.
 
 import test, { type ExecutionContext } from 'ava';
 import crypto from 'node:crypto';
@@ -13,11 +18,13 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { api, freePort, waitFor } from './helpers.js';
 import {
-  connect, deadAddr, echoUpstream, isReset, streamGateway, upstream, type Addr, type Kind, type StreamGateway, type Watched,
+  NO_ACCESS_LOG, connect, deadAddr, echoUpstream, isReset, streamGateway, upstream, type Addr, type Kind, type StreamGateway, type Watched,
 } from './stream-path-helpers.js';
 
 /** Where GET /api/v1/sessions says a session runs: the raw-socket path, or (fastpath off) no `path` field. */
 const expectedPath = process.env.L7MP_TCP_FASTPATH === 'off' ? undefined : 'raw';
+/** Whether a session set up at once (no failed connect first) must be a compiled one. */
+const expectCompiled = expectedPath !== undefined && process.env.L7MP_COMPILED !== 'off';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -35,16 +42,40 @@ const label = (p: Pair): string => `${short(p.front)} -> ${short(p.back)}`;
 // hold on a loaded 2-core machine when the tests do not compete.
 const it = test.serial;
 
-/** The session's end as the access log and the metrics record it. */
+/** The session's end as the access log (or, compiled, the listener's metrics) and the metrics record it. */
 async function checkEnded(t: ExecutionContext, gw: StreamGateway, status: 'ok' | 'error', ingress?: number, egress?: number): Promise<any> {
   await gw.noSessions();
-  const log = await gw.ended();
+  const log = NO_ACCESS_LOG ? await endedFromMetrics(gw) : await gw.ended();
   t.is(log.status, status, JSON.stringify(log));
   if (ingress !== undefined) t.is(log.ingress_bytes, ingress, 'client -> upstream bytes counted exactly');
   if (egress !== undefined) t.is(log.egress_bytes, egress, 'upstream -> client bytes counted exactly');
   // The REST calls are sessions too (all completed): count the errors.
   t.is(await gw.metric('l7mp_sessions_ended_total{reason="error"}'), status === 'ok' ? 0 : 1);
   return log;
+}
+
+/**
+ * The one ended session of listener "in" as an access log line would give
+ * it, from the metrics (the run without an access log): its status
+ * from the ended counts, its bytes from the listener's counters.
+ */
+async function endedFromMetrics(gw: StreamGateway): Promise<{ status: string; ingress_bytes: number | undefined; egress_bytes: number | undefined }> {
+  const bytes = async (dir: string): Promise<number | undefined> => {
+    for (const proto of ['TCP', 'UnixDomainSocket']) {
+      const v = await gw.metric(`l7mp_listener_bytes_total{listener="in",protocol="${proto}",direction="${dir}"}`);
+      if (v !== undefined) return v;
+    }
+    return undefined;
+  };
+  await waitFor(async () => (await gw.metric('l7mp_listener_sessions_active{listener="in",protocol="TCP"}') ?? await gw.metric('l7mp_listener_sessions_active{listener="in",protocol="UnixDomainSocket"}')) === 0, 5000, 'no active session of "in"');
+  const errors = await gw.metric('l7mp_sessions_ended_total{reason="error"}') ?? 0;
+  return { status: errors > 0 ? 'error' : 'ok', ingress_bytes: await bytes('rx'), egress_bytes: await bytes('tx') };
+}
+
+/** A live session's path fields: raw, and compiled when the run compiles and the session was set up at once. */
+function checkPath(t: ExecutionContext, s: any, setUpAtOnce = true): void {
+  t.is(s.path, expectedPath);
+  if (expectedPath !== undefined) t.is(s.splice?.compiled === true, expectCompiled && setUpAtOnce, `compiled: ${JSON.stringify(s.splice)}`);
 }
 
 // --------------------------------------------------------- EOF and half-close
@@ -59,7 +90,7 @@ for (const p of PAIRS) {
     c.sock.write(request);
     const u = await up.conn();
     await u.next(request.length);
-    t.is((await gw.session()).path, expectedPath);
+    checkPath(t, await gw.session());
     t.is(u.first, undefined, 'no EOF before the client sent one');
     c.sock.end();
     t.is(await u.ended(), 'end', 'the upstream sees a clean EOF');
@@ -81,7 +112,7 @@ for (const p of PAIRS) {
     t.is(await c.ended(), 'end', 'the client sees a clean EOF');
     t.true(c.data().equals(download), 'download byte-exact');
     const u = await up.conn();
-    t.is((await gw.session()).path, expectedPath, 'the half-open session is live');
+    checkPath(t, await gw.session()); // the half-open session is live
     c.sock.end(upload); // the client -> upstream direction is still open
     t.is(await u.ended(), 'end', 'the upstream sees a clean EOF after the upload');
     t.true(u.data().equals(upload), 'the upload sent after the half-close arrives whole');
@@ -166,11 +197,13 @@ for (const p of PAIRS) {
     const msg = Buffer.from('through the retry');
     c.sock.write(msg);
     t.true((await c.next(msg.length)).equals(msg), 'echoed by the live endpoint');
-    t.is((await gw.session()).destination?.endpoint?.name, 'ep1');
+    const live = await gw.session();
+    t.is(live.destination?.endpoint?.name, 'ep1');
+    checkPath(t, live, false); // a failed first connect: the session went on in JavaScript
     c.sock.end();
     t.is(await c.ended(), 'end');
     const log = await checkEnded(t, gw, 'ok', msg.length, msg.length);
-    t.is(log.endpoint, 'ep1');
+    if (!NO_ACCESS_LOG) t.is(log.endpoint, 'ep1');
     t.is(await gw.metric(`l7mp_cluster_connect_failures_total{cluster="up",protocol="${p.back}"}`), 1, 'the refused attempt is counted');
   });
 
@@ -226,7 +259,7 @@ for (const p of PAIRS) {
       const s = await gw.session();
       return s.counters.ingress.bytes >= MiB && s.counters.egress.bytes >= MiB ? s : undefined;
     }, 10_000, 'a megabyte each way');
-    t.is(live.path, expectedPath);
+    checkPath(t, live);
     const d = await api(gw.child.base, 'DELETE', `/api/v1/sessions/${encodeURIComponent(live.name)}`);
     t.is(d.status, 200, d.text);
     const [ch, uh] = await Promise.all([c.gone(2000), u.gone(2000)]);
@@ -299,9 +332,17 @@ for (const [p, total] of [[PAIRS[0]!, 10_000], [PAIRS[1]!, 2_000]] as const) {
     await churn(gw.front, total, 120_000);
     t.log(`${total} connections in ${Date.now() - t0} ms`);
     await gw.noSessions(30_000);
-    const log = gw.accessLog();
-    t.is(log.length, total + 1, 'every session ended');
-    t.deepEqual(log.filter((l) => l.status !== 'ok' || l.ingress_bytes !== 64 || l.egress_bytes !== 64), [], 'each one clean, 64 B each way');
+    if (NO_ACCESS_LOG) {
+      const proto = p.front;
+      t.is(await gw.metric(`l7mp_listener_sessions_total{listener="in",protocol="${proto}"}`), total + 1, 'every session counted');
+      t.is(await gw.metric('l7mp_sessions_ended_total{reason="error"}'), 0, 'each one clean');
+      t.is(await gw.metric(`l7mp_listener_bytes_total{listener="in",protocol="${proto}",direction="rx"}`), 64 * (total + 1), '64 B each way');
+      t.is(await gw.metric(`l7mp_listener_bytes_total{listener="in",protocol="${proto}",direction="tx"}`), 64 * (total + 1));
+    } else {
+      const log = gw.accessLog();
+      t.is(log.length, total + 1, 'every session ended');
+      t.deepEqual(log.filter((l) => l.status !== 'ok' || l.ingress_bytes !== 64 || l.egress_bytes !== 64), [], 'each one clean, 64 B each way');
+    }
     // Slack of 4 for descriptors that are not per connection: the test's
     // REST and metrics connections (fetch keeps them open 4 s after use) and
     // what the gateway opens once under load and keeps for reuse (a libuv
@@ -326,7 +367,7 @@ for (const p of [PAIRS[0]!, PAIRS[1]!]) {
       admitted.push(c);
     }
     t.is((await gw.sessions()).length, 4);
-    if (expectedPath !== undefined) t.true((await gw.sessions()).every((s) => s.path === expectedPath), 'the admitted sessions are on the raw path');
+    if (expectedPath !== undefined) t.true((await gw.sessions()).every((s) => s.path === expectedPath && (s.splice?.compiled === true) === expectCompiled), 'the admitted sessions are on the raw path');
     // 40 more: each is closed by the gateway with nothing read and no upstream connection.
     const refused = await Promise.all(Array.from({ length: 40 }, () => connect(t, gw.front)));
     for (const c of refused) {
@@ -372,7 +413,7 @@ for (const [front, dial, from, src, dst] of ADDRESSES) {
     sock.write('x');
     await once(sock, 'data');
     const s = await gw.session();
-    t.is(s.path, expectedPath);
+    checkPath(t, s);
     t.deepEqual(s.metadata.IP, { src_addr: src, dst_addr: dst });
     t.deepEqual(s.metadata.TCP, { src_port: sock.localPort, dst_port: port });
     t.is(s.source.peer, `${src}:${sock.localPort}`);

@@ -5,24 +5,35 @@
 // Why: a TCP connection decided in JavaScript costs at least two callbacks
 // and a wrapped object, which on the bench VM is about nginx's whole cost
 // per connection (bench/README.md, "the floor under JavaScript"); routes
-// that do not look at the connection can be decided once, in JavaScript,
-// when the configuration changes, and carried out here for each one.
+// that do not look at the connection are decided once, in JavaScript, when
+// the configuration changes (gateway/src/fastpath/compiled.ts), and carried
+// out here for each one.
 //
-// What it does per connection: accept4; if it has a target and room (fewer
-// than `max` live pairs), a non-blocking connect to the next target (round
-// robin), and when that is over a Pair (pair.h) that owns both sockets.
-// Everything else goes to JavaScript through onHandoff(fd, address, port,
-// code?), with the client's socket, to take the ordinary path: no target or
-// no room (code undefined: JavaScript's admission decides and logs), or a
-// connect that failed or did not finish within the connect timeout (code:
-// the errno name, or ETIMEDOUT).
+// Per connection: accept4; the admission checks of core/admission.ts, on
+// counters shared with it (the listener's live sessions, the gateway's live
+// sessions and cap, the descriptor budget's sample and estimate) and a
+// per-source token bucket of its own; a non-blocking connect to the next
+// target (smooth weighted round robin); and when that is over, a Pair
+// (pair.h) that owns both sockets. What it does not take goes to JavaScript
+// through onHandoff(fd, address, port, code, target, generation) with the
+// client's socket:
+//   code undefined   a cap or the budget is reached, or there is no target:
+//                    JavaScript's admission decides (and counts and logs);
+//   "flow_rate"      the source is over its rate: JavaScript refuses it;
+//   an errno name    the connect to target (of that generation) failed, or
+//                    did not finish in time (ETIMEDOUT): the session goes on
+//                    in JavaScript from its first attempt's failure, with the
+//                    retries its route allows.
 //
-// JavaScript reads the live pairs (list), their counts and the totals
-// (stats) when asked, and can end a pair (closePair) or all (close).
+// A pair that ends leaves a record (id, generation, start, duration, counts,
+// errno, end kind) for JavaScript to take (takeEnded) for metrics: onEnded()
+// says when records are waiting. JavaScript reads the live pairs (list) and
+// totals (stats) when asked and ends pairs (closePair, close).
 #include "common.h"
 #include "pair.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -31,6 +42,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <ctime>
+#include <list>
 #include <unordered_map>
 #include <uv.h>
 #include <vector>
@@ -42,10 +55,84 @@ namespace {
 constexpr int kAcceptBatch = 64;
 // How often connects still in progress are checked against their deadline.
 constexpr uint64_t kSweepMs = 50;
+// Ended records waiting before JavaScript is told (onEnded); it is also told
+// of fewer within kEndedMs.
+constexpr size_t kEndedBatch = 256;
+constexpr uint64_t kEndedMs = 100;
+// Doubles per ended record (takeEnded).
+constexpr int kRecord = 12;
+
+// The shared admission counters (Float64Array, core/admission.ts).
+enum Global { kLive, kMax, kFdSampled, kFdDelta, kFdCeiling, kGlobalLen };
+// Descriptors a session is assumed to take until the next sample (fd-budget.ts FDS_PER_SESSION).
+constexpr double kFdsPerSession = 2;
 
 struct Target {
   sockaddr_storage addr;
   socklen_t len;
+  double weight;
+  double current;  // smooth weighted round robin
+};
+
+double WallMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) * 1000 + static_cast<double>(ts.tv_nsec / 1000000);
+}
+
+// Token buckets per source address, as api/security.ts RateLimiter: `burst`
+// at most, refilled at `rate` per second; at most `max` sources, the least
+// recently seen dropped first.
+class FlowBuckets {
+ public:
+  void Configure(double rate, double burst, size_t max) {
+    rate_ = rate;
+    burst_ = burst;
+    max_ = max > 0 ? max : 1;
+    map_.clear();
+    lru_.clear();
+  }
+  bool Take(const sockaddr_storage& ss, uint64_t nowMs) {
+    if (rate_ <= 0) return true;
+    std::string key;
+    if (ss.ss_family == AF_INET) key.assign(reinterpret_cast<const char*>(&reinterpret_cast<const sockaddr_in&>(ss).sin_addr), 4);
+    else if (ss.ss_family == AF_INET6) key.assign(reinterpret_cast<const char*>(&reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr), 16);
+    else return true;  // Unix peers have no address to limit
+    auto it = map_.find(key);
+    Bucket* b;
+    if (it != map_.end()) {
+      b = &it->second;
+      b->tokens = std::min(burst_, b->tokens + static_cast<double>(nowMs - b->last) / 1000 * rate_);
+      b->last = nowMs;
+      lru_.splice(lru_.end(), lru_, b->pos);
+    } else {
+      if (map_.size() >= max_) {
+        map_.erase(lru_.front());
+        lru_.pop_front();
+      }
+      lru_.push_back(key);
+      b = &map_[key];
+      b->tokens = burst_;
+      b->last = nowMs;
+      b->pos = std::prev(lru_.end());
+    }
+    if (b->tokens >= 1) {
+      b->tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  struct Bucket {
+    double tokens;
+    uint64_t last;
+    std::list<std::string>::iterator pos;
+  };
+  double rate_ = 0, burst_ = 0;
+  size_t max_ = 1;
+  std::unordered_map<std::string, Bucket> map_;
+  std::list<std::string> lru_;
 };
 
 class Forwarder;
@@ -53,8 +140,8 @@ class Forwarder;
 // A connected pair, owned by its Forwarder's table.
 class FwdPair : public Pair {
  public:
-  FwdPair(Forwarder* f, double id, int client, int upstream, const sockaddr_storage& peer, int target, double started)
-      : owner_(f), id_(id), peer_(peer), target_(target), started_(started) {
+  FwdPair(Forwarder* f, double id, double gen, int client, int upstream, const sockaddr_storage& peer, int target, double started)
+      : owner_(f), id_(id), gen_(gen), peer_(peer), target_(target), started_(started) {
     side_[0].fd = client;
     side_[1].fd = upstream;
   }
@@ -71,10 +158,13 @@ class FwdPair : public Pair {
     return err;
   }
   const Dir& dir(int d) const { return dir_[d]; }
+  int ClientFd() const { return side_[0].fd; }
 
   Forwarder* owner_;
   double id_;
+  double gen_;
   sockaddr_storage peer_;
+  sockaddr_storage local_{};  // kept in detail mode (the local end of a wildcard listener)
   int target_;
   double started_;
 };
@@ -83,6 +173,7 @@ class FwdPair : public Pair {
 struct Pending : public ReactorClient {
   Forwarder* owner;
   int client, upstream, target;
+  double gen;
   sockaddr_storage peer;
   uint64_t token = 0;
   uint64_t deadline;
@@ -95,33 +186,55 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     return DefineClass(env, "Forwarder", {
       InstanceMethod<&Forwarder::Targets>("targets"),
       InstanceMethod<&Forwarder::Start>("start"),
+      InstanceMethod<&Forwarder::StopAccepting>("stopAccepting"),
       InstanceMethod<&Forwarder::Stats>("stats"),
       InstanceMethod<&Forwarder::List>("list"),
+      InstanceMethod<&Forwarder::TakeEnded>("takeEnded"),
+      InstanceMethod<&Forwarder::SetDetail>("setDetail"),
       InstanceMethod<&Forwarder::ClosePair>("closePair"),
       InstanceMethod<&Forwarder::Close>("close"),
     });
   }
 
-  // new Forwarder(listenFd, onHandoff(fd, address, port, code?), { max, connectTimeoutMs })
+  // new Forwarder(listenFd, onHandoff(fd, address, port, code), onEnded(), {
+  //   max, connectTimeoutMs, listenerLive: Float64Array(1), global: Float64Array(5),
+  //   flowRate, flowBurst, flowSources })
   // Owns listenFd (a listening, non-blocking stream socket) from here on.
+  // listenerLive and global are the admission counters it shares with
+  // core/admission.ts (a pair counts in both while it lives); without them it
+  // keeps counters of its own.
   explicit Forwarder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Forwarder>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsFunction() || !info[2].IsObject()) {
-      Napi::TypeError::New(env, "Forwarder(listenFd, onHandoff, { max, connectTimeoutMs })").ThrowAsJavaScriptException();
+    if (info.Length() < 4 || !info[0].IsNumber() || !info[1].IsFunction() || !info[2].IsFunction() || !info[3].IsObject()) {
+      Napi::TypeError::New(env, "Forwarder(listenFd, onHandoff, onEnded, options)").ThrowAsJavaScriptException();
       return;
     }
     fd_ = info[0].As<Napi::Number>().Int32Value();
     onHandoff_ = Napi::Persistent(info[1].As<Napi::Function>());
-    Napi::Object o = info[2].As<Napi::Object>();
-    Napi::Value m = o.Get("max"), t = o.Get("connectTimeoutMs");
-    max_ = m.IsNumber() ? m.As<Napi::Number>().DoubleValue() : 0;
-    timeoutMs_ = t.IsNumber() ? static_cast<uint64_t>(t.As<Napi::Number>().DoubleValue()) : 5000;
+    onEnded_ = Napi::Persistent(info[2].As<Napi::Function>());
+    Napi::Object o = info[3].As<Napi::Object>();
+    auto num = [&](const char* k, double d) {
+      Napi::Value v = o.Get(k);
+      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d;
+    };
+    max_ = num("max", 0);
+    timeoutMs_ = static_cast<uint64_t>(num("connectTimeoutMs", 5000));
+    flows_.Configure(num("flowRate", 0), num("flowBurst", 0), static_cast<size_t>(num("flowSources", 65536)));
+    listenerLive_ = Cells(env, o.Get("listenerLive"), 1, &ownLive_);
+    global_ = Cells(env, o.Get("global"), kGlobalLen, ownGlobal_);
+    if (env.IsExceptionPending()) return;
+    if (global_ == ownGlobal_) {
+      ownGlobal_[kMax] = 1e300;
+      ownGlobal_[kFdCeiling] = -1;
+    }
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
-    timer_ = new uv_timer_t;
-    uv_timer_init(loop, timer_);
-    timer_->data = this;
-    uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
+    for (uv_timer_t** t : {&sweep_, &endedTimer_}) {
+      *t = new uv_timer_t;
+      uv_timer_init(loop, *t);
+      (*t)->data = this;
+      uv_unref(reinterpret_cast<uv_handle_t*>(*t));
+    }
   }
 
   ~Forwarder() override {
@@ -132,15 +245,19 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       delete kv.second;
     }
     for (Pending* p : pending_) DropPending(p, false);
-    if (timer_ != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    for (uv_timer_t* t : {sweep_, endedTimer_}) {
+      if (t != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    }
   }
 
-  // targets([[host, port] | [unixPath], ...]): where new connections go, in
-  // turn; [] hands every connection to JavaScript.
+  // targets([[host, port, weight?] | [unixPath, -1?, weight?], ...], generation,
+  // connectTimeoutMs?): where new connections go (weight: a share, 1 when
+  // absent, 0 never); [] hands every connection to JavaScript. Pairs remember
+  // the generation they began in.
   Napi::Value Targets(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsArray()) {
-      Napi::TypeError::New(env, "targets(list)").ThrowAsJavaScriptException();
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber()) {
+      Napi::TypeError::New(env, "targets(list, generation, connectTimeoutMs?)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     Napi::Array a = info[0].As<Napi::Array>();
@@ -148,13 +265,16 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     for (uint32_t i = 0; i < a.Length(); i++) {
       Napi::Value e = a.Get(i);
       Target t{};
+      t.weight = 1;
       bool ok = false;
       if (e.IsArray()) {
         Napi::Array p = e.As<Napi::Array>();
-        Napi::Value host = p.Get(0u), port = p.Get(1u);
-        if (host.IsString() && port.IsNumber()) {
+        Napi::Value host = p.Get(0u), port = p.Get(1u), weight = p.Get(2u);
+        if (weight.IsNumber()) t.weight = weight.As<Napi::Number>().DoubleValue();
+        bool unixPath = host.IsString() && (p.Length() == 1 || (port.IsNumber() && port.As<Napi::Number>().Int32Value() == -1));
+        if (host.IsString() && port.IsNumber() && !unixPath) {
           ok = InetAddr(host.As<Napi::String>().Utf8Value(), port.As<Napi::Number>().Int32Value(), &t.addr, &t.len);
-        } else if (host.IsString() && p.Length() == 1) {
+        } else if (unixPath) {
           sockaddr_un su;
           socklen_t l;
           ok = UnixAddr(host.As<Napi::String>().Utf8Value(), &su, &l);
@@ -164,17 +284,19 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
           }
         }
       }
-      if (!ok) {
-        Napi::TypeError::New(env, "targets: each is [numeric host, port] or [unix path]").ThrowAsJavaScriptException();
+      if (!ok || !(t.weight >= 0)) {
+        Napi::TypeError::New(env, "targets: each is [numeric host, port, weight?] or [unix path, -1?, weight?]").ThrowAsJavaScriptException();
         return env.Undefined();
       }
-      ts.push_back(t);
+      if (t.weight > 0) ts.push_back(t);
     }
     targets_.swap(ts);
-    next_ = 0;
+    gen_ = info[1].As<Napi::Number>().DoubleValue();
+    if (info.Length() > 2 && info[2].IsNumber()) timeoutMs_ = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
     return env.Undefined();
   }
 
+  // start(): watch the listener (again, after an accept error).
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (fd_ < 0 || token_ != 0) return env.Undefined();
@@ -183,6 +305,12 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     if (token_ == 0) ErrnoError(env, err, "epoll_ctl").ThrowAsJavaScriptException();
     else Ref();  // registered: not collected before close()
     return env.Undefined();
+  }
+
+  // stopAccepting(): close the listening socket; live pairs go on (drain).
+  Napi::Value StopAccepting(const Napi::CallbackInfo& info) {
+    CloseListener();
+    return info.Env().Undefined();
   }
 
   // stats(Float64Array(10)): [live, accepted, paired, handedOff, ended,
@@ -214,73 +342,143 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     return env.Undefined();
   }
 
-  // list() -> [[id, startedMs, address, port, target, bytes c->u, reads c->u, bytes u->c, reads u->c], ...]
+  // list() -> [[id, generation, started (ms since the epoch), address, port,
+  //   local address, local port, target, bytes c->u, reads c->u, bytes u->c,
+  //   reads u->c], ...] (addresses "" for Unix peers)
   Napi::Value List(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Array out = Napi::Array::New(env, pairs_.size());
     uint32_t i = 0;
     for (auto& kv : pairs_) {
       FwdPair* p = kv.second;
-      Napi::Array e = Napi::Array::New(env, 9);
-      char buf[INET6_ADDRSTRLEN] = {0};
-      int port = 0;
+      Napi::Array e = Napi::Array::New(env, 12);
+      char buf[INET6_ADDRSTRLEN] = {0}, lbuf[INET6_ADDRSTRLEN] = {0};
+      int port = 0, lport = 0;
       bool ip = IpText(p->peer_, buf, &port);
+      sockaddr_storage local;
+      socklen_t llen = sizeof(local);
+      bool lip = p->ClientFd() >= 0 && getsockname(p->ClientFd(), reinterpret_cast<sockaddr*>(&local), &llen) == 0 && IpText(local, lbuf, &lport);
       e.Set(0u, Napi::Number::New(env, p->id_));
-      e.Set(1u, Napi::Number::New(env, p->started_));
-      e.Set(2u, ip ? Napi::String::New(env, buf) : Napi::String::New(env, ""));
-      e.Set(3u, Napi::Number::New(env, port));
-      e.Set(4u, Napi::Number::New(env, p->target_));
-      e.Set(5u, Napi::Number::New(env, p->dir(0).bytes));
-      e.Set(6u, Napi::Number::New(env, p->dir(0).reads));
-      e.Set(7u, Napi::Number::New(env, p->dir(1).bytes));
-      e.Set(8u, Napi::Number::New(env, p->dir(1).reads));
+      e.Set(1u, Napi::Number::New(env, p->gen_));
+      e.Set(2u, Napi::Number::New(env, p->started_));
+      e.Set(3u, Napi::String::New(env, ip ? buf : ""));
+      e.Set(4u, Napi::Number::New(env, port));
+      e.Set(5u, Napi::String::New(env, lip ? lbuf : ""));
+      e.Set(6u, Napi::Number::New(env, lport));
+      e.Set(7u, Napi::Number::New(env, p->target_));
+      e.Set(8u, Napi::Number::New(env, p->dir(0).bytes));
+      e.Set(9u, Napi::Number::New(env, p->dir(0).reads));
+      e.Set(10u, Napi::Number::New(env, p->dir(1).bytes));
+      e.Set(11u, Napi::Number::New(env, p->dir(1).reads));
       out.Set(i++, e);
     }
     return out;
   }
 
-  // closePair(id, reset?) -> whether a live pair had that id. Counted as ended.
+  // takeEnded(out: Float64Array, detail?: Array) -> records written (at most
+  // out.length / 12): [id, generation, started, duration ms, bytes c->u,
+  // reads c->u, bytes u->c, reads u->c, errno (0: none), end kind (0
+  // completed, 1 error, 2 deleted, 3 drain_timeout, 4 shutdown), target,
+  // side of the error (0 client, 1 upstream, -1)] each, oldest first. In
+  // detail mode, `detail` gets [address, port, local address, local port]
+  // for each record taken (addresses "" for Unix sockets).
+  Napi::Value TakeEnded(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      Napi::TypeError::New(env, "takeEnded(Float64Array, detail?)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Float64Array out = info[0].As<Napi::Float64Array>();
+    size_t n = std::min(out.ElementLength() / kRecord, (ended_records_.size() - endedHead_) / kRecord);
+    memcpy(out.Data(), ended_records_.data() + endedHead_, n * kRecord * sizeof(double));
+    size_t first = endedHead_ / kRecord;
+    endedHead_ += n * kRecord;
+    if (info.Length() > 1 && info[1].IsArray()) {
+      Napi::Array d = info[1].As<Napi::Array>();
+      for (size_t i = 0; i < n; i++) {
+        size_t k = first + i - detailBase_;
+        if (k >= ended_detail_.size()) {
+          d.Set(static_cast<uint32_t>(i), env.Undefined());
+          continue;
+        }
+        const Addresses& a = ended_detail_[k];
+        char buf[INET6_ADDRSTRLEN] = {0}, lbuf[INET6_ADDRSTRLEN] = {0};
+        int port = 0, lport = 0;
+        bool ip = IpText(a.peer, buf, &port), lip = IpText(a.local, lbuf, &lport);
+        Napi::Array e = Napi::Array::New(env, 4);
+        e.Set(0u, Napi::String::New(env, ip ? buf : ""));
+        e.Set(1u, Napi::Number::New(env, port));
+        e.Set(2u, Napi::String::New(env, lip ? lbuf : ""));
+        e.Set(3u, Napi::Number::New(env, lport));
+        d.Set(static_cast<uint32_t>(i), e);
+      }
+    }
+    if (endedHead_ == ended_records_.size()) {
+      ended_records_.clear();
+      ended_detail_.clear();
+      endedHead_ = 0;
+      detailBase_ = 0;
+      told_ = false;
+      uv_timer_stop(endedTimer_);
+    }
+    return Napi::Number::New(env, static_cast<double>(n));
+  }
+
+  // setDetail(on): keep each pair's addresses for its ended record (an
+  // access log or ended sessions kept listed need them; off by default).
+  Napi::Value SetDetail(const Napi::CallbackInfo& info) {
+    bool on = info.Length() > 0 && info[0].ToBoolean().Value();
+    if (on != detail_) {
+      // Records from here on line up with ended_detail_ from its start.
+      ended_detail_.clear();
+      detailBase_ = ended_records_.size() / kRecord;
+      detail_ = on;
+    }
+    return info.Env().Undefined();
+  }
+
+  // closePair(id, reset?, kind?) -> whether a live pair had that id; it ends
+  // with end kind `kind` (default 2, deleted).
   Napi::Value ClosePair(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsNumber()) {
-      Napi::TypeError::New(env, "closePair(id, reset?)").ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "closePair(id, reset?, kind?)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     auto it = pairs_.find(info[0].As<Napi::Number>().DoubleValue());
     if (it == pairs_.end()) return Napi::Boolean::New(env, false);
     FwdPair* p = it->second;
     p->Abort(info.Length() > 1 && info[1].ToBoolean().Value());
-    Count(p, 0);
     pairs_.erase(it);
+    Record(env, p, 0, info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 2);
     delete p;
     return Napi::Boolean::New(env, true);
   }
 
-  // close(reset?): stop accepting, close the listener and every pair and
-  // pending connect. Safe to call repeatedly.
+  // close(reset?, kind?): stop accepting, close the listener and every pair
+  // (ended with `kind`, default 2) and pending connect. Safe to call
+  // repeatedly. The records stay for takeEnded.
   Napi::Value Close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
     bool reset = info.Length() > 0 && info[0].ToBoolean().Value();
-    if (token_ != 0) {
-      ReactorForget(token_, fd_, false);
-      token_ = 0;
-      Unref();
-    }
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-    for (auto& kv : pairs_) {
+    double kind = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 2;
+    CloseListener();
+    std::unordered_map<double, FwdPair*> all;
+    all.swap(pairs_);
+    for (auto& kv : all) {
       kv.second->Abort(reset);
-      Count(kv.second, 0);
+      Record(env, kv.second, 0, kind);
       delete kv.second;
     }
-    pairs_.clear();
     for (Pending* p : pending_) DropPending(p, reset);
     pending_.clear();
-    uv_timer_stop(timer_);
-    return info.Env().Undefined();
+    uv_timer_stop(sweep_);
+    return env.Undefined();
   }
 
   // The listener is readable: accept a batch.
   void OnEvents(Napi::Env env, uint64_t, uint32_t) override {
+    uint64_t now = uv_hrtime() / 1000000;
     for (int i = 0; i < kAcceptBatch && fd_ >= 0; i++) {
       sockaddr_storage peer;
       socklen_t plen = sizeof(peer);
@@ -288,26 +486,35 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       if (c < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-        // EMFILE and the like: the listener stays readable; JavaScript hears
-        // of it once per edge (fd -1 and the code) and the next edge retries.
-        Handoff(env, -1, peer, ErrnoName(errno));
+        // EMFILE and the like: stop watching the listener (it stays
+        // readable: watching would spin) and tell JavaScript (fd -1 and the
+        // code), which calls start() again after a pause (accept-retry.ts).
+        int err = errno;
+        ReactorForget(token_, fd_, true);
+        token_ = 0;
+        Unref();
+        Handoff(env, -1, peer, ErrnoName(err));
         return;
       }
       accepted_++;
       if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) NoDelay(c);
-      if (targets_.empty() || static_cast<double>(pairs_.size() + pending_.size()) >= max_) {
+      if (targets_.empty() || Full()) {
         Handoff(env, c, peer, nullptr);
+        continue;
+      }
+      if (!flows_.Take(peer, now)) {
+        Handoff(env, c, peer, "flow_rate");
         continue;
       }
       Connect(env, c, peer);
     }
     // A full batch: more may be waiting, and the edge will not come again.
-    ReactorDefer(token_);
+    if (fd_ >= 0) ReactorDefer(token_);
   }
 
-  void PairEnded(FwdPair* p, int err) {
-    Count(p, err);
+  void PairEnded(Napi::Env env, FwdPair* p, int err, int side) {
     pairs_.erase(p->id_);
+    Record(env, p, err, err != 0 ? 1 : 0, side);
     delete p;  // nothing of the pair runs after Ended()
   }
 
@@ -322,10 +529,11 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     ReactorForget(p->token, p->upstream, true);
     p->token = 0;
     RemovePending(p);
+    Unadmit();
     if (soerr != 0) {
       close(p->upstream);
       connectFailed_++;
-      Handoff(env, p->client, p->peer, ErrnoName(soerr));
+      Handoff(env, p->client, p->peer, ErrnoName(soerr), p->target, p->gen);
     } else {
       MakePair(env, p->client, p->upstream, p->peer, p->target);
     }
@@ -333,22 +541,74 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   }
 
  private:
+  // A shared Float64Array of at least n cells, or `own` when absent.
+  double* Cells(Napi::Env env, Napi::Value v, size_t n, double* own) {
+    if (v.IsUndefined()) return own;
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || v.As<Napi::TypedArray>().ElementLength() < n) {
+      Napi::TypeError::New(env, "Forwarder: listenerLive and global are Float64Arrays (1 and 5 cells)").ThrowAsJavaScriptException();
+      return own;
+    }
+    // Kept alive by JavaScript (core/admission.ts holds them for the process's life).
+    cellRefs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+    return v.As<Napi::Float64Array>().Data();
+  }
+
+  // As core/admission.ts full(): the listener's cap, the gateway's cap, the descriptor budget.
+  bool Full() const {
+    if (*listenerLive_ >= max_) return true;
+    if (global_[kLive] >= global_[kMax]) return true;
+    return global_[kFdCeiling] >= 0 && global_[kFdSampled] + global_[kFdDelta] * kFdsPerSession >= global_[kFdCeiling];
+  }
+  // A connection holds its place from the connect on (as a session does from admission).
+  void Admit() {
+    *listenerLive_ += 1;
+    global_[kLive] += 1;
+    global_[kFdDelta] += 1;
+  }
+  void Unadmit() {
+    *listenerLive_ -= 1;
+    global_[kLive] -= 1;
+    global_[kFdDelta] -= 1;
+  }
+
+  void CloseListener() {
+    if (token_ != 0) {
+      ReactorForget(token_, fd_, false);
+      token_ = 0;
+      Unref();
+    }
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
   static void NoDelay(int fd) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // best effort, as net's noDelay
   }
 
-  static double NowMs() {
-    return static_cast<double>(uv_hrtime() / 1000000);
+  // Smooth weighted round robin (nginx's): each pick adds every weight to its
+  // target's current value and takes the largest, which then gives back the total.
+  int Next() {
+    if (targets_.size() == 1) return 0;
+    double total = 0;
+    int best = 0;
+    for (size_t i = 0; i < targets_.size(); i++) {
+      Target& t = targets_[i];
+      t.current += t.weight;
+      total += t.weight;
+      if (t.current > targets_[best].current) best = static_cast<int>(i);
+    }
+    targets_[best].current -= total;
+    return best;
   }
 
   void Connect(Napi::Env env, int c, const sockaddr_storage& peer) {
-    int ti = static_cast<int>(next_++ % targets_.size());
+    int ti = Next();
     const Target& t = targets_[ti];
     int u = socket(t.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (u < 0) {
       connectFailed_++;
-      Handoff(env, c, peer, ErrnoName(errno));
+      Handoff(env, c, peer, ErrnoName(errno), ti, gen_);
       return;
     }
     if (t.addr.ss_family != AF_UNIX) NoDelay(u);
@@ -373,7 +633,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     if (err != 0) {
       close(u);
       connectFailed_++;
-      Handoff(env, c, peer, ErrnoName(err));
+      Handoff(env, c, peer, ErrnoName(err), ti, gen_);
       return;
     }
     MakePair(env, c, u, peer, ti);
@@ -381,15 +641,20 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
 
   void MakePair(Napi::Env env, int c, int u, const sockaddr_storage& peer, int ti) {
     double id = ++lastId_;
-    auto* p = new FwdPair(this, id, c, u, peer, ti, NowMs());
+    auto* p = new FwdPair(this, id, gen_, c, u, peer, ti, WallMs());
+    if (detail_) {
+      socklen_t llen = sizeof(p->local_);
+      if (getsockname(c, reinterpret_cast<sockaddr*>(&p->local_), &llen) != 0) p->local_.ss_family = AF_UNSPEC;
+    }
     pairs_[id] = p;
     paired_++;
+    Admit();
     // Start may end the pair at once (PairEnded deletes it): not touched after.
     int err = p->Start(env);
     if (err != 0) {
-      // Registering failed: the pair released both sockets; count it as a failure.
-      Count(p, err);
+      // Registering failed: the pair released both sockets.
       pairs_.erase(id);
+      Record(env, p, err, 1);
       delete p;
     }
   }
@@ -400,6 +665,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     p->client = c;
     p->upstream = u;
     p->target = ti;
+    p->gen = gen_;
     p->peer = peer;
     p->deadline = uv_hrtime() / 1000000 + timeoutMs_;
     int err = 0;
@@ -408,11 +674,12 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       close(u);
       delete p;
       connectFailed_++;
-      Handoff(env, c, peer, ErrnoName(err));
+      Handoff(env, c, peer, ErrnoName(err), ti, gen_);
       return;
     }
     pending_.push_back(p);
-    if (pending_.size() == 1) uv_timer_start(timer_, Sweep, kSweepMs, kSweepMs);
+    Admit();
+    if (pending_.size() == 1) uv_timer_start(sweep_, Sweep, kSweepMs, kSweepMs);
   }
 
   static void Sweep(uv_timer_t* h) {
@@ -424,12 +691,14 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     for (Pending* p : f->pending_) if (p->deadline <= now) late.push_back(p);
     for (Pending* p : late) {
       f->RemovePending(p);
-      int c = p->client;
+      f->Unadmit();
+      int c = p->client, target = p->target;
+      double gen = p->gen;
       sockaddr_storage peer = p->peer;
       p->client = -1;
       f->DropPending(p, false);
       f->connectFailed_++;
-      f->Handoff(env, c, peer, "ETIMEDOUT");
+      f->Handoff(env, c, peer, "ETIMEDOUT", target, gen);
     }
   }
 
@@ -440,7 +709,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       pending_.pop_back();
       break;
     }
-    if (pending_.empty()) uv_timer_stop(timer_);
+    if (pending_.empty()) uv_timer_stop(sweep_);
   }
 
   // Close a pending connect's sockets (the client's too, unless taken) and free it.
@@ -450,31 +719,65 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     if (p->client >= 0) {
       if (reset) ResetOnClose(p->client);
       close(p->client);
+      Unadmit();
     }
     delete p;
   }
 
-  void Count(FwdPair* p, int err) {
+  // A pair is over: its place is given back, its counts folded in, its record kept.
+  void Record(Napi::Env env, FwdPair* p, int err, double kind, int side = -1) {
+    Unadmit();
     ended_++;
     if (err != 0) failed_++;
     bytes_[0] += p->dir(0).bytes;
     bytes_[1] += p->dir(1).bytes;
+    double now = WallMs();
+    double r[kRecord] = {p->id_, p->gen_, p->started_, std::max(0.0, now - p->started_), p->dir(0).bytes, p->dir(0).reads,
+                         p->dir(1).bytes, p->dir(1).reads, static_cast<double>(err), kind, static_cast<double>(p->target_),
+                         static_cast<double>(side)};
+    ended_records_.insert(ended_records_.end(), r, r + kRecord);
+    if (detail_) ended_detail_.push_back(Addresses{p->peer_, p->local_});
+    size_t waiting = (ended_records_.size() - endedHead_) / kRecord;
+    if (waiting == 1) uv_timer_start(endedTimer_, Due, kEndedMs, 0);
+    if (waiting >= kEndedBatch && !told_) Tell(env);
+  }
+
+  static void Due(uv_timer_t* h) {
+    auto* f = static_cast<Forwarder*>(h->data);
+    Napi::Env env = f->Env();
+    Napi::HandleScope scope(env);
+    if (f->ended_records_.size() > f->endedHead_) f->Tell(env);
+  }
+
+  // onEnded(): records are waiting. Not again until they have been taken.
+  void Tell(Napi::Env env) {
+    told_ = true;
+    uv_timer_stop(endedTimer_);
+    if (onEnded_.IsEmpty()) return;
+    onEnded_.MakeCallback(Value(), {});
+    if (env.IsExceptionPending()) {
+      Napi::Error e = env.GetAndClearPendingException();
+      napi_fatal_exception(env, e.Value());
+    }
   }
 
   // To JavaScript: fd (the client's socket, now JavaScript's; -1 for an
-  // accept error), its address and port, and why (undefined: not tried).
-  void Handoff(Napi::Env env, int c, const sockaddr_storage& peer, const char* code) {
+  // accept error), its address and port, why (undefined: not tried), and for
+  // a connect that failed, the target it was made to and its generation.
+  void Handoff(Napi::Env env, int c, const sockaddr_storage& peer, const char* code, int target = -1, double gen = 0) {
     if (c >= 0) handedOff_++;
     char buf[INET6_ADDRSTRLEN] = {0};
     int port = 0;
     bool ip = c >= 0 && IpText(peer, buf, &port);
-    napi_value args[4] = {
+    napi_value args[6] = {
       Napi::Number::New(env, c),
       ip ? Napi::String::New(env, buf) : env.Undefined(),
       ip ? Napi::Number::New(env, port) : env.Undefined(),
       code != nullptr ? Napi::String::New(env, code) : env.Undefined(),
+      Napi::Number::New(env, target),
+      Napi::Number::New(env, gen),
     };
-    onHandoff_.MakeCallback(Value(), 4, args);
+    onHandoff_.MakeCallback(Value(), 6, args);
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();
       napi_fatal_exception(env, e.Value());
@@ -485,19 +788,36 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   uint64_t token_ = 0;
   double max_ = 0;
   uint64_t timeoutMs_ = 5000;
-  uv_timer_t* timer_ = nullptr;
+  uv_timer_t* sweep_ = nullptr;
+  uv_timer_t* endedTimer_ = nullptr;
   std::vector<Target> targets_;
-  uint64_t next_ = 0;
+  double gen_ = 0;
   double lastId_ = 0;
   std::unordered_map<double, FwdPair*> pairs_;
   std::vector<Pending*> pending_;
+  FlowBuckets flows_;
+  double ownLive_ = 0;
+  double ownGlobal_[kGlobalLen] = {0, 0, 0, 0, 0};
+  double* listenerLive_ = &ownLive_;
+  double* global_ = ownGlobal_;
+  std::vector<Napi::ObjectReference> cellRefs_;
+  struct Addresses {
+    sockaddr_storage peer, local;
+  };
+  std::vector<double> ended_records_;
+  std::vector<Addresses> ended_detail_;  // in detail mode, one per record from detailBase_ on
+  size_t detailBase_ = 0;
+  bool detail_ = false;
+  size_t endedHead_ = 0;
+  bool told_ = false;
   double accepted_ = 0, paired_ = 0, handedOff_ = 0, ended_ = 0, failed_ = 0, connectFailed_ = 0;
   double bytes_[2] = {0, 0};
   Napi::FunctionReference onHandoff_;
+  Napi::FunctionReference onEnded_;
 };
 
-void FwdPair::Ended(Napi::Env, int err, int) {
-  owner_->PairEnded(this, err);
+void FwdPair::Ended(Napi::Env env, int err, int side) {
+  owner_->PairEnded(env, this, err, side);
 }
 
 void Pending::OnEvents(Napi::Env env, uint64_t, uint32_t) {

@@ -43,6 +43,12 @@ export class TcpCluster implements ClusterImpl {
     return net.isIP(address) === 0 ? null : { host: address, port: this.port, bindHost: this.bindAddress, bindPort: this.bindPort, what: `TCP ${peer}`, peer };
   });
 
+  /** A compiled listener's target (fastpath/compiled.ts): a numeric address without a bind. */
+  compiledTarget(ep: { readonly address: string }): [string, number] | undefined {
+    const t = this.bindAddress === undefined && this.bindPort === undefined ? this.targets.get(ep.address) : null;
+    return t === null ? undefined : [t.host, t.port];
+  }
+
   /** The raw path (raw-connect.ts): the channel at once where the connect is over already, else its promise; undefined: connect(). */
   connectNow(req: ConnectRequest): RawStreamChannel | Promise<RawStreamChannel> | undefined {
     const ep = req.endpoint;
@@ -64,6 +70,11 @@ export class TcpCluster implements ClusterImpl {
 }
 
 export class UnixCluster implements ClusterImpl {
+  /** A compiled listener's target (fastpath/compiled.ts): the socket's path, when it fits a sockaddr_un. */
+  compiledTarget(ep: { readonly address: string }): [string] | undefined {
+    return ep.address !== '' && Buffer.byteLength(ep.address) < 108 ? [ep.address] : undefined;
+  }
+
   /** The raw path, as TcpCluster's: a Unix connect is over at once, so the channel comes at once. */
   connectNow(req: ConnectRequest): RawStreamChannel | Promise<RawStreamChannel> | undefined {
     const ep = req.endpoint;

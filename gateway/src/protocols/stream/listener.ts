@@ -1,12 +1,13 @@
 // TCP and Unix stream listeners: one session per accepted connection.
 
 import net from 'node:net';
-import type { ListenerContext, ListenerImpl } from '../types.js';
+import type { FailedAttempt, ListenerContext, ListenerImpl } from '../types.js';
 import { bindError, clearStaleSocket, unlinkSocket } from '../common/socket.js';
 import { SocketChannel } from './channel.js';
 import { portSharing, reusePortSocket, streamListenSocket } from '../common/reuseport.js';
 import { BareStream, rawAddon, type RawAddon } from '../../native/rawstream.js';
 import { RawAcceptor } from './raw-accept.js';
+import { ForwardAcceptor, forwarderOf } from './forward-accept.js';
 import { RawStreamChannel } from './raw-channel.js';
 
 /** Listen backlog of the raw path's sockets: what net.Server asks for. */
@@ -38,7 +39,7 @@ function closeServer(server: net.Server): void {
 
 export class TcpListener implements ListenerImpl {
   private server: net.Server | undefined;
-  private acceptor: RawAcceptor | undefined;
+  private acceptor: RawAcceptor | ForwardAcceptor | undefined;
   private seq = 0;
   /** The port accepted connections arrive on (the bound one when the spec says 0). */
   private localPort: number;
@@ -71,13 +72,31 @@ export class TcpListener implements ListenerImpl {
       throw bindError(err, `TCP listener "${this.ctx.listenerName}" cannot listen on ${this.address}:${this.port}`);
     }
     const local = wildcard(this.address);
+    if (this.ctx.compiled !== undefined && forwarderOf(addon) !== undefined) {
+      this.acceptor = new ForwardAcceptor(addon, fd, this.ctx, { protocol: 'TCP', address: this.address, port: this.localPort, wildcard: local }, (cfd, rAddr, rPort, failed) => {
+        let lAddr = this.address;
+        let lPort = this.localPort;
+        if (local) {
+          try {
+            const a = addon.localAddress(cfd);
+            lAddr = a.address ?? '';
+            lPort = a.port ?? 0;
+          } catch {
+            // The connection is gone already: its session ends at the first read.
+          }
+        }
+        this.emitRaw(addon, cfd, rAddr ?? '', rPort ?? 0, lAddr, lPort, failed);
+      }, 'TCP');
+      return;
+    }
     this.acceptor = new RawAcceptor(addon, fd, local ? 2 : 1, (cfd, rAddr, rPort, lAddr, lPort) => {
       this.emitRaw(addon, cfd, rAddr, rPort, local ? lAddr! : this.address, local ? lPort! : this.localPort);
     }, this.ctx.log, this.ctx.listenerName, 'TCP');
   }
 
-  private emitRaw(addon: RawAddon, fd: number, rAddr: string, rPort: number, lAddr: string, lPort: number): void {
+  private emitRaw(addon: RawAddon, fd: number, rAddr: string, rPort: number, lAddr: string, lPort: number, failedAttempt?: FailedAttempt): void {
     this.ctx.emit({
+      ...(failedAttempt === undefined ? {} : { failedAttempt }),
       name: `TCP:${rAddr}:${rPort}-${lAddr}:${lPort}-${this.seq++}`,
       channel: new RawStreamChannel(new BareStream(addon, fd), `${rAddr}:${rPort}`),
       metadata: {
@@ -103,12 +122,18 @@ export class TcpListener implements ListenerImpl {
   }
 
   async stop(): Promise<void> {
-    this.stopAccepting();
+    if (this.server) closeServer(this.server);
     this.server = undefined;
+    this.acceptor?.close();
+    this.acceptor = undefined;
   }
 
   stopAccepting(): void {
     if (this.server) closeServer(this.server);
+    if (this.acceptor instanceof ForwardAcceptor) {
+      this.acceptor.stopAccepting(); // its compiled sessions go on until stop()
+      return;
+    }
     this.acceptor?.close();
     this.acceptor = undefined;
   }
@@ -130,8 +155,11 @@ function streamSocketLive(path: string): Promise<boolean> {
 
 export class UnixListener implements ListenerImpl {
   private server: net.Server | undefined;
-  private acceptor: RawAcceptor | undefined;
+  private acceptor: RawAcceptor | ForwardAcceptor | undefined;
   private seq = 0;
+
+  /** The socket file was removed (stopAccepting): a later stop() must not remove a successor's. */
+  private unlinked = false;
 
   constructor(private readonly filename: string, private readonly ctx: ListenerContext) {}
 
@@ -160,13 +188,17 @@ export class UnixListener implements ListenerImpl {
       addon.close(fd);
       throw bindError(err, what);
     }
-    this.acceptor = new RawAcceptor(addon, fd, 0, (cfd) => {
+    const emit = (cfd: number, _a?: string, _p?: number, failedAttempt?: FailedAttempt): void => {
       this.ctx.emit({
+        ...(failedAttempt === undefined ? {} : { failedAttempt }),
         name: `UNIX:${this.ctx.listenerName}-${this.seq++}`,
         channel: new RawStreamChannel(new BareStream(addon, cfd), this.filename),
         metadata: { UNIX: { filename: this.filename } },
       });
-    }, this.ctx.log, this.ctx.listenerName, 'UNIX stream');
+    };
+    this.acceptor = this.ctx.compiled !== undefined && forwarderOf(addon) !== undefined
+      ? new ForwardAcceptor(addon, fd, this.ctx, { protocol: 'UNIX', address: this.filename, port: -1, wildcard: false }, emit, 'UNIX stream')
+      : new RawAcceptor(addon, fd, 0, (cfd) => emit(cfd), this.ctx.log, this.ctx.listenerName, 'UNIX stream');
   }
 
   private onConnection(sock: net.Socket): void {
@@ -180,15 +212,21 @@ export class UnixListener implements ListenerImpl {
   async stop(): Promise<void> {
     this.stopAccepting();
     this.server = undefined;
+    this.acceptor?.close();
+    this.acceptor = undefined;
   }
 
   stopAccepting(): void {
     if (this.server) closeServer(this.server); // unlinks the socket file
-    if (this.acceptor !== undefined) {
+    if (this.acceptor === undefined || this.unlinked) return;
+    if (this.acceptor instanceof ForwardAcceptor) {
+      this.acceptor.stopAccepting(); // its compiled sessions go on until stop()
+    } else {
       this.acceptor.close();
       this.acceptor = undefined;
-      unlinkSocket(this.filename); // as net.Server does on close
     }
+    this.unlinked = true;
+    unlinkSocket(this.filename); // as net.Server does on close
   }
 
   bound(): boolean {
