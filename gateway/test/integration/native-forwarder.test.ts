@@ -191,3 +191,79 @@ test('closePair ends one pair: with FINs the client reads EOF, with reset it get
   await waitFor(() => fdCount() <= before, 5000, `descriptors back to ${before}`);
   t.pass();
 });
+
+test('the admission cells it shares: a pair counts in the listener\'s and the gateway\'s live sessions and the descriptor estimate while it lives; a full cell hands the next connection over', async (t) => {
+  const a = addon(t);
+  if (a === undefined) return;
+  const echo = await echoServer(t);
+  const listenerLive = new Float64Array(1);
+  // [live, max_sessions, descriptors sampled, sessions since the sample, descriptor ceiling]
+  const global = Float64Array.from([0, 2, 10, 0, -1]);
+  const { f, port, handoffs } = await forwarder(t, a, { max: 5, extra: { listenerLive, global } });
+  f.targets([['127.0.0.1', echo.port]], 1);
+  const c1 = await connect(port);
+  await waitFor(() => stats(f).live === 1, 5000, 'the first pair');
+  t.deepEqual([...listenerLive], [1]);
+  t.deepEqual([...global], [1, 2, 10, 1, -1]);
+  global[0] = 2; // the gateway's other sessions fill max_sessions
+  const c2 = await connect(port);
+  await waitFor(() => handoffs.length === 1, 5000, 'the handoff at max_sessions');
+  global[0] = 1;
+  global[4] = 12; // the budget: 10 sampled + 1 session x 2 descriptors = its ceiling
+  const c3 = await connect(port);
+  await waitFor(() => handoffs.length === 2, 5000, 'the handoff at the descriptor ceiling');
+  global[4] = -1;
+  listenerLive[0] = 5; // the listener's own cap
+  const c4 = await connect(port);
+  await waitFor(() => handoffs.length === 3, 5000, 'the handoff at the listener cap');
+  listenerLive[0] = 1;
+  t.like(stats(f), { live: 1, paired: 1, handedOff: 3 });
+  c1.destroy();
+  await waitFor(() => stats(f).live === 0, 5000, 'the pair to end');
+  t.deepEqual([...listenerLive], [0]);
+  t.deepEqual([...global], [0, 2, 10, 0, -1], 'given back at the end');
+  for (const c of [c2, c3, c4]) c.destroy();
+});
+
+test('flow rate: a source past its burst is handed over with "flow_rate"', async (t) => {
+  const a = addon(t);
+  if (a === undefined) return;
+  const echo = await echoServer(t);
+  const { f, port, handoffs } = await forwarder(t, a, { extra: { flowRate: 0.001, flowBurst: 2, flowSources: 16 } });
+  f.targets([['127.0.0.1', echo.port]], 1);
+  const cs = [];
+  for (let i = 0; i < 4; i++) cs.push(await connect(port));
+  await waitFor(() => handoffs.length === 2, 5000, 'two handoffs');
+  t.deepEqual(handoffs.map((h) => h.code), ['flow_rate', 'flow_rate']);
+  t.is(stats(f).paired, 2);
+  for (const c of cs) c.destroy();
+});
+
+test('takeEnded: one record per ended pair (counts, kind, target, error side); in detail mode the addresses too', async (t) => {
+  const a = addon(t);
+  if (a === undefined) return;
+  const echo = await echoServer(t);
+  const { f, port } = await forwarder(t, a);
+  f.targets([['127.0.0.1', echo.port]], 7);
+  f.setDetail(true);
+  const c = await connect(port);
+  const cport = c.localPort!;
+  const got = readAll(c);
+  c.end('abc');
+  await got;
+  await waitFor(() => stats(f).ended === 1, 5000, 'the pair to end');
+  const c2 = await connect(port);
+  await waitFor(() => stats(f).live === 1, 5000, 'the second pair');
+  t.true(f.closePair(f.list()[0]![0], true, 4));
+  const out = new Float64Array(4 * ENDED_RECORD);
+  const detail: ([string, number, string, number] | undefined)[] = [];
+  t.is(f.takeEnded(out, detail), 2);
+  const rec = (i: number) => [...out.subarray(i * ENDED_RECORD, (i + 1) * ENDED_RECORD)];
+  const [id, gen, started, duration, b0, r0, b1, r1, err, kind, target, side] = rec(0);
+  t.deepEqual([gen, b0, b1, err, kind, target, side], [7, 3, 3, 0, 0, 0, -1]);
+  t.true(id! >= 1 && r0! >= 1 && r1! >= 1 && duration! >= 0 && Math.abs(started! - Date.now()) < 10_000);
+  t.is(rec(1)[9], 4, 'closed with kind 4 (shutdown)');
+  t.deepEqual(detail[0], ['127.0.0.1', cport, '127.0.0.1', port]);
+  t.is(f.takeEnded(out), 0, 'taken once');
+  c2.destroy();
+});

@@ -238,7 +238,9 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   }
 
   ~Forwarder() override {
-    // Environment teardown with the forwarder still open: release the fds.
+    // Environment teardown with the forwarder still open: release the fds,
+    // and leave the shared cells alone (their memory may be gone already).
+    tearingDown_ = true;
     if (fd_ >= 0) close(fd_);
     for (auto& kv : pairs_) {
       kv.second->Abort(false);
@@ -473,6 +475,14 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     for (Pending* p : pending_) DropPending(p, reset);
     pending_.clear();
     uv_timer_stop(sweep_);
+    // Nothing calls back from here on. The callbacks close over the listener
+    // that holds this wrapper: strong references kept past the end are a
+    // cycle through a GC root, and the listener would never be collected.
+    onHandoff_.Reset();
+    onEnded_.Reset();
+    listenerLive_ = &ownLive_;
+    global_ = ownGlobal_;
+    cellRefs_.clear();
     return env.Undefined();
   }
 
@@ -566,6 +576,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     global_[kFdDelta] += 1;
   }
   void Unadmit() {
+    if (tearingDown_) return;
     *listenerLive_ -= 1;
     global_[kLive] -= 1;
     global_[kFdDelta] -= 1;
@@ -765,6 +776,10 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   // accept error), its address and port, why (undefined: not tried), and for
   // a connect that failed, the target it was made to and its generation.
   void Handoff(Napi::Env env, int c, const sockaddr_storage& peer, const char* code, int target = -1, double gen = 0) {
+    if (onHandoff_.IsEmpty()) {  // closed: nobody to take it
+      if (c >= 0) close(c);
+      return;
+    }
     if (c >= 0) handedOff_++;
     char buf[INET6_ADDRSTRLEN] = {0};
     int port = 0;
@@ -808,6 +823,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   std::vector<Addresses> ended_detail_;  // in detail mode, one per record from detailBase_ on
   size_t detailBase_ = 0;
   bool detail_ = false;
+  bool tearingDown_ = false;
   size_t endedHead_ = 0;
   bool told_ = false;
   double accepted_ = 0, paired_ = 0, handedOff_ = 0, ended_ = 0, failed_ = 0, connectFailed_ = 0;

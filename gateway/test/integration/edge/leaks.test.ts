@@ -15,6 +15,9 @@ import { httpRequest, slowHttpUpstream, tcpEchoUpstream, wsEcho } from './edge-h
 
 const N = 60;
 
+/** A match every loopback client passes: the rule looks at the connection, so the listener is not compiled. */
+const BY_SOURCE = { op: 'test', path: '/IP/src_addr', value: '127.0.0.1' };
+
 function listener(name: string, spec: Record<string, unknown>, destination: unknown, route: Record<string, unknown> = {}) {
   return { name, spec: { address: '127.0.0.1', ...spec }, rules: [{ action: { route: { destination, ...route } } }] };
 }
@@ -43,7 +46,7 @@ test('sessions that ended leave nothing reachable, on every path', async (t) => 
   udpUp.on('message', (m, r) => udpUp.send(m, r.port, r.address));
   await new Promise<void>((r) => udpUp.bind(0, '127.0.0.1', () => r()));
   t.teardown(() => udpUp.close());
-  const p = { tcp: await freePort(), tcpJs: await freePort(), http: await freePort(), httpNode: await freePort(), ws: await freePort(), wsJs: await freePort(), udp: await freePort() };
+  const p = { tcp: await freePort(), tcpCompiled: await freePort(), tcpJs: await freePort(), http: await freePort(), httpNode: await freePort(), ws: await freePort(), wsJs: await freePort(), udp: await freePort() };
   const uds = tmpPath('leaks.sock');
   const tcpCluster = { name: 'tcp-echo', spec: { protocol: 'TCP', port: tcpUp.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] };
   const httpCluster = { name: 'http-up', spec: { protocol: 'HTTP', port: httpUp.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] };
@@ -51,10 +54,14 @@ test('sessions that ended leave nothing reachable, on every path', async (t) => 
   const { gw } = await startGw(t, {
     clusters: [tcpCluster, httpCluster, udpCluster],
     listeners: [
-      listener('tcp-raw', { protocol: 'TCP', port: p.tcp }, 'tcp-echo'),
+      // A rule that looks at the connection keeps the raw path's sessions
+      // decided in JavaScript (Session objects to watch); tcp-compiled is a
+      // compiled listener (fastpath/compiled.ts), whose sessions make none.
+      { name: 'tcp-raw', spec: { protocol: 'TCP', address: '127.0.0.1', port: p.tcp }, rules: [{ match: BY_SOURCE, action: { route: { destination: 'tcp-echo' } } }] },
+      listener('tcp-compiled', { protocol: 'TCP', port: p.tcpCompiled }, 'tcp-echo'),
       // A retry policy that relinks keeps the session on net.Socket.
       listener('tcp-js', { protocol: 'TCP', port: p.tcpJs }, 'tcp-echo', { retry: { retry_on: 'disconnect', num_retries: 1, timeout: 500 } }),
-      { name: 'uds', spec: { protocol: 'UnixDomainSocket', filename: uds }, rules: [{ action: { route: { destination: 'tcp-echo' } } }] },
+      { name: 'uds', spec: { protocol: 'UnixDomainSocket', filename: uds }, rules: [{ match: { op: 'test', path: '/UNIX/filename', value: uds }, action: { route: { destination: 'tcp-echo' } } }] },
       listener('http-uws', { protocol: 'HTTP', port: p.http }, 'http-up'),
       listener('http-node', { protocol: 'HTTP', port: p.httpNode, engine: 'node' }, 'http-up'),
       listener('ws', { protocol: 'WebSocket', port: p.ws }, 'tcp-echo'),
@@ -80,6 +87,7 @@ test('sessions that ended leave nothing reachable, on every path', async (t) => 
     const m = Buffer.from(`m${i}`);
     t.is(String(await tcpRoundTrip(p.tcp, m)), `m${i}`);
     t.is(String(await tcpRoundTrip(p.tcpJs, m)), `m${i}`);
+    t.is(String(await tcpRoundTrip(p.tcpCompiled, m)), `m${i}`);
     t.is(String(await unixRoundTrip(uds, m)), `m${i}`);
     t.is(await httpGet(p.http, `/u${i}`), `answer /u${i}`);
     t.is(await httpGet(p.httpNode, `/n${i}`), `answer /n${i}`);
@@ -98,6 +106,9 @@ test('sessions that ended leave nothing reachable, on every path', async (t) => 
   t.is(raw.get('tcp-raw'), N, 'the tcp-raw sessions took the raw stream path');
   t.is(raw.get('uds'), N, 'the uds sessions took the raw stream path');
   t.is(raw.get('tcp-js') ?? 0, 0, 'the tcp-js sessions stayed on net.Socket');
+  // The compiled listener's N sessions made no Session, and none is live in the addon.
+  await waitFor(() => gw.compiled.live() === 0 || undefined, 10_000, 'no compiled session live');
+  t.false(refs.has('tcp-compiled'), 'no Session object for a compiled listener');
 });
 
 test('listeners and clusters created and deleted over REST leave nothing reachable', async (t) => {
