@@ -41,6 +41,7 @@ import { registerProcessMetrics } from './process-metrics.js';
 import { RetiredSeries } from './retired-series.js';
 import { DurationHistogram } from './duration-histogram.js';
 import { eventCounter, type Events } from './event-counters.js';
+import { add, entry, zero, type Row, type Traffic } from './traffic.js';
 
 /** Scrapes are answered by collections at least this far apart: at most 10 a second, whoever asks. */
 export const EXPOSITION_MIN_MS = 100;
@@ -50,17 +51,6 @@ interface Collectable {
   get(): Promise<MetricObjectWithValues<MetricValue<string>>>;
 }
 
-interface Traffic {
-  rxBytes: number;
-  txBytes: number;
-  rxPackets: number;
-  txPackets: number;
-}
-
-interface Row extends Traffic {
-  protocol: string;
-  active: number;
-}
 
 interface Snapshot {
   listeners: Map<string, Row>;
@@ -69,15 +59,6 @@ interface Snapshot {
   metered: Map<string, { sessionName: string; clusterName: string; bytes: number; packets: number }>;
 }
 
-const zero = (): Traffic => ({ rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0 });
-
-
-function add(to: Traffic, rxB: number, txB: number, rxP: number, txP: number): void {
-  to.rxBytes += rxB;
-  to.txBytes += txB;
-  to.rxPackets += rxP;
-  to.txPackets += txP;
-}
 
 const isLive = (s: Session): boolean => s.status === 'INIT' || s.status === 'CONNECTED';
 
@@ -116,8 +97,9 @@ export class GatewayMetrics implements GatewayObserver {
     const self = this;
 
     // l7mp's names, labels and help texts.
-    const listeners = () => this.listenerEvents;
-    const clusters = () => this.clusterEvents;
+    // Through the scrape's snapshot first: it folds in the compiled listeners' new sessions.
+    const listeners = () => (this.snapshot(), this.listenerEvents);
+    const clusters = () => (this.snapshot(), this.clusterEvents);
     eventCounter('listener_requests_total', 'Total number of requests', 'listenerName', 'sessions', listeners, registers);
     eventCounter('cluster_requests_total', 'Total number of requests', 'clusterName', 'sessions', clusters, registers);
     new Counter({
@@ -466,6 +448,17 @@ export class GatewayMetrics implements GatewayObserver {
       for (const l of gw.listeners.values()) row(listeners, l.name, () => this.listenerProtocol(l.name));
       for (const c of gw.clusters.values()) row(clusters, c.name, () => this.clusterProtocol(c.name));
     }
+    // Compiled listeners first: their ended sessions are folded into the totals
+    // below in the same pass, so no byte is missing from a scrape (counters never go back).
+    gw?.compiled.scrape((p) => {
+      const lr = row(listeners, p.listener, () => this.listenerProtocol(p.listener));
+      lr.active++;
+      add(lr, p.rx, p.tx, p.rxPackets, p.txPackets);
+      if (p.cluster === '') return;
+      const cr = row(clusters, p.cluster, () => this.clusterProtocol(p.cluster));
+      cr.active++;
+      add(cr, p.tx, p.rx, p.txPackets, p.rxPackets);
+    });
     for (const [name, t] of this.endedListeners) {
       const r = row(listeners, name, () => this.listenerProtocol(name));
       add(r, t.rxBytes, t.txBytes, t.rxPackets, t.txPackets);
@@ -499,26 +492,8 @@ export class GatewayMetrics implements GatewayObserver {
         }
       }
     }
-    gw?.compiled.scrape((p) => {
-      const lr = row(listeners, p.listener, () => this.listenerProtocol(p.listener));
-      lr.active++;
-      add(lr, p.rx, p.tx, p.rxPackets, p.txPackets);
-      if (p.cluster === '') return;
-      const cr = row(clusters, p.cluster, () => this.clusterProtocol(p.cluster));
-      cr.active++;
-      add(cr, p.tx, p.rx, p.txPackets, p.rxPackets);
-    });
     this.snap = { listeners, clusters, metered };
     queueMicrotask(() => { this.snap = undefined; });
     return this.snap;
   }
-}
-
-function entry(m: Map<string, Traffic>, name: string): Traffic {
-  let t = m.get(name);
-  if (!t) {
-    t = zero();
-    m.set(name, t);
-  }
-  return t;
 }

@@ -144,7 +144,8 @@ test('UDP and TCP traffic: bytes and packets per listener and cluster in both di
   const payload = randomPayload(100 * 1024);
   const back = await tcpRoundTrip(tcpPort, payload);
   t.is(back.length, payload.length);
-  await waitFor(() => [...g.gw.sessions.values()].every((s) => s.listener !== 'tcp-in'), 5000, 'the TCP session to end');
+  // A compiled listener's session (fastpath/compiled.ts) is not in gw.sessions: wait for both kinds.
+  await waitFor(() => [...g.gw.sessions.values()].every((s) => s.listener !== 'tcp-in') && g.gw.compiled.live() === 0, 5000, 'the TCP session to end');
 
   m = await scrape(metrics);
   const L = (listenerName: string, protocol: string, direction: string) => ({ listener: listenerName, protocol, direction });
