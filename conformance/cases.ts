@@ -39,6 +39,8 @@ export interface CaseResult {
   readonly note?: string;
   /** The data path its sessions were checked to show (path-check.ts), where the pair has a TCP or Unix stream side. */
   readonly path?: PathExpectation;
+  /** A `raw` check found every session it read set up by the addon (a compiled listener, `splice.compiled`). */
+  readonly compiled?: boolean;
   readonly ms: number;
 }
 
@@ -484,7 +486,7 @@ async function timed(name: string, ms: number, fn: () => Promise<string | void>,
       if (path !== undefined && !path.done) await path.whileLive();
       return n;
     })(), ms, name);
-    return { name, status: 'pass', ms: Date.now() - t0, ...(note ? { note } : {}), ...(path !== undefined ? { path: path.expect } : {}) };
+    return { name, status: 'pass', ms: Date.now() - t0, ...(note ? { note } : {}), ...(path !== undefined ? { path: path.expect } : {}), ...(path?.compiled === true ? { compiled: true } : {}) };
   } catch (err) {
     return { name, status: 'fail', reason: oneLine((err as Error).message), ms: Date.now() - t0 };
   }

@@ -16,7 +16,9 @@
 // ended after a CONNECT event and kept by options.track) must all show the
 // expected path, and there must be one. A negative check (a pair with one
 // raw-capable side that must not take the path) only asks that no session
-// shows `"path": "raw"`.
+// shows `"path": "raw"`. A raw session a compiled listener set up
+// (gateway/src/fastpath/compiled.ts) also shows `"splice": {"compiled":
+// true}`; the check notes whether all it read were such, for the report.
 
 import { apiOk } from './util.js';
 
@@ -71,6 +73,7 @@ interface SessionLike {
   readonly name?: string;
   readonly status?: string;
   readonly path?: unknown;
+  readonly splice?: { readonly compiled?: unknown };
   readonly source?: { readonly origin?: string };
   readonly events?: readonly { readonly event?: string }[];
 }
@@ -85,6 +88,8 @@ const shown = (s: SessionLike): string => `${s.name ?? '?'} (${s.status ?? '?'})
 /** One case's path check: the first call checks (one GET), later calls return its outcome. */
 export class PathCheck {
   private outcome: Promise<void> | undefined;
+  /** After a passing `raw` check: whether every session it read was set up by the addon (a compiled listener). */
+  compiled = false;
 
   constructor(private readonly apiBase: string, private readonly listener: string, readonly expect: PathExpectation) {}
 
@@ -118,6 +123,7 @@ export class PathCheck {
       const what = want === 'raw' ? '"path": "raw" (the raw socket path)' : 'no "path" (the net.Socket path, L7MP_TCP_FASTPATH=off)';
       throw new Error(`path check: expected ${what} on every linked session, ${off.length} of ${live.length} differ: ${off.slice(0, 3).map(shown).join(', ')}`);
     }
+    this.compiled = want === 'raw' && live.every((s) => s.splice?.compiled === true);
   }
 }
 

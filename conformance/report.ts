@@ -25,6 +25,8 @@ export interface RunResult {
   readonly gateway?: string;
   /** The raw stream path the gateway ran with (L7MP_TCP_FASTPATH), when the cases checked it. */
   readonly tcpFastpath?: 'on' | 'off';
+  /** 'off': the gateway ran with L7MP_COMPILED=off (every stream connection decided in JavaScript). */
+  readonly compiled?: 'off';
   readonly only: string | undefined;
   readonly rows: readonly string[];
   /** Columns, with the registry protocols behind each (several for a transform group). */
@@ -64,7 +66,14 @@ export function cellText(p: PairResult | undefined): string {
 export function pathLine(r: RunResult): string | undefined {
   if (r.tcpFastpath === undefined) return undefined;
   const n = (e: string) => r.pairs.reduce((a, p) => a + p.cases.filter((c) => c.status === 'pass' && c.path === e).length, 0);
-  return `TCP/Unix stream path: ${r.tcpFastpath === 'on' ? 'raw socket path on' : 'off (L7MP_TCP_FASTPATH=off)'}; checked on ${n('raw')} case(s) that must show "path": "raw", ${n('socket')} that must show none, ${n('not-raw')} that must not show "raw"`;
+  const compiled = compiledCases(r);
+  const on = r.tcpFastpath === 'on' ? `raw socket path on, ${r.compiled === 'off' ? 'compiled listeners off (L7MP_COMPILED=off)' : 'compiled listeners on'}` : 'off (L7MP_TCP_FASTPATH=off)';
+  return `TCP/Unix stream path: ${on}; checked on ${n('raw')} case(s) that must show "path": "raw" (${compiled} of them on sessions a compiled listener set up), ${n('socket')} that must show none, ${n('not-raw')} that must not show "raw"`;
+}
+
+/** Passing cases whose path check read only sessions a compiled listener set up. */
+export function compiledCases(r: RunResult): number {
+  return r.pairs.reduce((a, p) => a + p.cases.filter((c) => c.status === 'pass' && c.compiled === true).length, 0);
 }
 
 export function summaryLine(r: RunResult): string {

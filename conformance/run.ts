@@ -34,6 +34,8 @@ const USAGE = `usage: node dist/conformance/run.js [options]
                         UnixDomainSocket side that the sessions took that path (default:
                         this build, as L7MP_TCP_FASTPATH says; not checked with
                         --gateway-cmd or --gateway-image unless given)
+  --compiled off        start this build's gateway with L7MP_COMPILED=off: no compiled
+                        listeners, every TCP/Unix stream connection decided in JavaScript
   --out DIR             write report.md, report.html, junit.xml and report.json into DIR
                         (default: conformance/ of this tree)
   --concurrency N       pairs run at the same time (default 2)
@@ -51,6 +53,7 @@ async function main(): Promise<number> {
         'gateway-image': { type: 'string' },
         'local-peers': { type: 'boolean' },
         'tcp-fastpath': { type: 'string' },
+        compiled: { type: 'string' },
         out: { type: 'string' },
         concurrency: { type: 'string', default: '2' },
         'no-report': { type: 'boolean', default: false },
@@ -78,6 +81,11 @@ async function main(): Promise<number> {
     process.stderr.write(`conformance: --tcp-fastpath must be on or off, got "${fastpath}"\n${USAGE}`);
     return 2;
   }
+  const compiled = values.compiled;
+  if (compiled !== undefined && compiled !== 'off') {
+    process.stderr.write(`conformance: --compiled takes only "off", got "${compiled}"\n${USAGE}`);
+    return 2;
+  }
   const concurrency = Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 16) {
     process.stderr.write(`conformance: --concurrency must be an integer between 1 and 16\n${USAGE}`);
@@ -92,6 +100,7 @@ async function main(): Promise<number> {
       ...(values['gateway-cmd'] !== undefined ? { gatewayCmd: values['gateway-cmd'] } : {}),
       ...(image !== undefined ? { gatewayImage: image } : {}),
       ...(fastpath !== undefined ? { tcpFastpath: fastpath } : {}),
+      ...(compiled !== undefined ? { compiled } : {}),
       // Someone else's image comes without our peers image: the peers run here.
       ...(values['local-peers'] !== undefined || image !== undefined ? { localPeers: values['local-peers'] ?? true } : {}),
       progress: (line) => process.stderr.write(`${line}\n`),

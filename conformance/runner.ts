@@ -38,6 +38,8 @@ export interface RunOptions {
    * not checked unless this is given.
    */
   readonly tcpFastpath?: TcpFastpath;
+  /** 'off': start this build's gateway with L7MP_COMPILED=off (no compiled listeners). */
+  readonly compiled?: 'off';
   /** Pairs run at the same time (default 2). */
   readonly concurrency?: number;
   /** Use this driver instead of the mode's. */
@@ -58,11 +60,13 @@ export function resolveFastpath(opts: Pick<RunOptions, 'tcpFastpath' | 'gatewayC
   return process.env.L7MP_TCP_FASTPATH === 'off' ? 'off' : 'on';
 }
 
-export function createDriver(mode: Mode, opts: Pick<RunOptions, 'gatewayCmd' | 'gatewayImage' | 'localPeers' | 'tcpFastpath'> = {}): Driver {
+export function createDriver(mode: Mode, opts: Pick<RunOptions, 'gatewayCmd' | 'gatewayImage' | 'localPeers' | 'tcpFastpath' | 'compiled'> = {}): Driver {
   if (opts.gatewayCmd !== undefined) checkGatewayCmd(opts.gatewayCmd);
   // Set explicitly, so that what the cases expect is what the gateway was told, in either mode.
   const fastpath = resolveFastpath(opts);
-  const gatewayEnv = fastpath !== undefined ? { L7MP_TCP_FASTPATH: fastpath } : undefined;
+  const gatewayEnv = fastpath !== undefined || opts.compiled !== undefined
+    ? { ...(fastpath !== undefined ? { L7MP_TCP_FASTPATH: fastpath } : {}), ...(opts.compiled !== undefined ? { L7MP_COMPILED: opts.compiled } : {}) }
+    : undefined;
   if (mode === 'process') {
     if (opts.gatewayImage !== undefined) throw new DriverUnavailableError('--gateway-image needs container mode (--mode container)');
     return new ProcessDriver(opts.gatewayCmd, false, gatewayEnv);
@@ -128,6 +132,7 @@ export async function runConformance(opts: RunOptions = {}): Promise<RunResult> 
     mode,
     gateway: gatewayLabel(mode, opts),
     ...(fastpath !== undefined ? { tcpFastpath: fastpath } : {}),
+    ...(opts.compiled !== undefined ? { compiled: opts.compiled } : {}),
     only: opts.only,
     rows: matrix.rows.map((r) => r.id),
     cols: matrix.cols.map((c) => ({ id: c.id, kind: c.kind, protocols: c.protocols.map((p) => p.name) })),

@@ -13,7 +13,7 @@ import test from 'ava';
 import { spawnSync } from 'node:child_process';
 import { rawPathPatterns } from '../../../conformance/path-check.js';
 import { CLUSTER_PEERS, LISTENER_PEERS } from '../../../conformance/peers.js';
-import { pathLine, renderText, summaryLine, type RunResult } from '../../../conformance/report.js';
+import { compiledCases, pathLine, renderText, summaryLine, type RunResult } from '../../../conformance/report.js';
 import { GATEWAY_MAIN } from '../../../conformance/process-driver.js';
 import { runConformance } from '../../../conformance/runner.js';
 import { PROTOCOLS } from '../../src/protocols/registry.js';
@@ -127,6 +127,29 @@ run('conformance: TCP and UnixDomainSocket rows and columns with L7MP_TCP_FASTPA
   const r = await runConformance({ mode: 'process', concurrency: 2, only: RAW_ROWS_AND_COLUMNS, tcpFastpath: 'off' });
   checkOffRun(t, r, processResult);
   t.log(`raw path off: ${summaryLine(r)} in ${(r.durationMs / 1000).toFixed(1)} s; ${pathLine(r)}`);
+});
+
+// The raw path's rows and columns once more with compiled listeners off
+// (L7MP_COMPILED=off): every TCP and Unix stream connection decided in
+// JavaScript, as before the addon set connections up itself. Same cases, all
+// passing, none on a compiled listener; the default run had some.
+run('conformance: TCP and UnixDomainSocket rows and columns with L7MP_COMPILED=off, process mode, same cases on the raw path decided in JavaScript, 0 failed', async (t) => {
+  t.timeout(600_000, 'the raw path rows and columns did not finish in 10 minutes');
+  if (missing.length > 0) t.fail(`${missing.join(' and ')} not installed (CI=true)`);
+  const r = await runConformance({ mode: 'process', concurrency: 2, only: RAW_ROWS_AND_COLUMNS, tcpFastpath: 'on', compiled: 'off' });
+  const failures = casesWith(r, 'fail');
+  if (failures.length > 0) t.log(renderText(r));
+  t.deepEqual(failures, [], summaryLine(r));
+  t.is(compiledCases(r), 0, 'no session on a compiled listener');
+  t.true(pathChecks(r).raw > 0, 'the raw path was checked');
+  if (processResult === undefined) {
+    t.fail('the default run did not complete, so there is nothing to compare against');
+    return;
+  }
+  t.true(compiledCases(processResult) > 0, 'the default run had sessions on compiled listeners');
+  const ran = (x: RunResult) => [...casesWith(x, 'pass'), ...casesWith(x, 'fail')].sort();
+  t.deepEqual(ran(r), ranOn(processResult, r), 'the same cases as the default run');
+  t.log(`compiled off: ${summaryLine(r)} in ${(r.durationMs / 1000).toFixed(1)} s; ${pathLine(r)}`);
 });
 
 // The same suite against a gateway with two data-plane worker processes
