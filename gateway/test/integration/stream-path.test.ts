@@ -339,7 +339,8 @@ for (const [p, total] of [[PAIRS[0]!, 10_000], [PAIRS[1]!, 2_000]] as const) {
       t.is(await gw.metric(`l7mp_listener_bytes_total{listener="in",protocol="${proto}",direction="rx"}`), 64 * (total + 1), '64 B each way');
       t.is(await gw.metric(`l7mp_listener_bytes_total{listener="in",protocol="${proto}",direction="tx"}`), 64 * (total + 1));
     } else {
-      const log = gw.accessLog();
+      // The lines are written as the sessions end, through a file stream: wait for them.
+      const log = await waitFor(() => { const l = gw.accessLog(); return l.length >= total + 1 ? l : undefined; }, 10_000, 'every session\'s access log line').catch(() => gw.accessLog());
       t.is(log.length, total + 1, 'every session ended');
       t.deepEqual(log.filter((l) => l.status !== 'ok' || l.ingress_bytes !== 64 || l.egress_bytes !== 64), [], 'each one clean, 64 B each way');
     }
