@@ -32,7 +32,8 @@ import type { Admission } from '../core/admission.js';
 import type { ClusterObj, EndpointObj, RouteObj, RuleObj } from '../core/model.js';
 import { MAX_APPLY_DEPTH, type RouteGraph } from '../dataplane/router.js';
 import { retriesOnDisconnect } from '../dataplane/reconnect-budget.js';
-import { ENDED_RECORD, errnoCode, type ForwarderHandle, type ForwarderOptions, type ForwarderPair } from '../native/sockets.js';
+import { ENDED_RECORD, type ForwarderHandle, type ForwarderOptions, type ForwarderPair } from '../native/sockets.js';
+import { accessLine, endedOf, endedView, liveView, nameOf } from './compiled-views.js';
 import type { Logger } from '../observe/log.js';
 import type { CompiledLive, CompiledSessions } from '../core/compiled.js';
 import type { CompiledSite, FailedAttempt, PairNaming } from '../protocols/types.js';
@@ -50,13 +51,13 @@ export interface CompiledObserver {
   compiledEnded(listener: string, cluster: string, kind: EndKind, rx: number, tx: number, rxPackets: number, txPackets: number, seconds: number): void;
 }
 
-interface Plan {
+export interface Plan {
   readonly route: RouteObj;
   readonly cluster: ClusterObj;
   readonly endpoints: readonly EndpointObj[];
 }
 
-interface Entry {
+export interface Entry {
   readonly listener: string;
   readonly f: ForwarderHandle;
   readonly naming: PairNaming;
@@ -172,7 +173,10 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
       }
       const plan = this.plan(e.listener);
       const key = plan === undefined ? '' : planKey(plan);
-      if (key === e.key) continue;
+      if (key === e.key) {
+        if (plan !== undefined) e.plans.set(e.gen, plan); // the same plan, made of the objects now in the graph
+        continue;
+      }
       this.fold(e);
       e.key = key;
       e.gen++;
@@ -343,7 +347,7 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
           o.compiledEnded(e.listener, plan?.cluster.name ?? '', kind, RECORDS[r + 4]!, RECORDS[r + 6]!, RECORDS[r + 5]!, RECORDS[r + 7]!, RECORDS[r + 3]! / 1000);
         }
         const a = detail?.[i];
-        if (a !== undefined) this.over(e, RECORDS.subarray(r, r + ENDED_RECORD), a, plan, kind);
+        if (a !== undefined) this.over(e, RECORDS.subarray(r, r + ENDED_RECORD), a, plan);
       }
       if (n < RECORDS.length / ENDED_RECORD) break;
     }
@@ -367,40 +371,11 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
   }
 
   /** An ended session in detail mode: its access log line, and its view kept listed for options.track. */
-  private over(e: Entry, r: Float64Array, a: [string, number, string, number], plan: Plan | undefined, kind: EndKind): void {
-    const [id, gen, started, duration, rx, rxPackets, tx, txPackets, err, , target, side] = r as unknown as number[];
-    const p: ForwarderPair = [id!, gen!, started!, a[0], a[1], a[2], a[3], target!, rx!, rxPackets!, tx!, txPackets!];
-    const failed = err! !== 0;
-    const code = failed ? errnoCode(-err!) : undefined;
-    const reason = endReason(e, plan, kind, side!, code);
-    const endedAt = started! + duration!;
-    if (this.accessLog !== undefined) {
-      const ep = plan?.endpoints[target!];
-      this.accessLog({
-        time: new Date(endedAt).toISOString(),
-        session: nameOf(e, p),
-        listener: e.listener,
-        route: plan?.route.name,
-        destination: plan?.cluster.name,
-        endpoint: ep?.name,
-        peer: e.naming.protocol === 'TCP' ? `${a[0]}:${a[1]}` : e.naming.address,
-        duration_ms: duration,
-        ingress_bytes: rx,
-        ingress_packets: rxPackets,
-        egress_bytes: tx,
-        egress_packets: txPackets,
-        status: failed ? 'error' : 'ok',
-        reason,
-      });
-    }
+  private over(e: Entry, r: Float64Array, a: [string, number, string, number], plan: Plan | undefined): void {
+    const ended = endedOf(r, a);
+    if (this.accessLog !== undefined) this.accessLog(accessLine(e, plan, ended));
     if (e.track > 0) {
-      const v = this.view(e, p);
-      const at = new Date(endedAt).toISOString();
-      v.status = 'DESTROYED';
-      (v.source as Record<string, unknown>).status = 'END';
-      (v.destination as Record<string, unknown>).status = 'END';
-      v.splice = { state: kind === 'completed' || kind === 'error' ? 'done' : 'closed', since: v.started, compiled: true, ...(code !== undefined ? { error: code } : {}), kernel: v.counters };
-      (v.events as unknown[]).push({ event: failed ? 'ERROR' : 'END', timestamp: at, message: reason }, { event: 'DESTROY', timestamp: at, message: 'Session destroyed' });
+      const v = endedView(e, plan, ended);
       const name = v.name as string;
       this.tracked.set(name, v);
       setTimeout(() => this.tracked.delete(name), e.track * 1000).unref();
@@ -408,43 +383,7 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
   }
 
   private view(e: Entry, p: ForwarderPair): Record<string, unknown> {
-    const plan = e.plans.get(p[1]);
-    const name = nameOf(e, p);
-    const [, , started, rAddr, rPort, lAddr, lPort, target, rx, rxPackets, tx, txPackets] = p;
-    const ep = plan?.endpoints[target];
-    const at = new Date(started).toISOString();
-    const metadata: Record<string, unknown> = e.naming.protocol === 'TCP'
-      ? { IP: { src_addr: rAddr, dst_addr: e.naming.wildcard ? lAddr : e.naming.address }, TCP: { src_port: rPort, dst_port: e.naming.wildcard ? lPort : e.naming.port } }
-      : { UNIX: { filename: e.naming.address } };
-    const counters = { ingress: { bytes: rx, packets: rxPackets }, egress: { bytes: tx, packets: txPackets } };
-    const t = ep === undefined ? undefined : plan!.cluster.impl.compiledTarget!(ep);
-    return {
-      name,
-      metadata,
-      source: { origin: e.listener, peer: e.naming.protocol === 'TCP' ? `${rAddr}:${rPort}` : e.naming.address, status: 'READY' },
-      destination: {
-        origin: plan?.cluster.name,
-        endpoint: ep === undefined ? undefined : { name: ep.name, spec: ep.spec },
-        peer: t === undefined ? undefined : t.length === 2 ? `${t[0]}:${t[1]}` : t[0],
-        status: 'READY',
-      },
-      ingress: [],
-      egress: [],
-      route: plan?.route.name,
-      retry: plan?.route.retry,
-      status: 'CONNECTED',
-      started: at,
-      counters,
-      offloaded: false,
-      spliced: true,
-      path: 'raw',
-      splice: { state: 'active', since: at, compiled: true, kernel: counters },
-      events: [
-        { event: 'INIT', timestamp: at, message: 'Session created' },
-        { event: 'LOOKUP SUCCESS', timestamp: at, message: `Route "${plan?.route.name ?? ''}" selected` },
-        { event: 'CONNECT', timestamp: at, message: 'Session connected' },
-      ],
-    };
+    return liveView(e, e.plans.get(p[1]), p);
   }
 }
 
@@ -470,29 +409,9 @@ function clusterPlan(route: RouteObj, cluster: ClusterObj): Plan | undefined {
 
 function planKey(p: Plan): string {
   const t = p.endpoints.map((ep) => `${ep.name}=${p.cluster.impl.compiledTarget!(ep)!.join(':')}/${ep.weight}`).join(',');
-  return `${p.route.name}|${p.route.retry.timeout}|${p.cluster.name}|${t}`;
-}
-
-function nameOf(e: Entry, p: ForwarderPair): string {
-  const n = e.naming;
-  if (n.protocol === 'UNIX') return `UNIX:${e.listener}-c${p[0]}`;
-  const lAddr = n.wildcard ? p[5] : n.address;
-  const lPort = n.wildcard ? p[6] : n.port;
-  return `TCP:${p[3]}:${p[4]}-${lAddr}:${lPort}-c${p[0]}`;
+  const r = p.route.retry;
+  return `${p.route.name}|${r.retry_on}/${r.num_retries}/${r.timeout}|${p.cluster.name}|${t}`;
 }
 
 /** What the addon's detail arrays are read into (reused). */
 const DETAIL: ([string, number, string, number] | undefined)[] = [];
-
-/** The reason an ended compiled session gives, as the pipeline words it for a session ended the same way. */
-function endReason(e: Entry, plan: Plan | undefined, kind: EndKind, side: number, code: string | undefined): string {
-  switch (kind) {
-    case 'deleted': return 'Session removed from the API';
-    case 'drain_timeout': return 'drain timeout reached';
-    case 'shutdown': return 'gateway shutting down';
-    default: {
-      const stage = side === 1 ? plan?.cluster.name ?? '' : e.listener;
-      return code === undefined ? `stage "${e.listener}" closed` : `stage "${stage}" failed: splice: ${code}`;
-    }
-  }
-}

@@ -163,7 +163,9 @@ it('flow_rate: a source over its rate is refused, counted and logged once, while
   t.is(gw.child.output().split('\n').filter((l) => l.includes('"flow_rate"') && l.includes('refused')).length, 1, 'logged once for the interval');
   a.sock.write('still');
   t.is(String(await a.next(3 + 5)), 'onestill');
-  t.is((await gw.sessions()).length, 2);
+  const live = await gw.sessions();
+  t.is(live.length, 2);
+  t.true(live.every((x) => x.splice?.compiled === true), 'the admitted ones are compiled: the refusals were the addon\'s');
   a.sock.destroy();
   b.sock.destroy();
 });
@@ -200,6 +202,7 @@ it('SIGTERM drains: a live compiled session that ends in time is drained, one th
   const gw = await gateway(t, (up.addr as { port: number }).port, { admin: { drain_timeout: 1500 } });
   const quick = await echoed(t, gw.port, 'quick');
   const slow = await echoed(t, gw.port, 'slow');
+  t.true((await gw.sessions()).every((x) => x.splice?.compiled === true), 'both compiled');
   gw.child.signal('SIGTERM');
   await new Promise((r) => setTimeout(r, 200));
   quick.sock.end();
