@@ -7,10 +7,9 @@
 // bench/RESULTS-workers.md.
 
 import { wkey } from './matrix.js';
-import { cells, fmt, median, perRound, spread, type Cell, type Meta, type RunRecord } from './report.js';
+import { cells, fmt, fmtRatio, median, perRound, spread, type Cell, type Meta, type RunRecord } from './report.js';
 import type { Workload } from './workloads.js';
 
-const fmtRatio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '–');
 const us = (n: number) => (Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : Math.round(n).toLocaleString('en-US')) : '–');
 const pct = (n: number) => (Number.isFinite(n) ? `${Math.round(n * 100)} %` : '–');
 

@@ -68,7 +68,8 @@ export function fmt(n: number, unit = ''): string {
 }
 const fmtUs = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–');
 const fmtCpu = (n: number) => (Number.isFinite(n) ? `${Math.round(n * 100)} %` : '–');
-const fmtRatio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '–');
+/** A ratio as the reports print it: 1.23×, or – when there is none. */
+export const fmtRatio = (n: number) => (Number.isFinite(n) ? `${n.toFixed(2)}×` : '–');
 
 /** The gateway's cell of a workload (for WebSocket: the default engine). */
 function gatewayCell(cs: Cell[]): Cell | undefined {
@@ -92,7 +93,7 @@ export function consoleTable(workloads: Workload[], runs: RunRecord[]): string {
 /**
  * A ratio of targets' figures taken within each round, where the targets ran
  * minutes apart at most: the machine's drift between rounds (this VM's
- * rounds of one target differ by 20-30 %) cancels. `f` gets each target's
+ * rounds of one target differ by 20-40 %) cancels. `f` gets each target's
  * figure in the round and returns the ratio; rounds missing a target are left out.
  */
 export function perRound(w: Workload, runs: RunRecord[], keys: string[], f: (v: number[]) => number): number[] {
