@@ -188,8 +188,9 @@ test('closePair ends one pair: with FINs the client reads EOF, with reset it get
   f.close();
   await Promise.all(many.map((c) => new Promise<void>((resolve) => { c.once('close', () => resolve()); c.once('end', () => c.destroy()); c.on('error', () => {}); c.resume(); })));
   for (const c of echo.conns) c.destroy();
-  await waitFor(() => fdCount() <= before, 5000, `descriptors back to ${before}`);
-  t.pass();
+  const after = await waitFor(() => { const n = fdCount(); return n <= before ? n : undefined; }, 5000, `descriptors back to ${before}`).catch(() => fdCount());
+  t.true(after <= before, `descriptors: ${before} before, ${after} after`);
+  t.like(stats(f), { live: 0, ended: 52 }, 'the 50 closed with the forwarder are counted as ended');
 });
 
 test('the admission cells it shares: a pair counts in the listener\'s and the gateway\'s live sessions and the descriptor estimate while it lives; a full cell hands the next connection over', async (t) => {
