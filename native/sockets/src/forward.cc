@@ -492,7 +492,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     for (int i = 0; i < kAcceptBatch && fd_ >= 0; i++) {
       sockaddr_storage peer;
       socklen_t plen = sizeof(peer);
-      int c = accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int c = sys::Accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (c < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -623,7 +623,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       return;
     }
     if (t.addr.ss_family != AF_UNIX) NoDelay(u);
-    int rc = connect(u, reinterpret_cast<const sockaddr*>(&t.addr), t.len);
+    int rc = sys::Connect(u, reinterpret_cast<const sockaddr*>(&t.addr), t.len);
     int err = rc == 0 ? 0 : errno;
     if (err == EINPROGRESS || err == EAGAIN) {
       // Loopback runs the handshake inside connect(): usually over already.

@@ -120,7 +120,7 @@ bool Pair::Copy(int d, uint32_t events, int* err, int* side) {
       x.wantRead = x.more = true;
       return true;
     }
-    ssize_t n = read(src, buf, sizeof(buf));
+    ssize_t n = sys::Read(src, buf, sizeof(buf));
     if (n == 0) {
       x.eof = true;
       continue;
@@ -140,7 +140,7 @@ bool Pair::Copy(int d, uint32_t events, int* err, int* side) {
     moved += static_cast<size_t>(n);
     size_t done = 0;
     while (done < static_cast<size_t>(n)) {
-      ssize_t w = send(dst, buf + done, static_cast<size_t>(n) - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t w = sys::Send(dst, buf + done, static_cast<size_t>(n) - done, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (w > 0) {
         done += static_cast<size_t>(w);
         continue;
@@ -166,7 +166,7 @@ bool Pair::Copy(int d, uint32_t events, int* err, int* side) {
       return false;
     }
     for (size_t off = done; off < static_cast<size_t>(n);) {
-      ssize_t w = write(x.pw, buf + off, static_cast<size_t>(n) - off);
+      ssize_t w = sys::Write(x.pw, buf + off, static_cast<size_t>(n) - off);
       if (w < 0 && errno == EINTR) continue;
       if (w <= 0) {
         *err = w < 0 ? errno : EIO;
@@ -210,7 +210,7 @@ bool Pair::SplicePipe(int d, int* err, int* side) {
   size_t moved = 0;
   for (;;) {
     while (x.inPipe > 0) {
-      ssize_t n = splice(x.pr, nullptr, dst, nullptr, x.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      ssize_t n = sys::Splice(x.pr, dst, x.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         x.inPipe -= static_cast<size_t>(n);
         continue;
@@ -233,7 +233,7 @@ bool Pair::SplicePipe(int d, int* err, int* side) {
       x.more = true;
       return true;
     }
-    ssize_t n = splice(src, nullptr, x.pw, nullptr, x.cap - x.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n = sys::Splice(src, x.pw, x.cap - x.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
       x.inPipe += static_cast<size_t>(n);
       x.bytes += static_cast<double>(n);
@@ -297,12 +297,12 @@ void Pair::Release() {
   for (auto& s : side_) {
     ReactorForget(s.token, s.fd, false);
     s.token = 0;
-    if (s.fd >= 0) close(s.fd);
+    if (s.fd >= 0) sys::Close(s.fd);
     s.fd = -1;
   }
   for (auto& d : dir_) {
-    if (d.pr >= 0) close(d.pr);
-    if (d.pw >= 0) close(d.pw);
+    if (d.pr >= 0) sys::Close(d.pr);
+    if (d.pw >= 0) sys::Close(d.pw);
     d.pr = d.pw = -1;
     d.inPipe = 0;
   }
