@@ -13,6 +13,7 @@ export const ENVIRONMENT: ReadonlyArray<readonly [name: string, what: string]> =
   ['L7MP_UDP_BATCH', '"off": no recvmmsg/sendmmsg batching for UDP'],
   ['L7MP_TCP_FASTPATH', '"off": TCP and Unix stream sessions on net.Socket, not the raw socket path'],
   ['L7MP_COMPILED', '"off": no compiled listeners; every stream connection is decided in JavaScript'],
+  ['L7MP_REACTOR_WAIT', '"off": the native addon\'s reactor never waits in its own epoll set; libuv makes every wait'],
   ['L7MP_SPLICE', '"off": no splice(2) handover for bulk TCP/stream sessions on net.Socket'],
   ['L7MP_SPLICE_AFTER', 'bytes a stream session carries before it is spliced (default 262144)'],
   ['L7MP_BPF_ADDON', 'path of the kernel offload addon (default: next to dist/)'],

@@ -32,6 +32,11 @@ export interface SocketsAddon {
     IPPROTO_SCTP: number; ETH_P_ALL: number;
   };
   readonly batchLayout: { batch: number; slot: number; addr: number };
+  /**
+   * The reactor's own waits (native/sockets/src/reactor.cc, "Owning the wait"), this thread's: out[0] waits
+   * begun, [1] wakeups served in them, how they ended: [2] libuv had a ready fd, [3] libuv had work, [4] the deadline.
+   */
+  reactorStats?(out: Float64Array): void;
   socket(family: number, type: number, protocol: number): number;
   close(fd: number): void;
   bindUnix(fd: number, path: string): void;

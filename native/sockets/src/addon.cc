@@ -5,6 +5,7 @@
 // libuv polls, reactor.cc), never read in a blocking call, so the gateway's
 // single thread never stalls.
 #include "common.h"
+#include "reactor.h"
 
 #include <cerrno>
 #include <cstring>
@@ -31,6 +32,7 @@ Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::s
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #ifdef __linux__
+  l7mp::ReactorInit(env, exports);
   l7mp::InitSyscalls(env, exports);
   l7mp::InitFdSocket(env, exports);
   l7mp::InitSplice(env, exports);

@@ -288,7 +288,6 @@ bool TakeRawStream(Napi::Value v, int* fd, uint64_t* token, bool* readable) {
 }
 
 void InitRawStream(Napi::Env env, Napi::Object exports) {
-  ReactorInit(env);
   exports.Set("RawStream", RawStream::Define(env));
   exports.Set("connectStream", Napi::Function::New(env, ConnectStream, "connectStream"));
   exports.Set("connectedNow", Napi::Function::New(env, ConnectedNowFd, "connectedNow"));

@@ -16,14 +16,33 @@
 // Registrations are named by tokens, never by pointers in epoll_data: a
 // batch from epoll_wait may still hold events of a socket that a callback
 // earlier in the same batch closed, and its token then finds no client.
+//
+// Owning the wait. libuv wakes for the set's fd, then the set is read: two
+// epoll calls and one whole turn of Node's loop (its check phase alone makes
+// a JavaScript object) per wakeup, where nginx makes one epoll_wait. After a
+// batch, while libuv has nothing to do (no timer due, no idle handle, no
+// watcher change or close waiting), the reactor waits in its own set instead,
+// with libuv's backend fd added to it and the set taken out of libuv's
+// (they may not hold each other): a socket of libuv's that becomes ready, a
+// signal, a thread's wakeup (uv_async) or the next timer's time ends the wait
+// and both sets are put back as they were. So the control plane is served
+// as soon as it has something, and a busy data plane runs with one
+// epoll_wait per wakeup. L7MP_REACTOR_WAIT=off leaves every wait to libuv.
+//
+// A token is a slot in a table and the slot's generation, so finding the
+// client is an index and a compare, on every event (a hash lookup was 1 %
+// of a ping-pong's CPU).
 #include "reactor.h"
 
 #include "common.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <sys/epoll.h>
 #include <unistd.h>
-#include <unordered_map>
 #include <uv.h>
 #include <vector>
 
@@ -31,22 +50,37 @@ namespace l7mp {
 namespace {
 
 constexpr int kEvents = 256;
+// The longest the reactor waits in its own set before libuv runs a turn,
+// whatever its timers say: a bound on anything libuv would do that it cannot
+// see from here (an unreferenced immediate, say).
+constexpr uint64_t kOwnMaxMs = 10;
+// libuv's backend fd in the set while the reactor owns the wait; never a token.
+constexpr uint64_t kLibuv = 0;
 
 struct Registration {
-  ReactorClient* client;
-  bool hold;
+  ReactorClient* client = nullptr;  // nullptr: the slot is free
+  uint32_t gen = 0;
+  bool hold = false;
 };
+
+uint64_t TokenOf(uint32_t slot, uint32_t gen) { return (static_cast<uint64_t>(gen) << 32) | (slot + 1); }
 
 struct Reactor {
   int epfd = -1;
+  uv_loop_t* loop = nullptr;
+  bool own = true;   // L7MP_REACTOR_WAIT is not "off"
+  int skip = 0;      // wakeups to leave to libuv after a wait it ended at once
+  // reactorStats(): owned waits begun, wakeups served in them, and how the
+  // waits ended: libuv had a ready fd, its work changed, or the deadline.
+  double waits = 0, wakeups = 0, endLibuv = 0, endWork = 0, endDeadline = 0;
   uv_poll_t poll;
   uv_idle_t idle;
   bool idling = false;
-  uint64_t next = 1;
   size_t holds = 0;  // registrations and clients keeping the loop alive
   int open = 0;      // libuv handles not yet closed (teardown)
   napi_async_cleanup_hook_handle cleanup = nullptr;
-  std::unordered_map<uint64_t, Registration> clients;
+  std::vector<Registration> slots;
+  std::vector<uint32_t> free;  // slots to reuse
   std::vector<uint64_t> deferred;
   napi_env env = nullptr;
 };
@@ -61,22 +95,114 @@ void Hold(size_t before, size_t after) {
   if (before > 0 && after == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&gReactor->poll));
 }
 
+// The live registration `token` names, or nullptr (forgotten, maybe earlier
+// in this batch).
+Registration* Find(uint64_t token) {
+  uint64_t slot = (token & 0xffffffffu) - 1;
+  if (slot >= gReactor->slots.size()) return nullptr;
+  Registration& r = gReactor->slots[slot];
+  return r.client != nullptr && r.gen == static_cast<uint32_t>(token >> 32) ? &r : nullptr;
+}
+
 void Dispatch(uint64_t token, uint32_t events) {
-  auto it = gReactor->clients.find(token);
-  if (it == gReactor->clients.end()) return;  // closed earlier in this batch
-  it->second.client->OnEvents(Napi::Env(gReactor->env), token, events);
+  Registration* r = Find(token);
+  if (r != nullptr) r->client->OnEvents(Napi::Env(gReactor->env), token, events);
+}
+
+// Read the set and dispatch, without blocking. false: nothing was ready.
+bool Harvest(epoll_event* evs) {
+  for (int round = 0; round < 4; round++) {
+    int n = epoll_wait(gReactor->epfd, evs, kEvents, 0);
+    if (n <= 0) return round > 0;
+    for (int i = 0; i < n; i++) Dispatch(evs[i].data.u64, evs[i].events);
+    if (n < kEvents) return true;
+  }
+  return true;
+}
+
+// libuv has nothing to do before its next timer: no timer due, no idle
+// handle (Node's refed immediates, our deferred clients), no pending
+// callback or closing handle (uv_backend_timeout says all that), and no
+// watcher whose registration waits for its next poll. ms to wait, or -1.
+int64_t LibuvIdleFor(uv_loop_t* loop) {
+#if UV_VERSION_HEX >= 0x012e00
+  if (loop->watcher_queue.next != &loop->watcher_queue) return -1;
+#else
+  return -1;  // no way to see pending watchers: never own the wait
+#endif
+  int t = uv_backend_timeout(loop);
+  if (t == 0) return -1;
+  return t < 0 ? static_cast<int64_t>(kOwnMaxMs) : std::min<int64_t>(t, kOwnMaxMs);
+}
+
+// See "Owning the wait" above. Returns with both sets as they were.
+void OwnWait(epoll_event* evs) {
+  uv_loop_t* loop = gReactor->loop;
+  int64_t wait = LibuvIdleFor(loop);
+  if (wait < 0) return;
+  int lfd = uv_backend_fd(loop);
+  epoll_event ev{};
+  if (epoll_ctl(lfd, EPOLL_CTL_DEL, gReactor->epfd, &ev) != 0) return;
+  ev.events = EPOLLIN;
+  ev.data.u64 = kLibuv;
+  if (epoll_ctl(gReactor->epfd, EPOLL_CTL_ADD, lfd, &ev) == 0) {
+    uint64_t deadline = uv_now(loop) + static_cast<uint64_t>(wait);
+    bool first = true;
+    gReactor->waits++;
+    for (;;) {
+      uint64_t now = uv_now(loop);
+      if (now >= deadline) {
+        gReactor->endDeadline++;
+        break;
+      }
+      int n = epoll_wait(gReactor->epfd, evs, kEvents, static_cast<int>(deadline - now));
+      uv_update_time(loop);  // what JavaScript run from here schedules starts now
+      if (n < 0 && errno != EINTR) break;
+      bool libuv = false;
+      for (int i = 0; i < n; i++) {
+        if (evs[i].data.u64 == kLibuv) libuv = true;
+        else Dispatch(evs[i].data.u64, evs[i].events);
+      }
+      if (n > 0) gReactor->wakeups++;
+      if (libuv) {
+        gReactor->endLibuv++;
+        // Ready before any of ours: libuv has a busy fd; let it run the next
+        // wakeups rather than pay for the switch each time.
+        if (first && n == 1) gReactor->skip = 64;
+        break;
+      }
+      first = false;
+      int64_t next = LibuvIdleFor(loop);
+      if (next < 0) {
+        gReactor->endWork++;
+        break;
+      }
+      deadline = std::min(deadline, uv_now(loop) + static_cast<uint64_t>(next));
+    }
+    epoll_ctl(gReactor->epfd, EPOLL_CTL_DEL, lfd, &ev);
+  }
+  // Back as libuv registered it (uv_poll_start, UV_READABLE: level-triggered
+  // POLLIN, the fd as data); libuv's own state never changed.
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;
+  ev.data.fd = gReactor->epfd;
+  if (epoll_ctl(lfd, EPOLL_CTL_ADD, gReactor->epfd, &ev) != 0) {
+    // Without it the data plane would never wake again.
+    fprintf(stderr, "l7mp sockets: re-adding the reactor to libuv's epoll set failed: %s\n", strerror(errno));
+    abort();
+  }
 }
 
 void OnReady(uv_poll_t*, int, int) {
   Napi::Env env(gReactor->env);
   Napi::HandleScope scope(env);
   epoll_event evs[kEvents];
-  for (int round = 0; round < 4; round++) {
-    int n = epoll_wait(gReactor->epfd, evs, kEvents, 0);
-    if (n <= 0) return;
-    for (int i = 0; i < n; i++) Dispatch(evs[i].data.u64, evs[i].events);
-    if (n < kEvents) return;
+  if (!Harvest(evs) || !gReactor->own) return;
+  if (gReactor->skip > 0) {
+    gReactor->skip--;
+    return;
   }
+  OwnWait(evs);
 }
 
 void OnIdle(uv_idle_t* h) {
@@ -137,6 +263,9 @@ bool Init(Napi::Env env, int* err) {
     return false;
   }
   uv_idle_init(loop, &r->idle);
+  r->loop = loop;
+  const char* w = getenv("L7MP_REACTOR_WAIT");
+  r->own = w == nullptr || strcmp(w, "off") != 0;
   r->poll.data = r;
   r->idle.data = r;
   // The set keeps the loop alive while it holds sockets (Hold), as libuv's
@@ -151,23 +280,48 @@ bool Init(Napi::Env env, int* err) {
 
 }  // namespace
 
-void ReactorInit(Napi::Env env) {
+void ReactorInit(Napi::Env env, Napi::Object exports) {
   int err = 0;
   Init(env, &err);  // a failure is reported by the first ReactorAdd
+  // reactorStats(out: Float64Array(5)): waits, wakeups, ended by libuv's fd,
+  // by libuv's work, by the deadline (see "Owning the wait").
+  exports.Set("reactorStats", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+        info[0].As<Napi::Float64Array>().ElementLength() < 5) {
+      Napi::TypeError::New(env, "reactorStats(out: Float64Array(5))").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Float64Array out = info[0].As<Napi::Float64Array>();
+    const Reactor* r = gReactor;
+    out[0] = r != nullptr ? r->waits : 0;
+    out[1] = r != nullptr ? r->wakeups : 0;
+    out[2] = r != nullptr ? r->endLibuv : 0;
+    out[3] = r != nullptr ? r->endWork : 0;
+    out[4] = r != nullptr ? r->endDeadline : 0;
+  }));
 }
 
 uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events, bool hold) {
   static_assert(kStreamEvents == (EPOLLIN | EPOLLOUT | EPOLLRDHUP), "kStreamEvents");
   if (!Init(env, err)) return 0;
-  uint64_t token = gReactor->next++;
+  if (gReactor->free.empty()) {
+    gReactor->free.push_back(static_cast<uint32_t>(gReactor->slots.size()));
+    gReactor->slots.emplace_back();
+  }
+  uint32_t slot = gReactor->free.back();
+  Registration& r = gReactor->slots[slot];
+  uint64_t token = TokenOf(slot, r.gen);
   epoll_event ev;
   ev.events = events | EPOLLET;
   ev.data.u64 = token;
   if (epoll_ctl(gReactor->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
     *err = errno;
-    return 0;
+    return 0;  // the slot stays free
   }
-  gReactor->clients[token] = Registration{c, hold};
+  gReactor->free.pop_back();
+  r.client = c;
+  r.hold = hold;
   if (hold) ReactorHold(1);
   return token;
 }
@@ -189,16 +343,18 @@ void ReactorHold(int delta) {
 
 void ReactorRebind(uint64_t token, ReactorClient* c) {
   if (gReactor == nullptr || token == 0) return;
-  auto it = gReactor->clients.find(token);
-  if (it != gReactor->clients.end()) it->second.client = c;
+  Registration* r = Find(token);
+  if (r != nullptr) r->client = c;
 }
 
 void ReactorForget(uint64_t token, int fd, bool del) {
   if (gReactor == nullptr || token == 0) return;
-  auto it = gReactor->clients.find(token);
-  if (it == gReactor->clients.end()) return;
-  bool held = it->second.hold;
-  gReactor->clients.erase(it);
+  Registration* r = Find(token);
+  if (r == nullptr) return;
+  bool held = r->hold;
+  r->client = nullptr;
+  r->gen++;  // the token names nothing from now on, even once the slot is reused
+  gReactor->free.push_back(static_cast<uint32_t>((token & 0xffffffffu) - 1));
   if (held) ReactorHold(-1);
   if (del && fd >= 0) {
     epoll_event ev{};

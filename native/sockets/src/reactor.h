@@ -17,8 +17,8 @@ class ReactorClient {
 constexpr uint32_t kDeferred = 1u << 31;
 
 // Make the epoll set when the addon loads: one descriptor for the process's
-// life, there before any session counts descriptors.
-void ReactorInit(Napi::Env env);
+// life, there before any session counts descriptors. Exports reactorStats.
+void ReactorInit(Napi::Env env, Napi::Object exports);
 
 // What a stream socket waits for: everything, for good.
 constexpr uint32_t kStreamEvents = 0x001 | 0x004 | 0x2000;  // EPOLLIN | EPOLLOUT | EPOLLRDHUP
