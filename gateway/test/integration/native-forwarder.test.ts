@@ -16,7 +16,7 @@ import net from 'node:net';
 import { ENDED_RECORD, socketsAddon, type ForwarderHandle, type ForwarderOptions, type SocketsAddon } from '../../src/native/sockets.js';
 import { streamListenSocket } from '../../src/protocols/common/reuseport.js';
 import { freePort, waitFor } from './helpers.js';
-import { needCapability } from './native-helpers.js';
+import { hangingPort, needCapability } from './native-helpers.js';
 
 type Addon = SocketsAddon & Required<Pick<SocketsAddon, 'Forwarder' | 'closeStream' | 'connectStream' | 'connectedNow'>>;
 
@@ -136,17 +136,7 @@ test('no target, or no room, hands the client over untried; a refused connect ha
 test('a connect that does not finish in time hands the client over with ETIMEDOUT', async (t) => {
   const a = addon(t);
   if (a === undefined) return;
-  // A listening socket nobody accepts from: once its queue (backlog 1) is full, SYNs are dropped.
-  const slow = await freePort();
-  const lfd = streamListenSocket('127.0.0.1', slow, 1);
-  t.teardown(() => a.close(lfd));
-  const fill: number[] = [];
-  t.teardown(() => { for (const fd of fill) a.closeStream(fd); });
-  for (let i = 0; i < 8; i++) {
-    const fd = a.connectStream('127.0.0.1', slow);
-    fill.push(fd);
-    if (a.connectedNow(fd) === undefined) break;
-  }
+  const slow = await hangingPort(t, a);
   const { f, port, handoffs } = await forwarder(t, a, { connectTimeoutMs: 200 });
   f.targets([['127.0.0.1', slow]], 1);
   const c = await connect(port);
@@ -238,6 +228,60 @@ test('flow rate: a source past its burst is handed over with "flow_rate"', async
   t.deepEqual(handoffs.map((h) => h.code), ['flow_rate', 'flow_rate']);
   t.is(stats(f).paired, 2);
   for (const c of cs) c.destroy();
+});
+
+test('flow rate: the source table keeps the most recently seen sources, so a source dropped from it starts with a full bucket again', async (t) => {
+  const a = addon(t);
+  if (a === undefined) return;
+  const echo = await echoServer(t);
+  const { f, port, handoffs } = await forwarder(t, a, { extra: { flowRate: 0.001, flowBurst: 1, flowSources: 2 } });
+  f.targets([['127.0.0.1', echo.port]], 1);
+  const from = (host: string) => new Promise<net.Socket>((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress: host }, () => resolve(s));
+    s.once('error', reject);
+  });
+  const cs: net.Socket[] = [];
+  t.teardown(() => { for (const c of cs) c.destroy(); });
+  const paired = async (n: number, handed: number) => {
+    await waitFor(() => stats(f).paired === n && handoffs.length === handed, 5000, `${n} paired and ${handed} handed over`);
+  };
+  cs.push(await from('127.0.0.2'));
+  await paired(1, 0);
+  cs.push(await from('127.0.0.2')); // its one token is spent
+  await paired(1, 1);
+  t.is(handoffs[0].code, 'flow_rate');
+  cs.push(await from('127.0.0.3'));
+  await paired(2, 1);
+  cs.push(await from('127.0.0.4')); // a third source: 127.0.0.2, seen least recently, leaves the table
+  await paired(3, 1);
+  cs.push(await from('127.0.0.2'));
+  await paired(4, 1);
+  cs.push(await from('127.0.0.4')); // still in the table, its token spent
+  await paired(4, 2);
+  t.deepEqual(handoffs.map((h) => h.code), ['flow_rate', 'flow_rate']);
+});
+
+test('a queue of connections longer than one accept batch (64) is taken whole: the rest run on later loop turns, with no new edge needed', async (t) => {
+  const a = addon(t);
+  if (a === undefined) return;
+  const echo = await echoServer(t);
+  const port = await freePort();
+  const handoffs: number[] = [];
+  const f: ForwarderHandle = new a.Forwarder(streamListenSocket('127.0.0.1', port, 256), (fd) => {
+    handoffs.push(fd);
+    if (fd >= 0) a.closeStream(fd);
+  }, () => {}, { max: 1000, connectTimeoutMs: 2000 });
+  t.teardown(() => f.close());
+  f.targets([['127.0.0.1', echo.port]], 1);
+  // 130 connections wait in the listener's queue (the kernel completes them)
+  // before the Forwarder watches it: one edge, then two full batches and 2.
+  const cs = await Promise.all(Array.from({ length: 130 }, () => connect(port)));
+  t.teardown(() => { for (const c of cs) c.destroy(); });
+  t.is(stats(f).accepted, 0);
+  f.start();
+  await waitFor(() => stats(f).paired === 130, 10000, 'all 130 queued connections paired');
+  t.like(stats(f), { accepted: 130, handedOff: 0 });
+  t.deepEqual(handoffs, []);
 });
 
 test('takeEnded: one record per ended pair (counts, kind, target, error side); in detail mode the addresses too', async (t) => {
