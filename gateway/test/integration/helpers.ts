@@ -1,7 +1,7 @@
 // Shared test plumbing: an in-process gateway on free ports, a REST client,
 // real socat peers, and waiting for events with a deadline (never sleep-and-hope).
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import os from 'node:os';
@@ -237,3 +237,23 @@ export function randomPayload(n: number): Buffer {
   return b;
 }
 
+
+/**
+ * spawnSync's result without blocking the test process's event loop: tests
+ * of one file run concurrently, and a child waited for synchronously for
+ * seconds stalls every other test's sockets and timers (a waitFor then
+ * times out before the poll phase delivers what it waits for). `timeout`
+ * ends the child with SIGTERM, as spawnSync's does.
+ */
+export function spawnAsync(cmd: string, args: string[], opts: { timeout: number; env?: SpawnOptions['env'] }): Promise<{ status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env });
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    p.stderr!.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    const timer = setTimeout(() => p.kill('SIGTERM'), opts.timeout);
+    p.on('error', (e) => { clearTimeout(timer); reject(e); });
+    p.on('close', (status, signal) => { clearTimeout(timer); resolve({ status, signal, stdout, stderr }); });
+  });
+}

@@ -5,7 +5,6 @@
 // loopback), no mocks.
 
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NativeSocket, type NativeSocketHandler } from '../../src/native/fdsocket.js';
 import { socketsAddon, type SocketsAddon } from '../../src/native/sockets.js';
-import { waitFor } from './helpers.js';
+import { spawnAsync, waitFor } from './helpers.js';
 import { needAddon } from './native-helpers.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
@@ -177,16 +176,16 @@ test('an ICMP error on a connected UDP socket (port unreachable) ends it with EC
   }
 });
 
-test('a worker thread ending with an addon socket still open does not take the process down (the reactor closes with its environment)', (t) => {
+test('a worker thread ending with an addon socket still open does not take the process down (the reactor closes with its environment)', async (t) => {
   if (!needAddon(t)) return;
-  const r = spawnSync(process.execPath, [path.join(root, 'bench/workers/probe-addon-threads.mjs'), '200', 'open'], { encoding: 'utf8', timeout: 60_000 });
+  const r = await spawnAsync(process.execPath, [path.join(root, 'bench/workers/probe-addon-threads.mjs'), '200', 'open'], { timeout: 60_000 });
   t.is(r.status, 0, `probe exited ${r.status} (${r.signal ?? ''}): ${r.stderr.slice(0, 400)}`);
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { afterTerminateAndRestart: { got: number }[]; processAlive: boolean };
   t.true(out.processAlive);
   t.deepEqual(out.afterTerminateAndRestart.map((x) => x.got), [200, 200]);
 });
 
-test('a worker thread whose socket callback throws while datagrams keep coming ends alone: the process and its main thread go on (5 threads in turn)', (t) => {
+test('a worker thread whose socket callback throws while datagrams keep coming ends alone: the process and its main thread go on (5 threads in turn)', async (t) => {
   if (!needAddon(t)) return;
   // The thread's environment is torn down while its socket still has
   // datagrams queued; libuv runs the reactor once more during that teardown,
@@ -199,7 +198,7 @@ test('a worker thread whose socket callback throws while datagrams keep coming e
   const mod = path.join(root, 'dist/gateway/src/native');
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'l7mp-fdsock-thread-'));
   try {
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+    const r = await spawnAsync(process.execPath, ['--input-type=module', '-e', `
       import { Worker } from 'node:worker_threads';
       import { NativeSocket } from '${mod}/fdsocket.js';
       import { socketsAddon } from '${mod}/sockets.js';
@@ -230,7 +229,7 @@ test('a worker thread whose socket callback throws while datagrams keep coming e
           w.on('exit', (code) => { clearInterval(timer); tx?.close(); resolve({ code, error }); });
         }));
       }
-      console.log(JSON.stringify(out));`], { encoding: 'utf8', timeout: 30_000 });
+      console.log(JSON.stringify(out));`], { timeout: 30_000 });
     t.is(r.status, 0, `exited ${r.status} (${r.signal ?? ''}): ${r.stderr.slice(0, 300)}`);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { code: number; error: string }[];
     t.deepEqual(out, Array.from({ length: 5 }, () => ({ code: 1, error: 'thrown in the thread' })));
@@ -239,33 +238,33 @@ test('a worker thread whose socket callback throws while datagrams keep coming e
   }
 });
 
-test('a socket keeps the process alive while it reads or waits to write, as a libuv handle would, and not once stopped or closed', (t) => {
+test('a socket keeps the process alive while it reads or waits to write, as a libuv handle would, and not once stopped or closed', async (t) => {
   if (!needAddon(t)) return;
   // Each child exits on its own only if nothing holds its event loop; a hold
   // the reactor forgot to release would keep it running until the timeout.
   const mod = path.join(root, 'dist/gateway/src/native');
-  const run = (body: string) => spawnSync(process.execPath, ['--input-type=module', '-e', `
+  const run = (body: string) => spawnAsync(process.execPath, ['--input-type=module', '-e', `
     import { NativeSocket } from '${mod}/fdsocket.js';
     import { socketsAddon } from '${mod}/sockets.js';
     const a = socketsAddon(); const c = a.constants;
     const fd = a.socket(c.AF_INET, c.SOCK_DGRAM, 0); a.bindInet(fd, '127.0.0.1', 0, false);
     const h = { message() {}, error() {} };
     const s = new NativeSocket(a, fd, 'data', h);
-    ${body}`], { encoding: 'utf8', timeout: 3000 });
+    ${body}`], { timeout: 3000 });
   for (const body of ['s.readStart(); s.readStop();', 's.readStart(); s.close();', 's.awaitWritable(); s.close();', '']) {
-    const r = run(body);
+    const r = await run(body);
     t.is(r.status, 0, `"${body}" exits by itself: ${r.signal ?? ''} ${r.stderr.slice(0, 300)}`);
   }
-  const held = run('s.readStart();');
+  const held = await run('s.readStart();');
   t.is(held.signal, 'SIGTERM', 'a reading socket keeps the process running (ended by the timeout)');
 });
 
-test('a bare socket (fdOpen) calls the callbacks of setCallbacks() with its number, may be closed from inside one, and names nothing after fdClose; before setCallbacks() fdOpen is a TypeError', (t) => {
+test('a bare socket (fdOpen) calls the callbacks of setCallbacks() with its number, may be closed from inside one, and names nothing after fdClose; before setCallbacks() fdOpen is a TypeError', async (t) => {
   if (!needAddon(t)) return;
   // A fresh process: setCallbacks() is per environment, and this test
   // process's NativeSockets have set them already.
   const mod = path.join(root, 'dist/gateway/src/native');
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `
+  const r = await spawnAsync(process.execPath, ['--input-type=module', '-e', `
     import dgram from 'node:dgram';
     import { socketsAddon } from '${mod}/sockets.js';
     const a = socketsAddon(); const c = a.constants;
@@ -292,7 +291,7 @@ test('a bare socket (fdOpen) calls the callbacks of setCallbacks() with its numb
       const reused = a.fdOpen(a.socket(c.AF_INET, c.SOCK_DGRAM, 0), 0);
       console.log(JSON.stringify({ before, first, id, calls, sendAfter, reused }));
     }, 400);
-  `], { encoding: 'utf8', timeout: 10_000 });
+  `], { timeout: 10_000 });
   t.is(r.status, 0, r.stderr.slice(0, 400));
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { before: string; first: number; id: number; calls: unknown[]; sendAfter: number; reused: number };
   t.regex(out.before, /^TypeError: .*setCallbacks/);

@@ -1,11 +1,10 @@
 // UNIX/dgram and UNIX/seqpacket listeners and clusters, with socat peers.
 
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { echo, freePort, nextMessage, peer, socat, startGw, tmpPath, udpClient, waitFor } from './helpers.js';
+import { echo, freePort, nextMessage, peer, socat, spawnAsync, startGw, tmpPath, udpClient, waitFor } from './helpers.js';
 import { needAddon, socatClient } from './native-helpers.js';
 
 const isSocket = async (p: string): Promise<boolean> => fs.existsSync(p) && fs.lstatSync(p).isSocket();
@@ -91,7 +90,7 @@ test('UNIX/seqpacket listener to UNIX/seqpacket cluster: a socat seqpacket clien
   t.is(r.out.toString(), 'seqpacket round trip', r.err);
 });
 
-test('without the addon the protocols are reported unavailable with the reason, and the gateway starts', (t) => {
+test('without the addon the protocols are reported unavailable with the reason, and the gateway starts', async (t) => {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const script = `
     const { protocolFor, findProtocol } = await import(${JSON.stringify(path.join(here, '../../src/protocols/registry.js'))});
@@ -103,7 +102,7 @@ test('without the addon the protocols are reported unavailable with the reason, 
     await gw.stop();
     console.log(JSON.stringify({ msg, pipe: findProtocol('PIPE').unavailable ?? 'available' }));
   `;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, L7MP_NATIVE: 'off' }, encoding: 'utf8', timeout: 20_000 });
+  const r = await spawnAsync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, L7MP_NATIVE: 'off' }, timeout: 20_000 });
   t.is(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { msg: string; pipe: string };
   t.regex(out.msg, /^NOT_SUPPORTED .*UNIX\/dgram.*unavailable.*L7MP_NATIVE=off/);
