@@ -2,7 +2,9 @@
 // wait"): with a data plane busy in the addon, the reactor waits in its own
 // epoll set instead of returning to libuv after every batch. What libuv
 // watches must still run while it does: a timer, a socket of Node's, an
-// immediate set from a callback the reactor ran. The load comes from another
+// immediate set from a callback the reactor ran. Datagrams sent from the
+// reactor's callbacks leave at the end of its batch, not from an immediate
+// (which would end every wait). The load comes from another
 // process (an echo server and ping-pong clients), so that this process's
 // libuv has nothing to do but what the test gives it.
 
@@ -10,6 +12,7 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+import { NativeSocket, sourceAddress } from '../../src/native/fdsocket.js';
 import { socketsAddon, type SocketsAddon } from '../../src/native/sockets.js';
 import { streamListenSocket } from '../../src/protocols/common/reuseport.js';
 import { freePort, waitFor } from './helpers.js';
@@ -77,7 +80,7 @@ function lines(stream: NodeJS.ReadableStream) {
   };
 }
 
-test('under load the reactor serves wakeups in its own wait, and a timer, a Node socket and an immediate set from its callback still run', async (t) => {
+test.serial('under load the reactor serves wakeups in its own wait, and a timer, a Node socket and an immediate set from its callback still run', async (t) => {
   const a = addon(t);
   if (!a) return;
   const port = await freePort();
@@ -143,4 +146,59 @@ test('under load the reactor serves wakeups in its own wait, and a timer, a Node
   t.true(after.waits > before.waits);
   t.true(after.endLibuv + after.endWork + after.endDeadline > before.endLibuv + before.endWork + before.endDeadline, 'waits end');
   t.log(`reactor: ${after.waits - before.waits} waits, ${after.wakeups - before.wakeups} wakeups in them; ended by libuv's fd ${after.endLibuv - before.endLibuv}, by its work ${after.endWork - before.endWork}, by the deadline ${after.endDeadline - before.endDeadline}; ${echoed} messages`);
+});
+
+// The other process for UDP: CONNS sockets doing 64-byte ping-pong with
+// PORT for MS ms; "done SENT ECHOED BAD" at the end. A datagram lost on
+// loopback would stall its socket: each waits at most 1 s, then counts it.
+const UDP_LOAD = `
+const dgram = require('dgram');
+const [port, conns, ms] = process.argv.slice(1).map(Number);
+process.stdin.once('data', () => {
+  const end = Date.now() + ms;
+  let sent = 0, echoed = 0, bad = 0, open = conns;
+  for (let i = 0; i < conns; i++) {
+    const msg = Buffer.alloc(64, i + 1);
+    const s = dgram.createSocket('udp4');
+    let timer;
+    const send = () => { s.send(msg, port, '127.0.0.1'); sent++; clearTimeout(timer); timer = setTimeout(() => { bad++; finish(); }, 1000); };
+    const finish = () => { clearTimeout(timer); s.close(); if (--open === 0) process.stdout.write('done ' + sent + ' ' + echoed + ' ' + bad + '\\n'); };
+    s.on('message', (d) => {
+      if (d.length !== 64 || d[0] !== i + 1) bad++;
+      echoed++;
+      if (Date.now() < end) send(); else finish();
+    });
+    s.bind(0, '127.0.0.1', send);
+  }
+});
+`;
+
+test.serial('a UDP echo on the addon\'s sockets: replies sent from the reactor\'s callbacks leave at the end of its batch, and it keeps owning the wait', async (t) => {
+  const a = addon(t);
+  if (!a) return;
+  const c = a.constants;
+  const fd = a.socket(c.AF_INET, c.SOCK_DGRAM, 0);
+  a.bindInet(fd, '127.0.0.1', 0, false);
+  const port = a.localPort(fd);
+  const sock = new NativeSocket(a, fd, 'data', {
+    message: (msg, slot) => { sock.send(msg, Buffer.from(sourceAddress(slot))); },
+    error: (code) => t.fail(`echo socket: ${code}`),
+  }, true);
+  t.teardown(() => sock.close());
+  sock.readStart();
+
+  const load = spawn(process.execPath, ['-e', UDP_LOAD, String(port), '8', '2000'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => load.kill('SIGKILL'));
+  const out = lines(load.stdout);
+  const before = reactor(a);
+  load.stdin.write('go\n');
+  const [, sent, echoed, bad] = (await out.next('done ', 15000)).split(' ').map(Number);
+  const after = reactor(a);
+  t.is(bad, 0);
+  t.true(echoed > 0);
+  t.is(echoed, sent, 'every datagram came back');
+  // An echo sent from an immediate would make each batch end the wait (libuv
+  // has an immediate to run): the reply must not wait for one.
+  t.true(after.wakeups - before.wakeups >= 200, `${after.wakeups - before.wakeups} wakeups served in the reactor's own waits`);
+  t.log(`reactor: ${after.waits - before.waits} waits, ${after.wakeups - before.wakeups} wakeups in them; ${echoed} datagrams echoed`);
 });

@@ -73,6 +73,12 @@ struct Reactor {
   // reactorStats(): owned waits begun, wakeups served in them, and how the
   // waits ended: libuv had a ready fd, its work changed, or the deadline.
   double waits = 0, wakeups = 0, endLibuv = 0, endWork = 0, endDeadline = 0;
+  // reactorBatchEnd(fn, cells): cells[0] is 1 while a batch of events is
+  // dispatched; JavaScript sets cells[1] to have fn called once the batch
+  // is over (see BatchEnd).
+  Napi::FunctionReference batchEnd;
+  Napi::Reference<Napi::Int32Array> batchCellsRef;
+  int32_t* batchCells = nullptr;
   uv_poll_t poll;
   uv_idle_t idle;
   bool idling = false;
@@ -109,12 +115,44 @@ void Dispatch(uint64_t token, uint32_t events) {
   if (r != nullptr) r->client->OnEvents(Napi::Env(gReactor->env), token, events);
 }
 
+// A batch of events begins / is over. What JavaScript asked for during the
+// batch (cells[1]) runs at its end: the UDP sockets' queued sends
+// (native/fdsocket.ts), which would otherwise wait for an immediate, i.e. a
+// turn of libuv's loop, and keep the reactor from owning the wait.
+void BatchBegin() {
+  if (gReactor->batchCells != nullptr) gReactor->batchCells[0] = 1;
+}
+
+void BatchEnd() {
+  int32_t* cells = gReactor->batchCells;
+  if (cells == nullptr) return;
+  cells[0] = 0;
+  if (cells[1] == 0) return;
+  cells[1] = 0;
+  Napi::Env env(gReactor->env);
+  gReactor->batchEnd.MakeCallback(env.Global(), {});
+  if (env.IsExceptionPending()) {
+    Napi::Error e = env.GetAndClearPendingException();
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+void DispatchAll(const epoll_event* evs, int n, bool* libuv) {
+  BatchBegin();
+  for (int i = 0; i < n; i++) {
+    if (evs[i].data.u64 == kLibuv) *libuv = true;
+    else Dispatch(evs[i].data.u64, evs[i].events);
+  }
+  BatchEnd();
+}
+
 // Read the set and dispatch, without blocking. false: nothing was ready.
 bool Harvest(epoll_event* evs) {
+  bool libuv = false;  // never in the set here
   for (int round = 0; round < 4; round++) {
     int n = epoll_wait(gReactor->epfd, evs, kEvents, 0);
     if (n <= 0) return round > 0;
-    for (int i = 0; i < n; i++) Dispatch(evs[i].data.u64, evs[i].events);
+    DispatchAll(evs, n, &libuv);
     if (n < kEvents) return true;
   }
   return true;
@@ -159,10 +197,7 @@ void OwnWait(epoll_event* evs) {
       uv_update_time(loop);  // what JavaScript run from here schedules starts now
       if (n < 0 && errno != EINTR) break;
       bool libuv = false;
-      for (int i = 0; i < n; i++) {
-        if (evs[i].data.u64 == kLibuv) libuv = true;
-        else Dispatch(evs[i].data.u64, evs[i].events);
-      }
+      if (n > 0) DispatchAll(evs, n, &libuv);
       if (n > 0) gReactor->wakeups++;
       if (libuv) {
         gReactor->endLibuv++;
@@ -214,7 +249,9 @@ void OnIdle(uv_idle_t* h) {
   }
   Napi::Env env(gReactor->env);
   Napi::HandleScope scope(env);
+  BatchBegin();
   for (uint64_t t : run) Dispatch(t, kDeferred);
+  BatchEnd();
 }
 
 // The environment is going away (a worker thread ending, process exit):
@@ -232,6 +269,9 @@ void Closed(uv_handle_t* h) {
 void Teardown(napi_async_cleanup_hook_handle handle, void* arg) {
   auto* r = static_cast<Reactor*>(arg);
   if (gReactor == r) gReactor = nullptr;
+  r->batchEnd.Reset();
+  r->batchCellsRef.Reset();
+  r->batchCells = nullptr;
   r->cleanup = handle;
   r->open = 2;
   uv_close(reinterpret_cast<uv_handle_t*>(&r->poll), Closed);
@@ -299,6 +339,26 @@ void ReactorInit(Napi::Env env, Napi::Object exports) {
     out[2] = r != nullptr ? r->endLibuv : 0;
     out[3] = r != nullptr ? r->endWork : 0;
     out[4] = r != nullptr ? r->endDeadline : 0;
+  }));
+  // reactorBatchEnd(fn, cells: Int32Array(2)): see BatchEnd. Once per thread.
+  exports.Set("reactorBatchEnd", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsTypedArray() ||
+        info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || info[1].As<Napi::Int32Array>().ElementLength() < 2) {
+      Napi::TypeError::New(env, "reactorBatchEnd(fn, cells: Int32Array(2))").ThrowAsJavaScriptException();
+      return;
+    }
+    int err = 0;
+    if (!Init(env, &err)) {
+      ErrnoError(env, err, "epoll_create1").ThrowAsJavaScriptException();
+      return;
+    }
+    Napi::Int32Array cells = info[1].As<Napi::Int32Array>();
+    gReactor->batchEnd = Napi::Persistent(info[0].As<Napi::Function>());
+    gReactor->batchCellsRef = Napi::Persistent(cells);
+    gReactor->batchCells = cells.Data();
+    cells[0] = 0;
+    cells[1] = 0;
   }));
 }
 
