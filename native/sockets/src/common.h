@@ -10,8 +10,8 @@
 
 namespace l7mp {
 
-// The system calls of the per-connection and per-chunk paths (pair.cc,
-// forward.cc), made directly. glibc's wrappers for these are cancellation
+// The system calls of the per-connection, per-chunk and per-batch paths
+// (pair.cc, forward.cc, fdsock.cc), made directly. glibc's wrappers for these are cancellation
 // points, and in a process with threads (Node's) each call then pays two
 // atomic updates of the thread's cancel state: 1.3 % of the CPU of a TCP
 // ping-pong. Nothing in the addon is ever cancelled. Results as the libc
@@ -24,6 +24,8 @@ inline ssize_t Splice(int in, int out, size_t n, unsigned flags) { return syscal
 inline int Accept4(int fd, sockaddr* sa, socklen_t* len, int flags) { return static_cast<int>(syscall(SYS_accept4, fd, sa, len, flags)); }
 inline int Connect(int fd, const sockaddr* sa, socklen_t len) { return static_cast<int>(syscall(SYS_connect, fd, sa, len)); }
 inline int Close(int fd) { return static_cast<int>(syscall(SYS_close, fd)); }
+inline int SendMmsg(int fd, mmsghdr* v, unsigned n, int flags) { return static_cast<int>(syscall(SYS_sendmmsg, fd, v, n, flags)); }
+inline int RecvMmsg(int fd, mmsghdr* v, unsigned n, int flags) { return static_cast<int>(syscall(SYS_recvmmsg, fd, v, n, flags, nullptr)); }
 }  // namespace sys
 
 // A JS Error shaped like Node's system errors (code, errno, syscall), so the

@@ -269,7 +269,7 @@ class FdCore : public ReactorClient {
           msgs[i].msg_hdr.msg_namelen = static_cast<socklen_t>(a.As<Napi::TypedArray>().ByteLength());
         }
       }
-      int r = sendmmsg(fd_, msgs, static_cast<unsigned>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
+      int r = sys::SendMmsg(fd_, msgs, static_cast<unsigned>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (r < 0) {
         int err = errno;
         if (err == EINTR) continue;
@@ -368,7 +368,7 @@ class FdCore : public ReactorClient {
         a->msgs[i].msg_hdr.msg_name = a->addrs + i * kAddr;
         a->msgs[i].msg_hdr.msg_namelen = kAddr;
       }
-      int n = recvmmsg(fd_, a->msgs, kBatch, MSG_DONTWAIT, nullptr);
+      int n = sys::RecvMmsg(fd_, a->msgs, kBatch, MSG_DONTWAIT);
       if (n < 0) {
         int err = errno;
         if (err == EINTR) continue;
