@@ -1,11 +1,7 @@
 // NativeSocket: the TypeScript side of the addon's FdSocket. Reads arrive in
-// batches (one call per recvmmsg); sends are queued and leave in one
-// sendmmsg per socket: made while the reactor dispatches a batch of events,
-// at the end of that batch (reactorBatchEnd); made anywhere else (a timer,
-// a WebSocket message), from a setImmediate, i.e. right after the poll
-// phase. An immediate per reactor batch would cost a whole turn of libuv's
-// loop each time and keep the reactor from waiting in its own set
-// (native/sockets/src/reactor.cc). Sends made while a batch of more than
+// batches (one call per recvmmsg); sends made in one turn of the event loop
+// are queued and leave in one sendmmsg per socket from a setImmediate, i.e.
+// right after the poll phase. Sends made while a batch of more than
 // SMALL_BATCH datagrams is handed out leave earlier, after its 1st, 2nd, 4th,
 // 8th... datagram and at its end: held until the whole batch was processed,
 // a batch travels as one convoy (proxy, then upstream, then client, each idle
@@ -30,8 +26,8 @@
 // (fdOpen), a number rather than a wrapped object (which costs three heap
 // objects, a global handle and a weak callback), and the addon calls the same
 // four callbacks for every socket with that number first (setCallbacks),
-// which finds the NativeSocket in `byId`; one flush (at the batch's end, or
-// one immediate) sends for every socket that queued. Per-socket closures with their contexts would be
+// which finds the NativeSocket in `byId`; one immediate flushes every socket
+// that queued in a turn. Per-socket closures with their contexts would be
 // ~600 B of an idle UDP session's memory.
 
 import { errnoCode, type SocketsAddon } from './sockets.js';
@@ -53,13 +49,11 @@ export interface NativeSocketHandler {
 
 /** Datagrams held while the socket buffer is full, beyond which new ones are dropped. */
 const MAX_QUEUE = 4096;
-/** Batches up to this long leave their sends to the end of the reactor's batch or the turn's immediate (see the header). */
+/** Batches up to this long leave their sends to the per-turn immediate (see the header). */
 const SMALL_BATCH = 4;
 
 interface Area { slab: Buffer; meta: Int32Array; addrs: Buffer; slot: number; addr: number }
 let area: Area | undefined;
-/** The reactor's batch cells: [0] 1 while it dispatches a batch, [1] set to flush at the batch's end. */
-let reactorBatch: Int32Array | undefined;
 
 /**
  * The process-wide receive slab, shared with the addon (callbacks are
@@ -78,10 +72,6 @@ function batchArea(addon: SocketsAddon): Area {
     };
     addon.initBatch(a.slab, a.meta, a.addrs);
     addon.setCallbacks(onData, onAccepted, onWritable, onError);
-    if (addon.reactorBatchEnd !== undefined) {
-      reactorBatch = new Int32Array(2);
-      addon.reactorBatchEnd(flushQueued, reactorBatch);
-    }
     area = a;
   }
   return area;
@@ -215,14 +205,13 @@ export class NativeSocket {
       toFlush.push(this);
       if (!flushScheduled) {
         flushScheduled = true;
-        if (reactorBatch !== undefined && reactorBatch[0] === 1) reactorBatch[1] = 1;
-        else setImmediate(flushQueued);
+        setImmediate(flushQueued);
       }
     }
     return !this.waiting;
   }
 
-  /** Send what is queued now (also runs at the end of the reactor's batch, or from the turn's immediate). */
+  /** Send what is queued now (also runs from the per-turn immediate). */
   flush(): void {
     this.flushPending = false;
     const out = this.out;

@@ -37,8 +37,6 @@ export interface SocketsAddon {
    * begun, [1] wakeups served in them, how they ended: [2] libuv had a ready fd, [3] libuv had work, [4] the deadline.
    */
   reactorStats?(out: Float64Array): void;
-  /** cells[0] is 1 while the reactor dispatches a batch of events; setting cells[1] then has fn called once the batch is over (native/fdsocket.ts). */
-  reactorBatchEnd?(fn: () => void, cells: Int32Array): void;
   socket(family: number, type: number, protocol: number): number;
   close(fd: number): void;
   bindUnix(fd: number, path: string): void;

@@ -502,6 +502,7 @@ class FdSocket : public Napi::ObjectWrap<FdSocket>, public FdCore {
  protected:
   void Deliver(Napi::Env, Callback which, size_t argc, const napi_value* args) override {
     Napi::FunctionReference& fn = which == kOnData ? onData_ : which == kOnWritable ? onWritable_ : onError_;
+    ReactorCallsJs();
     if (!fn.IsEmpty()) fn.MakeCallback(Value(), argc, args);
   }
 
@@ -572,6 +573,7 @@ class BareFd : public FdCore {
     napi_value all[6];
     all[0] = Napi::Number::New(env, id_);
     for (size_t i = 0; i < argc && i < 5; i++) all[i + 1] = args[i];
+    ReactorCallsJs();
     fn.MakeCallback(env.Global(), argc + 1, all);
   }
 

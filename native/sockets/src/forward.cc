@@ -765,6 +765,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     told_ = true;
     uv_timer_stop(endedTimer_);
     if (onEnded_.IsEmpty()) return;
+    ReactorCallsJs();
     onEnded_.MakeCallback(Value(), {});
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();
@@ -792,6 +793,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       Napi::Number::New(env, target),
       Napi::Number::New(env, gen),
     };
+    ReactorCallsJs();
     onHandoff_.MakeCallback(Value(), 6, args);
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();

@@ -170,6 +170,7 @@ class RawStream : public Napi::ObjectWrap<RawStream>, public ReactorClient {
     Napi::Object recv = Value();  // a handle: keeps the wrapper alive through the call
     Napi::FunctionReference cb = std::move(onConnect_);
     EndWait();
+    ReactorCallsJs();
     cb.MakeCallback(recv, {err != 0 ? Napi::Value(Napi::String::New(env, ErrnoName(err))) : env.Undefined()});
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();

@@ -27,7 +27,11 @@
 // signal, a thread's wakeup (uv_async) or the next timer's time ends the wait
 // and both sets are put back as they were. So the control plane is served
 // as soon as it has something, and a busy data plane runs with one
-// epoll_wait per wakeup. L7MP_REACTOR_WAIT=off leaves every wait to libuv.
+// epoll_wait per wakeup. Only batches that ran no JavaScript lead to such a
+// wait (the pairs of compiled and raw stream sessions): where JavaScript
+// runs per batch (UDP sessions), it measured no faster and UDP session
+// setup 12-20 % slower, so those batches return to libuv as before.
+// L7MP_REACTOR_WAIT=off leaves every wait to libuv.
 //
 // A token is a slot in a table and the slot's generation, so finding the
 // client is an index and a compare, on every event (a hash lookup was 1 %
@@ -70,15 +74,10 @@ struct Reactor {
   uv_loop_t* loop = nullptr;
   bool own = true;   // L7MP_REACTOR_WAIT is not "off"
   int skip = 0;      // wakeups to leave to libuv after a wait it ended at once
+  bool js = false;   // a client called JavaScript in this batch (ReactorCallsJs)
   // reactorStats(): owned waits begun, wakeups served in them, and how the
   // waits ended: libuv had a ready fd, its work changed, or the deadline.
   double waits = 0, wakeups = 0, endLibuv = 0, endWork = 0, endDeadline = 0;
-  // reactorBatchEnd(fn, cells): cells[0] is 1 while a batch of events is
-  // dispatched; JavaScript sets cells[1] to have fn called once the batch
-  // is over (see BatchEnd).
-  Napi::FunctionReference batchEnd;
-  Napi::Reference<Napi::Int32Array> batchCellsRef;
-  int32_t* batchCells = nullptr;
   uv_poll_t poll;
   uv_idle_t idle;
   bool idling = false;
@@ -115,44 +114,13 @@ void Dispatch(uint64_t token, uint32_t events) {
   if (r != nullptr) r->client->OnEvents(Napi::Env(gReactor->env), token, events);
 }
 
-// A batch of events begins / is over. What JavaScript asked for during the
-// batch (cells[1]) runs at its end: the UDP sockets' queued sends
-// (native/fdsocket.ts), which would otherwise wait for an immediate, i.e. a
-// turn of libuv's loop, and keep the reactor from owning the wait.
-void BatchBegin() {
-  if (gReactor->batchCells != nullptr) gReactor->batchCells[0] = 1;
-}
-
-void BatchEnd() {
-  int32_t* cells = gReactor->batchCells;
-  if (cells == nullptr) return;
-  cells[0] = 0;
-  if (cells[1] == 0) return;
-  cells[1] = 0;
-  Napi::Env env(gReactor->env);
-  gReactor->batchEnd.MakeCallback(env.Global(), {});
-  if (env.IsExceptionPending()) {
-    Napi::Error e = env.GetAndClearPendingException();
-    napi_fatal_exception(env, e.Value());
-  }
-}
-
-void DispatchAll(const epoll_event* evs, int n, bool* libuv) {
-  BatchBegin();
-  for (int i = 0; i < n; i++) {
-    if (evs[i].data.u64 == kLibuv) *libuv = true;
-    else Dispatch(evs[i].data.u64, evs[i].events);
-  }
-  BatchEnd();
-}
-
 // Read the set and dispatch, without blocking. false: nothing was ready.
 bool Harvest(epoll_event* evs) {
-  bool libuv = false;  // never in the set here
+  gReactor->js = false;
   for (int round = 0; round < 4; round++) {
     int n = epoll_wait(gReactor->epfd, evs, kEvents, 0);
     if (n <= 0) return round > 0;
-    DispatchAll(evs, n, &libuv);
+    for (int i = 0; i < n; i++) Dispatch(evs[i].data.u64, evs[i].events);
     if (n < kEvents) return true;
   }
   return true;
@@ -197,8 +165,19 @@ void OwnWait(epoll_event* evs) {
       uv_update_time(loop);  // what JavaScript run from here schedules starts now
       if (n < 0 && errno != EINTR) break;
       bool libuv = false;
-      if (n > 0) DispatchAll(evs, n, &libuv);
+      gReactor->js = false;
+      for (int i = 0; i < n; i++) {
+        if (evs[i].data.u64 == kLibuv) libuv = true;
+        else Dispatch(evs[i].data.u64, evs[i].events);
+      }
       if (n > 0) gReactor->wakeups++;
+      if (gReactor->js) {
+        // JavaScript runs in these batches: leave the next few to libuv
+        // rather than switch sets for each.
+        gReactor->endWork++;
+        gReactor->skip = 8;
+        break;
+      }
       if (libuv) {
         gReactor->endLibuv++;
         // Ready before any of ours: libuv has a busy fd; let it run the next
@@ -232,7 +211,7 @@ void OnReady(uv_poll_t*, int, int) {
   Napi::Env env(gReactor->env);
   Napi::HandleScope scope(env);
   epoll_event evs[kEvents];
-  if (!Harvest(evs) || !gReactor->own) return;
+  if (!Harvest(evs) || !gReactor->own || gReactor->js) return;
   if (gReactor->skip > 0) {
     gReactor->skip--;
     return;
@@ -249,9 +228,7 @@ void OnIdle(uv_idle_t* h) {
   }
   Napi::Env env(gReactor->env);
   Napi::HandleScope scope(env);
-  BatchBegin();
   for (uint64_t t : run) Dispatch(t, kDeferred);
-  BatchEnd();
 }
 
 // The environment is going away (a worker thread ending, process exit):
@@ -269,9 +246,6 @@ void Closed(uv_handle_t* h) {
 void Teardown(napi_async_cleanup_hook_handle handle, void* arg) {
   auto* r = static_cast<Reactor*>(arg);
   if (gReactor == r) gReactor = nullptr;
-  r->batchEnd.Reset();
-  r->batchCellsRef.Reset();
-  r->batchCells = nullptr;
   r->cleanup = handle;
   r->open = 2;
   uv_close(reinterpret_cast<uv_handle_t*>(&r->poll), Closed);
@@ -340,26 +314,6 @@ void ReactorInit(Napi::Env env, Napi::Object exports) {
     out[3] = r != nullptr ? r->endWork : 0;
     out[4] = r != nullptr ? r->endDeadline : 0;
   }));
-  // reactorBatchEnd(fn, cells: Int32Array(2)): see BatchEnd. Once per thread.
-  exports.Set("reactorBatchEnd", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 2 || !info[0].IsFunction() || !info[1].IsTypedArray() ||
-        info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array || info[1].As<Napi::Int32Array>().ElementLength() < 2) {
-      Napi::TypeError::New(env, "reactorBatchEnd(fn, cells: Int32Array(2))").ThrowAsJavaScriptException();
-      return;
-    }
-    int err = 0;
-    if (!Init(env, &err)) {
-      ErrnoError(env, err, "epoll_create1").ThrowAsJavaScriptException();
-      return;
-    }
-    Napi::Int32Array cells = info[1].As<Napi::Int32Array>();
-    gReactor->batchEnd = Napi::Persistent(info[0].As<Napi::Function>());
-    gReactor->batchCellsRef = Napi::Persistent(cells);
-    gReactor->batchCells = cells.Data();
-    cells[0] = 0;
-    cells[1] = 0;
-  }));
 }
 
 uint64_t ReactorAdd(Napi::Env env, int fd, ReactorClient* c, int* err, uint32_t events, bool hold) {
@@ -420,6 +374,10 @@ void ReactorForget(uint64_t token, int fd, bool del) {
     epoll_event ev{};
     epoll_ctl(gReactor->epfd, EPOLL_CTL_DEL, fd, &ev);
   }
+}
+
+void ReactorCallsJs() {
+  if (gReactor != nullptr) gReactor->js = true;
 }
 
 void ReactorDefer(uint64_t token) {

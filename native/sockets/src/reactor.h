@@ -43,5 +43,8 @@ void ReactorRebind(uint64_t token, ReactorClient* c);
 void ReactorForget(uint64_t token, int fd, bool del);
 // Run c->OnEvents(kDeferred) on a later loop turn.
 void ReactorDefer(uint64_t token);
+// A client is about to call JavaScript: the reactor does not wait in its own
+// set after this batch (reactor.cc, "Owning the wait").
+void ReactorCallsJs();
 
 }  // namespace l7mp

@@ -245,6 +245,7 @@ class Splice : public Napi::ObjectWrap<Splice>, public Pair {
     Napi::FunctionReference done = std::move(onDone_);
     // MakeCallback: microtasks run afterwards, as after any Node event. A
     // throw becomes an uncaught exception, as from any event handler.
+    ReactorCallsJs();
     done.MakeCallback(Value(), {code, Napi::Number::New(env, side)});
     if (env.IsExceptionPending()) {
       Napi::Error e = env.GetAndClearPendingException();
