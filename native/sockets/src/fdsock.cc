@@ -75,12 +75,28 @@ BatchArea* AreaOrNew(Napi::Env env) {
   return a;
 }
 
-bool ViewOf(Napi::Value v, size_t minLen, uint8_t** data) {
-  if (!v.IsTypedArray()) return false;
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  if (ta.ByteLength() < minLen) return false;
-  Napi::ArrayBuffer ab = ta.ArrayBuffer();
-  *data = static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset();
+size_t ElementBytes(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: case napi_uint8_array: case napi_uint8_clamped_array: return 1;
+    case napi_int16_array: case napi_uint16_array: return 2;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: return 4;
+    default: return 8;
+  }
+}
+
+// A typed array's first byte and its length in bytes, from one
+// napi_get_typedarray_info: send() asks for every datagram and its address,
+// and the wrapper's IsTypedArray/ByteLength/ArrayBuffer/ByteOffset calls cost
+// five lookups per buffer. false: not a typed array, or shorter than minLen.
+bool ViewOf(Napi::Value v, size_t minLen, uint8_t** data, size_t* bytes = nullptr) {
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* p = nullptr;
+  if (napi_get_typedarray_info(v.Env(), v, &type, &length, &p, nullptr, nullptr) != napi_ok) return false;
+  size_t n = length * ElementBytes(type);
+  if (n < minLen || (p == nullptr && n > 0)) return false;
+  *data = static_cast<uint8_t*>(p);
+  if (bytes != nullptr) *bytes = n;
   return true;
 }
 
@@ -248,25 +264,27 @@ class FdCore : public ReactorClient {
       int n = static_cast<int>(std::min<int64_t>(kBatch, count - sent));
       for (int i = 0; i < n; i++) {
         uint8_t* data;
+        size_t len;
         Napi::Value b = bufs.Get(static_cast<uint32_t>(sent + i));
-        if (!ViewOf(b, 0, &data)) {
+        if (!ViewOf(b, 0, &data, &len)) {
           Napi::TypeError::New(env, "send: every buffer must be a Uint8Array").ThrowAsJavaScriptException();
           return env.Undefined();
         }
         iov[i].iov_base = data;
-        iov[i].iov_len = b.As<Napi::TypedArray>().ByteLength();
+        iov[i].iov_len = len;
         memset(&msgs[i], 0, sizeof(msgs[i]));
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
         if (hasAddrs) {
           Napi::Value a = addrs.Get(static_cast<uint32_t>(sent + i));
           uint8_t* ad;
-          if (!ViewOf(a, 2, &ad) || a.As<Napi::TypedArray>().ByteLength() > kAddr) {
+          size_t alen;
+          if (!ViewOf(a, 2, &ad, &alen) || alen > kAddr) {
             Napi::TypeError::New(env, "send: every address must be a sockaddr buffer").ThrowAsJavaScriptException();
             return env.Undefined();
           }
           msgs[i].msg_hdr.msg_name = ad;
-          msgs[i].msg_hdr.msg_namelen = static_cast<socklen_t>(a.As<Napi::TypedArray>().ByteLength());
+          msgs[i].msg_hdr.msg_namelen = static_cast<socklen_t>(alen);
         }
       }
       int r = sys::SendMmsg(fd_, msgs, static_cast<unsigned>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
