@@ -230,7 +230,9 @@ test('flow rate: a source past its burst is handed over with "flow_rate"', async
   for (const c of cs) c.destroy();
 });
 
-test('flow rate: the source table keeps the most recently seen sources, so a source dropped from it starts with a full bucket again', async (t) => {
+// Serial: this test and the next open many sockets, which would upset the
+// descriptor counts of the tests that run concurrently (closePair's).
+test.serial('flow rate: the source table keeps the most recently seen sources, so a source dropped from it starts with a full bucket again', async (t) => {
   const a = addon(t);
   if (a === undefined) return;
   const echo = await echoServer(t);
@@ -261,7 +263,7 @@ test('flow rate: the source table keeps the most recently seen sources, so a sou
   t.deepEqual(handoffs.map((h) => h.code), ['flow_rate', 'flow_rate']);
 });
 
-test('a queue of connections longer than one accept batch (64) is taken whole: the rest run on later loop turns, with no new edge needed', async (t) => {
+test.serial('a queue of connections longer than one accept batch (64) is taken whole: the rest run on later loop turns, with no new edge needed', async (t) => {
   const a = addon(t);
   if (a === undefined) return;
   const echo = await echoServer(t);

@@ -200,3 +200,43 @@ test.serial('a UDP echo on the addon\'s sockets, whose datagrams run JavaScript:
   t.is(after.waits - before.waits, 0, `${after.waits - before.waits} waits of the reactor's own, ${after.wakeups - before.wakeups} wakeups in them`);
   t.log(`reactor: ${after.waits - before.waits} waits, ${after.wakeups - before.wakeups} wakeups in them; ${echoed} datagrams echoed`);
 });
+
+// The other process for the sink: TOTAL 64-byte datagrams to PORT, 50 per
+// millisecond at most, then "done SENT".
+const UDP_BURSTS = `
+const dgram = require('dgram');
+const [port, total] = process.argv.slice(1).map(Number);
+const s = dgram.createSocket('udp4');
+const m = Buffer.alloc(64, 7);
+let sent = 0;
+const burst = () => {
+  for (let i = 0; i < 50 && sent < total; i++) { s.send(m, port, '127.0.0.1'); sent++; }
+  if (sent < total) setTimeout(burst, 1);
+  else setTimeout(() => { process.stdout.write('done ' + sent + '\\n'); s.close(); }, 200);
+};
+process.stdin.once('data', burst);
+`;
+
+test.serial('a UDP sink whose callback schedules nothing: the batches that ran its JavaScript still go back to libuv', async (t) => {
+  // Here no immediate or pending send keeps the reactor out of its own wait:
+  // only the mark a client sets before calling JavaScript (ReactorCallsJs) does.
+  const a = addon(t);
+  if (!a) return;
+  const c = a.constants;
+  const fd = a.socket(c.AF_INET, c.SOCK_DGRAM, 0);
+  a.bindInet(fd, '127.0.0.1', 0, false);
+  const port = a.localPort(fd);
+  let got = 0;
+  const sock = new NativeSocket(a, fd, 'data', { message: () => { got++; }, error: (code) => t.fail(`sink socket: ${code}`) });
+  t.teardown(() => sock.close());
+  sock.readStart();
+  const load = spawn(process.execPath, ['-e', UDP_BURSTS, String(port), '20000'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.teardown(() => load.kill('SIGKILL'));
+  const out = lines(load.stdout);
+  const before = reactor(a);
+  load.stdin.write('go\n');
+  await out.next('done ', 15000);
+  const after = reactor(a);
+  t.true(got > 1000, `${got} datagrams read`);
+  t.is(after.waits - before.waits, 0, `${after.waits - before.waits} waits of the reactor's own, ${after.wakeups - before.wakeups} wakeups in them`);
+});
