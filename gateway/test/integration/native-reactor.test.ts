@@ -62,6 +62,17 @@ process.stdin.once('data', () => {
 });
 `;
 
+/** A reading NativeSocket on a fresh UDP port of 127.0.0.1 (unconnected: sends name their address), closed at teardown. */
+function udpSocket(t: ExecutionContext, a: Addon, message: (msg: Buffer, slot: number) => void): { sock: NativeSocket; port: number } {
+  const c = a.constants;
+  const fd = a.socket(c.AF_INET, c.SOCK_DGRAM, 0);
+  a.bindInet(fd, '127.0.0.1', 0, false);
+  const sock = new NativeSocket(a, fd, 'data', { message, error: (code) => t.fail(`UDP socket: ${code}`) }, true);
+  t.teardown(() => sock.close());
+  sock.readStart();
+  return { sock, port: a.localPort(fd) };
+}
+
 /** Lines of a child's stdout; next(prefix) resolves with the first line starting with it. */
 function lines(stream: NodeJS.ReadableStream) {
   let buf = '';
@@ -176,16 +187,7 @@ process.stdin.once('data', () => {
 test.serial('a UDP echo on the addon\'s sockets, whose datagrams run JavaScript: every one echoed, and its batches go back to libuv instead of a wait of the reactor\'s own', async (t) => {
   const a = addon(t);
   if (!a) return;
-  const c = a.constants;
-  const fd = a.socket(c.AF_INET, c.SOCK_DGRAM, 0);
-  a.bindInet(fd, '127.0.0.1', 0, false);
-  const port = a.localPort(fd);
-  const sock = new NativeSocket(a, fd, 'data', {
-    message: (msg, slot) => { sock.send(msg, Buffer.from(sourceAddress(slot))); },
-    error: (code) => t.fail(`echo socket: ${code}`),
-  }, true);
-  t.teardown(() => sock.close());
-  sock.readStart();
+  const { sock, port } = udpSocket(t, a, (msg, slot) => { sock.send(msg, Buffer.from(sourceAddress(slot))); });
 
   const load = spawn(process.execPath, ['-e', UDP_LOAD, String(port), '8', '2000'], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.teardown(() => load.kill('SIGKILL'));
@@ -222,14 +224,8 @@ test.serial('a UDP sink whose callback schedules nothing: the batches that ran i
   // only the mark a client sets before calling JavaScript (ReactorCallsJs) does.
   const a = addon(t);
   if (!a) return;
-  const c = a.constants;
-  const fd = a.socket(c.AF_INET, c.SOCK_DGRAM, 0);
-  a.bindInet(fd, '127.0.0.1', 0, false);
-  const port = a.localPort(fd);
   let got = 0;
-  const sock = new NativeSocket(a, fd, 'data', { message: () => { got++; }, error: (code) => t.fail(`sink socket: ${code}`) });
-  t.teardown(() => sock.close());
-  sock.readStart();
+  const { port } = udpSocket(t, a, () => { got++; });
   const load = spawn(process.execPath, ['-e', UDP_BURSTS, String(port), '20000'], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.teardown(() => load.kill('SIGKILL'));
   const out = lines(load.stdout);
