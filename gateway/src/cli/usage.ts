@@ -13,6 +13,8 @@ export const ENVIRONMENT: ReadonlyArray<readonly [name: string, what: string]> =
   ['L7MP_UDP_BATCH', '"off": no recvmmsg/sendmmsg batching for UDP'],
   ['L7MP_TCP_FASTPATH', '"off": TCP and Unix stream sessions on net.Socket, not the raw socket path'],
   ['L7MP_COMPILED', '"off": no compiled listeners; every stream connection is decided in JavaScript'],
+  ['L7MP_UDP_COMPILED', '"off": no compiled UDP listeners; every UDP flow is a session in JavaScript'],
+  ['L7MP_BUSY_POLL_US', 'how long the native addon\'s reactor polls before it sleeps while traffic is dense (default 30, 0: never)'],
   ['L7MP_REACTOR_WAIT', '"off": the native addon\'s reactor never waits in its own epoll set; libuv makes every wait'],
   ['L7MP_SPLICE', '"off": no splice(2) handover for bulk TCP/stream sessions on net.Socket'],
   ['L7MP_SPLICE_AFTER', 'bytes a stream session carries before it is spliced (default 262144)'],

@@ -32,6 +32,7 @@ export function endedOf(r: Float64Array, a: [string, number, string, number]): E
 export function nameOf(e: Entry, p: ForwarderPair): string {
   const n = e.naming;
   if (n.protocol === 'UNIX') return `UNIX:${e.listener}-c${p[0]}`;
+  if (n.protocol === 'UDP') return `UDP:${p[3]}:${p[4]}-${n.address}:${n.port}-c${p[0]}`;
   const lAddr = n.wildcard ? p[5] : n.address;
   const lPort = n.wildcard ? p[6] : n.port;
   return `TCP:${p[3]}:${p[4]}-${lAddr}:${lPort}-c${p[0]}`;
@@ -45,7 +46,8 @@ function endReason(e: Entry, plan: Plan | undefined, x: EndedPair): string {
     case 'shutdown': return 'gateway shutting down';
     default: {
       const stage = x.side === 1 ? plan?.cluster.name ?? '' : e.listener;
-      return x.code === undefined ? `stage "${e.listener}" closed` : `stage "${stage}" failed: splice: ${x.code}`;
+      if (x.code === undefined) return e.datagram ? 'UDP session idle timeout' : `stage "${e.listener}" closed`;
+      return `stage "${stage}" failed: ${e.datagram ? 'UDP' : 'splice'}: ${x.code}`;
     }
   }
 }
@@ -60,7 +62,7 @@ export function accessLine(e: Entry, plan: Plan | undefined, x: EndedPair): Reco
     route: plan?.route.name,
     destination: plan?.cluster.name,
     endpoint: plan?.endpoints[p[7]]?.name,
-    peer: e.naming.protocol === 'TCP' ? `${p[3]}:${p[4]}` : e.naming.address,
+    peer: e.naming.protocol !== 'UNIX' ? `${p[3]}:${p[4]}` : e.naming.address,
     duration_ms: x.duration,
     ingress_bytes: p[8],
     ingress_packets: p[9],
@@ -90,15 +92,15 @@ export function liveView(e: Entry, plan: Plan | undefined, p: ForwarderPair): Re
   const ep = plan?.endpoints[target];
   const at = new Date(started).toISOString();
   const n = e.naming;
-  const metadata: Record<string, unknown> = n.protocol === 'TCP'
-    ? { IP: { src_addr: rAddr, dst_addr: n.wildcard ? lAddr : n.address }, TCP: { src_port: rPort, dst_port: n.wildcard ? lPort : n.port } }
-    : { UNIX: { filename: n.address } };
+  const metadata: Record<string, unknown> = n.protocol === 'UNIX'
+    ? { UNIX: { filename: n.address } }
+    : { IP: { src_addr: rAddr, dst_addr: n.wildcard ? lAddr : n.address }, [n.protocol]: { src_port: rPort, dst_port: n.wildcard ? lPort : n.port } };
   const counters = { ingress: { bytes: rx, packets: rxPackets }, egress: { bytes: tx, packets: txPackets } };
-  const t = ep === undefined ? undefined : plan!.cluster.impl.compiledTarget!(ep);
+  const t = ep === undefined ? undefined : plan!.target(ep);
   return {
     name: nameOf(e, p),
     metadata,
-    source: { origin: e.listener, peer: n.protocol === 'TCP' ? `${rAddr}:${rPort}` : n.address, status: 'READY' },
+    source: { origin: e.listener, peer: n.protocol !== 'UNIX' ? `${rAddr}:${rPort}` : n.address, status: 'READY' },
     destination: {
       origin: plan?.cluster.name,
       endpoint: ep === undefined ? undefined : { name: ep.name, spec: ep.spec },

@@ -32,7 +32,7 @@ import type { Admission } from '../core/admission.js';
 import type { ClusterObj, EndpointObj, RouteObj, RuleObj } from '../core/model.js';
 import { MAX_APPLY_DEPTH, type RouteGraph } from '../dataplane/router.js';
 import { retriesOnDisconnect } from '../dataplane/reconnect-budget.js';
-import { ENDED_RECORD, type ForwarderHandle, type ForwarderOptions, type ForwarderPair } from '../native/sockets.js';
+import { ENDED_RECORD, type CompiledHandle, type ForwarderOptions, type ForwarderPair } from '../native/sockets.js';
 import { accessLine, endedOf, endedView, liveView, nameOf } from './compiled-views.js';
 import type { Logger } from '../observe/log.js';
 import type { CompiledLive, CompiledSessions } from '../core/compiled.js';
@@ -43,6 +43,8 @@ export interface CompileGraph extends RouteGraph {
   readonly rules: ReadonlyMap<string, Pick<RuleObj, 'name' | 'matches' | 'action' | 'match'>>;
   readonly listeners: ReadonlyMap<string, { readonly rules: string; readonly options: { readonly track: number } }>;
   readonly clusters: ReadonlyMap<string, ClusterObj>;
+  /** With the kernel offload on, UDP listeners stay uncompiled: the offload takes their sessions from JavaScript. */
+  readonly admin: { readonly offload: boolean };
 }
 
 /** Metrics of compiled sessions (observe/metrics.ts). */
@@ -55,12 +57,16 @@ export interface Plan {
   readonly route: RouteObj;
   readonly cluster: ClusterObj;
   readonly endpoints: readonly EndpointObj[];
+  /** Where the addon goes for an endpoint (ClusterImpl.compiledTarget, or compiledDatagramTarget for UDP flows). */
+  readonly target: (ep: EndpointObj) => [string, number] | [string] | undefined;
 }
 
 export interface Entry {
   readonly listener: string;
-  readonly f: ForwarderHandle;
+  readonly f: CompiledHandle;
   readonly naming: PairNaming;
+  /** UDP flows (the addon's UdpForwarder), not stream pairs. */
+  readonly datagram: boolean;
   /** Seconds an ended session stays listed (options.track). */
   track: number;
   /** The Forwarder keeps addresses for the ended records (an access log, or track). */
@@ -74,7 +80,8 @@ export interface Entry {
   folded: number;
 }
 
-const STATS = new Float64Array(10);
+/** The handles' stats (CompiledHandle.stats): 10 cells, 12 for UDP flows. */
+const STATS = new Float64Array(12);
 const RECORDS = new Float64Array(512 * ENDED_RECORD);
 
 export class CompiledListeners implements CompiledSessions, CompiledSite {
@@ -108,8 +115,8 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
   }
 
   /** A listener started on a Forwarder; it hands every connection over until the next refresh plans it. */
-  attach(listener: string, f: ForwarderHandle, naming: PairNaming): void {
-    this.entries.set(listener, { listener, f, naming, track: 0, detail: false, gen: 0, plans: new Map(), key: '', folded: 0 });
+  attach(listener: string, f: CompiledHandle, naming: PairNaming): void {
+    this.entries.set(listener, { listener, f, naming, datagram: naming.protocol === 'UDP', track: 0, detail: false, gen: 0, plans: new Map(), key: '', folded: 0 });
     this.refresh();
   }
 
@@ -118,7 +125,7 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
    * is deleted without ?recursive (the cut comes through cutListener then);
    * the Forwarder is closed when the last one ends.
    */
-  detach(listener: string, f: ForwarderHandle): void {
+  detach(listener: string, f: CompiledHandle): void {
     const e = this.entries.get(listener);
     if (e === undefined || e.f !== f) {
       f.close(true, END_KINDS.indexOf('deleted'));
@@ -154,7 +161,7 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
   failedAttempt(listener: string, generation: number, target: number, code: string): FailedAttempt | undefined {
     const plan = this.entries.get(listener)?.plans.get(generation);
     const ep = plan?.endpoints[target];
-    const t = ep === undefined ? undefined : plan!.cluster.impl.compiledTarget!(ep);
+    const t = ep === undefined ? undefined : plan!.target(ep);
     if (t === undefined) return undefined;
     const what = t.length === 2 ? `TCP ${t[0]}:${t[1]}` : `UnixDomainSocket ${t[0]}`;
     const peer = t.length === 2 ? `${t[0]}:${t[1]}` : t[0];
@@ -171,7 +178,7 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
         e.f.setDetail(detail);
         e.detail = detail;
       }
-      const plan = this.plan(e.listener);
+      const plan = e.datagram && this.graph.admin.offload ? undefined : this.plan(e.listener, e.datagram);
       const key = plan === undefined ? '' : planKey(plan);
       if (key === e.key) {
         if (plan !== undefined) e.plans.set(e.gen, plan); // the same plan, made of the objects now in the graph
@@ -185,9 +192,8 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
         continue;
       }
       e.plans.set(e.gen, plan);
-      const impl = plan.cluster.impl;
       const targets = plan.endpoints.map((ep): [string, number, number] => {
-        const t = impl.compiledTarget!(ep)!;
+        const t = plan.target(ep)!;
         return [t[0], t.length === 2 ? t[1] : -1, ep.weight];
       });
       e.f.targets(targets, e.gen, plan.route.retry.timeout > 0 ? plan.route.retry.timeout : 2000);
@@ -278,7 +284,7 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
   // ------------------------------------------------------------- internals
 
   /** The listener's plan, or undefined: its connections take the ordinary path. */
-  private plan(listener: string): Plan | undefined {
+  private plan(listener: string, datagram: boolean): Plan | undefined {
     const l = this.graph.listeners.get(listener);
     if (l === undefined) return undefined;
     let list = this.graph.rulelists.get(l.rules);
@@ -292,7 +298,7 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
       const route = first.action.route === undefined ? undefined : this.graph.routes.get(first.action.route);
       if (route === undefined || route.ingress.length > 0 || route.egress.length > 0 || retriesOnDisconnect(route.retry)) return undefined;
       const cluster = this.graph.clusters.get(route.destination);
-      return cluster === undefined ? undefined : clusterPlan(route, cluster);
+      return cluster === undefined ? undefined : clusterPlan(route, cluster, datagram);
     }
     return undefined;
   }
@@ -392,9 +398,11 @@ function matchesAll(r: { readonly match?: unknown }): boolean {
   return r.match === undefined || r.match === null;
 }
 
-function clusterPlan(route: RouteObj, cluster: ClusterObj): Plan | undefined {
+function clusterPlan(route: RouteObj, cluster: ClusterObj, datagram: boolean): Plan | undefined {
   const impl = cluster.impl;
-  if (impl.compiledTarget === undefined) return undefined;
+  const of = datagram ? impl.compiledDatagramTarget : impl.compiledTarget;
+  if (of === undefined) return undefined;
+  const target = (ep: EndpointObj): [string, number] | [string] | undefined => of.call(impl, ep);
   const state = cluster.health?.state;
   if (state?.outlier !== undefined || state?.check !== undefined) return undefined;
   const live = cluster.endpoints.filter((ep) => ep.weight > 0);
@@ -404,11 +412,11 @@ function clusterPlan(route: RouteObj, cluster: ClusterObj): Plan | undefined {
   if (live.length === 1 || policy === 'Trivial') endpoints = [live[0]!];
   else if (policy === 'WeightedRandom') endpoints = live;
   else return undefined;
-  return endpoints.every((ep) => impl.compiledTarget!(ep) !== undefined) ? { route, cluster, endpoints } : undefined;
+  return endpoints.every((ep) => target(ep) !== undefined) ? { route, cluster, endpoints, target } : undefined;
 }
 
 function planKey(p: Plan): string {
-  const t = p.endpoints.map((ep) => `${ep.name}=${p.cluster.impl.compiledTarget!(ep)!.join(':')}/${ep.weight}`).join(',');
+  const t = p.endpoints.map((ep) => `${ep.name}=${p.target(ep)!.join(':')}/${ep.weight}`).join(',');
   const r = p.route.retry;
   return `${p.route.name}|${r.retry_on}/${r.num_retries}/${r.timeout}|${p.cluster.name}|${t}`;
 }

@@ -37,6 +37,8 @@ export interface NativeSocketHandler {
   message(msg: Buffer, slot: number): void;
   /** A datagram larger than a receive slot arrived (it was truncated, so it is dropped). */
   oversized?(slot: number): void;
+  /** The addon's UDP flow table refused a new flow's datagram: its source is over the flow rate. */
+  flowRate?(slot: number): void;
   /** Listening sockets: a new connection (a non-blocking fd the receiver now owns). */
   accepted?(fd: number): void;
   /** The send queue drained after send() returned false. */
@@ -154,6 +156,11 @@ export class NativeSocket {
     byId[this.id] = this;
   }
 
+  /** The addon's number for the socket (fdOpen), which its UdpForwarder taps. */
+  get socketNumber(): number {
+    return this.id;
+  }
+
   /** The fd, or -1 once closed. */
   get fd(): number {
     return this.fdNum;
@@ -182,7 +189,9 @@ export class NativeSocket {
     for (let i = 0; i < n && !this._closed; i++) {
       const len = meta[2 * i]!;
       if (len < 0) {
-        this.handler.oversized?.(i);
+        // -2: the addon's UDP flow table took it (udpfwd.cc); -3: it refused it for its source's flow rate.
+        if (len === -1) this.handler.oversized?.(i);
+        else if (len === -3) this.handler.flowRate?.(i);
         continue;
       }
       const msg = Buffer.allocUnsafe(len);

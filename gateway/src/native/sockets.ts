@@ -98,6 +98,13 @@ export interface SocketsAddon {
     onEnded: () => void,
     options: ForwarderOptions,
   ) => ForwarderHandle;
+  /** Takes a UDP listener socket's new flows in C (udpfwd.cc); absent from an addon built before it. */
+  UdpForwarder?: new (socket: number, onEnded: () => void, options: UdpForwarderOptions) => UdpForwarderHandle;
+}
+
+export interface UdpForwarderOptions extends Omit<ForwarderOptions, 'connectTimeoutMs'> {
+  /** A flow ends after this long without a datagram either way (0: never). */
+  idleTimeoutMs: number;
 }
 
 export interface ForwarderOptions {
@@ -121,18 +128,18 @@ export type ForwarderPair = [number, number, number, string, number, string, num
 export const ENDED_RECORD = 12;
 
 /**
- * A stream listener whose connections the addon accepts, connects upstream
- * and pairs itself (native/sockets/src/forward.cc); what it does not take
- * (a cap, the flow rate, no target, a failed or slow connect) goes to
- * onHandoff with the client's socket.
+ * What fastpath/compiled.ts drives of a compiled listener in the addon: the
+ * stream Forwarder's pairs, or the UdpForwarder's flows (both "pairs" here).
  */
-export interface ForwarderHandle {
-  /** Where new connections go, by weight (default 1): [numeric host, port, weight?] or [unix path, -1, weight?] or [unix path]; [] hands every one over. */
+export interface CompiledHandle {
+  /** Where new sessions go, by weight (default 1): [numeric host, port, weight?] or [unix path, -1, weight?] or [unix path]; [] hands every one over. */
   targets(list: ([string, number] | [string, number, number] | [string])[], generation: number, connectTimeoutMs?: number): void;
-  start(): void;
-  /** Close the listening socket; live pairs go on. */
+  /** No new sessions; live pairs go on. */
   stopAccepting(): void;
-  /** [live, accepted, paired, handed off, ended, failed, bytes c->u, bytes u->c, pending connects, connect failures] */
+  /**
+   * [live, accepted, paired, handed off, ended, failed, bytes c->u, bytes u->c, pending connects, connect failures]
+   * (UdpForwarder: accepted counts datagrams taken, paired flows opened, handed off datagrams left to JavaScript, and an 11th cell the datagrams dropped).
+   */
   stats(out: Float64Array): void;
   list(): ForwarderPair[];
   /**
@@ -149,6 +156,27 @@ export interface ForwarderHandle {
   closePair(id: number, reset?: boolean, kind?: number): boolean;
   /** Stop accepting and close the listener, every pair (end kind `kind`, default 2) and pending connect. */
   close(reset?: boolean, kind?: number): void;
+}
+
+/**
+ * A stream listener whose connections the addon accepts, connects upstream
+ * and pairs itself (native/sockets/src/forward.cc); what it does not take
+ * (a cap, the flow rate, no target, a failed or slow connect) goes to
+ * onHandoff with the client's socket.
+ */
+export interface ForwarderHandle extends CompiledHandle {
+  start(): void;
+}
+
+/**
+ * A UDP listener socket's flows set up and carried in C (native/sockets/src/
+ * udpfwd.cc); the datagrams it does not take stay in the socket's batches for
+ * JavaScript. close() lets go of the socket, which stays JavaScript's.
+ */
+export interface UdpForwarderHandle extends CompiledHandle {
+  /** A source (address * 65536 + port) whose flow JavaScript serves: the addon leaves its datagrams alone. */
+  claim(key: number): void;
+  release(key: number): void;
 }
 
 /** A stream socket held by the addon below net.Socket (native/sockets/src/rawstream.cc). */

@@ -2,7 +2,7 @@
 // lists every plug-in; the config validator, the REST API and the conformance
 // matrix read their capabilities from there.
 
-import type { ForwarderHandle, ForwarderOptions } from '../native/sockets.js';
+import type { CompiledHandle, ForwarderOptions } from '../native/sockets.js';
 import type { Channel, ChannelKind } from '../dataplane/channel.js';
 import type { GatewayError } from '../core/errors.js';
 import type { Logger } from '../observe/log.js';
@@ -93,19 +93,19 @@ export interface ListenerContext {
 
 /** How a compiled listener's sessions are named and their metadata filled (fastpath/compiled.ts). */
 export interface PairNaming {
-  readonly protocol: 'TCP' | 'UNIX';
-  /** The listener's address and port (TCP), or its socket file (UNIX). */
+  readonly protocol: 'TCP' | 'UNIX' | 'UDP';
+  /** The listener's address and port (TCP, UDP), or its socket file (UNIX). */
   readonly address: string;
   readonly port: number;
-  /** A TCP wildcard address: each session's local end is its own (getsockname). */
+  /** A TCP wildcard address: each session's local end is its own (getsockname). (UDP: the listener's address names them.) */
   readonly wildcard: boolean;
 }
 
 /** What a listener on the addon's Forwarder needs of fastpath/compiled.ts. */
 export interface CompiledSite {
   options(listener: string, connectTimeoutMs: number): ForwarderOptions;
-  attach(listener: string, f: ForwarderHandle, naming: PairNaming): void;
-  detach(listener: string, f: ForwarderHandle): void;
+  attach(listener: string, f: CompiledHandle, naming: PairNaming): void;
+  detach(listener: string, f: CompiledHandle): void;
   ended(listener: string): void;
   /** The addon's connect to `target` of `generation` failed with `code`: which endpoint, and the message the ordinary path would give. */
   failedAttempt(listener: string, generation: number, target: number, code: string): FailedAttempt | undefined;
@@ -203,6 +203,8 @@ export interface ClusterImpl {
    * address), and then no listener routing here is compiled.
    */
   compiledTarget?(endpoint: { readonly address: string }): [string, number] | [string] | undefined;
+  /** The same for a compiled UDP listener's flows (the addon's UdpForwarder): [numeric IPv4 host, port]. */
+  compiledDatagramTarget?(endpoint: { readonly address: string }): [string, number] | undefined;
   /**
    * Take the host resources the cluster needs (open its log file, ...) once
    * the change that adds it is about to commit, after listeners bound: a

@@ -16,6 +16,10 @@ import {
   api, controllerConfig, echo, freePort, nextMessage, randomPayload, tcpListening, tcpRoundTrip, udpClient, waitFor, type Peer,
 } from './helpers.js';
 
+// These tests are about UDP sessions in JavaScript (the batched path, the port
+// quarantine, a session's links); compiled UDP listeners have native-udp-forwarder.test.ts.
+process.env.L7MP_UDP_COMPILED = 'off';
+
 interface Started {
   gw: Gateway;
   base: string;

@@ -12,6 +12,10 @@ import { socketsAddon } from '../../src/native/sockets.js';
 import { api, echo, freePort, nextMessage, peer, startGw, udpBound, udpClient, waitFor } from './helpers.js';
 import { needAddon } from './native-helpers.js';
 
+// These tests are about UDP sessions in JavaScript (the batched path, the port
+// quarantine, a session's links); compiled UDP listeners have native-udp-forwarder.test.ts.
+process.env.L7MP_UDP_COMPILED = 'off';
+
 
 /** A datagram echo in this process on a free port, closed with the test (socat's flow echo merges a burst: its PIPE is a byte stream). */
 async function datagramEcho(t: ExecutionContext): Promise<number> {

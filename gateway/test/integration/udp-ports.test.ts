@@ -8,6 +8,10 @@ import dgram from 'node:dgram';
 import { PortQuarantine, QUARANTINE_TRIES, drawUnbarred, udpSourcePorts } from '../../src/protocols/udp/ports.js';
 import { api, freePort, nextMessage, startGw, udpClient, waitFor } from './helpers.js';
 
+// These tests are about UDP sessions in JavaScript (the batched path, the port
+// quarantine, a session's links); compiled UDP listeners have native-udp-forwarder.test.ts.
+process.env.L7MP_UDP_COMPILED = 'off';
+
 test('a released port is barred for the same upstream only, until the quarantine ends', (t) => {
   const q = new PortQuarantine(1000, 100);
   q.release('10.0.0.1:53', 40000, 0);

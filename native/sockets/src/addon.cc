@@ -37,6 +37,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   l7mp::InitFdSocket(env, exports);
   l7mp::InitSplice(env, exports);
   l7mp::InitForwarder(env, exports);
+  l7mp::InitUdpForwarder(env, exports);
   l7mp::InitRawStream(env, exports);
   exports.Set("platform", Napi::String::New(env, "linux"));
 #else

@@ -60,5 +60,6 @@ void InitSyscalls(Napi::Env env, Napi::Object exports);
 void InitFdSocket(Napi::Env env, Napi::Object exports);
 void InitSplice(Napi::Env env, Napi::Object exports);
 void InitForwarder(Napi::Env env, Napi::Object exports);
+void InitUdpForwarder(Napi::Env env, Napi::Object exports);
 
 }  // namespace l7mp

@@ -25,6 +25,7 @@
 // datagram sent.
 #include "common.h"
 #include "reactor.h"
+#include "tap.h"
 
 #include <cerrno>
 #include <cstring>
@@ -34,6 +35,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <uv.h>
 #include <vector>
 
 namespace l7mp {
@@ -44,6 +46,7 @@ constexpr int kBatch = 64;              // datagrams per recvmmsg/sendmmsg
 constexpr size_t kSlot = 65536;         // bytes per receive slot (largest UDP payload fits)
 constexpr size_t kAddr = 128;           // bytes per source address slot (sockaddr_storage)
 constexpr int kMaxRounds = 8;           // recvmmsg calls per readable event, so one busy fd cannot starve the loop
+constexpr int kSmallBatch = 4;          // a tap's batches up to this long are flushed whole (native/fdsocket.ts SMALL_BATCH)
 
 // The slab, its metadata and the source addresses, owned by JavaScript
 // buffers that initBatch() pins with references.
@@ -73,6 +76,12 @@ BatchArea* AreaOrNew(Napi::Env env) {
     env.SetInstanceData<BatchArea>(a);
   }
   return a;
+}
+
+uv_loop_t* Loop(Napi::Env env) {
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  return loop;
 }
 
 size_t ElementBytes(napi_typedarray_type t) {
@@ -175,6 +184,8 @@ class FdCore : public ReactorClient {
 
   int fd() const { return fd_; }
   bool accepting() const { return accept_; }
+  DatagramTap* tap() const { return tap_; }
+  void SetTap(DatagramTap* t) { tap_ = t; }
 
   void ReadStart(Napi::Env env) {
     reading_ = true;
@@ -194,6 +205,11 @@ class FdCore : public ReactorClient {
   // Close the fd (which takes it out of the epoll set); no callback after this.
   void CloseFd() {
     if (fd_ < 0) return;
+    if (tap_ != nullptr) {
+      DatagramTap* t = tap_;
+      tap_ = nullptr;
+      t->TapClosed();
+    }
     ReactorForget(token_, fd_, false);
     token_ = 0;
     if (held_) ReactorHold(-1);
@@ -406,12 +422,27 @@ class FdCore : public ReactorClient {
         return;
       }
       if (n < kBatch && shortDrains) readable_ = false;
+      int left = n;
+      uint64_t now = tap_ != nullptr ? uv_now(Loop(env)) : 0;
       for (int i = 0; i < n; i++) {
         bool trunc = (a->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
         a->meta[2 * i] = trunc ? -1 : static_cast<int32_t>(a->msgs[i].msg_len);
         a->meta[2 * i + 1] = static_cast<int32_t>(a->msgs[i].msg_hdr.msg_namelen);
+        if (tap_ == nullptr || trunc) continue;
+        DatagramTap::Verdict v = tap_->Offer(env, a->slab + i * kSlot, a->msgs[i].msg_len, *reinterpret_cast<sockaddr_storage*>(a->addrs + i * kAddr), now);
+        if (v == DatagramTap::kTaken) {
+          a->meta[2 * i] = -2;
+          left--;
+        } else if (v == DatagramTap::kRateRefused) {
+          a->meta[2 * i] = -3;
+        }
+        // After datagram 1, 2, 4, 8, ... of a batch that is not small, as
+        // native/fdsocket.ts flushes: a batch held whole travels as one
+        // convoy (bench/README.md, "the batch convoy").
+        if (n > kSmallBatch && (i & (i + 1)) == 0) tap_->Flush(env);
       }
-      Call(env, kOnData, Napi::Number::New(env, n));
+      if (tap_ != nullptr) tap_->Flush(env);
+      if (left > 0) Call(env, kOnData, Napi::Number::New(env, n));
       if (n < kBatch) return;
     }
   }
@@ -477,6 +508,7 @@ class FdCore : public ReactorClient {
   bool readable_ = false;  // an edge said data, EOF or an error, and no read has found the socket drained since
   bool outArmed_ = false;  // EPOLLOUT is in the registration
   int failed_ = 0;         // the registration could not be changed: reported from the idle turn
+  DatagramTap* tap_ = nullptr;  // takes datagrams before JavaScript (tap.h)
   bool errored_ = false;   // an edge carried EPOLLERR not yet looked into
 };
 
@@ -696,6 +728,20 @@ BatchArea::~BatchArea() {
 }
 
 }  // namespace
+
+int TapBareSocket(Napi::Env env, uint32_t id, DatagramTap* tap) {
+  BatchArea* a = Area(env);
+  BareFd* s = a != nullptr && id < a->bare.size() ? a->bare[id] : nullptr;
+  if (s == nullptr || s->fd() < 0 || s->accepting() || s->tap() != nullptr) return -1;
+  s->SetTap(tap);
+  return s->fd();
+}
+
+void UntapBareSocket(Napi::Env env, uint32_t id, DatagramTap* tap) {
+  BatchArea* a = Area(env);
+  BareFd* s = a != nullptr && id < a->bare.size() ? a->bare[id] : nullptr;
+  if (s != nullptr && s->tap() == tap) s->SetTap(nullptr);
+}
 
 void InitFdSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("FdSocket", FdSocket::Define(env));

@@ -30,7 +30,9 @@
 // says when records are waiting. JavaScript reads the live pairs (list) and
 // totals (stats) when asked and ends pairs (closePair, close).
 #include "common.h"
+#include "compiled.h"
 #include "pair.h"
+#include "reactor.h"
 
 #include <cerrno>
 #include <algorithm>
@@ -55,85 +57,8 @@ namespace {
 constexpr int kAcceptBatch = 64;
 // How often connects still in progress are checked against their deadline.
 constexpr uint64_t kSweepMs = 50;
-// Ended records waiting before JavaScript is told (onEnded); it is also told
-// of fewer within kEndedMs.
-constexpr size_t kEndedBatch = 256;
-constexpr uint64_t kEndedMs = 100;
-// Doubles per ended record (takeEnded).
-constexpr int kRecord = 12;
-
-// The shared admission counters (Float64Array, core/admission.ts).
-enum Global { kLive, kMax, kFdSampled, kFdDelta, kFdCeiling, kGlobalLen };
-// Descriptors a session is assumed to take until the next sample (fd-budget.ts FDS_PER_SESSION).
-constexpr double kFdsPerSession = 2;
-
-struct Target {
-  sockaddr_storage addr;
-  socklen_t len;
-  double weight;
-  double current;  // smooth weighted round robin
-};
-
-double WallMs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<double>(ts.tv_sec) * 1000 + static_cast<double>(ts.tv_nsec / 1000000);
-}
-
-// Token buckets per source address, as api/security.ts RateLimiter: `burst`
-// at most, refilled at `rate` per second; at most `max` sources, the least
-// recently seen dropped first.
-class FlowBuckets {
- public:
-  void Configure(double rate, double burst, size_t max) {
-    rate_ = rate;
-    burst_ = burst;
-    max_ = max > 0 ? max : 1;
-    map_.clear();
-    lru_.clear();
-  }
-  bool Take(const sockaddr_storage& ss, uint64_t nowMs) {
-    if (rate_ <= 0) return true;
-    std::string key;
-    if (ss.ss_family == AF_INET) key.assign(reinterpret_cast<const char*>(&reinterpret_cast<const sockaddr_in&>(ss).sin_addr), 4);
-    else if (ss.ss_family == AF_INET6) key.assign(reinterpret_cast<const char*>(&reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr), 16);
-    else return true;  // Unix peers have no address to limit
-    auto it = map_.find(key);
-    Bucket* b;
-    if (it != map_.end()) {
-      b = &it->second;
-      b->tokens = std::min(burst_, b->tokens + static_cast<double>(nowMs - b->last) / 1000 * rate_);
-      b->last = nowMs;
-      lru_.splice(lru_.end(), lru_, b->pos);
-    } else {
-      if (map_.size() >= max_) {
-        map_.erase(lru_.front());
-        lru_.pop_front();
-      }
-      lru_.push_back(key);
-      b = &map_[key];
-      b->tokens = burst_;
-      b->last = nowMs;
-      b->pos = std::prev(lru_.end());
-    }
-    if (b->tokens >= 1) {
-      b->tokens -= 1;
-      return true;
-    }
-    return false;
-  }
-
- private:
-  struct Bucket {
-    double tokens;
-    uint64_t last;
-    std::list<std::string>::iterator pos;
-  };
-  double rate_ = 0, burst_ = 0;
-  size_t max_ = 1;
-  std::unordered_map<std::string, Bucket> map_;
-  std::list<std::string> lru_;
-};
+using compiled::WallMs;
+using compiled::kRecord;
 
 class Forwarder;
 
@@ -217,16 +142,10 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       Napi::Value v = o.Get(k);
       return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d;
     };
-    max_ = num("max", 0);
     timeoutMs_ = static_cast<uint64_t>(num("connectTimeoutMs", 5000));
     flows_.Configure(num("flowRate", 0), num("flowBurst", 0), static_cast<size_t>(num("flowSources", 65536)));
-    listenerLive_ = Cells(env, o.Get("listenerLive"), 1, &ownLive_);
-    global_ = Cells(env, o.Get("global"), kGlobalLen, ownGlobal_);
+    cells_.Init(env, o, "Forwarder", 2);
     if (env.IsExceptionPending()) return;
-    if (global_ == ownGlobal_) {
-      ownGlobal_[kMax] = 1e300;
-      ownGlobal_[kFdCeiling] = -1;
-    }
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
     for (uv_timer_t** t : {&sweep_, &endedTimer_}) {
@@ -240,7 +159,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   ~Forwarder() override {
     // Environment teardown with the forwarder still open: release the fds,
     // and leave the shared cells alone (their memory may be gone already).
-    tearingDown_ = true;
+    cells_.TearDown();
     if (fd_ >= 0) close(fd_);
     for (auto& kv : pairs_) {
       kv.second->Abort(false);
@@ -262,37 +181,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       Napi::TypeError::New(env, "targets(list, generation, connectTimeoutMs?)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    Napi::Array a = info[0].As<Napi::Array>();
-    std::vector<Target> ts;
-    for (uint32_t i = 0; i < a.Length(); i++) {
-      Napi::Value e = a.Get(i);
-      Target t{};
-      t.weight = 1;
-      bool ok = false;
-      if (e.IsArray()) {
-        Napi::Array p = e.As<Napi::Array>();
-        Napi::Value host = p.Get(0u), port = p.Get(1u), weight = p.Get(2u);
-        if (weight.IsNumber()) t.weight = weight.As<Napi::Number>().DoubleValue();
-        bool unixPath = host.IsString() && (p.Length() == 1 || (port.IsNumber() && port.As<Napi::Number>().Int32Value() == -1));
-        if (host.IsString() && port.IsNumber() && !unixPath) {
-          ok = InetAddr(host.As<Napi::String>().Utf8Value(), port.As<Napi::Number>().Int32Value(), &t.addr, &t.len);
-        } else if (unixPath) {
-          sockaddr_un su;
-          socklen_t l;
-          ok = UnixAddr(host.As<Napi::String>().Utf8Value(), &su, &l);
-          if (ok) {
-            memcpy(&t.addr, &su, l);
-            t.len = l;
-          }
-        }
-      }
-      if (!ok || !(t.weight >= 0)) {
-        Napi::TypeError::New(env, "targets: each is [numeric host, port, weight?] or [unix path, -1?, weight?]").ThrowAsJavaScriptException();
-        return env.Undefined();
-      }
-      if (t.weight > 0) ts.push_back(t);
-    }
-    targets_.swap(ts);
+    if (!targets_.Parse(env, info[0].As<Napi::Array>(), true)) return env.Undefined();
     gen_ = info[1].As<Napi::Number>().DoubleValue();
     if (info.Length() > 2 && info[2].IsNumber()) timeoutMs_ = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
     return env.Undefined();
@@ -320,12 +209,8 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   // connect failures]; the bytes include the live pairs'.
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
-        info[0].As<Napi::TypedArray>().ElementLength() < 10) {
-      Napi::TypeError::New(env, "stats(Float64Array(10))").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    Napi::Float64Array out = info[0].As<Napi::Float64Array>();
+    double* out = compiled::StatsOut(info, 10, "stats(Float64Array(10))");
+    if (out == nullptr) return env.Undefined();
     double up = bytes_[0], down = bytes_[1];
     for (auto& kv : pairs_) {
       up += kv.second->dir(0).bytes;
@@ -335,7 +220,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     out[1] = accepted_;
     out[2] = paired_;
     out[3] = handedOff_;
-    out[4] = ended_;
+    out[4] = endedCount_;
     out[5] = failed_;
     out[6] = up;
     out[7] = down;
@@ -385,57 +270,16 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   // detail mode, `detail` gets [address, port, local address, local port]
   // for each record taken (addresses "" for Unix sockets).
   Napi::Value TakeEnded(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-      Napi::TypeError::New(env, "takeEnded(Float64Array, detail?)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    Napi::Float64Array out = info[0].As<Napi::Float64Array>();
-    size_t n = std::min(out.ElementLength() / kRecord, (ended_records_.size() - endedHead_) / kRecord);
-    memcpy(out.Data(), ended_records_.data() + endedHead_, n * kRecord * sizeof(double));
-    size_t first = endedHead_ / kRecord;
-    endedHead_ += n * kRecord;
-    if (info.Length() > 1 && info[1].IsArray()) {
-      Napi::Array d = info[1].As<Napi::Array>();
-      for (size_t i = 0; i < n; i++) {
-        size_t k = first + i - detailBase_;
-        if (k >= ended_detail_.size()) {
-          d.Set(static_cast<uint32_t>(i), env.Undefined());
-          continue;
-        }
-        const Addresses& a = ended_detail_[k];
-        char buf[INET6_ADDRSTRLEN] = {0}, lbuf[INET6_ADDRSTRLEN] = {0};
-        int port = 0, lport = 0;
-        bool ip = IpText(a.peer, buf, &port), lip = IpText(a.local, lbuf, &lport);
-        Napi::Array e = Napi::Array::New(env, 4);
-        e.Set(0u, Napi::String::New(env, ip ? buf : ""));
-        e.Set(1u, Napi::Number::New(env, port));
-        e.Set(2u, Napi::String::New(env, lip ? lbuf : ""));
-        e.Set(3u, Napi::Number::New(env, lport));
-        d.Set(static_cast<uint32_t>(i), e);
-      }
-    }
-    if (endedHead_ == ended_records_.size()) {
-      ended_records_.clear();
-      ended_detail_.clear();
-      endedHead_ = 0;
-      detailBase_ = 0;
-      told_ = false;
-      uv_timer_stop(endedTimer_);
-    }
-    return Napi::Number::New(env, static_cast<double>(n));
+    bool drained;
+    Napi::Value n = ended_.Take(info, &drained);
+    if (drained) uv_timer_stop(endedTimer_);
+    return n;
   }
 
   // setDetail(on): keep each pair's addresses for its ended record (an
   // access log or ended sessions kept listed need them; off by default).
   Napi::Value SetDetail(const Napi::CallbackInfo& info) {
-    bool on = info.Length() > 0 && info[0].ToBoolean().Value();
-    if (on != detail_) {
-      // Records from here on line up with ended_detail_ from its start.
-      ended_detail_.clear();
-      detailBase_ = ended_records_.size() / kRecord;
-      detail_ = on;
-    }
+    ended_.SetDetail(info.Length() > 0 && info[0].ToBoolean().Value());
     return info.Env().Undefined();
   }
 
@@ -480,9 +324,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     // cycle through a GC root, and the listener would never be collected.
     onHandoff_.Reset();
     onEnded_.Reset();
-    listenerLive_ = &ownLive_;
-    global_ = ownGlobal_;
-    cellRefs_.clear();
+    cells_.Release();
     return env.Undefined();
   }
 
@@ -508,7 +350,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       }
       accepted_++;
       if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) NoDelay(c);
-      if (targets_.empty() || Full()) {
+      if (targets_.empty() || cells_.Full()) {
         Handoff(env, c, peer, nullptr);
         continue;
       }
@@ -539,7 +381,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     ReactorForget(p->token, p->upstream, true);
     p->token = 0;
     RemovePending(p);
-    Unadmit();
+    cells_.Unadmit();
     if (soerr != 0) {
       close(p->upstream);
       connectFailed_++;
@@ -551,37 +393,6 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   }
 
  private:
-  // A shared Float64Array of at least n cells, or `own` when absent.
-  double* Cells(Napi::Env env, Napi::Value v, size_t n, double* own) {
-    if (v.IsUndefined()) return own;
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array || v.As<Napi::TypedArray>().ElementLength() < n) {
-      Napi::TypeError::New(env, "Forwarder: listenerLive and global are Float64Arrays (1 and 5 cells)").ThrowAsJavaScriptException();
-      return own;
-    }
-    // Kept alive by JavaScript (core/admission.ts holds them for the process's life).
-    cellRefs_.push_back(Napi::Persistent(v.As<Napi::Object>()));
-    return v.As<Napi::Float64Array>().Data();
-  }
-
-  // As core/admission.ts full(): the listener's cap, the gateway's cap, the descriptor budget.
-  bool Full() const {
-    if (*listenerLive_ >= max_) return true;
-    if (global_[kLive] >= global_[kMax]) return true;
-    return global_[kFdCeiling] >= 0 && global_[kFdSampled] + global_[kFdDelta] * kFdsPerSession >= global_[kFdCeiling];
-  }
-  // A connection holds its place from the connect on (as a session does from admission).
-  void Admit() {
-    *listenerLive_ += 1;
-    global_[kLive] += 1;
-    global_[kFdDelta] += 1;
-  }
-  void Unadmit() {
-    if (tearingDown_) return;
-    *listenerLive_ -= 1;
-    global_[kLive] -= 1;
-    global_[kFdDelta] -= 1;
-  }
-
   void CloseListener() {
     if (token_ != 0) {
       ReactorForget(token_, fd_, false);
@@ -597,25 +408,9 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // best effort, as net's noDelay
   }
 
-  // Smooth weighted round robin (nginx's): each pick adds every weight to its
-  // target's current value and takes the largest, which then gives back the total.
-  int Next() {
-    if (targets_.size() == 1) return 0;
-    double total = 0;
-    int best = 0;
-    for (size_t i = 0; i < targets_.size(); i++) {
-      Target& t = targets_[i];
-      t.current += t.weight;
-      total += t.weight;
-      if (t.current > targets_[best].current) best = static_cast<int>(i);
-    }
-    targets_[best].current -= total;
-    return best;
-  }
-
   void Connect(Napi::Env env, int c, const sockaddr_storage& peer) {
-    int ti = Next();
-    const Target& t = targets_[ti];
+    int ti = targets_.Next();
+    const compiled::Target& t = targets_[ti];
     int u = socket(t.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (u < 0) {
       connectFailed_++;
@@ -653,13 +448,13 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   void MakePair(Napi::Env env, int c, int u, const sockaddr_storage& peer, int ti) {
     double id = ++lastId_;
     auto* p = new FwdPair(this, id, gen_, c, u, peer, ti, WallMs());
-    if (detail_) {
+    if (ended_.detail()) {
       socklen_t llen = sizeof(p->local_);
       if (getsockname(c, reinterpret_cast<sockaddr*>(&p->local_), &llen) != 0) p->local_.ss_family = AF_UNSPEC;
     }
     pairs_[id] = p;
     paired_++;
-    Admit();
+    cells_.Admit();
     // Start may end the pair at once (PairEnded deletes it): not touched after.
     int err = p->Start(env);
     if (err != 0) {
@@ -689,7 +484,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       return;
     }
     pending_.push_back(p);
-    Admit();
+    cells_.Admit();
     if (pending_.size() == 1) uv_timer_start(sweep_, Sweep, kSweepMs, kSweepMs);
   }
 
@@ -702,7 +497,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     for (Pending* p : f->pending_) if (p->deadline <= now) late.push_back(p);
     for (Pending* p : late) {
       f->RemovePending(p);
-      f->Unadmit();
+      f->cells_.Unadmit();
       int c = p->client, target = p->target;
       double gen = p->gen;
       sockaddr_storage peer = p->peer;
@@ -730,15 +525,15 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     if (p->client >= 0) {
       if (reset) ResetOnClose(p->client);
       close(p->client);
-      Unadmit();
+      cells_.Unadmit();
     }
     delete p;
   }
 
   // A pair is over: its place is given back, its counts folded in, its record kept.
   void Record(Napi::Env env, FwdPair* p, int err, double kind, int side = -1) {
-    Unadmit();
-    ended_++;
+    cells_.Unadmit();
+    endedCount_++;
     if (err != 0) failed_++;
     bytes_[0] += p->dir(0).bytes;
     bytes_[1] += p->dir(1).bytes;
@@ -746,31 +541,25 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     double r[kRecord] = {p->id_, p->gen_, p->started_, std::max(0.0, now - p->started_), p->dir(0).bytes, p->dir(0).reads,
                          p->dir(1).bytes, p->dir(1).reads, static_cast<double>(err), kind, static_cast<double>(p->target_),
                          static_cast<double>(side)};
-    ended_records_.insert(ended_records_.end(), r, r + kRecord);
-    if (detail_) ended_detail_.push_back(Addresses{p->peer_, p->local_});
-    size_t waiting = (ended_records_.size() - endedHead_) / kRecord;
-    if (waiting == 1) uv_timer_start(endedTimer_, Due, kEndedMs, 0);
-    if (waiting >= kEndedBatch && !told_) Tell(env);
+    switch (ended_.Push(r, p->peer_, p->local_)) {
+      case compiled::EndedLog::kStartTimer: uv_timer_start(endedTimer_, Due, compiled::kEndedMs, 0); break;
+      case compiled::EndedLog::kTellNow: Tell(env); break;
+      default: break;
+    }
   }
 
   static void Due(uv_timer_t* h) {
     auto* f = static_cast<Forwarder*>(h->data);
     Napi::Env env = f->Env();
     Napi::HandleScope scope(env);
-    if (f->ended_records_.size() > f->endedHead_) f->Tell(env);
+    if (f->ended_.Waiting() > 0) f->Tell(env);
   }
 
   // onEnded(): records are waiting. Not again until they have been taken.
   void Tell(Napi::Env env) {
-    told_ = true;
+    ended_.Told();
     uv_timer_stop(endedTimer_);
-    if (onEnded_.IsEmpty()) return;
-    ReactorCallsJs();
-    onEnded_.MakeCallback(Value(), {});
-    if (env.IsExceptionPending()) {
-      Napi::Error e = env.GetAndClearPendingException();
-      napi_fatal_exception(env, e.Value());
-    }
+    compiled::CallJs(env, onEnded_, Value(), 0, nullptr);
   }
 
   // To JavaScript: fd (the client's socket, now JavaScript's; -1 for an
@@ -793,42 +582,23 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       Napi::Number::New(env, target),
       Napi::Number::New(env, gen),
     };
-    ReactorCallsJs();
-    onHandoff_.MakeCallback(Value(), 6, args);
-    if (env.IsExceptionPending()) {
-      Napi::Error e = env.GetAndClearPendingException();
-      napi_fatal_exception(env, e.Value());
-    }
+    compiled::CallJs(env, onHandoff_, Value(), 6, args);
   }
 
   int fd_ = -1;
   uint64_t token_ = 0;
-  double max_ = 0;
   uint64_t timeoutMs_ = 5000;
   uv_timer_t* sweep_ = nullptr;
   uv_timer_t* endedTimer_ = nullptr;
-  std::vector<Target> targets_;
+  compiled::Targets targets_;
   double gen_ = 0;
   double lastId_ = 0;
   std::unordered_map<double, FwdPair*> pairs_;
   std::vector<Pending*> pending_;
-  FlowBuckets flows_;
-  double ownLive_ = 0;
-  double ownGlobal_[kGlobalLen] = {0, 0, 0, 0, 0};
-  double* listenerLive_ = &ownLive_;
-  double* global_ = ownGlobal_;
-  std::vector<Napi::ObjectReference> cellRefs_;
-  struct Addresses {
-    sockaddr_storage peer, local;
-  };
-  std::vector<double> ended_records_;
-  std::vector<Addresses> ended_detail_;  // in detail mode, one per record from detailBase_ on
-  size_t detailBase_ = 0;
-  bool detail_ = false;
-  bool tearingDown_ = false;
-  size_t endedHead_ = 0;
-  bool told_ = false;
-  double accepted_ = 0, paired_ = 0, handedOff_ = 0, ended_ = 0, failed_ = 0, connectFailed_ = 0;
+  compiled::FlowBuckets flows_;
+  compiled::Cells cells_;
+  compiled::EndedLog ended_;
+  double accepted_ = 0, paired_ = 0, handedOff_ = 0, endedCount_ = 0, failed_ = 0, connectFailed_ = 0;
   double bytes_[2] = {0, 0};
   Napi::FunctionReference onHandoff_;
   Napi::FunctionReference onEnded_;

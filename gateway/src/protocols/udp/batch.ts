@@ -18,7 +18,7 @@ import { isIPv4 } from 'node:net';
 import { BaseChannel, type ChannelKind } from '../../dataplane/channel.js';
 import { NativeDatagramChannel } from '../../native/channel.js';
 import { NativeSocket, sourceAddress, sourceIPv4Key, type NativeSocketHandler } from '../../native/fdsocket.js';
-import { socketsAddon, type SocketsAddon } from '../../native/sockets.js';
+import { socketsAddon, type SocketsAddon, type UdpForwarderHandle } from '../../native/sockets.js';
 import { MAX_UDP_PAYLOAD, sendInPieces } from '../common/datagram.js';
 import { flowClock } from '../common/flows.js';
 import { releaseSourcePort } from './ports.js';
@@ -145,6 +145,8 @@ export function flat(s: string): string {
 /** What the listener does with a datagram from a peer it has no flow for. */
 export interface SharedUdpOwner {
   newFlow(shared: SharedUdpSocket, key: number, msg: Buffer, slot: number): void;
+  /** The addon's flow table refused a new source over its flow rate (compiled.ts). */
+  flowRate(key: number): void;
   socketError(code: string): void;
 }
 
@@ -165,6 +167,8 @@ export class SharedUdpSocket implements NativeSocketHandler {
   private blocked: Set<SharedUdpFlow> | undefined;
   /** The listener stopped: close the socket when the last flow ends. */
   private closing = false;
+  /** The addon's flow table on this socket (a compiled listener, compiled.ts): it leaves our flows' datagrams to us. */
+  private tap: UdpForwarderHandle | undefined;
 
   constructor(private readonly addon: SocketsAddon, fd: number, readonly local: { readonly address: string; readonly port: number }, private readonly owner: SharedUdpOwner) {
     this.sock = new NativeSocket(addon, fd, 'data', this, true);
@@ -179,10 +183,27 @@ export class SharedUdpSocket implements NativeSocketHandler {
     else if (!this.closing) this.owner.newFlow(this, key, msg, slot);
   }
 
+  flowRate(slot: number): void {
+    if (!this.closing) this.owner.flowRate(sourceIPv4Key(slot));
+  }
+
+  useTap(t: UdpForwarderHandle): void {
+    this.tap = t;
+    for (const key of this.flows.keys()) t.claim(key);
+  }
+
+  /** The addon's flow table let go of the socket (its flows ended). */
+  tapGone(t: UdpForwarderHandle): void {
+    if (this.tap !== t) return;
+    this.tap = undefined;
+    this.closeIfDone();
+  }
+
   /** Add a flow for the source of `slot` in the current batch; `peer` is its address:port. */
   open(key: number, slot: number, peer: string): SharedUdpFlow {
     const f = new SharedUdpFlow(this, key, Buffer.from(sourceAddress(slot)), peer);
     this.flows.set(key, f);
+    this.tap?.claim(key);
     return f;
   }
 
@@ -228,15 +249,22 @@ export class SharedUdpSocket implements NativeSocketHandler {
   }
 
   removed(f: SharedUdpFlow): void {
-    if (this.flows.get(f.key) === f) this.flows.delete(f.key);
+    if (this.flows.get(f.key) === f) {
+      this.flows.delete(f.key);
+      this.tap?.release(f.key);
+    }
     this.blocked?.delete(f);
-    if (this.closing && this.flows.size === 0) this.sock.close();
+    this.closeIfDone();
   }
 
-  /** No new flows; the socket closes with the last one (sessions outlive a listener deleted without recursive). */
+  /** No new flows; the socket closes with the last one, ours and the addon's (sessions outlive a listener deleted without recursive). */
   stop(): void {
     this.closing = true;
-    if (this.flows.size === 0) this.sock.close();
+    this.closeIfDone();
+  }
+
+  private closeIfDone(): void {
+    if (this.closing && this.flows.size === 0 && this.tap === undefined) this.sock.close();
   }
 }
 

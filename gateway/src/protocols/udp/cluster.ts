@@ -28,6 +28,16 @@ export class UdpCluster implements ClusterImpl {
 
   constructor(private readonly cfg: UdpClusterConfig, private readonly ctx: ClusterContext) {}
 
+  /**
+   * A compiled UDP listener's target (fastpath/compiled.ts): where the batched
+   * path would go, without a bind. (The addon's flows take kernel-chosen
+   * source ports without the quarantine of ports.ts.)
+   */
+  compiledDatagramTarget(ep: { readonly address: string }): [string, number] | undefined {
+    if (this.cfg.bindAddress !== undefined || this.cfg.bindPort !== undefined) return undefined;
+    return this.batchTarget(ep.address) === undefined ? undefined : [ep.address, this.cfg.port];
+  }
+
   /** The batched path (an IPv4 endpoint, the addon built) opens and connects its socket at once: no promise. */
   connectNow(req: ConnectRequest): UdpFlowChannel | undefined {
     const ep = req.endpoint;

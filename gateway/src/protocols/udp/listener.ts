@@ -9,6 +9,7 @@ import { bindError } from '../common/socket.js';
 import { portSharing } from '../common/reuseport.js';
 import { SharedUdpSocket, canBatch, flat, keyAddress, udpBatchAddon, type SharedUdpFlow, type SharedUdpOwner } from './batch.js';
 import { UdpChannel, type UdpFlowChannel } from './channel.js';
+import { CompiledUdp } from './compiled.js';
 
 export interface UdpListenerConfig {
   address: string;
@@ -47,6 +48,8 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
   private readonly flows = new Map<string, UdpChannel | Uint8Array[]>();
   /** The shared socket's flow table, kept for the idle sweep after stop() (sessions outlive the listener). */
   private sharedFlows: Map<number, SharedUdpFlow> | undefined;
+  /** The addon's flow table on the shared socket (a compiled listener, compiled.ts). */
+  private compiled: CompiledUdp | undefined;
   private seq = 0;
   /** address:port of the listener, for session names. */
   private readonly localName: string;
@@ -132,6 +135,11 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
     if (portSharing.on) portSharing.reportUdp?.(fd, address, addon.localAddress(fd).port ?? port);
     this.shared = new SharedUdpSocket(addon, fd, { address, port }, this);
     this.sharedFlows = this.shared.flows;
+    const { compiled: site } = this.ctx;
+    // Not with connect{}: the peers it allows are checked per new flow, in JavaScript.
+    if (site !== undefined && addon.UdpForwarder !== undefined && process.env.L7MP_UDP_COMPILED !== 'off' && this.cfg.connectAddress === undefined && this.cfg.connectPort === undefined) {
+      this.compiled = new CompiledUdp(addon.UdpForwarder, this.shared, { ...this.ctx, compiled: site }, { address, port }, this.cfg.idleTimeout);
+    }
     startFlowClock();
     this.idle.start();
   }
@@ -152,10 +160,25 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
     this.ctx.emit({ name: flat(`UDP:${peer}-${this.localName}-${this.seq++}`), channel: f, metadata, admitted: true });
   }
 
+  /** SharedUdpOwner: the addon's flow table refused a new source over its flow rate. */
+  flowRate(key: number): void {
+    const r = keyAddress(key);
+    this.ctx.refusals.refuse('flow_rate', this.ctx.listenerName, { source: r.address });
+  }
+
   /** SharedUdpOwner: the socket failed; its flows are closed with the error. */
   socketError(code: string): void {
     this.ctx.log.error({ listener: this.ctx.listenerName, code }, 'UDP listener socket failed; its sessions end');
     this.shared = undefined;
+    const c = this.compiled;
+    this.compiled = undefined;
+    c?.detach();
+    c?.fail();
+  }
+
+  /** Draining: the addon opens no new flows (the gateway refuses new sessions here). */
+  stopAccepting(): void {
+    this.compiled?.stopAccepting();
   }
 
   private async startSingleton(sock: dgram.Socket): Promise<void> {
@@ -285,6 +308,9 @@ export class UdpListener implements ListenerImpl, SharedUdpOwner {
       // Sessions may outlive the listener (deleted without recursive): the
       // socket serves them, and their idle sweep, until the last one ends.
       this.shared = undefined;
+      const c = this.compiled;
+      this.compiled = undefined;
+      c?.detach();
       shared.stop();
       return;
     }
