@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <string>
 #include <unordered_map>
+#include <uv.h>
 #include <vector>
 
 namespace l7mp {
@@ -32,11 +33,34 @@ inline double WallMs() {
   return static_cast<double>(ts.tv_sec) * 1000 + static_cast<double>(ts.tv_nsec / 1000000);
 }
 
+// A number from options, or `d`.
+inline double NumberOr(Napi::Object o, const char* key, double d) {
+  Napi::Value v = o.Get(key);
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d;
+}
+
+// A timer that never keeps the loop alive, with `data` for its callback; CloseTimer frees it.
+inline uv_timer_t* NewTimer(uv_loop_t* loop, void* data) {
+  auto* t = new uv_timer_t;
+  uv_timer_init(loop, t);
+  t->data = data;
+  uv_unref(reinterpret_cast<uv_handle_t*>(t));
+  return t;
+}
+
+inline void CloseTimer(uv_timer_t* t) {
+  if (t != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+}
+
 // Token buckets per source address, as api/security.ts RateLimiter: `burst`
 // at most, refilled at `rate` per second; at most `max` sources, the least
 // recently seen dropped first.
 class FlowBuckets {
  public:
+  // From options {flowRate (0: no limit), flowBurst, flowSources}.
+  void Configure(Napi::Object o) {
+    Configure(NumberOr(o, "flowRate", 0), NumberOr(o, "flowBurst", 0), static_cast<size_t>(NumberOr(o, "flowSources", 65536)));
+  }
   void Configure(double rate, double burst, size_t max) {
     rate_ = rate;
     burst_ = burst;

@@ -138,22 +138,14 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
     onHandoff_ = Napi::Persistent(info[1].As<Napi::Function>());
     onEnded_ = Napi::Persistent(info[2].As<Napi::Function>());
     Napi::Object o = info[3].As<Napi::Object>();
-    auto num = [&](const char* k, double d) {
-      Napi::Value v = o.Get(k);
-      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d;
-    };
-    timeoutMs_ = static_cast<uint64_t>(num("connectTimeoutMs", 5000));
-    flows_.Configure(num("flowRate", 0), num("flowBurst", 0), static_cast<size_t>(num("flowSources", 65536)));
+    timeoutMs_ = static_cast<uint64_t>(compiled::NumberOr(o, "connectTimeoutMs", 5000));
+    flows_.Configure(o);
     cells_.Init(env, o, "Forwarder", 2);
     if (env.IsExceptionPending()) return;
     uv_loop_t* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
-    for (uv_timer_t** t : {&sweep_, &endedTimer_}) {
-      *t = new uv_timer_t;
-      uv_timer_init(loop, *t);
-      (*t)->data = this;
-      uv_unref(reinterpret_cast<uv_handle_t*>(*t));
-    }
+    sweep_ = compiled::NewTimer(loop, this);
+    endedTimer_ = compiled::NewTimer(loop, this);
   }
 
   ~Forwarder() override {
@@ -166,9 +158,8 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       delete kv.second;
     }
     for (Pending* p : pending_) DropPending(p, false);
-    for (uv_timer_t* t : {sweep_, endedTimer_}) {
-      if (t != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    }
+    compiled::CloseTimer(sweep_);
+    compiled::CloseTimer(endedTimer_);
   }
 
   // targets([[host, port, weight?] | [unixPath, -1?, weight?], ...], generation,

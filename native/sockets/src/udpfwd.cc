@@ -127,12 +127,8 @@ class UdpForwarder : public Napi::ObjectWrap<UdpForwarder>, public DatagramTap {
       return;
     }
     Napi::Object o = info[2].As<Napi::Object>();
-    auto num = [&](const char* k, double d) {
-      Napi::Value v = o.Get(k);
-      return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : d;
-    };
-    idleMs_ = static_cast<uint64_t>(std::max(0.0, num("idleTimeoutMs", 0)));
-    buckets_.Configure(num("flowRate", 0), num("flowBurst", 0), static_cast<size_t>(num("flowSources", 65536)));
+    idleMs_ = static_cast<uint64_t>(std::max(0.0, compiled::NumberOr(o, "idleTimeoutMs", 0)));
+    buckets_.Configure(o);
     cells_.Init(env, o, "UdpForwarder", 1);  // the upstream socket
     if (env.IsExceptionPending()) return;
     socket_ = info[0].As<Napi::Number>().Uint32Value();
@@ -145,12 +141,8 @@ class UdpForwarder : public Napi::ObjectWrap<UdpForwarder>, public DatagramTap {
     if (getsockname(fd_, reinterpret_cast<sockaddr*>(&local_), &llen) != 0) local_.ss_family = AF_UNSPEC;
     onEnded_ = Napi::Persistent(info[1].As<Napi::Function>());
     napi_get_uv_event_loop(env, &loop_);
-    for (uv_timer_t** t : {&sweep_, &endedTimer_}) {
-      *t = new uv_timer_t;
-      uv_timer_init(loop_, *t);
-      (*t)->data = this;
-      uv_unref(reinterpret_cast<uv_handle_t*>(*t));
-    }
+    sweep_ = compiled::NewTimer(loop_, this);
+    endedTimer_ = compiled::NewTimer(loop_, this);
     if (idleMs_ > 0) {
       uint64_t every = std::min<uint64_t>(1000, std::max<uint64_t>(50, idleMs_ / 4));
       uv_timer_start(sweep_, Sweep, every, every);
@@ -167,9 +159,8 @@ class UdpForwarder : public Napi::ObjectWrap<UdpForwarder>, public DatagramTap {
       close(kv.second->fd);
       delete kv.second;
     }
-    for (uv_timer_t* t : {sweep_, endedTimer_}) {
-      if (t != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
-    }
+    compiled::CloseTimer(sweep_);
+    compiled::CloseTimer(endedTimer_);
   }
 
   // DatagramTap: a datagram the listener's socket read.
