@@ -173,6 +173,8 @@ export class CompiledListeners implements CompiledSessions, CompiledSite {
   refresh(): void {
     for (const e of this.entries.values()) {
       e.track = this.graph.listeners.get(e.listener)?.options.track ?? 0;
+      // A listener starts before its change commits: its options.max_sessions is known from here on.
+      e.f.setMax(this.admission.listenerMax(e.listener));
       const detail = this.accessLog !== undefined || e.track > 0;
       if (detail !== e.detail) {
         e.f.setDetail(detail);

@@ -152,6 +152,8 @@ export interface CompiledHandle {
   takeEnded(out: Float64Array, detail?: ([string, number, string, number] | undefined)[]): number;
   /** Keep each pair's addresses for its ended record (for an access log, or ended sessions kept listed). */
   setDetail(on: boolean): void;
+  /** The listener's cap of live sessions (options.max_sessions, read again at every change). */
+  setMax(max: number): void;
   /** End one pair (FINs, or RSTs with reset) with end kind `kind` (default 2, deleted); false: no live pair has that id. */
   closePair(id: number, reset?: boolean, kind?: number): boolean;
   /** Stop accepting and close the listener, every pair (end kind `kind`, default 2) and pending connect. */

@@ -136,6 +136,9 @@ class Cells {
     }
   }
 
+  // The listener's cap (options.max_sessions, which a change may set after the listener started).
+  void SetMax(double max) { max_ = max; }
+
   // As core/admission.ts full(): the listener's cap, the gateway's cap, the descriptor budget.
   bool Full() const {
     if (*listenerLive_ >= max_) return true;

@@ -116,6 +116,7 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
       InstanceMethod<&Forwarder::List>("list"),
       InstanceMethod<&Forwarder::TakeEnded>("takeEnded"),
       InstanceMethod<&Forwarder::SetDetail>("setDetail"),
+      InstanceMethod<&Forwarder::SetMax>("setMax"),
       InstanceMethod<&Forwarder::ClosePair>("closePair"),
       InstanceMethod<&Forwarder::Close>("close"),
     });
@@ -271,6 +272,12 @@ class Forwarder : public Napi::ObjectWrap<Forwarder>, public ReactorClient {
   // access log or ended sessions kept listed need them; off by default).
   Napi::Value SetDetail(const Napi::CallbackInfo& info) {
     ended_.SetDetail(info.Length() > 0 && info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+
+  // setMax(n): the listener's cap of live sessions (options.max_sessions).
+  Napi::Value SetMax(const Napi::CallbackInfo& info) {
+    if (info.Length() > 0 && info[0].IsNumber()) cells_.SetMax(info[0].As<Napi::Number>().DoubleValue());
     return info.Env().Undefined();
   }
 

@@ -108,6 +108,7 @@ class UdpForwarder : public Napi::ObjectWrap<UdpForwarder>, public DatagramTap {
       InstanceMethod<&UdpForwarder::List>("list"),
       InstanceMethod<&UdpForwarder::TakeEnded>("takeEnded"),
       InstanceMethod<&UdpForwarder::SetDetail>("setDetail"),
+      InstanceMethod<&UdpForwarder::SetMax>("setMax"),
       InstanceMethod<&UdpForwarder::ClosePair>("closePair"),
       InstanceMethod<&UdpForwarder::Close>("close"),
       InstanceMethod<&UdpForwarder::Claim>("claim"),
@@ -476,6 +477,12 @@ class UdpForwarder : public Napi::ObjectWrap<UdpForwarder>, public DatagramTap {
 
   Napi::Value SetDetail(const Napi::CallbackInfo& info) {
     ended_.SetDetail(info.Length() > 0 && info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+
+  // setMax(n): the listener's cap of live sessions (options.max_sessions).
+  Napi::Value SetMax(const Napi::CallbackInfo& info) {
+    if (info.Length() > 0 && info[0].IsNumber()) cells_.SetMax(info[0].As<Napi::Number>().DoubleValue());
     return info.Env().Undefined();
   }
 

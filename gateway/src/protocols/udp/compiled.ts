@@ -65,6 +65,10 @@ export class CompiledUdp implements CompiledHandle {
     this.f.setDetail(on);
   }
 
+  setMax(max: number): void {
+    this.f.setMax(max);
+  }
+
   closePair(id: number, reset?: boolean, kind?: number): boolean {
     return this.f.closePair(id, reset, kind);
   }

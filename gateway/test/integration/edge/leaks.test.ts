@@ -46,7 +46,7 @@ test('sessions that ended leave nothing reachable, on every path', async (t) => 
   udpUp.on('message', (m, r) => udpUp.send(m, r.port, r.address));
   await new Promise<void>((r) => udpUp.bind(0, '127.0.0.1', () => r()));
   t.teardown(() => udpUp.close());
-  const p = { tcp: await freePort(), tcpCompiled: await freePort(), tcpJs: await freePort(), http: await freePort(), httpNode: await freePort(), ws: await freePort(), wsJs: await freePort(), udp: await freePort() };
+  const p = { tcp: await freePort(), tcpCompiled: await freePort(), tcpJs: await freePort(), http: await freePort(), httpNode: await freePort(), ws: await freePort(), wsJs: await freePort(), udp: await freePort(), udpCompiled: await freePort() };
   const uds = tmpPath('leaks.sock');
   const tcpCluster = { name: 'tcp-echo', spec: { protocol: 'TCP', port: tcpUp.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] };
   const httpCluster = { name: 'http-up', spec: { protocol: 'HTTP', port: httpUp.port }, endpoints: [{ spec: { address: '127.0.0.1' } }] };
@@ -66,7 +66,9 @@ test('sessions that ended leave nothing reachable, on every path', async (t) => 
       listener('http-node', { protocol: 'HTTP', port: p.httpNode, engine: 'node' }, 'http-up'),
       listener('ws', { protocol: 'WebSocket', port: p.ws }, 'tcp-echo'),
       listener('ws-js', { protocol: 'WebSocket', port: p.wsJs, engine: 'ws' }, 'udp-echo'),
-      listener('udp', { protocol: 'UDP', port: p.udp, idle_timeout: 1 }, 'udp-echo'),
+      // As tcp-raw: a rule that looks at the flow keeps its sessions in JavaScript; udp-compiled's are the addon's.
+      { name: 'udp', spec: { protocol: 'UDP', address: '127.0.0.1', port: p.udp, idle_timeout: 1 }, rules: [{ match: BY_SOURCE, action: { route: { destination: 'udp-echo' } } }] },
+      listener('udp-compiled', { protocol: 'UDP', port: p.udpCompiled, idle_timeout: 1 }, 'udp-echo'),
     ],
   });
   const refs = new Map<string, WeakRef<object>[]>();
@@ -94,6 +96,7 @@ test('sessions that ended leave nothing reachable, on every path', async (t) => 
     t.is(await wsEcho(p.ws, `w${i}`), `w${i}`);
     t.is(await wsEcho(p.wsJs, `j${i}`), `j${i}`);
     t.is(await udpEcho(p.udp, `d${i}`), `d${i}`);
+    t.is(await udpEcho(p.udpCompiled, `c${i}`), `c${i}`);
   }
   // UDP flows end at their idle timeout (1 s); the rest as their clients close.
   await waitFor(() => [...gw.sessions.values()].every((s) => s.status === 'DESTROYED') || undefined, 10_000, 'every session over');
@@ -109,6 +112,7 @@ test('sessions that ended leave nothing reachable, on every path', async (t) => 
   // The compiled listener's N sessions made no Session, and none is live in the addon.
   await waitFor(() => gw.compiled.live() === 0 || undefined, 10_000, 'no compiled session live');
   t.false(refs.has('tcp-compiled'), 'no Session object for a compiled listener');
+  t.false(refs.has('udp-compiled'), 'no Session object for a compiled UDP listener');
 });
 
 test('listeners and clusters created and deleted over REST leave nothing reachable', async (t) => {
