@@ -22,6 +22,7 @@ export const REFUSAL_REASONS = [
   'api_host',              // a REST call to a loopback API without a token, for a Host that is not a loopback name (DNS rebinding)
   'http_path',             // an HTTP/WebSocket request path that climbs above the root or carries %2F/%5C/backslash (400)
   'udp_foreign_peer',      // a datagram from a peer that the UDP listener's connect{} does not allow
+  'udp_dropped',           // a datagram of a compiled UDP flow dropped: a socket's send buffer was full (the addon never queues)
   'sync_buffer',           // a message for a Sync peer that has not joined yet, over the held-back bound
 ] as const;
 

@@ -239,6 +239,8 @@ test.serial('a listener deleted without ?recursive keeps its compiled flows and 
   const g = await childGateway(t, echoPort, { drain_timeout: 3000 }, { idle_timeout: 2 });
   const a = await client(t);
   await echoed(a, g.port, 'before');
+  const [flow] = (await api(g.child.base, 'GET', '/api/v1/sessions')).body.filter((s: any) => s.source?.origin === 'udp-in');
+  t.is(flow?.splice?.compiled, true, 'the flow is the addon\'s');
   t.is((await api(g.child.base, 'DELETE', '/api/v1/listeners/udp-in')).status, 200);
   await echoed(a, g.port, 'after');
   const b = await client(t);

@@ -15,7 +15,8 @@ import type { SharedUdpSocket } from './batch.js';
 
 export class CompiledUdp implements CompiledHandle {
   private readonly f: UdpForwarderHandle;
-  /** Evictions already counted as refusals. */
+  /** Drops and evictions already counted as refusals. */
+  private dropped = 0;
   private evicted = 0;
 
   constructor(
@@ -46,11 +47,18 @@ export class CompiledUdp implements CompiledHandle {
     this.f.stopAccepting();
   }
 
-  /** Also counts the flows the addon evicted to make room (early drop) as admission counts JavaScript's. */
+  /**
+   * Also counts, as refusals, what the addon counted since the last call: the
+   * datagrams it dropped (cell 10) and the flows it evicted to make room (cell 11,
+   * as admission counts JavaScript's early drops).
+   */
   stats(out: Float64Array): void {
     this.f.stats(out);
+    const { refusals, listenerName } = this.ctx;
+    const dropped = out.length > 10 ? out[10]! : this.dropped;
+    for (; this.dropped < dropped; this.dropped++) refusals.refuse('udp_dropped', listenerName);
     const evicted = out.length > 11 ? out[11]! : this.evicted;
-    for (; this.evicted < evicted; this.evicted++) this.ctx.refusals.refuse('flow_evicted', this.ctx.listenerName, { because: 'a cap' });
+    for (; this.evicted < evicted; this.evicted++) refusals.refuse('flow_evicted', listenerName, { because: 'a cap' });
   }
 
   list(): ReturnType<CompiledHandle['list']> {
